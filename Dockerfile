@@ -1,0 +1,28 @@
+# The asp sandbox image: the base image plus the in-container runner, nothing else.
+# It must build offline: RUN steps have no network, so only install what the base lacks.
+ARG BASE_IMAGE=node:20-bookworm-slim
+FROM ${BASE_IMAGE}
+
+# Real test suites need git and ps/pkill; the base built on asp machines has both already.
+RUN if command -v git >/dev/null && command -v ps >/dev/null; then :; \
+    else apt-get update && apt-get install -y --no-install-recommends git procps ca-certificates && rm -rf /var/lib/apt/lists/*; fi
+
+# uid/gid 1000 runs every step. A new named volume copies the ownership of its mount point, so /workspace
+# must belong to 1000:1000 here for the sandbox user to write into the volume.
+RUN if ! getent passwd 1000 >/dev/null; then \
+      (getent group 1000 >/dev/null || groupadd -g 1000 asp) && useradd -u 1000 -g 1000 -d /tmp -M -s /bin/bash asp; \
+    fi \
+ && mkdir -p /workspace /opt/asp/src/protocol /opt/asp/sandbox \
+ && chown 1000:1000 /workspace
+
+COPY dist/src/protocol/messages.js /opt/asp/src/protocol/messages.js
+COPY dist/sandbox/main.js /opt/asp/sandbox/main.js
+RUN printf '{"type":"module"}\n' > /opt/asp/package.json \
+ && printf '#!/bin/sh\nexec node /opt/asp/sandbox/main.js "$@"\n' > /usr/local/bin/asp-sandbox \
+ && chmod 755 /usr/local/bin/asp-sandbox
+
+ENV HOME=/tmp TERM=xterm SHELL=/bin/bash LANG=C.UTF-8 \
+    GIT_AUTHOR_NAME=asp GIT_AUTHOR_EMAIL=asp@sandbox.invalid GIT_COMMITTER_NAME=asp GIT_COMMITTER_EMAIL=asp@sandbox.invalid
+USER 1000:1000
+WORKDIR /workspace
+CMD ["asp-sandbox"]

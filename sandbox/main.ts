@@ -1,0 +1,203 @@
+/**
+ * asp-sandbox: the in-container runner. It runs the task's steps one after another in /workspace/repo,
+ * writes /workspace/.asp/<step>.json for each, and speaks the task protocol on stdout: the only thing on
+ * stdout is protocol lines, step output travels inside `step.log` events. It depends on nothing but Node
+ * and the protocol module, because the image carries no node_modules.
+ */
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, readFileSync } from 'node:fs';
+import { readdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { StringDecoder } from 'node:string_decoder';
+import {
+  encodeMessage,
+  PROTOCOL_VERSION,
+  SANDBOX_ARTIFACTS_DIR,
+  SANDBOX_REPO_DIR,
+  SANDBOX_TASK_FILE,
+  type ProtocolMessage,
+  type SandboxTask,
+} from '../src/protocol/messages.js';
+
+const RUNNER = `asp-sandbox/${PROTOCOL_VERSION}`;
+const TAIL_BYTES = 4096;
+const EXIT_DEADLINE = 124;
+const MAX_ARTIFACTS = 1000;
+
+function emit(message: ProtocolMessage): void {
+  process.stdout.write(encodeMessage(message));
+}
+
+interface StepOutcome {
+  exitCode: number;
+  timedOut: boolean;
+}
+
+let currentChild: { pid?: number | undefined } | undefined;
+
+/** setTimeout fires at once past 2^31-1 ms; clamp long deadlines. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+function killGroup(pid: number | undefined): void {
+  if (pid === undefined) return;
+  try {
+    // The step runs in its own process group: kill the group so background children die with it.
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    /* already gone */
+  }
+}
+
+async function runStep(task: SandboxTask, step: SandboxTask['steps'][number]): Promise<StepOutcome> {
+  const started = Date.now();
+  emit({ type: 'step.start', step: step.name, run: step.run, timeoutMs: step.timeoutMs, at: new Date(started).toISOString() });
+  const shell = existsSync('/bin/bash') ? '/bin/bash' : '/bin/sh';
+  const child = spawn(shell, ['-c', step.run], {
+    cwd: SANDBOX_REPO_DIR,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: {
+      ...process.env,
+      ASP_TASK: task.task,
+      ASP_TASK_ID: task.taskId,
+      ASP_STEP: step.name,
+      ASP_ARTIFACTS: SANDBOX_ARTIFACTS_DIR,
+    },
+  });
+  currentChild = child;
+  let outputBytes = 0;
+  let droppedBytes = 0;
+  let tail = Buffer.alloc(0);
+  const relay = (stream: 'stdout' | 'stderr') => {
+    const decoder = new StringDecoder('utf8');
+    return (chunk: Buffer) => {
+      outputBytes += chunk.length;
+      tail = Buffer.concat([tail, chunk]).subarray(-TAIL_BYTES);
+      const room = task.outputCapBytes - (outputBytes - chunk.length);
+      if (room <= 0) {
+        droppedBytes += chunk.length;
+        return;
+      }
+      const kept = room >= chunk.length ? chunk : chunk.subarray(0, room);
+      droppedBytes += chunk.length - kept.length;
+      const data = decoder.write(kept);
+      if (data) emit({ type: 'step.log', step: step.name, stream, data });
+      if (kept.length < chunk.length) {
+        emit({ type: 'step.log', step: step.name, stream: 'stderr', data: `\n[asp: output of step "${step.name}" passed ${task.outputCapBytes} bytes; the rest is dropped]\n` });
+      }
+    };
+  };
+  child.stdout.on('data', relay('stdout'));
+  child.stderr.on('data', relay('stderr'));
+
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    killGroup(child.pid);
+  }, Math.min(step.timeoutMs, MAX_TIMER_MS));
+
+  const exitCode = await new Promise<number>((resolve) => {
+    child.on('error', (error) => {
+      emit({ type: 'step.log', step: step.name, stream: 'stderr', data: `asp-sandbox: cannot start ${shell}: ${error.message}\n` });
+      resolve(127);
+    });
+    child.on('close', (code, signal) => resolve(code ?? (signal ? 128 + signalNumber(signal) : 1)));
+  });
+  clearTimeout(timer);
+  currentChild = undefined;
+  const finalCode = timedOut ? EXIT_DEADLINE : exitCode;
+  const durationMs = Date.now() - started;
+  emit({ type: 'step.end', step: step.name, exitCode: finalCode, durationMs, timedOut, droppedBytes });
+  await writeFile(
+    path.join(SANDBOX_ARTIFACTS_DIR, `${step.name}.json`),
+    JSON.stringify(
+      {
+        name: step.name,
+        command: step.run,
+        exitCode: finalCode,
+        timedOut,
+        durationMs,
+        startedAt: new Date(started).toISOString(),
+        endedAt: new Date(started + durationMs).toISOString(),
+        outputBytes,
+        droppedBytes,
+        outputTail: tail.toString('utf8'),
+      },
+      null,
+      2,
+    ) + '\n',
+  );
+  return { exitCode: finalCode, timedOut };
+}
+
+function signalNumber(signal: NodeJS.Signals): number {
+  const numbers: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15 };
+  return numbers[signal] ?? 0;
+}
+
+async function reportArtifacts(): Promise<void> {
+  let count = 0;
+  const walk = async (dir: string): Promise<void> => {
+    const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+    for (const entry of entries.sort((a, b) => a.name.localeCompare(b.name))) {
+      if (count >= MAX_ARTIFACTS) return;
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory()) await walk(full);
+      else if (entry.isFile() && full !== SANDBOX_TASK_FILE) {
+        count += 1;
+        const { sha256, bytes } = await digest(full);
+        emit({ type: 'artifact', path: path.relative(SANDBOX_ARTIFACTS_DIR, full), sha256, bytes });
+      }
+    }
+  };
+  await walk(SANDBOX_ARTIFACTS_DIR);
+}
+
+async function digest(file: string): Promise<{ sha256: string; bytes: number }> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  for await (const chunk of createReadStream(file)) {
+    hash.update(chunk as Buffer);
+    bytes += (chunk as Buffer).length;
+  }
+  return { sha256: hash.digest('hex'), bytes };
+}
+
+function finish(status: 'passed' | 'failed' | 'timeout', exitCode: number): void {
+  emit({ type: 'task.end', status, exitCode });
+  process.exitCode = exitCode;
+}
+
+async function main(): Promise<void> {
+  const task = JSON.parse(readFileSync(process.argv[2] ?? SANDBOX_TASK_FILE, 'utf8')) as SandboxTask;
+  emit({ type: 'hello', protocolVersion: PROTOCOL_VERSION, runner: RUNNER });
+
+  // The backstop: even if the supervisor is gone, the task ends at its deadline. PID 1 (init) then stops the container.
+  const backstop = setTimeout(() => {
+    killGroup(currentChild?.pid);
+    emit({ type: 'warning', message: 'task deadline reached inside the sandbox; stopping' });
+    emit({ type: 'task.end', status: 'timeout', exitCode: EXIT_DEADLINE });
+    process.stdout.write('', () => process.exit(EXIT_DEADLINE));
+  }, Math.min(Math.max(0, task.deadlineAt - Date.now()), MAX_TIMER_MS));
+  backstop.unref();
+
+  for (const step of task.steps) {
+    const outcome = await runStep(task, step);
+    if (outcome.timedOut) {
+      await reportArtifacts();
+      return finish('timeout', EXIT_DEADLINE);
+    }
+    if (outcome.exitCode !== 0) {
+      await reportArtifacts();
+      return finish('failed', 1);
+    }
+  }
+  await reportArtifacts();
+  finish('passed', 0);
+}
+
+main().catch((error: unknown) => {
+  emit({ type: 'warning', message: `asp-sandbox failed: ${error instanceof Error ? error.message : String(error)}` });
+  process.exitCode = 70;
+});

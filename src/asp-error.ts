@@ -1,0 +1,55 @@
+/** Errors are values with a code; the CLI maps each code to an exit code and a one-line message in one place. */
+export type AspErrorCode =
+  | 'BAD_INPUT' // a flag, a task spec, a pipeline file
+  | 'REPO_NOT_FOUND' // the repository or ref does not exist or cannot be read
+  | 'DOCKER_UNAVAILABLE' // no daemon answers
+  | 'DOCKER_FAILED' // the daemon answered with an error
+  | 'IMAGE_UNAVAILABLE' // the sandbox image is missing and cannot be built
+  | 'RUNTIME_UNAVAILABLE' // --runtime names a runtime the daemon does not have
+  | 'WORKSPACE_FAILED' // the host workspace cannot be made or written
+  | 'PROTOCOL_MISMATCH' // the sandbox speaks another protocol version
+  | 'NOT_FOUND'; // a task, trace or workspace asked for by name does not exist
+
+export class AspError extends Error {
+  constructor(
+    readonly code: AspErrorCode,
+    message: string,
+    /** What the user should do about it; shown after the message. */
+    readonly hint?: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'AspError';
+  }
+}
+
+/** Exit codes of DESIGN.md: the contract CI scripts depend on. */
+export const EXIT = {
+  ok: 0,
+  taskFailed: 1,
+  badInput: 2,
+  infrastructure: 3,
+  deadline: 124,
+  interrupted: 130,
+} as const;
+
+export function exitCodeFor(code: AspErrorCode): number {
+  switch (code) {
+    case 'BAD_INPUT':
+    case 'REPO_NOT_FOUND':
+    case 'NOT_FOUND':
+      return EXIT.badInput;
+    case 'DOCKER_UNAVAILABLE':
+    case 'DOCKER_FAILED':
+    case 'IMAGE_UNAVAILABLE':
+    case 'RUNTIME_UNAVAILABLE':
+    case 'WORKSPACE_FAILED':
+    case 'PROTOCOL_MISMATCH':
+      return EXIT.infrastructure;
+  }
+}
+
+export function errorMessage(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  return String(error);
+}

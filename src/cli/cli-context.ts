@@ -1,0 +1,48 @@
+import { AspError, errorMessage, EXIT, exitCodeFor } from '../asp-error.js';
+import { readSettings, type Settings } from '../config/settings.js';
+import { DockerodeAdapter } from '../docker/dockerode-adapter.js';
+import type { DockerPort } from '../docker/port.js';
+import { humanLog, jsonLog, type Log } from '../supervisor/log.js';
+
+/** What every command gets: settings, a log, a Docker port, and how to print its result. Built per command, never at import. */
+export interface CliContext {
+  settings: Settings;
+  log: Log;
+  docker: DockerPort;
+  json: boolean;
+  debug: boolean;
+  stdout: (text: string) => void;
+}
+
+export function makeContext(options: { json?: boolean; debug?: boolean }): CliContext {
+  const settings = readSettings();
+  const debug = Boolean(options.debug) || settings.debug;
+  const json = Boolean(options.json);
+  return {
+    settings,
+    debug,
+    json,
+    log: json ? jsonLog(debug) : humanLog(debug),
+    docker: new DockerodeAdapter(settings.dockerHost),
+    stdout: (text) => process.stdout.write(text),
+  };
+}
+
+/**
+ * The one place errors become exit codes and one-line messages. With --json the error is also the result
+ * object on stdout, so a script always gets JSON.
+ */
+export function reportFailure(error: unknown, options: { json: boolean; debug: boolean }): number {
+  const known = error instanceof AspError;
+  const exitCode = known ? exitCodeFor(error.code) : EXIT.infrastructure;
+  const message = known ? error.message : `unexpected error: ${errorMessage(error)}`;
+  const hint = known ? error.hint : 'rerun with --debug and report it';
+  process.stderr.write(`asp: error: ${message}${hint ? ` — ${hint}` : ''}\n`);
+  if (options.debug && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
+  if (options.json) {
+    process.stdout.write(
+      JSON.stringify({ status: 'error', exitCode, error: { code: known ? error.code : 'INTERNAL', message, ...(hint ? { hint } : {}) } }) + '\n',
+    );
+  }
+  return exitCode;
+}

@@ -1,0 +1,75 @@
+import { mkdir, statfs } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { errorMessage, EXIT } from '../asp-error.js';
+import { formatBytes } from '../config/units.js';
+import { imageContext } from '../supervisor/sandbox-image.js';
+import { makeContext, reportFailure } from './cli-context.js';
+
+interface Check {
+  name: string;
+  ok: boolean;
+  detail: string;
+  /** A failed check that does not stop asp from working (the image builds itself on first run). */
+  advisory?: boolean;
+}
+
+/** Below this much free space under the workspace root, clones and artifacts will start failing. */
+const MIN_FREE_BYTES = 1024 ** 3;
+
+export function registerDoctorCommand(program: Command): void {
+  program
+    .command('doctor')
+    .description('check Docker, the sandbox image and disk space')
+    .option('--json', 'print the checks as JSON')
+    .action(async (flags: { json?: boolean }) => {
+      const json = Boolean(flags.json);
+      try {
+        const context = makeContext({ json });
+        const checks: Check[] = [];
+        let dockerUp = false;
+        try {
+          const info = await context.docker.info();
+          dockerUp = true;
+          checks.push({ name: 'docker', ok: true, detail: `Docker ${info.serverVersion} (API ${info.apiVersion}, ${info.os}/${info.arch}) at ${info.endpoint}; runtimes: ${info.runtimes.join(', ') || 'default'}` });
+        } catch (error) {
+          checks.push({ name: 'docker', ok: false, detail: errorMessage(error) });
+        }
+        try {
+          const { tag, baseImage } = imageContext();
+          if (!dockerUp) checks.push({ name: 'image', ok: false, detail: `${tag}: cannot check without Docker`, advisory: true });
+          else if (await context.docker.imageExists(tag)) checks.push({ name: 'image', ok: true, detail: `${tag} present` });
+          else {
+            const base = await context.docker.imageExists(baseImage);
+            checks.push({
+              name: 'image',
+              ok: false,
+              advisory: base,
+              detail: base ? `${tag} not built yet: asp run builds it (or run asp image build)` : `${tag} missing and its base ${baseImage} is not present: load or build the base image`,
+            });
+          }
+        } catch (error) {
+          checks.push({ name: 'image', ok: false, detail: errorMessage(error) });
+        }
+        try {
+          await mkdir(context.settings.workspacesRoot, { recursive: true });
+          const fs = await statfs(context.settings.workspacesRoot);
+          const free = fs.bavail * fs.bsize;
+          checks.push({ name: 'disk', ok: free >= MIN_FREE_BYTES, detail: `${formatBytes(free)} free under ${context.settings.workspacesRoot}` });
+        } catch (error) {
+          checks.push({ name: 'disk', ok: false, detail: `${context.settings.workspacesRoot}: ${errorMessage(error)}` });
+        }
+        const langfuse = context.settings.langfuse;
+        checks.push({ name: 'langfuse', ok: true, advisory: true, detail: langfuse ? `configured: ${langfuse.baseUrl}` : 'not configured: traces stay local (.asp/trace.json)' });
+
+        const failed = checks.filter((check) => !check.ok && !check.advisory);
+        const exitCode = failed.length ? EXIT.infrastructure : EXIT.ok;
+        if (json) context.stdout(JSON.stringify({ ok: failed.length === 0, exitCode, checks }) + '\n');
+        else {
+          for (const check of checks) context.stdout(`${check.ok ? 'ok  ' : check.advisory ? 'note' : 'FAIL'}  ${check.name.padEnd(8)} ${check.detail}\n`);
+        }
+        process.exitCode = exitCode;
+      } catch (error) {
+        process.exitCode = reportFailure(error, { json, debug: false });
+      }
+    });
+}

@@ -1,0 +1,29 @@
+import type { Command } from 'commander';
+import { EXIT } from '../asp-error.js';
+import { buildSandboxImage, imageContext } from '../supervisor/sandbox-image.js';
+import { makeContext, reportFailure } from './cli-context.js';
+
+export function registerImageCommand(program: Command): void {
+  const image = program.command('image').description('manage the sandbox image');
+  image
+    .command('build')
+    .description('build the sandbox image (asp run does it by itself when missing)')
+    .option('--base <image>', 'base image', undefined)
+    .option('--json', 'print the result as JSON')
+    .action(async (flags: { base?: string; json?: boolean }) => {
+      const json = Boolean(flags.json);
+      try {
+        const context = makeContext({ json });
+        const target = imageContext(undefined, flags.base);
+        context.log.info({ image: target.tag }, `building ${target.tag} from ${target.baseImage}`);
+        await buildSandboxImage(context.docker, target, (line) => {
+          if (!json) process.stderr.write(`  ${line}\n`);
+        });
+        if (json) context.stdout(JSON.stringify({ image: target.tag }) + '\n');
+        else context.stdout(`${target.tag}\n`);
+        process.exitCode = EXIT.ok;
+      } catch (error) {
+        process.exitCode = reportFailure(error, { json, debug: false });
+      }
+    });
+}

@@ -1,0 +1,43 @@
+import os from 'node:os';
+import path from 'node:path';
+import { AspError } from '../asp-error.js';
+import { parseDuration } from './units.js';
+
+/** Everything asp reads from the environment, read in one place and passed down. */
+export interface Settings {
+  /** Root of the per-task host dirs: `<workspaces>/<task-id>/{repo,.asp}`. */
+  workspacesRoot: string;
+  /** asp's own state: the trace store and outbox. */
+  home: string;
+  /** How long `.asp/` of finished tasks is kept, in ms. */
+  retentionMs: number;
+  dockerHost: string | undefined;
+  langfuse: { publicKey: string; secretKey: string; baseUrl: string } | undefined;
+  debug: boolean;
+  /** The host environment, for the explicit `--env NAME` allowlist only. */
+  hostEnv: Readonly<Record<string, string | undefined>>;
+}
+
+export const LANGFUSE_DEFAULT_BASE_URL = 'https://cloud.langfuse.com';
+
+export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
+  const retention = env.ASP_RETENTION ?? '7d';
+  const retentionMs = parseDuration(/^\d+$/.test(retention) ? `${retention}d` : retention);
+  if (retentionMs === undefined) {
+    throw new AspError('BAD_INPUT', `ASP_RETENTION="${retention}" is not a duration`, 'use a number of days (7) or a duration such as 36h');
+  }
+  const publicKey = env.LANGFUSE_PUBLIC_KEY?.trim();
+  const secretKey = env.LANGFUSE_SECRET_KEY?.trim();
+  return {
+    workspacesRoot: path.resolve(env.ASP_WORKSPACES || '/tmp/asp-workspaces'),
+    home: path.resolve(env.ASP_HOME || path.join(os.homedir(), '.asp')),
+    retentionMs,
+    dockerHost: env.DOCKER_HOST || undefined,
+    langfuse:
+      publicKey && secretKey
+        ? { publicKey, secretKey, baseUrl: (env.LANGFUSE_BASE_URL || env.LANGFUSE_HOST || LANGFUSE_DEFAULT_BASE_URL).replace(/\/+$/, '') }
+        : undefined,
+    debug: env.ASP_DEBUG === '1',
+    hostEnv: env,
+  };
+}

@@ -1,0 +1,102 @@
+import { z } from 'zod';
+import { AspError } from '../asp-error.js';
+import { parseDuration, parseSize } from './units.js';
+
+/** Task ids name host dirs, volumes and labels: keep them to a safe alphabet. */
+export const TASK_ID_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+/** Step names become `.asp/<step>.json`; a few names are the runner's own files. */
+export const STEP_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+const RESERVED_STEP_NAMES = new Set(['task', 'trace', 'events', 'usage', 'report', 'result', 'owner']);
+
+const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  const ms = typeof value === 'number' ? value * 1000 : parseDuration(value);
+  if (ms === undefined || !(ms > 0)) {
+    ctx.addIssue({ code: 'custom', message: `"${value}" is not a duration: use e.g. 90s, 10m, 1h` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const size = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  const bytes = typeof value === 'number' ? value : parseSize(value);
+  if (bytes === undefined) {
+    ctx.addIssue({ code: 'custom', message: `"${value}" is not a size: use e.g. 512m, 2g` });
+    return z.NEVER;
+  }
+  return bytes;
+});
+
+export const stepSchema = z.strictObject({
+  name: z
+    .string()
+    .regex(STEP_NAME_PATTERN, 'must be letters, digits, ".", "_" or "-" (at most 63), starting with a letter or digit')
+    .refine((name) => !RESERVED_STEP_NAMES.has(name), { message: 'is reserved for asp\'s own files; pick another name' }),
+  run: z.string().min(1, 'must be a shell command'),
+  timeout: duration.optional(),
+});
+
+export const pipelineSchema = z.strictObject({
+  $schema: z.string().optional(),
+  steps: z
+    .array(stepSchema)
+    .min(1, 'needs at least one step')
+    .max(100)
+    .superRefine((steps, ctx) => {
+      const seen = new Set<string>();
+      steps.forEach((step, index) => {
+        if (seen.has(step.name)) ctx.addIssue({ code: 'custom', path: [index, 'name'], message: `"${step.name}" is used twice` });
+        seen.add(step.name);
+      });
+    }),
+});
+
+export const limitsSchema = z.strictObject({
+  timeout: duration.default(30 * 60_000),
+  memory: size
+    .refine((bytes) => bytes >= 6 * 1024 ** 2, { message: 'must be at least 6m (Docker\'s minimum)' })
+    .default(2 * 1024 ** 3),
+  cpus: z.number().positive('must be more than 0').max(1024).default(1),
+  pids: z.number().int().min(16, 'must be at least 16').max(1_000_000).default(512),
+  tmpfs: size.default(512 * 1024 ** 2),
+});
+
+export type Step = z.infer<typeof stepSchema>;
+export type Limits = z.infer<typeof limitsSchema>;
+
+/** One task as `asp run` flags and `asp batch` lines describe it. */
+export const taskSpecSchema = z.strictObject({
+  id: z.string().regex(TASK_ID_PATTERN, 'must match [a-z0-9][a-z0-9._-]{0,62}').optional(),
+  repo: z.string().min(1, 'is required: a local path or a git URL'),
+  ref: z.string().min(1).max(255).optional(),
+  task: z.string().max(100_000).default(''),
+  steps: pipelineSchema.shape.steps.optional(),
+  pipeline: z.string().min(1).optional(),
+  image: z.string().min(1).optional(),
+  runtime: z.string().min(1).optional(),
+  limits: limitsSchema.default(limitsSchema.parse({})),
+  env: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name')).default([]),
+  keep: z.boolean().default(false),
+  outputCap: size.default(10 * 1024 ** 2),
+});
+
+export type TaskSpecInput = z.input<typeof taskSpecSchema>;
+export type TaskSpec = z.infer<typeof taskSpecSchema>;
+
+/** Validates a task spec; the error names the field and says what is wanted. */
+export function parseTaskSpec(input: unknown, origin = 'task'): TaskSpec {
+  return parseWith(taskSpecSchema, input, origin);
+}
+
+export function parseWith<T extends z.ZodType>(schema: T, input: unknown, origin: string): z.infer<T> {
+  const parsed = schema.safeParse(input);
+  if (parsed.success) return parsed.data;
+  throw new AspError('BAD_INPUT', `${origin}: ${describeIssue(parsed.error)}`);
+}
+
+export function describeIssue(error: z.ZodError): string {
+  const issue = error.issues[0];
+  if (!issue) return 'invalid';
+  const where = issue.path.length ? issue.path.map(String).join('.') : '(top level)';
+  if (issue.code === 'unrecognized_keys') return `${where}: unknown field(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
+  return `${where} ${issue.message}`;
+}

@@ -1,0 +1,98 @@
+import type { Readable } from 'node:stream';
+
+/**
+ * The small interface everything outside src/docker/ uses to talk to Docker. The dockerode adapter implements
+ * it against a real daemon; unit tests use a fake. Field names follow the Docker Engine API.
+ */
+export interface ContainerCreateBody {
+  name: string;
+  Image: string;
+  Cmd: string[];
+  Entrypoint?: string[];
+  Env: string[];
+  User: string;
+  WorkingDir: string;
+  Labels: Record<string, string>;
+  AttachStdin: boolean;
+  AttachStdout: boolean;
+  AttachStderr: boolean;
+  OpenStdin: boolean;
+  Tty: boolean;
+  NetworkDisabled: boolean;
+  StopTimeout: number;
+  HostConfig: {
+    NetworkMode: 'none';
+    ReadonlyRootfs: boolean;
+    Tmpfs: Record<string, string>;
+    CapDrop: string[];
+    CapAdd: string[];
+    SecurityOpt: string[];
+    Privileged: boolean;
+    Init: boolean;
+    PidsLimit: number;
+    Memory: number;
+    MemorySwap: number;
+    NanoCpus: number;
+    IpcMode: string;
+    LogConfig: { Type: string; Config: Record<string, string> };
+    Mounts: Array<{ Type: 'volume'; Source: string; Target: string; ReadOnly: boolean }>;
+    Binds: string[];
+    Devices: unknown[];
+    AutoRemove: boolean;
+    Runtime?: string;
+  };
+}
+
+export interface DaemonInfo {
+  endpoint: string;
+  serverVersion: string;
+  apiVersion: string;
+  os: string;
+  arch: string;
+  runtimes: string[];
+}
+
+export interface ContainerSummary {
+  id: string;
+  name: string;
+  state: string;
+  labels: Record<string, string>;
+  createdAt: Date;
+}
+
+export interface VolumeSummary {
+  name: string;
+  labels: Record<string, string>;
+}
+
+export interface AttachedStreams {
+  stdout: Readable;
+  stderr: Readable;
+}
+
+export interface DockerPort {
+  info(): Promise<DaemonInfo>;
+  imageExists(tag: string): Promise<boolean>;
+  buildImage(
+    context: Readable,
+    options: { tag: string; buildArgs: Record<string, string>; labels: Record<string, string> },
+    onProgress: (line: string) => void,
+  ): Promise<void>;
+  createVolume(name: string, labels: Record<string, string>): Promise<void>;
+  /** Removes a volume; one already gone is success. */
+  removeVolume(name: string): Promise<void>;
+  listVolumes(labelFilters: string[]): Promise<VolumeSummary[]>;
+  createContainer(body: ContainerCreateBody): Promise<string>;
+  putArchive(containerId: string, path: string, tar: Readable): Promise<void>;
+  getArchive(containerId: string, path: string): Promise<Readable>;
+  /** Attaches to stdout/stderr (call before start so nothing is missed); the streams end when the container stops. */
+  attach(containerId: string): Promise<AttachedStreams>;
+  start(containerId: string): Promise<void>;
+  /** Resolves with the exit status when the container stops. */
+  wait(containerId: string): Promise<number>;
+  /** Kills a running container; one already stopped or gone is success. */
+  kill(containerId: string): Promise<void>;
+  /** Removes a container with its anonymous volumes, forcibly; one already gone is success. */
+  removeContainer(containerId: string): Promise<void>;
+  listContainers(labelFilters: string[]): Promise<ContainerSummary[]>;
+}

@@ -1,0 +1,92 @@
+/**
+ * The task protocol: newline-delimited JSON on the sandbox container's stdout.
+ *
+ * This file is imported by both sides (the host supervisor and the in-container runner), so it must stay
+ * free of dependencies: the sandbox image carries only this module and the runner, no node_modules.
+ * Bump PROTOCOL_VERSION on any incompatible change; the host refuses a runner of another major version.
+ */
+export const PROTOCOL_VERSION = 1;
+
+/** Every protocol line starts with this key so stray output is never mistaken for an event. */
+export const PROTOCOL_TAG = 'asp';
+
+export interface HelloMessage {
+  type: 'hello';
+  protocolVersion: number;
+  runner: string;
+}
+export interface StepStartMessage {
+  type: 'step.start';
+  step: string;
+  run: string;
+  timeoutMs: number;
+  at: string;
+}
+export interface StepLogMessage {
+  type: 'step.log';
+  step: string;
+  stream: 'stdout' | 'stderr';
+  data: string;
+}
+export interface StepEndMessage {
+  type: 'step.end';
+  step: string;
+  exitCode: number;
+  durationMs: number;
+  /** true when the runner stopped the step at its deadline (backstop; the host kills the container first). */
+  timedOut?: boolean;
+  /** bytes of output dropped past the cap. */
+  droppedBytes?: number;
+}
+export interface ArtifactMessage {
+  type: 'artifact';
+  path: string;
+  sha256: string;
+  bytes: number;
+}
+export interface GenerationMessage {
+  type: 'generation';
+  step: string;
+  model: string;
+  usage: { input?: number; output?: number; total?: number };
+  costUsd?: number;
+}
+export interface TaskEndMessage {
+  type: 'task.end';
+  status: 'passed' | 'failed' | 'timeout';
+  exitCode: number;
+}
+export interface WarningMessage {
+  type: 'warning';
+  message: string;
+}
+
+export type ProtocolMessage =
+  | HelloMessage
+  | StepStartMessage
+  | StepLogMessage
+  | StepEndMessage
+  | ArtifactMessage
+  | GenerationMessage
+  | TaskEndMessage
+  | WarningMessage;
+
+export function encodeMessage(message: ProtocolMessage): string {
+  return JSON.stringify({ [PROTOCOL_TAG]: PROTOCOL_VERSION, ...message }) + '\n';
+}
+
+/** What the host hands the runner, as /workspace/.asp/task.json. */
+export interface SandboxTask {
+  taskId: string;
+  task: string;
+  steps: Array<{ name: string; run: string; timeoutMs: number }>;
+  /** Wall-clock deadline (epoch ms) for the whole task: the runner's own backstop. */
+  deadlineAt: number;
+  /** Bytes of output kept per step; the rest is dropped with a marker. */
+  outputCapBytes: number;
+}
+
+export const SANDBOX_WORKSPACE = '/workspace';
+export const SANDBOX_REPO_DIR = '/workspace/repo';
+export const SANDBOX_ARTIFACTS_DIR = '/workspace/.asp';
+export const SANDBOX_TASK_FILE = '/workspace/.asp/task.json';

@@ -1,0 +1,84 @@
+import { z } from 'zod';
+import { PROTOCOL_TAG, PROTOCOL_VERSION, type ProtocolMessage } from './messages.js';
+
+const stepName = z.string().min(1).max(64);
+const schema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('hello'), protocolVersion: z.number().int(), runner: z.string() }),
+  z.object({
+    type: z.literal('step.start'),
+    step: stepName,
+    run: z.string(),
+    timeoutMs: z.number().nonnegative(),
+    at: z.string(),
+  }),
+  z.object({
+    type: z.literal('step.log'),
+    step: stepName,
+    stream: z.enum(['stdout', 'stderr']),
+    data: z.string(),
+  }),
+  z.object({
+    type: z.literal('step.end'),
+    step: stepName,
+    exitCode: z.number().int(),
+    durationMs: z.number().nonnegative(),
+    timedOut: z.boolean().optional(),
+    droppedBytes: z.number().nonnegative().optional(),
+  }),
+  z.object({
+    type: z.literal('artifact'),
+    path: z.string().min(1).max(4096),
+    sha256: z.string().regex(/^[0-9a-f]{64}$/),
+    bytes: z.number().int().nonnegative(),
+  }),
+  z.object({
+    type: z.literal('generation'),
+    step: stepName,
+    model: z.string().max(200),
+    usage: z.object({
+      input: z.number().nonnegative().optional(),
+      output: z.number().nonnegative().optional(),
+      total: z.number().nonnegative().optional(),
+    }),
+    costUsd: z.number().nonnegative().optional(),
+  }),
+  z.object({
+    type: z.literal('task.end'),
+    status: z.enum(['passed', 'failed', 'timeout']),
+    exitCode: z.number().int(),
+  }),
+  z.object({ type: z.literal('warning'), message: z.string().max(10_000) }),
+]);
+
+export type ParsedLine =
+  | { kind: 'message'; message: ProtocolMessage }
+  | { kind: 'invalid'; reason: string; line: string };
+
+/** Parses one protocol line. Never throws: a malformed or unknown line becomes `invalid` for the caller to record. */
+export function parseProtocolLine(line: string): ParsedLine {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(line);
+  } catch {
+    return { kind: 'invalid', reason: 'not JSON', line: preview(line) };
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    return { kind: 'invalid', reason: 'not a JSON object', line: preview(line) };
+  }
+  const record = raw as Record<string, unknown>;
+  if (record[PROTOCOL_TAG] !== PROTOCOL_VERSION) {
+    return { kind: 'invalid', reason: `missing "${PROTOCOL_TAG}": ${PROTOCOL_VERSION} tag`, line: preview(line) };
+  }
+  const { [PROTOCOL_TAG]: _tag, ...body } = record;
+  const parsed = schema.safeParse(body);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue?.path.length ? issue.path.join('.') : 'type';
+    return { kind: 'invalid', reason: `${where}: ${issue?.message ?? 'invalid'}`, line: preview(line) };
+  }
+  return { kind: 'message', message: parsed.data as ProtocolMessage };
+}
+
+function preview(line: string): string {
+  return line.length > 200 ? `${line.slice(0, 200)}…` : line;
+}

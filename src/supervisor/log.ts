@@ -1,0 +1,36 @@
+import pino from 'pino';
+
+/** The structured log of asp itself: object first, message second, always on stderr. */
+export interface Log {
+  info(fields: Record<string, unknown>, message: string): void;
+  warn(fields: Record<string, unknown>, message: string): void;
+  error(fields: Record<string, unknown>, message: string): void;
+  debug(fields: Record<string, unknown>, message: string): void;
+}
+
+/** JSON lines (pino) on stderr: for --json and CI, where a machine reads the log. */
+export function jsonLog(debug: boolean): Log {
+  const logger = pino({ level: debug ? 'debug' : 'info', base: { app: 'asp' } }, pino.destination({ fd: 2, sync: true }));
+  return {
+    info: (fields, message) => logger.info(fields, message),
+    warn: (fields, message) => logger.warn(fields, message),
+    error: (fields, message) => logger.error(fields, message),
+    debug: (fields, message) => logger.debug(fields, message),
+  };
+}
+
+/** Plain `asp: ...` lines on stderr for a person at a terminal; fields are shown only with --debug. */
+export function humanLog(debug: boolean, write: (line: string) => void = (line) => process.stderr.write(line)): Log {
+  const line = (prefix: string) => (fields: Record<string, unknown>, message: string) => {
+    const extra = debug && Object.keys(fields).length ? ` ${JSON.stringify(fields)}` : '';
+    write(`asp: ${prefix}${message}${extra}\n`);
+  };
+  return {
+    info: line(''),
+    warn: line('warning: '),
+    error: line('error: '),
+    debug: debug ? line('debug: ') : () => {},
+  };
+}
+
+export const silentLog: Log = { info: () => {}, warn: () => {}, error: () => {}, debug: () => {} };

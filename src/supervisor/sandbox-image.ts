@@ -1,0 +1,79 @@
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import tarStream from 'tar-stream';
+import { AspError } from '../asp-error.js';
+import type { DockerPort } from '../docker/port.js';
+
+export const IMAGE_REPOSITORY = 'asp-sandbox';
+export const DEFAULT_BASE_IMAGE = 'node:20-bookworm-slim';
+
+/** The files the image is built from, relative to the package root. Their hash is the image tag. */
+const CONTEXT_FILES = ['Dockerfile', 'dist/src/protocol/messages.js', 'dist/sandbox/main.js'];
+
+export function packageRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const manifest = path.join(dir, 'package.json');
+    if (existsSync(manifest) && (JSON.parse(readFileSync(manifest, 'utf8')) as { name?: string }).name === 'asp-runner') return dir;
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new AspError('IMAGE_UNAVAILABLE', 'cannot find the asp-runner package root', 'reinstall asp-runner');
+    dir = parent;
+  }
+}
+
+export interface ImageContext {
+  tag: string;
+  files: Array<{ name: string; content: Buffer }>;
+  baseImage: string;
+}
+
+export function imageContext(root = packageRoot(), baseImage = DEFAULT_BASE_IMAGE): ImageContext {
+  const hash = createHash('sha256').update(`base=${baseImage}\n`);
+  const files = CONTEXT_FILES.map((name) => {
+    const file = path.join(root, name);
+    if (!existsSync(file)) {
+      throw new AspError('IMAGE_UNAVAILABLE', `cannot build the sandbox image: ${name} is missing`, 'run `npm run build` first');
+    }
+    const content = readFileSync(file);
+    hash.update(`${name}\n`).update(content);
+    return { name, content };
+  });
+  return { tag: `${IMAGE_REPOSITORY}:${hash.digest('hex').slice(0, 12)}`, files, baseImage };
+}
+
+function contextTar(context: ImageContext): Readable {
+  const pack = tarStream.pack();
+  for (const file of context.files) pack.entry({ name: file.name, mode: 0o644 }, file.content);
+  pack.finalize();
+  return pack as unknown as Readable;
+}
+
+export async function buildSandboxImage(docker: DockerPort, context: ImageContext, onProgress: (line: string) => void): Promise<void> {
+  await docker.buildImage(
+    contextTar(context),
+    { tag: context.tag, buildArgs: { BASE_IMAGE: context.baseImage }, labels: { 'asp.image': 'sandbox' } },
+    onProgress,
+  );
+}
+
+/**
+ * The image a task runs in: `--image` when given (it must exist), else the sandbox image of this build,
+ * built on the spot when missing or out of date (its tag is the content hash of what it is built from).
+ */
+export async function ensureSandboxImage(
+  docker: DockerPort,
+  options: { image?: string | undefined; onBuildStart?: (tag: string) => void; onProgress?: (line: string) => void },
+): Promise<string> {
+  if (options.image) {
+    if (await docker.imageExists(options.image)) return options.image;
+    throw new AspError('IMAGE_UNAVAILABLE', `image ${options.image} is not present in the Docker daemon`, 'build or load it first, or leave out --image to use the asp sandbox image');
+  }
+  const context = imageContext();
+  if (await docker.imageExists(context.tag)) return context.tag;
+  options.onBuildStart?.(context.tag);
+  await buildSandboxImage(docker, context, options.onProgress ?? (() => {}));
+  return context.tag;
+}

@@ -1,0 +1,127 @@
+import type { Readable } from 'node:stream';
+import { AspError } from '../asp-error.js';
+import type { DockerPort } from '../docker/port.js';
+import { LineSplitter } from '../protocol/line-splitter.js';
+import { PROTOCOL_VERSION, type ProtocolMessage, type TaskEndMessage } from '../protocol/messages.js';
+import { parseProtocolLine } from '../protocol/parse.js';
+import type { ResolvedStep } from '../config/pipeline.js';
+
+/** Longest protocol line the host accepts; a step's output arrives in chunks far smaller than this. */
+const MAX_LINE_BYTES = 1024 * 1024;
+/** How long to wait for the output streams to drain after the container stopped. */
+const DRAIN_MS = 2000;
+
+export type SessionEnd =
+  | { kind: 'exited'; statusCode: number; taskEnd: TaskEndMessage | undefined }
+  | { kind: 'deadline'; what: string }
+  | { kind: 'interrupted' };
+
+export interface SessionHooks {
+  onMessage(message: ProtocolMessage): void;
+  onWarning(message: string): void;
+  /** Raw stderr of the runner itself (not of steps): only a crashed runner writes there. */
+  onRunnerStderr(text: string): void;
+}
+
+/**
+ * Runs a created container to its end: attach, start, read the protocol, enforce the task and step deadlines
+ * by killing the container (not just abandoning the wait), and stop early when `signal` aborts.
+ */
+export async function runSession(
+  docker: DockerPort,
+  containerId: string,
+  options: { steps: ResolvedStep[]; taskTimeoutMs: number; signal?: AbortSignal | undefined },
+  hooks: SessionHooks,
+): Promise<SessionEnd> {
+  const streams = await docker.attach(containerId);
+  let taskEnd: TaskEndMessage | undefined;
+  let helloSeen = false;
+  let stepTimer: NodeJS.Timeout | undefined;
+  let resolveStop!: (end: SessionEnd) => void;
+  const stopped = new Promise<SessionEnd>((resolve) => (resolveStop = resolve));
+  const stepTimeouts = new Map(options.steps.map((step) => [step.name, step.timeoutMs]));
+
+  const handle = (message: ProtocolMessage) => {
+    if (message.type === 'hello') {
+      helloSeen = true;
+      if (message.protocolVersion !== PROTOCOL_VERSION) {
+        hooks.onWarning(`sandbox speaks protocol ${message.protocolVersion}, asp speaks ${PROTOCOL_VERSION}`);
+      }
+    } else if (!helloSeen) {
+      hooks.onWarning(`protocol event ${message.type} before hello`);
+    }
+    if (message.type === 'step.start') {
+      clearTimeout(stepTimer);
+      // The host's own deadline for the step (from the spec, not from what the sandbox claims).
+      const timeoutMs = stepTimeouts.get(message.step) ?? options.taskTimeoutMs;
+      stepTimer = setTimeout(() => resolveStop({ kind: 'deadline', what: `step "${message.step}" passed its ${timeoutMs} ms deadline` }), clampTimer(timeoutMs));
+    } else if (message.type === 'step.end') {
+      clearTimeout(stepTimer);
+    } else if (message.type === 'task.end') {
+      taskEnd = message;
+    }
+    hooks.onMessage(message);
+  };
+
+  const stdoutDone = pump(streams.stdout, (line) => {
+    const parsed = parseProtocolLine(line);
+    if (parsed.kind === 'message') handle(parsed.message);
+    else hooks.onWarning(`ignored a protocol line (${parsed.reason}): ${parsed.line}`);
+  }, (dropped) => hooks.onWarning(`ignored a protocol line of ${dropped} bytes (over ${MAX_LINE_BYTES})`));
+  const stderrDone = pump(streams.stderr, (line) => hooks.onRunnerStderr(line), () => {});
+
+  const taskTimer = setTimeout(() => resolveStop({ kind: 'deadline', what: `the task passed its ${options.taskTimeoutMs} ms deadline` }), clampTimer(options.taskTimeoutMs));
+  const onAbort = () => resolveStop({ kind: 'interrupted' });
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  if (options.signal?.aborted) onAbort();
+
+  try {
+    await docker.start(containerId);
+    const waited = docker.wait(containerId).then(
+      async (statusCode): Promise<SessionEnd> => {
+        // The streams end when the container stops; give the last protocol lines a moment to arrive.
+        await Promise.race([Promise.all([stdoutDone, stderrDone]), delay(DRAIN_MS)]);
+        return { kind: 'exited', statusCode, taskEnd };
+      },
+    );
+    const end = await Promise.race([waited, stopped]);
+    if (end.kind !== 'exited') {
+      // A deadline or an interrupt stops the container itself, every process in it, not just our wait.
+      await docker.kill(containerId);
+      await Promise.race([waited.catch(() => undefined), delay(DRAIN_MS)]);
+    }
+    if (end.kind === 'exited' && !helloSeen && end.statusCode !== 0) {
+      throw new AspError('PROTOCOL_MISMATCH', `the sandbox exited with ${end.statusCode} before saying hello`, 'the image may not contain asp-sandbox: use the asp sandbox image (leave out --image) or run `asp image build`');
+    }
+    return end;
+  } finally {
+    clearTimeout(taskTimer);
+    clearTimeout(stepTimer);
+    options.signal?.removeEventListener('abort', onAbort);
+    streams.stdout.destroy();
+    streams.stderr.destroy();
+  }
+}
+
+function pump(stream: Readable, onLine: (line: string) => void, onOverflow: (dropped: number) => void): Promise<void> {
+  const splitter = new LineSplitter(MAX_LINE_BYTES, onLine, onOverflow);
+  return new Promise((resolve) => {
+    stream.on('data', (chunk: Buffer) => splitter.push(chunk));
+    const done = () => {
+      splitter.end();
+      resolve();
+    };
+    stream.on('end', done);
+    stream.on('close', done);
+    stream.on('error', done);
+  });
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+/** setTimeout fires at once past 2^31-1 ms. */
+function clampTimer(ms: number): number {
+  return Math.min(ms, 2 ** 31 - 1);
+}

@@ -1,0 +1,44 @@
+/**
+ * Prints step output to the terminal as it streams, each line prefixed by its step, with a per-step cap:
+ * past the cap the rest is dropped with one marker, so a runaway step cannot flood the host.
+ */
+export class StepOutputPrinter {
+  private readonly printed = new Map<string, number>();
+  private readonly partial = new Map<string, string>();
+  private readonly capped = new Set<string>();
+
+  constructor(
+    private readonly write: (text: string) => void,
+    private readonly capBytes: number,
+  ) {}
+
+  data(step: string, stream: 'stdout' | 'stderr', data: string): void {
+    if (this.capped.has(step)) return;
+    const used = this.printed.get(step) ?? 0;
+    const bytes = Buffer.byteLength(data);
+    let text = data;
+    if (used + bytes > this.capBytes) {
+      text = Buffer.from(data).subarray(0, Math.max(0, this.capBytes - used)).toString('utf8');
+      this.capped.add(step);
+    }
+    this.printed.set(step, used + bytes);
+    const key = `${step}\0${stream}`;
+    const lines = ((this.partial.get(key) ?? '') + text).split('\n');
+    this.partial.set(key, lines.pop() ?? '');
+    for (const line of lines) this.write(`[${step}] ${line}\n`);
+    if (this.capped.has(step)) {
+      this.flushStep(step);
+      this.write(`[${step}] [asp: output passed ${this.capBytes} bytes; the rest is not shown]\n`);
+    }
+  }
+
+  /** Prints what is left of a step's last line when it ends. */
+  flushStep(step: string): void {
+    for (const stream of ['stdout', 'stderr']) {
+      const key = `${step}\0${stream}`;
+      const rest = this.partial.get(key);
+      if (rest) this.write(`[${step}] ${rest}\n`);
+      this.partial.delete(key);
+    }
+  }
+}

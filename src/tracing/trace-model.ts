@@ -1,0 +1,81 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * `asp.trace/v1`: one task as one trace, in Langfuse's own data model (trace, observations, scores), so the
+ * local JSON and what Langfuse stores line up field for field and a later push can rebuild the same trace.
+ */
+export const TRACE_SCHEMA = 'asp.trace/v1';
+
+export type ObservationLevel = 'DEBUG' | 'DEFAULT' | 'WARNING' | 'ERROR';
+export type TaskStatus = 'passed' | 'failed' | 'timeout' | 'interrupted' | 'error';
+
+/** The seed's trace metadata, exactly its keys, plus what asp adds. */
+export interface TraceMetadata {
+  task_id: string;
+  target_repo: string;
+  target_branch: string;
+  workspace_path: string;
+  pr_url: string | null;
+  hitl_required: boolean;
+  hitl_status: string;
+  run_id: string;
+  commit: string | null;
+  image: string | null;
+  limits: Record<string, number>;
+  exit_status: TaskStatus;
+  exit_code: number;
+}
+
+export interface TraceRecord {
+  id: string;
+  name: string;
+  timestamp: string;
+  input: unknown;
+  output: unknown;
+  metadata: TraceMetadata;
+  tags: string[];
+}
+
+export interface Observation {
+  id: string;
+  traceId: string;
+  parentObservationId: string | null;
+  type: 'SPAN' | 'GENERATION' | 'EVENT';
+  name: string;
+  startTime: string;
+  endTime: string | null;
+  level: ObservationLevel;
+  statusMessage: string | null;
+  input: unknown;
+  output: unknown;
+  metadata: Record<string, unknown>;
+  model?: string;
+  usageDetails?: Record<string, number>;
+  costDetails?: Record<string, number>;
+}
+
+export interface Score {
+  id: string;
+  traceId: string;
+  name: string;
+  value: number;
+  dataType: 'NUMERIC' | 'CATEGORICAL' | 'BOOLEAN';
+  comment: string | null;
+}
+
+export interface TraceDocument {
+  schema: typeof TRACE_SCHEMA;
+  trace: TraceRecord;
+  observations: Observation[];
+  scores: Score[];
+}
+
+/** The trace id is derived, never random: the same task and run always map to the same trace, so a re-push overwrites. */
+export function traceIdFor(taskId: string, runId: string): string {
+  return createHash('sha256').update(`asp-trace\0${taskId}\0${runId}`).digest('hex').slice(0, 32);
+}
+
+/** Observation and score ids are derived from the trace id and a stable key, for the same reason. */
+export function childIdFor(traceId: string, key: string, length = 16): string {
+  return createHash('sha256').update(`${traceId}\0${key}`).digest('hex').slice(0, length);
+}

@@ -1,0 +1,224 @@
+import type { Clock } from '../supervisor/clock.js';
+import type { ProtocolMessage } from '../protocol/messages.js';
+import {
+  childIdFor,
+  TRACE_SCHEMA,
+  traceIdFor,
+  type Observation,
+  type TaskStatus,
+  type TraceDocument,
+  type TraceMetadata,
+} from './trace-model.js';
+
+/** Output kept on a step's span: the tail, the part that says why a step failed. */
+const SPAN_OUTPUT_BYTES = 16 * 1024;
+
+export interface TraceStart {
+  taskId: string;
+  runId: string;
+  task: string;
+  repo: string;
+  ref: string | undefined;
+  workspacePath: string;
+  limits: Record<string, number>;
+}
+
+interface OpenStep {
+  observation: Observation;
+  output: string;
+  droppedChars: number;
+}
+
+/**
+ * Builds the task's trace from host phases and protocol events as they happen. It holds only capped
+ * output, so a chatty step cannot grow the trace without bound.
+ */
+export class TraceRecorder {
+  readonly traceId: string;
+  private readonly observations: Observation[] = [];
+  private readonly steps = new Map<string, OpenStep>();
+  private readonly rootId: string;
+  private readonly started: Date;
+  private commit: string | null = null;
+  private image: string | null = null;
+  private branch: string;
+  private generationCount = 0;
+
+  constructor(
+    private readonly start: TraceStart,
+    private readonly clock: Clock,
+  ) {
+    this.traceId = traceIdFor(start.taskId, start.runId);
+    this.rootId = childIdFor(this.traceId, 'root');
+    this.started = clock.now();
+    this.branch = start.ref ?? '';
+  }
+
+  /** Times one host-side phase (clone, volume fill, container start, copy-out, cleanup) as a span. */
+  async phase<T>(name: string, action: () => Promise<T>): Promise<T> {
+    const observation = this.open(`host:${name}`, `phase:${name}`, { phase: name }, 'host');
+    try {
+      const result = await action();
+      this.close(observation, 'DEFAULT', null);
+      return result;
+    } catch (error) {
+      this.close(observation, 'ERROR', error instanceof Error ? error.message : String(error));
+      throw error;
+    }
+  }
+
+  setSource(commit: string, branch: string): void {
+    this.commit = commit;
+    this.branch = branch;
+  }
+
+  setImage(image: string): void {
+    this.image = image;
+  }
+
+  onMessage(message: ProtocolMessage): void {
+    switch (message.type) {
+      case 'step.start': {
+        const observation = this.open(message.step, `step:${message.step}`, { command: message.run, timeoutMs: message.timeoutMs }, 'step');
+        observation.input = { command: message.run };
+        this.steps.set(message.step, { observation, output: '', droppedChars: 0 });
+        break;
+      }
+      case 'step.log': {
+        const step = this.steps.get(message.step);
+        if (!step) break;
+        step.output += message.data;
+        if (step.output.length > SPAN_OUTPUT_BYTES) {
+          step.droppedChars += step.output.length - SPAN_OUTPUT_BYTES;
+          step.output = step.output.slice(-SPAN_OUTPUT_BYTES);
+        }
+        break;
+      }
+      case 'step.end': {
+        const step = this.steps.get(message.step);
+        if (!step) break;
+        this.finishStep(step, message.exitCode, message.durationMs, message.timedOut ?? false);
+        break;
+      }
+      case 'generation': {
+        this.generationCount += 1;
+        const parent = this.steps.get(message.step)?.observation.id ?? this.rootId;
+        const now = this.clock.now().toISOString();
+        const usage = Object.fromEntries(Object.entries(message.usage).filter(([, value]) => value !== undefined)) as Record<string, number>;
+        this.observations.push({
+          id: childIdFor(this.traceId, `generation:${this.generationCount}`),
+          traceId: this.traceId,
+          parentObservationId: parent,
+          type: 'GENERATION',
+          name: `${message.step}:${message.model}`,
+          startTime: now,
+          endTime: now,
+          level: 'DEFAULT',
+          statusMessage: null,
+          input: null,
+          output: null,
+          metadata: { step: message.step },
+          model: message.model,
+          usageDetails: usage,
+          ...(message.costUsd !== undefined ? { costDetails: { total: message.costUsd } } : {}),
+        });
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  /** Closes steps the sandbox never ended (killed at a deadline, interrupted). */
+  abandonOpenSteps(reason: string, exitCode: number): void {
+    for (const step of this.steps.values()) {
+      if (step.observation.endTime !== null) continue;
+      const durationMs = this.clock.now().getTime() - new Date(step.observation.startTime).getTime();
+      this.finishStep(step, exitCode, durationMs, exitCode === 124);
+      step.observation.statusMessage = reason;
+    }
+  }
+
+  finish(outcome: { status: TaskStatus; exitCode: number; durationMs: number; error?: string | undefined }): TraceDocument {
+    const end = this.clock.now();
+    const metadata: TraceMetadata = {
+      task_id: this.start.taskId,
+      target_repo: this.start.repo,
+      target_branch: this.branch,
+      workspace_path: this.start.workspacePath,
+      pr_url: null,
+      hitl_required: false,
+      hitl_status: 'not_required',
+      run_id: this.start.runId,
+      commit: this.commit,
+      image: this.image,
+      limits: this.start.limits,
+      exit_status: outcome.status,
+      exit_code: outcome.exitCode,
+    };
+    const root: Observation = {
+      id: this.rootId,
+      traceId: this.traceId,
+      parentObservationId: null,
+      type: 'SPAN',
+      name: this.start.taskId,
+      startTime: this.started.toISOString(),
+      endTime: end.toISOString(),
+      level: outcome.status === 'passed' ? 'DEFAULT' : 'ERROR',
+      statusMessage: outcome.error ?? (outcome.status === 'passed' ? null : outcome.status),
+      input: { task: this.start.task },
+      output: { status: outcome.status, exitCode: outcome.exitCode },
+      metadata: { kind: 'task', durationMs: outcome.durationMs },
+    };
+    return {
+      schema: TRACE_SCHEMA,
+      trace: {
+        id: this.traceId,
+        name: this.start.taskId,
+        timestamp: this.started.toISOString(),
+        input: { task: this.start.task },
+        output: { status: outcome.status, exitCode: outcome.exitCode, durationMs: outcome.durationMs },
+        metadata,
+        tags: ['asp', outcome.status],
+      },
+      observations: [root, ...this.observations],
+      scores: [],
+    };
+  }
+
+  private open(name: string, key: string, metadata: Record<string, unknown>, kind: string): Observation {
+    const observation: Observation = {
+      id: childIdFor(this.traceId, key),
+      traceId: this.traceId,
+      parentObservationId: this.rootId,
+      type: 'SPAN',
+      name,
+      startTime: this.clock.now().toISOString(),
+      endTime: null,
+      level: 'DEFAULT',
+      statusMessage: null,
+      input: null,
+      output: null,
+      metadata: { kind, ...metadata },
+    };
+    this.observations.push(observation);
+    return observation;
+  }
+
+  private close(observation: Observation, level: Observation['level'], statusMessage: string | null): void {
+    observation.endTime = this.clock.now().toISOString();
+    observation.level = level;
+    observation.statusMessage = statusMessage;
+  }
+
+  private finishStep(step: OpenStep, exitCode: number, durationMs: number, timedOut: boolean): void {
+    const failed = exitCode !== 0;
+    this.close(step.observation, failed ? 'ERROR' : 'DEFAULT', timedOut ? 'deadline exceeded' : failed ? `exit code ${exitCode}` : null);
+    step.observation.output = {
+      exitCode,
+      ...(step.droppedChars > 0 ? { truncated: `[asp: ${step.droppedChars} earlier characters dropped]` } : {}),
+      tail: step.output,
+    };
+    step.observation.metadata = { ...step.observation.metadata, exitCode, durationMs, timedOut };
+  }
+}

@@ -1,0 +1,89 @@
+import { existsSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { simpleGit, type SimpleGit } from 'simple-git';
+import { AspError, errorMessage } from '../asp-error.js';
+
+export interface RepoSource {
+  kind: 'local' | 'remote';
+  /** What git clones from: an absolute path or the URL as given. */
+  location: string;
+  /** How the trace names it, without credentials. */
+  display: string;
+}
+
+const URL_LIKE = /^(?:[a-z][a-z0-9+.-]*:\/\/|[^/\s]+@[^/\s:]+:)/i;
+
+/** Decides what `--repo` names. A local path must be a directory; a URL must not carry credentials. */
+export function resolveRepoSource(repo: string, cwd: string): RepoSource {
+  if (URL_LIKE.test(repo)) {
+    if (/^[a-z][a-z0-9+.-]*:\/\/[^/@\s]*:[^/@\s]*@/i.test(repo)) {
+      throw new AspError('BAD_INPUT', 'the repository URL contains credentials', 'remove them from --repo and use a git credential helper or SSH agent on the host');
+    }
+    if (/^(?:ext|fd)::/i.test(repo)) throw new AspError('BAD_INPUT', `unsupported repository URL ${repo}`, 'use https://, ssh://, git@host:path or a local path');
+    return { kind: 'remote', location: repo, display: repo };
+  }
+  const location = path.resolve(cwd, repo);
+  if (!existsSync(location)) {
+    throw new AspError('REPO_NOT_FOUND', `repository ${repo} not found: no such directory ${location}`, 'pass --repo a git URL or the path of a local git repository');
+  }
+  if (!statSync(location).isDirectory()) {
+    throw new AspError('REPO_NOT_FOUND', `repository ${repo} is not a directory`, 'pass --repo the path of a local git repository');
+  }
+  return { kind: 'local', location, display: location };
+}
+
+export interface CloneResult {
+  commit: string;
+  /** The ref that was asked for, or the branch HEAD pointed at. */
+  ref: string;
+}
+
+/**
+ * Makes the host's own clean clone at `destination` and checks out `ref` (branch, tag or sha; default: the
+ * remote's HEAD) detached. Hooks are off and prompts are off: a clone must never wait for a password.
+ */
+export async function cloneRepository(
+  source: RepoSource,
+  destination: string,
+  ref: string | undefined,
+  env: Readonly<Record<string, string | undefined>>,
+): Promise<CloneResult> {
+  const gitEnv = { ...definedOnly(env), GIT_TERMINAL_PROMPT: '0' };
+  const git = (baseDir?: string): SimpleGit =>
+    simpleGit({ ...(baseDir ? { baseDir } : {}), unsafe: { allowUnsafeHooksPath: true }, config: ['core.hooksPath=/dev/null', 'advice.detachedHead=false'], timeout: { block: 300_000 } }).env(gitEnv);
+  try {
+    await git().clone(source.location, destination, ['--quiet', '--no-checkout']);
+  } catch (error) {
+    throw new AspError('REPO_NOT_FOUND', `cannot clone ${source.display}: ${firstLine(error)}`, 'check that the repository exists and that you can read it (git clone works by hand)', { cause: error });
+  }
+  const repo = git(destination);
+  let branch = ref;
+  if (!branch) {
+    branch = (await repo.raw(['symbolic-ref', '--quiet', '--short', 'HEAD']).catch(() => 'HEAD')).trim();
+  }
+  const commit = await resolveCommit(repo, branch);
+  if (!commit) {
+    const what = ref ? `ref "${ref}" not found in ${source.display}` : `${source.display} has no commits`;
+    throw new AspError('REPO_NOT_FOUND', what, ref ? 'pass --ref a branch, tag or commit that exists' : 'commit something first');
+  }
+  await repo.raw(['checkout', '--quiet', '--detach', commit]);
+  return { commit, ref: branch };
+}
+
+async function resolveCommit(repo: SimpleGit, ref: string): Promise<string | undefined> {
+  if (ref.startsWith('-')) return undefined;
+  for (const candidate of [ref, `origin/${ref}`]) {
+    const sha = await repo.raw(['rev-parse', '--verify', '--quiet', `${candidate}^{commit}`]).catch(() => '');
+    if (/^[0-9a-f]{40,64}$/.test(sha.trim())) return sha.trim();
+  }
+  return undefined;
+}
+
+function firstLine(error: unknown): string {
+  const lines = errorMessage(error).split('\n').map((line) => line.trim()).filter(Boolean);
+  return (lines.find((line) => /^fatal:/.test(line)) ?? lines[0] ?? 'unknown error').replace(/^fatal:\s*/, '');
+}
+
+function definedOnly(env: Readonly<Record<string, string | undefined>>): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined));
+}
