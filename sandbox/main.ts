@@ -24,6 +24,11 @@ const RUNNER = `asp-sandbox/${PROTOCOL_VERSION}`;
 const TAIL_BYTES = 4096;
 const EXIT_DEADLINE = 124;
 const MAX_ARTIFACTS = 1000;
+/**
+ * The host enforces every deadline by killing the container. The runner's own timers are backstops for a
+ * host that is gone, so they fire this much later and never race the host.
+ */
+const BACKSTOP_GRACE_MS = 5000;
 
 function emit(message: ProtocolMessage): void {
   process.stdout.write(encodeMessage(message));
@@ -95,7 +100,7 @@ async function runStep(task: SandboxTask, step: SandboxTask['steps'][number]): P
   const timer = setTimeout(() => {
     timedOut = true;
     killGroup(child.pid);
-  }, Math.min(step.timeoutMs, MAX_TIMER_MS));
+  }, Math.min(step.timeoutMs + BACKSTOP_GRACE_MS, MAX_TIMER_MS));
 
   const exitCode = await new Promise<number>((resolve) => {
     child.on('error', (error) => {
@@ -179,7 +184,7 @@ async function main(): Promise<void> {
     emit({ type: 'warning', message: 'task deadline reached inside the sandbox; stopping' });
     emit({ type: 'task.end', status: 'timeout', exitCode: EXIT_DEADLINE });
     process.stdout.write('', () => process.exit(EXIT_DEADLINE));
-  }, Math.min(Math.max(0, task.deadlineAt - Date.now()), MAX_TIMER_MS));
+  }, Math.min(Math.max(0, task.deadlineAt + BACKSTOP_GRACE_MS - Date.now()), MAX_TIMER_MS));
   backstop.unref();
 
   for (const step of task.steps) {

@@ -93,10 +93,13 @@ export function parseWith<T extends z.ZodType>(schema: T, input: unknown, origin
   throw new AspError('BAD_INPUT', `${origin}: ${describeIssue(parsed.error)}`);
 }
 
+/** The first few problems, each as "field what-is-wrong", so one line says everything to fix. */
 export function describeIssue(error: z.ZodError): string {
-  const issue = error.issues[0];
-  if (!issue) return 'invalid';
-  const where = issue.path.length ? issue.path.map(String).join('.') : '(top level)';
-  if (issue.code === 'unrecognized_keys') return `${where}: unknown field(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
-  return `${where} ${issue.message}`;
+  const described = error.issues.slice(0, 3).map((issue) => {
+    const where = issue.path.length ? issue.path.map(String).join('.') : '(top level)';
+    if (issue.code === 'unrecognized_keys') return `${where}: unknown field(s) ${issue.keys.map((key) => `"${key}"`).join(', ')}`;
+    if (issue.code === 'invalid_type' && /received undefined/.test(issue.message)) return `${where} is required`;
+    return `${where} ${issue.message}`;
+  });
+  return described.join('; ') || 'invalid';
 }

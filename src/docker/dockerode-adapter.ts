@@ -200,7 +200,7 @@ export class DockerodeAdapter implements DockerPort {
     if (status === 404 && /image/i.test(detail)) {
       return new AspError('IMAGE_UNAVAILABLE', `cannot ${what}: ${detail}`, 'run `asp image build`, or pass --image with an image that exists', { cause: error });
     }
-    if (/unknown or invalid runtime/i.test(detail)) {
+    if (/unknown (or invalid )?runtime/i.test(detail)) {
       return new AspError('RUNTIME_UNAVAILABLE', `cannot ${what}: ${detail}`, 'install that runtime in the daemon or drop --runtime', { cause: error });
     }
     return new AspError('DOCKER_FAILED', `cannot ${what}: ${detail}`, 'see the Docker daemon log; rerun with --debug for details', { cause: error });

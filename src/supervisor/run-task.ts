@@ -171,7 +171,7 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
     const end = await runSession(
       docker,
       id,
-      { steps, taskTimeoutMs: spec.limits.timeout, signal: deps.signal },
+      { steps, taskTimeoutMs: spec.limits.timeout, deadlineAt: sandboxTask.deadlineAt, signal: deps.signal },
       {
         onMessage,
         onWarning: (message) => {

@@ -30,7 +30,7 @@ export interface SessionHooks {
 export async function runSession(
   docker: DockerPort,
   containerId: string,
-  options: { steps: ResolvedStep[]; taskTimeoutMs: number; signal?: AbortSignal | undefined },
+  options: { steps: ResolvedStep[]; taskTimeoutMs: number; deadlineAt: number; signal?: AbortSignal | undefined },
   hooks: SessionHooks,
 ): Promise<SessionEnd> {
   const streams = await docker.attach(containerId);
@@ -70,7 +70,11 @@ export async function runSession(
   }, (dropped) => hooks.onWarning(`ignored a protocol line of ${dropped} bytes (over ${MAX_LINE_BYTES})`));
   const stderrDone = pump(streams.stderr, (line) => hooks.onRunnerStderr(line), () => {});
 
-  const taskTimer = setTimeout(() => resolveStop({ kind: 'deadline', what: `the task passed its ${options.taskTimeoutMs} ms deadline` }), clampTimer(options.taskTimeoutMs));
+  // The task deadline counts from the start of the task (clone and all), not from the container start.
+  const taskTimer = setTimeout(
+    () => resolveStop({ kind: 'deadline', what: `the task passed its ${options.taskTimeoutMs} ms deadline` }),
+    clampTimer(Math.max(0, options.deadlineAt - Date.now())),
+  );
   const onAbort = () => resolveStop({ kind: 'interrupted' });
   options.signal?.addEventListener('abort', onAbort, { once: true });
   if (options.signal?.aborted) onAbort();

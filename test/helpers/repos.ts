@@ -1,0 +1,30 @@
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+// @ts-expect-error: a plain .mjs script shared with the demo, without type declarations
+import { git, makeRepoFromDir } from '../../scripts/git-fixture.mjs';
+
+const root = path.resolve(import.meta.dirname, '..', '..');
+
+/** A fresh git repository with the bundled hello-repo example. */
+export function helloRepo(): string {
+  const dir = path.join(mkdtempSync(path.join(os.tmpdir(), 'asp-repo-')), 'hello-repo');
+  makeRepoFromDir(path.join(root, 'examples', 'hello-repo'), dir);
+  return dir;
+}
+
+/** A fresh git repository holding `files` (path → content). */
+export function repoWith(files: Record<string, string>): string {
+  const source = mkdtempSync(path.join(os.tmpdir(), 'asp-src-'));
+  for (const [name, content] of Object.entries(files)) {
+    mkdirSync(path.dirname(path.join(source, name)), { recursive: true });
+    writeFileSync(path.join(source, name), content);
+  }
+  const dir = path.join(mkdtempSync(path.join(os.tmpdir(), 'asp-repo-')), 'repo');
+  makeRepoFromDir(source, dir);
+  return dir;
+}
+
+export function gitIn(dir: string, ...args: string[]): string {
+  return git(dir, ...args) as string;
+}

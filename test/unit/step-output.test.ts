@@ -1,0 +1,22 @@
+import { describe, expect, it } from 'vitest';
+import { StepOutputPrinter } from '../../src/supervisor/step-output.js';
+
+describe('step output printer', () => {
+  it('prefixes whole lines with their step, across chunks', () => {
+    let out = '';
+    const printer = new StepOutputPrinter((text) => (out += text), 1000);
+    printer.data('test', 'stdout', 'hel');
+    printer.data('test', 'stdout', 'lo\nwor');
+    printer.data('lint', 'stdout', 'clean\n');
+    printer.flushStep('test');
+    expect(out).toBe('[test] hello\n[lint] clean\n[test] wor\n');
+  });
+
+  it('stops at the cap with one marker', () => {
+    let out = '';
+    const printer = new StepOutputPrinter((text) => (out += text), 10);
+    printer.data('s', 'stdout', '12345\n67890\nabcdef\n');
+    printer.data('s', 'stdout', 'more\n');
+    expect(out).toBe('[s] 12345\n[s] 6789\n[s] [asp: output passed 10 bytes; the rest is not shown]\n');
+  });
+});
