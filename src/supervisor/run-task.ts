@@ -108,21 +108,33 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
   let failure: unknown;
 
   try {
-    // Clone and image check are independent: overlap them, but let both settle so nothing runs on in the background.
-    const [cloned, imageTag] = await settleBoth(
+    // The clone and the container are independent until the volume is filled: make them side by side, but let
+    // both settle before going on, so nothing runs on in the background after a failure.
+    const labels = ownershipLabels(owner);
+    const [cloned, created] = await settleBoth(
       trace.phase('clone', () => cloneRepository(source, workspace.repoDir, spec.ref, settings.hostEnv)),
-      trace.phase('image', () =>
-        ensureSandboxImage(docker, {
-          image: spec.image,
-          onBuildStart: (tag) => log.info({ image: tag }, `building the sandbox image ${tag} (first run, or asp changed); this takes a minute`),
-          onProgress: (line) => log.debug({}, line),
-        }),
-      ),
+      (async () => {
+        const imageTag = await trace.phase('image', () =>
+          ensureSandboxImage(docker, {
+            image: spec.image,
+            onBuildStart: (tag) => log.info({ image: tag }, `building the sandbox image ${tag} (first run, or asp changed); this takes a minute`),
+            onProgress: (line) => log.debug({}, line),
+          }),
+        );
+        image = imageTag;
+        trace.setImage(imageTag);
+        return trace.phase('container-create', async () => {
+          await docker.createVolume(volume, labels);
+          volumeCreated = true;
+          containerId = await docker.createContainer(
+            containerSpec({ name: `asp-${taskId}-${runId}`, image: imageTag, volume, labels, limits: spec.limits, allowedEnv: allowedEnv(spec, settings), runtime: spec.runtime }),
+          );
+          return containerId;
+        });
+      })(),
     );
     commit = cloned.commit;
-    image = imageTag;
     trace.setSource(cloned.commit, cloned.ref);
-    trace.setImage(imageTag);
     steps = await resolveSteps(spec, workspace.repoDir, deps.cwd);
 
     const sandboxTask: SandboxTask = {
@@ -133,16 +145,7 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
       outputCapBytes: spec.outputCap,
     };
     await writeFile(path.join(workspace.artifactsDir, 'task.json'), JSON.stringify(sandboxTask, null, 2) + '\n');
-
-    const labels = ownershipLabels(owner);
-    containerId = await trace.phase('container-create', async () => {
-      await docker.createVolume(volume, labels);
-      volumeCreated = true;
-      return docker.createContainer(
-        containerSpec({ name: `asp-${taskId}-${runId}`, image: imageTag, volume, labels, limits: spec.limits, allowedEnv: allowedEnv(spec, settings), runtime: spec.runtime }),
-      );
-    });
-    const id = containerId;
+    const id = created;
     await trace.phase('volume-fill', () => docker.putArchive(id, SANDBOX_WORKSPACE, packForSandbox(workspace.dir, ['repo', '.asp'])));
 
     events = createWriteStream(path.join(workspace.artifactsDir, 'events.jsonl'));

@@ -1,7 +1,6 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-// @ts-expect-error: a plain .mjs script shared with the demo, without type declarations
 import { git, makeRepoFromDir } from '../../scripts/git-fixture.mjs';
 
 const root = path.resolve(import.meta.dirname, '..', '..');
@@ -26,5 +25,5 @@ export function repoWith(files: Record<string, string>): string {
 }
 
 export function gitIn(dir: string, ...args: string[]): string {
-  return git(dir, ...args) as string;
+  return git(dir, ...args);
 }
