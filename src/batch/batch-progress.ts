@@ -1,0 +1,78 @@
+import { formatDuration } from '../config/units.js';
+import type { TaskOutcome } from './batch-report.js';
+
+export interface BatchProgress {
+  started(key: string): void;
+  finished(outcome: TaskOutcome): void;
+  close(): void;
+}
+
+interface Counts {
+  total: number;
+  done: number;
+  running: number;
+  failed: number;
+}
+
+/**
+ * On a terminal: one live line (done/running/failed, rate, ETA), rewritten in place.
+ * In CI or without a TTY: one plain line per finished task, which logs keep readable.
+ */
+export function batchProgress(total: number, options: { tty: boolean; write: (text: string) => void; now?: () => number }): BatchProgress {
+  const now = options.now ?? Date.now;
+  const started = now();
+  const counts: Counts = { total, done: 0, running: 0, failed: 0 };
+  const rate = () => {
+    const minutes = (now() - started) / 60_000;
+    return minutes > 0 ? counts.done / minutes : 0;
+  };
+  const eta = () => {
+    const perTask = counts.done ? (now() - started) / counts.done : 0;
+    return perTask ? formatDuration(perTask * (counts.total - counts.done)) : '?';
+  };
+  const line = () =>
+    `asp batch: ${counts.done}/${counts.total} done, ${counts.running} running, ${counts.failed} failed, ${rate().toFixed(1)}/min, ETA ${eta()}`;
+
+  if (options.tty) {
+    let timer: NodeJS.Timeout | undefined = setInterval(() => options.write(`\r\u001b[2K${line()}`), 500);
+    timer.unref();
+    return {
+      started: () => {
+        counts.running += 1;
+      },
+      finished: (outcome) => {
+        counts.running -= 1;
+        counts.done += 1;
+        if (outcome.status !== 'passed') {
+          counts.failed += 1;
+          options.write(`\r\u001b[2K${describe(outcome, counts)}\n`);
+        }
+        options.write(`\r\u001b[2K${line()}`);
+      },
+      close: () => {
+        if (timer) clearInterval(timer);
+        timer = undefined;
+        options.write(`\r\u001b[2K${line()}\n`);
+      },
+    };
+  }
+  return {
+    started: () => {
+      counts.running += 1;
+    },
+    finished: (outcome) => {
+      counts.running -= 1;
+      counts.done += 1;
+      if (outcome.status !== 'passed') counts.failed += 1;
+      options.write(`${describe(outcome, counts)}\n`);
+    },
+    close: () => options.write(`${line()}\n`),
+  };
+}
+
+function describe(outcome: TaskOutcome, counts: Counts): string {
+  const timing = outcome.durationMs !== null ? ` in ${formatDuration(outcome.durationMs)}` : '';
+  const why = outcome.status === 'passed' || !outcome.failure ? '' : ` (${outcome.failure})`;
+  const resumed = outcome.resumed ? ' [from journal]' : '';
+  return `asp batch: [${counts.done}/${counts.total}] ${outcome.key} ${outcome.status}${timing}${why}${resumed}`;
+}

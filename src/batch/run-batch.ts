@@ -1,0 +1,252 @@
+import { readFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { AspError, errorMessage, EXIT, exitCodeFor } from '../asp-error.js';
+import type { Settings } from '../config/settings.js';
+import type { DockerPort } from '../docker/port.js';
+import type { Clock } from '../supervisor/clock.js';
+import type { Log } from '../supervisor/log.js';
+import { runTask, type TaskResult } from '../supervisor/run-task.js';
+import { ensureSandboxImage } from '../supervisor/sandbox-image.js';
+import type { TraceDocument } from '../tracing/trace-model.js';
+import { RepoMirrors } from '../workspace/repo-mirror.js';
+import type { BatchProgress } from './batch-progress.js';
+import type { BatchSummary, TaskOutcome } from './batch-report.js';
+import { BatchJournal, type JournalRecord } from './journal.js';
+import type { BatchEntry, TaskList } from './task-list.js';
+
+export interface BatchOptions {
+  file: string;
+  batchId: string;
+  concurrency: number;
+  resume: boolean;
+  /** Attempts after the first for infrastructure failures (never for task failures). */
+  retries: number;
+  /** Backoff before retry n is backoffMs * 2^(n-1). */
+  backoffMs: number;
+  invalidCount: number;
+}
+
+export interface BatchDeps {
+  docker: DockerPort;
+  settings: Settings;
+  clock: Clock;
+  log: Log;
+  cwd: string;
+  progress: BatchProgress;
+  signal?: AbortSignal | undefined;
+  forceSignal?: AbortSignal | undefined;
+}
+
+/** A safe default: no more tasks than cores, and no more than three quarters of memory can hold at their limits. */
+export function defaultConcurrency(entries: BatchEntry[]): number {
+  const largest = Math.max(...entries.map((entry) => entry.spec.limits.memory), 1);
+  const byMemory = Math.floor((os.totalmem() * 0.75) / largest);
+  return Math.max(1, Math.min(os.availableParallelism(), byMemory));
+}
+
+/**
+ * Runs a task list through a bounded pool. Every start and end goes to the journal first, so a batch killed
+ * at any point resumes with `--resume`; infrastructure failures are retried with backoff, task failures never.
+ */
+export async function runBatch(list: TaskList, options: BatchOptions, deps: BatchDeps): Promise<BatchSummary> {
+  const startedAt = deps.clock.now();
+  const journal = new BatchJournal(deps.settings.home, options.batchId);
+  const done = options.resume ? journal.finished() : new Map<string, JournalRecord>();
+  const mirrors = new RepoMirrors(path.join(deps.settings.home, 'mirrors'), deps.settings.hostEnv);
+  const outcomes = new Map<string, TaskOutcome>();
+
+  // One image check (and build) for the whole batch, before the pool: concurrent first runs must not each build it.
+  if (list.entries.some((entry) => !entry.spec.image)) await ensureSandboxImage(deps.docker, {
+    onBuildStart: (tag) => deps.log.info({ image: tag }, `building the sandbox image ${tag}; this takes a minute`),
+  });
+
+  const queue = [...list.entries];
+  const worker = async () => {
+    for (let entry = queue.shift(); entry; entry = queue.shift()) {
+      const previous = done.get(entry.key);
+      if (previous) {
+        const outcome = fromJournal(entry, previous);
+        outcomes.set(entry.key, outcome);
+        deps.progress.finished(outcome);
+        continue;
+      }
+      if (deps.signal?.aborted) return;
+      deps.progress.started(entry.key);
+      const outcome = await runWithRetries(entry, options, deps, journal, mirrors);
+      outcomes.set(entry.key, outcome);
+      deps.progress.finished(outcome);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, options.concurrency) }, worker));
+  deps.progress.close();
+
+  const tasks = list.entries.map((entry) => outcomes.get(entry.key) ?? notRun(entry));
+  const count = (...statuses: TaskOutcome['status'][]) => tasks.filter((task) => statuses.includes(task.status)).length;
+  const summary: Omit<BatchSummary, 'exitCode'> = {
+    batchId: options.batchId,
+    file: options.file,
+    journal: journal.file,
+    concurrency: options.concurrency,
+    total: tasks.length,
+    passed: count('passed'),
+    failed: count('failed', 'timeout'),
+    errors: count('error'),
+    interrupted: count('interrupted'),
+    notRun: count('not-run'),
+    invalid: options.invalidCount,
+    durationMs: deps.clock.now().getTime() - startedAt.getTime(),
+    tasks,
+  };
+  return { ...summary, exitCode: batchExitCode(summary, Boolean(deps.signal?.aborted)) };
+}
+
+function batchExitCode(summary: Omit<BatchSummary, 'exitCode'>, interrupted: boolean): number {
+  if (interrupted || summary.interrupted > 0) return EXIT.interrupted;
+  if (summary.errors > 0) return summary.tasks.some((task) => task.status === 'error' && task.exitCode === EXIT.infrastructure) ? EXIT.infrastructure : EXIT.badInput;
+  if (summary.failed > 0 || summary.invalid > 0) return EXIT.taskFailed;
+  return EXIT.ok;
+}
+
+async function runWithRetries(entry: BatchEntry, options: BatchOptions, deps: BatchDeps, journal: BatchJournal, mirrors: RepoMirrors): Promise<TaskOutcome> {
+  for (let attempt = 1; ; attempt += 1) {
+    journal.append({ event: 'start', key: entry.key, at: deps.clock.now().toISOString(), attempt });
+    const outcome = await attemptTask(entry, attempt, deps, mirrors);
+    journal.append({
+      event: 'end',
+      key: entry.key,
+      at: deps.clock.now().toISOString(),
+      attempt,
+      status: outcome.status,
+      ...(outcome.taskId ? { taskId: outcome.taskId } : {}),
+      ...(outcome.exitCode !== null ? { exitCode: outcome.exitCode } : {}),
+      ...(outcome.durationMs !== null ? { durationMs: outcome.durationMs } : {}),
+      ...(outcome.costUsd !== null ? { costUsd: outcome.costUsd } : {}),
+      ...(outcome.traceId ? { traceId: outcome.traceId } : {}),
+      ...(outcome.artifactsDir ? { artifactsDir: outcome.artifactsDir } : {}),
+      ...(outcome.failedStep ? { failedStep: outcome.failedStep } : {}),
+      ...(outcome.failure ? { failure: outcome.failure } : {}),
+      ...(outcome.outputTail ? { outputTail: outcome.outputTail } : {}),
+      ...(outcome.error ? { error: outcome.error } : {}),
+    });
+    const infrastructure = outcome.status === 'error' && outcome.exitCode === EXIT.infrastructure;
+    if (!infrastructure || attempt > options.retries || deps.signal?.aborted) return outcome;
+    const wait = options.backoffMs * 2 ** (attempt - 1);
+    deps.log.warn({ task: entry.key, attempt, waitMs: wait }, `${entry.key}: infrastructure failure (${outcome.error}); retrying in ${wait} ms`);
+    await new Promise((resolve) => setTimeout(resolve, wait));
+  }
+}
+
+async function attemptTask(entry: BatchEntry, attempt: number, deps: BatchDeps, mirrors: RepoMirrors): Promise<TaskOutcome> {
+  const base = { key: entry.key, line: entry.line, attempts: attempt, resumed: false };
+  try {
+    const result = await runTask(entry.spec, {
+      docker: deps.docker,
+      settings: deps.settings,
+      clock: deps.clock,
+      log: deps.log,
+      cwd: deps.cwd,
+      // Parallel tasks' output would interleave into noise: it stays in each task's .asp/ (events.jsonl, <step>.json).
+      writeOutput: () => {},
+      signal: deps.signal,
+      forceSignal: deps.forceSignal,
+      mirrors,
+      reclaimUnfinished: true,
+    });
+    return { ...base, ...(await describeResult(result)) };
+  } catch (error) {
+    const exitCode = error instanceof AspError ? exitCodeFor(error.code) : EXIT.infrastructure;
+    return {
+      ...base,
+      taskId: null,
+      status: deps.signal?.aborted ? 'interrupted' : 'error',
+      exitCode: deps.signal?.aborted ? EXIT.interrupted : exitCode,
+      durationMs: null,
+      costUsd: null,
+      traceId: null,
+      artifactsDir: null,
+      failedStep: null,
+      failure: errorMessage(error),
+      outputTail: null,
+      error: errorMessage(error),
+    };
+  }
+}
+
+async function describeResult(result: TaskResult): Promise<Omit<TaskOutcome, 'key' | 'line' | 'attempts' | 'resumed'>> {
+  const artifactsDir = path.join(result.workspacePath, '.asp');
+  const failed = result.steps.find((step) => step.status === 'failed' || step.status === 'timeout' || step.status === 'interrupted');
+  let outputTail: string | null = null;
+  if (failed) {
+    const record = await readJson<{ outputTail?: string }>(path.join(artifactsDir, `${failed.name}.json`));
+    outputTail = record?.outputTail ?? null;
+  }
+  const document = await readJson<TraceDocument>(result.tracePath);
+  return {
+    taskId: result.taskId,
+    status: result.status,
+    exitCode: result.exitCode,
+    durationMs: result.durationMs,
+    costUsd: document ? costOf(document) : null,
+    traceId: result.traceId,
+    artifactsDir,
+    failedStep: failed?.name ?? null,
+    failure: failed ? (failed.status === 'failed' ? `step ${failed.name} exited ${failed.exitCode}` : `step ${failed.name} ${failed.status === 'timeout' ? 'passed its deadline' : 'was interrupted'}`) : (result.error ?? null),
+    outputTail,
+    error: result.error ?? null,
+  };
+}
+
+function costOf(document: TraceDocument): number {
+  const score = document.scores.find((entry) => entry.name === 'probe_cost_usd');
+  if (score) return score.value;
+  return document.observations.reduce((sum, observation) => sum + (observation.costDetails?.total ?? 0), 0);
+}
+
+async function readJson<T>(file: string): Promise<T | undefined> {
+  try {
+    return JSON.parse(await readFile(file, 'utf8')) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+function fromJournal(entry: BatchEntry, record: JournalRecord): TaskOutcome {
+  return {
+    key: entry.key,
+    line: entry.line,
+    taskId: record.taskId ?? null,
+    status: record.status as TaskOutcome['status'],
+    exitCode: record.exitCode ?? null,
+    durationMs: record.durationMs ?? null,
+    costUsd: record.costUsd ?? null,
+    traceId: record.traceId ?? null,
+    artifactsDir: record.artifactsDir ?? null,
+    attempts: record.attempt,
+    failedStep: record.failedStep ?? null,
+    failure: record.failure ?? null,
+    outputTail: record.outputTail ?? null,
+    error: record.error ?? null,
+    resumed: true,
+  };
+}
+
+function notRun(entry: BatchEntry): TaskOutcome {
+  return {
+    key: entry.key,
+    line: entry.line,
+    taskId: null,
+    status: 'not-run',
+    exitCode: null,
+    durationMs: null,
+    costUsd: null,
+    traceId: null,
+    artifactsDir: null,
+    attempts: 0,
+    failedStep: null,
+    failure: null,
+    outputTail: null,
+    error: null,
+    resumed: false,
+  };
+}

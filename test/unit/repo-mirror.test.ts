@@ -1,0 +1,33 @@
+import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { RepoMirrors } from '../../src/workspace/repo-mirror.js';
+import { cloneRepository, resolveRepoSource } from '../../src/workspace/repository.js';
+import { gitIn, repoWith } from '../helpers/repos.js';
+
+describe('repository mirrors', () => {
+  it('fetches a remote repository once for many tasks, and tasks clone from the mirror', async () => {
+    const origin = repoWith({ 'README.md': 'mirrored\n' });
+    const home = mkdtempSync(path.join(os.tmpdir(), 'asp-mirror-'));
+    const mirrors = new RepoMirrors(path.join(home, 'mirrors'), { PATH: process.env.PATH });
+    const source = resolveRepoSource(`file://${origin}`, home);
+    expect(source.kind).toBe('remote');
+    const resolved = await Promise.all([mirrors.resolve(source), mirrors.resolve(source), mirrors.resolve(source)]);
+    expect(mirrors.fetches).toBe(1);
+    expect(new Set(resolved.map((entry) => entry.location)).size).toBe(1);
+    expect(resolved[0]).toMatchObject({ kind: 'local', display: `file://${origin}` });
+    expect(gitIn(resolved[0]!.location, 'rev-parse', '--is-bare-repository')).toBe('true');
+
+    const clone = await cloneRepository(resolved[0]!, path.join(home, 'clone'), 'main', { PATH: process.env.PATH });
+    expect(clone.commit).toBe(gitIn(origin, 'rev-parse', 'HEAD'));
+    expect(existsSync(path.join(home, 'clone', 'README.md'))).toBe(true);
+  });
+
+  it('says which repository could not be fetched, and leaves no half mirror', async () => {
+    const home = mkdtempSync(path.join(os.tmpdir(), 'asp-mirror-'));
+    const mirrors = new RepoMirrors(path.join(home, 'mirrors'), { PATH: process.env.PATH });
+    await expect(mirrors.resolve(resolveRepoSource('file:///nonexistent/repo.git', home))).rejects.toThrow(/cannot fetch file:\/\/\/nonexistent\/repo.git/);
+    expect(existsSync(path.join(home, 'mirrors')) ? readdirSync(path.join(home, 'mirrors')) : []).toEqual([]);
+  });
+});
