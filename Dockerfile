@@ -15,8 +15,8 @@ RUN if ! getent passwd 1000 >/dev/null; then \
  && mkdir -p /workspace /opt/asp/src/protocol /opt/asp/sandbox \
  && chown 1000:1000 /workspace
 
-COPY dist/src/protocol/messages.js /opt/asp/src/protocol/messages.js
-COPY dist/sandbox/main.js /opt/asp/sandbox/main.js
+COPY dist/src/protocol/messages.js dist/src/protocol/secret-masker.js /opt/asp/src/protocol/
+COPY dist/sandbox/ /opt/asp/sandbox/
 RUN printf '{"type":"module"}\n' > /opt/asp/package.json \
  && printf '#!/bin/sh\nexec node /opt/asp/sandbox/main.js "$@"\n' > /usr/local/bin/asp-sandbox \
  && chmod 755 /usr/local/bin/asp-sandbox

@@ -16,13 +16,19 @@ import {
   SANDBOX_ARTIFACTS_DIR,
   SANDBOX_REPO_DIR,
   SANDBOX_TASK_FILE,
+  SANDBOX_WORKSPACE,
   type ProtocolMessage,
   type SandboxTask,
 } from '../src/protocol/messages.js';
+import { SecretMasker } from '../src/protocol/secret-masker.js';
+import { bundleChanges } from './change-bundle.js';
+import { watchDiskUsage } from './disk-watchdog.js';
 
 const RUNNER = `asp-sandbox/${PROTOCOL_VERSION}`;
 const TAIL_BYTES = 4096;
 const EXIT_DEADLINE = 124;
+/** Exit code of a step stopped for filling the workspace past --disk (ENOSPC's errno). */
+const EXIT_DISK = 28;
 const MAX_ARTIFACTS = 1000;
 /**
  * The host enforces every deadline by killing the container. The runner's own timers are backstops for a
@@ -40,6 +46,8 @@ interface StepOutcome {
 }
 
 let currentChild: { pid?: number | undefined } | undefined;
+/** Values of the secret variables named by the host: masked in every line the runner emits. */
+let secrets: string[] = [];
 
 /** setTimeout fires at once past 2^31-1 ms; clamp long deadlines. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -74,9 +82,14 @@ async function runStep(task: SandboxTask, step: SandboxTask['steps'][number]): P
   let outputBytes = 0;
   let droppedBytes = 0;
   let tail = Buffer.alloc(0);
+  const flushers: Array<() => void> = [];
   const relay = (stream: 'stdout' | 'stderr') => {
     const decoder = new StringDecoder('utf8');
-    return (chunk: Buffer) => {
+    const masker = new SecretMasker(secrets);
+    const send = (data: string) => {
+      if (data) emit({ type: 'step.log', step: step.name, stream, data });
+    };
+    const onData = (chunk: Buffer) => {
       outputBytes += chunk.length;
       tail = Buffer.concat([tail, chunk]).subarray(-TAIL_BYTES);
       const room = task.outputCapBytes - (outputBytes - chunk.length);
@@ -86,21 +99,30 @@ async function runStep(task: SandboxTask, step: SandboxTask['steps'][number]): P
       }
       const kept = room >= chunk.length ? chunk : chunk.subarray(0, room);
       droppedBytes += chunk.length - kept.length;
-      const data = decoder.write(kept);
-      if (data) emit({ type: 'step.log', step: step.name, stream, data });
+      send(masker.push(decoder.write(kept)));
       if (kept.length < chunk.length) {
+        send(masker.flush());
         emit({ type: 'step.log', step: step.name, stream: 'stderr', data: `\n[asp: output of step "${step.name}" passed ${task.outputCapBytes} bytes; the rest is dropped]\n` });
       }
     };
+    flushers.push(() => send(masker.push(decoder.end()) + masker.flush()));
+    return onData;
   };
   child.stdout.on('data', relay('stdout'));
   child.stderr.on('data', relay('stderr'));
 
   let timedOut = false;
+  let reason: string | undefined;
   const timer = setTimeout(() => {
     timedOut = true;
+    reason = 'deadline passed (stopped by the sandbox backstop)';
     killGroup(child.pid);
   }, Math.min(step.timeoutMs + BACKSTOP_GRACE_MS, MAX_TIMER_MS));
+  const stopWatchdog = watchDiskUsage(SANDBOX_WORKSPACE, task.diskLimitBytes, (bytes) => {
+    reason = `the workspace grew to ${bytes} bytes, past its ${task.diskLimitBytes}-byte disk limit`;
+    emit({ type: 'step.log', step: step.name, stream: 'stderr', data: `\n[asp: ${reason}; stopping the step]\n` });
+    killGroup(child.pid);
+  });
 
   const exitCode = await new Promise<number>((resolve) => {
     child.on('error', (error) => {
@@ -110,10 +132,12 @@ async function runStep(task: SandboxTask, step: SandboxTask['steps'][number]): P
     child.on('close', (code, signal) => resolve(code ?? (signal ? 128 + signalNumber(signal) : 1)));
   });
   clearTimeout(timer);
+  stopWatchdog();
+  for (const flush of flushers) flush();
   currentChild = undefined;
-  const finalCode = timedOut ? EXIT_DEADLINE : exitCode;
+  const finalCode = timedOut ? EXIT_DEADLINE : reason ? EXIT_DISK : exitCode;
   const durationMs = Date.now() - started;
-  emit({ type: 'step.end', step: step.name, exitCode: finalCode, durationMs, timedOut, droppedBytes });
+  emit({ type: 'step.end', step: step.name, exitCode: finalCode, durationMs, timedOut, droppedBytes, ...(reason ? { reason } : {}) });
   await writeFile(
     path.join(SANDBOX_ARTIFACTS_DIR, `${step.name}.json`),
     JSON.stringify(
@@ -127,7 +151,8 @@ async function runStep(task: SandboxTask, step: SandboxTask['steps'][number]): P
         endedAt: new Date(started + durationMs).toISOString(),
         outputBytes,
         droppedBytes,
-        outputTail: tail.toString('utf8'),
+        ...(reason ? { reason } : {}),
+        outputTail: new SecretMasker(secrets).mask(tail.toString('utf8')),
       },
       null,
       2,
@@ -177,6 +202,7 @@ function finish(status: 'passed' | 'failed' | 'timeout', exitCode: number): void
 async function main(): Promise<void> {
   const task = JSON.parse(readFileSync(process.argv[2] ?? SANDBOX_TASK_FILE, 'utf8')) as SandboxTask;
   emit({ type: 'hello', protocolVersion: PROTOCOL_VERSION, runner: RUNNER });
+  secrets = task.secretEnv.map((name) => process.env[name] ?? '');
 
   // The backstop: even if the supervisor is gone, the task ends at its deadline. PID 1 (init) then stops the container.
   const backstop = setTimeout(() => {
@@ -187,19 +213,27 @@ async function main(): Promise<void> {
   }, Math.min(Math.max(0, task.deadlineAt + BACKSTOP_GRACE_MS - Date.now()), MAX_TIMER_MS));
   backstop.unref();
 
+  let status: 'passed' | 'failed' | 'timeout' = 'passed';
   for (const step of task.steps) {
     const outcome = await runStep(task, step);
-    if (outcome.timedOut) {
-      await reportArtifacts();
-      return finish('timeout', EXIT_DEADLINE);
-    }
-    if (outcome.exitCode !== 0) {
-      await reportArtifacts();
-      return finish('failed', 1);
-    }
+    if (outcome.timedOut) status = 'timeout';
+    else if (outcome.exitCode !== 0) status = 'failed';
+    if (status !== 'passed') break;
   }
+  // Changes come back only from a pipeline that passed: a failed one may have filled the disk, and its
+  // commits would never be pushed anyway.
+  if (status === 'passed') await collectChanges(task);
   await reportArtifacts();
-  finish('passed', 0);
+  finish(status, status === 'passed' ? 0 : status === 'timeout' ? EXIT_DEADLINE : 1);
+}
+
+/** Bundles what the steps changed; a failure to bundle is a warning, never a failed task. */
+async function collectChanges(task: SandboxTask): Promise<void> {
+  try {
+    await bundleChanges(task.baseCommit, task.branch, `asp: ${task.task || task.taskId}`.slice(0, 200));
+  } catch (error) {
+    emit({ type: 'warning', message: `could not bundle the changes: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}` });
+  }
 }
 
 main().catch((error: unknown) => {

@@ -37,6 +37,8 @@ export interface StepEndMessage {
   timedOut?: boolean;
   /** bytes of output dropped past the cap. */
   droppedBytes?: number;
+  /** Why the runner stopped the step, when it did (deadline backstop, disk limit). */
+  reason?: string;
 }
 export interface ArtifactMessage {
   type: 'artifact';
@@ -84,9 +86,20 @@ export interface SandboxTask {
   deadlineAt: number;
   /** Bytes of output kept per step; the rest is dropped with a marker. */
   outputCapBytes: number;
+  /** Size limit of /workspace: a step that grows it past this is stopped. */
+  diskLimitBytes: number;
+  /** The commit the host checked out: changes are bundled on top of it. */
+  baseCommit: string;
+  /** The branch the sandbox commits its changes on. */
+  branch: string;
+  /** Names of environment variables whose values the runner masks in all output. */
+  secretEnv: string[];
 }
 
 export const SANDBOX_WORKSPACE = '/workspace';
 export const SANDBOX_REPO_DIR = '/workspace/repo';
 export const SANDBOX_ARTIFACTS_DIR = '/workspace/.asp';
 export const SANDBOX_TASK_FILE = '/workspace/.asp/task.json';
+/** The sandbox's changes, as a git bundle of the commits on top of the base, and as a patch to read. */
+export const CHANGE_BUNDLE = 'change.bundle';
+export const CHANGE_PATCH = 'diff.patch';

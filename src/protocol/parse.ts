@@ -24,6 +24,7 @@ const schema = z.discriminatedUnion('type', [
     durationMs: z.number().nonnegative(),
     timedOut: z.boolean().optional(),
     droppedBytes: z.number().nonnegative().optional(),
+    reason: z.string().max(1000).optional(),
   }),
   z.object({
     type: z.literal('artifact'),

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -11,7 +11,12 @@ export const IMAGE_REPOSITORY = 'asp-sandbox';
 export const DEFAULT_BASE_IMAGE = 'node:20-bookworm-slim';
 
 /** The files the image is built from, relative to the package root. Their hash is the image tag. */
-const CONTEXT_FILES = ['Dockerfile', 'dist/src/protocol/messages.js', 'dist/sandbox/main.js'];
+function contextFiles(root: string): string[] {
+  const sandboxDir = path.join(root, 'dist', 'sandbox');
+  // The runner is every compiled module of sandbox/ (no maps): they all go into the image.
+  const runner = existsSync(sandboxDir) ? readdirSync(sandboxDir).filter((name) => name.endsWith('.js')).sort().map((name) => `dist/sandbox/${name}`) : ['dist/sandbox/main.js'];
+  return ['Dockerfile', 'dist/src/protocol/messages.js', 'dist/src/protocol/secret-masker.js', ...runner];
+}
 
 export function packageRoot(): string {
   let dir = path.dirname(fileURLToPath(import.meta.url));
@@ -32,7 +37,7 @@ export interface ImageContext {
 
 export function imageContext(root = packageRoot(), baseImage = DEFAULT_BASE_IMAGE): ImageContext {
   const hash = createHash('sha256').update(`base=${baseImage}\n`);
-  const files = CONTEXT_FILES.map((name) => {
+  const files = contextFiles(root).map((name) => {
     const file = path.join(root, name);
     if (!existsSync(file)) {
       throw new AspError('IMAGE_UNAVAILABLE', `cannot build the sandbox image: ${name} is missing`, 'run `npm run build` first');

@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { simpleGit } from 'simple-git';
 import { AspError, errorMessage } from '../asp-error.js';
+import { hostGit } from './host-git.js';
 import type { RepoSource } from './repository.js';
 
 /**
@@ -35,8 +35,7 @@ export class RepoMirrors {
     this.fetches += 1;
     const target = path.join(this.dir, `${createHash('sha256').update(source.location).digest('hex').slice(0, 16)}.git`);
     await mkdir(this.dir, { recursive: true });
-    const env = { ...Object.fromEntries(Object.entries(this.env).filter((entry): entry is [string, string] => entry[1] !== undefined)), GIT_TERMINAL_PROMPT: '0' };
-    const git = simpleGit({ unsafe: { allowUnsafeHooksPath: true }, config: ['core.hooksPath=/dev/null'], timeout: { block: 600_000 } }).env(env);
+    const git = hostGit({ env: this.env, timeoutMs: 600_000 });
     try {
       if (existsSync(target)) await git.cwd(target).raw(['remote', 'update', '--prune']);
       else await git.raw(['clone', '--mirror', source.location, target]);

@@ -1,7 +1,8 @@
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { simpleGit, type SimpleGit } from 'simple-git';
+import type { SimpleGit } from 'simple-git';
 import { AspError, errorMessage } from '../asp-error.js';
+import { hostGit } from './host-git.js';
 
 export interface RepoSource {
   kind: 'local' | 'remote';
@@ -48,9 +49,7 @@ export async function cloneRepository(
   ref: string | undefined,
   env: Readonly<Record<string, string | undefined>>,
 ): Promise<CloneResult> {
-  const gitEnv = { ...definedOnly(env), GIT_TERMINAL_PROMPT: '0' };
-  const git = (baseDir?: string): SimpleGit =>
-    simpleGit({ ...(baseDir ? { baseDir } : {}), unsafe: { allowUnsafeHooksPath: true }, config: ['core.hooksPath=/dev/null', 'advice.detachedHead=false'], timeout: { block: 300_000 } }).env(gitEnv);
+  const git = (baseDir?: string): SimpleGit => hostGit({ env, ...(baseDir ? { baseDir } : {}), config: ['advice.detachedHead=false'] });
   // No --quiet anywhere: simple-git waits an extra 50 ms after any git command that prints nothing.
   try {
     await git().clone(source.location, destination, ['--no-checkout']);
@@ -83,8 +82,4 @@ async function resolveCommit(repo: SimpleGit, ref: string): Promise<string | und
 function firstLine(error: unknown): string {
   const lines = errorMessage(error).split('\n').map((line) => line.trim()).filter(Boolean);
   return (lines.find((line) => /^fatal:/.test(line)) ?? lines[0] ?? 'unknown error').replace(/^fatal:\s*/, '');
-}
-
-function definedOnly(env: Readonly<Record<string, string | undefined>>): Record<string, string> {
-  return Object.fromEntries(Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined));
 }

@@ -45,7 +45,7 @@ describe('units', () => {
 describe('task spec', () => {
   it('fills the defaults', () => {
     const spec = parseTaskSpec({ repo: '.' });
-    expect(spec.limits).toEqual({ timeout: 1_800_000, memory: 2 * 1024 ** 3, cpus: 1, pids: 512, tmpfs: 512 * 1024 ** 2 });
+    expect(spec.limits).toEqual({ timeout: 1_800_000, memory: 2 * 1024 ** 3, cpus: 1, pids: 512, tmpfs: 512 * 1024 ** 2, disk: 4 * 1024 ** 3 });
     expect(spec.outputCap).toBe(10 * 1024 ** 2);
     expect(spec.keep).toBe(false);
     expect(spec.env).toEqual([]);
