@@ -79,6 +79,19 @@ describe.skipIf(!dockerAvailable)('asp CLI against the real Docker engine', () =
     expect(result.stderr).toContain('[test] 3/3 tests passed');
   });
 
+  it('works with a real user environment (EDITOR, GIT_ASKPASS and friends set)', async () => {
+    const root = workspaces();
+    const result = await asp(['run', '--repo', helloRepo(), '--step', 'a=true', '--json'], {
+      ...process.env,
+      EDITOR: 'vim',
+      GIT_ASKPASS: '/bin/false',
+      GIT_EDITOR: 'nano',
+      ASP_WORKSPACES: root,
+    });
+    expect(result.stderr).not.toMatch(/not permitted/);
+    expect(result.code).toBe(0);
+  });
+
   it('exits 1 when a step fails and 124 past a deadline', async () => {
     const root = workspaces();
     const failed = await asp(['run', '--repo', helloRepo(), '--step', 'bad=exit 7', '--step', 'after=true'], { ASP_WORKSPACES: root });
