@@ -4,7 +4,7 @@ import type { Settings } from '../../src/config/settings.js';
 import { parseTaskSpec, type TaskSpecInput } from '../../src/config/task-spec.js';
 import { systemClock } from '../../src/supervisor/clock.js';
 import { silentLog } from '../../src/supervisor/log.js';
-import { runTask, type TaskResult } from '../../src/supervisor/run-task.js';
+import { runTask, type RunDeps, type TaskResult } from '../../src/supervisor/run-task.js';
 import type { TraceDocument } from '../../src/tracing/trace-model.js';
 import { docker } from './docker.js';
 
@@ -14,7 +14,7 @@ export interface RunOutcome {
 }
 
 /** Runs a task through the real supervisor and the real daemon, collecting what it printed. */
-export async function run(settings: Settings, input: TaskSpecInput, extra: { signal?: AbortSignal } = {}): Promise<RunOutcome> {
+export async function run(settings: Settings, input: TaskSpecInput, extra: Partial<RunDeps> = {}): Promise<RunOutcome> {
   let output = '';
   const result = await runTask(parseTaskSpec(input), {
     docker,
@@ -23,7 +23,7 @@ export async function run(settings: Settings, input: TaskSpecInput, extra: { sig
     log: silentLog,
     cwd: process.cwd(),
     writeOutput: (text) => (output += text),
-    signal: extra.signal,
+    ...extra,
   });
   return { result, output };
 }

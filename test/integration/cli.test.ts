@@ -23,6 +23,13 @@ describe('asp CLI: bad input, before anything is made', () => {
     ['an unknown option', ['run', '--repo', '.', '--frobnicate'], 2, /unknown option '--frobnicate'/],
     ['a credential in the URL', ['run', '--repo', 'https://user:secret@example.com/x.git', '--step', 'a=true'], 2, /contains credentials/],
     ['a missing repository', ['run', '--repo', '/nonexistent/repo', '--step', 'a=true'], 2, /not found: no such directory/],
+    ['--approve with --deny', ['run', '--repo', '.', '--step', 'a=true', '--hitl', '--approve', '--deny'], 2, /--approve and --deny both given/],
+    ['--draft without --pr', ['run', '--repo', '.', '--step', 'a=true', '--draft'], 2, /--draft without --pr/],
+    ['--pr without a token', ['run', '--repo', '.', '--step', 'a=true', '--pr'], 2, /--pr needs a GitHub token/],
+    ['a bad --branch', ['run', '--repo', '.', '--step', 'a=true', '--branch', 'a..b'], 2, /--branch must be a plain git branch name/],
+    ['a bad --disk', ['run', '--repo', '.', '--step', 'a=true', '--disk', 'huge'], 2, /--disk "huge" is not a size/],
+    ['approve of an unknown task', ['approve', 'no-such-task'], 2, /no task no-such-task under/],
+    ['approve of a malformed id', ['approve', '../etc'], 2, /"..\/etc" is not a task id/],
   ];
 
   it.each(cases)('rejects %s with its exit code and one line', async (_what, args, code, message) => {

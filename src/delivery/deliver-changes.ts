@@ -1,0 +1,76 @@
+import os from 'node:os';
+import { AspError, errorMessage } from '../asp-error.js';
+import type { Forge } from '../forge/forge.js';
+import type { Log } from '../supervisor/log.js';
+import { pushBranch } from '../workspace/push-branch.js';
+import type { Decision, DeliveryOutcome, DeliveryPlan } from './delivery-plan.js';
+
+export interface DeliveryContext {
+  repoDir: string;
+  env: Readonly<Record<string, string | undefined>>;
+  /** The code host, when a token is configured; required for --pr. */
+  forge: Forge | undefined;
+  /** The token and the web host it belongs to, for HTTPS pushes. */
+  token: { value: string; host: string } | undefined;
+  log: Log;
+  /** The markdown report that becomes the pull request's body. */
+  report: () => Promise<string>;
+}
+
+/**
+ * The human-in-the-loop gate followed by push and pull request, all host-side with host credentials.
+ * `decision` is the gate's answer (a flag, a prompt, or `asp approve` later); undefined means nobody decided yet.
+ * Push and PR failures do not throw: they come back in `error`, and the caller keeps the work for a retry.
+ */
+export async function deliverChanges(plan: DeliveryPlan, decision: Decision | undefined, context: DeliveryContext, comment?: string): Promise<DeliveryOutcome> {
+  const decided = decision ? { decidedBy: os.userInfo().username, decidedAt: new Date().toISOString(), ...(comment ? { comment } : {}) } : {};
+  if (plan.hitl) {
+    if (!decision) return { hitlStatus: 'awaiting_approval' };
+    if (decision === 'defer') return { hitlStatus: 'deferred', ...decided };
+    if (decision === 'deny') return { hitlStatus: 'rejected', ...decided };
+  }
+  const hitlStatus = plan.hitl ? 'approved' : 'not_required';
+  if (!plan.push && !plan.pr) return { hitlStatus, ...decided };
+  try {
+    let pushUrl = plan.remote;
+    let headOwner: string | undefined;
+    const target = plan.pr ? await requireForge(context).repository(plan.remote) : undefined;
+    if (target) {
+      headOwner = target.owner;
+      if (!target.canPush) {
+        // The token cannot write to the repository: push to the user's fork and open the PR from there.
+        const fork = await requireForge(context).fork(target);
+        context.log.info({ fork: `${fork.owner}/${fork.name}` }, `no push access to ${target.owner}/${target.name}: using the fork ${fork.owner}/${fork.name}`);
+        pushUrl = fork.pushUrl;
+        headOwner = fork.owner;
+      } else pushUrl = target.pushUrl;
+    }
+    await pushBranch(context.repoDir, { remote: pushUrl, ref: plan.change.ref, branch: plan.change.branch, env: context.env, token: context.token });
+    context.log.info({ branch: plan.change.branch }, `pushed ${plan.change.commits} commit(s) to ${plan.change.branch}`);
+    if (!target || !headOwner) return { hitlStatus, ...decided, pushedTo: pushUrl };
+    const pr = await requireForge(context).openPullRequest({
+      target,
+      head: { owner: headOwner, branch: plan.change.branch },
+      base: plan.baseBranch ?? target.defaultBranch,
+      title: pullRequestTitle(plan),
+      body: await context.report(),
+      draft: plan.draft,
+    });
+    context.log.info({ url: pr.url }, `opened pull request ${pr.url}`);
+    return { hitlStatus, ...decided, pushedTo: pushUrl, prUrl: pr.url };
+  } catch (error) {
+    return { hitlStatus, ...decided, error: errorMessage(error) + (error instanceof AspError && error.hint ? ` — ${error.hint}` : '') };
+  }
+}
+
+function requireForge(context: DeliveryContext): Forge {
+  if (!context.forge) throw new AspError('BAD_INPUT', '--pr needs a GitHub token', 'set GITHUB_TOKEN (or GH_TOKEN) on the host');
+  return context.forge;
+}
+
+/** The task's first line, as a PR title of a sensible length. */
+export function pullRequestTitle(plan: Pick<DeliveryPlan, 'task' | 'taskId'>): string {
+  const first = plan.task.split('\n')[0]?.trim() ?? '';
+  const title = first || `asp: ${plan.taskId}`;
+  return title.length > 72 ? `${title.slice(0, 71)}…` : title;
+}

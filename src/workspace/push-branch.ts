@@ -1,0 +1,39 @@
+import { AspError, errorMessage } from '../asp-error.js';
+import { redact } from '../forge/forge.js';
+import { hostGit } from './host-git.js';
+
+/**
+ * Pushes the fetched changes (a ref in the host's own clean clone) to `branch` of `remote`. Never forced: a
+ * branch that moved on the remote is a rejection the user resolves, not something to overwrite.
+ * A token is sent as an HTTP header only to the host it belongs to, and never appears in a URL or a message.
+ */
+export async function pushBranch(
+  repoDir: string,
+  options: { remote: string; ref: string; branch: string; env: Readonly<Record<string, string | undefined>>; token?: { value: string; host: string } | undefined },
+): Promise<void> {
+  const config: string[] = [];
+  if (options.token && sameHost(options.remote, options.token.host)) {
+    const basic = Buffer.from(`x-access-token:${options.token.value}`).toString('base64');
+    config.push(`http.https://${options.token.host}/.extraHeader=Authorization: Basic ${basic}`);
+  }
+  const git = hostGit({ env: options.env, baseDir: repoDir, config, timeoutMs: 600_000 });
+  try {
+    await git.raw(['push', '--porcelain', options.remote, `${options.ref}:refs/heads/${options.branch}`]);
+  } catch (error) {
+    const text = errorMessage(error);
+    const why = /non-fast-forward|fetch first|rejected/.test(text)
+      ? `the remote branch ${options.branch} has commits the task did not start from (non-fast-forward)`
+      : /403|denied|not allowed|permission/i.test(text)
+        ? 'permission denied'
+        : (text.split('\n').find((line) => /^(fatal|error|remote):/.test(line.trim())) ?? text.split('\n')[0] ?? 'unknown error').trim();
+    throw new AspError('PUSH_REJECTED', `push of ${options.branch} to ${redact(options.remote)} rejected: ${why.replace(options.token?.value ?? '\0', '***')}`, 'the work is kept: pick another --branch or fix access, then run asp approve <task> to push again', { cause: error });
+  }
+}
+
+function sameHost(remote: string, host: string): boolean {
+  try {
+    return new URL(remote).protocol === 'https:' && new URL(remote).host === host;
+  } catch {
+    return false;
+  }
+}

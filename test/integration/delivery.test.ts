@@ -1,0 +1,176 @@
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AspError } from '../../src/asp-error.js';
+import type { Settings } from '../../src/config/settings.js';
+import { approveTask } from '../../src/delivery/approve-task.js';
+import { silentLog } from '../../src/supervisor/log.js';
+import { dockerAvailable, leftovers, testSettings } from '../helpers/docker.js';
+import { startFakeGitHub, type FakeGitHub } from '../helpers/fake-github.js';
+import { startGitDaemon, type GitDaemon } from '../helpers/git-daemon.js';
+import { gitIn, repoWith } from '../helpers/repos.js';
+import { run, trace } from '../helpers/run.js';
+
+const TOKEN = 'ghp_test-token-0123456789';
+const edit = [{ name: 'edit', run: 'echo "fixed" >> README.md' }];
+
+describe.skipIf(!dockerAvailable)('changes delivered: push, pull requests and the HITL gate', () => {
+  let daemon: GitDaemon;
+  let github: FakeGitHub;
+  let settings: Settings;
+  let counter = 0;
+
+  /** A fresh upstream repository org/app-N on the git daemon, registered with the fake GitHub. */
+  function upstream(canPush: boolean, files: Record<string, string> = { 'README.md': 'app\n' }): { url: string; bare: string; name: string } {
+    counter += 1;
+    const name = `app-${counter}`;
+    const bare = daemon.publish('org', name, repoWith(files));
+    github.addRepo({ owner: 'org', name, defaultBranch: 'main', canPush });
+    return { url: daemon.url('org', name), bare, name };
+  }
+
+  beforeAll(async () => {
+    daemon = await startGitDaemon();
+    github = await startFakeGitHub({ token: TOKEN, daemon, forkOwner: 'asp-bot' });
+    settings = testSettings({ github: { token: TOKEN, apiUrl: github.apiUrl, webHost: '127.0.0.1' } });
+  });
+
+  afterAll(async () => {
+    await github?.stop();
+    await daemon?.stop();
+    expect(await leftovers()).toEqual({ containers: [], volumes: [] });
+  });
+
+  it('pushes the branch and opens a pull request whose body is the report, and records pr_url', async () => {
+    const repo = upstream(true);
+    const { result } = await run(settings, { repo: repo.url, task: 'Fix the README', steps: edit, pr: true });
+    expect(result.exitCode).toBe(0);
+    expect(result.delivery).toMatchObject({ hitlStatus: 'not_required', prUrl: `https://github.example/org/${repo.name}/pull/1` });
+    expect(gitIn(repo.bare, 'show', `asp/${result.taskId}:README.md`)).toBe('app\nfixed');
+    const pull = github.pulls.find((entry) => entry.name === repo.name);
+    expect(pull).toMatchObject({ title: 'Fix the README', head: `asp/${result.taskId}`, base: 'main', draft: false });
+    expect(pull?.body).toContain(`# asp task report: ${result.taskId}`);
+    expect(pull?.body).toContain(result.traceId);
+    expect(trace(result).trace.metadata.pr_url).toBe(result.delivery?.prUrl);
+    expect(github.requests.every((request) => request.authorization === `Bearer ${TOKEN}`)).toBe(true);
+    expect(existsSync(path.join(result.workspacePath, 'repo'))).toBe(false);
+    // The token never reaches the sandbox, the artifacts or the trace.
+    expect(readFileSync(result.tracePath, 'utf8')).not.toContain(TOKEN);
+    expect(readFileSync(path.join(result.workspacePath, '.asp', 'events.jsonl'), 'utf8')).not.toContain(TOKEN);
+  });
+
+  it('pushes to a fork and opens the PR from it when the token cannot push', async () => {
+    const repo = upstream(false);
+    const { result } = await run(settings, { repo: repo.url, task: 'Fork me', steps: edit, pr: true, draft: true });
+    expect(result.exitCode).toBe(0);
+    expect(github.requests.some((request) => request.method === 'POST' && request.url === `/repos/org/${repo.name}/forks`)).toBe(true);
+    const fork = path.join(daemon.root, 'asp-bot', `${repo.name}.git`);
+    expect(gitIn(fork, 'show', `asp/${result.taskId}:README.md`)).toBe('app\nfixed');
+    expect(() => gitIn(repo.bare, 'rev-parse', '--verify', `asp/${result.taskId}`)).toThrow();
+    expect(github.pulls.find((entry) => entry.name === repo.name)).toMatchObject({ head: `asp-bot:asp/${result.taskId}`, draft: true });
+  });
+
+  it('rejects at the gate with --deny: nothing pushed, the decision in the trace', async () => {
+    const repo = upstream(true);
+    const { result } = await run(settings, { repo: repo.url, steps: edit, hitl: true, pr: true }, { decision: 'deny' });
+    expect(result.exitCode).toBe(0);
+    expect(result.delivery).toMatchObject({ hitlStatus: 'rejected', decidedBy: os.userInfo().username });
+    expect(() => gitIn(repo.bare, 'rev-parse', '--verify', `asp/${result.taskId}`)).toThrow();
+    const document = trace(result);
+    expect(document.trace.metadata).toMatchObject({ hitl_required: true, hitl_status: 'rejected', pr_url: null });
+    expect(document.scores.find((score) => score.name === 'hitl_decision')?.value).toBe(0);
+  });
+
+  it('waits for approval without a TTY, keeps the work, and asp approve finishes it later', async () => {
+    const repo = upstream(true);
+    const { result } = await run(settings, { repo: repo.url, task: 'Needs review', steps: edit, hitl: true, pr: true });
+    expect(result.status).toBe('awaiting_approval');
+    expect(result.exitCode).toBe(0);
+    expect(existsSync(path.join(result.workspacePath, 'repo'))).toBe(true);
+    expect(trace(result).trace.metadata.hitl_status).toBe('awaiting_approval');
+    expect(() => gitIn(repo.bare, 'rev-parse', '--verify', `asp/${result.taskId}`)).toThrow();
+
+    const approved = await approveTask(result.taskId, { deny: false, comment: 'looks right' }, { settings, log: silentLog, warn: () => {} });
+    expect(approved.delivery).toMatchObject({ hitlStatus: 'approved', comment: 'looks right', prUrl: expect.stringContaining(`/org/${repo.name}/pull/`) });
+    expect(gitIn(repo.bare, 'show', `asp/${result.taskId}:README.md`)).toBe('app\nfixed');
+    const document = trace(result);
+    expect(document.trace.metadata).toMatchObject({ hitl_status: 'approved', hitl_comment: 'looks right', pr_url: approved.delivery.prUrl });
+    expect(document.trace.metadata.hitl_by).toBe(os.userInfo().username);
+    expect(document.scores.find((score) => score.name === 'hitl_decision')).toMatchObject({ value: 1 });
+    expect(document.scores.map((score) => score.name)).toEqual(expect.arrayContaining(['probe_accuracy', 'probe_latency_ms']));
+    expect(existsSync(path.join(result.workspacePath, 'repo'))).toBe(false);
+
+    await expect(approveTask(result.taskId, { deny: false }, { settings, log: silentLog, warn: () => {} })).rejects.toThrow('was approved already');
+  });
+
+  it('defers, then a later --deny discards the clone', async () => {
+    const repo = upstream(true);
+    const { result } = await run(settings, { repo: repo.url, steps: edit, hitl: true, push: true }, { decision: 'defer' });
+    expect(result.status).toBe('awaiting_approval');
+    expect(result.delivery?.hitlStatus).toBe('deferred');
+    const denied = await approveTask(result.taskId, { deny: true, comment: 'not now' }, { settings, log: silentLog, warn: () => {} });
+    expect(denied.delivery.hitlStatus).toBe('rejected');
+    expect(existsSync(path.join(result.workspacePath, 'repo'))).toBe(false);
+    expect(() => gitIn(repo.bare, 'rev-parse', '--verify', `asp/${result.taskId}`)).toThrow();
+  });
+
+  it('keeps the work when the push is rejected (non-fast-forward), and approve pushes once the way is clear', async () => {
+    const repo = upstream(true);
+    const id = `nff-${counter}`;
+    // Someone else already has a different asp/<id> branch on the remote.
+    const other = path.join(mkdtempSync(path.join(os.tmpdir(), 'asp-other-')), 'other');
+    gitIn(os.tmpdir(), 'clone', '--quiet', repo.url, other);
+    writeFileSync(path.join(other, 'OTHER.md'), 'other\n');
+    gitIn(other, 'add', '-A');
+    gitIn(other, 'commit', '--quiet', '-m', 'other');
+    gitIn(other, 'push', '--quiet', 'origin', `HEAD~0:refs/heads/asp/${id}`);
+    gitIn(other, 'reset', '--quiet', '--hard', 'HEAD~1');
+    writeFileSync(path.join(other, 'OTHER2.md'), 'diverged\n');
+
+    const { result } = await run(settings, { repo: repo.url, id, steps: edit, push: true });
+    expect(result.exitCode).toBe(1);
+    expect(result.status).toBe('failed');
+    expect(result.error).toMatch(/rejected: the remote branch asp\/nff-\d+ has commits the task did not start from \(non-fast-forward\)/);
+    expect(existsSync(path.join(result.workspacePath, 'repo'))).toBe(true);
+    expect(result.artifacts).toContain('change.bundle');
+
+    const error = await approveTask(id, { deny: false }, { settings, log: silentLog, warn: () => {} }).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(AspError);
+    expect((error as AspError).code).toBe('PUSH_REJECTED');
+    gitIn(repo.bare, 'branch', '-D', `asp/${id}`);
+    const retried = await approveTask(id, { deny: false }, { settings, log: silentLog, warn: () => {} });
+    expect(retried.delivery.pushedTo).toBe(repo.url);
+    expect(gitIn(repo.bare, 'show', `asp/${id}:README.md`)).toBe('app\nfixed');
+  });
+
+  it('fails clearly and keeps the work when GitHub refuses the token', async () => {
+    const repo = upstream(true);
+    const bad = { ...settings, github: { ...settings.github, token: 'wrong-token' } };
+    const { result } = await run(bad, { repo: repo.url, steps: edit, pr: true });
+    expect(result.exitCode).toBe(1);
+    expect(result.error).toMatch(/GitHub answered 401: Bad credentials — the token is invalid or expired/);
+    expect(result.error).not.toContain('wrong-token');
+    expect(existsSync(path.join(result.workspacePath, 'repo'))).toBe(true);
+  });
+
+  it('never runs code from a hostile .git/config on the host, also while pushing', async () => {
+    const markers = mkdtempSync(path.join(os.tmpdir(), 'asp-markers-'));
+    const source = repoWith({ 'README.md': 'app\n', '.gitattributes': '* filter=evil\n' });
+    gitIn(source, 'config', 'core.fsmonitor', `touch ${markers}/fsmonitor`);
+    gitIn(source, 'config', 'core.hooksPath', markers);
+    gitIn(source, 'config', 'filter.evil.smudge', `sh -c 'touch ${markers}/smudge; cat'`);
+    gitIn(source, 'config', 'filter.evil.clean', `sh -c 'touch ${markers}/clean; cat'`);
+    writeFileSync(path.join(markers, 'post-checkout'), `#!/bin/sh\ntouch ${markers}/hook\n`, { mode: 0o755 });
+    writeFileSync(path.join(markers, 'pre-push'), `#!/bin/sh\ntouch ${markers}/hook\n`, { mode: 0o755 });
+    // The sandbox also writes the same traps into its own .git/config before its changes come back.
+    const traps = `git config core.fsmonitor "touch ${markers}/sandbox-fsmonitor" && git config core.hooksPath /tmp && echo x >> README.md`;
+    // asp clones from it, and pushes back into it: the pre-push hook would run if asp's clone took the source's config.
+    const { result } = await run(settings, { repo: source, steps: [{ name: 'trap', run: traps }], push: true });
+    expect(result.exitCode).toBe(0);
+    expect(result.change?.commits).toBe(1);
+    expect(gitIn(source, 'rev-parse', '--verify', `asp/${result.taskId}`)).toBe(result.change?.head);
+    // Only the two hook files the test wrote: no marker from fsmonitor, a hook or a filter.
+    expect(readdirSync(markers).sort()).toEqual(['post-checkout', 'pre-push']);
+  });
+});
