@@ -13,6 +13,8 @@ export interface Settings {
   retentionMs: number;
   dockerHost: string | undefined;
   langfuse: { publicKey: string; secretKey: string; baseUrl: string } | undefined;
+  /** GitHub (or GitHub Enterprise) for --push/--pr: the token stays on the host. */
+  github: { token: string | undefined; apiUrl: string; webHost: string };
   debug: boolean;
   /** The host environment, for the explicit `--env NAME` allowlist only. */
   hostEnv: Readonly<Record<string, string | undefined>>;
@@ -37,7 +39,26 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
       publicKey && secretKey
         ? { publicKey, secretKey, baseUrl: (env.LANGFUSE_BASE_URL || env.LANGFUSE_HOST || LANGFUSE_DEFAULT_BASE_URL).replace(/\/+$/, '') }
         : undefined,
+    github: githubSettings(env),
     debug: env.ASP_DEBUG === '1',
     hostEnv: env,
   };
+}
+
+function githubSettings(env: NodeJS.ProcessEnv): Settings['github'] {
+  const apiUrl = (env.GITHUB_API_URL || 'https://api.github.com').replace(/\/+$/, '');
+  let webHost = 'github.com';
+  try {
+    const host = new URL(apiUrl).host;
+    // GitHub Enterprise serves the API under https://<host>/api/v3 and git from the same host.
+    webHost = host === 'api.github.com' ? 'github.com' : host;
+  } catch {
+    throw new AspError('BAD_INPUT', `GITHUB_API_URL="${apiUrl}" is not a URL`, 'set it to e.g. https://api.github.com or https://ghe.example.com/api/v3');
+  }
+  return { token: env.GITHUB_TOKEN?.trim() || env.GH_TOKEN?.trim() || undefined, apiUrl, webHost };
+}
+
+/** The forge token as host-side git and the forge use it: the value, and the one host it may be sent to. */
+export function githubToken(settings: Pick<Settings, 'github'>): { value: string; host: string } | undefined {
+  return settings.github.token ? { value: settings.github.token, host: settings.github.webHost } : undefined;
 }

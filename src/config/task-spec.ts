@@ -58,6 +58,8 @@ export const limitsSchema = z.strictObject({
   cpus: z.number().positive('must be more than 0').max(1024).default(1),
   pids: z.number().int().min(16, 'must be at least 16').max(1_000_000).default(512),
   tmpfs: size.default(512 * 1024 ** 2),
+  /** Size limit of the workspace volume (the repository and .asp/). */
+  disk: size.refine((bytes) => bytes >= 1024 ** 2, { message: 'must be at least 1m' }).default(4 * 1024 ** 3),
 });
 
 export type Step = z.infer<typeof stepSchema>;
@@ -77,6 +79,25 @@ export const taskSpecSchema = z.strictObject({
   env: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name')).default([]),
   keep: z.boolean().default(false),
   outputCap: size.default(10 * 1024 ** 2),
+  /** How to clone big repositories: shallow (depth) and/or partial (filter). Either skips the mirror cache. */
+  clone: z
+    .strictObject({
+      depth: z.number().int().positive('must be a positive whole number').max(1_000_000).optional(),
+      filter: z.enum(['blob:none', 'tree:0']).optional(),
+    })
+    .optional(),
+  /** Stop before pushing for a human decision (the seed's HITL gate). */
+  hitl: z.boolean().default(false),
+  /** Push the changes' branch to the repository (or a fork). */
+  push: z.boolean().default(false),
+  /** Open a pull request (implies push). */
+  pr: z.boolean().default(false),
+  draft: z.boolean().default(false),
+  /** The branch the sandbox commits its changes on; default asp/<task-id>. */
+  branch: z
+    .string()
+    .regex(/^(?!-)(?!.*\.\.)(?!.*\/\/)[A-Za-z0-9._\/-]{1,200}(?<![./])$/, 'must be a plain git branch name (letters, digits, ".", "_", "-", "/")')
+    .optional(),
 });
 
 export type TaskSpecInput = z.input<typeof taskSpecSchema>;

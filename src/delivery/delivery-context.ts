@@ -1,4 +1,4 @@
-import type { Settings } from '../config/settings.js';
+import { githubToken, type Settings } from '../config/settings.js';
 import { GitHubForge } from '../forge/github-forge.js';
 import type { Log } from '../supervisor/log.js';
 import type { Published } from '../tracing/publish-trace.js';
@@ -9,12 +9,12 @@ import type { DeliveryContext } from './deliver-changes.js';
 
 /** The host side of delivery for one task: its clone, the forge and token from the settings, and its report. */
 export function deliveryContext(settings: Settings, repoDir: string, log: Log, document: TraceDocument, published: Published): DeliveryContext {
-  const { token, apiUrl, webHost } = settings.github;
+  const token = githubToken(settings);
   return {
     repoDir,
     env: settings.hostEnv,
-    forge: token ? new GitHubForge(apiUrl, token) : undefined,
-    token: token ? { value: token, host: webHost } : undefined,
+    forge: token ? new GitHubForge(settings.github.apiUrl, token.value) : undefined,
+    token,
     log,
     // The PR body is the task's markdown report, with the Langfuse link when the trace was exported.
     report: async () => markdownReport(document, published.delivery, await new TraceStore(settings.home).exportRecord(document.trace.id)),

@@ -22,3 +22,20 @@ export function hostGit(options: { env: Readonly<Record<string, string | undefin
     timeout: { block: options.timeoutMs ?? 300_000 },
   }).env(hostGitEnv(options.env));
 }
+
+/**
+ * The git config that sends a forge token to its own host only, as an HTTP header: never in a URL (URLs end up
+ * in logs, traces and .git/config), never to another host.
+ */
+export function tokenConfig(remote: string, token: { value: string; host: string } | undefined): string[] {
+  if (!token) return [];
+  let url: URL;
+  try {
+    url = new URL(remote);
+  } catch {
+    return [];
+  }
+  if (url.protocol !== 'https:' || url.host !== token.host) return [];
+  const basic = Buffer.from(`x-access-token:${token.value}`).toString('base64');
+  return [`http.https://${token.host}/.extraHeader=Authorization: Basic ${basic}`];
+}

@@ -1,11 +1,10 @@
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { z } from 'zod';
 import { AspError, errorMessage } from '../asp-error.js';
-import { formatSupervisor, parseSupervisor, type Ownership } from '../docker/labels.js';
+import { formatSupervisor, parseSupervisor, supervisorState, type Ownership } from '../docker/labels.js';
 
 export const OWNER_FILE = '.asp-owner.json';
-
-export type WorkspaceStatus = 'running' | 'passed' | 'failed' | 'timeout' | 'interrupted' | 'error';
 
 /** The host side of one task, as the seed lays it out: `<root>/<task-id>/repo` and `<root>/<task-id>/.asp`. */
 export interface HostWorkspace {
@@ -24,7 +23,11 @@ export function workspacePaths(root: string, taskId: string): HostWorkspace {
  * Claims `<root>/<id>` atomically (mkdir without recursive fails on EEXIST). With `unique`, an id already taken
  * gets a numeric suffix, so two runs started in the same minute never share a workspace.
  */
-export async function claimWorkspace(root: string, taskId: string, options: { unique: boolean }): Promise<HostWorkspace> {
+export async function claimWorkspace(
+  root: string,
+  taskId: string,
+  options: { unique: boolean; reclaimUnfinished?: boolean },
+): Promise<HostWorkspace> {
   await mkdir(root, { recursive: true, mode: 0o755 }).catch((error: unknown) => {
     throw new AspError('WORKSPACE_FAILED', `cannot create the workspace root ${root}: ${errorMessage(error)}`, 'set ASP_WORKSPACES to a writable directory');
   });
@@ -39,6 +42,12 @@ export async function claimWorkspace(root: string, taskId: string, options: { un
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') {
         throw new AspError('WORKSPACE_FAILED', `cannot create ${paths.dir}: ${errorMessage(error)}`, 'check permissions and free space under ASP_WORKSPACES');
       }
+      if (!options.unique && options.reclaimUnfinished && (await unfinished(paths.dir))) {
+        // A retry or --resume of a run that never finished takes its id back; a finished or live run is never touched.
+        await removePath(paths.dir);
+        attempt -= 1;
+        continue;
+      }
       if (!options.unique) {
         throw new AspError('BAD_INPUT', `task id "${taskId}" is already used by ${paths.dir}`, 'pick another --id, or remove that workspace (asp workspaces prune)');
       }
@@ -47,16 +56,27 @@ export async function claimWorkspace(root: string, taskId: string, options: { un
   throw new AspError('WORKSPACE_FAILED', `no free workspace name for ${taskId}`, 'prune old workspaces (asp workspaces prune)');
 }
 
-export interface OwnerRecord {
-  taskId: string;
-  runId: string;
-  supervisor: string;
-  expiresAt: string;
-  keep: boolean;
-  status: WorkspaceStatus;
-  createdAt: string;
-  finishedAt?: string;
-}
+const STATUSES = ['running', 'passed', 'failed', 'timeout', 'interrupted', 'error', 'abandoned', 'awaiting_approval'] as const;
+
+/**
+ * The host dir's copy of the ownership labels, plus how the task ended. `abandoned` is written by the reaper:
+ * the supervisor died while the task ran, so no one else will ever finish this record.
+ */
+const ownerRecordSchema = z.object({
+  taskId: z.string().min(1),
+  runId: z.string().min(1),
+  supervisor: z.string().refine((text) => parseSupervisor(text) !== undefined, 'must be host/pid/startTicks'),
+  expiresAt: z.iso.datetime(),
+  keep: z.boolean(),
+  status: z.enum(STATUSES),
+  createdAt: z.iso.datetime(),
+  finishedAt: z.iso.datetime().optional(),
+  /** When the reaper removed the clone of a dead run (or released a kept one). */
+  reapedAt: z.iso.datetime().optional(),
+});
+
+export type OwnerRecord = z.infer<typeof ownerRecordSchema>;
+export type WorkspaceStatus = OwnerRecord['status'];
 
 export async function writeOwnerFile(workspace: HostWorkspace, owner: Ownership, status: WorkspaceStatus, createdAt: Date, finishedAt?: Date): Promise<void> {
   const record: OwnerRecord = {
@@ -69,17 +89,51 @@ export async function writeOwnerFile(workspace: HostWorkspace, owner: Ownership,
     createdAt: createdAt.toISOString(),
     ...(finishedAt ? { finishedAt: finishedAt.toISOString() } : {}),
   };
-  await writeFile(path.join(workspace.dir, OWNER_FILE), JSON.stringify(record, null, 2) + '\n');
+  await writeOwnerRecord(workspace.dir, record);
 }
 
+/** Rewrites the owner file with `changes`; used by the reaper to mark a dead run's dir. */
+export async function updateOwnerFile(dir: string, record: OwnerRecord, changes: Partial<OwnerRecord>): Promise<OwnerRecord> {
+  const updated = { ...record, ...changes };
+  await writeOwnerRecord(dir, updated);
+  return updated;
+}
+
+/** The record, or undefined when the dir has no valid owner file: then it is not asp's to touch. */
 export async function readOwnerFile(dir: string): Promise<OwnerRecord | undefined> {
   try {
-    const record = JSON.parse(await readFile(path.join(dir, OWNER_FILE), 'utf8')) as OwnerRecord;
-    if (typeof record.taskId !== 'string' || !parseSupervisor(record.supervisor)) return undefined;
-    return record;
+    const parsed = ownerRecordSchema.safeParse(JSON.parse(await readFile(path.join(dir, OWNER_FILE), 'utf8')));
+    return parsed.success ? parsed.data : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** The labels' view of an owner record, so dirs and Docker objects are judged by the same rules. */
+export function ownershipOf(record: OwnerRecord): Ownership {
+  return {
+    taskId: record.taskId,
+    runId: record.runId,
+    supervisor: parseSupervisor(record.supervisor) as Ownership['supervisor'],
+    expiresAt: new Date(record.expiresAt),
+    keep: record.keep,
+  };
+}
+
+async function writeOwnerRecord(dir: string, record: OwnerRecord): Promise<void> {
+  // Write then rename: a reaper reading concurrently sees the old record or the new one, never half of one.
+  const target = path.join(dir, OWNER_FILE);
+  const temporary = `${target}.${process.pid}.tmp`;
+  await writeFile(temporary, JSON.stringify(record, null, 2) + '\n');
+  await rename(temporary, target);
+}
+
+/** A workspace whose run ended without a result (interrupted, error, abandoned) or whose supervisor died mid-run. */
+async function unfinished(dir: string): Promise<boolean> {
+  const record = await readOwnerFile(dir);
+  if (!record) return false;
+  if (record.status === 'interrupted' || record.status === 'error' || record.status === 'abandoned') return true;
+  return record.status === 'running' && supervisorState(ownershipOf(record).supervisor) === 'dead';
 }
 
 /** Removes a path; one already gone is success. */

@@ -1,6 +1,6 @@
 import { AspError, errorMessage } from '../asp-error.js';
 import { redact } from '../forge/forge.js';
-import { hostGit } from './host-git.js';
+import { hostGit, tokenConfig } from './host-git.js';
 
 /**
  * Pushes the fetched changes (a ref in the host's own clean clone) to `branch` of `remote`. Never forced: a
@@ -11,12 +11,7 @@ export async function pushBranch(
   repoDir: string,
   options: { remote: string; ref: string; branch: string; env: Readonly<Record<string, string | undefined>>; token?: { value: string; host: string } | undefined },
 ): Promise<void> {
-  const config: string[] = [];
-  if (options.token && sameHost(options.remote, options.token.host)) {
-    const basic = Buffer.from(`x-access-token:${options.token.value}`).toString('base64');
-    config.push(`http.https://${options.token.host}/.extraHeader=Authorization: Basic ${basic}`);
-  }
-  const git = hostGit({ env: options.env, baseDir: repoDir, config, timeoutMs: 600_000 });
+  const git = hostGit({ env: options.env, baseDir: repoDir, config: tokenConfig(options.remote, options.token), timeoutMs: 600_000 });
   try {
     await git.raw(['push', '--porcelain', options.remote, `${options.ref}:refs/heads/${options.branch}`]);
   } catch (error) {
@@ -27,13 +22,5 @@ export async function pushBranch(
         ? 'permission denied'
         : (text.split('\n').find((line) => /^(fatal|error|remote):/.test(line.trim())) ?? text.split('\n')[0] ?? 'unknown error').trim();
     throw new AspError('PUSH_REJECTED', `push of ${options.branch} to ${redact(options.remote)} rejected: ${why.replace(options.token?.value ?? '\0', '***')}`, 'the work is kept: pick another --branch or fix access, then run asp approve <task> to push again', { cause: error });
-  }
-}
-
-function sameHost(remote: string, host: string): boolean {
-  try {
-    return new URL(remote).protocol === 'https:' && new URL(remote).host === host;
-  } catch {
-    return false;
   }
 }

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { AspError, errorMessage } from '../asp-error.js';
-import { hostGit } from './host-git.js';
+import { hostGit, tokenConfig } from './host-git.js';
 import type { RepoSource } from './repository.js';
 
 /**
@@ -18,6 +18,7 @@ export class RepoMirrors {
   constructor(
     private readonly dir: string,
     private readonly env: Readonly<Record<string, string | undefined>>,
+    private readonly token?: { value: string; host: string } | undefined,
   ) {}
 
   /** The source to clone from: the mirror for a remote repository, the source itself for a local one. */
@@ -35,7 +36,7 @@ export class RepoMirrors {
     this.fetches += 1;
     const target = path.join(this.dir, `${createHash('sha256').update(source.location).digest('hex').slice(0, 16)}.git`);
     await mkdir(this.dir, { recursive: true });
-    const git = hostGit({ env: this.env, timeoutMs: 600_000 });
+    const git = hostGit({ env: this.env, timeoutMs: 600_000, config: tokenConfig(source.location, this.token) });
     try {
       if (existsSync(target)) await git.cwd(target).raw(['remote', 'update', '--prune']);
       else await git.raw(['clone', '--mirror', source.location, target]);

@@ -2,7 +2,7 @@ import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { SimpleGit } from 'simple-git';
 import { AspError, errorMessage } from '../asp-error.js';
-import { hostGit } from './host-git.js';
+import { hostGit, tokenConfig } from './host-git.js';
 
 export interface RepoSource {
   kind: 'local' | 'remote';
@@ -43,23 +43,37 @@ export interface CloneResult {
  * Makes the host's own clean clone at `destination` and checks out `ref` (branch, tag or sha, detached;
  * default: the remote's HEAD). Hooks are off and prompts are off: a clone must never wait for a password.
  */
+export interface CloneOptions {
+  /** A shallow clone of this many commits (big repositories). */
+  depth?: number | undefined;
+  /** A partial clone: blobs (or trees too) are fetched when needed. */
+  filter?: 'blob:none' | 'tree:0' | undefined;
+  /** The forge token, sent only to its own host. */
+  token?: { value: string; host: string } | undefined;
+}
+
 export async function cloneRepository(
   source: RepoSource,
   destination: string,
   ref: string | undefined,
   env: Readonly<Record<string, string | undefined>>,
+  options: CloneOptions = {},
 ): Promise<CloneResult> {
-  const git = (baseDir?: string): SimpleGit => hostGit({ env, ...(baseDir ? { baseDir } : {}), config: ['advice.detachedHead=false'] });
+  const git = (baseDir?: string): SimpleGit =>
+    hostGit({ env, ...(baseDir ? { baseDir } : {}), config: ['advice.detachedHead=false', ...tokenConfig(source.location, options.token)] });
+  // git ignores --depth and --filter for a plain local path: say file:// to have them.
+  const shaping = [...(options.depth ? [`--depth=${options.depth}`, '--no-single-branch'] : []), ...(options.filter ? [`--filter=${options.filter}`] : [])];
+  const location = shaping.length && source.kind === 'local' ? `file://${source.location}` : source.location;
   // No --quiet anywhere: simple-git waits an extra 50 ms after any git command that prints nothing.
   // Without --ref the clone checks out the remote HEAD itself: two git processes in all, not four.
   try {
-    await git().clone(source.location, destination, ref ? ['--no-checkout'] : []);
+    await git().clone(location, destination, [...(ref ? ['--no-checkout'] : []), ...shaping]);
   } catch (error) {
     throw new AspError('REPO_NOT_FOUND', `cannot clone ${source.display}: ${firstLine(error)}`, 'check that the repository exists and that you can read it (git clone works by hand)', { cause: error });
   }
   const repo = git(destination);
   if (!ref) {
-    const [commit, branch] = (await repo.raw(['rev-parse', '--verify', 'HEAD', '--abbrev-ref', 'HEAD']).catch(() => '')).trim().split('\n');
+    const [commit, branch] = (await repo.raw(['rev-parse', 'HEAD', '--abbrev-ref', 'HEAD']).catch(() => '')).trim().split('\n');
     if (!commit || !/^[0-9a-f]{40,64}$/.test(commit)) throw new AspError('REPO_NOT_FOUND', `${source.display} has no commits`, 'commit something first');
     return { commit, ref: branch && branch !== 'HEAD' ? branch : commit };
   }

@@ -154,6 +154,44 @@ describe.skipIf(!dockerAvailable)('changes delivered: push, pull requests and th
     expect(existsSync(path.join(result.workspacePath, 'repo'))).toBe(true);
   });
 
+  it('clones a remote through the mirror cache, fetched incrementally on the next run', async () => {
+    const repo = upstream(true);
+    const first = await run(settings, { repo: repo.url, steps: [{ name: 'look', run: 'git log --format=%s > $ASP_ARTIFACTS/log.txt' }] });
+    expect(first.result.exitCode).toBe(0);
+    const mirrors = readdirSync(path.join(settings.home, 'mirrors'));
+    expect(mirrors.length).toBeGreaterThan(0);
+    // A new commit upstream: the next run sees it, through the same mirror.
+    const work = path.join(mkdtempSync(path.join(os.tmpdir(), 'asp-up-')), 'w');
+    gitIn(os.tmpdir(), 'clone', '--quiet', repo.url, work);
+    writeFileSync(path.join(work, 'NEW.md'), 'new\n');
+    gitIn(work, 'add', '-A');
+    gitIn(work, 'commit', '--quiet', '-m', 'second commit');
+    gitIn(work, 'push', '--quiet', 'origin', 'HEAD:main');
+    const second = await run(settings, { repo: repo.url, steps: [{ name: 'look', run: 'git log --format=%s > $ASP_ARTIFACTS/log.txt' }] });
+    expect(readFileSync(path.join(second.result.workspacePath, '.asp', 'log.txt'), 'utf8')).toBe('second commit\ninitial commit\n');
+    expect(readdirSync(path.join(settings.home, 'mirrors'))).toEqual(mirrors);
+    expect(trace(second.result).trace.metadata.target_repo).toBe(repo.url);
+  });
+
+  it('makes shallow and partial clones when asked', async () => {
+    const repo = upstream(true);
+    const work = path.join(mkdtempSync(path.join(os.tmpdir(), 'asp-up-')), 'w');
+    gitIn(os.tmpdir(), 'clone', '--quiet', repo.url, work);
+    for (const n of [1, 2, 3]) {
+      writeFileSync(path.join(work, `f${n}.md`), `${n}\n`);
+      gitIn(work, 'add', '-A');
+      gitIn(work, 'commit', '--quiet', '-m', `commit ${n}`);
+    }
+    gitIn(work, 'push', '--quiet', 'origin', 'HEAD:main');
+    const { result } = await run(settings, {
+      repo: repo.url,
+      clone: { depth: 1, filter: 'blob:none' },
+      steps: [{ name: 'count', run: 'git rev-list --count HEAD > $ASP_ARTIFACTS/count.txt' }],
+    });
+    expect(result.exitCode).toBe(0);
+    expect(readFileSync(path.join(result.workspacePath, '.asp', 'count.txt'), 'utf8').trim()).toBe('1');
+  });
+
   it('never runs code from a hostile .git/config on the host, also while pushing', async () => {
     const markers = mkdtempSync(path.join(os.tmpdir(), 'asp-markers-'));
     const source = repoWith({ 'README.md': 'app\n', '.gitattributes': '* filter=evil\n' });
