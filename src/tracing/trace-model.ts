@@ -18,6 +18,10 @@ export interface TraceMetadata {
   pr_url: string | null;
   hitl_required: boolean;
   hitl_status: string;
+  /** Who decided at the HITL gate, when, and what they said (absent until someone decides). */
+  hitl_by?: string;
+  hitl_at?: string;
+  hitl_comment?: string;
   run_id: string;
   commit: string | null;
   image: string | null;

@@ -12,6 +12,24 @@ import {
 
 /** Output kept on a step's span: the tail, the part that says why a step failed. */
 const SPAN_OUTPUT_BYTES = 16 * 1024;
+/** Input and output kept on a generation: prompts can be whole files, the trace must stay small. */
+const GENERATION_IO_CHARS = 16 * 1024;
+
+/** A model call made through the host's gateway, recorded as a GENERATION under its step. */
+export interface GatewayGeneration {
+  step: string;
+  model: string;
+  provider: string;
+  startTime: Date;
+  endTime: Date;
+  usage: { input: number; output: number; total: number };
+  costUsd: number | undefined;
+  status: number;
+  attempts: number;
+  input: unknown;
+  output: unknown;
+  requestedModel: string | undefined;
+}
 
 export interface TraceStart {
   taskId: string;
@@ -129,6 +147,36 @@ export class TraceRecorder {
     }
   }
 
+  /** Records a gateway call: model, usage, cost, latency, and its input and output capped. */
+  addGeneration(generation: GatewayGeneration): void {
+    this.generationCount += 1;
+    const failed = generation.status >= 400;
+    this.observations.push({
+      id: childIdFor(this.traceId, `generation:${this.generationCount}`),
+      traceId: this.traceId,
+      parentObservationId: this.steps.get(generation.step)?.observation.id ?? this.rootId,
+      type: 'GENERATION',
+      name: `${generation.step}:${generation.model}`,
+      startTime: generation.startTime.toISOString(),
+      endTime: generation.endTime.toISOString(),
+      level: failed ? 'ERROR' : 'DEFAULT',
+      statusMessage: failed ? `provider answered ${generation.status}` : null,
+      input: capped(generation.input),
+      output: capped(generation.output),
+      metadata: {
+        step: generation.step,
+        provider: generation.provider,
+        status: generation.status,
+        attempts: generation.attempts,
+        latencyMs: generation.endTime.getTime() - generation.startTime.getTime(),
+        ...(generation.requestedModel ? { requestedModel: generation.requestedModel } : {}),
+      },
+      model: generation.model,
+      usageDetails: { input: generation.usage.input, output: generation.usage.output, total: generation.usage.total },
+      ...(generation.costUsd !== undefined ? { costDetails: { total: generation.costUsd } } : {}),
+    });
+  }
+
   /** Closes steps the sandbox never ended (killed at a deadline, interrupted). */
   abandonOpenSteps(reason: string, exitCode: number): void {
     for (const step of this.steps.values()) {
@@ -221,4 +269,10 @@ export class TraceRecorder {
     };
     step.observation.metadata = { ...step.observation.metadata, exitCode, durationMs, timedOut };
   }
+}
+
+function capped(value: unknown): unknown {
+  const text = typeof value === 'string' ? value : JSON.stringify(value ?? null);
+  if (text.length <= GENERATION_IO_CHARS) return value ?? null;
+  return { truncated: `[asp: ${text.length - GENERATION_IO_CHARS} characters dropped]`, head: text.slice(0, GENERATION_IO_CHARS) };
 }

@@ -1,0 +1,74 @@
+import { open } from 'node:fs/promises';
+import path from 'node:path';
+import { z } from 'zod';
+import { describeIssue } from '../config/task-spec.js';
+
+/** Artifacts are written by steps inside the sandbox: untrusted, so read with a size cap and checked. */
+const ARTIFACT_MAX_BYTES = 1024 * 1024;
+const USAGE_MAX_ENTRIES = 1000;
+
+const testResultsSchema = z
+  .looseObject({ passed: z.number().int().min(0), total: z.number().int().min(0) })
+  .refine((results) => results.passed <= results.total, { message: 'passed is more than total' });
+const reviewSchema = z.looseObject({ score: z.number().min(0).max(1) });
+const usageEntrySchema = z.looseObject({
+  step: z.string().max(200).optional(),
+  model: z.string().max(200).optional(),
+  usage: z.record(z.string(), z.number().min(0)).optional(),
+  costUsd: z.number().min(0).optional(),
+});
+const usageFileSchema = z.union([usageEntrySchema, z.array(usageEntrySchema).max(USAGE_MAX_ENTRIES)]);
+
+export type UsageEntry = z.infer<typeof usageEntrySchema>;
+
+/** What the PROBE scores are computed from, besides the trace itself. Each `*Problem` says why a file was not used. */
+export interface ProbeInputs {
+  tests?: { passed: number; total: number } | undefined;
+  testsProblem?: string | undefined;
+  review?: { score: number } | undefined;
+  reviewProblem?: string | undefined;
+  usage: UsageEntry[];
+  usageProblem?: string | undefined;
+}
+
+export async function readProbeInputs(artifactsDir: string): Promise<ProbeInputs> {
+  const [tests, review, usage] = await Promise.all([
+    readArtifact(artifactsDir, 'test_results.json', testResultsSchema),
+    readArtifact(artifactsDir, 'code_review.json', reviewSchema),
+    readArtifact(artifactsDir, 'usage.json', usageFileSchema),
+  ]);
+  return {
+    tests: tests.value ? { passed: tests.value.passed, total: tests.value.total } : undefined,
+    testsProblem: tests.problem,
+    review: review.value ? { score: review.value.score } : undefined,
+    reviewProblem: review.problem,
+    usage: usage.value === undefined ? [] : Array.isArray(usage.value) ? usage.value : [usage.value],
+    usageProblem: usage.problem,
+  };
+}
+
+async function readArtifact<T extends z.ZodType>(dir: string, name: string, schema: T): Promise<{ value?: z.infer<T>; problem?: string }> {
+  let text: string;
+  try {
+    const handle = await open(path.join(dir, name), 'r');
+    try {
+      const buffer = Buffer.alloc(ARTIFACT_MAX_BYTES + 1);
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+      if (bytesRead > ARTIFACT_MAX_BYTES) return { problem: `${name} is larger than ${ARTIFACT_MAX_BYTES} bytes` };
+      text = buffer.subarray(0, bytesRead).toString('utf8');
+    } finally {
+      await handle.close();
+    }
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    return { problem: `${name} unreadable (${(error as Error).message})` };
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return { problem: `${name} is not JSON` };
+  }
+  const parsed = schema.safeParse(json);
+  return parsed.success ? { value: parsed.data } : { problem: `${name}: ${describeIssue(parsed.error)}` };
+}

@@ -1,0 +1,100 @@
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { errorMessage } from '../asp-error.js';
+import type { Settings } from '../config/settings.js';
+import type { Log } from '../supervisor/log.js';
+import { ExportFailure } from './export-failure.js';
+import { exportToLangfuse } from './langfuse-exporter.js';
+import { readProbeInputs } from './probe-inputs.js';
+import { addUsageGenerations, PROBE_SCORES, probeScores, USAGE_FILE_SOURCE } from './probe-scores.js';
+import type { TraceDocument } from './trace-model.js';
+import type { TraceMode } from './trace-mode.js';
+import { TraceStore } from './trace-store.js';
+
+/** What became of a run's trace: taken by Langfuse, waiting in the outbox, or kept local only. */
+export type TraceDelivery = 'exported' | 'queued' | 'local';
+
+export interface PublishOptions {
+  settings: Settings;
+  /** Resolved by the CLI (`--trace`); when absent: Langfuse if keys are set, else local. */
+  mode?: TraceMode | undefined;
+  /** The task's host `.asp/`: where the steps' artifacts are read from and `trace.json` is written. */
+  artifactsDir: string;
+  /** Steps the task meant to run (for probe_accuracy when there are no test results). */
+  plannedSteps?: number | undefined;
+  log: Log;
+  /** The run's own warning channel: one line each, also in the task result. */
+  warn: (message: string) => void;
+  signal?: AbortSignal | undefined;
+  budgetMs?: number | undefined;
+  /**
+   * An earlier publish of this trace by the same run (e.g. before the HITL gate). When Langfuse failed then, the
+   * update only replaces the outbox entry: one warning and one wait per run, not one per publish.
+   */
+  previous?: Published | undefined;
+}
+
+export interface Published {
+  delivery: TraceDelivery;
+  tracePath: string;
+  url?: string;
+}
+
+/**
+ * The end of every run's trace: PROBE scores in, the local JSON written (the floor, always), then Langfuse when
+ * it is on. A Langfuse that is down, refusing or slow costs at most the flush budget and one warning line; the
+ * trace then waits in the outbox. Only failing to write `.asp/trace.json` itself throws.
+ */
+export async function publishTrace(document: TraceDocument, options: PublishOptions): Promise<Published> {
+  const inputs = await readProbeInputs(options.artifactsDir);
+  // A document published before (then decided at the HITL gate) has its usage generations already.
+  if (!document.observations.some((observation) => observation.metadata.source === USAGE_FILE_SOURCE)) {
+    addUsageGenerations(document, inputs.usage);
+    if (inputs.usageProblem) options.warn(`usage not read: ${inputs.usageProblem}`);
+  }
+  // PROBE scores are recomputed on every publish; other scores (the HITL decision) are kept as they are.
+  const others = document.scores.filter((score) => !(PROBE_SCORES as readonly string[]).includes(score.name));
+  document.scores = [...probeScores(document, inputs, { plannedSteps: options.plannedSteps }), ...others];
+
+  const tracePath = path.join(options.artifactsDir, 'trace.json');
+  await writeFile(tracePath, JSON.stringify(document, null, 2) + '\n');
+  const store = new TraceStore(options.settings.home);
+  await store.save(document).catch((error: unknown) => options.warn(`the trace store ${store.tracesDir} was not written: ${errorMessage(error)}`));
+
+  const taskId = document.trace.name;
+  const target = options.settings.langfuse;
+  const mode = options.mode ?? (target ? 'langfuse' : 'json');
+  if (!target || mode === 'off') return { delivery: 'local', tracePath };
+  if (mode === 'json' || options.previous?.delivery === 'queued') {
+    // Deferred export: the trace is sent by a later `asp traces push` (e.g. from a machine that can reach Langfuse).
+    const queued = await enqueue(store, document, options);
+    if (queued) options.log.info({ taskId, outbox: queued }, `trace queued for Langfuse: send it with asp traces push ${taskId}`);
+    return { delivery: queued ? 'queued' : 'local', tracePath };
+  }
+  try {
+    const receipt = await exportToLangfuse(document, target, { budgetMs: options.budgetMs, signal: options.signal });
+    await store
+      .recordExport({ taskId, traceId: receipt.traceId, url: receipt.url, exportedAt: new Date().toISOString(), spans: receipt.spans, scores: receipt.scores })
+      .catch((error: unknown) => options.log.debug({ taskId }, `export receipt not written: ${errorMessage(error)}`));
+    options.log.info({ taskId, url: receipt.url, spans: receipt.spans, ms: receipt.durationMs }, `trace sent to Langfuse: ${receipt.url}`);
+    return { delivery: 'exported', tracePath, url: receipt.url };
+  } catch (error) {
+    const reason = error instanceof ExportFailure ? error.message : `unexpected export error: ${errorMessage(error)}`;
+    const queued = await enqueue(store, document, options);
+    options.warn(
+      queued
+        ? `${reason}; the trace waits in the outbox: send it with asp traces push ${taskId}`
+        : `${reason}; the trace is only in ${tracePath}`,
+    );
+    return { delivery: queued ? 'queued' : 'local', tracePath };
+  }
+}
+
+async function enqueue(store: TraceStore, document: TraceDocument, options: PublishOptions): Promise<string | undefined> {
+  try {
+    return await store.enqueue(document);
+  } catch (error) {
+    options.warn(`the outbox ${store.outboxDir} was not written: ${errorMessage(error)}`);
+    return undefined;
+  }
+}

@@ -1,0 +1,155 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { AspError, errorMessage } from '../asp-error.js';
+import { TASK_ID_PATTERN } from '../config/task-spec.js';
+import type { TraceDocument } from './trace-model.js';
+import { parseTraceDocument } from './trace-schema.js';
+
+/** What Langfuse answered when it took a trace: kept so `traces ls` and reports can say "exported" and link to it. */
+export interface ExportRecord {
+  taskId: string;
+  traceId: string;
+  url: string;
+  exportedAt: string;
+  spans: number;
+  scores: number;
+}
+
+/** One file of the store or the outbox: its document, or why it could not be read. */
+export type StoredTrace = { file: string; document: TraceDocument; damaged?: undefined } | { file: string; document?: undefined; damaged: string };
+
+/**
+ * asp's own trace files under ASP_HOME:
+ * - `traces/<task-id>.json`: the latest trace of each task (the same document as its `.asp/trace.json`);
+ * - `outbox/<trace-id>.json`: traces waiting for Langfuse, named by trace id so two runs of one task never collide;
+ * - `exported/<trace-id>.json`: the receipt of each trace Langfuse took.
+ * Every write goes to a temporary file first and is renamed into place, so a crash never leaves half a trace.
+ */
+export class TraceStore {
+  readonly tracesDir: string;
+  readonly outboxDir: string;
+  readonly exportedDir: string;
+
+  constructor(home: string) {
+    this.tracesDir = path.join(home, 'traces');
+    this.outboxDir = path.join(home, 'outbox');
+    this.exportedDir = path.join(home, 'exported');
+  }
+
+  tracePath(taskId: string): string {
+    return path.join(this.tracesDir, `${checkedTaskId(taskId)}.json`);
+  }
+
+  outboxPath(traceId: string): string {
+    return path.join(this.outboxDir, `${traceId}.json`);
+  }
+
+  async save(document: TraceDocument): Promise<string> {
+    const file = this.tracePath(document.trace.name);
+    await writeAtomically(file, JSON.stringify(document, null, 2) + '\n');
+    return file;
+  }
+
+  /** The stored trace of a task; a task never stored is NOT_FOUND, an unreadable one says so (both exit 2). */
+  async read(taskId: string): Promise<TraceDocument> {
+    const file = this.tracePath(taskId);
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new AspError('NOT_FOUND', `no trace for task "${taskId}" in ${this.tracesDir}`, 'list the stored traces with asp traces ls');
+      }
+      throw new AspError('BAD_INPUT', `the trace of "${taskId}" is unreadable: ${errorMessage(error)}`, `check ${file}`);
+    }
+    try {
+      return parseTraceDocument(text);
+    } catch (error) {
+      throw new AspError('BAD_INPUT', `the trace of "${taskId}" is damaged: ${errorMessage(error)}`, `check ${file}; the copy in the task's .asp/trace.json may be intact`);
+    }
+  }
+
+  list(): Promise<StoredTrace[]> {
+    return readAll(this.tracesDir);
+  }
+
+  async enqueue(document: TraceDocument): Promise<string> {
+    const file = this.outboxPath(document.trace.id);
+    await writeAtomically(file, JSON.stringify(document) + '\n');
+    return file;
+  }
+
+  outbox(): Promise<StoredTrace[]> {
+    return readAll(this.outboxDir);
+  }
+
+  async queuedIds(): Promise<Set<string>> {
+    return new Set((await jsonFiles(this.outboxDir)).map((file) => path.basename(file, '.json')));
+  }
+
+  /** Taken off the outbox only once Langfuse has taken it; gone already is fine. */
+  async dequeue(traceId: string): Promise<void> {
+    await rm(this.outboxPath(traceId), { force: true });
+  }
+
+  async recordExport(record: ExportRecord): Promise<void> {
+    await writeAtomically(path.join(this.exportedDir, `${record.traceId}.json`), JSON.stringify(record, null, 2) + '\n');
+  }
+
+  async exportRecord(traceId: string): Promise<ExportRecord | undefined> {
+    try {
+      const record = JSON.parse(await readFile(path.join(this.exportedDir, `${traceId}.json`), 'utf8')) as ExportRecord;
+      return typeof record.url === 'string' && record.traceId === traceId ? record : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+/** Task ids become file names here: the same alphabet as everywhere else, and never a path. */
+export function checkedTaskId(taskId: string): string {
+  if (!TASK_ID_PATTERN.test(taskId)) {
+    throw new AspError('BAD_INPUT', `"${taskId}" is not a task id`, 'task ids are [a-z0-9][a-z0-9._-]{0,62}; list them with asp traces ls');
+  }
+  return taskId;
+}
+
+async function readAll(dir: string): Promise<StoredTrace[]> {
+  const files = await jsonFiles(dir);
+  return Promise.all(
+    files.map(async (file): Promise<StoredTrace> => {
+      try {
+        return { file, document: parseTraceDocument(await readFile(file, 'utf8')) };
+      } catch (error) {
+        return { file, damaged: errorMessage(error) };
+      }
+    }),
+  );
+}
+
+/** The `.json` files of a dir, oldest first (the order in which to push them); a missing dir is empty. */
+async function jsonFiles(dir: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw new AspError('WORKSPACE_FAILED', `cannot read ${dir}: ${errorMessage(error)}`, 'check ASP_HOME and its permissions');
+  }
+  const files = names.filter((name) => name.endsWith('.json')).map((name) => path.join(dir, name));
+  const times = await Promise.all(files.map((file) => stat(file).then((info) => info.mtimeMs, () => 0)));
+  return files.map((file, index) => ({ file, time: times[index] ?? 0 })).sort((a, b) => a.time - b.time || a.file.localeCompare(b.file)).map((entry) => entry.file);
+}
+
+async function writeAtomically(file: string, content: string): Promise<void> {
+  await mkdir(path.dirname(file), { recursive: true });
+  const temporary = `${file}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
+  try {
+    await writeFile(temporary, content, { mode: 0o600 });
+    await rename(temporary, file);
+  } catch (error) {
+    await rm(temporary, { force: true });
+    throw error;
+  }
+}
