@@ -2,13 +2,14 @@ import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { AspError, errorMessage, EXIT, exitCodeFor } from '../asp-error.js';
-import type { Settings } from '../config/settings.js';
+import { githubToken, type Settings } from '../config/settings.js';
 import type { DockerPort } from '../docker/port.js';
 import type { Clock } from '../supervisor/clock.js';
 import type { Log } from '../supervisor/log.js';
 import { runTask, type TaskResult } from '../supervisor/run-task.js';
 import { ensureSandboxImage } from '../supervisor/sandbox-image.js';
 import type { TraceDocument } from '../tracing/trace-model.js';
+import type { TraceMode } from '../tracing/trace-mode.js';
 import { RepoMirrors } from '../workspace/repo-mirror.js';
 import type { BatchProgress } from './batch-progress.js';
 import type { BatchSummary, TaskOutcome } from './batch-report.js';
@@ -36,6 +37,7 @@ export interface BatchDeps {
   progress: BatchProgress;
   signal?: AbortSignal | undefined;
   forceSignal?: AbortSignal | undefined;
+  traceMode?: TraceMode | undefined;
 }
 
 /** A safe default: no more tasks than cores, and no more than three quarters of memory can hold at their limits. */
@@ -53,7 +55,7 @@ export async function runBatch(list: TaskList, options: BatchOptions, deps: Batc
   const startedAt = deps.clock.now();
   const journal = new BatchJournal(deps.settings.home, options.batchId);
   const done = options.resume ? journal.finished() : new Map<string, JournalRecord>();
-  const mirrors = new RepoMirrors(path.join(deps.settings.home, 'mirrors'), deps.settings.hostEnv);
+  const mirrors = new RepoMirrors(path.join(deps.settings.home, 'mirrors'), deps.settings.hostEnv, githubToken(deps.settings));
   const outcomes = new Map<string, TaskOutcome>();
 
   // One image check (and build) for the whole batch, before the pool: concurrent first runs must not each build it.
@@ -89,7 +91,7 @@ export async function runBatch(list: TaskList, options: BatchOptions, deps: Batc
     journal: journal.file,
     concurrency: options.concurrency,
     total: tasks.length,
-    passed: count('passed'),
+    passed: count('passed', 'awaiting_approval'),
     failed: count('failed', 'timeout'),
     errors: count('error'),
     interrupted: count('interrupted'),
@@ -152,6 +154,7 @@ async function attemptTask(entry: BatchEntry, attempt: number, deps: BatchDeps, 
       forceSignal: deps.forceSignal,
       mirrors,
       reclaimUnfinished: true,
+      traceMode: deps.traceMode,
     });
     return { ...base, ...(await describeResult(result)) };
   } catch (error) {

@@ -8,7 +8,9 @@ import { batchIdFor } from '../batch/journal.js';
 import { defaultConcurrency, runBatch } from '../batch/run-batch.js';
 import { describeInvalid, readTaskList } from '../batch/task-list.js';
 import { formatDuration } from '../config/units.js';
+import { sweep } from '../reaper/sweep.js';
 import { systemClock } from '../supervisor/clock.js';
+import { resolveTraceMode } from '../tracing/trace-mode.js';
 import type { Log } from '../supervisor/log.js';
 import { makeContext, reportFailure } from './cli-context.js';
 import { installInterruptHandlers } from './interrupts.js';
@@ -20,6 +22,7 @@ interface BatchFlags {
   skipInvalid?: boolean;
   report?: string;
   junit?: string;
+  trace?: string;
   json?: boolean;
   debug?: boolean;
 }
@@ -35,6 +38,7 @@ export function registerBatchCommand(program: Command): void {
     .option('--skip-invalid', 'run the valid tasks even when some lines are invalid')
     .option('--report <file>', 'write a JSON report (per task: status, exit code, duration, cost, trace id, artifacts)')
     .option('--junit <file>', 'write a JUnit XML report (one testcase per task)')
+    .option('--trace <mode>', 'langfuse | json | off, for every task, as for asp run')
     .option('--json', 'print one JSON summary on stdout; logs go to stderr')
     .option('--debug', 'verbose logs and stack traces')
     .action(async (file: string, flags: BatchFlags) => {
@@ -49,15 +53,20 @@ async function batchCommand(file: string, flags: BatchFlags): Promise<number> {
     const retries = wholeNumber('--retries', flags.retries, 0, 10);
     const list = await readTaskList(file);
     if (list.invalid.length && !flags.skipInvalid) {
-      throw new AspError('BAD_INPUT', `${list.invalid.length} invalid task(s), nothing started:\n${describeInvalid(file, list.invalid)}`, 'fix those lines, or pass --skip-invalid to run the rest');
+      // One bad line is one line of error; several are listed one per line under a count.
+      const what = list.invalid.length === 1 ? `${describeInvalid(file, list.invalid)} (nothing started)` : `${list.invalid.length} invalid task(s), nothing started:\n${describeInvalid(file, list.invalid)}`;
+      throw new AspError('BAD_INPUT', what, list.invalid.length === 1 ? 'fix that line, or pass --skip-invalid to run the rest' : 'fix those lines, or pass --skip-invalid to run the rest');
     }
     const concurrency = flags.concurrency !== undefined ? wholeNumber('--concurrency', flags.concurrency, 1, 256) : defaultConcurrency(list.entries);
     const context = makeContext({ json, debug });
+    const traceMode = resolveTraceMode(flags.trace, context.settings);
     if (list.invalid.length) context.log.warn({ invalid: list.invalid }, `skipping ${list.invalid.length} invalid task(s):\n${describeInvalid(file, list.invalid)}`);
     const content = await readFile(file, 'utf8');
     const batchId = batchIdFor(file, content);
     context.log.info({ batchId, tasks: list.entries.length, concurrency }, `batch ${batchId}: ${list.entries.length} task(s), concurrency ${concurrency}${flags.resume ? ', resuming' : ''}`);
     const interrupts = installInterruptHandlers(context.log);
+    // Clear up after dead runs side by side with the batch's start: it never throws and never touches a live run.
+    const sweeping = sweep({ docker: context.docker, settings: context.settings, clock: systemClock, log: context.log });
     try {
       const summary = await runBatch(
         list,
@@ -73,6 +82,7 @@ async function batchCommand(file: string, flags: BatchFlags): Promise<number> {
           progress: batchProgress(list.entries.length, { tty: Boolean(process.stderr.isTTY) && process.env.CI !== 'true', write: (text) => process.stderr.write(text) }),
           signal: interrupts.signal,
           forceSignal: interrupts.forceSignal,
+          traceMode,
         },
       );
       if (flags.report) await writeJsonReport(flags.report, summary);
@@ -88,6 +98,7 @@ async function batchCommand(file: string, flags: BatchFlags): Promise<number> {
       return summary.exitCode;
     } finally {
       interrupts.dispose();
+      await sweeping;
     }
   } catch (error) {
     return reportFailure(error, { json, debug });

@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 const main = path.resolve(import.meta.dirname, '..', '..', 'dist', 'src', 'cli', 'main.js');
@@ -13,7 +15,8 @@ export interface CliRun {
 export function asp(args: string[], env: Record<string, string | undefined> = {}): Promise<CliRun> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [main, ...args], {
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+      // A private ASP_HOME unless the test names one: no test writes into the real ~/.asp.
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, ASP_HOME: scratchHome(), ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -23,4 +26,10 @@ export function asp(args: string[], env: Record<string, string | undefined> = {}
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
+}
+
+let home: string | undefined;
+function scratchHome(): string {
+  home ??= mkdtempSync(path.join(os.tmpdir(), 'asp-home-'));
+  return home;
 }
