@@ -1,6 +1,7 @@
 import { lstat, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { AspError, errorMessage } from '../asp-error.js';
+import { loadDeliveryPlan } from '../delivery/delivery-plan.js';
 import { readOwnerFile, type OwnerRecord } from './host-workspace.js';
 
 /** One host dir under the workspace root that asp owns (it has a valid owner file). */
@@ -11,6 +12,8 @@ export interface WorkspaceEntry {
   record: OwnerRecord;
   /** Whether `repo/` (the host clone) is still there. */
   hasClone: boolean;
+  /** Waiting at the HITL gate, or its push failed: the clone is kept on purpose for `asp approve`. */
+  awaitingDecision: boolean;
 }
 
 /**
@@ -29,7 +32,8 @@ export async function listWorkspaces(root: string): Promise<WorkspaceEntry[]> {
       const dir = path.join(root, child.name);
       const record = await readOwnerFile(dir);
       if (!record) return undefined;
-      return { name: child.name, dir, record, hasClone: await exists(path.join(dir, 'repo')) };
+      const [hasClone, awaitingDecision] = await Promise.all([exists(path.join(dir, 'repo')), awaitsDecision(dir, record)]);
+      return { name: child.name, dir, record, hasClone, awaitingDecision };
     }),
   );
   return entries.filter((entry): entry is WorkspaceEntry => entry !== undefined).sort((a, b) => a.name.localeCompare(b.name));
@@ -45,6 +49,13 @@ export async function directoryBytes(dir: string): Promise<number> {
     else if (child.isFile()) total += await lstat(full).then((stat) => stat.size, () => 0);
   }
   return total;
+}
+
+async function awaitsDecision(dir: string, record: OwnerRecord): Promise<boolean> {
+  if (record.status === 'awaiting_approval') return true;
+  // A failed push leaves status "failed" but keeps the clone so `asp approve` can try again: delivery.json says so.
+  const outcome = (await loadDeliveryPlan(path.join(dir, '.asp')))?.outcome;
+  return outcome !== undefined && (outcome.hitlStatus === 'awaiting_approval' || outcome.hitlStatus === 'deferred' || Boolean(outcome.error));
 }
 
 async function exists(target: string): Promise<boolean> {

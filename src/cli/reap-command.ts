@@ -1,0 +1,75 @@
+import type { Command } from 'commander';
+import { EXIT } from '../asp-error.js';
+import { reap } from '../reaper/reap.js';
+import type { ReapItem, ReapReport } from '../reaper/reap-report.js';
+import { tally } from '../reaper/reap-report.js';
+import { systemClock } from '../supervisor/clock.js';
+import { parseAgeOption } from './age-option.js';
+import { makeContext, reportFailure } from './cli-context.js';
+
+interface ReapFlags {
+  dryRun?: boolean;
+  olderThan?: string;
+  all?: boolean;
+  json?: boolean;
+  debug?: boolean;
+}
+
+export function registerReapCommand(program: Command): void {
+  program
+    .command('reap')
+    .description('remove the containers, volumes and host clones of dead runs (asp-labelled only, never a live run\'s)')
+    .option('--dry-run', 'list what would be removed and remove nothing')
+    .option('--older-than <age>', 'only what was created at least this long ago (90m, 36h, 7d)')
+    .option('--all', 'also what was kept with --keep (still only of runs whose supervisor is gone)')
+    .option('--json', 'print the report as one JSON object on stdout')
+    .option('--debug', 'stack traces on errors')
+    .action(async (flags: ReapFlags) => {
+      process.exitCode = await reapCommand(flags);
+    });
+}
+
+async function reapCommand(flags: ReapFlags): Promise<number> {
+  const json = Boolean(flags.json);
+  const debug = Boolean(flags.debug);
+  try {
+    const olderThanMs = flags.olderThan !== undefined ? parseAgeOption('--older-than', flags.olderThan) : undefined;
+    const context = makeContext({ json, debug });
+    const report = await reap(
+      { docker: context.docker, workspacesRoot: context.settings.workspacesRoot, clock: systemClock },
+      { dryRun: Boolean(flags.dryRun), all: Boolean(flags.all), olderThanMs },
+    );
+    const failed = report.items.some((item) => item.outcome === 'failed');
+    const exitCode = failed || !report.docker.ok ? EXIT.infrastructure : EXIT.ok;
+    if (json) context.stdout(JSON.stringify({ ...report, exitCode }) + '\n');
+    else context.stdout(describe(report));
+    if (!report.docker.ok) process.stderr.write(`asp: error: ${report.docker.error ?? 'Docker failed'}${report.docker.hint ? ` — ${report.docker.hint}` : ''} (host dirs were still reaped)\n`);
+    else if (failed) process.stderr.write('asp: error: some objects could not be removed (see above) — check the Docker daemon and rerun asp reap\n');
+    return exitCode;
+  } catch (error) {
+    return reportFailure(error, { json, debug });
+  }
+}
+
+const VERB: Record<ReapItem['outcome'], string> = { removed: 'removed', 'would-remove': 'would remove', 'in-use': 'in use, left', failed: 'FAILED' };
+const REASON: Record<ReapItem['reason'], string> = { 'supervisor-gone': 'supervisor gone', expired: 'past expires-at' };
+
+function describe(report: ReapReport): string {
+  const lines = report.items.map((item) => {
+    const what = item.kind === 'workspace' ? `workspace ${item.name}${item.detail ? ` (${item.detail})` : ''}` : `${item.kind} ${item.name}`;
+    return `${VERB[item.outcome]} ${what}: task ${item.taskId}, ${REASON[item.reason]}${item.error ? `: ${item.error}` : ''}`;
+  });
+  const [containers, volumes, workspaces] = (['container', 'volume', 'workspace'] as const).map((kind) => tally(report.items, kind));
+  const counts = `${containers} containers, ${volumes} volumes and ${workspaces} workspace dirs`;
+  const done = report.items.length ? `${report.dryRun ? 'would reap' : 'reaped'} ${counts}` : 'nothing to reap';
+  const left = [
+    report.skipped['supervisor-alive'] ? `${report.skipped['supervisor-alive']} of live runs` : '',
+    report.skipped.kept ? `${report.skipped.kept} kept with --keep (asp reap --all takes them)` : '',
+    report.skipped['awaiting-decision'] ? `${report.skipped['awaiting-decision']} clones awaiting asp approve` : '',
+    report.skipped['too-recent'] ? `${report.skipped['too-recent']} newer than --older-than` : '',
+    report.skipped['not-expired'] ? `${report.skipped['not-expired']} of other hosts, not yet expired` : '',
+    report.skipped['not-asp'] ? `${report.skipped['not-asp']} with damaged labels` : '',
+  ].filter(Boolean);
+  lines.push(`asp reap: ${done}${left.length ? `; left alone: ${left.join(', ')}` : ''}`);
+  return lines.join('\n') + '\n';
+}
