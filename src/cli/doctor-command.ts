@@ -1,6 +1,6 @@
 import { mkdir, statfs } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { errorMessage, EXIT } from '../asp-error.js';
+import { AspError, errorMessage, EXIT } from '../asp-error.js';
 import { formatBytes } from '../config/units.js';
 import { imageContext } from '../supervisor/sandbox-image.js';
 import { makeContext, reportFailure } from './cli-context.js';
@@ -32,7 +32,8 @@ export function registerDoctorCommand(program: Command): void {
           dockerUp = true;
           checks.push({ name: 'docker', ok: true, detail: `Docker ${info.serverVersion} (API ${info.apiVersion}, ${info.os}/${info.arch}) at ${info.endpoint}; runtimes: ${info.runtimes.join(', ') || 'default'}` });
         } catch (error) {
-          checks.push({ name: 'docker', ok: false, detail: errorMessage(error) });
+          // A FAIL line says what to do too, like every other error of asp.
+          checks.push({ name: 'docker', ok: false, detail: `${errorMessage(error)}${error instanceof AspError && error.hint ? ` — ${error.hint}` : ''}` });
         }
         try {
           const { tag, baseImage } = imageContext();
@@ -56,7 +57,7 @@ export function registerDoctorCommand(program: Command): void {
           const free = fs.bavail * fs.bsize;
           checks.push({ name: 'disk', ok: free >= MIN_FREE_BYTES, detail: `${formatBytes(free)} free under ${context.settings.workspacesRoot}` });
         } catch (error) {
-          checks.push({ name: 'disk', ok: false, detail: `${context.settings.workspacesRoot}: ${errorMessage(error)}` });
+          checks.push({ name: 'disk', ok: false, detail: `${context.settings.workspacesRoot}: ${errorMessage(error)} — set ASP_WORKSPACES to a writable directory` });
         }
         const langfuse = context.settings.langfuse;
         checks.push({ name: 'langfuse', ok: true, advisory: true, detail: langfuse ? `configured: ${langfuse.baseUrl}` : 'not configured: traces stay local (.asp/trace.json)' });

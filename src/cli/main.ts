@@ -1,9 +1,23 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { EXIT } from '../asp-error.js';
-import { registerDoctorCommand } from './doctor-command.js';
-import { registerImageCommand } from './image-command.js';
-import { registerRunCommand } from './run-command.js';
+
+type Register = (program: Command) => void;
+
+/**
+ * The commands, each loaded only when it runs: `asp run` must not pay for the Langfuse SDK, the reaper or the
+ * batch machinery at start-up. Help and unknown commands load them all, so commander can list and suggest.
+ */
+const COMMANDS: Record<string, () => Promise<Register>> = {
+  run: async () => (await import('./run-command.js')).registerRunCommand,
+  batch: async () => (await import('./batch-command.js')).registerBatchCommand,
+  approve: async () => (await import('./approve-command.js')).registerApproveCommand,
+  traces: async () => (await import('./traces-command.js')).registerTracesCommand,
+  reap: async () => (await import('./reap-command.js')).registerReapCommand,
+  workspaces: async () => (await import('./workspaces-command.js')).registerWorkspacesCommand,
+  doctor: async () => (await import('./doctor-command.js')).registerDoctorCommand,
+  image: async () => (await import('./image-command.js')).registerImageCommand,
+};
 
 const program = new Command('asp')
   .description('run coding-agent tasks against any git repository, each in its own locked-down container')
@@ -15,9 +29,9 @@ const program = new Command('asp')
     outputError: (text, write) => write(`asp: ${text.replace(/^error: /, 'error: ').trim()} — see asp --help\n`),
   });
 
-registerRunCommand(program);
-registerDoctorCommand(program);
-registerImageCommand(program);
+const named = process.argv[2];
+const wanted = named && Object.hasOwn(COMMANDS, named) ? [named] : Object.keys(COMMANDS);
+for (const name of wanted) (await (COMMANDS[name] as () => Promise<Register>)())(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,6 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { AspError, errorMessage } from '../asp-error.js';
+import { ASP_PIPELINE, aspPipelineSteps } from './asp-pipeline.js';
 import { parseWith, pipelineSchema, type Step, type TaskSpec } from './task-spec.js';
 
 export const REPO_PIPELINE_FILE = 'asp.pipeline.json';
@@ -39,6 +40,7 @@ export async function readPipelineFile(file: string): Promise<Step[]> {
 export async function resolveSteps(spec: TaskSpec, repoDir: string, cwd: string): Promise<ResolvedStep[]> {
   let steps: Step[];
   if (spec.steps?.length) steps = spec.steps;
+  else if (spec.pipeline === ASP_PIPELINE) steps = aspPipelineSteps();
   else if (spec.pipeline) steps = await readPipelineFile(path.resolve(cwd, spec.pipeline));
   else {
     const file = path.join(repoDir, REPO_PIPELINE_FILE);
@@ -49,6 +51,12 @@ export async function resolveSteps(spec: TaskSpec, repoDir: string, cwd: string)
     steps = await readPipelineFile(file);
   }
   return steps.map((step) => ({ name: step.name, run: step.run, timeoutMs: Math.min(step.timeout ?? spec.limits.timeout, spec.limits.timeout) }));
+}
+
+/** Reads a `--pipeline FILE` up front, so a missing or bad file fails before anything is made. */
+export async function readPipelineEarly(spec: TaskSpec, cwd: string): Promise<TaskSpec> {
+  if (!spec.pipeline || spec.pipeline === ASP_PIPELINE || spec.steps?.length) return spec;
+  return { ...spec, steps: await readPipelineFile(path.resolve(cwd, spec.pipeline)) };
 }
 
 /** Parses one `--step name=command` flag. */

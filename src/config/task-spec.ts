@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { AspError } from '../asp-error.js';
+import { CREDENTIALS_HINT, hasCredentials } from './repo-url.js';
 import { parseDuration, parseSize } from './units.js';
 
 /** Task ids name host dirs, volumes and labels: keep them to a safe alphabet. */
@@ -44,18 +45,26 @@ export const pipelineSchema = z.strictObject({
     .superRefine((steps, ctx) => {
       const seen = new Set<string>();
       steps.forEach((step, index) => {
-        if (seen.has(step.name)) ctx.addIssue({ code: 'custom', path: [index, 'name'], message: `"${step.name}" is used twice` });
+        if (seen.has(step.name)) ctx.addIssue({ code: 'custom', path: [index, 'name'], message: `"${step.name}" is used twice: step names must be unique` });
         seen.add(step.name);
       });
     }),
 });
 
+/** Static bounds of the limits; see limits-fit.ts for the check against the daemon's machine. */
+export const MAX_CPUS = 256;
+export const MAX_TIMEOUT_MS = 7 * 86_400_000;
+
 export const limitsSchema = z.strictObject({
-  timeout: duration.default(30 * 60_000),
+  // The task's own backstop and its objects' expiry (what the reaper trusts once the supervisor is gone) count from
+  // it: a deadline of months would keep a runaway task and its volume for months.
+  timeout: duration.refine((ms) => ms <= MAX_TIMEOUT_MS, { message: 'must be at most 7d' }).default(30 * 60_000),
   memory: size
     .refine((bytes) => bytes >= 6 * 1024 ** 2, { message: 'must be at least 6m (Docker\'s minimum)' })
     .default(2 * 1024 ** 3),
-  cpus: z.number().positive('must be more than 0').max(1024).default(1),
+  // Docker's floor is 0.01 CPU (below it the container fails to start, after everything is made). Above, a static
+  // ceiling catches typos in task lists before any work; the daemon's own core count is checked when a task starts.
+  cpus: z.number().positive('must be more than 0').min(0.01, 'must be at least 0.01').max(MAX_CPUS, `must be at most ${MAX_CPUS}`).default(1),
   pids: z.number().int().min(16, 'must be at least 16').max(1_000_000).default(512),
   tmpfs: size.default(512 * 1024 ** 2),
   /** Size limit of the workspace volume (the repository and .asp/). */
@@ -68,7 +77,10 @@ export type Limits = z.infer<typeof limitsSchema>;
 /** One task as `asp run` flags and `asp batch` lines describe it. */
 export const taskSpecSchema = z.strictObject({
   id: z.string().regex(TASK_ID_PATTERN, 'must match [a-z0-9][a-z0-9._-]{0,62}').optional(),
-  repo: z.string().min(1, 'is required: a local path or a git URL'),
+  repo: z
+    .string()
+    .min(1, 'is required: a local path or a git URL')
+    .refine((repo) => !hasCredentials(repo), { message: `contains credentials: ${CREDENTIALS_HINT}` }),
   ref: z.string().min(1).max(255).optional(),
   task: z.string().max(100_000).default(''),
   steps: pipelineSchema.shape.steps.optional(),
@@ -93,6 +105,13 @@ export const taskSpecSchema = z.strictObject({
   /** Open a pull request (implies push). */
   pr: z.boolean().default(false),
   draft: z.boolean().default(false),
+  /** The task's model budget, enforced by the host's gateway (`--max-cost` USD, `--max-tokens`). */
+  budget: z
+    .strictObject({
+      maxCostUsd: z.number().positive('must be more than 0').optional(),
+      maxTokens: z.number().int('must be a whole number').positive('must be more than 0').optional(),
+    })
+    .optional(),
   /** The branch the sandbox commits its changes on; default asp/<task-id>. */
   branch: z
     .string()

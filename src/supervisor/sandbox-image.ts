@@ -10,12 +10,18 @@ import type { DockerPort } from '../docker/port.js';
 export const IMAGE_REPOSITORY = 'asp-sandbox';
 export const DEFAULT_BASE_IMAGE = 'node:20-bookworm-slim';
 
+/** The protocol modules the runner imports: dependency-free, so the image needs no node_modules. */
+const SANDBOX_PROTOCOL_FILES = ['messages.js', 'host-messages.js', 'secret-masker.js'];
+
 /** The files the image is built from, relative to the package root. Their hash is the image tag. */
 function contextFiles(root: string): string[] {
   const sandboxDir = path.join(root, 'dist', 'sandbox');
   // The runner is every compiled module of sandbox/ (no maps): they all go into the image.
   const runner = existsSync(sandboxDir) ? readdirSync(sandboxDir).filter((name) => name.endsWith('.js')).sort().map((name) => `dist/sandbox/${name}`) : ['dist/sandbox/main.js'];
-  return ['Dockerfile', 'dist/src/protocol/messages.js', 'dist/src/protocol/secret-masker.js', ...runner];
+  // The ASP pipeline's agent prompts are plain files next to the runner (prompts/asp/*.md).
+  const promptsDir = path.join(root, 'prompts', 'asp');
+  const prompts = existsSync(promptsDir) ? readdirSync(promptsDir).filter((name) => name.endsWith('.md')).sort().map((name) => `prompts/asp/${name}`) : [];
+  return ['Dockerfile', ...SANDBOX_PROTOCOL_FILES.map((name) => `dist/src/protocol/${name}`), ...runner, ...prompts];
 }
 
 export function packageRoot(): string {
@@ -51,7 +57,11 @@ export function imageContext(root = packageRoot(), baseImage = DEFAULT_BASE_IMAG
 
 function contextTar(context: ImageContext): Readable {
   const pack = tarStream.pack();
-  for (const file of context.files) pack.entry({ name: file.name, mode: 0o644 }, file.content);
+  // When the daemon is not there, the failed build request destroys the pack and every entry still queued in it
+  // with the same error. The build's own rejection reports it; without these listeners each entry would report it
+  // again as an uncaught 'error' event, and asp would crash with a stack trace instead of saying what to do.
+  pack.on('error', () => {});
+  for (const file of context.files) pack.entry({ name: file.name, mode: 0o644 }, file.content).on('error', () => {});
   pack.finalize();
   return pack as unknown as Readable;
 }

@@ -4,7 +4,6 @@ import { errorMessage } from '../asp-error.js';
 import type { Settings } from '../config/settings.js';
 import type { Log } from '../supervisor/log.js';
 import { ExportFailure } from './export-failure.js';
-import { exportToLangfuse } from './langfuse-exporter.js';
 import { readProbeInputs } from './probe-inputs.js';
 import { addUsageGenerations, PROBE_SCORES, probeScores, USAGE_FILE_SOURCE } from './probe-scores.js';
 import type { TraceDocument } from './trace-model.js';
@@ -72,6 +71,8 @@ export async function publishTrace(document: TraceDocument, options: PublishOpti
     return { delivery: queued ? 'queued' : 'local', tracePath };
   }
   try {
+    // Loaded only when a trace goes to Langfuse: the SDK and OpenTelemetry cost every other run start-up time.
+    const { exportToLangfuse } = await import('./langfuse-exporter.js');
     const receipt = await exportToLangfuse(document, target, { budgetMs: options.budgetMs, signal: options.signal });
     await store
       .recordExport({ taskId, traceId: receipt.traceId, url: receipt.url, exportedAt: new Date().toISOString(), spans: receipt.spans, scores: receipt.scores })

@@ -13,21 +13,35 @@ export function hostGitEnv(env: Readonly<Record<string, string | undefined>>): R
   return { ...Object.fromEntries(passed), GIT_TERMINAL_PROMPT: '0' };
 }
 
-/** Host-side git, always with hooks off: the host runs git only in trees it made itself, and even there no hook runs. */
-export function hostGit(options: { env: Readonly<Record<string, string | undefined>>; baseDir?: string; timeoutMs?: number; config?: string[] }): SimpleGit {
+/**
+ * Host-side git, always with hooks off: the host runs git only in trees it made itself, and even there no hook runs.
+ * `secretConfig` travels in GIT_CONFIG_* environment variables, not `-c` arguments, so a token in it never shows in
+ * the process list (`ps`) the way a command line does.
+ */
+export function hostGit(options: {
+  env: Readonly<Record<string, string | undefined>>;
+  baseDir?: string;
+  timeoutMs?: number;
+  config?: string[];
+  secretConfig?: Array<[string, string]>;
+}): SimpleGit {
+  const secret = options.secretConfig ?? [];
+  const secretEnv = secret.length
+    ? Object.fromEntries([['GIT_CONFIG_COUNT', String(secret.length)], ...secret.flatMap(([key, value], index) => [[`GIT_CONFIG_KEY_${index}`, key], [`GIT_CONFIG_VALUE_${index}`, value]])])
+    : {};
   return simpleGit({
     ...(options.baseDir ? { baseDir: options.baseDir } : {}),
-    unsafe: { allowUnsafeHooksPath: true },
+    unsafe: { allowUnsafeHooksPath: true, allowUnsafeConfigEnvCount: secret.length > 0 },
     config: ['core.hooksPath=/dev/null', ...(options.config ?? [])],
     timeout: { block: options.timeoutMs ?? 300_000 },
-  }).env(hostGitEnv(options.env));
+  }).env({ ...hostGitEnv(options.env), ...secretEnv });
 }
 
 /**
  * The git config that sends a forge token to its own host only, as an HTTP header: never in a URL (URLs end up
- * in logs, traces and .git/config), never to another host.
+ * in logs, traces and .git/config), never to another host. Pass it as hostGit's `secretConfig`.
  */
-export function tokenConfig(remote: string, token: { value: string; host: string } | undefined): string[] {
+export function tokenConfig(remote: string, token: { value: string; host: string } | undefined): Array<[string, string]> {
   if (!token) return [];
   let url: URL;
   try {
@@ -37,5 +51,5 @@ export function tokenConfig(remote: string, token: { value: string; host: string
   }
   if (url.protocol !== 'https:' || url.host !== token.host) return [];
   const basic = Buffer.from(`x-access-token:${token.value}`).toString('base64');
-  return [`http.https://${token.host}/.extraHeader=Authorization: Basic ${basic}`];
+  return [[`http.https://${token.host}/.extraHeader`, `Authorization: Basic ${basic}`]];
 }

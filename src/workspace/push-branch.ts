@@ -11,7 +11,7 @@ export async function pushBranch(
   repoDir: string,
   options: { remote: string; ref: string; branch: string; env: Readonly<Record<string, string | undefined>>; token?: { value: string; host: string } | undefined },
 ): Promise<void> {
-  const git = hostGit({ env: options.env, baseDir: repoDir, config: tokenConfig(options.remote, options.token), timeoutMs: 600_000 });
+  const git = hostGit({ env: options.env, baseDir: repoDir, secretConfig: tokenConfig(options.remote, options.token), timeoutMs: 600_000 });
   try {
     await git.raw(['push', '--porcelain', options.remote, `${options.ref}:refs/heads/${options.branch}`]);
   } catch (error) {

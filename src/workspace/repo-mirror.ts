@@ -36,7 +36,7 @@ export class RepoMirrors {
     this.fetches += 1;
     const target = path.join(this.dir, `${createHash('sha256').update(source.location).digest('hex').slice(0, 16)}.git`);
     await mkdir(this.dir, { recursive: true });
-    const git = hostGit({ env: this.env, timeoutMs: 600_000, config: tokenConfig(source.location, this.token) });
+    const git = hostGit({ env: this.env, timeoutMs: 600_000, secretConfig: tokenConfig(source.location, this.token) });
     try {
       if (existsSync(target)) await git.cwd(target).raw(['remote', 'update', '--prune']);
       else await git.raw(['clone', '--mirror', source.location, target]);

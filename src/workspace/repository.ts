@@ -2,6 +2,7 @@ import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { SimpleGit } from 'simple-git';
 import { AspError, errorMessage } from '../asp-error.js';
+import { CREDENTIALS_HINT, hasCredentials } from '../config/repo-url.js';
 import { hostGit, tokenConfig } from './host-git.js';
 
 export interface RepoSource {
@@ -17,9 +18,8 @@ const URL_LIKE = /^(?:[a-z][a-z0-9+.-]*:\/\/|[^/\s]+@[^/\s:]+:)/i;
 /** Decides what `--repo` names. A local path must be a directory; a URL must not carry credentials. */
 export function resolveRepoSource(repo: string, cwd: string): RepoSource {
   if (URL_LIKE.test(repo)) {
-    if (/^[a-z][a-z0-9+.-]*:\/\/[^/@\s]*:[^/@\s]*@/i.test(repo)) {
-      throw new AspError('BAD_INPUT', 'the repository URL contains credentials', 'remove them from --repo and use a git credential helper or SSH agent on the host');
-    }
+    // Never echo the URL here: the point is that it holds a secret.
+    if (hasCredentials(repo)) throw new AspError('BAD_INPUT', 'the repository URL contains credentials', CREDENTIALS_HINT);
     if (/^(?:ext|fd)::/i.test(repo)) throw new AspError('BAD_INPUT', `unsupported repository URL ${repo}`, 'use https://, ssh://, git@host:path or a local path');
     return { kind: 'remote', location: repo, display: repo };
   }
@@ -60,7 +60,7 @@ export async function cloneRepository(
   options: CloneOptions = {},
 ): Promise<CloneResult> {
   const git = (baseDir?: string): SimpleGit =>
-    hostGit({ env, ...(baseDir ? { baseDir } : {}), config: ['advice.detachedHead=false', ...tokenConfig(source.location, options.token)] });
+    hostGit({ env, ...(baseDir ? { baseDir } : {}), config: ['advice.detachedHead=false'], secretConfig: tokenConfig(source.location, options.token) });
   // git ignores --depth and --filter for a plain local path: say file:// to have them.
   const shaping = [...(options.depth ? [`--depth=${options.depth}`, '--no-single-branch'] : []), ...(options.filter ? [`--filter=${options.filter}`] : [])];
   const location = shaping.length && source.kind === 'local' ? `file://${source.location}` : source.location;

@@ -36,3 +36,18 @@ describe('host git environment', () => {
     expect(env).toEqual({ PATH: '/bin', HOME: '/h', SSH_AUTH_SOCK: '/s', HTTPS_PROXY: 'p', LC_ALL: 'C', GIT_TERMINAL_PROMPT: '0' });
   });
 });
+
+describe('forge tokens in host git', () => {
+  it('sends a token only to its own host over HTTPS, as config kept off the command line', async () => {
+    const { tokenConfig, hostGit } = await import('../../src/workspace/host-git.js');
+    const token = { value: 'ghp_secret', host: 'github.com' };
+    expect(tokenConfig('https://github.com/o/r.git', token)).toEqual([['http.https://github.com/.extraHeader', `Authorization: Basic ${Buffer.from('x-access-token:ghp_secret').toString('base64')}`]]);
+    expect(tokenConfig('https://evil.example/o/r.git', token)).toEqual([]);
+    expect(tokenConfig('http://github.com/o/r.git', token)).toEqual([]);
+    expect(tokenConfig('git@github.com:o/r.git', token)).toEqual([]);
+    // git itself sees the header through GIT_CONFIG_* variables.
+    const git = hostGit({ env: { PATH: process.env.PATH }, secretConfig: tokenConfig('https://github.com/o/r.git', token) });
+    const value = await git.raw(['config', '--get', 'http.https://github.com/.extraheader']);
+    expect(value.trim()).toBe(`Authorization: Basic ${Buffer.from('x-access-token:ghp_secret').toString('base64')}`);
+  });
+});
