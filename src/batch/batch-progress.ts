@@ -33,20 +33,27 @@ export function batchProgress(total: number, options: { tty: boolean; write: (te
   const line = () =>
     `asp batch: ${counts.done}/${counts.total} done, ${counts.running} running, ${counts.failed} failed, ${rate().toFixed(1)}/min, ETA ${eta()}`;
 
+  const running = new Set<string>();
+  const start = (key: string) => {
+    running.add(key);
+    counts.running = running.size;
+  };
+  /** Counts a finished task; one taken from the journal by --resume was never started here. */
+  const count = (outcome: TaskOutcome) => {
+    running.delete(outcome.key);
+    counts.running = running.size;
+    counts.done += 1;
+    if (!succeeded(outcome)) counts.failed += 1;
+  };
+
   if (options.tty) {
     let timer: NodeJS.Timeout | undefined = setInterval(() => options.write(`\r\u001b[2K${line()}`), 500);
     timer.unref();
     return {
-      started: () => {
-        counts.running += 1;
-      },
+      started: start,
       finished: (outcome) => {
-        counts.running -= 1;
-        counts.done += 1;
-        if (outcome.status !== 'passed') {
-          counts.failed += 1;
-          options.write(`\r\u001b[2K${describe(outcome, counts)}\n`);
-        }
+        count(outcome);
+        if (!succeeded(outcome)) options.write(`\r\u001b[2K${describe(outcome, counts)}\n`);
         options.write(`\r\u001b[2K${line()}`);
       },
       close: () => {
@@ -57,13 +64,9 @@ export function batchProgress(total: number, options: { tty: boolean; write: (te
     };
   }
   return {
-    started: () => {
-      counts.running += 1;
-    },
+    started: start,
     finished: (outcome) => {
-      counts.running -= 1;
-      counts.done += 1;
-      if (outcome.status !== 'passed') counts.failed += 1;
+      count(outcome);
       options.write(`${describe(outcome, counts)}\n`);
     },
     close: () => options.write(`${line()}\n`),
@@ -72,7 +75,11 @@ export function batchProgress(total: number, options: { tty: boolean; write: (te
 
 function describe(outcome: TaskOutcome, counts: Counts): string {
   const timing = outcome.durationMs !== null ? ` in ${formatDuration(outcome.durationMs)}` : '';
-  const why = outcome.status === 'passed' || !outcome.failure ? '' : ` (${outcome.failure})`;
+  const why = succeeded(outcome) || !outcome.failure ? '' : ` (${outcome.failure})`;
   const resumed = outcome.resumed ? ' [from journal]' : '';
   return `asp batch: [${counts.done}/${counts.total}] ${outcome.key} ${outcome.status}${timing}${why}${resumed}`;
+}
+
+function succeeded(outcome: TaskOutcome): boolean {
+  return outcome.status === 'passed' || outcome.status === 'awaiting_approval';
 }

@@ -125,6 +125,19 @@ describe('batch progress', () => {
   });
 });
 
+describe('batch progress with --resume', () => {
+  it('does not count a task taken from the journal as running', () => {
+    let out = '';
+    const progress = batchProgress(2, { tty: false, write: (text) => (out += text), now: () => 0 });
+    progress.finished(outcome('a', 'passed', { resumed: true }));
+    progress.started('b');
+    progress.finished(outcome('b', 'passed'));
+    progress.close();
+    expect(out).toContain('asp batch: [1/2] a passed in 1.5s [from journal]');
+    expect(out.trim().split('\n').pop()).toBe('asp batch: 2/2 done, 0 running, 0 failed, 0.0/min, ETA ?');
+  });
+});
+
 describe('default concurrency', () => {
   it('never exceeds the cores and is at least 1', () => {
     const entry = (memory: number) => ({ key: 'k', line: 1, spec: { limits: { memory } } }) as never;
