@@ -15,11 +15,14 @@ RUN if ! getent passwd 1000 >/dev/null; then \
  && mkdir -p /workspace /opt/asp/src/protocol /opt/asp/sandbox \
  && chown 1000:1000 /workspace
 
-COPY dist/src/protocol/messages.js dist/src/protocol/secret-masker.js /opt/asp/src/protocol/
+COPY dist/src/protocol/messages.js dist/src/protocol/host-messages.js dist/src/protocol/secret-masker.js /opt/asp/src/protocol/
 COPY dist/sandbox/ /opt/asp/sandbox/
+# The built-in ASP pipeline: its agents' prompts, read by /opt/asp/sandbox/asp-agent.js.
+COPY prompts/ /opt/asp/prompts/
 RUN printf '{"type":"module"}\n' > /opt/asp/package.json \
  && printf '#!/bin/sh\nexec node /opt/asp/sandbox/main.js "$@"\n' > /usr/local/bin/asp-sandbox \
- && chmod 755 /usr/local/bin/asp-sandbox
+ && printf '#!/bin/sh\nexec node /opt/asp/sandbox/asp-agent.js "$@"\n' > /usr/local/bin/asp-agent \
+ && chmod 755 /usr/local/bin/asp-sandbox /usr/local/bin/asp-agent
 
 ENV HOME=/tmp TERM=xterm SHELL=/bin/bash LANG=C.UTF-8 \
     GIT_AUTHOR_NAME=asp GIT_AUTHOR_EMAIL=asp@sandbox.invalid GIT_COMMITTER_NAME=asp GIT_COMMITTER_EMAIL=asp@sandbox.invalid

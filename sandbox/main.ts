@@ -23,10 +23,13 @@ import {
 import { SecretMasker } from '../src/protocol/secret-masker.js';
 import { bundleChanges } from './change-bundle.js';
 import { watchDiskUsage } from './disk-watchdog.js';
+import type { ModelEndpoint } from './model-endpoint.js';
 
 const RUNNER = `asp-sandbox/${PROTOCOL_VERSION}`;
 const TAIL_BYTES = 4096;
 const EXIT_DEADLINE = 124;
+/** How long a step's output may go on after its shell exited (a background process holding stdout open). */
+const LINGER_MS = 2000;
 /** Exit code of a step stopped for filling the workspace past --disk (ENOSPC's errno). */
 const EXIT_DISK = 28;
 const MAX_ARTIFACTS = 1000;
@@ -46,6 +49,11 @@ interface StepOutcome {
 }
 
 let currentChild: { pid?: number | undefined } | undefined;
+let currentStep = 'task';
+/** What steps get when the host runs a model gateway: the loopback endpoint and a key that is no key. */
+let gatewayEnv: Record<string, string> = {};
+/** Never a real key: the real one stays on the host. Agent CLIs just need the variable to be set. */
+const DUMMY_API_KEY = 'asp-gateway-no-key';
 /** Values of the secret variables named by the host: masked in every line the runner emits. */
 let secrets: string[] = [];
 
@@ -64,6 +72,7 @@ function killGroup(pid: number | undefined): void {
 
 async function runStep(task: SandboxTask, step: SandboxTask['steps'][number]): Promise<StepOutcome> {
   const started = Date.now();
+  currentStep = step.name;
   emit({ type: 'step.start', step: step.name, run: step.run, timeoutMs: step.timeoutMs, at: new Date(started).toISOString() });
   const shell = existsSync('/bin/bash') ? '/bin/bash' : '/bin/sh';
   const child = spawn(shell, ['-c', step.run], {
@@ -76,6 +85,7 @@ async function runStep(task: SandboxTask, step: SandboxTask['steps'][number]): P
       ASP_TASK_ID: task.taskId,
       ASP_STEP: step.name,
       ASP_ARTIFACTS: SANDBOX_ARTIFACTS_DIR,
+      ...gatewayEnv,
     },
   });
   currentChild = child;
@@ -129,7 +139,19 @@ async function runStep(task: SandboxTask, step: SandboxTask['steps'][number]): P
       emit({ type: 'step.log', step: step.name, stream: 'stderr', data: `asp-sandbox: cannot start ${shell}: ${error.message}\n` });
       resolve(127);
     });
-    child.on('close', (code, signal) => resolve(code ?? (signal ? 128 + signalNumber(signal) : 1)));
+    const status = (code: number | null, signal: NodeJS.Signals | null) => code ?? (signal ? 128 + signalNumber(signal) : 1);
+    child.on('close', (code, signal) => resolve(status(code, signal)));
+    // The step is its shell: when the shell exits, the step is over. A background process it left holding
+    // stdout/stderr open would otherwise keep the step waiting until its deadline. Give the output a moment,
+    // then end whatever the step left behind.
+    child.on('exit', (code, signal) => {
+      setTimeout(() => {
+        killGroup(child.pid);
+        child.stdout.destroy();
+        child.stderr.destroy();
+        resolve(status(code, signal));
+      }, LINGER_MS).unref();
+    });
   });
   clearTimeout(timer);
   stopWatchdog();
@@ -213,6 +235,8 @@ async function main(): Promise<void> {
   }, Math.min(Math.max(0, task.deadlineAt + BACKSTOP_GRACE_MS - Date.now()), MAX_TIMER_MS));
   backstop.unref();
 
+  const endpoint = task.modelGateway ? await startGateway(task.modelGateway) : undefined;
+
   let status: 'passed' | 'failed' | 'timeout' = 'passed';
   for (const step of task.steps) {
     const outcome = await runStep(task, step);
@@ -224,7 +248,24 @@ async function main(): Promise<void> {
   // commits would never be pushed anyway.
   if (status === 'passed') await collectChanges(task);
   await reportArtifacts();
+  await endpoint?.close();
+  // An open stdin would keep the runner (and so the container) alive after the last step.
+  process.stdin.destroy();
   finish(status, status === 'passed' ? 0 : status === 'timeout' ? EXIT_DEADLINE : 1);
+}
+
+async function startGateway(gateway: NonNullable<SandboxTask['modelGateway']>): Promise<ModelEndpoint> {
+  // Loaded only when the host runs a gateway: a task without a model keeps the runner as small as it was.
+  const { startModelEndpoint } = await import('./model-endpoint.js');
+  const endpoint = await startModelEndpoint({ port: gateway.port, model: gateway.model, currentStep: () => currentStep, emit, input: process.stdin });
+  gatewayEnv = {
+    OPENAI_BASE_URL: endpoint.url,
+    OPENAI_API_BASE: endpoint.url,
+    OPENAI_API_KEY: DUMMY_API_KEY,
+    ASP_MODEL_ENDPOINT: endpoint.url,
+    ASP_MODEL_NAME: gateway.model,
+  };
+  return endpoint;
 }
 
 /** Bundles what the steps changed; a failure to bundle is a warning, never a failed task. */
@@ -239,4 +280,5 @@ async function collectChanges(task: SandboxTask): Promise<void> {
 main().catch((error: unknown) => {
   emit({ type: 'warning', message: `asp-sandbox failed: ${error instanceof Error ? error.message : String(error)}` });
   process.exitCode = 70;
+  process.stdin.destroy();
 });

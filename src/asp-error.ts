@@ -4,11 +4,14 @@ export type AspErrorCode =
   | 'REPO_NOT_FOUND' // the repository or ref does not exist or cannot be read
   | 'DOCKER_UNAVAILABLE' // no daemon answers
   | 'DOCKER_FAILED' // the daemon answered with an error
+  | 'DOCKER_CONFLICT' // the daemon refused because the object is in use (409), e.g. a volume a container still mounts
   | 'IMAGE_UNAVAILABLE' // the sandbox image is missing and cannot be built
   | 'RUNTIME_UNAVAILABLE' // --runtime names a runtime the daemon does not have
   | 'WORKSPACE_FAILED' // the host workspace cannot be made or written
   | 'PROTOCOL_MISMATCH' // the sandbox speaks another protocol version
-  | 'NOT_FOUND'; // a task, trace or workspace asked for by name does not exist
+  | 'NOT_FOUND' // a task, trace or workspace asked for by name does not exist
+  | 'FORGE_FAILED' // the code host (GitHub API) refused or did not answer
+  | 'PUSH_REJECTED'; // the remote refused the branch (non-fast-forward, no permission): the work is kept
 
 export class AspError extends Error {
   constructor(
@@ -39,8 +42,13 @@ export function exitCodeFor(code: AspErrorCode): number {
     case 'REPO_NOT_FOUND':
     case 'NOT_FOUND':
       return EXIT.badInput;
+    case 'PUSH_REJECTED':
+      return EXIT.taskFailed;
+    case 'FORGE_FAILED':
+      return EXIT.infrastructure;
     case 'DOCKER_UNAVAILABLE':
     case 'DOCKER_FAILED':
+    case 'DOCKER_CONFLICT':
     case 'IMAGE_UNAVAILABLE':
     case 'RUNTIME_UNAVAILABLE':
     case 'WORKSPACE_FAILED':

@@ -22,7 +22,7 @@ export interface JournalRecord {
 }
 
 /** The statuses that end a task for good: --resume does not run it again. */
-const FINAL = new Set(['passed', 'failed', 'timeout']);
+const FINAL = new Set(['passed', 'awaiting_approval', 'failed', 'timeout']);
 
 /**
  * The batch journal: `<home>/batches/<batch-id>/journal.jsonl`, appended synchronously one line per event,

@@ -3,9 +3,12 @@ import { AspError, EXIT } from '../asp-error.js';
 import { parseStepFlag } from '../config/pipeline.js';
 import { parseTaskSpec, type TaskSpecInput } from '../config/task-spec.js';
 import { formatDuration } from '../config/units.js';
+import { sweep } from '../reaper/sweep.js';
 import { systemClock } from '../supervisor/clock.js';
 import { runTask, type TaskResult } from '../supervisor/run-task.js';
+import { resolveTraceMode } from '../tracing/trace-mode.js';
 import { makeContext, reportFailure } from './cli-context.js';
+import { askAtTerminal } from './hitl-prompt.js';
 import { installInterruptHandlers } from './interrupts.js';
 
 interface RunFlags {
@@ -21,9 +24,22 @@ interface RunFlags {
   memory?: string;
   cpus?: string;
   pids?: string;
+  disk?: string;
+  branch?: string;
+  depth?: string;
+  filter?: string;
   env: string[];
   outputCap?: string;
   keep?: boolean;
+  hitl?: boolean;
+  approve?: boolean;
+  deny?: boolean;
+  push?: boolean;
+  pr?: boolean;
+  draft?: boolean;
+  trace?: string;
+  maxCost?: string;
+  maxTokens?: string;
   json?: boolean;
   debug?: boolean;
 }
@@ -39,16 +55,29 @@ export function registerRunCommand(program: Command): void {
     .option('--ref <ref>', 'branch, tag or commit to check out (default: the remote HEAD)')
     .option('--id <id>', 'task id (default: task-<date>-<time>-<slug of --task>)')
     .option('--step <name=command>', 'a step to run (repeatable, in order)', collect, [])
-    .option('--pipeline <file>', 'a pipeline JSON file ({"steps":[{"name","run","timeout"}]})')
+    .option('--pipeline <file>', 'a pipeline JSON file ({"steps":[{"name","run","timeout"}]}), or asp for the built-in ASP agent pipeline')
+    .option('--max-cost <usd>', 'model budget of the task in USD, enforced on the host (needs a model: OPENAI_API_KEY, ANTHROPIC_API_KEY or ASP_MODEL)')
+    .option('--max-tokens <n>', 'model budget of the task in tokens, enforced on the host')
     .option('--image <image>', 'run in this image instead of the asp sandbox image')
     .option('--runtime <name>', 'container runtime, e.g. runsc (gVisor) where installed')
     .option('--timeout <duration>', 'deadline for the whole task', '30m')
     .option('--memory <size>', 'memory limit (no swap)', '2g')
     .option('--cpus <n>', 'CPU limit', '1')
     .option('--pids <n>', 'process limit', '512')
+    .option('--depth <n>', 'shallow clone of this many commits (big repositories)')
+    .option('--filter <spec>', 'partial clone: blob:none or tree:0')
+    .option('--disk <size>', 'size limit of the workspace (repository and .asp/)', '4g')
+    .option('--branch <name>', 'branch the sandbox commits its changes on (default: asp/<task-id>)')
     .option('--env <NAME>', 'let this host variable into the sandbox (repeatable)', collect, [])
     .option('--output-cap <size>', 'output kept per step', '10m')
     .option('--keep', 'keep the container, volume and host clone for debugging')
+    .option('--hitl', 'stop for a human decision before the changes are pushed (approve / reject / defer)')
+    .option('--approve', 'answer the HITL gate with approve (for scripts)')
+    .option('--deny', 'answer the HITL gate with reject (for scripts)')
+    .option('--push', 'push the changes to a branch of the repository (or of your fork)')
+    .option('--pr', 'push and open a pull request (needs GITHUB_TOKEN or GH_TOKEN)')
+    .option('--draft', 'open the pull request as a draft')
+    .option('--trace <mode>', 'langfuse | json | off: send the trace now, queue it for asp traces push, or keep it local (default: langfuse when LANGFUSE_* keys are set)')
     .option('--json', 'print one JSON result on stdout; logs go to stderr')
     .option('--debug', 'verbose logs and stack traces')
     .action(async (flags: RunFlags) => {
@@ -62,7 +91,11 @@ async function runCommand(flags: RunFlags): Promise<number> {
   try {
     const spec = parseTaskSpec(specFromFlags(flags), 'asp run');
     const context = makeContext({ json, debug });
+    if (spec.pr && !context.settings.github.token) throw new AspError('BAD_INPUT', '--pr needs a GitHub token', 'set GITHUB_TOKEN (or GH_TOKEN) on the host; it never enters the sandbox');
+    const traceMode = resolveTraceMode(flags.trace, context.settings);
     const interrupts = installInterruptHandlers(context.log);
+    // Clear up after dead runs side by side with this run's start: it never throws and never touches a live run.
+    const sweeping = sweep({ docker: context.docker, settings: context.settings, clock: systemClock, log: context.log });
     try {
       const result = await runTask(spec, {
         docker: context.docker,
@@ -74,12 +107,17 @@ async function runCommand(flags: RunFlags): Promise<number> {
         writeOutput: json ? (text) => process.stderr.write(text) : (text) => process.stdout.write(text),
         signal: interrupts.signal,
         forceSignal: interrupts.forceSignal,
+        traceMode,
+        decision: flags.approve ? 'approve' : flags.deny ? 'deny' : undefined,
+        // Ask at the gate only when a person is there to answer.
+        ask: process.stdin.isTTY && process.stderr.isTTY ? askAtTerminal : undefined,
       });
       if (json) context.stdout(JSON.stringify(result) + '\n');
       else process.stderr.write(summary(result));
       return result.exitCode;
     } finally {
       interrupts.dispose();
+      await sweeping;
     }
   } catch (error) {
     return reportFailure(renameFlags(error), { json, debug });
@@ -92,7 +130,10 @@ function specFromFlags(flags: RunFlags): TaskSpecInput {
   if (flags.memory !== undefined) limits.memory = flags.memory;
   if (flags.cpus !== undefined) limits.cpus = numberFlag('--cpus', flags.cpus, false);
   if (flags.pids !== undefined) limits.pids = numberFlag('--pids', flags.pids, true);
+  if (flags.disk !== undefined) limits.disk = flags.disk;
   if (flags.step.length && flags.pipeline) throw new AspError('BAD_INPUT', '--step and --pipeline both given', 'use one of them');
+  if (flags.approve && flags.deny) throw new AspError('BAD_INPUT', '--approve and --deny both given', 'use one of them');
+  if (flags.draft && !flags.pr) throw new AspError('BAD_INPUT', '--draft without --pr', 'add --pr, or leave out --draft');
   return {
     repo: flags.repo,
     task: flags.task ?? '',
@@ -101,11 +142,22 @@ function specFromFlags(flags: RunFlags): TaskSpecInput {
     ...(flags.step.length ? { steps: flags.step.map(parseStepFlag) } : {}),
     ...(flags.pipeline ? { pipeline: flags.pipeline } : {}),
     ...(flags.image ? { image: flags.image } : {}),
+    ...(flags.branch ? { branch: flags.branch } : {}),
+    ...(flags.depth !== undefined || flags.filter !== undefined
+      ? { clone: { ...(flags.depth !== undefined ? { depth: numberFlag('--depth', flags.depth, true) } : {}), ...(flags.filter !== undefined ? { filter: flags.filter as 'blob:none' } : {}) } }
+      : {}),
     ...(flags.runtime ? { runtime: flags.runtime } : {}),
     limits: limits as TaskSpecInput['limits'],
     env: flags.env,
     keep: Boolean(flags.keep),
+    hitl: Boolean(flags.hitl),
+    push: Boolean(flags.push),
+    pr: Boolean(flags.pr),
+    draft: Boolean(flags.draft),
     ...(flags.outputCap !== undefined ? { outputCap: flags.outputCap } : {}),
+    ...(flags.maxCost !== undefined || flags.maxTokens !== undefined
+      ? { budget: { ...(flags.maxCost !== undefined ? { maxCostUsd: numberFlag('--max-cost', flags.maxCost, false) } : {}), ...(flags.maxTokens !== undefined ? { maxTokens: numberFlag('--max-tokens', flags.maxTokens, true) } : {}) } }
+      : {}),
   };
 }
 
@@ -121,9 +173,12 @@ function numberFlag(flag: string, text: string, integer: boolean): number {
 function renameFlags(error: unknown): unknown {
   if (!(error instanceof AspError) || error.code !== 'BAD_INPUT') return error;
   const renamed = error.message
-    .replace(/^asp run: limits\.(timeout|memory|cpus|pids)\b/, 'asp run: --$1')
+    .replace(/^asp run: limits\.(timeout|memory|cpus|pids|disk)\b/, 'asp run: --$1')
     .replace(/^asp run: steps\.(\d+)\.(\w+)/, (_match, index: string, field: string) => `asp run: --step #${Number(index) + 1} ${field}`)
-    .replace(/^asp run: (id|repo|ref|env|outputCap)\b/, (_match, field: string) => `asp run: --${field === 'outputCap' ? 'output-cap' : field}`);
+    .replace(/^asp run: clone\.(depth|filter)\b/, 'asp run: --$1')
+    .replace(/^asp run: budget\.maxCostUsd\b/, 'asp run: --max-cost')
+    .replace(/^asp run: budget\.maxTokens\b/, 'asp run: --max-tokens')
+    .replace(/^asp run: (id|repo|ref|env|outputCap|branch)\b/, (_match, field: string) => `asp run: --${field === 'outputCap' ? 'output-cap' : field}`);
   return renamed === error.message ? error : new AspError(error.code, renamed, error.hint, { cause: error });
 }
 
@@ -135,8 +190,20 @@ function summary(result: TaskResult): string {
     lines.push(`  step ${step.name}: ${step.status}${timing}${code}`);
   }
   if (result.error && result.exitCode !== EXIT.ok) lines.push(`  reason: ${result.error}`);
+  if (result.models) lines.push(`  model: ${result.models.provider}:${result.models.model}, ${result.models.calls} call(s), ${result.models.tokens} tokens, $${result.models.costUsd.toFixed(4)}`);
+  if (result.delivery) {
+    const delivery = result.delivery;
+    if (delivery.prUrl) lines.push(`  pull request: ${delivery.prUrl}`);
+    else if (delivery.pushedTo) lines.push(`  pushed: ${result.change?.branch} to ${delivery.pushedTo}`);
+    if (delivery.hitlStatus === 'awaiting_approval' || delivery.hitlStatus === 'deferred') lines.push(`  awaiting approval: asp approve ${result.taskId} [--deny] [--comment TEXT]`);
+    else if (delivery.hitlStatus !== 'not_required') lines.push(`  review: ${delivery.hitlStatus}${delivery.decidedBy ? ` by ${delivery.decidedBy}` : ''}`);
+  }
+  if (result.change) {
+    const change = result.change;
+    lines.push(`  changes: ${change.commits} commit(s) on ${change.branch}, ${change.filesChanged} file(s), +${change.insertions} -${change.deletions} (.asp/change.bundle, .asp/diff.patch)`);
+  } else if (result.status === 'passed') lines.push('  changes: none');
   lines.push(`  artifacts: ${result.workspacePath}/.asp/ (${result.artifacts.join(', ') || 'none'})`);
-  lines.push(`  trace: ${result.tracePath}`);
-  if (result.kept) lines.push(`  kept: container, volume asp-ws-${result.taskId} and ${result.workspacePath}/repo (remove with asp reap --all)`);
+  lines.push(`  trace: ${result.tracePath}${result.traceDelivery === 'exported' ? ' (sent to Langfuse)' : result.traceDelivery === 'queued' ? ' (in the outbox: asp traces push)' : ''}`);
+  if (result.kept) lines.push(`  kept: container, volume asp-ws-${result.taskId}-${result.runId} and ${result.workspacePath}/repo (remove with asp reap --all)`);
   return lines.join('\n') + '\n';
 }

@@ -16,8 +16,21 @@ export interface Settings {
   /** GitHub (or GitHub Enterprise) for --push/--pr: the token stays on the host. */
   github: { token: string | undefined; apiUrl: string; webHost: string };
   debug: boolean;
+  /** Model providers for the host's model gateway: the keys stay on the host, the sandbox never sees them. */
+  models: ModelSettings;
   /** The host environment, for the explicit `--env NAME` allowlist only. */
   hostEnv: Readonly<Record<string, string | undefined>>;
+}
+
+export interface ModelSettings {
+  /** `ASP_MODEL=<provider>:<model>` (openai, anthropic) or `cassette:<file>`. */
+  model: string | undefined;
+  openai: { apiKey: string; baseUrl: string } | undefined;
+  anthropic: { apiKey: string; baseUrl: string } | undefined;
+  /** `ASP_RECORD_CASSETTE=<file>`: save every reply of the real provider as a cassette for offline replay. */
+  recordCassette: string | undefined;
+  /** `ASP_MODEL_PRICE=<input>,<output>`: USD per million tokens, for a model the price table does not know. */
+  price: { input: number; output: number } | undefined;
 }
 
 export const LANGFUSE_DEFAULT_BASE_URL = 'https://cloud.langfuse.com';
@@ -41,6 +54,7 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
         : undefined,
     github: githubSettings(env),
     debug: env.ASP_DEBUG === '1',
+    models: modelSettings(env),
     hostEnv: env,
   };
 }
@@ -56,6 +70,27 @@ function githubSettings(env: NodeJS.ProcessEnv): Settings['github'] {
     throw new AspError('BAD_INPUT', `GITHUB_API_URL="${apiUrl}" is not a URL`, 'set it to e.g. https://api.github.com or https://ghe.example.com/api/v3');
   }
   return { token: env.GITHUB_TOKEN?.trim() || env.GH_TOKEN?.trim() || undefined, apiUrl, webHost };
+}
+
+function modelSettings(env: NodeJS.ProcessEnv): ModelSettings {
+  const openaiKey = env.OPENAI_API_KEY?.trim();
+  const anthropicKey = env.ANTHROPIC_API_KEY?.trim();
+  return {
+    model: env.ASP_MODEL?.trim() || undefined,
+    openai: openaiKey ? { apiKey: openaiKey, baseUrl: (env.OPENAI_BASE_URL?.trim() || 'https://api.openai.com/v1').replace(/\/+$/, '') } : undefined,
+    anthropic: anthropicKey ? { apiKey: anthropicKey, baseUrl: (env.ANTHROPIC_BASE_URL?.trim() || 'https://api.anthropic.com').replace(/\/+$/, '') } : undefined,
+    recordCassette: env.ASP_RECORD_CASSETTE?.trim() || undefined,
+    price: modelPrice(env.ASP_MODEL_PRICE),
+  };
+}
+
+function modelPrice(text: string | undefined): ModelSettings['price'] {
+  if (!text?.trim()) return undefined;
+  const [input, output] = text.split(',').map((part) => Number(part.trim()));
+  if (input === undefined || output === undefined || !Number.isFinite(input) || !Number.isFinite(output) || input < 0 || output < 0) {
+    throw new AspError('BAD_INPUT', `ASP_MODEL_PRICE="${text}" is not <input>,<output>`, 'give USD per million tokens, e.g. ASP_MODEL_PRICE=0.15,0.6');
+  }
+  return { input, output };
 }
 
 /** The forge token as host-side git and the forge use it: the value, and the one host it may be sent to. */

@@ -1,4 +1,4 @@
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, type Readable, type Writable } from 'node:stream';
 import Docker from 'dockerode';
 import { AspError, errorMessage } from '../asp-error.js';
 import type {
@@ -32,6 +32,8 @@ export class DockerodeAdapter implements DockerPort {
       os: version.Os,
       arch: version.Arch,
       runtimes: Object.keys((info.Runtimes as Record<string, unknown> | undefined) ?? {}),
+      cpus: Number(info.NCPU) || undefined,
+      memoryBytes: Number(info.MemTotal) || undefined,
     };
   }
 
@@ -88,13 +90,17 @@ export class DockerodeAdapter implements DockerPort {
       await this.docker.getVolume(name).remove({ force: true });
     } catch (error) {
       if (statusOf(error) === 404) return;
+      // 409: still mounted by a container (perhaps one whose removal is in progress); the caller decides whether to retry.
+      if (statusOf(error) === 409) {
+        throw new AspError('DOCKER_CONFLICT', `cannot remove volume ${name}: ${daemonMessage(error)}`, 'remove the container that uses it first (asp reap does)', { cause: error });
+      }
       throw this.translate(error, `remove volume ${name}`);
     }
   }
 
   async listVolumes(labelFilters: string[]): Promise<VolumeSummary[]> {
     const result = await this.call('list volumes', () => this.docker.listVolumes({ filters: { label: labelFilters } }));
-    return (result.Volumes ?? []).map((volume) => ({ name: volume.Name, labels: volume.Labels ?? {} }));
+    return (result.Volumes ?? []).map((volume) => ({ name: volume.Name, labels: volume.Labels ?? {}, createdAt: volumeCreatedAt(volume) }));
   }
 
   async createContainer(body: ContainerCreateBody): Promise<string> {
@@ -114,9 +120,13 @@ export class DockerodeAdapter implements DockerPort {
     );
   }
 
-  async attach(containerId: string): Promise<AttachedStreams> {
+  async attach(containerId: string, options: { stdin?: boolean } = {}): Promise<AttachedStreams> {
+    const withStdin = options.stdin === true;
+    // stdin needs a hijacked (two-way) connection; without it the plain attach stream is read-only.
     const stream = (await this.call('attach to the container', () =>
-      this.docker.getContainer(containerId).attach({ stream: true, stdout: true, stderr: true, logs: false }),
+      this.docker
+        .getContainer(containerId)
+        .attach({ stream: true, stdout: true, stderr: true, logs: false, ...(withStdin ? { stdin: true, hijack: true } : {}) }),
     )) as NodeJS.ReadWriteStream;
     const stdout = new PassThrough();
     const stderr = new PassThrough();
@@ -129,7 +139,7 @@ export class DockerodeAdapter implements DockerPort {
     stream.on('end', finish);
     stream.on('close', finish);
     stream.on('error', finish);
-    return { stdout, stderr };
+    return { stdout, stderr, ...(withStdin ? { stdin: stream as unknown as Writable } : {}) };
   }
 
   async start(containerId: string): Promise<void> {
@@ -205,6 +215,13 @@ export class DockerodeAdapter implements DockerPort {
     }
     return new AspError('DOCKER_FAILED', `cannot ${what}: ${detail}`, 'see the Docker daemon log; rerun with --debug for details', { cause: error });
   }
+}
+
+function volumeCreatedAt(volume: Docker.VolumeInspectInfo): Date | undefined {
+  // CreatedAt is in the Engine API since 1.30 but missing from the dockerode typings.
+  const text = (volume as { CreatedAt?: unknown }).CreatedAt;
+  const date = typeof text === 'string' ? new Date(text) : undefined;
+  return date && !Number.isNaN(date.getTime()) ? date : undefined;
 }
 
 function statusOf(error: unknown): number | undefined {

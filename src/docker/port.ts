@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 
 /**
  * The small interface everything outside src/docker/ uses to talk to Docker. The dockerode adapter implements
@@ -17,6 +17,7 @@ export interface ContainerCreateBody {
   AttachStdout: boolean;
   AttachStderr: boolean;
   OpenStdin: boolean;
+  StdinOnce?: boolean;
   Tty: boolean;
   NetworkDisabled: boolean;
   StopTimeout: number;
@@ -50,6 +51,9 @@ export interface DaemonInfo {
   os: string;
   arch: string;
   runtimes: string[];
+  /** CPUs and memory of the daemon's machine (NCPU, MemTotal), when it says. */
+  cpus?: number | undefined;
+  memoryBytes?: number | undefined;
 }
 
 export interface ContainerSummary {
@@ -63,11 +67,15 @@ export interface ContainerSummary {
 export interface VolumeSummary {
   name: string;
   labels: Record<string, string>;
+  /** Undefined when the daemon does not say (old API versions). */
+  createdAt: Date | undefined;
 }
 
 export interface AttachedStreams {
   stdout: Readable;
   stderr: Readable;
+  /** The container's stdin, when attached with `stdin: true` (the container must be made with OpenStdin). */
+  stdin?: Writable | undefined;
 }
 
 export interface DockerPort {
@@ -79,14 +87,17 @@ export interface DockerPort {
     onProgress: (line: string) => void,
   ): Promise<void>;
   createVolume(name: string, labels: Record<string, string>): Promise<void>;
-  /** Removes a volume; one already gone is success. */
+  /** Removes a volume; one already gone is success. One still mounted by a container fails with DOCKER_CONFLICT. */
   removeVolume(name: string): Promise<void>;
   listVolumes(labelFilters: string[]): Promise<VolumeSummary[]>;
   createContainer(body: ContainerCreateBody): Promise<string>;
   putArchive(containerId: string, path: string, tar: Readable): Promise<void>;
   getArchive(containerId: string, path: string): Promise<Readable>;
-  /** Attaches to stdout/stderr (call before start so nothing is missed); the streams end when the container stops. */
-  attach(containerId: string): Promise<AttachedStreams>;
+  /**
+   * Attaches to stdout/stderr, and stdin when asked (call before start so nothing is missed); the streams end when
+   * the container stops.
+   */
+  attach(containerId: string, options?: { stdin?: boolean }): Promise<AttachedStreams>;
   start(containerId: string): Promise<void>;
   /** Resolves with the exit status when the container stops. */
   wait(containerId: string): Promise<number>;

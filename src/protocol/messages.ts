@@ -62,6 +62,16 @@ export interface WarningMessage {
   type: 'warning';
   message: string;
 }
+/**
+ * A model call from inside the sandbox (the in-container OpenAI-compatible endpoint), answered by the host's
+ * model gateway on stdin (host-messages.ts). `body` is an OpenAI chat-completions request; it never holds a key.
+ */
+export interface ModelRequestMessage {
+  type: 'model.request';
+  id: string;
+  step: string;
+  body: Record<string, unknown>;
+}
 
 export type ProtocolMessage =
   | HelloMessage
@@ -71,7 +81,8 @@ export type ProtocolMessage =
   | ArtifactMessage
   | GenerationMessage
   | TaskEndMessage
-  | WarningMessage;
+  | WarningMessage
+  | ModelRequestMessage;
 
 export function encodeMessage(message: ProtocolMessage): string {
   return JSON.stringify({ [PROTOCOL_TAG]: PROTOCOL_VERSION, ...message }) + '\n';
@@ -94,6 +105,8 @@ export interface SandboxTask {
   branch: string;
   /** Names of environment variables whose values the runner masks in all output. */
   secretEnv: string[];
+  /** Present when the host runs a model gateway: the runner serves an OpenAI-compatible endpoint on this loopback port. */
+  modelGateway?: { port: number; model: string };
 }
 
 export const SANDBOX_WORKSPACE = '/workspace';

@@ -49,6 +49,12 @@ const schema = z.discriminatedUnion('type', [
     exitCode: z.number().int(),
   }),
   z.object({ type: z.literal('warning'), message: z.string().max(10_000) }),
+  z.object({
+    type: z.literal('model.request'),
+    id: z.string().min(1).max(100),
+    step: stepName,
+    body: z.record(z.string(), z.unknown()),
+  }),
 ]);
 
 export type ParsedLine =

@@ -11,6 +11,8 @@ export interface ContainerSpecInput {
   /** Host variables the user allowed in by name (`--env NAME`), already resolved. */
   allowedEnv: Record<string, string>;
   runtime?: string | undefined;
+  /** Open stdin for host → sandbox messages (the model gateway); closed otherwise. */
+  stdin?: boolean | undefined;
 }
 
 /** Docker's json-file log of a sandbox is capped: the protocol is read live, the log is only a fallback. */
@@ -30,10 +32,12 @@ export function containerSpec(input: ContainerSpecInput): ContainerCreateBody {
     User: '1000:1000',
     WorkingDir: SANDBOX_WORKSPACE,
     Labels: input.labels,
-    AttachStdin: false,
+    // stdin is open only when the host has something to say (model gateway answers); it is a pipe, never a TTY.
+    AttachStdin: input.stdin === true,
     AttachStdout: true,
     AttachStderr: true,
-    OpenStdin: false,
+    OpenStdin: input.stdin === true,
+    StdinOnce: false,
     Tty: false, // the protocol needs separate stdout/stderr; a TTY would merge them and mangle bytes
     NetworkDisabled: true,
     StopTimeout: 2, // short grace: init forwards the signal, then the daemon kills

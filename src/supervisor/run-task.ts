@@ -2,22 +2,34 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { AspError, errorMessage, EXIT, exitCodeFor } from '../asp-error.js';
-import { resolveSteps, type ResolvedStep } from '../config/pipeline.js';
-import type { Settings } from '../config/settings.js';
+import { readPipelineEarly, resolveSteps, type ResolvedStep } from '../config/pipeline.js';
+import { githubToken, type Settings } from '../config/settings.js';
 import { generateRunId, generateTaskId } from '../config/task-id.js';
 import type { TaskSpec } from '../config/task-spec.js';
-import { extractChecked, packForSandbox } from '../docker/archive.js';
+import { extractChecked, packForSandbox, type ExtractResult } from '../docker/archive.js';
 import { currentSupervisor, ownershipLabels, type Ownership } from '../docker/labels.js';
 import type { DockerPort } from '../docker/port.js';
 import { SANDBOX_ARTIFACTS_DIR, SANDBOX_WORKSPACE, type ProtocolMessage, type SandboxTask } from '../protocol/messages.js';
+import { publishTrace, type TraceDelivery } from '../tracing/publish-trace.js';
 import type { TaskStatus } from '../tracing/trace-model.js';
+import type { TraceMode } from '../tracing/trace-mode.js';
 import { TraceRecorder } from '../tracing/trace-recorder.js';
 import { claimWorkspace, removePath, writeOwnerFile, type HostWorkspace } from '../workspace/host-workspace.js';
+import { deliverChanges } from '../delivery/deliver-changes.js';
+import { deliveryContext } from '../delivery/delivery-context.js';
+import { saveDeliveryPlan, type Decision, type DeliveryOutcome, type DeliveryPlan, type GateSummary } from '../delivery/delivery-plan.js';
+import { SECRET_NAME, SecretMasker } from '../protocol/secret-masker.js';
+import { recordDelivery } from '../tracing/hitl-trace.js';
+import { fetchChanges, type ChangeReport } from '../workspace/change-bundle.js';
+import { RepoMirrors } from '../workspace/repo-mirror.js';
 import { cloneRepository, resolveRepoSource } from '../workspace/repository.js';
 import type { Clock } from './clock.js';
 import { containerSpec } from './container-spec.js';
 import type { Log } from './log.js';
-import { runSession, type SessionEnd } from './sandbox-session.js';
+import { runSession, type HostReply, type SessionEnd } from './sandbox-session.js';
+import { chooseModel, MODEL_KEY_VARIABLES, modelSecrets } from '../models/model-choice.js';
+import { MODEL_ENDPOINT_PORT, modelUse, openTaskGateway, type GatewayOverrides, type ModelUse, type TaskGateway } from './task-gateway.js';
+import { checkLimitsFit } from './limits-fit.js';
 import { ensureSandboxImage } from './sandbox-image.js';
 import { StepOutputPrinter } from './step-output.js';
 
@@ -40,6 +52,18 @@ export interface RunDeps {
   signal?: AbortSignal | undefined;
   /** Aborting it (second Ctrl-C) skips the copy-out: only quick removal is left. */
   forceSignal?: AbortSignal | undefined;
+  /** Where to clone a repository from instead of its origin (the batch's shared mirrors). */
+  mirrors?: RepoMirrors | undefined;
+  /** Let an explicit id take back the workspace of an earlier run of it that never finished (batch retries, --resume). */
+  reclaimUnfinished?: boolean | undefined;
+  /** Where the trace goes besides the local JSON (`--trace`); default: Langfuse when keys are set. */
+  traceMode?: TraceMode | undefined;
+  /** The HITL gate's answer given up front (--approve / --deny). */
+  decision?: Decision | undefined;
+  /** Asks a person at the gate (a TTY prompt); absent when nobody can be asked. */
+  ask?: ((summary: GateSummary) => Promise<Decision>) | undefined;
+  /** Test seams of the model gateway (a fetch, fast retries). */
+  gateway?: GatewayOverrides | undefined;
 }
 
 export interface StepResult {
@@ -53,27 +77,42 @@ export interface TaskResult {
   taskId: string;
   runId: string;
   traceId: string;
-  status: TaskStatus;
+  /** The pipeline's outcome, or awaiting_approval when it passed and the HITL gate waits for `asp approve`. */
+  status: TaskStatus | 'awaiting_approval';
   exitCode: number;
   durationMs: number;
   commit: string | null;
   image: string | null;
   steps: StepResult[];
   artifacts: string[];
+  /** What the sandbox changed, fetched from its bundle into the host's clone; null when nothing changed. */
+  change: ChangeReport | null;
+  /** The HITL gate and push/PR, when asked for (--hitl, --push, --pr). */
+  delivery: DeliveryOutcome | null;
   tracePath: string;
+  /** Whether Langfuse took the trace, it waits in the outbox, or it is local only. */
+  traceDelivery?: TraceDelivery;
   workspacePath: string;
   kept: boolean;
+  /** Model calls through the host's gateway, when a model was configured. */
+  models?: ModelUse;
   warnings: string[];
   error?: string;
 }
 
 /** Runs one task in one hardened container, end to end, and leaves nothing behind but `.asp/` (or all of it with keep). */
 export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult> {
+  spec = await readPipelineEarly(spec, deps.cwd);
   const { docker, settings, clock, log } = deps;
   const startedAt = clock.now();
   const source = resolveRepoSource(spec.repo, deps.cwd);
+  // The model gateway is on when a provider is configured on the host; the keys never enter the sandbox.
+  const modelChoice = chooseModel(settings.models, deps.cwd);
+  if (spec.pipeline === 'asp' && !modelChoice) {
+    throw new AspError('BAD_INPUT', 'the asp pipeline needs a model', 'set OPENAI_API_KEY or ANTHROPIC_API_KEY on the host, or ASP_MODEL=cassette:<file> to replay recorded replies');
+  }
   const runId = generateRunId(startedAt);
-  const workspace = await claimWorkspace(settings.workspacesRoot, spec.id ?? generateTaskId(spec.task, startedAt), { unique: !spec.id });
+  const workspace = await claimWorkspace(settings.workspacesRoot, spec.id ?? generateTaskId(spec.task, startedAt), { unique: !spec.id, reclaimUnfinished: deps.reclaimUnfinished });
   const taskId = workspace.taskId;
   const owner: Ownership = {
     taskId,
@@ -94,26 +133,52 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
   log.info({ taskId, runId, repo: source.display, workspace: workspace.dir }, `task ${taskId} starting`);
   await writeOwnerFile(workspace, owner, 'running', startedAt);
 
-  const volume = `asp-ws-${taskId}`;
+  // The run id is part of the name: a rerun of the same task id must never adopt the volume of a run that died.
+  const volume = `asp-ws-${taskId}-${runId}`;
   let containerId: string | undefined;
   let volumeCreated = false;
   let started = false;
   let steps: ResolvedStep[] = [];
   let commit: string | null = null;
+  let change: ChangeReport | null = null;
+  let baseBranch: string | null = null;
+  const branch = spec.branch ?? `asp/${taskId}`;
+  const sandboxEnvironment = allowedEnv(spec, settings);
+  if (modelChoice) {
+    for (const name of MODEL_KEY_VARIABLES.filter((variable) => variable in sandboxEnvironment)) {
+      delete sandboxEnvironment[name];
+      warn(`--env ${name} ignored: model keys stay on the host; the sandbox reaches the model through asp's gateway`);
+    }
+  }
+  const secrets = [...Object.entries(sandboxEnvironment).filter(([name]) => SECRET_NAME.test(name)).map(([, value]) => value), ...modelSecrets(settings.models)];
+  const secretMask = new SecretMasker(secrets);
   let image: string | null = null;
   const stepEnds = new Map<string, { exitCode: number; durationMs: number; timedOut: boolean }>();
   const stepStarts = new Set<string>();
   let events: WriteStream | undefined;
   let outcome: { status: TaskStatus; exitCode: number; error?: string } = { status: 'error', exitCode: EXIT.infrastructure };
   let failure: unknown;
+  let recordEvent: (entry: object) => void = () => {};
+  let models: TaskGateway | undefined;
 
   try {
+    if (modelChoice) {
+      models = await openTaskGateway(modelChoice, settings, spec, { clock, trace, mask: (text) => secretMask.mask(text), warn, record: (entry) => recordEvent(entry), overrides: deps.gateway });
+      log.info({ taskId, provider: models.provider.name, model: models.provider.model }, `model gateway on: ${models.provider.name}:${models.provider.model}`);
+    }
     // The clone and the container are independent until the volume is filled: make them side by side, but let
     // both settle before going on, so nothing runs on in the background after a failure.
     const labels = ownershipLabels(owner);
     const [cloned, created] = await settleBoth(
-      trace.phase('clone', () => cloneRepository(source, workspace.repoDir, spec.ref, settings.hostEnv)),
+      trace.phase('clone', async () => {
+        // A remote repository is fetched into a mirror (incrementally, once per batch) and cloned from there,
+        // unless the clone is shaped (shallow or partial): then it comes straight from the origin.
+        const shaped = spec.clone?.depth !== undefined || spec.clone?.filter !== undefined;
+        const from = shaped ? source : await (deps.mirrors ?? new RepoMirrors(path.join(settings.home, 'mirrors'), settings.hostEnv, githubToken(settings))).resolve(source);
+        return cloneRepository(from, workspace.repoDir, spec.ref, settings.hostEnv, { ...spec.clone, token: githubToken(settings) });
+      }),
       (async () => {
+        checkLimitsFit(spec.limits, await docker.info());
         const imageTag = await trace.phase('image', () =>
           ensureSandboxImage(docker, {
             image: spec.image,
@@ -127,13 +192,15 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
           await docker.createVolume(volume, labels);
           volumeCreated = true;
           containerId = await docker.createContainer(
-            containerSpec({ name: `asp-${taskId}-${runId}`, image: imageTag, volume, labels, limits: spec.limits, allowedEnv: allowedEnv(spec, settings), runtime: spec.runtime }),
+            containerSpec({ name: `asp-${taskId}-${runId}`, image: imageTag, volume, labels, limits: spec.limits, allowedEnv: sandboxEnvironment, runtime: spec.runtime, stdin: modelChoice !== undefined }),
           );
           return containerId;
         });
       })(),
     );
     commit = cloned.commit;
+    // The PR goes back to the branch the task started from; a tag or a bare commit has none (the forge's default then).
+    baseBranch = /^[0-9a-f]{40,64}$/.test(cloned.ref) || cloned.ref === 'HEAD' ? null : cloned.ref;
     trace.setSource(cloned.commit, cloned.ref);
     steps = await resolveSteps(spec, workspace.repoDir, deps.cwd);
 
@@ -143,6 +210,11 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
       steps,
       deadlineAt: startedAt.getTime() + spec.limits.timeout,
       outputCapBytes: spec.outputCap,
+      diskLimitBytes: spec.limits.disk,
+      baseCommit: cloned.commit,
+      branch,
+      secretEnv: Object.keys(sandboxEnvironment).filter((name) => SECRET_NAME.test(name)),
+      ...(models ? { modelGateway: { port: MODEL_ENDPOINT_PORT, model: models.provider.model } } : {}),
     };
     await writeFile(path.join(workspace.artifactsDir, 'task.json'), JSON.stringify(sandboxTask, null, 2) + '\n');
     const id = created;
@@ -155,7 +227,33 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
       eventBytes += line.length;
       if (eventBytes <= EVENTS_CAP_BYTES) events?.write(line);
     };
+    recordEvent = record;
     const printer = new StepOutputPrinter(deps.writeOutput, spec.outputCap);
+    // The runner masks secrets already; the host masks again because the protocol is untrusted input.
+    const streamMaskers = new Map<string, SecretMasker>();
+    const handle = (message: ProtocolMessage, reply: HostReply) => {
+      if (message.type === 'model.request') {
+        // The request body is the sandbox's prompt: it goes to the provider and (capped) the trace, not events.jsonl.
+        if (models) void models.gateway.handle(message, reply);
+        else warn(`sandbox: model.request ${message.id} ignored: no model gateway is configured`);
+        return;
+      }
+      if (message.type === 'step.log') {
+        const key = `${message.step}\0${message.stream}`;
+        let masker = streamMaskers.get(key);
+        if (!masker) streamMaskers.set(key, (masker = new SecretMasker(secrets)));
+        const data = masker.push(message.data);
+        if (data) onMessage({ ...message, data });
+        return;
+      }
+      if (message.type === 'step.end') {
+        for (const stream of ['stdout', 'stderr'] as const) {
+          const rest = streamMaskers.get(`${message.step}\0${stream}`)?.flush();
+          if (rest) onMessage({ type: 'step.log', step: message.step, stream, data: rest });
+        }
+      }
+      onMessage(message.type === 'step.start' ? { ...message, run: secretMask.mask(message.run) } : message.type === 'warning' ? { ...message, message: secretMask.mask(message.message) } : message);
+    };
     const onMessage = (message: ProtocolMessage) => {
       record(message);
       trace.onMessage(message);
@@ -174,9 +272,9 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
     const end = await runSession(
       docker,
       id,
-      { steps, taskTimeoutMs: spec.limits.timeout, deadlineAt: sandboxTask.deadlineAt, signal: deps.signal },
+      { steps, taskTimeoutMs: spec.limits.timeout, deadlineAt: sandboxTask.deadlineAt, signal: deps.signal, stdin: models !== undefined, stop: models?.gateway.stopped },
       {
-        onMessage,
+        onMessage: handle,
         onWarning: (message) => {
           record({ type: 'host.warning', message });
           warn(message);
@@ -188,21 +286,30 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
       },
     );
     outcome = outcomeOf(end);
-    if (outcome.status === 'timeout' || outcome.status === 'interrupted') trace.abandonOpenSteps(outcome.error ?? outcome.status, outcome.exitCode);
+    if (outcome.status === 'timeout' || outcome.status === 'interrupted' || end.kind === 'stopped') trace.abandonOpenSteps(outcome.error ?? outcome.status, outcome.exitCode);
     if (end.kind === 'exited' && !end.taskEnd) warn(`the sandbox ended without reporting (exit ${end.statusCode}${end.statusCode === 137 ? ': killed, out of memory?' : ''})`);
 
     if (!deps.forceSignal?.aborted) {
-      const extracted = await trace.phase('copy-out', async () =>
-        extractChecked(await docker.getArchive(id, SANDBOX_ARTIFACTS_DIR), workspace.artifactsDir, { root: '.asp', reserved: HOST_ARTIFACTS }),
-      );
+      const extracted = await trace.phase('copy-out', () => copyOut(docker, id, workspace, deps.forceSignal));
+      if (!extracted) warn('copy-out cut short by a second interrupt: .asp/ holds what arrived before it');
       // task.json is asp's own input, put there by the host: skipping it is expected, not worth a warning.
-      for (const rejected of extracted.rejected.filter((entry) => entry.name !== '.asp/task.json')) warn(`not copied out of the sandbox: .asp/${rejected.name.replace(/^\.asp\/?/, '')} (${rejected.reason})`);
+      for (const rejected of extracted?.rejected.filter((entry) => entry.name !== '.asp/task.json') ?? []) warn(`not copied out of the sandbox: .asp/${rejected.name.replace(/^\.asp\/?/, '')} (${rejected.reason})`);
+    }
+    if (commit && !deps.forceSignal?.aborted) {
+      const base = commit;
+      const fetched = await trace.phase('fetch-changes', () => fetchChanges(workspace.repoDir, workspace.artifactsDir, { base, branch, env: settings.hostEnv }));
+      if (fetched.kind === 'fetched') {
+        change = fetched.change;
+        log.info({ taskId, branch, commits: change.commits }, `changes: ${change.commits} commit(s) on ${branch}, ${change.filesChanged} file(s) changed, +${change.insertions} -${change.deletions}`);
+      } else if (fetched.kind === 'rejected') warn(`changes not accepted: ${fetched.reason}`);
+      else log.info({ taskId }, 'no changes to the repository');
     }
   } catch (error) {
     failure = error;
     outcome = { status: 'error', exitCode: error instanceof AspError ? exitCodeFor(error.code) : EXIT.infrastructure, error: errorMessage(error) };
   } finally {
     await new Promise<void>((resolve) => (events ? events.end(resolve) : resolve()));
+    await models?.provider.close?.().catch((error: unknown) => warn(`could not save the cassette: ${errorMessage(error)}`));
     await trace.phase('cleanup', () => cleanup(docker, { containerId, volume: volumeCreated ? volume : undefined, workspace, keep: spec.keep, started })).catch((error: unknown) => {
       warn(`cleanup incomplete: ${errorMessage(error)} (asp reap will finish it)`);
     });
@@ -217,22 +324,55 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
     throw failure;
   }
   const document = trace.finish({ ...outcome, durationMs });
-  await writeFile(tracePath, JSON.stringify(document, null, 2) + '\n');
-  await writeOwnerFile(workspace, owner, outcome.status, startedAt, finishedAt);
+  // PROBE scores, .asp/trace.json, the trace store, then Langfuse (bounded; the outbox when it fails).
+  let published = await publishTrace(document, {
+    settings,
+    mode: deps.traceMode,
+    artifactsDir: workspace.artifactsDir,
+    plannedSteps: steps.length,
+    log,
+    warn,
+    signal: deps.forceSignal,
+  });
+  let delivery: DeliveryOutcome | undefined;
+  if (outcome.status === 'passed' && (spec.hitl || spec.push || spec.pr)) {
+    if (!change || !source) log.info({ taskId }, 'no changes: nothing to review, push or open a pull request for');
+    else {
+      const plan: DeliveryPlan = { taskId, task: spec.task, remote: source.location, baseBranch, push: spec.push || spec.pr, pr: spec.pr, draft: spec.draft, hitl: spec.hitl, change };
+      const decision = deps.decision ?? (spec.hitl && deps.ask ? await deps.ask({ taskId, change, document }) : undefined);
+      delivery = await deliverChanges(plan, decision, deliveryContext(settings, workspace.repoDir, log, document, published));
+      if (delivery.error) warn(`delivery failed: ${delivery.error}`);
+      recordDelivery(document, spec.hitl, delivery);
+      if (delivery.hitlStatus === 'awaiting_approval' || delivery.hitlStatus === 'deferred' || delivery.error) {
+        await saveDeliveryPlan(workspace.artifactsDir, plan, delivery);
+        log.info({ taskId }, delivery.error ? `the work is kept in ${workspace.repoDir}: asp approve ${taskId} tries again` : `awaiting approval: asp approve ${taskId} (or --deny)`);
+      }
+      published = await publishTrace(document, { settings, mode: deps.traceMode, artifactsDir: workspace.artifactsDir, plannedSteps: steps.length, log, warn, signal: deps.forceSignal, previous: published });
+    }
+  }
+  const keepClone = spec.keep || (delivery !== undefined && (delivery.hitlStatus === 'awaiting_approval' || delivery.hitlStatus === 'deferred' || delivery.error !== undefined));
+  if (!keepClone) await removePath(workspace.repoDir);
+  if (delivery?.error) outcome = { status: 'failed', exitCode: EXIT.taskFailed, error: delivery.error };
+  const awaiting = delivery?.hitlStatus === 'awaiting_approval' || delivery?.hitlStatus === 'deferred';
+  await writeOwnerFile(workspace, owner, awaiting ? 'awaiting_approval' : outcome.status, startedAt, finishedAt);
   const result: TaskResult = {
     taskId,
     runId,
     traceId: trace.traceId,
-    status: outcome.status,
+    status: awaiting ? 'awaiting_approval' : outcome.status,
     exitCode: outcome.exitCode,
     durationMs,
     commit,
     image,
     steps: stepResults(steps, stepStarts, stepEnds, outcome.status),
     artifacts: await listArtifacts(workspace),
+    change,
     tracePath,
+    traceDelivery: published.delivery,
+    delivery: delivery ?? null,
     workspacePath: workspace.dir,
     kept: spec.keep,
+    ...(models ? { models: modelUse(models) } : {}),
     warnings,
     ...(outcome.error ? { error: outcome.error } : {}),
   };
@@ -254,10 +394,27 @@ function outcomeOf(end: SessionEnd): { status: TaskStatus; exitCode: number; err
       return { status: 'timeout', exitCode: EXIT.deadline, error: end.what };
     case 'interrupted':
       return { status: 'interrupted', exitCode: EXIT.interrupted, error: 'interrupted' };
+    case 'stopped':
+      return { status: 'failed', exitCode: EXIT.taskFailed, error: end.what };
     case 'exited':
       if (end.taskEnd?.status === 'passed' && end.statusCode === 0) return { status: 'passed', exitCode: EXIT.ok };
       if (end.taskEnd?.status === 'timeout' || end.statusCode === EXIT.deadline) return { status: 'timeout', exitCode: EXIT.deadline, error: 'a step passed its deadline' };
       return { status: 'failed', exitCode: EXIT.taskFailed, ...(end.taskEnd ? {} : { error: `the sandbox exited with ${end.statusCode}` }) };
+  }
+}
+
+/** Copies `.asp/` out; a second interrupt (`forceSignal`) cuts it short and resolves undefined, so removal comes at once. */
+async function copyOut(docker: DockerPort, containerId: string, workspace: HostWorkspace, forceSignal: AbortSignal | undefined): Promise<ExtractResult | undefined> {
+  const archive = await docker.getArchive(containerId, SANDBOX_ARTIFACTS_DIR);
+  const cut = () => archive.destroy();
+  forceSignal?.addEventListener('abort', cut, { once: true });
+  try {
+    return await extractChecked(archive, workspace.artifactsDir, { root: '.asp', reserved: HOST_ARTIFACTS });
+  } catch (error) {
+    if (forceSignal?.aborted) return undefined;
+    throw error;
+  } finally {
+    forceSignal?.removeEventListener('abort', cut);
   }
 }
 
@@ -269,7 +426,8 @@ async function cleanup(
   // Container first: a volume in use cannot be removed.
   if (target.containerId) await docker.removeContainer(target.containerId);
   if (target.volume) await docker.removeVolume(target.volume);
-  await removePath(target.workspace.repoDir);
+  // The host clone goes later, after delivery: a push or `asp approve` needs it. When nothing ran it goes now.
+  if (!target.started) await removePath(target.workspace.repoDir);
 }
 
 function stepResults(
@@ -285,7 +443,8 @@ function stepResults(
       return { name: step.name, status: stepStatus, exitCode: end.exitCode, durationMs: end.durationMs };
     }
     if (starts.has(step.name)) {
-      // Started, never ended: the container was stopped under it.
+      // Started, never ended: the container was stopped under it (a deadline, an interrupt, a spent model budget).
+      if (status === 'failed') return { name: step.name, status: 'failed', exitCode: EXIT.taskFailed, durationMs: null };
       return { name: step.name, status: status === 'interrupted' ? 'interrupted' : 'timeout', exitCode: status === 'interrupted' ? EXIT.interrupted : EXIT.deadline, durationMs: null };
     }
     return { name: step.name, status: 'skipped', exitCode: null, durationMs: null };
@@ -310,6 +469,6 @@ function allowedEnv(spec: TaskSpec, settings: Settings): Record<string, string> 
 }
 
 function limitsForTrace(spec: TaskSpec): Record<string, number> {
-  const { timeout, memory, cpus, pids, tmpfs } = spec.limits;
-  return { timeout_ms: timeout, memory_bytes: memory, cpus, pids, tmpfs_bytes: tmpfs };
+  const { timeout, memory, cpus, pids, tmpfs, disk } = spec.limits;
+  return { timeout_ms: timeout, memory_bytes: memory, cpus, pids, tmpfs_bytes: tmpfs, disk_bytes: disk };
 }

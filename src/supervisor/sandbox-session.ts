@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import { AspError } from '../asp-error.js';
 import type { DockerPort } from '../docker/port.js';
 import { LineSplitter } from '../protocol/line-splitter.js';
+import { encodeHostMessage, type HostMessage } from '../protocol/host-messages.js';
 import { PROTOCOL_VERSION, type ProtocolMessage, type TaskEndMessage } from '../protocol/messages.js';
 import { parseProtocolLine } from '../protocol/parse.js';
 import type { ResolvedStep } from '../config/pipeline.js';
@@ -14,10 +15,15 @@ const DRAIN_MS = 2000;
 export type SessionEnd =
   | { kind: 'exited'; statusCode: number; taskEnd: TaskEndMessage | undefined }
   | { kind: 'deadline'; what: string }
-  | { kind: 'interrupted' };
+  | { kind: 'interrupted' }
+  /** The host stopped the task for a reason of its own (a model budget spent). */
+  | { kind: 'stopped'; what: string };
+
+/** Sends a host → sandbox message on the container's stdin; a no-op when stdin is not attached or already closed. */
+export type HostReply = (message: HostMessage) => void;
 
 export interface SessionHooks {
-  onMessage(message: ProtocolMessage): void;
+  onMessage(message: ProtocolMessage, reply: HostReply): void;
   onWarning(message: string): void;
   /** Raw stderr of the runner itself (not of steps): only a crashed runner writes there. */
   onRunnerStderr(text: string): void;
@@ -30,10 +36,25 @@ export interface SessionHooks {
 export async function runSession(
   docker: DockerPort,
   containerId: string,
-  options: { steps: ResolvedStep[]; taskTimeoutMs: number; deadlineAt: number; signal?: AbortSignal | undefined },
+  options: {
+    steps: ResolvedStep[];
+    taskTimeoutMs: number;
+    deadlineAt: number;
+    signal?: AbortSignal | undefined;
+    /** Attach stdin for host → sandbox messages (the container must be made with OpenStdin). */
+    stdin?: boolean | undefined;
+    /** Resolves with a reason when the host wants the task stopped (its container is killed, like at a deadline). */
+    stop?: Promise<string> | undefined;
+  },
   hooks: SessionHooks,
 ): Promise<SessionEnd> {
-  const streams = await docker.attach(containerId);
+  const streams = await docker.attach(containerId, options.stdin ? { stdin: true } : undefined);
+  const stdin = streams.stdin;
+  // A container that is gone makes writes fail: that is the end of the session, not an error of the host.
+  stdin?.on('error', () => {});
+  const reply: HostReply = (message) => {
+    if (stdin && !stdin.destroyed && stdin.writable) stdin.write(encodeHostMessage(message));
+  };
   let taskEnd: TaskEndMessage | undefined;
   let helloSeen = false;
   let stepTimer: NodeJS.Timeout | undefined;
@@ -60,7 +81,7 @@ export async function runSession(
     } else if (message.type === 'task.end') {
       taskEnd = message;
     }
-    hooks.onMessage(message);
+    hooks.onMessage(message, reply);
   };
 
   const stdoutDone = pump(streams.stdout, (line) => {
@@ -78,6 +99,7 @@ export async function runSession(
   const onAbort = () => resolveStop({ kind: 'interrupted' });
   options.signal?.addEventListener('abort', onAbort, { once: true });
   if (options.signal?.aborted) onAbort();
+  void options.stop?.then((what) => resolveStop({ kind: 'stopped', what }));
 
   try {
     await docker.start(containerId);
@@ -104,6 +126,7 @@ export async function runSession(
     options.signal?.removeEventListener('abort', onAbort);
     streams.stdout.destroy();
     streams.stderr.destroy();
+    stdin?.destroy();
   }
 }
 

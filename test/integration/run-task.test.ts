@@ -185,14 +185,14 @@ describe.skipIf(!dockerAvailable)('asp run against the real Docker engine', () =
     try {
       expect(existsSync(path.join(result.workspacePath, 'repo', 'README.md'))).toBe(true);
       const kept = await leftovers();
-      expect(kept.volumes).toEqual([`asp-ws-${result.taskId}`]);
+      expect(kept.volumes).toEqual([`asp-ws-${result.taskId}-${result.runId}`]);
       expect(kept.containers).toEqual([`asp-${result.taskId}-${result.runId}`]);
       const [container] = await docker.listContainers([`asp.task=${result.taskId}`]);
       expect(container?.labels).toMatchObject({ 'asp.managed': 'true', 'asp.run': result.runId, 'asp.keep': 'true' });
     } finally {
       const containers = await docker.listContainers([`asp.task=${result.taskId}`]);
       for (const container of containers) await docker.removeContainer(container.id);
-      await docker.removeVolume(`asp-ws-${result.taskId}`);
+      await docker.removeVolume(`asp-ws-${result.taskId}-${result.runId}`);
     }
   });
 

@@ -88,3 +88,13 @@ describe('sandbox environment', () => {
     expect(spec.Env.some((entry) => entry.startsWith('LANGFUSE') || entry.startsWith('AWS') || entry.startsWith('GITHUB'))).toBe(false);
   });
 });
+
+describe('container spec with the model gateway', () => {
+  it('opens stdin (a pipe, never a TTY) only when asked, and keeps the network off', async () => {
+    const { containerSpec: spec } = await import('../../src/supervisor/container-spec.js');
+    const { limitsSchema } = await import('../../src/config/task-spec.js');
+    const made = spec({ name: 'n', image: 'i', volume: 'v', labels: {}, limits: limitsSchema.parse({}), allowedEnv: {}, stdin: true });
+    expect([made.OpenStdin, made.AttachStdin, made.StdinOnce, made.Tty, made.HostConfig.NetworkMode]).toEqual([true, true, false, false, 'none']);
+    expect(made.Env.some((entry) => entry.startsWith('OPENAI_API_KEY='))).toBe(false);
+  });
+});

@@ -61,3 +61,27 @@ describe('line splitter', () => {
     expect(lines).toEqual(['ok']);
   });
 });
+
+describe('host → sandbox messages', () => {
+  it('round-trips a model.response and a model.chunk, and the host parses a model.request', async () => {
+    const { encodeHostMessage, parseHostLine } = await import('../../src/protocol/host-messages.js');
+    const response = { type: 'model.response' as const, id: 'm1', status: 200, body: { ok: true } };
+    const chunk = { type: 'model.chunk' as const, id: 'm1', data: { choices: [] } };
+    expect(parseHostLine(encodeHostMessage(response).trimEnd())).toEqual(response);
+    expect(parseHostLine(encodeHostMessage(chunk).trimEnd())).toEqual(chunk);
+    const request = { type: 'model.request' as const, id: 'm1', step: 'plan', body: { messages: [] } };
+    expect(parseProtocolLine(encodeMessage(request).trimEnd())).toEqual({ kind: 'message', message: request });
+  });
+
+  it.each([
+    ['plain text', 'hello'],
+    ['an untagged message', '{"type":"model.response","id":"m1","status":200}'],
+    ['an unknown type', '{"asp":1,"type":"launch","id":"m1"}'],
+    ['a status out of range', '{"asp":1,"type":"model.response","id":"m1","status":99}'],
+    ['a missing id', '{"asp":1,"type":"model.chunk","data":{}}'],
+    ['an array', '[1]'],
+  ])('skips %s without throwing', async (_what, line) => {
+    const { parseHostLine } = await import('../../src/protocol/host-messages.js');
+    expect(parseHostLine(line)).toBeUndefined();
+  });
+});

@@ -1,0 +1,78 @@
+import { parseJson, parseRetryAfter, type ChatCall, type ChatReply, type FetchLike, type ModelProvider } from './provider.js';
+
+const ANTHROPIC_VERSION = '2023-06-01';
+const DEFAULT_MAX_TOKENS = 4096;
+
+interface OpenAiMessage {
+  role: string;
+  content: unknown;
+}
+
+/**
+ * Anthropic's Messages API behind the OpenAI shape the sandbox speaks: system messages move to `system`, the
+ * reply becomes a `chat.completion` with OpenAI's usage names, so the gateway and the trace see one format.
+ */
+export class AnthropicProvider implements ModelProvider {
+  readonly name = 'anthropic';
+
+  constructor(
+    readonly model: string,
+    private readonly options: { apiKey: string; baseUrl: string; fetch: FetchLike; now: () => number },
+  ) {}
+
+  async chat(call: ChatCall): Promise<ChatReply> {
+    const response = await this.options.fetch(`${this.options.baseUrl}/v1/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-api-key': this.options.apiKey, 'anthropic-version': ANTHROPIC_VERSION },
+      body: JSON.stringify(toAnthropic(call.body, this.model)),
+      signal: call.signal,
+    });
+    const body = parseJson(await response.text());
+    const retryAfterMs = parseRetryAfter(response.headers.get('retry-after'), this.options.now());
+    if (response.status !== 200) return { status: response.status, body: toOpenAiError(body), retryAfterMs };
+    return { status: 200, body: toOpenAi(body, this.model, this.options.now()), retryAfterMs };
+  }
+}
+
+export function toAnthropic(body: Record<string, unknown>, model: string): Record<string, unknown> {
+  const messages = Array.isArray(body.messages) ? (body.messages as OpenAiMessage[]) : [];
+  const system = messages.filter((message) => message.role === 'system' || message.role === 'developer').map((message) => textOf(message.content)).join('\n\n');
+  const turns = messages
+    .filter((message) => message.role === 'user' || message.role === 'assistant')
+    .map((message) => ({ role: message.role, content: textOf(message.content) }));
+  const maxTokens = body.max_completion_tokens ?? body.max_tokens;
+  return {
+    model,
+    max_tokens: typeof maxTokens === 'number' ? maxTokens : DEFAULT_MAX_TOKENS,
+    messages: turns,
+    ...(system ? { system } : {}),
+    ...(typeof body.temperature === 'number' ? { temperature: body.temperature } : {}),
+    ...(Array.isArray(body.stop) ? { stop_sequences: body.stop } : typeof body.stop === 'string' ? { stop_sequences: [body.stop] } : {}),
+  };
+}
+
+export function toOpenAi(body: unknown, model: string, now: number): Record<string, unknown> {
+  const reply = (body ?? {}) as { id?: string; model?: string; content?: Array<{ type?: string; text?: string }>; stop_reason?: string; usage?: { input_tokens?: number; output_tokens?: number } };
+  const text = (reply.content ?? []).filter((part) => part.type === 'text').map((part) => part.text ?? '').join('');
+  const input = reply.usage?.input_tokens ?? 0;
+  const output = reply.usage?.output_tokens ?? 0;
+  return {
+    id: reply.id ?? 'anthropic',
+    object: 'chat.completion',
+    created: Math.floor(now / 1000),
+    model: reply.model ?? model,
+    choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: reply.stop_reason === 'max_tokens' ? 'length' : 'stop' }],
+    usage: { prompt_tokens: input, completion_tokens: output, total_tokens: input + output },
+  };
+}
+
+function toOpenAiError(body: unknown): unknown {
+  const error = (body as { error?: { type?: string; message?: string } } | null)?.error;
+  return error ? { error: { message: error.message ?? 'error', type: error.type ?? 'anthropic_error' } } : body;
+}
+
+function textOf(content: unknown): string {
+  if (typeof content === 'string') return content;
+  if (Array.isArray(content)) return content.map((part) => (typeof part === 'string' ? part : typeof (part as { text?: unknown }).text === 'string' ? (part as { text: string }).text : '')).join('');
+  return '';
+}

@@ -1,0 +1,112 @@
+import { createHash } from 'node:crypto';
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import { AspError, errorMessage } from '../asp-error.js';
+import { errorReply, type ChatCall, type ChatReply, type ModelProvider } from './provider.js';
+
+/**
+ * Cassettes: recorded model replies, so demos and tests run with no network and no key. A reply is found by the
+ * hash of the request's messages; when no recorded request matches exactly (a different repository, another
+ * task text), the next unused reply recorded for the same step is played, so a pipeline replays in order.
+ */
+export const CASSETTE_VERSION = 1;
+
+export interface CassetteEntry {
+  step: string;
+  /** sha256 of the request's messages (see requestKey). */
+  key: string;
+  /** A short preview of the last message, for people reading the file. */
+  prompt?: string;
+  response: { status: number; body: unknown };
+}
+
+export interface Cassette {
+  version: number;
+  model: string;
+  interactions: CassetteEntry[];
+}
+
+export function requestKey(body: Record<string, unknown>): string {
+  return createHash('sha256').update(JSON.stringify(body.messages ?? null)).digest('hex');
+}
+
+export async function readCassette(file: string): Promise<Cassette> {
+  let json: unknown;
+  try {
+    json = JSON.parse(await readFile(file, 'utf8'));
+  } catch (error) {
+    throw new AspError('BAD_INPUT', `cannot read cassette ${file}: ${errorMessage(error)}`, 'point ASP_MODEL=cassette:<file> at a cassette recorded with ASP_RECORD_CASSETTE');
+  }
+  const cassette = json as Partial<Cassette>;
+  if (cassette.version !== CASSETTE_VERSION || !Array.isArray(cassette.interactions)) {
+    throw new AspError('BAD_INPUT', `cassette ${file} is not a version ${CASSETTE_VERSION} cassette`, 'record it again with ASP_RECORD_CASSETTE');
+  }
+  for (const [index, entry] of cassette.interactions.entries()) {
+    if (typeof entry?.step !== 'string' || typeof entry.key !== 'string' || typeof entry.response?.status !== 'number') {
+      throw new AspError('BAD_INPUT', `cassette ${file}: interaction ${index} needs step, key and response.status`, 'fix or re-record the cassette');
+    }
+  }
+  return { version: CASSETTE_VERSION, model: typeof cassette.model === 'string' ? cassette.model : 'cassette', interactions: cassette.interactions };
+}
+
+export class CassetteProvider implements ModelProvider {
+  readonly name = 'cassette';
+  readonly model: string;
+  private readonly used = new Set<number>();
+
+  constructor(
+    private readonly cassette: Cassette,
+    private readonly file: string,
+  ) {
+    this.model = cassette.model;
+  }
+
+  async chat(call: ChatCall): Promise<ChatReply> {
+    const key = requestKey(call.body);
+    const entries = this.cassette.interactions;
+    const unused = (entry: CassetteEntry, index: number) => !this.used.has(index) && entry;
+    let index = entries.findIndex((entry, at) => unused(entry, at) && entry.key === key);
+    if (index === -1) index = entries.findIndex((entry, at) => unused(entry, at) && entry.step === call.step);
+    const entry = entries[index];
+    if (!entry) return errorReply(404, `cassette ${this.file} has no reply left for step "${call.step}"`, 'cassette_exhausted');
+    this.used.add(index);
+    return { status: entry.response.status, body: entry.response.body };
+  }
+}
+
+/** Wraps a real provider and saves each reply it gives, in order, to a cassette file when closed. */
+export class RecordingProvider implements ModelProvider {
+  private readonly entries: CassetteEntry[] = [];
+  private saved = false;
+
+  constructor(
+    private readonly inner: ModelProvider,
+    private readonly file: string,
+  ) {}
+
+  get name(): string {
+    return this.inner.name;
+  }
+  get model(): string {
+    return this.inner.model;
+  }
+
+  async chat(call: ChatCall): Promise<ChatReply> {
+    const reply = await this.inner.chat(call);
+    // Only answers worth replaying: a 429 or a 500 would only be retried.
+    if (reply.status < 400) {
+      const messages = Array.isArray(call.body.messages) ? (call.body.messages as Array<{ content?: unknown }>) : [];
+      const last = messages[messages.length - 1]?.content;
+      this.entries.push({ step: call.step, key: requestKey(call.body), prompt: typeof last === 'string' ? last.slice(0, 200) : undefined, response: { status: reply.status, body: reply.body } });
+    }
+    return reply;
+  }
+
+  async close(): Promise<void> {
+    if (this.saved) return;
+    this.saved = true;
+    const cassette: Cassette = { version: CASSETTE_VERSION, model: this.inner.model, interactions: this.entries };
+    const partial = `${this.file}.partial`;
+    await writeFile(partial, JSON.stringify(cassette, null, 2) + '\n');
+    await rename(partial, this.file);
+  }
+}
