@@ -17,6 +17,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   workspaces: async () => (await import('./workspaces-command.js')).registerWorkspacesCommand,
   doctor: async () => (await import('./doctor-command.js')).registerDoctorCommand,
   image: async () => (await import('./image-command.js')).registerImageCommand,
+  probe: async () => (await import('./probe-command.js')).registerProbeCommand,
 };
 
 const program = new Command('asp')

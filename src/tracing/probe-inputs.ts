@@ -18,6 +18,9 @@ const usageEntrySchema = z.looseObject({
   costUsd: z.number().min(0).optional(),
 });
 const usageFileSchema = z.union([usageEntrySchema, z.array(usageEntrySchema).max(USAGE_MAX_ENTRIES)]);
+// The planning agent writes `complexity`; a hand-written plan may use the units' `estimated_complexity` name. A plan
+// with neither is another pipeline's file, not a broken one.
+const planningSchema = z.looseObject({ complexity: z.number().positive().finite().optional(), estimated_complexity: z.number().positive().finite().optional() });
 
 export type UsageEntry = z.infer<typeof usageEntrySchema>;
 
@@ -29,13 +32,17 @@ export interface ProbeInputs {
   reviewProblem?: string | undefined;
   usage: UsageEntry[];
   usageProblem?: string | undefined;
+  /** The planning agent's estimate (`.asp/planning.json`), the x of the PROBE model. */
+  complexity?: number | undefined;
+  complexityProblem?: string | undefined;
 }
 
 export async function readProbeInputs(artifactsDir: string): Promise<ProbeInputs> {
-  const [tests, review, usage] = await Promise.all([
+  const [tests, review, usage, planning] = await Promise.all([
     readArtifact(artifactsDir, 'test_results.json', testResultsSchema),
     readArtifact(artifactsDir, 'code_review.json', reviewSchema),
     readArtifact(artifactsDir, 'usage.json', usageFileSchema),
+    readArtifact(artifactsDir, 'planning.json', planningSchema),
   ]);
   return {
     tests: tests.value ? { passed: tests.value.passed, total: tests.value.total } : undefined,
@@ -44,6 +51,8 @@ export async function readProbeInputs(artifactsDir: string): Promise<ProbeInputs
     reviewProblem: review.problem,
     usage: usage.value === undefined ? [] : Array.isArray(usage.value) ? usage.value : [usage.value],
     usageProblem: usage.problem,
+    complexity: planning.value ? (planning.value.complexity ?? planning.value.estimated_complexity) : undefined,
+    complexityProblem: planning.problem,
   };
 }
 

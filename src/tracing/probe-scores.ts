@@ -5,20 +5,20 @@ import { childIdFor, type Observation, type Score, type TraceDocument } from './
  * PROBE scores, computed on every trace (formulas in the README, "Traces"). They are plain functions of the
  * trace and of the artifacts the steps wrote, so a trace read back from disk scores the same as the live run.
  */
-export const PROBE_SCORES = ['probe_accuracy', 'probe_latency_ms', 'probe_cost_usd', 'probe_quality_score'] as const;
+export const PROBE_SCORES = [
+  'probe_accuracy',
+  'probe_latency_ms',
+  'probe_cost_usd',
+  'probe_quality_score',
+  'probe_complexity',
+  'probe_estimate_latency_ms',
+  'probe_estimate_tokens',
+  'probe_estimate_cost_usd',
+] as const;
 export type ProbeScoreName = (typeof PROBE_SCORES)[number];
 
 export function probeScores(document: TraceDocument, inputs: ProbeInputs, options: { plannedSteps?: number | undefined } = {}): Score[] {
-  const traceId = document.trace.id;
-  const score = (name: ProbeScoreName, value: number, comment: string): Score => ({
-    // Derived from the trace id, so a re-push overwrites the score instead of adding a second one.
-    id: childIdFor(traceId, `score:${name}`),
-    traceId,
-    name,
-    value,
-    dataType: 'NUMERIC',
-    comment,
-  });
+  const score = (name: ProbeScoreName, value: number, comment: string) => probeScore(document, name, value, comment);
   const scores = [
     score('probe_accuracy', ...accuracy(document, inputs, options.plannedSteps ?? 0)),
     score('probe_latency_ms', ...latency(document)),
@@ -26,7 +26,15 @@ export function probeScores(document: TraceDocument, inputs: ProbeInputs, option
   ];
   // No review, no quality score: a made-up number would skew every average taken over it in Langfuse.
   if (inputs.review) scores.push(score('probe_quality_score', inputs.review.score, 'score of .asp/code_review.json'));
+  // The x of the PROBE model (probe-model.ts): kept on the trace so the store can be fitted from traces alone.
+  if (inputs.complexity !== undefined) scores.push(score('probe_complexity', inputs.complexity, 'complexity estimated at planning (.asp/planning.json)'));
   return scores;
+}
+
+export function probeScore(document: TraceDocument, name: ProbeScoreName, value: number, comment: string): Score {
+  const traceId = document.trace.id;
+  // Derived from the trace id, so a re-push overwrites the score instead of adding a second one.
+  return { id: childIdFor(traceId, `score:${name}`), traceId, name, value, dataType: 'NUMERIC', comment };
 }
 
 function accuracy(document: TraceDocument, inputs: ProbeInputs, plannedSteps: number): [number, string] {

@@ -4,9 +4,10 @@ import { errorMessage } from '../asp-error.js';
 import type { Settings } from '../config/settings.js';
 import type { Log } from '../supervisor/log.js';
 import { ExportFailure } from './export-failure.js';
+import { estimateScores, loadProbeFit } from './probe-estimate.js';
 import { readProbeInputs } from './probe-inputs.js';
 import { addUsageGenerations, PROBE_SCORES, probeScores, USAGE_FILE_SOURCE } from './probe-scores.js';
-import type { TraceDocument } from './trace-model.js';
+import type { Score, TraceDocument } from './trace-model.js';
 import type { TraceMode } from './trace-mode.js';
 import { TraceStore } from './trace-store.js';
 
@@ -54,10 +55,13 @@ export async function publishTrace(document: TraceDocument, options: PublishOpti
   // PROBE scores are recomputed on every publish; other scores (the HITL decision) are kept as they are.
   const others = document.scores.filter((score) => !(PROBE_SCORES as readonly string[]).includes(score.name));
   document.scores = [...probeScores(document, inputs, { plannedSteps: options.plannedSteps }), ...others];
+  if (inputs.complexityProblem && !options.previous) options.warn(`complexity not read: ${inputs.complexityProblem}`);
+
+  const store = new TraceStore(options.settings.home);
+  if (inputs.complexity !== undefined) document.scores.push(...(await probeEstimates(store, document, inputs.complexity, options)));
 
   const tracePath = path.join(options.artifactsDir, 'trace.json');
   await writeFile(tracePath, JSON.stringify(document, null, 2) + '\n');
-  const store = new TraceStore(options.settings.home);
   await store.save(document).catch((error: unknown) => options.warn(`the trace store ${store.tracesDir} was not written: ${errorMessage(error)}`));
 
   const taskId = document.trace.name;
@@ -89,6 +93,18 @@ export async function publishTrace(document: TraceDocument, options: PublishOpti
     );
     return { delivery: queued ? 'queued' : 'local', tracePath };
   }
+}
+
+/** Estimate-vs-actual scores once the store holds enough finished tasks; a store that cannot be read costs a warning, never the run. */
+async function probeEstimates(store: TraceStore, document: TraceDocument, complexity: number, options: PublishOptions): Promise<Score[]> {
+  try {
+    const { fit } = await loadProbeFit(store, { excludeTask: document.trace.name });
+    if (fit.status === 'ready') return estimateScores(document, fit.model, complexity);
+    options.log.debug({ taskId: document.trace.name, samples: fit.n }, `no PROBE estimate yet: ${fit.needed} more finished task(s) with a complexity needed`);
+  } catch (error) {
+    options.warn(`no PROBE estimate: the trace store ${store.tracesDir} was not read: ${errorMessage(error)}`);
+  }
+  return [];
 }
 
 async function enqueue(store: TraceStore, document: TraceDocument, options: PublishOptions): Promise<string | undefined> {

@@ -1,4 +1,5 @@
 import { formatDuration } from '../config/units.js';
+import { actualsOf, COMPLEXITY_SCORE, type ProbeTarget } from './probe-model.js';
 import type { TraceDelivery } from './publish-trace.js';
 import type { TraceDocument } from './trace-model.js';
 import type { ExportRecord } from './trace-store.js';
@@ -55,6 +56,8 @@ export function markdownReport(document: TraceDocument, delivery: TraceDelivery,
     for (const score of summary.scores) out.push(`| ${score.name} | ${score.value} | ${cell(score.comment ?? '')} |`);
   }
 
+  out.push(...probeEstimateSection(document));
+
   out.push('', '## Human review (HITL)', '', `- Required: ${summary.hitl.required ? 'yes' : 'no'}`, `- Decision: ${cell(summary.hitl.status)}`, `- Pull request: ${summary.prUrl ?? 'none'}`);
 
   if (summary.phases.length) {
@@ -64,6 +67,27 @@ export function markdownReport(document: TraceDocument, delivery: TraceDelivery,
     }
   }
   return out.join('\n') + '\n';
+}
+
+/** Estimate vs actual, when the PROBE model gave an estimate at publish time (see probe-estimate.ts). */
+function probeEstimateSection(document: TraceDocument): string[] {
+  const scores = new Map(document.scores.map((score) => [score.name, score]));
+  const actuals = actualsOf(document);
+  const rows: Array<[string, string, ProbeTarget, (value: number) => string]> = [
+    ['Latency', 'probe_estimate_latency_ms', 'latency_ms', (ms) => formatDuration(ms)],
+    ['Tokens', 'probe_estimate_tokens', 'tokens', (tokens) => String(tokens)],
+    ['Cost', 'probe_estimate_cost_usd', 'cost_usd', (usd) => formatUsd(usd)],
+  ];
+  const lines = rows.flatMap(([label, name, target, format]) => {
+    const estimated = scores.get(name);
+    if (!estimated || !actuals) return [];
+    const actual = actuals[target];
+    const error = actual === 0 ? '—' : `${(((estimated.value - actual) / actual) * 100).toFixed(1)}%`;
+    return [`| ${label} | ${format(estimated.value)} | ${format(actual)} | ${error} |`];
+  });
+  if (lines.length === 0) return [];
+  const complexity = scores.get(COMPLEXITY_SCORE)?.value;
+  return ['', '## PROBE estimate vs actual', '', `Complexity estimated at planning: ${complexity ?? 'unknown'}.`, '', '| Target | Estimate | Actual | Error |', '|---|---|---|---|', ...lines];
 }
 
 function stepOutcome(step: StepLine): string {

@@ -74,6 +74,11 @@ export class TraceStore {
     return readAll(this.tracesDir);
   }
 
+  /** The newest `limit` traces (by file time), oldest first: what a reader run at every publish can afford. */
+  async recent(limit: number): Promise<StoredTrace[]> {
+    return readFiles((await jsonFiles(this.tracesDir)).slice(-limit));
+  }
+
   async enqueue(document: TraceDocument): Promise<string> {
     const file = this.outboxPath(document.trace.id);
     await writeAtomically(file, JSON.stringify(document) + '\n');
@@ -116,7 +121,10 @@ export function checkedTaskId(taskId: string): string {
 }
 
 async function readAll(dir: string): Promise<StoredTrace[]> {
-  const files = await jsonFiles(dir);
+  return readFiles(await jsonFiles(dir));
+}
+
+function readFiles(files: string[]): Promise<StoredTrace[]> {
   return Promise.all(
     files.map(async (file): Promise<StoredTrace> => {
       try {
