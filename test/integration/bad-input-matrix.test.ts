@@ -116,6 +116,8 @@ const cases: Case[] = [
   { command: 'approve', what: 'a task id that climbs out', args: ['approve', '../../etc'], exit: 2, problem: /"\.\.\/\.\.\/etc" is not a task id/, fix: /pass the id asp run printed/ },
   { command: 'approve', what: 'a task id with spaces', args: ['approve', 'has space'], exit: 2, problem: /"has space" is not a task id/, fix: /pass the id asp run printed/ },
   { command: 'approve', what: 'a task that does not exist', args: ['approve', 'no-such-task'], exit: 2, problem: /no task no-such-task under/, fix: /check the id with asp workspaces ls/ },
+  // asp probe
+  { command: 'probe report', what: 'an unknown option', args: ['probe', 'report', '--frobnicate'], exit: 2, problem: /unknown option '--frobnicate'/, fix: /see asp --help/ },
   // asp doctor
   { command: 'doctor', what: 'an unknown option', args: ['doctor', '--frobnicate'], exit: 2, problem: /unknown option '--frobnicate'/, fix: /see asp --help/ },
   { command: 'doctor', what: 'Docker not running', args: ['doctor'], env: noDocker, exit: 3, on: 'stdout', problem: /FAIL\s+docker .*does not answer/, fix: /start the Docker daemon/ },
