@@ -1,3 +1,4 @@
+import { afterAll, afterEach, beforeAll } from 'vitest';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { gunzipSync } from 'node:zlib';
@@ -202,4 +203,35 @@ function send(response: ServerResponse, status: number, payload: unknown): void 
   if (response.destroyed || response.headersSent) return;
   response.writeHead(status, { 'content-type': 'application/json' });
   response.end(JSON.stringify(payload));
+}
+
+/**
+ * One receiver for a describe block: started before its tests, closed after them, and back to `ok`, no size
+ * limit and nothing recorded between tests. The handle reads through to the live receiver.
+ */
+export function useLangfuseReceiver(): LangfuseReceiver {
+  let live: LangfuseReceiver | undefined;
+  beforeAll(async () => {
+    live = await startLangfuseReceiver();
+  });
+  afterAll(async () => {
+    await live?.close();
+  });
+  afterEach(async () => {
+    if (!live) return;
+    await live.setMode('ok');
+    live.maxBodyBytes = undefined;
+    live.reset();
+  });
+  const current = () => {
+    if (!live) throw new Error('the Langfuse receiver is used outside its describe block');
+    return live;
+  };
+  return new Proxy({} as LangfuseReceiver, {
+    get: (_target, key) => {
+      const value = Reflect.get(current(), key);
+      return typeof value === 'function' ? value.bind(current()) : value;
+    },
+    set: (_target, key, value) => Reflect.set(current(), key, value),
+  });
 }

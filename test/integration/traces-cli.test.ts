@@ -6,7 +6,7 @@ import { probeScores } from '../../src/tracing/probe-scores.js';
 import type { TraceDocument } from '../../src/tracing/trace-model.js';
 import { TraceStore } from '../../src/tracing/trace-store.js';
 import { asp } from '../helpers/cli.js';
-import { startLangfuseReceiver, type LangfuseReceiver } from '../helpers/langfuse-receiver.js';
+import { useLangfuseReceiver } from '../helpers/langfuse-receiver.js';
 import { traceFixture } from '../helpers/trace-fixtures.js';
 
 /** An ASP_HOME with three stored traces (exported, queued, local) and one damaged file. */
@@ -103,17 +103,7 @@ describe('asp traces: reading the store', () => {
 });
 
 describe('asp traces push against a local Langfuse', () => {
-  let receiver: LangfuseReceiver;
-  beforeAll(async () => {
-    receiver = await startLangfuseReceiver();
-  });
-  afterAll(async () => {
-    await receiver.close();
-  });
-  afterEach(async () => {
-    await receiver.setMode('ok');
-    receiver.reset();
-  });
+  const receiver = useLangfuseReceiver();
   const env = (home: string) => ({ ASP_HOME: home, LANGFUSE_PUBLIC_KEY: receiver.publicKey, LANGFUSE_SECRET_KEY: receiver.secretKey, LANGFUSE_BASE_URL: receiver.url });
 
   it('keeps the outbox when Langfuse is down (exit 3), then delivers it once it is back, leaving damaged files in place', async () => {

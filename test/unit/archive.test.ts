@@ -33,7 +33,7 @@ describe('tar entry checks', () => {
   });
 });
 
-function archive(entries: Array<{ name: string; type?: tarStream.Headers['type']; content?: string; linkname?: string }>): Readable {
+function archive(entries: Array<{ name: string; type?: tarStream.Header['type']; content?: string; linkname?: string }>): Readable {
   const pack = tarStream.pack();
   for (const entry of entries) {
     if (entry.type === 'file' || entry.type === undefined) pack.entry({ name: entry.name, type: 'file' }, entry.content ?? '');

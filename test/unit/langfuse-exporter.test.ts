@@ -5,7 +5,7 @@ import { exportToLangfuse } from '../../src/tracing/langfuse-exporter.js';
 import { TRUNCATION_MARKER } from '../../src/tracing/otlp-json-exporter.js';
 import { probeScores } from '../../src/tracing/probe-scores.js';
 import type { TraceDocument } from '../../src/tracing/trace-model.js';
-import { startLangfuseReceiver, type LangfuseReceiver } from '../helpers/langfuse-receiver.js';
+import { useLangfuseReceiver } from '../helpers/langfuse-receiver.js';
 import { largeTraceFixture, traceFixture } from '../helpers/trace-fixtures.js';
 
 const SEED_METADATA = ['task_id', 'target_repo', 'target_branch', 'workspace_path', 'pr_url', 'hitl_required', 'hitl_status'];
@@ -17,18 +17,7 @@ async function scoredFixture(options: Parameters<typeof traceFixture>[0] = {}): 
 }
 
 describe('Langfuse exporter', () => {
-  let receiver: LangfuseReceiver;
-  beforeAll(async () => {
-    receiver = await startLangfuseReceiver();
-  });
-  afterAll(async () => {
-    await receiver.close();
-  });
-  afterEach(async () => {
-    await receiver.setMode('ok');
-    receiver.maxBodyBytes = undefined;
-    receiver.reset();
-  });
+  const receiver = useLangfuseReceiver();
 
   it('sends one span per observation, with the trace id and observation ids of the document', async () => {
     const document = await scoredFixture();

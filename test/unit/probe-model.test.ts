@@ -76,7 +76,7 @@ describe('PROBE regression', () => {
 
   it('takes samples only from finished traces that have a complexity', async () => {
     expect(sampleOf(await task(2))).toMatchObject({ taskId: 'task-2', complexity: 2, latency_ms: 2250, tokens: 300 });
-    expect(sampleOf(await task(2)).cost_usd).toBeCloseTo(0.002, 12);
+    expect(sampleOf(await task(2))?.cost_usd).toBeCloseTo(0.002, 12);
     expect(sampleOf(await task(2, { complexity: null }))).toBeUndefined();
     expect(sampleOf(await task(2, { status: 'interrupted' }))).toBeUndefined();
   });

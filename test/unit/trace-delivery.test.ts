@@ -8,7 +8,7 @@ import { publishTrace, type PublishOptions } from '../../src/tracing/publish-tra
 import { pushTraces } from '../../src/tracing/push-traces.js';
 import type { TraceDocument } from '../../src/tracing/trace-model.js';
 import { TraceStore } from '../../src/tracing/trace-store.js';
-import { startLangfuseReceiver, type LangfuseReceiver, type ReceiverMode } from '../helpers/langfuse-receiver.js';
+import { useLangfuseReceiver, type LangfuseReceiver, type ReceiverMode } from '../helpers/langfuse-receiver.js';
 import { traceFixture } from '../helpers/trace-fixtures.js';
 
 function settingsFor(receiver: LangfuseReceiver | undefined): Settings {
@@ -33,17 +33,7 @@ async function publish(document: TraceDocument, settings: Settings, extra: Parti
 }
 
 describe('trace delivery: local JSON always, Langfuse when on, the outbox when Langfuse fails', () => {
-  let receiver: LangfuseReceiver;
-  beforeAll(async () => {
-    receiver = await startLangfuseReceiver();
-  });
-  afterAll(async () => {
-    await receiver.close();
-  });
-  afterEach(async () => {
-    await receiver.setMode('ok');
-    receiver.reset();
-  });
+  const receiver = useLangfuseReceiver();
 
   it('writes .asp/trace.json and the trace store with the PROBE scores, and sends the trace', async () => {
     const settings = settingsFor(receiver);
