@@ -1,5 +1,6 @@
 import { execFile, spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { CHANGE_BUNDLE, CHANGE_PATCH, SANDBOX_ARTIFACTS_DIR, SANDBOX_REPO_DIR } from '../src/protocol/messages.js';
@@ -11,9 +12,9 @@ const PATCH_CAP_BYTES = 5 * 1024 * 1024;
  * Git as the runner uses it: hooks and fsmonitor off and prompts off, whatever a step wrote into .git/config.
  * This runs inside the sandbox, so it is for reliability, not safety: the host never runs git in this tree.
  */
-function git(args: string[]): Promise<{ stdout: string }> {
+function git(cwd: string, args: string[]): Promise<{ stdout: string }> {
   return run('git', ['-c', 'core.hooksPath=/dev/null', '-c', 'core.fsmonitor=false', '-c', 'commit.gpgsign=false', ...args], {
-    cwd: SANDBOX_REPO_DIR,
+    cwd,
     maxBuffer: 16 * 1024 * 1024,
     env: { ...process.env, GIT_TERMINAL_PROMPT: '0' },
   });
@@ -25,32 +26,44 @@ export interface ChangeSummary {
   patch: string;
 }
 
+/** Where one repository of the task lives in the sandbox, and where its changes go in `.asp/`. */
+export interface BundleTarget {
+  repoDir: string;
+  base: string;
+  bundle: string;
+  patch: string;
+}
+
+/** The task's own repository: /workspace/repo → .asp/change.bundle and .asp/diff.patch. */
+export function primaryTarget(base: string): BundleTarget {
+  return { repoDir: SANDBOX_REPO_DIR, base, bundle: path.join(SANDBOX_ARTIFACTS_DIR, CHANGE_BUNDLE), patch: path.join(SANDBOX_ARTIFACTS_DIR, CHANGE_PATCH) };
+}
+
 /**
- * Commits what the steps changed on `branch`, then writes the commits on top of `base` as `.asp/change.bundle`
- * (what the host fetches into its own clean clone) and `.asp/diff.patch` (for people, capped).
- * Returns undefined when nothing changed.
+ * Commits what the steps changed on `branch`, then writes the commits on top of the base as a git bundle (what
+ * the host fetches into its own clean clone) and a patch (for people, capped). Returns undefined when nothing changed.
  */
-export async function bundleChanges(base: string, branch: string, message: string): Promise<ChangeSummary | undefined> {
-  await git(['checkout', '-q', '-B', branch]);
-  const status = await git(['status', '--porcelain', '--untracked-files=all']);
+export async function bundleChanges(target: BundleTarget, branch: string, message: string): Promise<ChangeSummary | undefined> {
+  const inRepo = (args: string[]) => git(target.repoDir, args);
+  await inRepo(['checkout', '-q', '-B', branch]);
+  const status = await inRepo(['status', '--porcelain', '--untracked-files=all']);
   if (status.stdout.trim()) {
-    await git(['add', '-A']);
-    await git(['commit', '-q', '--no-verify', '-m', message]);
+    await inRepo(['add', '-A']);
+    await inRepo(['commit', '-q', '--no-verify', '-m', message]);
   }
-  const count = Number((await git(['rev-list', '--count', `${base}..HEAD`])).stdout.trim());
+  const count = Number((await inRepo(['rev-list', '--count', `${target.base}..HEAD`])).stdout.trim());
   if (!count) return undefined;
-  const bundle = path.join(SANDBOX_ARTIFACTS_DIR, CHANGE_BUNDLE);
-  await git(['bundle', 'create', '-q', bundle, `refs/heads/${branch}`, `^${base}`]);
-  const patch = path.join(SANDBOX_ARTIFACTS_DIR, CHANGE_PATCH);
-  await writeCapped(['-c', 'core.hooksPath=/dev/null', 'diff', '--binary', base, 'HEAD'], patch, PATCH_CAP_BYTES);
-  return { commits: count, bundle, patch };
+  await mkdir(path.dirname(target.bundle), { recursive: true });
+  await inRepo(['bundle', 'create', '-q', target.bundle, `refs/heads/${branch}`, `^${target.base}`]);
+  await writeCapped(target.repoDir, ['-c', 'core.hooksPath=/dev/null', 'diff', '--binary', target.base, 'HEAD'], target.patch, PATCH_CAP_BYTES);
+  return { commits: count, bundle: target.bundle, patch: target.patch };
 }
 
 /** Streams `git <args>` into `file`, stopping at `cap` bytes with a marker: a huge diff must not fill the volume. */
-function writeCapped(args: string[], file: string, cap: number): Promise<void> {
+function writeCapped(cwd: string, args: string[], file: string, cap: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const out = createWriteStream(file);
-    const child = spawn('git', args, { cwd: SANDBOX_REPO_DIR, stdio: ['ignore', 'pipe', 'ignore'] });
+    const child = spawn('git', args, { cwd, stdio: ['ignore', 'pipe', 'ignore'] });
     let written = 0;
     child.stdout.on('data', (chunk: Buffer) => {
       if (written >= cap) return;

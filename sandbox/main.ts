@@ -13,7 +13,9 @@ import { StringDecoder } from 'node:string_decoder';
 import {
   encodeMessage,
   PROTOCOL_VERSION,
+  CHANGES_DIR,
   SANDBOX_ARTIFACTS_DIR,
+  SANDBOX_REPOS_DIR,
   SANDBOX_REPO_DIR,
   SANDBOX_TASK_FILE,
   SANDBOX_WORKSPACE,
@@ -21,7 +23,7 @@ import {
   type SandboxTask,
 } from '../src/protocol/messages.js';
 import { SecretMasker } from '../src/protocol/secret-masker.js';
-import { bundleChanges } from './change-bundle.js';
+import { bundleChanges, primaryTarget, type BundleTarget } from './change-bundle.js';
 import { watchDiskUsage } from './disk-watchdog.js';
 import type { ModelEndpoint } from './model-endpoint.js';
 
@@ -270,10 +272,25 @@ async function startGateway(gateway: NonNullable<SandboxTask['modelGateway']>): 
 
 /** Bundles what the steps changed; a failure to bundle is a warning, never a failed task. */
 async function collectChanges(task: SandboxTask): Promise<void> {
-  try {
-    await bundleChanges(task.baseCommit, task.branch, `asp: ${task.task || task.taskId}`.slice(0, 200));
-  } catch (error) {
-    emit({ type: 'warning', message: `could not bundle the changes: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}` });
+  const message = `asp: ${task.task || task.taskId}`.slice(0, 200);
+  const targets: Array<[string, BundleTarget]> = [
+    ['repo', primaryTarget(task.baseCommit)],
+    ...(task.repos ?? []).map((repo): [string, BundleTarget] => [
+      `repos/${repo.name}`,
+      {
+        repoDir: path.join(SANDBOX_REPOS_DIR, repo.name),
+        base: repo.baseCommit,
+        bundle: path.join(SANDBOX_ARTIFACTS_DIR, CHANGES_DIR, `${repo.name}.bundle`),
+        patch: path.join(SANDBOX_ARTIFACTS_DIR, CHANGES_DIR, `${repo.name}.patch`),
+      },
+    ]),
+  ];
+  for (const [label, target] of targets) {
+    try {
+      await bundleChanges(target, task.branch, message);
+    } catch (error) {
+      emit({ type: 'warning', message: `could not bundle the changes of ${label}: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}` });
+    }
   }
 }
 

@@ -82,6 +82,27 @@ export const taskSpecSchema = z.strictObject({
     .min(1, 'is required: a local path or a git URL')
     .refine((repo) => !hasCredentials(repo), { message: `contains credentials: ${CREDENTIALS_HINT}` }),
   ref: z.string().min(1).max(255).optional(),
+  /** More repositories for a multi-repo task: each cloned to /workspace/repos/<name>, bundled and pushed on its own. */
+  repos: z
+    .array(
+      z.strictObject({
+        name: z.string().regex(TASK_ID_PATTERN, 'must match [a-z0-9][a-z0-9._-]{0,62}'),
+        repo: z
+          .string()
+          .min(1, 'is required: a local path or a git URL')
+          .refine((repo) => !hasCredentials(repo), { message: `contains credentials: ${CREDENTIALS_HINT}` }),
+        ref: z.string().min(1).max(255).optional(),
+      }),
+    )
+    .max(10, 'takes at most 10 repositories')
+    .superRefine((repos, ctx) => {
+      const seen = new Set<string>();
+      repos.forEach((entry, index) => {
+        if (seen.has(entry.name)) ctx.addIssue({ code: 'custom', path: [index, 'name'], message: `"${entry.name}" is used twice: give each repository its own name` });
+        seen.add(entry.name);
+      });
+    })
+    .optional(),
   task: z.string().max(100_000).default(''),
   steps: pipelineSchema.shape.steps.optional(),
   pipeline: z.string().min(1).optional(),

@@ -10,9 +10,9 @@ import { publishTrace } from '../tracing/publish-trace.js';
 import type { TraceMode } from '../tracing/trace-mode.js';
 import { parseTraceDocument } from '../tracing/trace-schema.js';
 import { readOwnerFile, removePath, updateOwnerFile, workspacePaths } from '../workspace/host-workspace.js';
-import { deliverChanges } from './deliver-changes.js';
+import { deliverAll } from './deliver-changes.js';
 import { deliveryContext } from './delivery-context.js';
-import { loadDeliveryPlan, saveDeliveryPlan, type DeliveryOutcome } from './delivery-plan.js';
+import { loadDeliveries, pending, saveDeliveries, type DeliveryOutcome } from './delivery-plan.js';
 
 export interface ApproveResult {
   taskId: string;
@@ -33,11 +33,12 @@ export async function approveTask(
   if (!TASK_ID_PATTERN.test(taskId)) throw new AspError('BAD_INPUT', `"${taskId}" is not a task id`, 'pass the id asp run printed (asp workspaces ls lists them)');
   const workspace = workspacePaths(deps.settings.workspacesRoot, taskId);
   if (!existsSync(workspace.dir)) throw new AspError('NOT_FOUND', `no task ${taskId} under ${deps.settings.workspacesRoot}`, 'check the id with asp workspaces ls');
-  const saved = await loadDeliveryPlan(workspace.artifactsDir);
+  const saved = await loadDeliveries(workspace.artifactsDir);
   if (!saved) throw new AspError('BAD_INPUT', `task ${taskId} is not waiting for approval`, 'only tasks run with --hitl (or whose push failed) can be approved');
-  const pending = saved.outcome.hitlStatus === 'awaiting_approval' || saved.outcome.hitlStatus === 'deferred' || Boolean(saved.outcome.error);
-  if (!pending) throw new AspError('BAD_INPUT', `task ${taskId} was ${saved.outcome.hitlStatus} already`, 'nothing is left to decide');
-  if (!existsSync(workspace.repoDir)) throw new AspError('NOT_FOUND', `the clone of ${taskId} is gone (${workspace.repoDir})`, 'run the task again');
+  if (!pending(saved)) throw new AspError('BAD_INPUT', `task ${taskId} was ${saved[0]?.outcome.hitlStatus} already`, 'nothing is left to decide');
+  const open = saved.filter((entry) => entry.outcome.hitlStatus === 'awaiting_approval' || entry.outcome.hitlStatus === 'deferred' || entry.outcome.error);
+  const gone = open.find((entry) => !existsSync(entry.repoDir));
+  if (gone) throw new AspError('NOT_FOUND', `the clone of ${taskId} is gone (${gone.repoDir})`, 'run the task again');
 
   const tracePath = path.join(workspace.artifactsDir, 'trace.json');
   let document;
@@ -47,10 +48,15 @@ export async function approveTask(
     throw new AspError('BAD_INPUT', `the trace of ${taskId} cannot be read: ${errorMessage(error)}`, 'the decision needs the task\'s .asp/trace.json');
   }
   const published = { delivery: 'local' as const, tracePath };
-  const delivery = await deliverChanges(saved.plan, options.deny ? 'deny' : 'approve', deliveryContext(deps.settings, workspace.repoDir, deps.log, document, published), options.comment);
-  recordDelivery(document, saved.plan.hitl, delivery);
+  const decision = options.deny ? 'deny' : 'approve';
+  const redone = await deliverAll(open, decision, (repoDir) => deliveryContext(deps.settings, repoDir, deps.log, document, published), options.comment);
+  // Entries delivered before (a multi-repo task whose other pushes went through) keep their outcome.
+  const entries = saved.map((entry) => redone.find((done) => done.repoDir === entry.repoDir) ?? entry);
+  const outcomes = entries.map((entry) => entry.outcome);
+  recordDelivery(document, saved[0]?.plan.hitl ?? false, outcomes);
   await publishTrace(document, { settings: deps.settings, mode: options.traceMode, artifactsDir: workspace.artifactsDir, log: deps.log, warn: deps.warn });
-  await saveDeliveryPlan(workspace.artifactsDir, saved.plan, delivery);
+  await saveDeliveries(workspace.artifactsDir, entries);
+  const delivery = outcomes.find((outcome) => outcome.error) ?? (outcomes[0] as DeliveryOutcome);
   await updateResult(workspace.artifactsDir, delivery);
   const owner = await readOwnerFile(workspace.dir);
   if (delivery.error) {
@@ -58,7 +64,7 @@ export async function approveTask(
     throw new AspError('PUSH_REJECTED', delivery.error, `fix it, then asp approve ${taskId} again`);
   }
   if (owner) await updateOwnerFile(workspace.dir, owner, { status: 'passed' });
-  await removePath(workspace.repoDir);
+  for (const entry of entries) await removePath(entry.repoDir);
   return { taskId, delivery, tracePath };
 }
 

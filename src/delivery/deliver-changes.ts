@@ -57,7 +57,7 @@ export async function deliverChanges(plan: DeliveryPlan, decision: Decision | un
       draft: plan.draft,
     });
     context.log.info({ url: pr.url }, `opened pull request ${pr.url}`);
-    return { hitlStatus, ...decided, pushedTo: pushUrl, prUrl: pr.url };
+    return { hitlStatus, ...decided, pushedTo: pushUrl, prUrl: pr.url, pr: { owner: target.owner, name: target.name, number: pr.number } };
   } catch (error) {
     return { hitlStatus, ...decided, error: errorMessage(error) + (error instanceof AspError && error.hint ? ` — ${error.hint}` : '') };
   }
@@ -73,4 +73,32 @@ export function pullRequestTitle(plan: Pick<DeliveryPlan, 'task' | 'taskId'>): s
   const first = plan.task.split('\n')[0]?.trim() ?? '';
   const title = first || `asp: ${plan.taskId}`;
   return title.length > 72 ? `${title.slice(0, 71)}…` : title;
+}
+
+/**
+ * Delivers every repository of a task with the same decision, the task's own first; when more than one pull
+ * request was opened, each body gets the links to the others (a multi-repo change is reviewed as one).
+ */
+export async function deliverAll(
+  entries: Array<{ plan: DeliveryPlan; repoDir: string }>,
+  decision: Decision | undefined,
+  contextFor: (repoDir: string) => DeliveryContext,
+  comment?: string,
+): Promise<Array<{ plan: DeliveryPlan; repoDir: string; outcome: DeliveryOutcome }>> {
+  const delivered = [];
+  for (const entry of entries) delivered.push({ ...entry, outcome: await deliverChanges(entry.plan, decision, contextFor(entry.repoDir), comment) });
+  const opened = delivered.filter((entry) => entry.outcome.pr && entry.outcome.prUrl);
+  if (opened.length > 1) {
+    for (const entry of opened) {
+      const context = contextFor(entry.repoDir);
+      const others = opened.filter((other) => other !== entry).map((other) => `- ${other.outcome.pr?.owner}/${other.outcome.pr?.name}: ${other.outcome.prUrl}`);
+      const pr = entry.outcome.pr as NonNullable<DeliveryOutcome['pr']>;
+      try {
+        await requireForge(context).updatePullRequestBody(pr, pr.number, `${await context.report()}\n\n## Related pull requests (same task)\n\n${others.join('\n')}\n`);
+      } catch (error) {
+        context.log.warn({ pr: entry.outcome.prUrl }, `could not link ${entry.outcome.prUrl} to the other pull requests: ${errorMessage(error)}`);
+      }
+    }
+  }
+  return delivered;
 }

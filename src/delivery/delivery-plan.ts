@@ -28,22 +28,38 @@ export interface DeliveryOutcome {
   comment?: string;
   pushedTo?: string;
   prUrl?: string;
+  /** Where the pull request is, so the PRs of a multi-repo task can link each other. */
+  pr?: { owner: string; name: string; number: number };
   /** Set when a push or PR failed: the work is kept and `asp approve` can try again. */
   error?: string;
 }
 
 export const DELIVERY_FILE = 'delivery.json';
 
-export async function saveDeliveryPlan(artifactsDir: string, plan: DeliveryPlan, outcome: DeliveryOutcome): Promise<void> {
-  await writeFile(path.join(artifactsDir, DELIVERY_FILE), JSON.stringify({ plan, outcome }, null, 2) + '\n');
+/** One repository's delivery: the task's own first, then the other repositories of a multi-repo task. */
+export interface DeliveryEntry {
+  plan: DeliveryPlan;
+  outcome: DeliveryOutcome;
+  /** The host's clean clone that holds the fetched changes. */
+  repoDir: string;
 }
 
-export async function loadDeliveryPlan(artifactsDir: string): Promise<{ plan: DeliveryPlan; outcome: DeliveryOutcome } | undefined> {
+export async function saveDeliveries(artifactsDir: string, entries: DeliveryEntry[]): Promise<void> {
+  await writeFile(path.join(artifactsDir, DELIVERY_FILE), JSON.stringify({ entries }, null, 2) + '\n');
+}
+
+export async function loadDeliveries(artifactsDir: string): Promise<DeliveryEntry[] | undefined> {
   try {
-    return JSON.parse(await readFile(path.join(artifactsDir, DELIVERY_FILE), 'utf8')) as { plan: DeliveryPlan; outcome: DeliveryOutcome };
+    const saved = JSON.parse(await readFile(path.join(artifactsDir, DELIVERY_FILE), 'utf8')) as { entries?: DeliveryEntry[] };
+    return saved.entries?.length ? saved.entries : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** Whether anything of a saved delivery is still to be done: a decision, or a push that failed. */
+export function pending(entries: DeliveryEntry[]): boolean {
+  return entries.some((entry) => entry.outcome.hitlStatus === 'awaiting_approval' || entry.outcome.hitlStatus === 'deferred' || Boolean(entry.outcome.error));
 }
 
 /** What a person sees at the HITL gate before deciding. */

@@ -36,6 +36,8 @@ export interface Forge {
   /** The token user's fork of `repo`, created when it does not exist yet. */
   fork(repo: ForgeRepo): Promise<ForgeRepo>;
   openPullRequest(input: PullRequestInput): Promise<PullRequest>;
+  /** Replaces a pull request's body (the PRs of a multi-repo task link each other once all exist). */
+  updatePullRequestBody(repo: { owner: string; name: string }, number: number, body: string): Promise<void>;
 }
 
 /** owner/name from any URL form a remote takes: https://host/o/n(.git), git@host:o/n.git, ssh://host/o/n, git://host/o/n. */

@@ -58,6 +58,10 @@ export class GitHubForge implements Forge {
     return { url: json.html_url, number: json.number };
   }
 
+  async updatePullRequestBody(repo: { owner: string; name: string }, number: number, body: string): Promise<void> {
+    await this.call('PATCH', `/repos/${repo.owner}/${repo.name}/pulls/${number}`, { body }, 'link the pull requests');
+  }
+
   private toRepo(json: GitHubRepoJson): ForgeRepo {
     return { owner: json.owner.login, name: json.name, defaultBranch: json.default_branch, canPush: Boolean(json.permissions?.push), pushUrl: json.clone_url };
   }

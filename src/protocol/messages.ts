@@ -105,6 +105,8 @@ export interface SandboxTask {
   branch: string;
   /** Names of environment variables whose values the runner masks in all output. */
   secretEnv: string[];
+  /** The other repositories of a multi-repo task, each with the commit it starts from. */
+  repos?: Array<{ name: string; baseCommit: string }>;
   /** Present when the host runs a model gateway: the runner serves an OpenAI-compatible endpoint on this loopback port. */
   modelGateway?: { port: number; model: string };
 }
@@ -116,3 +118,6 @@ export const SANDBOX_TASK_FILE = '/workspace/.asp/task.json';
 /** The sandbox's changes, as a git bundle of the commits on top of the base, and as a patch to read. */
 export const CHANGE_BUNDLE = 'change.bundle';
 export const CHANGE_PATCH = 'diff.patch';
+/** More repositories of a multi-repo task: /workspace/repos/<name>, their changes in .asp/changes/<name>.{bundle,patch}. */
+export const SANDBOX_REPOS_DIR = '/workspace/repos';
+export const CHANGES_DIR = 'changes';

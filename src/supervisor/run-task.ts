@@ -15,12 +15,13 @@ import type { TaskStatus } from '../tracing/trace-model.js';
 import type { TraceMode } from '../tracing/trace-mode.js';
 import { TraceRecorder } from '../tracing/trace-recorder.js';
 import { claimWorkspace, removePath, writeOwnerFile, type HostWorkspace } from '../workspace/host-workspace.js';
-import { deliverChanges } from '../delivery/deliver-changes.js';
+import { deliverAll } from '../delivery/deliver-changes.js';
 import { deliveryContext } from '../delivery/delivery-context.js';
-import { saveDeliveryPlan, type Decision, type DeliveryOutcome, type DeliveryPlan, type GateSummary } from '../delivery/delivery-plan.js';
+import { pending, saveDeliveries, type Decision, type DeliveryEntry, type DeliveryOutcome, type DeliveryPlan, type GateSummary } from '../delivery/delivery-plan.js';
 import { SECRET_NAME, SecretMasker } from '../protocol/secret-masker.js';
 import { recordDelivery } from '../tracing/hitl-trace.js';
 import { fetchChanges, type ChangeReport } from '../workspace/change-bundle.js';
+import { cloneExtraRepos, fetchExtraChanges, resolveExtraRepos, type ExtraChange, type ExtraRepo } from '../workspace/extra-repos.js';
 import { RepoMirrors } from '../workspace/repo-mirror.js';
 import { cloneRepository, resolveRepoSource } from '../workspace/repository.js';
 import type { Clock } from './clock.js';
@@ -89,6 +90,8 @@ export interface TaskResult {
   change: ChangeReport | null;
   /** The HITL gate and push/PR, when asked for (--hitl, --push, --pr). */
   delivery: DeliveryOutcome | null;
+  /** The other repositories of a multi-repo task, and what changed in each. */
+  repos: ExtraChange[];
   tracePath: string;
   /** Whether Langfuse took the trace, it waits in the outbox, or it is local only. */
   traceDelivery?: TraceDelivery;
@@ -106,6 +109,7 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
   const { docker, settings, clock, log } = deps;
   const startedAt = clock.now();
   const source = resolveRepoSource(spec.repo, deps.cwd);
+  const extraSources = resolveExtraRepos(spec, deps.cwd);
   // The model gateway is on when a provider is configured on the host; the keys never enter the sandbox.
   const modelChoice = chooseModel(settings.models, deps.cwd);
   if (spec.pipeline === 'asp' && !modelChoice) {
@@ -141,6 +145,8 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
   let steps: ResolvedStep[] = [];
   let commit: string | null = null;
   let change: ChangeReport | null = null;
+  let extras: ExtraRepo[] = [];
+  let extraChanges: ExtraChange[] = [];
   let baseBranch: string | null = null;
   const branch = spec.branch ?? `asp/${taskId}`;
   const sandboxEnvironment = allowedEnv(spec, settings);
@@ -174,8 +180,14 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
         // A remote repository is fetched into a mirror (incrementally, once per batch) and cloned from there,
         // unless the clone is shaped (shallow or partial): then it comes straight from the origin.
         const shaped = spec.clone?.depth !== undefined || spec.clone?.filter !== undefined;
-        const from = shaped ? source : await (deps.mirrors ?? new RepoMirrors(path.join(settings.home, 'mirrors'), settings.hostEnv, githubToken(settings))).resolve(source);
-        return cloneRepository(from, workspace.repoDir, spec.ref, settings.hostEnv, { ...spec.clone, token: githubToken(settings) });
+        const mirrors = deps.mirrors ?? new RepoMirrors(path.join(settings.home, 'mirrors'), settings.hostEnv, githubToken(settings));
+        const from = shaped ? source : await mirrors.resolve(source);
+        const [primary, others] = await Promise.all([
+          cloneRepository(from, workspace.repoDir, spec.ref, settings.hostEnv, { ...spec.clone, token: githubToken(settings) }),
+          cloneExtraRepos(extraSources, workspace.dir, { mirrors, env: settings.hostEnv, token: githubToken(settings) }),
+        ]);
+        extras = others;
+        return primary;
       }),
       (async () => {
         checkLimitsFit(spec.limits, await docker.info());
@@ -214,11 +226,12 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
       baseCommit: cloned.commit,
       branch,
       secretEnv: Object.keys(sandboxEnvironment).filter((name) => SECRET_NAME.test(name)),
+      ...(extras.length ? { repos: extras.map((extra) => ({ name: extra.name, baseCommit: extra.commit })) } : {}),
       ...(models ? { modelGateway: { port: MODEL_ENDPOINT_PORT, model: models.provider.model } } : {}),
     };
     await writeFile(path.join(workspace.artifactsDir, 'task.json'), JSON.stringify(sandboxTask, null, 2) + '\n');
     const id = created;
-    await trace.phase('volume-fill', () => docker.putArchive(id, SANDBOX_WORKSPACE, packForSandbox(workspace.dir, ['repo', '.asp'])));
+    await trace.phase('volume-fill', () => docker.putArchive(id, SANDBOX_WORKSPACE, packForSandbox(workspace.dir, ['repo', '.asp', ...(extras.length ? ['repos'] : [])])));
 
     events = createWriteStream(path.join(workspace.artifactsDir, 'events.jsonl'));
     let eventBytes = 0;
@@ -303,6 +316,13 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
         log.info({ taskId, branch, commits: change.commits }, `changes: ${change.commits} commit(s) on ${branch}, ${change.filesChanged} file(s) changed, +${change.insertions} -${change.deletions}`);
       } else if (fetched.kind === 'rejected') warn(`changes not accepted: ${fetched.reason}`);
       else log.info({ taskId }, 'no changes to the repository');
+      if (extras.length) {
+        extraChanges = await trace.phase('fetch-changes:repos', () => fetchExtraChanges(extras, workspace.artifactsDir, branch, settings.hostEnv));
+        for (const extra of extraChanges) {
+          if (extra.rejected) warn(`changes to ${extra.name} not accepted: ${extra.rejected}`);
+          else if (extra.change) log.info({ taskId, repo: extra.name }, `changes to ${extra.name}: ${extra.change.commits} commit(s), ${extra.change.filesChanged} file(s) changed`);
+        }
+      }
     }
   } catch (error) {
     failure = error;
@@ -335,23 +355,40 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
     signal: deps.forceSignal,
   });
   let delivery: DeliveryOutcome | undefined;
+  let deliveries: DeliveryEntry[] = [];
   if (outcome.status === 'passed' && (spec.hitl || spec.push || spec.pr)) {
-    if (!change || !source) log.info({ taskId }, 'no changes: nothing to review, push or open a pull request for');
+    const plan = (remote: string, baseBranchOf: string | null, changed: ChangeReport): DeliveryPlan => ({
+      taskId, task: spec.task, remote, baseBranch: baseBranchOf, push: spec.push || spec.pr, pr: spec.pr, draft: spec.draft, hitl: spec.hitl, change: changed,
+    });
+    // The task's own repository first, then the others of a multi-repo task: one gate, one decision for all.
+    const wanted = [
+      ...(change ? [{ plan: plan(source.location, baseBranch, change), repoDir: workspace.repoDir }] : []),
+      ...extraChanges.flatMap((extra) => {
+        const repo = extras.find((entry) => entry.name === extra.name);
+        return extra.change && repo ? [{ plan: plan(repo.source.location, repo.baseBranch, extra.change), repoDir: repo.dir }] : [];
+      }),
+    ];
+    if (!wanted.length) log.info({ taskId }, 'no changes: nothing to review, push or open a pull request for');
     else {
-      const plan: DeliveryPlan = { taskId, task: spec.task, remote: source.location, baseBranch, push: spec.push || spec.pr, pr: spec.pr, draft: spec.draft, hitl: spec.hitl, change };
-      const decision = deps.decision ?? (spec.hitl && deps.ask ? await deps.ask({ taskId, change, document }) : undefined);
-      delivery = await deliverChanges(plan, decision, deliveryContext(settings, workspace.repoDir, log, document, published));
-      if (delivery.error) warn(`delivery failed: ${delivery.error}`);
-      recordDelivery(document, spec.hitl, delivery);
-      if (delivery.hitlStatus === 'awaiting_approval' || delivery.hitlStatus === 'deferred' || delivery.error) {
-        await saveDeliveryPlan(workspace.artifactsDir, plan, delivery);
-        log.info({ taskId }, delivery.error ? `the work is kept in ${workspace.repoDir}: asp approve ${taskId} tries again` : `awaiting approval: asp approve ${taskId} (or --deny)`);
+      const first = wanted[0] as (typeof wanted)[number];
+      const decision = deps.decision ?? (spec.hitl && deps.ask ? await deps.ask({ taskId, change: first.plan.change, document }) : undefined);
+      deliveries = await deliverAll(wanted, decision, (repoDir) => deliveryContext(settings, repoDir, log, document, published));
+      const outcomes = deliveries.map((entry) => entry.outcome);
+      delivery = outcomes.find((entry) => entry.error) ?? outcomes[0];
+      if (delivery?.error) warn(`delivery failed: ${delivery.error}`);
+      recordDelivery(document, spec.hitl, outcomes);
+      if (pending(deliveries)) {
+        await saveDeliveries(workspace.artifactsDir, deliveries);
+        log.info({ taskId }, delivery?.error ? `the work is kept in ${workspace.dir}: asp approve ${taskId} tries again` : `awaiting approval: asp approve ${taskId} (or --deny)`);
       }
       published = await publishTrace(document, { settings, mode: deps.traceMode, artifactsDir: workspace.artifactsDir, plannedSteps: steps.length, log, warn, signal: deps.forceSignal, previous: published });
     }
   }
-  const keepClone = spec.keep || (delivery !== undefined && (delivery.hitlStatus === 'awaiting_approval' || delivery.hitlStatus === 'deferred' || delivery.error !== undefined));
-  if (!keepClone) await removePath(workspace.repoDir);
+  const keepClone = spec.keep || pending(deliveries);
+  if (!keepClone) {
+    await removePath(workspace.repoDir);
+    await removePath(path.join(workspace.dir, 'repos'));
+  }
   if (delivery?.error) outcome = { status: 'failed', exitCode: EXIT.taskFailed, error: delivery.error };
   const awaiting = delivery?.hitlStatus === 'awaiting_approval' || delivery?.hitlStatus === 'deferred';
   await writeOwnerFile(workspace, owner, awaiting ? 'awaiting_approval' : outcome.status, startedAt, finishedAt);
@@ -370,6 +407,7 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
     tracePath,
     traceDelivery: published.delivery,
     delivery: delivery ?? null,
+    repos: extraChanges,
     workspacePath: workspace.dir,
     kept: spec.keep,
     ...(models ? { models: modelUse(models) } : {}),

@@ -8,11 +8,16 @@ export const HITL_SCORE = 'hitl_decision';
  * `hitl_status` metadata, who/when/comment beside them, and the decision as a score (1 approved, 0 rejected)
  * whose id is derived, so deciding again overwrites rather than adds.
  */
-export function recordDelivery(document: TraceDocument, hitlRequired: boolean, outcome: DeliveryOutcome): void {
+export function recordDelivery(document: TraceDocument, hitlRequired: boolean, outcomes: DeliveryOutcome[]): void {
+  const outcome = outcomes[0];
+  if (!outcome) return;
   const metadata = document.trace.metadata;
   metadata.hitl_required = hitlRequired;
   metadata.hitl_status = outcome.hitlStatus;
-  if (outcome.prUrl) metadata.pr_url = outcome.prUrl;
+  // A multi-repo task opens one PR per repository: the first is pr_url, the seed's key; the rest beside it.
+  const prUrls = outcomes.flatMap((entry) => (entry.prUrl ? [entry.prUrl] : []));
+  if (prUrls[0]) metadata.pr_url = prUrls[0];
+  if (prUrls.length > 1) metadata.related_pr_urls = prUrls.slice(1);
   if (outcome.decidedBy) metadata.hitl_by = outcome.decidedBy;
   if (outcome.decidedAt) metadata.hitl_at = outcome.decidedAt;
   if (outcome.comment) metadata.hitl_comment = outcome.comment;

@@ -22,6 +22,8 @@ export interface TraceMetadata {
   hitl_by?: string;
   hitl_at?: string;
   hitl_comment?: string;
+  /** The other pull requests of a multi-repo task. */
+  related_pr_urls?: string[];
   run_id: string;
   commit: string | null;
   image: string | null;

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { errorMessage } from '../asp-error.js';
-import { CHANGE_BUNDLE, CHANGE_PATCH } from '../protocol/messages.js';
+import { CHANGE_BUNDLE, CHANGE_PATCH, CHANGES_DIR } from '../protocol/messages.js';
 import { hostGit } from './host-git.js';
 
 /** What the sandbox changed, as the host verified it in its own clean clone. */
@@ -34,9 +34,11 @@ const INCOMING_REF = 'refs/asp/incoming';
 export async function fetchChanges(
   repoDir: string,
   artifactsDir: string,
-  options: { base: string; branch: string; env: Readonly<Record<string, string | undefined>> },
+  options: { base: string; branch: string; env: Readonly<Record<string, string | undefined>>; name?: string | undefined },
 ): Promise<ChangeOutcome> {
-  const bundle = path.join(artifactsDir, CHANGE_BUNDLE);
+  // The task's own repository has .asp/change.bundle; the others of a multi-repo task .asp/changes/<name>.bundle.
+  const bundle = options.name ? path.join(artifactsDir, CHANGES_DIR, `${options.name}.bundle`) : path.join(artifactsDir, CHANGE_BUNDLE);
+  const patch = options.name ? path.join(artifactsDir, CHANGES_DIR, `${options.name}.patch`) : path.join(artifactsDir, CHANGE_PATCH);
   if (!existsSync(bundle)) return { kind: 'none' };
   const git = hostGit({ env: options.env, baseDir: repoDir, config: ['fetch.fsckObjects=true', 'transfer.fsckObjects=true'] });
   const wanted = `refs/heads/${options.branch}`;
@@ -52,7 +54,6 @@ export async function fetchChanges(
     const shortstat = (await git.raw(['diff', '--shortstat', options.base, head])).trim();
     const stat = (await git.raw(['diff', '--stat=100', options.base, head])).trimEnd();
     const number = (pattern: RegExp) => Number(pattern.exec(shortstat)?.[1] ?? 0);
-    const patch = path.join(artifactsDir, CHANGE_PATCH);
     return {
       kind: 'fetched',
       change: {

@@ -1,7 +1,7 @@
 import { lstat, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { AspError, errorMessage } from '../asp-error.js';
-import { loadDeliveryPlan } from '../delivery/delivery-plan.js';
+import { loadDeliveries, pending } from '../delivery/delivery-plan.js';
 import { readOwnerFile, type OwnerRecord } from './host-workspace.js';
 
 /** One host dir under the workspace root that asp owns (it has a valid owner file). */
@@ -54,8 +54,8 @@ export async function directoryBytes(dir: string): Promise<number> {
 async function awaitsDecision(dir: string, record: OwnerRecord): Promise<boolean> {
   if (record.status === 'awaiting_approval') return true;
   // A failed push leaves status "failed" but keeps the clone so `asp approve` can try again: delivery.json says so.
-  const outcome = (await loadDeliveryPlan(path.join(dir, '.asp')))?.outcome;
-  return outcome !== undefined && (outcome.hitlStatus === 'awaiting_approval' || outcome.hitlStatus === 'deferred' || Boolean(outcome.error));
+  const entries = await loadDeliveries(path.join(dir, '.asp'));
+  return entries !== undefined && pending(entries);
 }
 
 async function exists(target: string): Promise<boolean> {

@@ -50,6 +50,13 @@ export async function startFakeGitHub(options: { token: string; daemon: GitDaemo
         response.end(JSON.stringify(payload));
       };
       if (request.headers.authorization !== `Bearer ${options.token}`) return send(401, { message: 'Bad credentials' });
+      const update = /^\/repos\/([^/]+)\/([^/]+)\/pulls\/(\d+)$/.exec(request.url ?? '');
+      if (update && request.method === 'PATCH') {
+        const pull = pulls[Number(update[3]) - 1];
+        if (!pull || pull.owner !== update[1] || pull.name !== update[2]) return send(404, { message: 'Not Found' });
+        pull.body = (body as { body: string }).body;
+        return send(200, { number: Number(update[3]) });
+      }
       const match = /^\/repos\/([^/]+)\/([^/]+)(\/forks|\/pulls)?$/.exec(request.url ?? '');
       if (!match) return send(404, { message: 'Not Found' });
       const [, owner, name, action] = match as unknown as [string, string, string, string | undefined];

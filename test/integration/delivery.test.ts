@@ -192,6 +192,42 @@ describe.skipIf(!dockerAvailable)('changes delivered: push, pull requests and th
     expect(readFileSync(path.join(result.workspacePath, '.asp', 'count.txt'), 'utf8').trim()).toBe('1');
   });
 
+  it('delivers a multi-repo task: each repository bundled and pushed on its own, the PRs linking each other', async () => {
+    const api = upstream(true, { 'README.md': 'api\n' });
+    const web = upstream(true, { 'README.md': 'web\n' });
+    const edits = 'echo "api change" >> README.md && echo "web change" >> ../repos/web/README.md && echo new > ../repos/web/NEW.md';
+    const { result } = await run(settings, { repo: api.url, repos: [{ name: 'web', repo: web.url }], task: 'Change both', steps: [{ name: 'edit', run: edits }], pr: true });
+    expect(result.exitCode).toBe(0);
+    expect(result.change?.filesChanged).toBe(1);
+    expect(result.repos).toEqual([expect.objectContaining({ name: 'web', repo: web.url, change: expect.objectContaining({ commits: 1, filesChanged: 2 }) })]);
+    expect(result.artifacts).toEqual(expect.arrayContaining(['change.bundle', 'changes/web.bundle', 'changes/web.patch']));
+    expect(gitIn(api.bare, 'show', `asp/${result.taskId}:README.md`)).toBe('api\napi change');
+    expect(gitIn(web.bare, 'show', `asp/${result.taskId}:NEW.md`)).toBe('new');
+    const apiPull = github.pulls.find((entry) => entry.name === api.name);
+    const webPull = github.pulls.find((entry) => entry.name === web.name);
+    expect(apiPull?.body).toContain(`## Related pull requests (same task)`);
+    expect(apiPull?.body).toContain(`org/${web.name}: https://github.example/org/${web.name}/pull/`);
+    expect(webPull?.body).toContain(`org/${api.name}: https://github.example/org/${api.name}/pull/`);
+    const metadata = trace(result).trace.metadata;
+    expect(metadata.pr_url).toContain(`/org/${api.name}/pull/`);
+    expect(metadata.related_pr_urls).toEqual([expect.stringContaining(`/org/${web.name}/pull/`)]);
+    expect(existsSync(path.join(result.workspacePath, 'repos'))).toBe(false);
+  });
+
+  it('holds every repository of a multi-repo task at the gate, and asp approve delivers them all', async () => {
+    const api = upstream(true, { 'README.md': 'api\n' });
+    const web = upstream(true, { 'README.md': 'web\n' });
+    const edits = 'echo a >> README.md && echo w >> ../repos/web/README.md';
+    const { result } = await run(settings, { repo: api.url, repos: [{ name: 'web', repo: web.url }], steps: [{ name: 'edit', run: edits }], hitl: true, push: true });
+    expect(result.status).toBe('awaiting_approval');
+    expect(existsSync(path.join(result.workspacePath, 'repos', 'web'))).toBe(true);
+    await approveTask(result.taskId, { deny: false }, { settings, log: silentLog, warn: () => {} });
+    expect(gitIn(api.bare, 'show', `asp/${result.taskId}:README.md`)).toBe('api\na');
+    expect(gitIn(web.bare, 'show', `asp/${result.taskId}:README.md`)).toBe('web\nw');
+    expect(existsSync(path.join(result.workspacePath, 'repos', 'web'))).toBe(false);
+    expect(existsSync(path.join(result.workspacePath, 'repo'))).toBe(false);
+  });
+
   it('never runs code from a hostile .git/config on the host, also while pushing', async () => {
     const markers = mkdtempSync(path.join(os.tmpdir(), 'asp-markers-'));
     const source = repoWith({ 'README.md': 'app\n', '.gitattributes': '* filter=evil\n' });

@@ -225,6 +225,8 @@ describe.skipIf(!dockerAvailable)('asp run against the real Docker engine', () =
 
     it('an unknown ref', () => expectFailure({ repo: helloRepo(), ref: 'no-such-branch' }, 'REPO_NOT_FOUND', 'ref "no-such-branch" not found'));
     it('a missing repository', () => expectFailure({ repo: '/nonexistent/repo' }, 'REPO_NOT_FOUND', 'no such directory'));
+    it('a missing second repository of a multi-repo task', () =>
+      expectFailure({ repo: helloRepo(), repos: [{ name: 'web', repo: '/nonexistent/web' }] }, 'REPO_NOT_FOUND', 'no such directory'));
     it('a directory that is not a git repository', () => expectFailure({ repo: path.dirname(helloRepo()), steps: [{ name: 'a', run: 'true' }] }, 'REPO_NOT_FOUND', 'cannot clone'));
     it('a bad asp.pipeline.json in the repository', () =>
       expectFailure({ repo: repoWith({ 'asp.pipeline.json': '{"steps":[{"name":"a b","run":"x"}]}' }) }, 'BAD_INPUT', 'steps.0.name must be letters'));

@@ -65,6 +65,9 @@ describe('task spec', () => {
     [{ repo: '.', steps: [{ name: 'a', run: 'x' }, { name: 'a', run: 'y' }] }, 'steps.1.name "a" is used twice'],
     [{ repo: '.', env: ['NOT-A-NAME'] }, 'env.0 must be an environment variable name'],
     [{ repo: '.', colour: 'blue' }, 'unknown field(s) "colour"'],
+    [{ repo: '.', repos: [{ name: 'web', repo: 'a' }, { name: 'web', repo: 'b' }] }, 'repos.1.name "web" is used twice'],
+    [{ repo: '.', repos: [{ name: '../web', repo: 'a' }] }, 'repos.0.name must match'],
+    [{ repo: '.', repos: [{ name: 'web', repo: 'https://u:p@example.com/x.git' }] }, 'repos.0.repo contains credentials'],
   ])('rejects %o with a message naming the field', (input, expected) => {
     expect(badInput(() => parseTaskSpec(input, 'spec'))).toContain(expected);
   });
