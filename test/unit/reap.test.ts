@@ -213,7 +213,7 @@ describe('reap of host dirs', () => {
     const root = emptyRoot();
     const gate = ownedDir(root, 'at-the-gate', { status: 'awaiting_approval', finishedAt: NOW.toISOString() });
     const pushFailed = ownedDir(root, 'push-failed', { status: 'failed', finishedAt: NOW.toISOString() });
-    writeFileSync(path.join(pushFailed, '.asp', 'delivery.json'), JSON.stringify({ plan: {}, outcome: { hitlStatus: 'approved', error: 'push rejected' } }));
+    writeFileSync(path.join(pushFailed, '.asp', 'delivery.json'), JSON.stringify({ entries: [{ plan: {}, repoDir: path.join(pushFailed, 'repo'), outcome: { hitlStatus: 'approved', error: 'push rejected' } }] }));
     const leftover = ownedDir(root, 'cleanup-failed', { status: 'failed', finishedAt: NOW.toISOString() });
     const report = await reapNow(new FakeDocker(), root);
     expect(report.items.map((item) => item.name)).toEqual([leftover]);
