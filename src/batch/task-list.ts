@@ -1,5 +1,5 @@
-import { readFile, stat } from 'node:fs/promises';
 import { AspError, errorMessage } from '../asp-error.js';
+import { readInputFile } from '../config/input-file.js';
 import { describeIssue, taskSpecSchema, type TaskSpec } from '../config/task-spec.js';
 
 const MAX_TASK_FILE_BYTES = 64 * 1024 * 1024;
@@ -26,15 +26,7 @@ export interface TaskList {
  * Every line is validated up front and every bad one is reported with its line number.
  */
 export async function readTaskList(file: string): Promise<TaskList> {
-  let text: string;
-  try {
-    const info = await stat(file);
-    if (!info.isFile()) throw new Error('not a regular file');
-    if (info.size > MAX_TASK_FILE_BYTES) throw new Error(`larger than ${MAX_TASK_FILE_BYTES} bytes`);
-    text = await readFile(file, 'utf8');
-  } catch (error) {
-    throw new AspError('BAD_INPUT', `cannot read task list ${file}: ${errorMessage(error)}`, 'pass a readable .jsonl (one task per line) or .json (an array of tasks) file');
-  }
+  const text = await readInputFile(file, MAX_TASK_FILE_BYTES, 'task list', 'pass a readable .jsonl (one task per line) or .json (an array of tasks) file');
   const raw = text.trimStart().startsWith('[') ? fromArray(text, file) : fromLines(text);
   const entries: BatchEntry[] = [];
   const invalid: InvalidLine[] = [];

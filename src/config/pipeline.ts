@@ -1,7 +1,8 @@
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { AspError, errorMessage } from '../asp-error.js';
 import { ASP_PIPELINE, aspPipelineSteps } from './asp-pipeline.js';
+import { readInputFile } from './input-file.js';
 import { parseWith, pipelineSchema, type Step, type TaskSpec } from './task-spec.js';
 
 export const REPO_PIPELINE_FILE = 'asp.pipeline.json';
@@ -15,15 +16,7 @@ export interface ResolvedStep {
 
 /** Reads and validates a pipeline file; the error names the file and the field. */
 export async function readPipelineFile(file: string): Promise<Step[]> {
-  let text: string;
-  try {
-    const info = await stat(file);
-    if (!info.isFile()) throw new Error('not a regular file');
-    if (info.size > MAX_PIPELINE_BYTES) throw new Error(`larger than ${MAX_PIPELINE_BYTES} bytes`);
-    text = await readFile(file, 'utf8');
-  } catch (error) {
-    throw new AspError('BAD_INPUT', `cannot read pipeline ${file}: ${errorMessage(error)}`, 'pass --pipeline a readable JSON file');
-  }
+  const text = await readInputFile(file, MAX_PIPELINE_BYTES, 'pipeline', 'pass --pipeline a readable JSON file');
   let json: unknown;
   try {
     json = JSON.parse(text);

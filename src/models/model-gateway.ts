@@ -1,27 +1,14 @@
 import type { HostMessage } from '../protocol/host-messages.js';
 import type { ModelRequestMessage } from '../protocol/messages.js';
 import type { Clock } from '../supervisor/clock.js';
+import type { GatewayGeneration } from '../tracing/trace-recorder.js';
 import type { ModelBudget } from './model-budget.js';
 import { costOf, type Price } from './price-table.js';
-import { errorReply, usageOf, type ChatReply, type ModelProvider, type Usage } from './provider.js';
+import { errorReply, usageOf, type ChatReply, type ModelProvider } from './provider.js';
 import { withRetries, type RetryPolicy } from './retry.js';
 
-/** One model call as the trace records it (a GENERATION observation). */
-export interface GenerationRecord {
-  step: string;
-  model: string;
-  provider: string;
-  startTime: Date;
-  endTime: Date;
-  usage: Usage;
-  costUsd: number | undefined;
-  status: number;
-  attempts: number;
-  input: unknown;
-  output: unknown;
-  /** The model the sandbox asked for, when it named one (the host's choice wins). */
-  requestedModel: string | undefined;
-}
+/** One model call as the trace records it (a GENERATION observation): the recorder's own shape. */
+export type GenerationRecord = GatewayGeneration;
 
 export interface GatewayDeps {
   provider: ModelProvider;

@@ -28,6 +28,7 @@ export interface GatewayGeneration {
   attempts: number;
   input: unknown;
   output: unknown;
+  /** The model the sandbox asked for, when it named one (the host's choice wins). */
   requestedModel: string | undefined;
 }
 

@@ -1,7 +1,7 @@
 import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { probeScores } from '../../src/tracing/probe-scores.js';
 import type { TraceDocument } from '../../src/tracing/trace-model.js';
 import { TraceStore } from '../../src/tracing/trace-store.js';

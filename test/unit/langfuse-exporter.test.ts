@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ExportFailure } from '../../src/tracing/export-failure.js';
 import { exportToLangfuse } from '../../src/tracing/langfuse-exporter.js';
 import { TRUNCATION_MARKER } from '../../src/tracing/otlp-json-exporter.js';
