@@ -2,9 +2,13 @@
  * bench/batch (P2): 32 no-op tasks at concurrency 2 through `asp batch`, against
  * `xargs -P2 docker run --rm --network none <image> true` with the same count, in the same run.
  * Prints both throughputs and their ratio (goal: asp/docker ≥ 0.9). Needs Docker and `npm run build`.
+ *
+ * Also measured, to show where the time goes: the same `docker run` with the container booting Node and nothing
+ * else (`node -e 0`), which is the least any task whose in-container runner is a Node program can cost; and the CPU
+ * each contender burns per task, machine-wide (from /proc/stat), since at concurrency 2 on 2 cores CPU is the limit.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -18,13 +22,31 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.
 const cli = path.join(root, 'dist', 'src', 'cli', 'main.js');
 const { makeRepoFromDir } = (await import(pathToFileURL(path.join(root, 'scripts', 'git-fixture.mjs')).href)) as typeof import('../scripts/git-fixture.mjs');
 
-function timed(command: string, args: string[], env: NodeJS.ProcessEnv, input?: string): number {
+interface Timing {
+  ms: number;
+  /** CPU seconds spent machine-wide while it ran (all processes, kernel included); undefined off Linux. */
+  cpuSeconds: number | undefined;
+}
+
+/** Busy jiffies of all CPUs (user, nice, system, irq, softirq), or undefined where /proc/stat is not there. */
+function busyTicks(): number | undefined {
+  if (!existsSync('/proc/stat')) return undefined;
+  const fields = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').trim().split(/\s+/).slice(1).map(Number);
+  return [0, 1, 2, 5, 6].reduce((sum, index) => sum + (fields[index] ?? 0), 0);
+}
+
+function timed(command: string, args: string[], env: NodeJS.ProcessEnv, input?: string): Timing {
+  const busyBefore = busyTicks();
   const started = performance.now();
   const result = spawnSync(command, args, { env, input, stdio: ['pipe', 'ignore', 'pipe'] });
-  const elapsed = performance.now() - started;
+  const ms = performance.now() - started;
+  const busyAfter = busyTicks();
   if (result.status !== 0) throw new Error(`${command} exited ${result.status}: ${result.stderr.toString().slice(-500)}`);
-  return elapsed;
+  // USER_HZ is 100 on every Linux this runs on.
+  return { ms, cpuSeconds: busyBefore === undefined || busyAfter === undefined ? undefined : (busyAfter - busyBefore) / 100 };
 }
+
+const better = (a: Timing, b: Timing): Timing => (a.ms <= b.ms ? a : b);
 
 const image = await ensureSandboxImage(new DockerodeAdapter(process.env.DOCKER_HOST || undefined), {});
 const scratch = mkdtempSync(path.join(os.tmpdir(), 'asp-bench-batch-'));
@@ -38,16 +60,28 @@ const runAsp = (round: string) => {
   const env = { ...process.env, CI: 'true', ASP_HOME: path.join(scratch, `home-${round}`), ASP_WORKSPACES: path.join(scratch, `ws-${round}`) };
   return timed(process.execPath, [cli, 'batch', file, '--concurrency', String(CONCURRENCY), '--json'], env);
 };
-const runDocker = () =>
-  timed('xargs', ['-P', String(CONCURRENCY), '-I{}', 'docker', 'run', '--rm', '--network', 'none', image, 'true'], process.env, Array.from({ length: TASKS }, (_, index) => String(index)).join('\n'));
+const runDocker = (...command: string[]) =>
+  timed(
+    'xargs',
+    ['-P', String(CONCURRENCY), '-I{}', 'docker', 'run', '--rm', '--network', 'none', image, ...command],
+    process.env,
+    Array.from({ length: TASKS }, (_, index) => String(index)).join('\n'),
+  );
 
 // Alternate, twice each, and keep the better of each pair: the machine is shared and noisy.
-const asp = Math.min(runAsp('a'), runAsp('b'));
-const docker = Math.min(runDocker(), runDocker());
+const asp = better(runAsp('a'), runAsp('b'));
+const docker = better(runDocker('true'), runDocker('true'));
+const nodeFloor = better(runDocker('node', '-e', '0'), runDocker('node', '-e', '0'));
 rmSync(scratch, { recursive: true, force: true });
-const aspRate = TASKS / (asp / 1000);
-const dockerRate = TASKS / (docker / 1000);
-console.log(`bench/batch: ${TASKS} no-op tasks, concurrency ${CONCURRENCY}, image ${image}`);
-console.log(`  asp batch:                 ${(asp / 1000).toFixed(2)} s  (${aspRate.toFixed(2)} tasks/s)`);
-console.log(`  xargs -P2 docker run --rm: ${(docker / 1000).toFixed(2)} s  (${dockerRate.toFixed(2)} tasks/s)`);
-console.log(`  throughput ratio asp/docker: ${(aspRate / dockerRate).toFixed(2)} (goal ≥ 0.90)`);
+
+const rate = (timing: Timing) => TASKS / (timing.ms / 1000);
+const line = (label: string, timing: Timing) => {
+  const cpu = timing.cpuSeconds === undefined ? '' : `, ${((timing.cpuSeconds * 1000) / TASKS).toFixed(0)} ms CPU/task`;
+  console.log(`  ${label.padEnd(40)} ${(timing.ms / 1000).toFixed(2)} s  (${rate(timing).toFixed(2)} tasks/s${cpu})`);
+};
+console.log(`bench/batch: ${TASKS} no-op tasks, concurrency ${CONCURRENCY}, image ${image}, ${os.cpus().length} CPUs`);
+line('asp batch:', asp);
+line('xargs -P2 docker run --rm … true:', docker);
+line('xargs -P2 docker run --rm … node -e 0:', nodeFloor);
+console.log(`  throughput ratio asp/docker: ${(rate(asp) / rate(docker)).toFixed(2)} (goal ≥ 0.90)`);
+console.log(`  throughput ratio asp/(docker run booting Node): ${(rate(asp) / rate(nodeFloor)).toFixed(2)}`);

@@ -45,9 +45,13 @@ export function primaryTarget(base: string): BundleTarget {
  */
 export async function bundleChanges(target: BundleTarget, branch: string, message: string): Promise<ChangeSummary | undefined> {
   const inRepo = (args: string[]) => git(target.repoDir, args);
+  // One git call answers the common case, a task that changed nothing: a clean tree still on the base commit.
+  const status = await inRepo(['status', '--porcelain=v2', '--branch', '--untracked-files=all']);
+  const lines = status.stdout.split('\n').filter(Boolean);
+  const dirty = lines.some((line) => !line.startsWith('#'));
+  if (!dirty && lines.includes(`# branch.oid ${target.base}`)) return undefined;
   await inRepo(['checkout', '-q', '-B', branch]);
-  const status = await inRepo(['status', '--porcelain', '--untracked-files=all']);
-  if (status.stdout.trim()) {
+  if (dirty) {
     await inRepo(['add', '-A']);
     await inRepo(['commit', '-q', '--no-verify', '-m', message]);
   }

@@ -1,16 +1,19 @@
 /**
- * asp-sandbox: the in-container runner. It runs the task's steps one after another in /workspace/repo,
- * writes /workspace/.asp/<step>.json for each, and speaks the task protocol on stdout: the only thing on
- * stdout is protocol lines, step output travels inside `step.log` events. It depends on nothing but Node
- * and the protocol module, because the image carries no node_modules.
+ * asp-sandbox: the in-container runner. It reads its task and the workspace tar from stdin, runs the task's steps
+ * one after another in /workspace/repo, writes /workspace/.asp/<step>.json for each, and speaks the task protocol
+ * on stdout: the only thing on stdout is protocol lines, step output travels inside `step.log` events, and small
+ * artifacts come back as `artifacts.chunk`s. It depends on nothing but Node, tar and the protocol module, because
+ * the image carries no node_modules.
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, readFileSync } from 'node:fs';
+import { createReadStream, existsSync } from 'node:fs';
 import { readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import {
+  ARTIFACTS_CHUNK_BYTES,
+  ARTIFACTS_STREAM_MAX_BYTES,
   encodeMessage,
   PROTOCOL_VERSION,
   CHANGES_DIR,
@@ -25,6 +28,7 @@ import {
 import { SecretMasker } from '../src/protocol/secret-masker.js';
 import { bundleChanges, primaryTarget, type BundleTarget } from './change-bundle.js';
 import { watchDiskUsage } from './disk-watchdog.js';
+import { HostInput } from './host-input.js';
 import type { ModelEndpoint } from './model-endpoint.js';
 
 const RUNNER = `asp-sandbox/${PROTOCOL_VERSION}`;
@@ -35,6 +39,8 @@ const LINGER_MS = 2000;
 /** Exit code of a step stopped for filling the workspace past --disk (ENOSPC's errno). */
 const EXIT_DISK = 28;
 const MAX_ARTIFACTS = 1000;
+/** A tar header and padding per file, for the estimate of whether `.asp/` is small enough to stream. */
+const TAR_ENTRY_OVERHEAD = 1024;
 /**
  * The host enforces every deadline by killing the container. The runner's own timers are backstops for a
  * host that is gone, so they fire this much later and never race the host.
@@ -190,22 +196,30 @@ function signalNumber(signal: NodeJS.Signals): number {
   return numbers[signal] ?? 0;
 }
 
-async function reportArtifacts(): Promise<void> {
-  let count = 0;
+/** Reports every artifact with its digest; `complete` is false when there were more than MAX_ARTIFACTS. */
+async function reportArtifacts(): Promise<{ files: number; bytes: number; complete: boolean }> {
+  let files = 0;
+  let total = 0;
+  let complete = true;
   const walk = async (dir: string): Promise<void> => {
     const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
     for (const entry of entries.sort((a, b) => a.name.localeCompare(b.name))) {
-      if (count >= MAX_ARTIFACTS) return;
+      if (files >= MAX_ARTIFACTS) {
+        complete = false;
+        return;
+      }
       const full = path.join(dir, entry.name);
       if (entry.isDirectory()) await walk(full);
       else if (entry.isFile() && full !== SANDBOX_TASK_FILE) {
-        count += 1;
+        files += 1;
         const { sha256, bytes } = await digest(full);
+        total += bytes;
         emit({ type: 'artifact', path: path.relative(SANDBOX_ARTIFACTS_DIR, full), sha256, bytes });
       }
     }
   };
   await walk(SANDBOX_ARTIFACTS_DIR);
+  return { files, bytes: total, complete };
 }
 
 async function digest(file: string): Promise<{ sha256: string; bytes: number }> {
@@ -224,8 +238,10 @@ function finish(status: 'passed' | 'failed' | 'timeout', exitCode: number): void
 }
 
 async function main(): Promise<void> {
-  const task = JSON.parse(readFileSync(process.argv[2] ?? SANDBOX_TASK_FILE, 'utf8')) as SandboxTask;
   emit({ type: 'hello', protocolVersion: PROTOCOL_VERSION, runner: RUNNER });
+  // The host writes the task first, then the workspace tar, on stdin (host-messages.ts).
+  const host = new HostInput(process.stdin, SANDBOX_WORKSPACE);
+  const task = await host.task;
   secrets = task.secretEnv.map((name) => process.env[name] ?? '');
 
   // The backstop: even if the supervisor is gone, the task ends at its deadline. PID 1 (init) then stops the container.
@@ -236,8 +252,9 @@ async function main(): Promise<void> {
     process.stdout.write('', () => process.exit(EXIT_DEADLINE));
   }, Math.min(Math.max(0, task.deadlineAt + BACKSTOP_GRACE_MS - Date.now()), MAX_TIMER_MS));
   backstop.unref();
+  await host.workspace;
 
-  const endpoint = task.modelGateway ? await startGateway(task.modelGateway) : undefined;
+  const endpoint = task.modelGateway ? await startGateway(task.modelGateway, host) : undefined;
 
   let status: 'passed' | 'failed' | 'timeout' = 'passed';
   for (const step of task.steps) {
@@ -249,17 +266,61 @@ async function main(): Promise<void> {
   // Changes come back only from a pipeline that passed: a failed one may have filled the disk, and its
   // commits would never be pushed anyway.
   if (status === 'passed') await collectChanges(task);
-  await reportArtifacts();
+  const listed = await reportArtifacts();
+  // Small artifacts go back on stdout; bigger ones the host copies out of the stopped container.
+  if (listed.complete && listed.bytes + listed.files * TAR_ENTRY_OVERHEAD <= ARTIFACTS_STREAM_MAX_BYTES) await streamArtifacts();
   await endpoint?.close();
   // An open stdin would keep the runner (and so the container) alive after the last step.
   process.stdin.destroy();
   finish(status, status === 'passed' ? 0 : status === 'timeout' ? EXIT_DEADLINE : 1);
 }
 
-async function startGateway(gateway: NonNullable<SandboxTask['modelGateway']>): Promise<ModelEndpoint> {
+/**
+ * Sends `.asp/` to the host as a tar in `artifacts.chunk` lines, then `artifacts.end` with its length and digest.
+ * A tar that fails or grows past the limit sends no end: the host then copies `.asp/` out itself.
+ */
+async function streamArtifacts(): Promise<void> {
+  const tar = spawn('tar', ['-c', '-f', '-', '-C', SANDBOX_WORKSPACE, `--exclude=${path.relative(SANDBOX_WORKSPACE, SANDBOX_TASK_FILE)}`, path.relative(SANDBOX_WORKSPACE, SANDBOX_ARTIFACTS_DIR)], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  const hash = createHash('sha256');
+  let bytes = 0;
+  let held: Buffer[] = [];
+  let heldBytes = 0;
+  const send = (all: boolean) => {
+    let joined = Buffer.concat(held, heldBytes);
+    while (joined.length >= ARTIFACTS_CHUNK_BYTES || (all && joined.length)) {
+      const piece = joined.subarray(0, ARTIFACTS_CHUNK_BYTES);
+      emit({ type: 'artifacts.chunk', data: piece.toString('base64') });
+      joined = joined.subarray(piece.length);
+    }
+    held = joined.length ? [joined] : [];
+    heldBytes = joined.length;
+  };
+  const ok = await new Promise<boolean>((resolve) => {
+    tar.on('error', () => resolve(false));
+    tar.stdout.on('data', (chunk: Buffer) => {
+      bytes += chunk.length;
+      if (bytes > ARTIFACTS_STREAM_MAX_BYTES) {
+        tar.kill('SIGKILL');
+        return;
+      }
+      hash.update(chunk);
+      held.push(chunk);
+      heldBytes += chunk.length;
+      if (heldBytes >= ARTIFACTS_CHUNK_BYTES) send(false);
+    });
+    tar.on('close', (code) => resolve(code === 0 && bytes <= ARTIFACTS_STREAM_MAX_BYTES));
+  });
+  if (!ok) return;
+  send(true);
+  emit({ type: 'artifacts.end', bytes, sha256: hash.digest('hex') });
+}
+
+async function startGateway(gateway: NonNullable<SandboxTask['modelGateway']>, host: HostInput): Promise<ModelEndpoint> {
   // Loaded only when the host runs a gateway: a task without a model keeps the runner as small as it was.
   const { startModelEndpoint } = await import('./model-endpoint.js');
-  const endpoint = await startModelEndpoint({ port: gateway.port, model: gateway.model, currentStep: () => currentStep, emit, input: process.stdin });
+  const endpoint = await startModelEndpoint({ port: gateway.port, model: gateway.model, currentStep: () => currentStep, emit, host });
   gatewayEnv = {
     OPENAI_BASE_URL: endpoint.url,
     OPENAI_API_BASE: endpoint.url,

@@ -5,15 +5,11 @@
  * OPENAI_BASE_URL at it and run unchanged.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { Readable } from 'node:stream';
-import { StringDecoder } from 'node:string_decoder';
-import { parseHostLine, type HostMessage } from '../src/protocol/host-messages.js';
 import type { ProtocolMessage } from '../src/protocol/messages.js';
+import type { HostInput } from './host-input.js';
 
 /** The host accepts protocol lines up to 1 MiB; a request body (escaped into one line) stays well under it. */
 export const MAX_REQUEST_BYTES = 768 * 1024;
-/** Longest host line the runner buffers; longer ones are dropped (never buffered without bound). */
-const MAX_HOST_LINE_BYTES = 8 * 1024 * 1024;
 
 interface Pending {
   onChunk(data: unknown): void;
@@ -31,14 +27,14 @@ export interface ModelEndpointOptions {
   /** The step running now: the host hangs the call's generation under its span. */
   currentStep: () => string;
   emit: (message: ProtocolMessage) => void;
-  /** The container's stdin: host → sandbox messages. */
-  input: Readable;
+  /** The container's stdin, where the host's answers arrive. */
+  host: HostInput;
 }
 
 export async function startModelEndpoint(options: ModelEndpointOptions): Promise<ModelEndpoint> {
   const pending = new Map<string, Pending>();
   let counter = 0;
-  readHostLines(options.input, (message) => {
+  options.host.listen((message) => {
     const waiting = pending.get(message.id);
     if (!waiting) return;
     if (message.type === 'model.chunk') waiting.onChunk(message.data);
@@ -132,34 +128,6 @@ export async function startModelEndpoint(options: ModelEndpointOptions): Promise
         server.close(() => resolve());
       }),
   };
-}
-
-function readHostLines(input: Readable, onMessage: (message: HostMessage) => void, onEnd: () => void): void {
-  const decoder = new StringDecoder('utf8');
-  let buffer = '';
-  let skipping = false;
-  input.on('data', (chunk: Buffer) => {
-    buffer += decoder.write(chunk);
-    for (;;) {
-      const newline = buffer.indexOf('\n');
-      if (newline === -1) break;
-      const line = buffer.slice(0, newline);
-      buffer = buffer.slice(newline + 1);
-      if (skipping) skipping = false;
-      else {
-        // Unknown or malformed lines are skipped: a newer host may say things this runner does not know.
-        const message = parseHostLine(line);
-        if (message) onMessage(message);
-      }
-    }
-    if (buffer.length > MAX_HOST_LINE_BYTES) {
-      buffer = '';
-      skipping = true;
-    }
-  });
-  input.on('end', onEnd);
-  input.on('close', onEnd);
-  input.on('error', onEnd);
 }
 
 function readBody(request: IncomingMessage, limit: number): Promise<string | undefined> {

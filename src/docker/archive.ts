@@ -11,7 +11,7 @@ export const SANDBOX_UID = 1000;
 export const SANDBOX_GID = 1000;
 
 /**
- * Packs `entries` of `dir` for putArchive, owned by the sandbox user. Symlinks and modes are kept as they are:
+ * Packs `entries` of `dir` for the sandbox (its runner unpacks them into the volume), owned by the sandbox user. Symlinks and modes are kept as they are:
  * real repositories need them, and inside the volume they cannot reach the host.
  */
 export function packForSandbox(dir: string, entries: string[]): Readable {

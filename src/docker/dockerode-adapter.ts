@@ -21,7 +21,18 @@ export class DockerodeAdapter implements DockerPort {
     this.endpoint = dockerHost ?? 'unix:///var/run/docker.sock';
   }
 
-  async info(): Promise<DaemonInfo> {
+  private daemonInfo: Promise<DaemonInfo> | undefined;
+
+  /** Asked once per process (a batch asks per task); a failed answer is not kept. */
+  info(): Promise<DaemonInfo> {
+    this.daemonInfo ??= this.readInfo().catch((error: unknown) => {
+      this.daemonInfo = undefined;
+      throw error;
+    });
+    return this.daemonInfo;
+  }
+
+  private async readInfo(): Promise<DaemonInfo> {
     const [version, info] = await this.call('reach the Docker daemon', () =>
       Promise.all([this.docker.version(), this.docker.info() as Promise<Record<string, unknown>>]),
     );

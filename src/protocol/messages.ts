@@ -73,6 +73,22 @@ export interface ModelRequestMessage {
   body: Record<string, unknown>;
 }
 
+/**
+ * A piece of `.asp/` as a tar, base64: the runner streams its artifacts this way when they are small enough
+ * (ARTIFACTS_STREAM_MAX_BYTES), so the host need not ask the daemon for an archive. `artifacts.end` closes the
+ * stream with its length and digest; a stream without a matching end is discarded and the host copies `.asp/`
+ * out of the stopped container instead. Either way every entry is checked on the host.
+ */
+export interface ArtifactsChunkMessage {
+  type: 'artifacts.chunk';
+  data: string;
+}
+export interface ArtifactsEndMessage {
+  type: 'artifacts.end';
+  bytes: number;
+  sha256: string;
+}
+
 export type ProtocolMessage =
   | HelloMessage
   | StepStartMessage
@@ -82,13 +98,20 @@ export type ProtocolMessage =
   | GenerationMessage
   | TaskEndMessage
   | WarningMessage
-  | ModelRequestMessage;
+  | ModelRequestMessage
+  | ArtifactsChunkMessage
+  | ArtifactsEndMessage;
 
 export function encodeMessage(message: ProtocolMessage): string {
   return JSON.stringify({ [PROTOCOL_TAG]: PROTOCOL_VERSION, ...message }) + '\n';
 }
 
-/** What the host hands the runner, as /workspace/.asp/task.json. */
+/** Largest `.asp/` tar the runner streams on stdout; a bigger one is left for the host to copy out. */
+export const ARTIFACTS_STREAM_MAX_BYTES = 16 * 1024 * 1024;
+/** Raw bytes per `artifacts.chunk`: its base64 line stays well under the host's 1 MiB line limit. */
+export const ARTIFACTS_CHUNK_BYTES = 384 * 1024;
+
+/** What the host hands the runner: the first message on its stdin, and /workspace/.asp/task.json for steps to read. */
 export interface SandboxTask {
   taskId: string;
   task: string;

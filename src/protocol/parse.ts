@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { PROTOCOL_TAG, PROTOCOL_VERSION, type ProtocolMessage } from './messages.js';
+import { ARTIFACTS_CHUNK_BYTES, ARTIFACTS_STREAM_MAX_BYTES, PROTOCOL_TAG, PROTOCOL_VERSION, type ProtocolMessage } from './messages.js';
 
 const stepName = z.string().min(1).max(64);
 const schema = z.discriminatedUnion('type', [
@@ -55,6 +55,8 @@ const schema = z.discriminatedUnion('type', [
     step: stepName,
     body: z.record(z.string(), z.unknown()),
   }),
+  z.object({ type: z.literal('artifacts.chunk'), data: z.string().max(Math.ceil(ARTIFACTS_CHUNK_BYTES / 3) * 4).regex(/^[A-Za-z0-9+/]*={0,2}$/) }),
+  z.object({ type: z.literal('artifacts.end'), bytes: z.number().int().nonnegative().max(ARTIFACTS_STREAM_MAX_BYTES), sha256: z.string().regex(/^[0-9a-f]{64}$/) }),
 ]);
 
 export type ParsedLine =

@@ -1,6 +1,6 @@
 import type { Limits } from '../config/task-spec.js';
 import type { ContainerCreateBody } from '../docker/port.js';
-import { SANDBOX_TASK_FILE, SANDBOX_WORKSPACE } from '../protocol/messages.js';
+import { SANDBOX_WORKSPACE } from '../protocol/messages.js';
 
 export interface ContainerSpecInput {
   name: string;
@@ -11,8 +11,6 @@ export interface ContainerSpecInput {
   /** Host variables the user allowed in by name (`--env NAME`), already resolved. */
   allowedEnv: Record<string, string>;
   runtime?: string | undefined;
-  /** Open stdin for host → sandbox messages (the model gateway); closed otherwise. */
-  stdin?: boolean | undefined;
 }
 
 /** Docker's json-file log of a sandbox is capped: the protocol is read live, the log is only a fallback. */
@@ -27,17 +25,18 @@ export function containerSpec(input: ContainerSpecInput): ContainerCreateBody {
   return {
     name: input.name,
     Image: input.image,
-    Cmd: ['asp-sandbox', SANDBOX_TASK_FILE],
+    Cmd: ['asp-sandbox'],
     Env: sandboxEnv(input.allowedEnv),
     User: '1000:1000',
     WorkingDir: SANDBOX_WORKSPACE,
     Labels: input.labels,
-    // stdin is open only when the host has something to say (model gateway answers); it is a pipe, never a TTY.
-    AttachStdin: input.stdin === true,
+    // stdin carries the task, the workspace and model answers from the host; it is a pipe, never a TTY. It closes
+    // when the host detaches (StdinOnce), so a runner whose host died never waits on it for ever.
+    AttachStdin: true,
     AttachStdout: true,
     AttachStderr: true,
-    OpenStdin: input.stdin === true,
-    StdinOnce: false,
+    OpenStdin: true,
+    StdinOnce: true,
     Tty: false, // the protocol needs separate stdout/stderr; a TTY would merge them and mangle bytes
     NetworkDisabled: true,
     StopTimeout: 2, // short grace: init forwards the signal, then the daemon kills

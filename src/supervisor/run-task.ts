@@ -1,6 +1,7 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { Readable, type Writable } from 'node:stream';
 import { AspError, errorMessage, EXIT, exitCodeFor } from '../asp-error.js';
 import { readPipelineEarly, resolveSteps, type ResolvedStep } from '../config/pipeline.js';
 import { githubToken, type Settings } from '../config/settings.js';
@@ -9,7 +10,7 @@ import type { TaskSpec } from '../config/task-spec.js';
 import { extractChecked, packForSandbox, type ExtractResult } from '../docker/archive.js';
 import { currentSupervisor, ownershipLabels, type Ownership } from '../docker/labels.js';
 import type { DockerPort } from '../docker/port.js';
-import { SANDBOX_ARTIFACTS_DIR, SANDBOX_WORKSPACE, type ProtocolMessage, type SandboxTask } from '../protocol/messages.js';
+import { SANDBOX_ARTIFACTS_DIR, type ProtocolMessage, type SandboxTask } from '../protocol/messages.js';
 import { publishTrace, type TraceDelivery } from '../tracing/publish-trace.js';
 import type { TaskStatus } from '../tracing/trace-model.js';
 import type { TraceMode } from '../tracing/trace-mode.js';
@@ -33,9 +34,13 @@ import { MODEL_ENDPOINT_PORT, modelUse, openTaskGateway, type GatewayOverrides, 
 import { checkLimitsFit } from './limits-fit.js';
 import { ensureSandboxImage } from './sandbox-image.js';
 import { StepOutputPrinter } from './step-output.js';
+import { ArtifactStream } from './artifact-stream.js';
+import { feedSandbox } from './workspace-feed.js';
 
 /** Files in `.asp/` that the host writes itself; a step cannot overwrite them through the copy-out. */
 export const HOST_ARTIFACTS = new Set(['trace.json', 'events.jsonl', 'task.json', 'result.json']);
+/** `.asp/` as it comes out of the sandbox, streamed or copied: under `.asp/`, never over the host's own files. */
+const ARTIFACT_EXTRACT = { root: '.asp', reserved: HOST_ARTIFACTS };
 /** Objects outlive their deadline by this much before the reaper may take them (time to copy out and clean up). */
 const EXPIRY_GRACE_MS = 10 * 60_000;
 /** Cap on events.jsonl: the protocol is untrusted input, and step output in it is already capped per step. */
@@ -204,7 +209,7 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
           await docker.createVolume(volume, labels);
           volumeCreated = true;
           containerId = await docker.createContainer(
-            containerSpec({ name: `asp-${taskId}-${runId}`, image: imageTag, volume, labels, limits: spec.limits, allowedEnv: sandboxEnvironment, runtime: spec.runtime, stdin: modelChoice !== undefined }),
+            containerSpec({ name: `asp-${taskId}-${runId}`, image: imageTag, volume, labels, limits: spec.limits, allowedEnv: sandboxEnvironment, runtime: spec.runtime }),
           );
           return containerId;
         });
@@ -231,7 +236,14 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
     };
     await writeFile(path.join(workspace.artifactsDir, 'task.json'), JSON.stringify(sandboxTask, null, 2) + '\n');
     const id = created;
-    await trace.phase('volume-fill', () => docker.putArchive(id, SANDBOX_WORKSPACE, packForSandbox(workspace.dir, ['repo', '.asp', ...(extras.length ? ['repos'] : [])])));
+    // The workspace goes in on the runner's stdin once the container runs (host-messages.ts), into the volume.
+    const feed = (stdin: Writable) =>
+      trace.phase('volume-fill', () =>
+        feedSandbox(stdin, sandboxTask, packForSandbox(workspace.dir, ['repo', '.asp/task.json', ...(extras.length ? ['repos'] : [])])).catch((error: unknown) => {
+          throw new AspError('WORKSPACE_FAILED', `cannot send the workspace ${workspace.dir} into the sandbox: ${errorMessage(error)}`, 'check that the workspace directory is readable and the disk is not full');
+        }),
+      );
+    const artifacts = new ArtifactStream();
 
     events = createWriteStream(path.join(workspace.artifactsDir, 'events.jsonl'));
     let eventBytes = 0;
@@ -245,6 +257,12 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
     // The runner masks secrets already; the host masks again because the protocol is untrusted input.
     const streamMaskers = new Map<string, SecretMasker>();
     const handle = (message: ProtocolMessage, reply: HostReply) => {
+      // The artifacts tar is data, not an event: only its end (length and digest) goes into events.jsonl.
+      if (message.type === 'artifacts.chunk') return artifacts.chunk(message.data);
+      if (message.type === 'artifacts.end') {
+        artifacts.end(message);
+        return record(message);
+      }
       if (message.type === 'model.request') {
         // The request body is the sandbox's prompt: it goes to the provider and (capped) the trace, not events.jsonl.
         if (models) void models.gateway.handle(message, reply);
@@ -285,7 +303,7 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
     const end = await runSession(
       docker,
       id,
-      { steps, taskTimeoutMs: spec.limits.timeout, deadlineAt: sandboxTask.deadlineAt, signal: deps.signal, stdin: models !== undefined, stop: models?.gateway.stopped },
+      { steps, taskTimeoutMs: spec.limits.timeout, deadlineAt: sandboxTask.deadlineAt, signal: deps.signal, feed, stop: models?.gateway.stopped },
       {
         onMessage: handle,
         onWarning: (message) => {
@@ -303,7 +321,12 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
     if (end.kind === 'exited' && !end.taskEnd) warn(`the sandbox ended without reporting (exit ${end.statusCode}${end.statusCode === 137 ? ': killed, out of memory?' : ''})`);
 
     if (!deps.forceSignal?.aborted) {
-      const extracted = await trace.phase('copy-out', () => copyOut(docker, id, workspace, deps.forceSignal));
+      // The runner streamed `.asp/` when it was small and the task ran to its end; otherwise copy it out of the container.
+      const streamed = end.kind === 'exited' ? artifacts.result() : { missing: `the task ended by ${end.kind}` };
+      if ('missing' in streamed && end.kind === 'exited' && streamed.missing !== 'not streamed') warn(`artifacts stream unusable (${streamed.missing}): copying .asp/ out of the container`);
+      const extracted = await trace.phase('copy-out', () =>
+        'tar' in streamed ? extractChecked(Readable.from([streamed.tar]), workspace.artifactsDir, ARTIFACT_EXTRACT) : copyOut(docker, id, workspace, deps.forceSignal),
+      );
       if (!extracted) warn('copy-out cut short by a second interrupt: .asp/ holds what arrived before it');
       // task.json is asp's own input, put there by the host: skipping it is expected, not worth a warning.
       for (const rejected of extracted?.rejected.filter((entry) => entry.name !== '.asp/task.json') ?? []) warn(`not copied out of the sandbox: .asp/${rejected.name.replace(/^\.asp\/?/, '')} (${rejected.reason})`);
@@ -447,7 +470,7 @@ async function copyOut(docker: DockerPort, containerId: string, workspace: HostW
   const cut = () => archive.destroy();
   forceSignal?.addEventListener('abort', cut, { once: true });
   try {
-    return await extractChecked(archive, workspace.artifactsDir, { root: '.asp', reserved: HOST_ARTIFACTS });
+    return await extractChecked(archive, workspace.artifactsDir, ARTIFACT_EXTRACT);
   } catch (error) {
     if (forceSignal?.aborted) return undefined;
     throw error;

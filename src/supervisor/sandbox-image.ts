@@ -41,7 +41,21 @@ export interface ImageContext {
   baseImage: string;
 }
 
+/** Contexts already read in this process: the files do not change under a running asp, and a batch asks per task. */
+const contexts = new Map<string, ImageContext>();
+/** Tags each daemon was seen to have in this process: a batch checks the image once, not once per task. */
+const present = new WeakMap<DockerPort, Set<string>>();
+
 export function imageContext(root = packageRoot(), baseImage = DEFAULT_BASE_IMAGE): ImageContext {
+  const key = `${root}\0${baseImage}`;
+  const known = contexts.get(key);
+  if (known) return known;
+  const context = readImageContext(root, baseImage);
+  contexts.set(key, context);
+  return context;
+}
+
+function readImageContext(root: string, baseImage: string): ImageContext {
   const hash = createHash('sha256').update(`base=${baseImage}\n`);
   const files = contextFiles(root).map((name) => {
     const file = path.join(root, name);
@@ -82,13 +96,20 @@ export async function ensureSandboxImage(
   docker: DockerPort,
   options: { image?: string | undefined; onBuildStart?: (tag: string) => void; onProgress?: (line: string) => void },
 ): Promise<string> {
+  let seen = present.get(docker);
+  if (!seen) present.set(docker, (seen = new Set()));
   if (options.image) {
-    if (await docker.imageExists(options.image)) return options.image;
+    if (seen.has(options.image) || (await docker.imageExists(options.image))) return remember(seen, options.image);
     throw new AspError('IMAGE_UNAVAILABLE', `image ${options.image} is not present in the Docker daemon`, 'build or load it first, or leave out --image to use the asp sandbox image');
   }
   const context = imageContext();
-  if (await docker.imageExists(context.tag)) return context.tag;
+  if (seen.has(context.tag) || (await docker.imageExists(context.tag))) return remember(seen, context.tag);
   options.onBuildStart?.(context.tag);
   await buildSandboxImage(docker, context, options.onProgress ?? (() => {}));
-  return context.tag;
+  return remember(seen, context.tag);
+}
+
+function remember(seen: Set<string>, tag: string): string {
+  seen.add(tag);
+  return tag;
 }

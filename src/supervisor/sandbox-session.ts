@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { AspError } from '../asp-error.js';
 import type { DockerPort } from '../docker/port.js';
 import { LineSplitter } from '../protocol/line-splitter.js';
@@ -19,7 +19,7 @@ export type SessionEnd =
   /** The host stopped the task for a reason of its own (a model budget spent). */
   | { kind: 'stopped'; what: string };
 
-/** Sends a host → sandbox message on the container's stdin; a no-op when stdin is not attached or already closed. */
+/** Sends a host → sandbox message on the container's stdin; a no-op when stdin is already closed. */
 export type HostReply = (message: HostMessage) => void;
 
 export interface SessionHooks {
@@ -30,8 +30,9 @@ export interface SessionHooks {
 }
 
 /**
- * Runs a created container to its end: attach, start, read the protocol, enforce the task and step deadlines
- * by killing the container (not just abandoning the wait), and stop early when `signal` aborts.
+ * Runs a created container to its end: attach (stdin too), start, feed it its task and workspace, read the protocol,
+ * enforce the task and step deadlines by killing the container (not just abandoning the wait), and stop early when
+ * `signal` aborts. A feed that fails stops the container and throws.
  */
 export async function runSession(
   docker: DockerPort,
@@ -41,24 +42,26 @@ export async function runSession(
     taskTimeoutMs: number;
     deadlineAt: number;
     signal?: AbortSignal | undefined;
-    /** Attach stdin for host → sandbox messages (the container must be made with OpenStdin). */
-    stdin?: boolean | undefined;
+    /** Writes what the runner reads first on stdin (the task and the workspace); runs once the container started. */
+    feed: (stdin: Writable) => Promise<void>;
     /** Resolves with a reason when the host wants the task stopped (its container is killed, like at a deadline). */
     stop?: Promise<string> | undefined;
   },
   hooks: SessionHooks,
 ): Promise<SessionEnd> {
-  const streams = await docker.attach(containerId, options.stdin ? { stdin: true } : undefined);
+  const streams = await docker.attach(containerId, { stdin: true });
   const stdin = streams.stdin;
+  if (!stdin) throw new AspError('DOCKER_FAILED', 'the Docker daemon did not attach the sandbox stdin');
   // A container that is gone makes writes fail: that is the end of the session, not an error of the host.
-  stdin?.on('error', () => {});
+  stdin.on('error', () => {});
   const reply: HostReply = (message) => {
-    if (stdin && !stdin.destroyed && stdin.writable) stdin.write(encodeHostMessage(message));
+    if (!stdin.destroyed && stdin.writable) stdin.write(encodeHostMessage(message));
   };
   let taskEnd: TaskEndMessage | undefined;
   let helloSeen = false;
   let stepTimer: NodeJS.Timeout | undefined;
   let resolveStop!: (end: SessionEnd) => void;
+  let feedFailure: unknown;
   const stopped = new Promise<SessionEnd>((resolve) => (resolveStop = resolve));
   const stepTimeouts = new Map(options.steps.map((step) => [step.name, step.timeoutMs]));
 
@@ -103,6 +106,10 @@ export async function runSession(
 
   try {
     await docker.start(containerId);
+    options.feed(stdin).catch((error: unknown) => {
+      feedFailure = error;
+      resolveStop({ kind: 'stopped', what: 'the workspace could not be sent' });
+    });
     const waited = docker.wait(containerId).then(
       async (statusCode): Promise<SessionEnd> => {
         // The streams end when the container stops; give the last protocol lines a moment to arrive.
@@ -116,6 +123,7 @@ export async function runSession(
       await docker.kill(containerId);
       await Promise.race([waited.catch(() => undefined), delay(DRAIN_MS)]);
     }
+    if (feedFailure) throw feedFailure;
     if (end.kind === 'exited' && !helloSeen && end.statusCode !== 0) {
       throw new AspError('PROTOCOL_MISMATCH', `the sandbox exited with ${end.statusCode} before saying hello`, 'the image may not contain asp-sandbox: use the asp sandbox image (leave out --image) or run `asp image build`');
     }
@@ -126,7 +134,7 @@ export async function runSession(
     options.signal?.removeEventListener('abort', onAbort);
     streams.stdout.destroy();
     streams.stderr.destroy();
-    stdin?.destroy();
+    stdin.destroy();
   }
 }
 

@@ -1,7 +1,9 @@
+import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AspError } from '../../src/asp-error.js';
+import type { TaskResult } from '../../src/supervisor/run-task.js';
 import { docker, dockerAvailable, leftovers, testSettings } from '../helpers/docker.js';
 import { helloRepo, repoWith } from '../helpers/repos.js';
 import { artifact, run, trace, workspaceDirs } from '../helpers/run.js';
@@ -164,6 +166,27 @@ describe.skipIf(!dockerAvailable)('asp run against the real Docker engine', () =
     expect(result.warnings.join('\n')).toMatch(/passwd \(symlink entries are not allowed\)/);
     expect(result.warnings.join('\n')).toMatch(/trace\.json \(reserved/);
     expect(lstatSync(asp).isDirectory()).toBe(true);
+  });
+
+  it('streams small artifacts back on stdout and copies big ones out of the stopped container', async () => {
+    const repo = repoWith({ 'README.md': 'x\n' });
+    const events = (result: TaskResult) => readFileSync(path.join(result.workspacePath, '.asp', 'events.jsonl'), 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>);
+
+    const small = (await run(settings, { repo, steps: [{ name: 'small', run: 'echo hi > $ASP_ARTIFACTS/small.txt' }] })).result;
+    expect(small.exitCode).toBe(0);
+    expect(readFileSync(path.join(small.workspacePath, '.asp', 'small.txt'), 'utf8')).toBe('hi\n');
+    expect(events(small).filter((event) => event.type === 'artifacts.end')).toHaveLength(1);
+    expect(events(small).some((event) => event.type === 'artifacts.chunk')).toBe(false); // data, not events
+
+    // Past the stream limit (16 MiB) the runner sends no stream: the host takes .asp/ from the stopped container.
+    const big = (await run(settings, { repo, steps: [{ name: 'big', run: 'head -c 20000000 /dev/urandom > $ASP_ARTIFACTS/big.bin' }] })).result;
+    expect(big.exitCode).toBe(0);
+    expect(events(big).some((event) => event.type === 'artifacts.end')).toBe(false);
+    const announced = events(big).find((event) => event.type === 'artifact' && event.path === 'big.bin');
+    const copied = readFileSync(path.join(big.workspacePath, '.asp', 'big.bin'));
+    expect(copied.length).toBe(20_000_000);
+    expect(createHash('sha256').update(copied).digest('hex')).toBe(announced?.sha256);
+    expect(big.warnings).toEqual([]);
   });
 
   it('caps step output and says how much it dropped', async () => {
