@@ -3,22 +3,19 @@ import { lstat, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import tarFs from 'tar-fs';
 import tarStream from 'tar-stream';
+import { packTree } from './tar-pack.js';
 
 /** uid/gid of the sandbox user: everything copied into the volume belongs to it. */
 export const SANDBOX_UID = 1000;
 export const SANDBOX_GID = 1000;
 
 /**
- * Packs `entries` of `dir` for the sandbox (its runner unpacks them into the volume), owned by the sandbox user. Symlinks and modes are kept as they are:
- * real repositories need them, and inside the volume they cannot reach the host.
+ * Packs `entries` of `dir` for the sandbox (its runner unpacks them into the volume), owned by the sandbox user.
+ * Symlinks and modes are kept as they are: real repositories need them, and inside the volume they cannot reach the host.
  */
 export function packForSandbox(dir: string, entries: string[]): Readable {
-  return tarFs.pack(dir, {
-    entries,
-    map: (header) => ({ ...header, uid: SANDBOX_UID, gid: SANDBOX_GID, uname: 'asp', gname: 'asp' }),
-  }) as unknown as Readable;
+  return packTree(dir, entries, { uid: SANDBOX_UID, gid: SANDBOX_GID, uname: 'asp', gname: 'asp' });
 }
 
 export interface ExtractLimits {

@@ -10,18 +10,15 @@ import type { DockerPort } from '../docker/port.js';
 export const IMAGE_REPOSITORY = 'asp-sandbox';
 export const DEFAULT_BASE_IMAGE = 'node:20-bookworm-slim';
 
-/** The protocol modules the runner imports: dependency-free, so the image needs no node_modules. */
-const SANDBOX_PROTOCOL_FILES = ['messages.js', 'host-messages.js', 'secret-masker.js'];
+/** The in-sandbox programs, each bundled into one file by `npm run build` (scripts/post-build.mjs). */
+const IMAGE_PROGRAMS = ['dist/image/asp-sandbox.mjs', 'dist/image/asp-agent.mjs'];
 
 /** The files the image is built from, relative to the package root. Their hash is the image tag. */
 function contextFiles(root: string): string[] {
-  const sandboxDir = path.join(root, 'dist', 'sandbox');
-  // The runner is every compiled module of sandbox/ (no maps): they all go into the image.
-  const runner = existsSync(sandboxDir) ? readdirSync(sandboxDir).filter((name) => name.endsWith('.js')).sort().map((name) => `dist/sandbox/${name}`) : ['dist/sandbox/main.js'];
   // The ASP pipeline's agent prompts are plain files next to the runner (prompts/asp/*.md).
   const promptsDir = path.join(root, 'prompts', 'asp');
   const prompts = existsSync(promptsDir) ? readdirSync(promptsDir).filter((name) => name.endsWith('.md')).sort().map((name) => `prompts/asp/${name}`) : [];
-  return ['Dockerfile', ...SANDBOX_PROTOCOL_FILES.map((name) => `dist/src/protocol/${name}`), ...runner, ...prompts];
+  return ['Dockerfile', ...IMAGE_PROGRAMS, ...prompts];
 }
 
 export function packageRoot(): string {
