@@ -160,7 +160,7 @@ function splitName(name: string): { name: string; prefix: string } | undefined {
 
 function ustar(fields: { name: string; prefix: string; mode: number; size: number; mtime: number; typeflag: string; linkname: string; owner: TarOwner }): Buffer {
   const block = Buffer.alloc(BLOCK);
-  const text = (value: string, offset: number, length: number) => Buffer.from(value).copy(block, offset, 0, length);
+  const text = (value: string, offset: number, length: number) => block.write(value, offset, length, 'utf8');
   const octal = (value: number, offset: number, length: number) => text(value.toString(8).padStart(length - 1, '0'), offset, length - 1);
   text(fields.name, 0, 100);
   octal(fields.mode, 100, 8);

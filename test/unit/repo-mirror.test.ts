@@ -31,3 +31,26 @@ describe('repository mirrors', () => {
     expect(existsSync(path.join(home, 'mirrors')) ? readdirSync(path.join(home, 'mirrors')) : []).toEqual([]);
   });
 });
+
+describe('HEAD of a fresh clone, read from its files', () => {
+  it('matches git for a loose and for a packed branch ref, and leaves anything else to git', async () => {
+    const { readHead } = await import('../../src/workspace/repository.js');
+    const home = mkdtempSync(path.join(os.tmpdir(), 'asp-head-'));
+    const origin = repoWith({ 'README.md': 'head\n' });
+    gitIn(origin, 'checkout', '-q', '-b', 'feature/x');
+    const clone = await cloneRepository(resolveRepoSource(origin, home), path.join(home, 'clone'), undefined, { PATH: process.env.PATH });
+    const dir = path.join(home, 'clone');
+    expect(clone).toEqual({ commit: gitIn(origin, 'rev-parse', 'HEAD'), ref: 'feature/x' });
+    expect(await readHead(dir)).toEqual([gitIn(dir, 'rev-parse', 'HEAD'), 'feature/x']);
+
+    gitIn(dir, 'pack-refs', '--all');
+    expect(existsSync(path.join(dir, '.git', 'refs', 'heads', 'feature', 'x'))).toBe(false);
+    expect(await readHead(dir)).toEqual([gitIn(dir, 'rev-parse', 'HEAD'), 'feature/x']);
+
+    gitIn(dir, 'checkout', '-q', '--detach');
+    expect(await readHead(dir)).toBeUndefined();
+    const empty = mkdtempSync(path.join(os.tmpdir(), 'asp-head-empty-'));
+    gitIn(empty, 'init', '-q');
+    expect(await readHead(empty)).toBeUndefined();
+  });
+});

@@ -1,8 +1,11 @@
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, mkdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import tarStream from 'tar-stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { packForSandbox } from '../../src/docker/archive.js';
 import { encodeHostMessage, HostFrameReader, MAX_FRAME_BYTES, MAX_HOST_LINE_BYTES, type HostMessage } from '../../src/protocol/host-messages.js';
@@ -78,6 +81,54 @@ describe('host → sandbox frames', () => {
     expect(read([Buffer.from(`${line}\n`)]).messages).toEqual([]);
   });
 });
+
+describe('the workspace tar', () => {
+  it('carries long names, long link targets, big files and non-ASCII names exactly, owned by the sandbox user', async () => {
+    const source = tempDir();
+    const deep = path.join('repo', 'a'.repeat(60), 'b'.repeat(60), 'c'.repeat(60)); // over 100 bytes: ustar prefix
+    const longName = 'n'.repeat(240); // one component over 100 bytes: a PAX path
+    mkdirSync(path.join(source, deep), { recursive: true });
+    writeFileSync(path.join(source, deep, 'file.txt'), 'deep\n');
+    writeFileSync(path.join(source, 'repo', longName), 'long\n');
+    writeFileSync(path.join(source, 'repo', 'naïve-日本.txt'), 'utf8\n');
+    const big = Buffer.alloc(3 * 1024 * 1024 + 7, 0x5a);
+    writeFileSync(path.join(source, 'repo', 'big.bin'), big);
+    writeFileSync(path.join(source, 'repo', 'empty'), '');
+    symlinkSync(`${'../'.repeat(3)}${'t'.repeat(150)}`, path.join(source, 'repo', 'far-link'));
+
+    const headers: Array<{ name: string; uid: number; uname: string; type: string; linkname?: string | null }> = [];
+    const extract = tarStream.extract();
+    extract.on('entry', (header, stream, next) => {
+      headers.push({ name: header.name, uid: header.uid ?? -1, uname: header.uname ?? '', type: header.type ?? '', linkname: header.linkname });
+      stream.on('end', next);
+      stream.resume();
+    });
+    await pipeline(packForSandbox(source, ['repo']), extract);
+    expect(headers.every((header) => header.uid === 1000 && header.uname === 'asp')).toBe(true);
+    expect(headers.map((header) => header.name)).toEqual(expect.arrayContaining([`${deep}/file.txt`, `repo/${longName}`, 'repo/naïve-日本.txt', 'repo/big.bin']));
+    expect(headers.find((header) => header.name === 'repo/far-link')).toMatchObject({ type: 'symlink', linkname: `${'../'.repeat(3)}${'t'.repeat(150)}` });
+
+    // GNU tar, as in the sandbox, reads it the same way.
+    const target = tempDir();
+    execFileSync('tar', ['-x', '-p', '--no-same-owner', '-f', '-', '-C', target], { input: await collect(packForSandbox(source, ['repo'])) });
+    expect(readFileSync(path.join(target, deep, 'file.txt'), 'utf8')).toBe('deep\n');
+    expect(readFileSync(path.join(target, 'repo', longName), 'utf8')).toBe('long\n');
+    expect(readFileSync(path.join(target, 'repo', 'naïve-日本.txt'), 'utf8')).toBe('utf8\n');
+    expect(readFileSync(path.join(target, 'repo', 'big.bin')).equals(big)).toBe(true);
+    expect(readFileSync(path.join(target, 'repo', 'empty')).length).toBe(0);
+    expect(readlinkSync(path.join(target, 'repo', 'far-link'))).toBe(`${'../'.repeat(3)}${'t'.repeat(150)}`);
+  });
+
+  it('fails on a named entry that does not exist', async () => {
+    await expect(collect(packForSandbox(tempDir(), ['missing']))).rejects.toThrow(/ENOENT/);
+  });
+});
+
+async function collect(stream: NodeJS.ReadableStream): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const chunk of stream as AsyncIterable<Buffer>) parts.push(chunk);
+  return Buffer.concat(parts);
+}
 
 describe('the runner side: HostInput', () => {
   it('unpacks the workspace the host packed, keeping modes and symlinks, and passes model answers on', async () => {
