@@ -121,23 +121,16 @@ export class DockerodeAdapter implements DockerPort {
     return container.id;
   }
 
-  async putArchive(containerId: string, path: string, tar: Readable): Promise<void> {
-    await this.call('copy the workspace into the volume', () => this.docker.getContainer(containerId).putArchive(tar, { path }));
-  }
-
   async getArchive(containerId: string, path: string): Promise<Readable> {
     return this.call(`copy ${path} out of the container`, () =>
       this.docker.getContainer(containerId).getArchive({ path }) as Promise<Readable>,
     );
   }
 
-  async attach(containerId: string, options: { stdin?: boolean } = {}): Promise<AttachedStreams> {
-    const withStdin = options.stdin === true;
-    // stdin needs a hijacked (two-way) connection; without it the plain attach stream is read-only.
+  async attach(containerId: string): Promise<AttachedStreams> {
+    // stdin needs a hijacked (two-way) connection.
     const stream = (await this.call('attach to the container', () =>
-      this.docker
-        .getContainer(containerId)
-        .attach({ stream: true, stdout: true, stderr: true, logs: false, ...(withStdin ? { stdin: true, hijack: true } : {}) }),
+      this.docker.getContainer(containerId).attach({ stream: true, stdin: true, stdout: true, stderr: true, logs: false, hijack: true }),
     )) as NodeJS.ReadWriteStream;
     const stdout = new PassThrough();
     const stderr = new PassThrough();
@@ -150,7 +143,7 @@ export class DockerodeAdapter implements DockerPort {
     stream.on('end', finish);
     stream.on('close', finish);
     stream.on('error', finish);
-    return { stdout, stderr, ...(withStdin ? { stdin: stream as unknown as Writable } : {}) };
+    return { stdout, stderr, stdin: stream as unknown as Writable };
   }
 
   async start(containerId: string): Promise<void> {

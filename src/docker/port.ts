@@ -74,8 +74,8 @@ export interface VolumeSummary {
 export interface AttachedStreams {
   stdout: Readable;
   stderr: Readable;
-  /** The container's stdin, when attached with `stdin: true` (the container must be made with OpenStdin). */
-  stdin?: Writable | undefined;
+  /** The container's stdin: host → sandbox messages and the workspace. */
+  stdin: Writable;
 }
 
 export interface DockerPort {
@@ -91,13 +91,12 @@ export interface DockerPort {
   removeVolume(name: string): Promise<void>;
   listVolumes(labelFilters: string[]): Promise<VolumeSummary[]>;
   createContainer(body: ContainerCreateBody): Promise<string>;
-  putArchive(containerId: string, path: string, tar: Readable): Promise<void>;
   getArchive(containerId: string, path: string): Promise<Readable>;
   /**
-   * Attaches to stdout/stderr, and stdin when asked (call before start so nothing is missed); the streams end when
-   * the container stops.
+   * Attaches to stdin, stdout and stderr (call before start so nothing is missed; the container must be made with
+   * OpenStdin); the output streams end when the container stops.
    */
-  attach(containerId: string, options?: { stdin?: boolean }): Promise<AttachedStreams>;
+  attach(containerId: string): Promise<AttachedStreams>;
   start(containerId: string): Promise<void>;
   /** Resolves with the exit status when the container stops. */
   wait(containerId: string): Promise<number>;

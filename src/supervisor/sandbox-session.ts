@@ -49,9 +49,8 @@ export async function runSession(
   },
   hooks: SessionHooks,
 ): Promise<SessionEnd> {
-  const streams = await docker.attach(containerId, { stdin: true });
+  const streams = await docker.attach(containerId);
   const stdin = streams.stdin;
-  if (!stdin) throw new AspError('DOCKER_FAILED', 'the Docker daemon did not attach the sandbox stdin');
   // A container that is gone makes writes fail: that is the end of the session, not an error of the host.
   stdin.on('error', () => {});
   const reply: HostReply = (message) => {

@@ -76,7 +76,6 @@ export class FakeDocker implements DockerPort {
   buildImage = unused;
   createVolume = unused;
   createContainer = unused;
-  putArchive = unused;
   getArchive = unused;
   attach = unused;
   start = unused;
