@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { DockerodeAdapter } from '../src/docker/dockerode-adapter.js';
+import { EngineAdapter } from '../src/docker/engine-adapter.js';
 import { ensureSandboxImage } from '../src/supervisor/sandbox-image.js';
 
 const TASKS = Number(process.env.TASKS ?? 32);
@@ -48,7 +48,7 @@ function timed(command: string, args: string[], env: NodeJS.ProcessEnv, input?: 
 
 const better = (a: Timing, b: Timing): Timing => (a.ms <= b.ms ? a : b);
 
-const image = await ensureSandboxImage(new DockerodeAdapter(process.env.DOCKER_HOST || undefined), {});
+const image = await ensureSandboxImage(new EngineAdapter(process.env.DOCKER_HOST || undefined), {});
 const scratch = mkdtempSync(path.join(os.tmpdir(), 'asp-bench-batch-'));
 const repo = path.join(scratch, 'repo');
 makeRepoFromDir(path.join(root, 'examples', 'hello-repo'), repo);

@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { DockerodeAdapter } from '../src/docker/dockerode-adapter.js';
+import { EngineAdapter } from '../src/docker/engine-adapter.js';
 import { ensureSandboxImage } from '../src/supervisor/sandbox-image.js';
 import { runWatchingRss } from './peak-rss.js';
 
@@ -22,7 +22,7 @@ const mb = (bytes: number) => `${(bytes / 1000 ** 2).toFixed(1)} MB`;
 
 async function main(): Promise<void> {
   // Built (or found) before the measured run, so the image build is not part of the figure.
-  const image = await ensureSandboxImage(new DockerodeAdapter(process.env.DOCKER_HOST || undefined), {});
+  const image = await ensureSandboxImage(new EngineAdapter(process.env.DOCKER_HOST || undefined), {});
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'asp-bench-flood-'));
   try {
     const repo = path.join(scratch, 'repo');

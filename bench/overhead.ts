@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { DockerodeAdapter } from '../src/docker/dockerode-adapter.js';
+import { EngineAdapter } from '../src/docker/engine-adapter.js';
 import { ensureSandboxImage } from '../src/supervisor/sandbox-image.js';
 
 const ROUNDS = Number(process.env.ROUNDS ?? 10);
@@ -33,7 +33,7 @@ function median(values: number[]): number {
 }
 
 async function main(): Promise<void> {
-  const image = await ensureSandboxImage(new DockerodeAdapter(process.env.DOCKER_HOST || undefined), {});
+  const image = await ensureSandboxImage(new EngineAdapter(process.env.DOCKER_HOST || undefined), {});
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'asp-bench-'));
   const repo = path.join(scratch, 'repo');
   makeRepoFromDir(path.join(root, 'examples', 'hello-repo'), repo);

@@ -14,7 +14,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { limitsSchema } from '../src/config/task-spec.js';
-import { DockerodeAdapter } from '../src/docker/dockerode-adapter.js';
+import { EngineAdapter } from '../src/docker/engine-adapter.js';
 import { ownershipLabels, type SupervisorIdentity } from '../src/docker/labels.js';
 import { mapBounded } from '../src/reaper/bounded-pool.js';
 import { containerSpec } from '../src/supervisor/container-spec.js';
@@ -25,7 +25,7 @@ const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const BENCH_LABEL = 'asp-bench.reap';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const cli = path.join(root, 'dist', 'src', 'cli', 'main.js');
-const docker = new DockerodeAdapter(process.env.DOCKER_HOST || undefined);
+const docker = new EngineAdapter(process.env.DOCKER_HOST || undefined);
 const benchId = randomBytes(4).toString('hex');
 
 interface Orphans {

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { DockerodeAdapter } from '../src/docker/dockerode-adapter.js';
+import { EngineAdapter } from '../src/docker/engine-adapter.js';
 import { ensureSandboxImage } from '../src/supervisor/sandbox-image.js';
 import type { TraceDocument } from '../src/tracing/trace-model.js';
 
@@ -76,7 +76,7 @@ function baselinePrep(repo: string, image: string): number {
   return elapsed;
 }
 
-const image = await ensureSandboxImage(new DockerodeAdapter(process.env.DOCKER_HOST || undefined), {});
+const image = await ensureSandboxImage(new EngineAdapter(process.env.DOCKER_HOST || undefined), {});
 const repo = path.join(scratch, 'big-repo');
 const generating = performance.now();
 generateRepo(repo);

@@ -1,6 +1,6 @@
 import { AspError, errorMessage, EXIT, exitCodeFor } from '../asp-error.js';
 import { readSettings, type Settings } from '../config/settings.js';
-import { DockerodeAdapter } from '../docker/dockerode-adapter.js';
+import { EngineAdapter } from '../docker/engine-adapter.js';
 import type { DockerPort } from '../docker/port.js';
 import { humanLog, jsonLog, type Log } from '../supervisor/log.js';
 
@@ -23,7 +23,7 @@ export function makeContext(options: { json?: boolean; debug?: boolean }): CliCo
     debug,
     json,
     log: json ? jsonLog(debug) : humanLog(debug),
-    docker: new DockerodeAdapter(settings.dockerHost),
+    docker: new EngineAdapter(settings.dockerHost),
     stdout: (text) => process.stdout.write(text),
   };
 }

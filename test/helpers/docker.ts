@@ -2,11 +2,11 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { readSettings, type Settings } from '../../src/config/settings.js';
-import { DockerodeAdapter } from '../../src/docker/dockerode-adapter.js';
+import { EngineAdapter } from '../../src/docker/engine-adapter.js';
 import { labelFilter } from '../../src/docker/labels.js';
 import type { DockerPort } from '../../src/docker/port.js';
 
-export const docker: DockerPort = new DockerodeAdapter(process.env.DOCKER_HOST || undefined);
+export const docker: DockerPort = new EngineAdapter(process.env.DOCKER_HOST || undefined);
 
 /** Integration suites skip only when no daemon answers; .ci/run fails the build when anything was skipped. */
 export const dockerAvailable = await docker.info().then(

@@ -1,4 +1,4 @@
-import { DockerodeAdapter } from '../../src/docker/dockerode-adapter.js';
+import { EngineAdapter } from '../../src/docker/engine-adapter.js';
 import { buildSandboxImage, imageContext } from '../../src/supervisor/sandbox-image.js';
 
 /**
@@ -6,7 +6,7 @@ import { buildSandboxImage, imageContext } from '../../src/supervisor/sandbox-im
  * does not pay for it inside its own timeout. Needs `npm run build` (npm test runs it first).
  */
 export default async function setup(): Promise<void> {
-  const docker = new DockerodeAdapter(process.env.DOCKER_HOST || undefined);
+  const docker = new EngineAdapter(process.env.DOCKER_HOST || undefined);
   const up = await docker.info().then(
     () => true,
     () => false,

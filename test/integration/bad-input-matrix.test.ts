@@ -92,6 +92,7 @@ const cases: Case[] = [
   { command: 'run', what: 'a token as the user of the URL', args: ['run', '--repo', 'https://ghp_T0KEN-S3CRET@github.com/o/r.git', '--step', 'a=true'], exit: 2, problem: /--repo contains credentials/, fix: /credential helper/, secret: 'ghp_T0KEN-S3CRET' },
   { command: 'run', what: 'a password in an ssh URL', args: ['run', '--repo', 'ssh://git:pw-S3CRET@example.com/x.git', '--step', 'a=true'], exit: 2, problem: /--repo contains credentials/, fix: /credential helper/, secret: 'pw-S3CRET' },
   { command: 'run', what: 'Docker not running', args: run(), env: noDocker, exit: 3, problem: /Docker at unix:\/\/\/tmp\/none\.sock does not answer/, fix: /start the Docker daemon/ },
+  { command: 'run', what: 'a DOCKER_HOST asp cannot use', args: run(), env: { DOCKER_HOST: 'ssh://me@docker.example' }, exit: 2, problem: /DOCKER_HOST=ssh:\/\/me@docker\.example is not a daemon address asp can use/, fix: /use unix:\/\/\/path\/to\/docker\.sock or tcp:\/\/host:port/ },
   // asp batch
   { command: 'batch', what: 'no task list', args: ['batch'], exit: 2, problem: /missing required argument 'tasks'/, fix: /see asp --help/ },
   { command: 'batch', what: 'a task list that does not exist', args: ['batch', path.join(scratch, 'nothere.jsonl')], exit: 2, problem: /cannot read task list .*ENOENT/, fix: /pass a readable \.jsonl/ },
@@ -128,6 +129,7 @@ const cases: Case[] = [
   { command: 'reap', what: 'an age that is not one', args: ['reap', '--older-than', 'soon'], exit: 2, problem: /--older-than "soon" is not an age/, fix: /use a duration such as 90m/ },
   { command: 'reap', what: 'a negative age', args: ['reap', '--older-than', '-1h'], exit: 2, problem: /--older-than "-1h" is not an age/, fix: /use a duration such as 90m/ },
   { command: 'reap', what: 'Docker not running', args: ['reap'], env: noDocker, exit: 3, problem: /Docker at unix:\/\/\/tmp\/none\.sock does not answer/, fix: /start the Docker daemon/ },
+  { command: 'reap', what: 'a DOCKER_HOST asp cannot use', args: ['reap'], env: { DOCKER_HOST: 'npipe:////./pipe/docker_engine' }, exit: 2, problem: /DOCKER_HOST=npipe:\/\/\/\/\.\/pipe\/docker_engine is not a daemon address asp can use/, fix: /use unix:\/\/\// },
   // asp workspaces
   { command: 'workspaces ls', what: 'a workspace root that is a file', args: ['workspaces', 'ls'], env: { ASP_WORKSPACES: plainFile }, exit: 3, problem: /cannot read the workspace root .*ENOTDIR/, fix: /check ASP_WORKSPACES/ },
   { command: 'workspaces prune', what: 'an age that is not one', args: ['workspaces', 'prune', '--older-than', 'x'], exit: 2, problem: /--older-than "x" is not an age/, fix: /use a duration such as 90m/ },

@@ -1,6 +1,6 @@
 import { PassThrough, type Readable, type Writable } from 'node:stream';
-import Docker from 'dockerode';
 import { AspError, errorMessage } from '../asp-error.js';
+import { demultiplex, EngineClient, engineTarget, type Query } from './engine-client.js';
 import type {
   AttachedStreams,
   ContainerCreateBody,
@@ -10,18 +10,17 @@ import type {
   VolumeSummary,
 } from './port.js';
 
-/** The one place that imports dockerode. It translates daemon errors into AspErrors with a hint. */
-export class DockerodeAdapter implements DockerPort {
-  private readonly docker: Docker;
+/** The one place that speaks the Docker Engine API. It translates daemon errors into AspErrors with a hint. */
+export class EngineAdapter implements DockerPort {
+  private readonly engine: EngineClient;
   private readonly endpoint: string;
+  private daemonInfo: Promise<DaemonInfo> | undefined;
 
+  /** `dockerHost` is DOCKER_HOST as settings read it (settings stay the only reader of the environment). */
   constructor(dockerHost?: string) {
-    // dockerode reads DOCKER_HOST itself when given no options; we pass it explicitly so settings stay the only env reader.
-    this.docker = dockerHost ? new Docker(connectionOptions(dockerHost)) : new Docker({ socketPath: '/var/run/docker.sock' });
+    this.engine = new EngineClient(engineTarget(dockerHost));
     this.endpoint = dockerHost ?? 'unix:///var/run/docker.sock';
   }
-
-  private daemonInfo: Promise<DaemonInfo> | undefined;
 
   /** Asked once per process (a batch asks per task); a failed answer is not kept. */
   info(): Promise<DaemonInfo> {
@@ -34,7 +33,10 @@ export class DockerodeAdapter implements DockerPort {
 
   private async readInfo(): Promise<DaemonInfo> {
     const [version, info] = await this.call('reach the Docker daemon', () =>
-      Promise.all([this.docker.version(), this.docker.info() as Promise<Record<string, unknown>>]),
+      Promise.all([
+        this.engine.json<{ Version: string; ApiVersion: string; Os: string; Arch: string }>('GET', '/version'),
+        this.engine.json<{ Runtimes?: Record<string, unknown>; NCPU?: number; MemTotal?: number }>('GET', '/info'),
+      ]),
     );
     return {
       endpoint: this.endpoint,
@@ -42,7 +44,7 @@ export class DockerodeAdapter implements DockerPort {
       apiVersion: version.ApiVersion,
       os: version.Os,
       arch: version.Arch,
-      runtimes: Object.keys((info.Runtimes as Record<string, unknown> | undefined) ?? {}),
+      runtimes: Object.keys(info.Runtimes ?? {}),
       cpus: Number(info.NCPU) || undefined,
       memoryBytes: Number(info.MemTotal) || undefined,
     };
@@ -50,7 +52,7 @@ export class DockerodeAdapter implements DockerPort {
 
   async imageExists(tag: string): Promise<boolean> {
     try {
-      await this.docker.getImage(tag).inspect();
+      await this.engine.json('GET', `/images/${encodeURIComponent(tag)}/json`);
       return true;
     } catch (error) {
       if (statusOf(error) === 404) return false;
@@ -63,42 +65,46 @@ export class DockerodeAdapter implements DockerPort {
     options: { tag: string; buildArgs: Record<string, string>; labels: Record<string, string> },
     onProgress: (line: string) => void,
   ): Promise<void> {
-    const stream = await this.call(`build image ${options.tag}`, () =>
-      this.docker.buildImage(context, {
-        t: options.tag,
-        buildargs: options.buildArgs,
-        labels: options.labels,
-        rm: true,
-        forcerm: true,
-        // No registry is reachable from most places asp runs: use the local base image.
-        pull: undefined,
-      } as Docker.ImageBuildOptions),
-    );
-    await new Promise<void>((resolve, reject) => {
-      this.docker.modem.followProgress(
-        stream,
-        (error: Error | null, output: Array<{ error?: string; errorDetail?: { message?: string } }>) => {
-          const failed = output?.find((entry) => entry.error);
-          if (error || failed) {
-            const message = failed?.errorDetail?.message ?? failed?.error ?? errorMessage(error);
-            reject(new AspError('IMAGE_UNAVAILABLE', `building ${options.tag} failed: ${message.trim()}`, 'check that the base image is present (docker images) or pass --image'));
-          } else resolve();
-        },
-        (event: { stream?: string }) => {
-          const line = event.stream?.trim();
-          if (line) onProgress(line);
-        },
-      );
-    });
+    // No registry is reachable from most places asp runs: the build uses the local base image (no pull).
+    const query: Query = { t: options.tag, buildargs: JSON.stringify(options.buildArgs), labels: JSON.stringify(options.labels), rm: 1, forcerm: 1 };
+    const progress = await this.call(`build image ${options.tag}`, () => this.engine.stream('POST', '/build', { query, stream: context, contentType: 'application/x-tar' }));
+    // The answer is one JSON object per line: build output in `stream`, a failure in `error`/`errorDetail`.
+    let failed: string | undefined;
+    const onLine = (line: string) => {
+      if (!line.trim()) return;
+      let event: { stream?: string; error?: string; errorDetail?: { message?: string } };
+      try {
+        event = JSON.parse(line) as typeof event;
+      } catch {
+        return;
+      }
+      if (event.error || event.errorDetail) failed ??= event.errorDetail?.message ?? event.error;
+      const text = event.stream?.trim();
+      if (text) onProgress(text);
+    };
+    try {
+      let rest = '';
+      for await (const chunk of progress as AsyncIterable<Buffer>) {
+        const lines = (rest + chunk.toString('utf8')).split('\n');
+        rest = lines.pop() ?? '';
+        lines.forEach(onLine);
+      }
+      onLine(rest);
+    } catch (error) {
+      failed ??= errorMessage(error);
+    }
+    if (failed !== undefined) {
+      throw new AspError('IMAGE_UNAVAILABLE', `building ${options.tag} failed: ${failed.trim()}`, 'check that the base image is present (docker images) or pass --image');
+    }
   }
 
   async createVolume(name: string, labels: Record<string, string>): Promise<void> {
-    await this.call(`create volume ${name}`, () => this.docker.createVolume({ Name: name, Labels: labels }));
+    await this.call(`create volume ${name}`, () => this.engine.json('POST', '/volumes/create', { body: { Name: name, Labels: labels } }));
   }
 
   async removeVolume(name: string): Promise<void> {
     try {
-      await this.docker.getVolume(name).remove({ force: true });
+      await this.engine.json('DELETE', `/volumes/${encodeURIComponent(name)}`, { query: { force: true } });
     } catch (error) {
       if (statusOf(error) === 404) return;
       // 409: still mounted by a container (perhaps one whose removal is in progress); the caller decides whether to retry.
@@ -110,56 +116,55 @@ export class DockerodeAdapter implements DockerPort {
   }
 
   async listVolumes(labelFilters: string[]): Promise<VolumeSummary[]> {
-    const result = await this.call('list volumes', () => this.docker.listVolumes({ filters: { label: labelFilters } }));
-    return (result.Volumes ?? []).map((volume) => ({ name: volume.Name, labels: volume.Labels ?? {}, createdAt: volumeCreatedAt(volume) }));
+    const result = await this.call('list volumes', () =>
+      this.engine.json<{ Volumes?: Array<{ Name: string; Labels?: Record<string, string> | null; CreatedAt?: string }> | null }>('GET', '/volumes', {
+        query: { filters: JSON.stringify({ label: labelFilters }) },
+      }),
+    );
+    return (result.Volumes ?? []).map((volume) => ({ name: volume.Name, labels: volume.Labels ?? {}, createdAt: parsedDate(volume.CreatedAt) }));
   }
 
   async createContainer(body: ContainerCreateBody): Promise<string> {
-    const container = await this.call(`create container ${body.name}`, () =>
-      this.docker.createContainer(body as unknown as Docker.ContainerCreateOptions),
-    );
-    return container.id;
+    const { name, ...config } = body;
+    const created = await this.call(`create container ${name}`, () => this.engine.json<{ Id: string }>('POST', '/containers/create', { query: { name }, body: config }));
+    return created.Id;
   }
 
   async getArchive(containerId: string, path: string): Promise<Readable> {
-    return this.call(`copy ${path} out of the container`, () =>
-      this.docker.getContainer(containerId).getArchive({ path }) as Promise<Readable>,
-    );
+    return this.call(`copy ${path} out of the container`, () => this.engine.stream('GET', `/containers/${containerId}/archive`, { query: { path } }));
   }
 
   async attach(containerId: string): Promise<AttachedStreams> {
     // stdin needs a hijacked (two-way) connection.
-    const stream = (await this.call('attach to the container', () =>
-      this.docker.getContainer(containerId).attach({ stream: true, stdin: true, stdout: true, stderr: true, logs: false, hijack: true }),
-    )) as NodeJS.ReadWriteStream;
+    const socket = await this.call('attach to the container', () =>
+      this.engine.hijack(`/containers/${containerId}/attach`, { stream: 1, stdin: 1, stdout: 1, stderr: 1, logs: 0 }),
+    );
     const stdout = new PassThrough();
     const stderr = new PassThrough();
     // Tty is false, so the stream is multiplexed; demux it into two plain streams.
-    this.docker.modem.demuxStream(stream, stdout, stderr);
+    demultiplex(socket, stdout, stderr);
     const finish = () => {
       stdout.end();
       stderr.end();
     };
-    stream.on('end', finish);
-    stream.on('close', finish);
-    stream.on('error', finish);
-    return { stdout, stderr, stdin: stream as unknown as Writable };
+    socket.on('end', finish);
+    socket.on('close', finish);
+    socket.on('error', finish);
+    return { stdout, stderr, stdin: socket as Writable };
   }
 
   async start(containerId: string): Promise<void> {
-    await this.call('start the container', () => this.docker.getContainer(containerId).start());
+    await this.call('start the container', () => this.engine.json('POST', `/containers/${containerId}/start`));
   }
 
   async wait(containerId: string): Promise<number> {
-    const result = (await this.call('wait for the container', () => this.docker.getContainer(containerId).wait())) as {
-      StatusCode: number;
-    };
+    const result = await this.call('wait for the container', () => this.engine.json<{ StatusCode: number }>('POST', `/containers/${containerId}/wait`));
     return result.StatusCode;
   }
 
   async kill(containerId: string): Promise<void> {
     try {
-      await this.docker.getContainer(containerId).kill({ signal: 'SIGKILL' });
+      await this.engine.json('POST', `/containers/${containerId}/kill`, { query: { signal: 'SIGKILL' } });
     } catch (error) {
       // 404: gone; 409: not running. Both mean there is nothing left to kill.
       if (statusOf(error) === 404 || statusOf(error) === 409) return;
@@ -169,7 +174,7 @@ export class DockerodeAdapter implements DockerPort {
 
   async removeContainer(containerId: string): Promise<void> {
     try {
-      await this.docker.getContainer(containerId).remove({ force: true, v: true });
+      await this.engine.json('DELETE', `/containers/${containerId}`, { query: { force: true, v: true } });
     } catch (error) {
       // 404: already gone; 409 "removal already in progress": someone else is removing it.
       if (statusOf(error) === 404 || statusOf(error) === 409) return;
@@ -179,7 +184,9 @@ export class DockerodeAdapter implements DockerPort {
 
   async listContainers(labelFilters: string[]): Promise<ContainerSummary[]> {
     const containers = await this.call('list containers', () =>
-      this.docker.listContainers({ all: true, filters: { label: labelFilters } }),
+      this.engine.json<Array<{ Id: string; Names?: string[]; State: string; Labels?: Record<string, string> | null; Created: number }>>('GET', '/containers/json', {
+        query: { all: true, filters: JSON.stringify({ label: labelFilters }) },
+      }),
     );
     return containers.map((container) => ({
       id: container.Id,
@@ -201,7 +208,7 @@ export class DockerodeAdapter implements DockerPort {
   private translate(error: unknown, what: string): AspError {
     if (error instanceof AspError) return error;
     const code = (error as NodeJS.ErrnoException | undefined)?.code;
-    if (code === 'ECONNREFUSED' || code === 'ENOENT' || code === 'EACCES' || code === 'ECONNRESET' || code === 'EHOSTUNREACH' || code === 'ETIMEDOUT') {
+    if (code === 'ECONNREFUSED' || code === 'ENOENT' || code === 'EACCES' || code === 'ECONNRESET' || code === 'EHOSTUNREACH' || code === 'ETIMEDOUT' || code === 'ENOTFOUND') {
       return new AspError(
         'DOCKER_UNAVAILABLE',
         `cannot ${what}: Docker at ${this.endpoint} does not answer (${code})`,
@@ -221,9 +228,8 @@ export class DockerodeAdapter implements DockerPort {
   }
 }
 
-function volumeCreatedAt(volume: Docker.VolumeInspectInfo): Date | undefined {
-  // CreatedAt is in the Engine API since 1.30 but missing from the dockerode typings.
-  const text = (volume as { CreatedAt?: unknown }).CreatedAt;
+/** CreatedAt of a volume, in the Engine API since 1.30. */
+function parsedDate(text: string | undefined): Date | undefined {
   const date = typeof text === 'string' ? new Date(text) : undefined;
   return date && !Number.isNaN(date.getTime()) ? date : undefined;
 }
@@ -236,10 +242,4 @@ function daemonMessage(error: unknown): string {
   const json = (error as { json?: { message?: string } } | undefined)?.json;
   const message = json?.message ?? errorMessage(error);
   return message.replace(/^\(HTTP code \d+\)\s*[^-]*-\s*/, '').trim();
-}
-
-function connectionOptions(dockerHost: string): Docker.DockerOptions {
-  if (dockerHost.startsWith('unix://')) return { socketPath: dockerHost.slice('unix://'.length) };
-  const url = new URL(dockerHost.replace(/^tcp:/, 'http:'));
-  return { host: url.hostname, port: Number(url.port || 2375), protocol: url.protocol === 'https:' ? 'https' : 'http' };
 }

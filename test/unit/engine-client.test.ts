@@ -1,0 +1,200 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import { AspError } from '../../src/asp-error.js';
+import { demultiplex, engineTarget } from '../../src/docker/engine-client.js';
+import { EngineAdapter } from '../../src/docker/engine-adapter.js';
+
+/** One request as the fake daemon saw it. */
+interface Seen {
+  method: string;
+  url: string;
+  contentType: string | undefined;
+  body: string;
+}
+
+type Route = (request: IncomingMessage, response: ServerResponse, body: string) => void;
+
+const cleanups: Array<() => void> = [];
+afterEach(() => {
+  for (const cleanup of cleanups.splice(0)) cleanup();
+});
+
+/** A stand-in for the Docker daemon on a unix socket: routes by "METHOD /path", records every request. */
+async function fakeDaemon(routes: Record<string, Route>, onUpgrade?: (request: IncomingMessage, socket: Socket) => void): Promise<{ adapter: EngineAdapter; seen: Seen[] }> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'asp-engine-'));
+  const socketPath = path.join(dir, 'docker.sock');
+  const seen: Seen[] = [];
+  const server: Server = createServer((request, response) => {
+    const parts: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => parts.push(chunk));
+    request.on('end', () => {
+      const body = Buffer.concat(parts).toString('utf8');
+      seen.push({ method: request.method ?? '', url: request.url ?? '', contentType: request.headers['content-type'], body });
+      const route = routes[`${request.method} ${(request.url ?? '').split('?')[0]}`];
+      if (route) route(request, response, body);
+      else {
+        response.writeHead(404, { 'content-type': 'application/json' });
+        response.end(JSON.stringify({ message: `page not found: ${request.url}` }));
+      }
+    });
+  });
+  if (onUpgrade) server.on('upgrade', (request: IncomingMessage, socket: Socket) => onUpgrade(request, socket));
+  await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+  cleanups.push(() => {
+    server.closeAllConnections();
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { adapter: new EngineAdapter(`unix://${socketPath}`), seen };
+}
+
+const json = (status: number, body: unknown): Route => (_request, response) => {
+  response.writeHead(status, { 'content-type': 'application/json' });
+  response.end(JSON.stringify(body));
+};
+
+function frame(stream: 1 | 2, text: string): Buffer {
+  const payload = Buffer.from(text);
+  const header = Buffer.alloc(8);
+  header[0] = stream;
+  header.writeUInt32BE(payload.length, 4);
+  return Buffer.concat([header, payload]);
+}
+
+async function text(stream: NodeJS.ReadableStream): Promise<string> {
+  let out = '';
+  for await (const chunk of stream as AsyncIterable<Buffer>) out += chunk.toString('utf8');
+  return out;
+}
+
+describe('the Engine API client', () => {
+  it('reads DOCKER_HOST: the local socket, unix://, tcp:// and https://', () => {
+    expect(engineTarget(undefined)).toEqual({ socketPath: '/var/run/docker.sock', protocol: 'http' });
+    expect(engineTarget('unix:///run/user/1000/docker.sock')).toEqual({ socketPath: '/run/user/1000/docker.sock', protocol: 'http' });
+    expect(engineTarget('tcp://10.0.0.5')).toEqual({ host: '10.0.0.5', port: 2375, protocol: 'http' });
+    expect(engineTarget('https://docker.example:3000')).toEqual({ host: 'docker.example', port: 3000, protocol: 'https' });
+    for (const bad of ['ssh://me@host', 'npipe:////./pipe/docker_engine', 'not a url', 'tcp://']) {
+      expect(() => engineTarget(bad)).toThrow(expect.objectContaining({ code: 'BAD_INPUT', message: `DOCKER_HOST=${bad} is not a daemon address asp can use` }));
+    }
+  });
+
+  it('sends JSON bodies and label filters the way the daemon reads them, and reads its answers', async () => {
+    const { adapter, seen } = await fakeDaemon({
+      'POST /containers/create': json(201, { Id: 'c123', Warnings: [] }),
+      'GET /containers/json': json(200, [{ Id: 'c123', Names: ['/asp-t1'], State: 'running', Labels: { 'asp.managed': 'true' }, Created: 1_700_000_000 }]),
+      'GET /volumes': json(200, { Volumes: [{ Name: 'asp-ws-t1', Labels: null, CreatedAt: '2026-11-28T03:00:00Z' }] }),
+      'POST /containers/c123/wait': json(200, { StatusCode: 7 }),
+      'POST /containers/c123/start': (_request, response) => {
+        response.writeHead(204);
+        response.end();
+      },
+    });
+    const body = { name: 'asp-t1', Image: 'img', Cmd: ['asp-sandbox'] } as unknown as Parameters<EngineAdapter['createContainer']>[0];
+    expect(await adapter.createContainer(body)).toBe('c123');
+    expect(seen[0]).toMatchObject({ method: 'POST', url: '/containers/create?name=asp-t1', contentType: 'application/json' });
+    expect(JSON.parse(seen[0]?.body ?? '')).toEqual({ Image: 'img', Cmd: ['asp-sandbox'] });
+
+    expect(await adapter.listContainers(['asp.managed=true'])).toEqual([
+      { id: 'c123', name: 'asp-t1', state: 'running', labels: { 'asp.managed': 'true' }, createdAt: new Date(1_700_000_000_000) },
+    ]);
+    expect(new URL(`http://x${seen[1]?.url}`).searchParams.get('filters')).toBe('{"label":["asp.managed=true"]}');
+    expect(await adapter.listVolumes(['asp.managed'])).toEqual([{ name: 'asp-ws-t1', labels: {}, createdAt: new Date('2026-11-28T03:00:00Z') }]);
+    await adapter.start('c123');
+    expect(await adapter.wait('c123')).toBe(7);
+  });
+
+  it('turns the daemon\'s errors into one-line AspErrors, and takes "already gone" as done', async () => {
+    const { adapter } = await fakeDaemon({
+      'DELETE /containers/gone': json(404, { message: 'No such container: gone' }),
+      'POST /containers/stopped/kill': json(409, { message: 'Container stopped is not running' }),
+      'DELETE /volumes/busy': json(409, { message: 'remove busy: volume is in use' }),
+      'POST /containers/create': json(404, { message: 'No such image: nope:1' }),
+      'POST /containers/c1/start': json(500, { message: 'unknown or invalid runtime name: runsc' }),
+      'GET /images/present/json': json(200, { Id: 'sha256:1' }),
+    });
+    await expect(adapter.removeContainer('gone')).resolves.toBeUndefined();
+    await expect(adapter.kill('stopped')).resolves.toBeUndefined();
+    await expect(adapter.removeVolume('busy')).rejects.toMatchObject({ code: 'DOCKER_CONFLICT', message: 'cannot remove volume busy: remove busy: volume is in use' });
+    await expect(adapter.createContainer({ name: 'x' } as Parameters<EngineAdapter['createContainer']>[0])).rejects.toMatchObject({ code: 'IMAGE_UNAVAILABLE', message: 'cannot create container x: No such image: nope:1' });
+    await expect(adapter.start('c1')).rejects.toMatchObject({ code: 'RUNTIME_UNAVAILABLE' });
+    expect(await adapter.imageExists('present')).toBe(true);
+    expect(await adapter.imageExists('absent')).toBe(false);
+  });
+
+  it('says the daemon does not answer when nothing listens', async () => {
+    const adapter = new EngineAdapter('unix:///nonexistent/docker.sock');
+    const error = await adapter.info().catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(AspError);
+    expect(error).toMatchObject({ code: 'DOCKER_UNAVAILABLE', message: 'cannot reach the Docker daemon: Docker at unix:///nonexistent/docker.sock does not answer (ENOENT)' });
+  });
+
+  it('streams a build context in and reports progress, and a failed build in one line', async () => {
+    let received = 0;
+    const { adapter, seen } = await fakeDaemon({
+      'POST /build': (request, response, body) => {
+        received = body.length;
+        response.writeHead(200, { 'content-type': 'application/json' });
+        const failing = new URL(`http://x${request.url}`).searchParams.get('t') === 'bad:1';
+        response.write('{"stream":"Step 1/2 : FROM base\\n"}\r\n{"stream":" ---> 1234\\n"}\r\n');
+        response.end(failing ? '{"errorDetail":{"message":"pull access denied for base"},"error":"pull access denied for base"}\r\n' : '{"stream":"Successfully tagged good:1\\n"}\r\n');
+      },
+    });
+    const progress: string[] = [];
+    await adapter.buildImage(Readable.from([Buffer.alloc(3000, 1)]), { tag: 'good:1', buildArgs: { BASE_IMAGE: 'base' }, labels: { 'asp.image': 'sandbox' } }, (line) => progress.push(line));
+    expect(progress).toEqual(['Step 1/2 : FROM base', '---> 1234', 'Successfully tagged good:1']);
+    expect(received).toBe(3000);
+    expect(seen[0]?.contentType).toBe('application/x-tar');
+    const query = new URL(`http://x${seen[0]?.url}`).searchParams;
+    expect([query.get('t'), query.get('buildargs'), query.get('labels')]).toEqual(['good:1', '{"BASE_IMAGE":"base"}', '{"asp.image":"sandbox"}']);
+    await expect(adapter.buildImage(Readable.from([Buffer.alloc(10)]), { tag: 'bad:1', buildArgs: {}, labels: {} }, () => {})).rejects.toMatchObject({
+      code: 'IMAGE_UNAVAILABLE',
+      message: 'building bad:1 failed: pull access denied for base',
+    });
+  });
+
+  it('attaches over a hijacked connection: stdin goes in, stdout and stderr come out apart, and end with it', async () => {
+    const { adapter } = await fakeDaemon({}, (request, socket) => {
+      expect(request.url).toBe('/containers/c9/attach?stream=1&stdin=1&stdout=1&stderr=1&logs=0');
+      expect([request.headers.connection, request.headers.upgrade]).toEqual(['Upgrade', 'tcp']);
+      // A frame rides along with the 101, in the same write: the client must not lose it.
+      socket.write(Buffer.concat([Buffer.from('HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n'), frame(1, 'hello ')]));
+      socket.on('data', (chunk: Buffer) => {
+        socket.write(frame(1, `got ${chunk.toString('utf8')}`));
+        socket.write(frame(2, 'a warning'));
+        socket.end();
+      });
+    });
+    const streams = await adapter.attach('c9');
+    streams.stdin.write('ping');
+    const [stdout, stderr] = await Promise.all([text(streams.stdout), text(streams.stderr)]);
+    expect(stdout).toBe('hello got ping');
+    expect(stderr).toBe('a warning');
+  });
+
+  it('refuses an attach the daemon answers with an error', async () => {
+    const { adapter } = await fakeDaemon({ 'POST /containers/missing/attach': json(404, { message: 'No such container: missing' }) });
+    await expect(adapter.attach('missing')).rejects.toMatchObject({ code: 'DOCKER_FAILED', message: 'cannot attach to the container: No such container: missing' });
+  });
+});
+
+describe('demultiplexing container output', () => {
+  it('splits frames that arrive cut at any byte', async () => {
+    const whole = Buffer.concat([frame(1, 'out-1 '), frame(2, 'err-1'), frame(1, ''), frame(1, 'out-2 é')]);
+    const source = new PassThrough();
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    demultiplex(source, stdout, stderr);
+    for (const byte of whole) source.write(Buffer.from([byte]));
+    source.end();
+    await new Promise((resolve) => setImmediate(resolve));
+    stdout.end();
+    stderr.end();
+    expect(await text(stdout)).toBe('out-1 out-2 é');
+    expect(await text(stderr)).toBe('err-1');
+  });
+});
