@@ -107,7 +107,8 @@ export class EngineClient {
       const request = this.send(method, path, options.query, headers, true);
       request.on('response', (response: IncomingMessage) => {
         const status = response.statusCode ?? 0;
-        if (status >= 200 && status < 300) resolve(response);
+        // 304: already so (a container already started or stopped): nothing to do is success.
+        if ((status >= 200 && status < 300) || status === 304) resolve(response);
         else void failure(response).then(reject, reject);
       });
       request.on('error', reject);

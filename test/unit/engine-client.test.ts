@@ -111,6 +111,10 @@ describe('the Engine API client', () => {
   it('turns the daemon\'s errors into one-line AspErrors, and takes "already gone" as done', async () => {
     const { adapter } = await fakeDaemon({
       'DELETE /containers/gone': json(404, { message: 'No such container: gone' }),
+      'POST /containers/running/start': (_request, response) => {
+        response.writeHead(304);
+        response.end();
+      },
       'POST /containers/stopped/kill': json(409, { message: 'Container stopped is not running' }),
       'DELETE /volumes/busy': json(409, { message: 'remove busy: volume is in use' }),
       'POST /containers/create': json(404, { message: 'No such image: nope:1' }),
@@ -118,6 +122,7 @@ describe('the Engine API client', () => {
       'GET /images/present/json': json(200, { Id: 'sha256:1' }),
     });
     await expect(adapter.removeContainer('gone')).resolves.toBeUndefined();
+    await expect(adapter.start('running')).resolves.toBeUndefined();
     await expect(adapter.kill('stopped')).resolves.toBeUndefined();
     await expect(adapter.removeVolume('busy')).rejects.toMatchObject({ code: 'DOCKER_CONFLICT', message: 'cannot remove volume busy: remove busy: volume is in use' });
     await expect(adapter.createContainer({ name: 'x' } as Parameters<EngineAdapter['createContainer']>[0])).rejects.toMatchObject({ code: 'IMAGE_UNAVAILABLE', message: 'cannot create container x: No such image: nope:1' });
