@@ -1,4 +1,3 @@
-import { createWriteStream, type WriteStream } from 'node:fs';
 import { readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, type Writable } from 'node:stream';
@@ -10,7 +9,7 @@ import type { TaskSpec } from '../config/task-spec.js';
 import { extractChecked, packForSandbox, type ExtractResult } from '../docker/archive.js';
 import { currentSupervisor, ownershipLabels, type Ownership } from '../docker/labels.js';
 import type { DockerPort } from '../docker/port.js';
-import { SANDBOX_ARTIFACTS_DIR, type ProtocolMessage, type SandboxTask } from '../protocol/messages.js';
+import { SANDBOX_ARTIFACTS_DIR, type SandboxTask } from '../protocol/messages.js';
 import { publishTrace, type TraceDelivery } from '../tracing/publish-trace.js';
 import type { TaskStatus } from '../tracing/trace-model.js';
 import type { TraceMode } from '../tracing/trace-mode.js';
@@ -19,7 +18,7 @@ import { claimWorkspace, removePath, writeOwnerFile, type HostWorkspace } from '
 import { deliverAll } from '../delivery/deliver-changes.js';
 import { deliveryContext } from '../delivery/delivery-context.js';
 import { pending, saveDeliveries, type Decision, type DeliveryEntry, type DeliveryOutcome, type DeliveryPlan, type GateSummary } from '../delivery/delivery-plan.js';
-import { SECRET_NAME, SecretMasker } from '../protocol/secret-masker.js';
+import { SECRET_NAME } from '../protocol/secret-masker.js';
 import { recordDelivery } from '../tracing/hitl-trace.js';
 import { fetchChanges, type ChangeReport } from '../workspace/change-bundle.js';
 import { cloneExtraRepos, fetchExtraChanges, resolveExtraRepos, type ExtraChange, type ExtraRepo } from '../workspace/extra-repos.js';
@@ -28,13 +27,12 @@ import { cloneRepository, resolveRepoSource } from '../workspace/repository.js';
 import type { Clock } from './clock.js';
 import { containerSpec } from './container-spec.js';
 import type { Log } from './log.js';
-import { runSession, type HostReply, type SessionEnd } from './sandbox-session.js';
+import { runSession, type SessionEnd } from './sandbox-session.js';
 import { chooseModel, MODEL_KEY_VARIABLES, modelSecrets } from '../models/model-choice.js';
 import { MODEL_ENDPOINT_PORT, modelUse, openTaskGateway, type GatewayOverrides, type ModelUse, type TaskGateway } from './task-gateway.js';
 import { checkLimitsFit } from './limits-fit.js';
 import { ensureSandboxImage } from './sandbox-image.js';
-import { StepOutputPrinter } from './step-output.js';
-import { ArtifactStream } from './artifact-stream.js';
+import { TaskEvents, type StepEnd } from './task-events.js';
 import { feedSandbox } from './workspace-feed.js';
 
 /** Files in `.asp/` that the host writes itself; a step cannot overwrite them through the copy-out. */
@@ -43,8 +41,6 @@ export const HOST_ARTIFACTS = new Set(['trace.json', 'events.jsonl', 'task.json'
 const ARTIFACT_EXTRACT = { root: '.asp', reserved: HOST_ARTIFACTS };
 /** Objects outlive their deadline by this much before the reaper may take them (time to copy out and clean up). */
 const EXPIRY_GRACE_MS = 10 * 60_000;
-/** Cap on events.jsonl: the protocol is untrusted input, and step output in it is already capped per step. */
-const EVENTS_CAP_BYTES = 64 * 1024 * 1024;
 
 export interface RunDeps {
   docker: DockerPort;
@@ -162,19 +158,15 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
     }
   }
   const secrets = [...Object.entries(sandboxEnvironment).filter(([name]) => SECRET_NAME.test(name)).map(([, value]) => value), ...modelSecrets(settings.models)];
-  const secretMask = new SecretMasker(secrets);
+  const events = new TaskEvents({ taskId, secrets, clock, log, trace, warn, writeOutput: deps.writeOutput, outputCap: spec.outputCap });
   let image: string | null = null;
-  const stepEnds = new Map<string, { exitCode: number; durationMs: number; timedOut: boolean }>();
-  const stepStarts = new Set<string>();
-  let events: WriteStream | undefined;
   let outcome: { status: TaskStatus; exitCode: number; error?: string } = { status: 'error', exitCode: EXIT.infrastructure };
   let failure: unknown;
-  let recordEvent: (entry: object) => void = () => {};
   let models: TaskGateway | undefined;
 
   try {
     if (modelChoice) {
-      models = await openTaskGateway(modelChoice, settings, spec, { clock, trace, mask: (text) => secretMask.mask(text), warn, record: (entry) => recordEvent(entry), overrides: deps.gateway });
+      models = await openTaskGateway(modelChoice, settings, spec, { clock, trace, mask: (text) => events.mask(text), warn, record: (entry) => events.record(entry), overrides: deps.gateway });
       log.info({ taskId, provider: models.provider.name, model: models.provider.model }, `model gateway on: ${models.provider.name}:${models.provider.model}`);
     }
     // The clone and the container are independent until the volume is filled: make them side by side, but let
@@ -243,61 +235,7 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
           throw new AspError('WORKSPACE_FAILED', `cannot send the workspace ${workspace.dir} into the sandbox: ${errorMessage(error)}`, 'check that the workspace directory is readable and the disk is not full');
         }),
       );
-    const artifacts = new ArtifactStream();
-
-    events = createWriteStream(path.join(workspace.artifactsDir, 'events.jsonl'));
-    let eventBytes = 0;
-    const record = (entry: object) => {
-      const line = JSON.stringify({ at: clock.now().toISOString(), ...entry }) + '\n';
-      eventBytes += line.length;
-      if (eventBytes <= EVENTS_CAP_BYTES) events?.write(line);
-    };
-    recordEvent = record;
-    const printer = new StepOutputPrinter(deps.writeOutput, spec.outputCap);
-    // The runner masks secrets already; the host masks again because the protocol is untrusted input.
-    const streamMaskers = new Map<string, SecretMasker>();
-    const handle = (message: ProtocolMessage, reply: HostReply) => {
-      // The artifacts tar is data, not an event: only its end (length and digest) goes into events.jsonl.
-      if (message.type === 'artifacts.chunk') return artifacts.chunk(message.data);
-      if (message.type === 'artifacts.end') {
-        artifacts.end(message);
-        return record(message);
-      }
-      if (message.type === 'model.request') {
-        // The request body is the sandbox's prompt: it goes to the provider and (capped) the trace, not events.jsonl.
-        if (models) void models.gateway.handle(message, reply);
-        else warn(`sandbox: model.request ${message.id} ignored: no model gateway is configured`);
-        return;
-      }
-      if (message.type === 'step.log') {
-        const key = `${message.step}\0${message.stream}`;
-        let masker = streamMaskers.get(key);
-        if (!masker) streamMaskers.set(key, (masker = new SecretMasker(secrets)));
-        const data = masker.push(message.data);
-        if (data) onMessage({ ...message, data });
-        return;
-      }
-      if (message.type === 'step.end') {
-        for (const stream of ['stdout', 'stderr'] as const) {
-          const rest = streamMaskers.get(`${message.step}\0${stream}`)?.flush();
-          if (rest) onMessage({ type: 'step.log', step: message.step, stream, data: rest });
-        }
-      }
-      onMessage(message.type === 'step.start' ? { ...message, run: secretMask.mask(message.run) } : message.type === 'warning' ? { ...message, message: secretMask.mask(message.message) } : message);
-    };
-    const onMessage = (message: ProtocolMessage) => {
-      record(message);
-      trace.onMessage(message);
-      if (message.type === 'step.start') {
-        stepStarts.add(message.step);
-        log.info({ taskId, step: message.step }, `step ${message.step}: ${message.run}`);
-      } else if (message.type === 'step.log') printer.data(message.step, message.stream, message.data);
-      else if (message.type === 'step.end') {
-        printer.flushStep(message.step);
-        stepEnds.set(message.step, { exitCode: message.exitCode, durationMs: message.durationMs, timedOut: message.timedOut ?? false });
-        log.info({ taskId, step: message.step, exitCode: message.exitCode, durationMs: message.durationMs }, `step ${message.step} ended with exit code ${message.exitCode}`);
-      } else if (message.type === 'warning') warn(`sandbox: ${message.message}`);
-    };
+    events.open(path.join(workspace.artifactsDir, 'events.jsonl'));
 
     started = true;
     const end = await runSession(
@@ -305,13 +243,13 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
       id,
       { steps, taskTimeoutMs: spec.limits.timeout, deadlineAt: sandboxTask.deadlineAt, signal: deps.signal, feed, stop: models?.gateway.stopped },
       {
-        onMessage: handle,
+        onMessage: (message, reply) => events.handle(message, reply, models?.gateway),
         onWarning: (message) => {
-          record({ type: 'host.warning', message });
+          events.record({ type: 'host.warning', message });
           warn(message);
         },
         onRunnerStderr: (line) => {
-          record({ type: 'runner.stderr', data: line.slice(0, 4096) });
+          events.record({ type: 'runner.stderr', data: line.slice(0, 4096) });
           log.debug({ taskId }, `sandbox stderr: ${line.slice(0, 4096)}`);
         },
       },
@@ -322,7 +260,7 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
 
     if (!deps.forceSignal?.aborted) {
       // The runner streamed `.asp/` when it was small and the task ran to its end; otherwise copy it out of the container.
-      const streamed = end.kind === 'exited' ? artifacts.result() : { missing: `the task ended by ${end.kind}` };
+      const streamed = end.kind === 'exited' ? events.artifacts.result() : { missing: `the task ended by ${end.kind}` };
       if ('missing' in streamed && end.kind === 'exited' && streamed.missing !== 'not streamed') warn(`artifacts stream unusable (${streamed.missing}): copying .asp/ out of the container`);
       const extracted = await trace.phase('copy-out', () =>
         'tar' in streamed ? extractChecked(Readable.from([streamed.tar]), workspace.artifactsDir, ARTIFACT_EXTRACT) : copyOut(docker, id, workspace, deps.forceSignal),
@@ -351,7 +289,7 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
     failure = error;
     outcome = { status: 'error', exitCode: error instanceof AspError ? exitCodeFor(error.code) : EXIT.infrastructure, error: errorMessage(error) };
   } finally {
-    await new Promise<void>((resolve) => (events ? events.end(resolve) : resolve()));
+    await events.close();
     await models?.provider.close?.().catch((error: unknown) => warn(`could not save the cassette: ${errorMessage(error)}`));
     await trace.phase('cleanup', () => cleanup(docker, { containerId, volume: volumeCreated ? volume : undefined, workspace, keep: spec.keep, started })).catch((error: unknown) => {
       warn(`cleanup incomplete: ${errorMessage(error)} (asp reap will finish it)`);
@@ -424,7 +362,7 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
     durationMs,
     commit,
     image,
-    steps: stepResults(steps, stepStarts, stepEnds, outcome.status),
+    steps: stepResults(steps, events.stepStarts, events.stepEnds, outcome.status),
     artifacts: await listArtifacts(workspace),
     change,
     tracePath,
@@ -494,7 +432,7 @@ async function cleanup(
 function stepResults(
   steps: ResolvedStep[],
   starts: Set<string>,
-  ends: Map<string, { exitCode: number; durationMs: number; timedOut: boolean }>,
+  ends: Map<string, StepEnd>,
   status: TaskStatus,
 ): StepResult[] {
   return steps.map((step) => {
