@@ -131,7 +131,12 @@ export class EngineAdapter implements DockerPort {
   }
 
   async getArchive(containerId: string, path: string): Promise<Readable> {
-    return this.call(`copy ${path} out of the container`, () => this.engine.stream('GET', `/containers/${containerId}/archive`, { query: { path } }));
+    try {
+      return await this.engine.stream('GET', `/containers/${containerId}/archive`, { query: { path } });
+    } catch (error) {
+      if (statusOf(error) === 404) throw new AspError('NOT_FOUND', `${path} is not in the container: ${daemonMessage(error)}`, undefined, { cause: error });
+      throw this.translate(error, `copy ${path} out of the container`);
+    }
   }
 
   async attach(containerId: string): Promise<AttachedStreams> {

@@ -91,6 +91,7 @@ export interface DockerPort {
   removeVolume(name: string): Promise<void>;
   listVolumes(labelFilters: string[]): Promise<VolumeSummary[]>;
   createContainer(body: ContainerCreateBody): Promise<string>;
+  /** A tar of `path` in the container; NOT_FOUND when the path (or the container) is not there. */
   getArchive(containerId: string, path: string): Promise<Readable>;
   /**
    * Attaches to stdin, stdout and stderr (call before start so nothing is missed; the container must be made with

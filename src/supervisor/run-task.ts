@@ -255,6 +255,11 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
       },
     );
     outcome = outcomeOf(end);
+    if (end.kind === 'exited' && !end.taskEnd && events.stepStarts.size === 0 && steps.length > 0) {
+      // The runner stopped before it ran anything (the workspace did not unpack, its runtime failed): that is asp's
+      // failure, not the task's, and a batch retries it.
+      outcome = { status: 'error', exitCode: EXIT.infrastructure, error: `the sandbox stopped (exit ${end.statusCode}) before running any step` };
+    }
     if (outcome.status === 'timeout' || outcome.status === 'interrupted' || end.kind === 'stopped') trace.abandonOpenSteps(outcome.error ?? outcome.status, outcome.exitCode);
     if (end.kind === 'exited' && !end.taskEnd) warn(`the sandbox ended without reporting (exit ${end.statusCode}${end.statusCode === 137 ? ': killed, out of memory?' : ''})`);
 
@@ -263,7 +268,7 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
       const streamed = end.kind === 'exited' ? events.artifacts.result() : { missing: `the task ended by ${end.kind}` };
       if ('missing' in streamed && end.kind === 'exited' && streamed.missing !== 'not streamed') warn(`artifacts stream unusable (${streamed.missing}): copying .asp/ out of the container`);
       const extracted = await trace.phase('copy-out', () =>
-        'tar' in streamed ? extractChecked(Readable.from([streamed.tar]), workspace.artifactsDir, ARTIFACT_EXTRACT) : copyOut(docker, id, workspace, deps.forceSignal),
+        'tar' in streamed ? extractChecked(Readable.from([streamed.tar]), workspace.artifactsDir, ARTIFACT_EXTRACT) : copyOut(docker, id, workspace, deps.forceSignal, warn),
       );
       if (!extracted) warn('copy-out cut short by a second interrupt: .asp/ holds what arrived before it');
       // task.json is asp's own input, put there by the host: skipping it is expected, not worth a warning.
@@ -403,8 +408,16 @@ function outcomeOf(end: SessionEnd): { status: TaskStatus; exitCode: number; err
 }
 
 /** Copies `.asp/` out; a second interrupt (`forceSignal`) cuts it short and resolves undefined, so removal comes at once. */
-async function copyOut(docker: DockerPort, containerId: string, workspace: HostWorkspace, forceSignal: AbortSignal | undefined): Promise<ExtractResult | undefined> {
-  const archive = await docker.getArchive(containerId, SANDBOX_ARTIFACTS_DIR);
+async function copyOut(docker: DockerPort, containerId: string, workspace: HostWorkspace, forceSignal: AbortSignal | undefined, warn: (message: string) => void): Promise<ExtractResult | undefined> {
+  const archive = await docker.getArchive(containerId, SANDBOX_ARTIFACTS_DIR).catch((error: unknown) => {
+    // A sandbox that stopped before its workspace was unpacked has no .asp/: nothing to copy is not a second failure.
+    if (error instanceof AspError && error.code === 'NOT_FOUND') return undefined;
+    throw error;
+  });
+  if (!archive) {
+    warn('the sandbox has no .asp/ to copy out');
+    return { files: [], rejected: [] };
+  }
   const cut = () => archive.destroy();
   forceSignal?.addEventListener('abort', cut, { once: true });
   try {

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -187,6 +188,25 @@ describe.skipIf(!dockerAvailable)('asp run against the real Docker engine', () =
     expect(copied.length).toBe(20_000_000);
     expect(createHash('sha256').update(copied).digest('hex')).toBe(announced?.sha256);
     expect(big.warnings).toEqual([]);
+  });
+
+  it('ends as an infrastructure error (exit 3) when the sandbox stops before running any step', async () => {
+    // An image whose runner cannot unpack the workspace: the asp image without tar.
+    const base = (await run(settings, { repo: repoWith({ 'README.md': 'x\n' }), steps: [{ name: 'probe', run: 'true' }] })).result.image as string;
+    const broken = `asp-test-no-tar:${process.pid}`;
+    execFileSync('docker', ['build', '-q', '-t', broken, '-'], { input: `FROM ${base}\nUSER root\nRUN rm -f /bin/tar /usr/bin/tar\nUSER 1000:1000\n`, stdio: ['pipe', 'ignore', 'pipe'] });
+    try {
+      const { result } = await run(settings, { repo: repoWith({ 'README.md': 'x\n' }), image: broken, steps: [{ name: 'never', run: 'touch /workspace/.asp/ran' }] });
+      expect(result.status).toBe('error');
+      expect(result.exitCode).toBe(3);
+      expect(result.error).toMatch(/^the sandbox stopped \(exit 70\) before running any step$/);
+      expect(result.warnings.join('\n')).toContain('cannot start tar to unpack the workspace');
+      expect(result.warnings).toContain('the sandbox has no .asp/ to copy out');
+      expect(result.steps).toEqual([{ name: 'never', status: 'skipped', exitCode: null, durationMs: null }]);
+      expect(await leftovers()).toEqual({ containers: [], volumes: [] });
+    } finally {
+      execFileSync('docker', ['rmi', '-f', broken], { stdio: 'ignore' });
+    }
   });
 
   it('caps step output and says how much it dropped', async () => {

@@ -120,6 +120,7 @@ describe('the Engine API client', () => {
       'POST /containers/create': json(404, { message: 'No such image: nope:1' }),
       'POST /containers/c1/start': json(500, { message: 'unknown or invalid runtime name: runsc' }),
       'GET /images/present/json': json(200, { Id: 'sha256:1' }),
+      'GET /containers/c1/archive': json(404, { message: 'Could not find the file /workspace/.asp in container c1' }),
     });
     await expect(adapter.removeContainer('gone')).resolves.toBeUndefined();
     await expect(adapter.start('running')).resolves.toBeUndefined();
@@ -129,6 +130,7 @@ describe('the Engine API client', () => {
     await expect(adapter.start('c1')).rejects.toMatchObject({ code: 'RUNTIME_UNAVAILABLE' });
     expect(await adapter.imageExists('present')).toBe(true);
     expect(await adapter.imageExists('absent')).toBe(false);
+    await expect(adapter.getArchive('c1', '/workspace/.asp')).rejects.toMatchObject({ code: 'NOT_FOUND', message: '/workspace/.asp is not in the container: Could not find the file /workspace/.asp in container c1' });
   });
 
   it('says the daemon does not answer when nothing listens', async () => {
