@@ -99,6 +99,8 @@ async function runStep(task: SandboxTask, step: SandboxTask['steps'][number]): P
   currentChild = child;
   let outputBytes = 0;
   let droppedBytes = 0;
+  /** Whether the cap was reached and said so: the marker goes out once, with the first byte dropped. */
+  let capped = false;
   let tail = Buffer.alloc(0);
   const flushers: Array<() => void> = [];
   const relay = (stream: 'stdout' | 'stderr') => {
@@ -110,15 +112,13 @@ async function runStep(task: SandboxTask, step: SandboxTask['steps'][number]): P
     const onData = (chunk: Buffer) => {
       outputBytes += chunk.length;
       tail = Buffer.concat([tail, chunk]).subarray(-TAIL_BYTES);
-      const room = task.outputCapBytes - (outputBytes - chunk.length);
-      if (room <= 0) {
-        droppedBytes += chunk.length;
-        return;
-      }
+      const room = Math.max(0, task.outputCapBytes - (outputBytes - chunk.length));
       const kept = room >= chunk.length ? chunk : chunk.subarray(0, room);
       droppedBytes += chunk.length - kept.length;
-      send(masker.push(decoder.write(kept)));
-      if (kept.length < chunk.length) {
+      if (kept.length) send(masker.push(decoder.write(kept)));
+      // The first byte past the cap says so, whether the cap fell inside a chunk or exactly between two.
+      if (kept.length < chunk.length && !capped) {
+        capped = true;
         send(masker.flush());
         emit({ type: 'step.log', step: step.name, stream: 'stderr', data: `\n[asp: output of step "${step.name}" passed ${task.outputCapBytes} bytes; the rest is dropped]\n` });
       }

@@ -223,6 +223,19 @@ describe.skipIf(!dockerAvailable)('asp run against the real Docker engine', () =
     expect(output).toContain('[asp: output passed');
   });
 
+  it('says output was dropped also when the cap falls exactly between two writes', async () => {
+    // 1024 bytes fill the cap exactly in one write; what comes after a pause is a write of its own, all dropped.
+    const { result, output } = await run(settings, {
+      repo: repoWith({ 'README.md': 'x\n' }),
+      steps: [{ name: 'exact', run: 'head -c 1024 /dev/zero | tr "\\0" "a"; sleep 0.5; echo more' }],
+      outputCap: '1k',
+    });
+    expect(result.exitCode).toBe(0);
+    expect(artifact<{ droppedBytes: number }>(result, 'exact.json').droppedBytes).toBe(5);
+    expect(output).toContain('[asp: output passed 1024 bytes; the rest is not shown]');
+    expect(readFileSync(path.join(result.workspacePath, '.asp', 'events.jsonl'), 'utf8')).toContain('passed 1024 bytes; the rest is dropped');
+  });
+
   it('keeps container, volume and clone with keep, and they are labelled', async () => {
     const { result } = await run(settings, { repo: repoWith({ 'README.md': 'x\n' }), steps: [{ name: 'one', run: 'true' }], keep: true });
     try {
