@@ -85,6 +85,8 @@ export class EngineClient {
     return new Promise((resolve, reject) => {
       const request = this.send('POST', path, query, { 'Content-Type': 'text/plain', Connection: 'Upgrade', Upgrade: 'tcp' }, false);
       request.on('upgrade', (_response, socket: Socket, head: Buffer) => {
+        // Held until the caller reads it: nothing the container writes may fall between this and its listener.
+        socket.pause();
         if (head.length) socket.unshift(head);
         resolve(socket);
       });
@@ -177,4 +179,6 @@ export function demultiplex(source: Readable, stdout: Writable, stderr: Writable
       pending = pending.subarray(8 + length);
     }
   });
+  // A hijacked socket comes paused (see hijack): reading starts here, with the listener in place.
+  source.resume();
 }
