@@ -10,6 +10,7 @@
  * Like messages.ts this file ships in the sandbox image without node_modules, so it is dependency-free and its
  * parser is hand-written. A malformed or unknown line parses to undefined: the runner skips it, never crashes.
  */
+import { LineSplitter } from './line-splitter.js';
 import { PROTOCOL_TAG, PROTOCOL_VERSION, type SandboxTask } from './messages.js';
 
 /** What to run: the first message on stdin. The runner's deadline backstop starts from it. */
@@ -94,16 +95,25 @@ export function parseHostLine(line: string): HostMessage | undefined {
  * A malformed line is skipped, and so is a line longer than MAX_HOST_LINE_BYTES.
  */
 export class HostFrameReader {
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
-  private skipping = false;
   /** Raw bytes still owed by the last `workspace.data` frame. */
   private raw = 0;
+  private readonly lines: LineSplitter;
 
   constructor(
     private readonly onMessage: (message: HostMessage) => void,
     private readonly onData: (bytes: Buffer) => void,
-  ) {}
+  ) {
+    this.lines = new LineSplitter(
+      MAX_HOST_LINE_BYTES,
+      (line) => {
+        const message = parseHostLine(line);
+        if (!message) return;
+        if (message.type === 'workspace.data') this.raw = message.bytes;
+        this.onMessage(message);
+      },
+      () => {},
+    );
+  }
 
   push(chunk: Buffer): void {
     let rest = chunk;
@@ -115,43 +125,11 @@ export class HostFrameReader {
         this.onData(piece);
         continue;
       }
+      // Up to and including the next newline only: the line may announce raw bytes that follow it.
       const newline = rest.indexOf(0x0a);
-      if (newline === -1) {
-        this.hold(rest);
-        return;
-      }
-      this.hold(rest.subarray(0, newline));
-      rest = rest.subarray(newline + 1);
-      const line = Buffer.concat(this.pending, this.pendingBytes).toString('utf8');
-      const skipped = this.skipping;
-      this.pending = [];
-      this.pendingBytes = 0;
-      this.skipping = false;
-      if (skipped) continue;
-      const message = parseHostLine(line);
-      if (!message) continue;
-      if (message.type === 'workspace.data') this.raw = message.bytes;
-      this.onMessage(message);
-    }
-  }
-
-  /** Whether the stream stopped in the middle of a frame or a line (the host went away mid-message). */
-  get partial(): boolean {
-    return this.raw > 0 || this.pendingBytes > 0;
-  }
-
-  private hold(piece: Buffer): void {
-    if (this.skipping) return;
-    if (this.pendingBytes + piece.length > MAX_HOST_LINE_BYTES) {
-      this.pending = [];
-      this.pendingBytes = 0;
-      this.skipping = true;
-      return;
-    }
-    if (piece.length) {
-      // Copy: the caller's chunk may be reused by the stream.
-      this.pending.push(Buffer.from(piece));
-      this.pendingBytes += piece.length;
+      const end = newline === -1 ? rest.length : newline + 1;
+      this.lines.push(rest.subarray(0, end));
+      rest = rest.subarray(end);
     }
   }
 }
