@@ -243,8 +243,8 @@ function statusOf(error: unknown): number | undefined {
   return (error as { statusCode?: number } | undefined)?.statusCode;
 }
 
+/** The daemon's own words for an error (its JSON `message`), else the error's message. */
 function daemonMessage(error: unknown): string {
   const json = (error as { json?: { message?: string } } | undefined)?.json;
-  const message = json?.message ?? errorMessage(error);
-  return message.replace(/^\(HTTP code \d+\)\s*[^-]*-\s*/, '').trim();
+  return (json?.message ?? errorMessage(error)).trim();
 }
