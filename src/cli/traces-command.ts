@@ -58,7 +58,9 @@ async function deliveryOf(store: TraceStore, traceId: string, queued?: Set<strin
 
 async function list(context: CliContext): Promise<number> {
   const store = new TraceStore(context.settings.home);
-  const [entries, queued] = await Promise.all([store.list(), store.queuedIds()]);
+  // One after the other: when both dirs are unreadable, the error names the traces dir every time, not whichever lost a race.
+  const entries = await store.list();
+  const queued = await store.queuedIds();
   const traces = await Promise.all(
     entries.flatMap((entry) => (entry.document ? [entry.document] : [])).map(async (document) => {
       const summary = summarizeTrace(document);
