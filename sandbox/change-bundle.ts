@@ -10,13 +10,15 @@ const PATCH_CAP_BYTES = 5 * 1024 * 1024;
 
 /**
  * Git as the runner uses it: hooks and fsmonitor off and prompts off, whatever a step wrote into .git/config.
- * This runs inside the sandbox, so it is for reliability, not safety: the host never runs git in this tree.
+ * This runs inside the sandbox as the step user (collect.ts), so it is for reliability, not safety: the host never
+ * runs git in this tree.
  */
 function git(cwd: string, args: string[]): Promise<{ stdout: string }> {
   return run('git', ['-c', 'core.hooksPath=/dev/null', '-c', 'core.fsmonitor=false', '-c', 'commit.gpgsign=false', ...args], {
     cwd,
     maxBuffer: 16 * 1024 * 1024,
-    env: { ...process.env, GIT_TERMINAL_PROMPT: '0' },
+    // A step may have planted /tmp/.gitconfig (HOME is /tmp): only the repository's own config counts.
+    env: { ...process.env, GIT_TERMINAL_PROMPT: '0', GIT_CONFIG_GLOBAL: '/dev/null', GIT_CONFIG_NOSYSTEM: '1' },
   });
 }
 
@@ -59,7 +61,7 @@ export async function bundleChanges(target: BundleTarget, branch: string, messag
   if (!count) return undefined;
   await mkdir(path.dirname(target.bundle), { recursive: true });
   await inRepo(['bundle', 'create', '-q', target.bundle, `refs/heads/${branch}`, `^${target.base}`]);
-  await writeCapped(target.repoDir, ['-c', 'core.hooksPath=/dev/null', 'diff', '--binary', target.base, 'HEAD'], target.patch, PATCH_CAP_BYTES);
+  await writeCapped(target.repoDir, ['-c', 'core.hooksPath=/dev/null', 'diff', '--binary', '--no-ext-diff', '--no-textconv', target.base, 'HEAD'], target.patch, PATCH_CAP_BYTES);
   return { commits: count, bundle: target.bundle, patch: target.patch };
 }
 
@@ -67,7 +69,7 @@ export async function bundleChanges(target: BundleTarget, branch: string, messag
 function writeCapped(cwd: string, args: string[], file: string, cap: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const out = createWriteStream(file);
-    const child = spawn('git', args, { cwd, stdio: ['ignore', 'pipe', 'ignore'] });
+    const child = spawn('git', args, { cwd, stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null', GIT_CONFIG_NOSYSTEM: '1' } });
     let written = 0;
     child.stdout.on('data', (chunk: Buffer) => {
       if (written >= cap) return;

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { HostFrameReader, type HostMessage, type ModelChunkMessage, type ModelResponseMessage } from '../src/protocol/host-messages.js';
 import type { SandboxTask } from '../src/protocol/messages.js';
+import { asStepUser } from './step-user.js';
 
 /** Model gateway answers: what stays on stdin once the task and the workspace are in. */
 export type ModelAnswer = ModelChunkMessage | ModelResponseMessage;
@@ -75,8 +76,8 @@ export class HostInput {
 
   private startTar(): void {
     if (this.tar) return;
-    // As the sandbox user, tar cannot chown: everything comes out owned by 1000, with the modes of the tar (-p).
-    const tar = spawn('tar', ['-x', '-p', '--no-same-owner', '-f', '-', '-C', this.dir], { stdio: ['pipe', 'ignore', 'pipe'] });
+    // As the step user, tar cannot chown: everything comes out owned by 1000, with the modes of the tar (-p).
+    const tar = spawn('tar', ['-x', '-p', '--no-same-owner', '-f', '-', '-C', this.dir], asStepUser({ stdio: ['pipe', 'ignore', 'pipe'] }));
     this.tar = tar;
     tar.stderr?.on('data', (chunk: Buffer) => {
       if (this.tarStderr.length < TAR_STDERR_BYTES) this.tarStderr += chunk.toString('utf8');

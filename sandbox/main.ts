@@ -7,8 +7,7 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync } from 'node:fs';
-import { readdir, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import {
@@ -16,20 +15,21 @@ import {
   ARTIFACTS_STREAM_MAX_BYTES,
   encodeMessage,
   PROTOCOL_VERSION,
-  CHANGES_DIR,
   SANDBOX_ARTIFACTS_DIR,
-  SANDBOX_REPOS_DIR,
   SANDBOX_REPO_DIR,
   SANDBOX_TASK_FILE,
+  SANDBOX_TASK_TEXT_FILE,
   SANDBOX_WORKSPACE,
+  TASK_ENV_MAX_BYTES,
   type ProtocolMessage,
   type SandboxTask,
 } from '../src/protocol/messages.js';
 import { SecretMasker } from '../src/protocol/secret-masker.js';
-import { bundleChanges, primaryTarget, type BundleTarget } from './change-bundle.js';
+import { collectorMain, runCollector } from './collect.js';
 import { watchDiskUsage } from './disk-watchdog.js';
 import { HostInput } from './host-input.js';
 import type { ModelEndpoint } from './model-endpoint.js';
+import { asStepUser, canDropToStepUser, endStepProcesses, writeAsStepUser } from './step-user.js';
 
 const RUNNER = `asp-sandbox/${PROTOCOL_VERSION}`;
 const TAIL_BYTES = 4096;
@@ -38,7 +38,8 @@ const EXIT_DEADLINE = 124;
 const LINGER_MS = 2000;
 /** Exit code of a step stopped for filling the workspace past --disk (ENOSPC's errno). */
 const EXIT_DISK = 28;
-const MAX_ARTIFACTS = 1000;
+/** Exit code of a step some of whose processes could not be killed. */
+const EXIT_UNKILLABLE = 125;
 /** A tar header and padding per file, for the estimate of whether `.asp/` is small enough to stream. */
 const TAR_ENTRY_OVERHEAD = 1024;
 /**
@@ -56,7 +57,6 @@ interface StepOutcome {
   timedOut: boolean;
 }
 
-let currentChild: { pid?: number | undefined } | undefined;
 let currentStep = 'task';
 /** What steps get when the host runs a model gateway: the loopback endpoint and a key that is no key. */
 let gatewayEnv: Record<string, string> = {};
@@ -68,14 +68,21 @@ let secrets: string[] = [];
 /** setTimeout fires at once past 2^31-1 ms; clamp long deadlines. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-function killGroup(pid: number | undefined): void {
-  if (pid === undefined) return;
-  try {
-    // The step runs in its own process group: kill the group so background children die with it.
-    process.kill(-pid, 'SIGKILL');
-  } catch {
-    /* already gone */
-  }
+/**
+ * Ends the running step: every process of the step user dies, daemons that left the step's process group and
+ * session included. The step's own 'close' then settles runStep.
+ */
+function endStep(): void {
+  void endStepProcesses();
+}
+
+/** `ASP_TASK` as a step gets it: whole when it fits the kernel's limit, else cut on a character with a marker. */
+export function taskForEnv(task: string): string {
+  if (Buffer.byteLength(task) <= TASK_ENV_MAX_BYTES) return task;
+  const marker = `\n[asp: the task is cut here at ${TASK_ENV_MAX_BYTES} bytes; all of it is in $ASP_TASK_FILE]`;
+  const room = TASK_ENV_MAX_BYTES - Buffer.byteLength(marker);
+  // A cut through a multi-byte character decodes to U+FFFD: drop it.
+  return Buffer.from(task).subarray(0, room).toString('utf8').replace(/\uFFFD+$/, '') + marker;
 }
 
 async function runStep(task: SandboxTask, step: SandboxTask['steps'][number]): Promise<StepOutcome> {
@@ -83,20 +90,21 @@ async function runStep(task: SandboxTask, step: SandboxTask['steps'][number]): P
   currentStep = step.name;
   emit({ type: 'step.start', step: step.name, run: step.run, timeoutMs: step.timeoutMs, at: new Date(started).toISOString() });
   const shell = existsSync('/bin/bash') ? '/bin/bash' : '/bin/sh';
-  const child = spawn(shell, ['-c', step.run], {
+  // The step user: it can touch nothing of the runner's (step-user.ts).
+  const child = spawn(shell, ['-c', step.run], asStepUser({
     cwd: SANDBOX_REPO_DIR,
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: {
       ...process.env,
-      ASP_TASK: task.task,
+      ASP_TASK: taskForEnv(task.task),
+      ASP_TASK_FILE: SANDBOX_TASK_TEXT_FILE,
       ASP_TASK_ID: task.taskId,
       ASP_STEP: step.name,
       ASP_ARTIFACTS: SANDBOX_ARTIFACTS_DIR,
       ...gatewayEnv,
     },
-  });
-  currentChild = child;
+  }));
   let outputBytes = 0;
   let droppedBytes = 0;
   /** Whether the cap was reached and said so: the marker goes out once, with the first byte dropped. */
@@ -134,12 +142,12 @@ async function runStep(task: SandboxTask, step: SandboxTask['steps'][number]): P
   const timer = setTimeout(() => {
     timedOut = true;
     reason = 'deadline passed (stopped by the sandbox backstop)';
-    killGroup(child.pid);
+    endStep();
   }, Math.min(step.timeoutMs + BACKSTOP_GRACE_MS, MAX_TIMER_MS));
   const stopWatchdog = watchDiskUsage(SANDBOX_WORKSPACE, task.diskLimitBytes, (bytes) => {
     reason = `the workspace grew to ${bytes} bytes, past its ${task.diskLimitBytes}-byte disk limit`;
     emit({ type: 'step.log', step: step.name, stream: 'stderr', data: `\n[asp: ${reason}; stopping the step]\n` });
-    killGroup(child.pid);
+    endStep();
   });
 
   const exitCode = await new Promise<number>((resolve) => {
@@ -154,7 +162,7 @@ async function runStep(task: SandboxTask, step: SandboxTask['steps'][number]): P
     // then end whatever the step left behind.
     child.on('exit', (code, signal) => {
       setTimeout(() => {
-        killGroup(child.pid);
+        endStep();
         child.stdout.destroy();
         child.stderr.destroy();
         resolve(status(code, signal));
@@ -162,13 +170,20 @@ async function runStep(task: SandboxTask, step: SandboxTask['steps'][number]): P
     });
   });
   clearTimeout(timer);
+  // No process of a step outlives it: not a daemon that left with setsid, not one a fork bomb left. The next step
+  // starts only once none is left, so nothing of this step can touch the files the next one reads.
+  const survivors = await endStepProcesses();
   stopWatchdog();
   for (const flush of flushers) flush();
-  currentChild = undefined;
-  const finalCode = timedOut ? EXIT_DEADLINE : reason ? EXIT_DISK : exitCode;
+  if (survivors.length) {
+    reason = `${survivors.length} process(es) of the step survived SIGKILL (pids ${survivors.slice(0, 10).join(' ')})`;
+    emit({ type: 'warning', message: `step "${step.name}": ${reason}` });
+  }
+  const finalCode = timedOut ? EXIT_DEADLINE : survivors.length ? EXIT_UNKILLABLE : reason ? EXIT_DISK : exitCode;
   const durationMs = Date.now() - started;
   emit({ type: 'step.end', step: step.name, exitCode: finalCode, durationMs, timedOut, droppedBytes, ...(reason ? { reason } : {}) });
-  await writeFile(
+  // Written as the step user: the runner never opens a path in the workspace, where a step may have planted a link.
+  await writeAsStepUserOrWarn(
     path.join(SANDBOX_ARTIFACTS_DIR, `${step.name}.json`),
     JSON.stringify(
       {
@@ -196,40 +211,8 @@ function signalNumber(signal: NodeJS.Signals): number {
   return numbers[signal] ?? 0;
 }
 
-/** Reports every artifact with its digest; `complete` is false when there were more than MAX_ARTIFACTS. */
-async function reportArtifacts(): Promise<{ files: number; bytes: number; complete: boolean }> {
-  let files = 0;
-  let total = 0;
-  let complete = true;
-  const walk = async (dir: string): Promise<void> => {
-    const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
-    for (const entry of entries.sort((a, b) => a.name.localeCompare(b.name))) {
-      if (files >= MAX_ARTIFACTS) {
-        complete = false;
-        return;
-      }
-      const full = path.join(dir, entry.name);
-      if (entry.isDirectory()) await walk(full);
-      else if (entry.isFile() && full !== SANDBOX_TASK_FILE) {
-        files += 1;
-        const { sha256, bytes } = await digest(full);
-        total += bytes;
-        emit({ type: 'artifact', path: path.relative(SANDBOX_ARTIFACTS_DIR, full), sha256, bytes });
-      }
-    }
-  };
-  await walk(SANDBOX_ARTIFACTS_DIR);
-  return { files, bytes: total, complete };
-}
-
-async function digest(file: string): Promise<{ sha256: string; bytes: number }> {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  for await (const chunk of createReadStream(file)) {
-    hash.update(chunk as Buffer);
-    bytes += (chunk as Buffer).length;
-  }
-  return { sha256: hash.digest('hex'), bytes };
+async function writeAsStepUserOrWarn(file: string, content: string): Promise<void> {
+  await writeAsStepUser(file, content).catch((error: unknown) => emit({ type: 'warning', message: error instanceof Error ? error.message : String(error) }));
 }
 
 function finish(status: 'passed' | 'failed' | 'timeout', exitCode: number): void {
@@ -238,7 +221,17 @@ function finish(status: 'passed' | 'failed' | 'timeout', exitCode: number): void
 }
 
 async function main(): Promise<void> {
+  // SIGUSR1 would open Node's inspector on 127.0.0.1:9229, where a step could rewrite the runner. Steps cannot
+  // signal the runner (another uid), and even so: with a listener installed, Node starts no inspector.
+  process.on('SIGUSR1', () => {});
   emit({ type: 'hello', protocolVersion: PROTOCOL_VERSION, runner: RUNNER });
+  if (!canDropToStepUser()) {
+    // Without root the runner cannot run steps as another uid, and a step of its own uid could take it over.
+    emit({ type: 'warning', message: `asp-sandbox must start as root (uid 0) to run steps as uid 1000; it runs as uid ${process.getuid?.()}` });
+    process.exitCode = 70;
+    process.stdin.destroy();
+    return;
+  }
   // The host writes the task first, then the workspace tar, on stdin (host-messages.ts).
   const host = new HostInput(process.stdin, SANDBOX_WORKSPACE);
   const task = await host.task;
@@ -246,13 +239,14 @@ async function main(): Promise<void> {
 
   // The backstop: even if the supervisor is gone, the task ends at its deadline. PID 1 (init) then stops the container.
   const backstop = setTimeout(() => {
-    killGroup(currentChild?.pid);
+    endStep();
     emit({ type: 'warning', message: 'task deadline reached inside the sandbox; stopping' });
     emit({ type: 'task.end', status: 'timeout', exitCode: EXIT_DEADLINE });
     process.stdout.write('', () => process.exit(EXIT_DEADLINE));
   }, Math.min(Math.max(0, task.deadlineAt + BACKSTOP_GRACE_MS - Date.now()), MAX_TIMER_MS));
   backstop.unref();
   await host.workspace;
+  await writeAsStepUserOrWarn(SANDBOX_TASK_TEXT_FILE, task.task);
 
   const endpoint = task.modelGateway ? await startGateway(task.modelGateway, host) : undefined;
 
@@ -264,9 +258,9 @@ async function main(): Promise<void> {
     if (status !== 'passed') break;
   }
   // Changes come back only from a pipeline that passed: a failed one may have filled the disk, and its
-  // commits would never be pushed anyway.
-  if (status === 'passed') await collectChanges(task);
-  const listed = await reportArtifacts();
+  // commits would never be pushed anyway. The collector reads what steps wrote, so it runs as the step user.
+  const listed = await runCollector(task, status === 'passed', emit);
+  await endStepProcesses();
   // Small artifacts go back on stdout; bigger ones the host copies out of the stopped container.
   if (listed.complete && listed.bytes + listed.files * TAR_ENTRY_OVERHEAD <= ARTIFACTS_STREAM_MAX_BYTES) await streamArtifacts();
   await endpoint?.close();
@@ -280,9 +274,11 @@ async function main(): Promise<void> {
  * A tar that fails or grows past the limit sends no end: the host then copies `.asp/` out itself.
  */
 async function streamArtifacts(): Promise<void> {
-  const tar = spawn('tar', ['-c', '-f', '-', '-C', SANDBOX_WORKSPACE, `--exclude=${path.relative(SANDBOX_WORKSPACE, SANDBOX_TASK_FILE)}`, path.relative(SANDBOX_WORKSPACE, SANDBOX_ARTIFACTS_DIR)], {
+  const exclude = [SANDBOX_TASK_FILE, SANDBOX_TASK_TEXT_FILE].map((file) => `--exclude=${path.relative(SANDBOX_WORKSPACE, file)}`);
+  // tar reads what steps wrote: as the step user; the runner reads only its stdout.
+  const tar = spawn('tar', ['-c', '-f', '-', '-C', SANDBOX_WORKSPACE, ...exclude, path.relative(SANDBOX_WORKSPACE, SANDBOX_ARTIFACTS_DIR)], asStepUser({
     stdio: ['ignore', 'pipe', 'ignore'],
-  });
+  }));
   const hash = createHash('sha256');
   let bytes = 0;
   let held: Buffer[] = [];
@@ -299,7 +295,7 @@ async function streamArtifacts(): Promise<void> {
   };
   const ok = await new Promise<boolean>((resolve) => {
     tar.on('error', () => resolve(false));
-    tar.stdout.on('data', (chunk: Buffer) => {
+    tar.stdout?.on('data', (chunk: Buffer) => {
       bytes += chunk.length;
       if (bytes > ARTIFACTS_STREAM_MAX_BYTES) {
         tar.kill('SIGKILL');
@@ -331,31 +327,8 @@ async function startGateway(gateway: NonNullable<SandboxTask['modelGateway']>, h
   return endpoint;
 }
 
-/** Bundles what the steps changed; a failure to bundle is a warning, never a failed task. */
-async function collectChanges(task: SandboxTask): Promise<void> {
-  const message = `asp: ${task.task || task.taskId}`.slice(0, 200);
-  const targets: Array<[string, BundleTarget]> = [
-    ['repo', primaryTarget(task.baseCommit)],
-    ...(task.repos ?? []).map((repo): [string, BundleTarget] => [
-      `repos/${repo.name}`,
-      {
-        repoDir: path.join(SANDBOX_REPOS_DIR, repo.name),
-        base: repo.baseCommit,
-        bundle: path.join(SANDBOX_ARTIFACTS_DIR, CHANGES_DIR, `${repo.name}.bundle`),
-        patch: path.join(SANDBOX_ARTIFACTS_DIR, CHANGES_DIR, `${repo.name}.patch`),
-      },
-    ]),
-  ];
-  for (const [label, target] of targets) {
-    try {
-      await bundleChanges(target, task.branch, message);
-    } catch (error) {
-      emit({ type: 'warning', message: `could not bundle the changes of ${label}: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}` });
-    }
-  }
-}
-
-main().catch((error: unknown) => {
+const entry = process.argv[2] === '--collect' ? collectorMain : main;
+entry().catch((error: unknown) => {
   emit({ type: 'warning', message: `asp-sandbox failed: ${error instanceof Error ? error.message : String(error)}` });
   process.exitCode = 70;
   process.stdin.destroy();

@@ -7,6 +7,7 @@ export type AspErrorCode =
   | 'DOCKER_CONFLICT' // the daemon refused because the object is in use (409), e.g. a volume a container still mounts
   | 'IMAGE_UNAVAILABLE' // the sandbox image is missing and cannot be built
   | 'RUNTIME_UNAVAILABLE' // --runtime names a runtime the daemon does not have
+  | 'HARDENING_IGNORED' // the engine made the sandbox without a hardening field or the runtime asp asked for
   | 'WORKSPACE_FAILED' // the host workspace cannot be made or written
   | 'PROTOCOL_MISMATCH' // the sandbox speaks another protocol version
   | 'NOT_FOUND' // a task, trace or workspace asked for by name does not exist
@@ -51,6 +52,7 @@ export function exitCodeFor(code: AspErrorCode): number {
     case 'DOCKER_CONFLICT':
     case 'IMAGE_UNAVAILABLE':
     case 'RUNTIME_UNAVAILABLE':
+    case 'HARDENING_IGNORED':
     case 'WORKSPACE_FAILED':
     case 'PROTOCOL_MISMATCH':
       return EXIT.infrastructure;

@@ -3,6 +3,7 @@ import { AspError, errorMessage } from '../asp-error.js';
 import { demultiplex, EngineClient, engineTarget, type Query } from './engine-client.js';
 import type {
   AttachedStreams,
+  ContainerHardening,
   ContainerCreateBody,
   ContainerSummary,
   DaemonInfo,
@@ -45,6 +46,12 @@ export class EngineAdapter implements DockerPort {
       os: version.Os,
       arch: version.Arch,
       runtimes: Object.keys(info.Runtimes ?? {}),
+      runtimeArgs: Object.fromEntries(
+        Object.entries(info.Runtimes ?? {}).map(([name, runtime]) => {
+          const args = (runtime as { runtimeArgs?: unknown } | null)?.runtimeArgs;
+          return [name, Array.isArray(args) ? args.filter((arg): arg is string => typeof arg === 'string') : []];
+        }),
+      ),
       cpus: Number(info.NCPU) || undefined,
       memoryBytes: Number(info.MemTotal) || undefined,
     };
@@ -128,6 +135,34 @@ export class EngineAdapter implements DockerPort {
     const { name, ...config } = body;
     const created = await this.call(`create container ${name}`, () => this.engine.json<{ Id: string }>('POST', '/containers/create', { query: { name }, body: config }));
     return created.Id;
+  }
+
+  async inspectContainer(containerId: string): Promise<ContainerHardening> {
+    let inspected: { Config?: { User?: unknown }; HostConfig?: Record<string, unknown> };
+    try {
+      inspected = await this.engine.json('GET', `/containers/${containerId}/json`);
+    } catch (error) {
+      if (statusOf(error) === 404) throw new AspError('NOT_FOUND', `container ${containerId} is gone: ${daemonMessage(error)}`, undefined, { cause: error });
+      throw this.translate(error, `inspect container ${containerId}`);
+    }
+    const host = inspected.HostConfig ?? {};
+    const text = (value: unknown) => (typeof value === 'string' ? value : undefined);
+    const number = (value: unknown) => (typeof value === 'number' ? value : undefined);
+    const flag = (value: unknown) => (typeof value === 'boolean' ? value : undefined);
+    const list = (value: unknown) => (Array.isArray(value) ? value.filter((entry): entry is string => typeof entry === 'string') : []);
+    return {
+      user: text(inspected.Config?.User),
+      runtime: text(host.Runtime),
+      readonlyRootfs: flag(host.ReadonlyRootfs),
+      capDrop: list(host.CapDrop),
+      capAdd: list(host.CapAdd),
+      securityOpt: list(host.SecurityOpt),
+      networkMode: text(host.NetworkMode),
+      pidsLimit: number(host.PidsLimit),
+      memory: number(host.Memory),
+      memorySwap: number(host.MemorySwap),
+      privileged: flag(host.Privileged),
+    };
   }
 
   async getArchive(containerId: string, path: string): Promise<Readable> {

@@ -51,9 +51,29 @@ export interface DaemonInfo {
   os: string;
   arch: string;
   runtimes: string[];
+  /** The arguments each runtime is registered with (`runtimeArgs` in daemon.json), when the daemon says. */
+  runtimeArgs?: Record<string, string[]> | undefined;
   /** CPUs and memory of the daemon's machine (NCPU, MemTotal), when it says. */
   cpus?: number | undefined;
   memoryBytes?: number | undefined;
+}
+
+/**
+ * The hardening of a created container as the daemon reports it back (inspect), so asp can see what an engine
+ * silently ignored. Undefined fields are ones the daemon did not report.
+ */
+export interface ContainerHardening {
+  user: string | undefined;
+  runtime: string | undefined;
+  readonlyRootfs: boolean | undefined;
+  capDrop: string[];
+  capAdd: string[];
+  securityOpt: string[];
+  networkMode: string | undefined;
+  pidsLimit: number | undefined;
+  memory: number | undefined;
+  memorySwap: number | undefined;
+  privileged: boolean | undefined;
 }
 
 export interface ContainerSummary {
@@ -91,6 +111,8 @@ export interface DockerPort {
   removeVolume(name: string): Promise<void>;
   listVolumes(labelFilters: string[]): Promise<VolumeSummary[]>;
   createContainer(body: ContainerCreateBody): Promise<string>;
+  /** What the daemon made of a created container's hardening fields; NOT_FOUND when it is gone. */
+  inspectContainer(containerId: string): Promise<ContainerHardening>;
   /** A tar of `path` in the container; NOT_FOUND when the path (or the container) is not there. */
   getArchive(containerId: string, path: string): Promise<Readable>;
   /**

@@ -138,6 +138,13 @@ export const SANDBOX_WORKSPACE = '/workspace';
 export const SANDBOX_REPO_DIR = '/workspace/repo';
 export const SANDBOX_ARTIFACTS_DIR = '/workspace/.asp';
 export const SANDBOX_TASK_FILE = '/workspace/.asp/task.json';
+/** The task text, whole, for steps (`ASP_TASK_FILE`): `ASP_TASK` is cut to fit the kernel's limit on one variable. */
+export const SANDBOX_TASK_TEXT_FILE = '/workspace/.asp/task.txt';
+/**
+ * Longest `ASP_TASK` a step gets, in bytes. Linux refuses any single environment string over 128 KiB (MAX_ARG_STRLEN)
+ * with E2BIG, and all of them together must leave room for arguments; past this the text is cut with a marker.
+ */
+export const TASK_ENV_MAX_BYTES = 64 * 1024;
 /** The sandbox's changes, as a git bundle of the commits on top of the base, and as a patch to read. */
 export const CHANGE_BUNDLE = 'change.bundle';
 export const CHANGE_PATCH = 'diff.patch';

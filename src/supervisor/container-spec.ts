@@ -1,6 +1,7 @@
 import type { Limits } from '../config/task-spec.js';
 import type { ContainerCreateBody } from '../docker/port.js';
 import { SANDBOX_WORKSPACE } from '../protocol/messages.js';
+import { seccompSecurityOpt } from './seccomp-profile.js';
 
 export interface ContainerSpecInput {
   name: string;
@@ -17,6 +18,33 @@ export interface ContainerSpecInput {
 const LOG_MAX_SIZE = '10m';
 
 /**
+ * The runner runs as root *inside* the container so that steps (uid 1000) cannot signal, ptrace, or open the
+ * /proc files of any asp process: the kernel lets a process do that only to processes of its own uid. Root here
+ * holds nothing but these capabilities, each for one reason; everything else is dropped, for the runner and tini
+ * too, and a step loses even these when the runner drops it to uid 1000 (a uid change clears a process's
+ * capabilities, and no-new-privileges keeps them from coming back through setuid files).
+ */
+export const RUNNER_CAPABILITIES: ReadonlyArray<{ cap: string; reason: string }> = [
+  { cap: 'SETUID', reason: 'to start every step, and every helper that reads what steps wrote, as uid 1000' },
+  { cap: 'SETGID', reason: 'to start them as gid 1000 with no supplementary groups' },
+  {
+    cap: 'KILL',
+    reason: 'to stop and kill every process of uid 1000 when a step ends, daemons re-parented to init included, ' +
+      'without starting a helper (a fork bomb at the pids limit leaves no pid free for one)',
+  },
+  {
+    cap: 'DAC_READ_SEARCH',
+    reason: 'so the --disk watchdog sees every directory of the workspace, also one a step made unreadable (chmod 000) to hide ' +
+      'what it wrote; the watchdog only lists directories and stats entries, it opens no file a step wrote, and ' +
+      'open_by_handle_at, the syscall that would make this capability an escape, is refused by seccomp-profile.ts',
+  },
+];
+/** The identity of the runner (root in the container's user namespace, with only RUNNER_CAPABILITIES). */
+export const RUNNER_USER = '0:0';
+/** The identity of every step (and of what reads step output files): no capabilities at all. */
+export const STEP_USER = '1000:1000';
+
+/**
  * The hardened container every task runs in. There is no opt-out: this is the product.
  * Every field here is asserted by test/unit/container-spec.test.ts and checked from inside by the integration suite.
  */
@@ -27,7 +55,7 @@ export function containerSpec(input: ContainerSpecInput): ContainerCreateBody {
     Image: input.image,
     Cmd: ['asp-sandbox'],
     Env: sandboxEnv(input.allowedEnv),
-    User: '1000:1000',
+    User: RUNNER_USER,
     WorkingDir: SANDBOX_WORKSPACE,
     Labels: input.labels,
     // stdin carries the task, the workspace and model answers from the host; it is a pipe, never a TTY. It closes
@@ -46,8 +74,9 @@ export function containerSpec(input: ContainerSpecInput): ContainerCreateBody {
       // Docker's default tmpfs is noexec, which breaks shell test suites; nosuid/nodev keep it harmless.
       Tmpfs: { '/tmp': `rw,exec,nosuid,nodev,size=${limits.tmpfs}` },
       CapDrop: ['ALL'],
-      CapAdd: [],
-      SecurityOpt: ['no-new-privileges'],
+      CapAdd: RUNNER_CAPABILITIES.map((entry) => entry.cap),
+      // asp's own seccomp profile, never the engine's default (seccomp-profile.ts says what it refuses and why).
+      SecurityOpt: ['no-new-privileges', seccompSecurityOpt(input.runtime)],
       Privileged: false,
       Init: true, // PID 1 reaps zombies and forwards signals, so a kill stops every process of the task
       PidsLimit: limits.pids,

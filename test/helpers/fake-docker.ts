@@ -76,6 +76,7 @@ export class FakeDocker implements DockerPort {
   buildImage = unused;
   createVolume = unused;
   createContainer = unused;
+  inspectContainer = unused;
   getArchive = unused;
   attach = unused;
   start = unused;

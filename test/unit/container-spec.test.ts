@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { limitsSchema } from '../../src/config/task-spec.js';
-import { containerSpec, sandboxEnv } from '../../src/supervisor/container-spec.js';
+import { containerSpec, RUNNER_CAPABILITIES, sandboxEnv } from '../../src/supervisor/container-spec.js';
+import { DENIED_SYSCALLS, seccompProfile, seccompSecurityOpt } from '../../src/supervisor/seccomp-profile.js';
 
 const limits = limitsSchema.parse({ memory: '1g', cpus: 1.5, pids: 256, timeout: '5m' });
 const spec = containerSpec({
@@ -23,15 +24,18 @@ describe('container spec', () => {
     expect(spec.HostConfig.Tmpfs).toEqual({ '/tmp': `rw,exec,nosuid,nodev,size=${512 * 1024 ** 2}` });
   });
 
-  it('drops every capability and forbids new privileges', () => {
+  it('drops every capability but the runner\'s four, each with its reason, forbids new privileges and applies asp\'s seccomp profile', () => {
     expect(spec.HostConfig.CapDrop).toEqual(['ALL']);
-    expect(spec.HostConfig.CapAdd).toEqual([]);
-    expect(spec.HostConfig.SecurityOpt).toEqual(['no-new-privileges']);
+    // The minimum to start steps as uid 1000 (SETUID, SETGID), end all their processes (KILL), and let the disk
+    // watchdog see directories a step hid (DAC_READ_SEARCH). Nothing else: no CHOWN, DAC_OVERRIDE, FOWNER, NET_RAW, ...
+    expect(spec.HostConfig.CapAdd).toEqual(['SETUID', 'SETGID', 'KILL', 'DAC_READ_SEARCH']);
+    for (const entry of RUNNER_CAPABILITIES) expect(entry.reason.length, entry.cap).toBeGreaterThan(30);
+    expect(spec.HostConfig.SecurityOpt).toEqual(['no-new-privileges', seccompSecurityOpt()]);
     expect(spec.HostConfig.Privileged).toBe(false);
   });
 
-  it('runs as uid 1000 under init', () => {
-    expect(spec.User).toBe('1000:1000');
+  it('starts the runner as root of the container (never uid 1000, which steps use) under init', () => {
+    expect(spec.User).toBe('0:0');
     expect(spec.HostConfig.Init).toBe(true);
   });
 
@@ -68,6 +72,47 @@ describe('container spec', () => {
     expect(spec.HostConfig.Runtime).toBeUndefined();
     const gvisor = containerSpec({ name: 'n', image: 'i', volume: 'v', labels: {}, limits, allowedEnv: {}, runtime: 'runsc' });
     expect(gvisor.HostConfig.Runtime).toBe('runsc');
+  });
+});
+
+describe('seccomp profile', () => {
+  const profile = seccompProfile();
+  const allowed = (name: string) => profile.syscalls.filter((rule) => rule.action === 'SCMP_ACT_ALLOW' && rule.names.includes(name));
+
+  it('refuses by default with EPERM, and io_uring with ENOSYS so libraries fall back', () => {
+    expect(profile.defaultAction).toBe('SCMP_ACT_ERRNO');
+    expect(profile.defaultErrnoRet).toBe(1);
+    for (const name of ['io_uring_setup', 'io_uring_enter', 'io_uring_register']) {
+      expect(allowed(name), name).toEqual([]);
+      expect(profile.syscalls).toContainEqual({ names: ['io_uring_setup', 'io_uring_enter', 'io_uring_register'], action: 'SCMP_ACT_ERRNO', errnoRet: 38 });
+    }
+  });
+
+  it('names a reason for every syscall it refuses beyond Docker\'s default', () => {
+    for (const rule of DENIED_SYSCALLS) {
+      expect(rule.reason.length).toBeGreaterThan(20);
+      for (const name of rule.names) expect(allowed(name), name).toEqual([]);
+    }
+  });
+
+  it('keeps what test suites use, and no capability-gated syscall (open_by_handle_at, mount, bpf, ...)', () => {
+    for (const name of ['read', 'write', 'openat', 'clone', 'execve', 'wait4', 'setuid', 'setgid', 'setgroups', 'kill', 'ptrace', 'socket', 'epoll_wait', 'futex']) {
+      expect(allowed(name).length, name).toBeGreaterThan(0);
+    }
+    for (const name of ['open_by_handle_at', 'mount', 'umount2', 'bpf', 'unshare', 'setns', 'keyctl', 'add_key', 'userfaultfd', 'perf_event_open', 'kexec_load', 'init_module']) {
+      expect(allowed(name), name).toEqual([]);
+    }
+    expect(profile.syscalls.some((rule) => 'includes' in rule && rule.includes && 'caps' in rule.includes)).toBe(false);
+  });
+
+  it('lets clone make threads and processes but no namespaces, and clone3 answers ENOSYS', () => {
+    expect(allowed('clone')).toContainEqual(expect.objectContaining({ args: [{ index: 0, value: 0x7e020000, op: 'SCMP_CMP_MASKED_EQ' }] }));
+    expect(profile.syscalls).toContainEqual({ names: ['clone3'], action: 'SCMP_ACT_ERRNO', errnoRet: 38 });
+  });
+
+  it('is passed inline, as the Engine API takes it', () => {
+    expect(seccompSecurityOpt().startsWith('seccomp={')).toBe(true);
+    expect(JSON.parse(seccompSecurityOpt().slice('seccomp='.length))).toEqual(profile);
   });
 });
 

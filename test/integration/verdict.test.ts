@@ -1,0 +1,86 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { TaskResult } from '../../src/supervisor/run-task.js';
+import { keyValues } from '../fixtures/hostile/privilege-probe.js';
+import { inspectorTakeover, ioUringProbe, runnerReach, runnerStopper, testRewriterDaemon } from '../fixtures/hostile/runner-takeover.js';
+import { docker, dockerAvailable, leftovers, testSettings } from '../helpers/docker.js';
+import { run } from '../helpers/run.js';
+
+const facts = (result: TaskResult, file: string) => keyValues(readFileSync(path.join(result.workspacePath, '.asp', file), 'utf8'));
+/** gVisor where the daemon has it (CI registers it: scripts/enable-gvisor.sh); plain runc always. */
+const runtimes = dockerAvailable && (await docker.info()).runtimes.includes('runsc') ? ['runc', 'runsc'] : ['runc'];
+
+/**
+ * The verdict is the product: whatever a step does to the runner, a later step that fails stays failed, and the
+ * task exits 1. Each fixture of test/fixtures/hostile/runner-takeover.ts was seen to forge or stall the verdict
+ * against a runner of the step's own uid; these tests hold the line that privilege separation draws.
+ */
+describe.skipIf(!dockerAvailable).each(runtimes)('a step cannot forge the verdict (runtime %s)', (runtime) => {
+  const settings = testSettings();
+  const under = (task: ReturnType<typeof runnerReach>) => ({ ...task, ...(runtime === 'runc' ? {} : { runtime }) });
+
+  afterAll(async () => {
+    expect(await leftovers()).toEqual({ containers: [], volumes: [] });
+  });
+
+  it('SIGUSR1 opens no inspector: the takeover step is refused and the failing tests stay failed (exit 1)', async () => {
+    const { result } = await run(settings, under(inspectorTakeover()));
+    const seen = facts(result, 'takeover.txt');
+    expect(seen.runner).toMatch(/^\d+$/); // it did find the runner...
+    expect(seen.signal).toBe('refused: EPERM'); // ...but may not signal it
+    expect(seen.inspector).toMatch(/^refused/);
+    expect(seen.evaluate).toBeUndefined();
+    expect(result.exitCode).toBe(1);
+    expect(result.status).toBe('failed');
+    expect(result.steps.map((step) => [step.name, step.status, step.exitCode])).toEqual([
+      ['takeover', 'passed', 0],
+      ['tests', 'failed', 1],
+    ]);
+  });
+
+  it('reaches nothing of the runner: not its memory, environment, stdout pipe, signals, files, nor PID 1', async () => {
+    const { result } = await run(settings, under(runnerReach()));
+    const seen = facts(result, 'runner-reach.txt');
+    expect(seen.runner).toMatch(/^\d+$/);
+    const attempts = ['mem-write', 'mem-read', 'stdout-pipe', 'signal-usr1', 'signal-stop', 'signal-init', 'write-runner-file'];
+    for (const name of attempts) expect(seen[name], name).toBe('refused');
+    if (runtime === 'runc') {
+      expect(seen.environ).toBe('refused');
+      expect(seen.maps).toBe('refused');
+    }
+    // gVisor (release 20221219) lets any process read another's /proc/<pid>/environ and maps (SECURITY.md). The
+    // runner's environment is the container's, every variable of which the step has too: nothing there is news to
+    // it; its memory map is of no use without a way to write that memory, which stays refused.
+    else expect(seen.environ === 'refused' || seen['environ-extra'] === '0', JSON.stringify(seen)).toBe(true);
+    expect(result.warnings.join('\n')).not.toContain('forged through the runner pipe');
+    expect(result.exitCode).toBe(1);
+    expect(result.steps[1]).toMatchObject({ name: 'tests', status: 'failed', exitCode: 1 });
+  });
+
+  it.each(['STOP', 'KILL'] as const)('kill -%s of the runner is refused: the task runs on and the failing step fails it', async (signal) => {
+    const { result, output } = await run(settings, under(runnerStopper(signal)));
+    expect(output).not.toContain(`runner ${signal} sent`);
+    expect(result.exitCode).toBe(1);
+    expect(result.status).toBe('failed');
+    expect(result.steps.map((step) => step.status)).toEqual(['passed', 'failed']);
+  });
+
+  it('a daemon left by one step is dead before the next starts: the grading step sees the test file untouched', async () => {
+    const { result, output } = await run(settings, under(testRewriterDaemon()));
+    expect(output).toContain('[agent] daemon started');
+    expect(output).toContain('[grade] the real test');
+    expect(output).not.toContain('rewritten by a daemon');
+    expect(result.exitCode).toBe(1);
+    expect(result.steps.map((step) => [step.name, step.status])).toEqual([
+      ['agent', 'passed'],
+      ['grade', 'failed'],
+    ]);
+  });
+
+  it('io_uring_setup is refused by asp\'s seccomp profile', async () => {
+    const { result } = await run(settings, under(ioUringProbe()));
+    expect(result.exitCode).toBe(0);
+    expect(facts(result, 'io-uring.txt').io_uring_setup).toMatch(/^refused: (Function not implemented|Operation not permitted)/);
+  });
+});

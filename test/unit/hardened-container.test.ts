@@ -1,0 +1,116 @@
+import { mkdtempSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { AspError, exitCodeFor } from '../../src/asp-error.js';
+import { limitsSchema } from '../../src/config/task-spec.js';
+import { EngineAdapter } from '../../src/docker/engine-adapter.js';
+import type { DaemonInfo } from '../../src/docker/port.js';
+import { containerSpec } from '../../src/supervisor/container-spec.js';
+import { checkRuntime, createHardenedContainer } from '../../src/supervisor/hardened-container.js';
+
+const spec = (runtime?: string) =>
+  containerSpec({ name: 'asp-t-r', image: 'asp-sandbox:x', volume: 'asp-ws-t-r', labels: { 'asp.managed': 'true' }, limits: limitsSchema.parse({}), allowedEnv: {}, runtime });
+
+const servers: Server[] = [];
+afterEach(() => {
+  for (const server of servers.splice(0)) server.close();
+});
+
+/**
+ * A Docker-compatible engine on a unix socket that takes a create body, forgets the fields named in `drops` (as
+ * Podman does with Runtime), and answers inspect with what it kept, in the Engine API's shape. It records calls.
+ */
+async function forgetfulEngine(drops: Array<'Runtime' | 'CapDrop' | 'SecurityOpt' | 'PidsLimit'>, extra: Record<string, unknown> = {}) {
+  const socketPath = path.join(mkdtempSync(path.join(os.tmpdir(), 'asp-engine-')), 'engine.sock');
+  const calls: string[] = [];
+  let kept: { User?: string; HostConfig: Record<string, unknown> } | undefined;
+  const server = createServer((request, response) => {
+    let body = '';
+    request.on('data', (chunk: Buffer) => (body += chunk.toString('utf8')));
+    request.on('end', () => {
+      const route = `${request.method} ${(request.url ?? '').split('?')[0]}`;
+      calls.push(route);
+      response.setHeader('content-type', 'application/json');
+      if (route === 'POST /containers/create') {
+        const created = JSON.parse(body) as { User: string; HostConfig: Record<string, unknown> };
+        for (const field of drops) delete created.HostConfig[field];
+        kept = { User: created.User, HostConfig: { ...created.HostConfig, Runtime: created.HostConfig.Runtime ?? 'runc', ...extra } };
+        response.end(JSON.stringify({ Id: 'c0ffee' }));
+      } else if (route === 'GET /containers/c0ffee/json') {
+        response.end(JSON.stringify({ Id: 'c0ffee', Config: { User: kept?.User }, HostConfig: kept?.HostConfig }));
+      } else if (route === 'DELETE /containers/c0ffee') {
+        response.statusCode = 204;
+        response.end();
+      } else {
+        response.statusCode = 404;
+        response.end(JSON.stringify({ message: `no route ${route}` }));
+      }
+    });
+  });
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+  return { docker: new EngineAdapter(`unix://${socketPath}`), calls };
+}
+
+async function refusal(promise: Promise<unknown>): Promise<AspError> {
+  const error = await promise.then(
+    () => undefined,
+    (caught: unknown) => caught,
+  );
+  expect(error).toBeInstanceOf(AspError);
+  return error as AspError;
+}
+
+describe('the sandbox is inspected after create, before it starts', () => {
+  it('passes a container the engine made exactly as asked', async () => {
+    const { docker, calls } = await forgetfulEngine([]);
+    expect(await createHardenedContainer(docker, spec('runsc'))).toBe('c0ffee');
+    expect(calls).toEqual(['POST /containers/create', 'GET /containers/c0ffee/json']);
+  });
+
+  it('refuses one whose engine dropped Runtime and CapDrop: exit 3, one line naming both, the container removed unstarted', async () => {
+    const { docker, calls } = await forgetfulEngine(['Runtime', 'CapDrop']);
+    const error = await refusal(createHardenedContainer(docker, spec('runsc')));
+    expect(error.code).toBe('HARDENING_IGNORED');
+    expect(exitCodeFor(error.code)).toBe(3);
+    expect(error.message).toContain('Runtime "runsc" came back as "runc"');
+    expect(error.message).toContain('CapDrop ALL is missing');
+    expect(error.message).not.toContain('\n');
+    expect(error.hint).toContain('--runtime');
+    expect(calls).toEqual(['POST /containers/create', 'GET /containers/c0ffee/json', 'DELETE /containers/c0ffee']);
+    expect(calls.some((call) => call.includes('/start'))).toBe(false);
+  });
+
+  it('refuses one that lost asp\'s seccomp profile or its pids limit, or gained a capability', async () => {
+    const seccomp = await forgetfulEngine(['SecurityOpt']);
+    expect((await refusal(createHardenedContainer(seccomp.docker, spec()))).message).toMatch(/SecurityOpt no-new-privileges is missing; SecurityOpt seccomp is missing/);
+    const pids = await forgetfulEngine(['PidsLimit']);
+    expect((await refusal(createHardenedContainer(pids.docker, spec()))).message).toContain('PidsLimit 512 came back as nothing');
+    const caps = await forgetfulEngine([], { CapAdd: ['CAP_SETUID', 'CAP_SYS_ADMIN'] });
+    expect((await refusal(createHardenedContainer(caps.docker, spec()))).message).toContain('CapAdd holds SYS_ADMIN, which asp did not ask for');
+  });
+});
+
+describe('the runtime asked for', () => {
+  const info = (runtimeArgs: Record<string, string[]>): DaemonInfo => ({
+    endpoint: 'unix:///fake',
+    serverVersion: '20.10',
+    apiVersion: '1.41',
+    os: 'linux',
+    arch: 'amd64',
+    runtimes: Object.keys(runtimeArgs),
+    runtimeArgs,
+  });
+
+  it('must be registered with the daemon', () => {
+    expect(() => checkRuntime('runsc', info({ runc: [] }))).toThrow(/no runtime "runsc" \(it has: runc\)/);
+  });
+
+  it('must, for gVisor, load the container\'s seccomp profile (--oci-seccomp)', () => {
+    expect(() => checkRuntime('runsc', info({ runc: [], runsc: ['--network=none'] }))).toThrow(/without --oci-seccomp/);
+    expect(() => checkRuntime('runsc', info({ runc: [], runsc: ['--network=none', '--oci-seccomp'] }))).not.toThrow();
+    expect(() => checkRuntime(undefined, info({ runc: [] }))).not.toThrow();
+  });
+});
