@@ -16,6 +16,7 @@ import {
   encodeMessage,
   PROTOCOL_VERSION,
   SANDBOX_ARTIFACTS_DIR,
+  SANDBOX_CHECK_DIR,
   SANDBOX_REPO_DIR,
   SANDBOX_TASK_FILE,
   SANDBOX_TASK_TEXT_FILE,
@@ -102,6 +103,7 @@ async function runStep(task: SandboxTask, step: SandboxTask['steps'][number]): P
       ASP_TASK_ID: task.taskId,
       ASP_STEP: step.name,
       ASP_ARTIFACTS: SANDBOX_ARTIFACTS_DIR,
+      ...(task.check?.files ? { ASP_CHECK_DIR: SANDBOX_CHECK_DIR } : {}),
       ...gatewayEnv,
     },
   }));
@@ -233,7 +235,7 @@ async function main(): Promise<void> {
     return;
   }
   // The host writes the task first, then the workspace tar, on stdin (host-messages.ts).
-  const host = new HostInput(process.stdin, SANDBOX_WORKSPACE);
+  const host = new HostInput(process.stdin, SANDBOX_WORKSPACE, SANDBOX_CHECK_DIR);
   const task = await host.task;
   secrets = task.secretEnv.map((name) => process.env[name] ?? '');
 
@@ -246,7 +248,16 @@ async function main(): Promise<void> {
   }, Math.min(Math.max(0, task.deadlineAt + BACKSTOP_GRACE_MS - Date.now()), MAX_TIMER_MS));
   backstop.unref();
   await host.workspace;
+  if (task.check?.files) {
+    await host.checkFiles;
+    await makeReadable(SANDBOX_CHECK_DIR);
+  }
   await writeAsStepUserOrWarn(SANDBOX_TASK_TEXT_FILE, task.task);
+  if (task.check && !(await checkOut(task.check.checkout))) {
+    finish('failed', 1);
+    process.stdin.destroy();
+    return;
+  }
 
   const endpoint = task.modelGateway ? await startGateway(task.modelGateway, host) : undefined;
 
@@ -259,7 +270,7 @@ async function main(): Promise<void> {
   }
   // Changes come back only from a pipeline that passed: a failed one may have filled the disk, and its
   // commits would never be pushed anyway. The collector reads what steps wrote, so it runs as the step user.
-  const listed = await runCollector(task, status === 'passed', emit);
+  const listed = await runCollector(task, status === 'passed' && !task.check, emit);
   await endStepProcesses();
   // Small artifacts go back on stdout; bigger ones the host copies out of the stopped container.
   if (listed.complete && listed.bytes + listed.files * TAR_ENTRY_OVERHEAD <= ARTIFACTS_STREAM_MAX_BYTES) await streamArtifacts();
@@ -311,6 +322,40 @@ async function streamArtifacts(): Promise<void> {
   if (!ok) return;
   send(true);
   emit({ type: 'artifacts.end', bytes, sha256: hash.digest('hex') });
+}
+
+/**
+ * The check dir belongs to the runner (root); steps must read all of it and write none of it, whatever modes the
+ * files had on the host. chmod -R does not follow the links it meets inside.
+ */
+function makeReadable(dir: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const chmod = spawn('chmod', ['-R', 'a+rX,go-w', dir], { stdio: 'ignore' });
+    chmod.on('error', reject);
+    chmod.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`chmod of ${dir} exited ${code}`))));
+  });
+}
+
+/**
+ * A clean-room check starts from the change the host accepted: each repository is switched to its commit, as the
+ * step user (git reads the tree). Says which failed and why; false when one did.
+ */
+async function checkOut(checkouts: NonNullable<SandboxTask['check']>['checkout']): Promise<boolean> {
+  for (const target of checkouts) {
+    const args = ['-c', 'core.hooksPath=/dev/null', '-c', 'core.fsmonitor=false', 'checkout', '-q', '-B', target.branch, target.commit];
+    const failure = await new Promise<string | undefined>((resolve) => {
+      const git = spawn('git', args, asStepUser({ cwd: target.dir, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null', GIT_CONFIG_NOSYSTEM: '1' } }));
+      let stderr = '';
+      git.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString('utf8')).slice(-1000)));
+      git.on('error', (error) => resolve(error.message));
+      git.on('close', (code) => resolve(code === 0 ? undefined : stderr.trim().split('\n')[0] || `git exited ${code}`));
+    });
+    if (failure) {
+      emit({ type: 'warning', message: `the check cannot start: checking out ${target.commit} in ${target.dir} failed: ${failure}` });
+      return false;
+    }
+  }
+  return true;
 }
 
 async function startGateway(gateway: NonNullable<SandboxTask['modelGateway']>, host: HostInput): Promise<ModelEndpoint> {

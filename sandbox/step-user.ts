@@ -15,9 +15,13 @@ const SWEEP_LIMIT_MS = 10_000;
 /** How long a file write as the step user may take (a FIFO planted at the path would block it for ever). */
 const WRITE_LIMIT_MS = 10_000;
 
-/** Spawn options that drop a child to the step user (libuv clears supplementary groups, then sets gid and uid). */
-export function asStepUser<const T extends SpawnOptions>(options: T): T & { uid: number; gid: number } {
-  return { ...options, uid: STEP_UID, gid: STEP_GID };
+/**
+ * Spawn options that drop a child to the step user (libuv clears supplementary groups, then sets gid and uid).
+ * Only root can drop; the runner refuses to start as anyone else (canDropToStepUser), so outside a sandbox (unit
+ * tests as a plain user) the child simply stays the caller's user.
+ */
+export function asStepUser<const T extends SpawnOptions>(options: T): T {
+  return canDropToStepUser() ? { ...options, uid: STEP_UID, gid: STEP_GID } : options;
 }
 
 /** Whether the runner can separate itself from steps at all: it must start as root (container-spec.ts RUNNER_USER). */

@@ -1,4 +1,5 @@
 import { formatDuration } from '../config/units.js';
+import { printableLine } from '../protocol/printable.js';
 import type { TaskOutcome } from './batch-report.js';
 
 export interface BatchProgress {
@@ -75,7 +76,8 @@ export function batchProgress(total: number, options: { tty: boolean; write: (te
 
 function describe(outcome: TaskOutcome, counts: Counts): string {
   const timing = outcome.durationMs !== null ? ` in ${formatDuration(outcome.durationMs)}` : '';
-  const why = succeeded(outcome) || !outcome.failure ? '' : ` (${outcome.failure})`;
+  // The failure can quote a task's own output or file names: escaped, it cannot drive the terminal.
+  const why = succeeded(outcome) || !outcome.failure ? '' : ` (${printableLine(outcome.failure)})`;
   const resumed = outcome.resumed ? ' [from journal]' : '';
   return `asp batch: [${counts.done}/${counts.total}] ${outcome.key} ${outcome.status}${timing}${why}${resumed}`;
 }

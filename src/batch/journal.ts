@@ -1,28 +1,52 @@
 import { createHash } from 'node:crypto';
 import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { z } from 'zod';
+import { TASK_ID_PATTERN } from '../config/task-spec.js';
+
+const line = (max: number) => z.string().max(max);
+
+/**
+ * One journal line as read back for --resume: a resumed task's outcome comes from it (and goes into the report),
+ * so every field is checked; a line that fails is damaged and the task simply runs again.
+ */
+const journalRecordSchema = z.strictObject({
+  event: z.enum(['start', 'end']),
+  key: line(200).min(1),
+  at: z.string().refine((text) => !Number.isNaN(Date.parse(text)), 'must be an ISO time'),
+  attempt: z.number().int().min(1).max(1000),
+  taskId: z.string().regex(TASK_ID_PATTERN).optional(),
+  status: z.enum(['passed', 'awaiting_approval', 'rejected', 'failed', 'timeout', 'interrupted', 'error', 'not-run']).optional(),
+  exitCode: z.number().int().min(0).max(255).optional(),
+  durationMs: z.number().min(0).optional(),
+  costUsd: z.number().min(0).optional(),
+  traceId: z.string().regex(/^[0-9a-f]{32}$/).optional(),
+  artifactsDir: line(4096).optional(),
+  failedStep: line(200).optional(),
+  failure: line(100_000).optional(),
+  outputTail: line(100_000).optional(),
+  error: line(100_000).optional(),
+});
 
 /** What the journal records of one task attempt. */
-export interface JournalRecord {
-  event: 'start' | 'end';
-  key: string;
-  at: string;
-  attempt: number;
-  taskId?: string;
-  status?: string;
-  exitCode?: number;
-  durationMs?: number;
-  costUsd?: number;
-  traceId?: string;
-  artifactsDir?: string;
-  failedStep?: string;
-  failure?: string;
-  outputTail?: string;
-  error?: string;
-}
+export type JournalRecord = z.infer<typeof journalRecordSchema>;
+export type FinalStatus = 'passed' | 'awaiting_approval' | 'failed' | 'timeout';
+export type FinishedRecord = JournalRecord & { status: FinalStatus };
 
 /** The statuses that end a task for good: --resume does not run it again. */
-const FINAL = new Set(['passed', 'awaiting_approval', 'failed', 'timeout']);
+const FINAL: ReadonlySet<string> = new Set<FinalStatus>(['passed', 'awaiting_approval', 'failed', 'timeout']);
+
+/** Parses one journal line; undefined when it is torn (a kill mid-write) or not a record. */
+export function parseJournalLine(text: string): JournalRecord | undefined {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const parsed = journalRecordSchema.safeParse(json);
+  return parsed.success ? parsed.data : undefined;
+}
 
 /**
  * The batch journal: `<home>/batches/<batch-id>/journal.jsonl`, appended synchronously one line per event,
@@ -42,25 +66,27 @@ export class BatchJournal {
     appendFileSync(this.file, JSON.stringify(record) + '\n');
   }
 
-  /** The last end record of every task that ended for good; a torn last line (a kill mid-write) is ignored. */
-  finished(): Map<string, JournalRecord> {
-    const done = new Map<string, JournalRecord>();
+  /**
+   * The last end record of every task that ended for good. A torn last line (a kill mid-write) is ignored; other
+   * lines that are not records are counted in `damaged`, and a task whose end record is damaged runs again.
+   */
+  finished(): { done: Map<string, FinishedRecord>; damaged: number } {
+    const done = new Map<string, FinishedRecord>();
     let text = '';
     try {
       text = readFileSync(this.file, 'utf8');
     } catch {
-      return done;
+      return { done, damaged: 0 };
     }
-    for (const line of text.split('\n')) {
-      if (!line.trim()) continue;
-      try {
-        const record = JSON.parse(line) as JournalRecord;
-        if (record.event === 'end' && record.status && FINAL.has(record.status)) done.set(record.key, record);
-      } catch {
-        /* torn line */
-      }
-    }
-    return done;
+    const lines = text.split('\n');
+    let damaged = 0;
+    lines.forEach((entry, index) => {
+      if (!entry.trim()) return;
+      const record = parseJournalLine(entry);
+      if (!record) damaged += index === lines.length - 1 ? 0 : 1;
+      else if (record.event === 'end' && record.status && isFinal(record.status)) done.set(record.key, { ...record, status: record.status });
+    });
+    return { done, damaged };
   }
 }
 
@@ -68,4 +94,8 @@ export class BatchJournal {
 export function batchIdFor(file: string, content: string): string {
   const hash = createHash('sha256').update(path.resolve(file)).update('\0').update(content).digest('hex').slice(0, 12);
   return `${path.basename(file).replace(/\.[^.]*$/, '').replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 40)}-${hash}`;
+}
+
+function isFinal(status: string): status is FinalStatus {
+  return FINAL.has(status);
 }

@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { AspError, errorMessage, EXIT, exitCodeFor } from '../asp-error.js';
@@ -8,12 +7,16 @@ import type { Clock } from '../supervisor/clock.js';
 import type { Log } from '../supervisor/log.js';
 import { runTask, type TaskResult } from '../supervisor/run-task.js';
 import { ensureSandboxImage } from '../supervisor/sandbox-image.js';
+import { readStepRecord } from '../supervisor/step-records.js';
 import type { TraceDocument } from '../tracing/trace-model.js';
+import { parseTraceDocument } from '../tracing/trace-schema.js';
+import { readHostFile } from '../workspace/host-state.js';
+import { workspacePaths } from '../workspace/host-workspace.js';
 import type { TraceMode } from '../tracing/trace-mode.js';
 import { RepoMirrors } from '../workspace/repo-mirror.js';
 import type { BatchProgress } from './batch-progress.js';
 import type { BatchSummary, TaskOutcome } from './batch-report.js';
-import { BatchJournal, type JournalRecord } from './journal.js';
+import { BatchJournal, type FinishedRecord } from './journal.js';
 import type { BatchEntry, TaskList } from './task-list.js';
 
 export interface BatchOptions {
@@ -54,7 +57,9 @@ export function defaultConcurrency(entries: BatchEntry[]): number {
 export async function runBatch(list: TaskList, options: BatchOptions, deps: BatchDeps): Promise<BatchSummary> {
   const startedAt = deps.clock.now();
   const journal = new BatchJournal(deps.settings.home, options.batchId);
-  const done = options.resume ? journal.finished() : new Map<string, JournalRecord>();
+  const journaled = options.resume ? journal.finished() : { done: new Map<string, FinishedRecord>(), damaged: 0 };
+  const done = journaled.done;
+  if (journaled.damaged) deps.log.warn({ journal: journal.file }, `${journaled.damaged} damaged line(s) in the batch journal ${journal.file} ignored: their tasks run again`);
   const mirrors = new RepoMirrors(path.join(deps.settings.home, 'mirrors'), deps.settings.hostEnv, githubToken(deps.settings));
   const outcomes = new Map<string, TaskOutcome>();
 
@@ -177,14 +182,15 @@ async function attemptTask(entry: BatchEntry, attempt: number, deps: BatchDeps, 
 }
 
 async function describeResult(result: TaskResult): Promise<Omit<TaskOutcome, 'key' | 'line' | 'attempts' | 'resumed'>> {
-  const artifactsDir = path.join(result.workspacePath, '.asp');
+  const workspace = workspacePaths(path.dirname(result.workspacePath), result.taskId);
+  const artifactsDir = workspace.artifactsDir;
   const failed = result.steps.find((step) => step.status === 'failed' || step.status === 'timeout' || step.status === 'interrupted');
-  let outputTail: string | null = null;
-  if (failed) {
-    const record = await readJson<{ outputTail?: string }>(path.join(artifactsDir, `${failed.name}.json`));
-    outputTail = record?.outputTail ?? null;
-  }
-  const document = await readJson<TraceDocument>(result.tracePath);
+  // The step's record is the sandbox's (or the host's, for a step it killed): data, read with its schema.
+  const outputTail = failed ? ((await readStepRecord(artifactsDir, failed.name))?.outputTail ?? null) : null;
+  // The cost comes from the trace's master copy, the one the sandbox cannot write.
+  const document = await readHostFile(workspace, 'trace')
+    .then((content) => (content === undefined ? undefined : parseTraceDocument(content)))
+    .catch(() => undefined);
   return {
     taskId: result.taskId,
     status: result.status,
@@ -206,20 +212,12 @@ function costOf(document: TraceDocument): number {
   return document.observations.reduce((sum, observation) => sum + (observation.costDetails?.total ?? 0), 0);
 }
 
-async function readJson<T>(file: string): Promise<T | undefined> {
-  try {
-    return JSON.parse(await readFile(file, 'utf8')) as T;
-  } catch {
-    return undefined;
-  }
-}
-
-function fromJournal(entry: BatchEntry, record: JournalRecord): TaskOutcome {
+function fromJournal(entry: BatchEntry, record: FinishedRecord): TaskOutcome {
   return {
     key: entry.key,
     line: entry.line,
     taskId: record.taskId ?? null,
-    status: record.status as TaskOutcome['status'],
+    status: record.status,
     exitCode: record.exitCode ?? null,
     durationMs: record.durationMs ?? null,
     costUsd: record.costUsd ?? null,

@@ -2,6 +2,7 @@ import { AspError, errorMessage, EXIT, exitCodeFor } from '../asp-error.js';
 import { readSettings, type Settings } from '../config/settings.js';
 import { EngineAdapter } from '../docker/engine-adapter.js';
 import type { DockerPort } from '../docker/port.js';
+import { printable, printableLines } from '../protocol/printable.js';
 import { humanLog, jsonLog, type Log } from '../supervisor/log.js';
 
 /** What every command gets: settings, a log, a Docker port, and how to print its result. Built per command, never at import. */
@@ -24,7 +25,9 @@ export function makeContext(options: { json?: boolean; debug?: boolean }): CliCo
     json,
     log: json ? jsonLog(debug) : humanLog(debug),
     docker: new EngineAdapter(settings.dockerHost),
-    stdout: (text) => process.stdout.write(text),
+    // Tables, timelines and reports carry task, step and file names from sandboxes: printed escaped. JSON output
+    // passes unchanged in meaning (printable keeps it valid JSON of the same value).
+    stdout: (text) => process.stdout.write(printable(text)),
   };
 }
 
@@ -37,11 +40,12 @@ export function reportFailure(error: unknown, options: { json: boolean; debug: b
   const exitCode = known ? exitCodeFor(error.code) : EXIT.infrastructure;
   const message = known ? error.message : `unexpected error: ${errorMessage(error)}`;
   const hint = known ? error.hint : 'rerun with --debug and report it';
-  process.stderr.write(`asp: error: ${message}${hint ? ` — ${hint}` : ''}\n`);
-  if (options.debug && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
+  // The message may quote a file name, a ref or a line of a file: escaped, so it cannot drive the terminal.
+  process.stderr.write(`asp: error: ${printableLines(`${message}${hint ? ` — ${hint}` : ''}`)}\n`);
+  if (options.debug && error instanceof Error && error.stack) process.stderr.write(`${printable(error.stack)}\n`);
   if (options.json) {
     process.stdout.write(
-      JSON.stringify({ status: 'error', exitCode, error: { code: known ? error.code : 'INTERNAL', message, ...(hint ? { hint } : {}) } }) + '\n',
+      printable(JSON.stringify({ status: 'error', exitCode, error: { code: known ? error.code : 'INTERNAL', message, ...(hint ? { hint } : {}) } })) + '\n',
     );
   }
   return exitCode;

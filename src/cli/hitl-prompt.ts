@@ -1,5 +1,6 @@
 import { createInterface } from 'node:readline/promises';
 import type { Decision, GateSummary } from '../delivery/delivery-plan.js';
+import { printable } from '../protocol/printable.js';
 
 /**
  * The HITL gate on a terminal: what changed, what the steps produced, the PROBE scores, then
@@ -8,8 +9,9 @@ import type { Decision, GateSummary } from '../delivery/delivery-plan.js';
 export async function askAtTerminal(summary: GateSummary): Promise<Decision> {
   const { change, document } = summary;
   const scores = document.scores.map((score) => `${score.name}=${Number.isInteger(score.value) ? score.value : score.value.toFixed(3)}`).join('  ');
+  // The stat names files the sandbox committed, and the patch path holds the task id: escaped before printing.
   process.stderr.write(
-    [
+    printable([
       '',
       `asp: review ${summary.taskId} before its changes leave this machine`,
       `  ${change.commits} commit(s) on ${change.branch}: ${change.filesChanged} file(s), +${change.insertions} -${change.deletions}`,
@@ -17,7 +19,7 @@ export async function askAtTerminal(summary: GateSummary): Promise<Decision> {
       `  patch: ${change.patch ?? '(none)'}`,
       `  scores: ${scores || '(none)'}`,
       '',
-    ].join('\n') + '\n',
+    ].join('\n')) + '\n',
   );
   const prompt = createInterface({ input: process.stdin, output: process.stderr });
   try {

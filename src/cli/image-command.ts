@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { EXIT } from '../asp-error.js';
+import { printable } from '../protocol/printable.js';
 import { buildSandboxImage, imageContext } from '../supervisor/sandbox-image.js';
 import { makeContext, reportFailure } from './cli-context.js';
 
@@ -17,7 +18,7 @@ export function registerImageCommand(program: Command): void {
         const target = imageContext(undefined, flags.base);
         context.log.info({ image: target.tag }, `building ${target.tag} from ${target.baseImage}`);
         await buildSandboxImage(context.docker, target, (line) => {
-          if (!json) process.stderr.write(`  ${line}\n`);
+          if (!json) process.stderr.write(`  ${printable(line)}\n`);
         });
         if (json) context.stdout(JSON.stringify({ image: target.tag }) + '\n');
         else context.stdout(`${target.tag}\n`);

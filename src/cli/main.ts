@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { EXIT } from '../asp-error.js';
+import { printableLines } from '../protocol/printable.js';
 
 type Register = (program: Command) => void;
 
@@ -27,7 +28,7 @@ const program = new Command('asp')
   .exitOverride()
   .configureOutput({
     // commander's own errors are usage errors: one line, exit 2.
-    outputError: (text, write) => write(`asp: ${text.replace(/^error: /, 'error: ').trim()} — see asp --help\n`),
+    outputError: (text, write) => write(`asp: ${printableLines(text.replace(/^error: /, 'error: ').trim())} — see asp --help\n`),
   });
 
 const named = process.argv[2];
@@ -41,7 +42,7 @@ try {
     const benign = error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help';
     process.exitCode = benign ? EXIT.ok : EXIT.badInput;
   } else {
-    process.stderr.write(`asp: error: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.stderr.write(`asp: error: ${printableLines(error instanceof Error ? error.message : String(error))}\n`);
     process.exitCode = EXIT.infrastructure;
   }
 }

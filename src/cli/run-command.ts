@@ -1,8 +1,10 @@
 import type { Command } from 'commander';
 import { AspError, EXIT } from '../asp-error.js';
 import { parseStepFlag } from '../config/pipeline.js';
-import { parseTaskSpec, type TaskSpecInput } from '../config/task-spec.js';
+import { readInputFile } from '../config/input-file.js';
+import { MAX_TASK_BYTES, parseTaskSpec, type TaskSpecInput } from '../config/task-spec.js';
 import { formatDuration } from '../config/units.js';
+import { printable } from '../protocol/printable.js';
 import { sweep } from '../reaper/sweep.js';
 import { systemClock } from '../supervisor/clock.js';
 import { runTask, type TaskResult } from '../supervisor/run-task.js';
@@ -17,6 +19,9 @@ interface RunFlags {
   ref?: string;
   id?: string;
   step: string[];
+  check: string[];
+  checkDir?: string;
+  taskFile?: string;
   pipeline?: string;
   image?: string;
   runtime?: string;
@@ -51,10 +56,13 @@ export function registerRunCommand(program: Command): void {
     .command('run')
     .description('run one task in a fresh, locked-down container and trace it')
     .requiredOption('--repo <url|path>', 'git URL or local path of the repository')
-    .option('--task <text>', 'the instruction, given to steps as ASP_TASK', '')
+    .option('--task <text>', 'the instruction, given to steps as ASP_TASK (and whole in the file $ASP_TASK_FILE)')
+    .option('--task-file <file>', 'read the instruction from a file (up to 1 MiB) instead of --task')
     .option('--ref <ref>', 'branch, tag or commit to check out (default: the remote HEAD)')
     .option('--id <id>', 'task id (default: task-<date>-<time>-<slug of --task>)')
     .option('--step <name=command>', 'a step to run (repeatable, in order)', collect, [])
+    .option('--check <name=command>', 'a clean-room check step (repeatable): runs in a fresh sandbox on the base commit plus the steps\' change, and decides the verdict', collect, [])
+    .option('--check-dir <dir>', 'files only the check sees (e.g. hidden tests), read-only at /workspace/check ($ASP_CHECK_DIR)')
     .option('--pipeline <file>', 'a pipeline JSON file ({"steps":[{"name","run","timeout"}]}), or asp for the built-in ASP agent pipeline')
     .option('--max-cost <usd>', 'model budget of the task in USD, enforced on the host (needs a model: OPENAI_API_KEY, ANTHROPIC_API_KEY or ASP_MODEL)')
     .option('--max-tokens <n>', 'model budget of the task in tokens, enforced on the host')
@@ -89,7 +97,7 @@ async function runCommand(flags: RunFlags): Promise<number> {
   const json = Boolean(flags.json);
   const debug = Boolean(flags.debug);
   try {
-    const spec = parseTaskSpec(specFromFlags(flags), 'asp run');
+    const spec = parseTaskSpec({ ...specFromFlags(flags), task: await taskText(flags) }, 'asp run');
     const context = makeContext({ json, debug });
     if (spec.pr && !context.settings.github.token) throw new AspError('BAD_INPUT', '--pr needs a GitHub token', 'set GITHUB_TOKEN (or GH_TOKEN) on the host; it never enters the sandbox');
     const traceMode = resolveTraceMode(flags.trace, context.settings);
@@ -113,7 +121,8 @@ async function runCommand(flags: RunFlags): Promise<number> {
         ask: process.stdin.isTTY && process.stderr.isTTY ? askAtTerminal : undefined,
       });
       if (json) context.stdout(JSON.stringify(result) + '\n');
-      else process.stderr.write(summary(result));
+      // Step names, the reason and the branch came from the sandbox or the repository: printed escaped.
+      else process.stderr.write(printable(summary(result)));
       return result.exitCode;
     } finally {
       interrupts.dispose();
@@ -139,7 +148,9 @@ function specFromFlags(flags: RunFlags): TaskSpecInput {
     task: flags.task ?? '',
     ...(flags.ref ? { ref: flags.ref } : {}),
     ...(flags.id !== undefined ? { id: flags.id } : {}),
-    ...(flags.step.length ? { steps: flags.step.map(parseStepFlag) } : {}),
+    ...(flags.step.length ? { steps: flags.step.map((flag) => parseStepFlag(flag)) } : {}),
+    ...(flags.check.length ? { check: flags.check.map((flag) => parseStepFlag(flag, '--check')) } : {}),
+    ...(flags.checkDir !== undefined ? { checkDir: flags.checkDir } : {}),
     ...(flags.pipeline ? { pipeline: flags.pipeline } : {}),
     ...(flags.image ? { image: flags.image } : {}),
     ...(flags.branch ? { branch: flags.branch } : {}),
@@ -161,6 +172,14 @@ function specFromFlags(flags: RunFlags): TaskSpecInput {
   };
 }
 
+/** The task text: --task, or the file --task-file names (read whole, bounded), never both. */
+async function taskText(flags: RunFlags): Promise<string> {
+  if (flags.taskFile === undefined) return flags.task ?? '';
+  if (flags.task !== undefined) throw new AspError('BAD_INPUT', '--task and --task-file both given', 'use one of them');
+  // One byte over the limit is enough for the spec to say the task is too long.
+  return readInputFile(flags.taskFile, MAX_TASK_BYTES + 4, 'task file', 'pass --task-file a readable text file of at most 1 MiB');
+}
+
 function numberFlag(flag: string, text: string, integer: boolean): number {
   const value = Number(text);
   if (text.trim() === '' || !Number.isFinite(value) || (integer && !Number.isInteger(value))) {
@@ -175,6 +194,9 @@ function renameFlags(error: unknown): unknown {
   const renamed = error.message
     .replace(/^asp run: limits\.(timeout|memory|cpus|pids|disk)\b/, 'asp run: --$1')
     .replace(/^asp run: steps\.(\d+)\.(\w+)/, (_match, index: string, field: string) => `asp run: --step #${Number(index) + 1} ${field}`)
+    .replace(/^asp run: check\.(\d+)\.(\w+)/, (_match, index: string, field: string) => `asp run: --check #${Number(index) + 1} ${field}`)
+    .replace(/^asp run: checkDir\b/, 'asp run: --check-dir')
+    .replace(/^asp run: task\b/, 'asp run: --task')
     .replace(/^asp run: clone\.(depth|filter)\b/, 'asp run: --$1')
     .replace(/^asp run: budget\.maxCostUsd\b/, 'asp run: --max-cost')
     .replace(/^asp run: budget\.maxTokens\b/, 'asp run: --max-tokens')

@@ -58,6 +58,7 @@ async function listCommand(json: boolean): Promise<number> {
           keep: record.keep,
           hasClone: entry.hasClone,
           awaitingDecision: entry.awaitingDecision,
+          deliveryProblem: entry.deliveryProblem ?? null,
           createdAt: record.createdAt,
           finishedAt: record.finishedAt ?? null,
           dir: entry.dir,
@@ -70,7 +71,7 @@ async function listCommand(json: boolean): Promise<number> {
       const width = Math.max(4, ...rows.map((row) => row.taskId.length));
       context.stdout(`${'TASK'.padEnd(width)}  ${'STATUS'.padEnd(11)} ${'AGE'.padStart(5)} ${'SIZE'.padStart(10)}  NOTE\n`);
       for (const row of rows) {
-        const note = [row.keep ? 'kept' : '', row.awaitingDecision ? 'awaiting asp approve' : '', row.hasClone ? 'clone present' : ''].filter(Boolean).join(', ');
+        const note = [row.keep ? 'kept' : '', row.awaitingDecision ? 'awaiting asp approve' : '', row.hasClone ? 'clone present' : '', row.deliveryProblem ?? ''].filter(Boolean).join(', ');
         context.stdout(`${row.taskId.padEnd(width)}  ${row.status.padEnd(11)} ${formatAge(row.ageMs).padStart(5)} ${formatBytes(row.bytes).padStart(10)}  ${note}\n`);
       }
     }

@@ -7,6 +7,9 @@ import { parseDuration, parseSize } from './units.js';
 export const TASK_ID_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 /** Step names become `.asp/<step>.json`; a few names are the runner's own files. */
 export const STEP_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+/** A branch asp pushes to: plain characters, never an option (`-…`), never a range (`..`). */
+export const BRANCH_NAME_PATTERN = /^(?!-)(?!.*\.\.)(?!.*\/\/)[A-Za-z0-9._/-]{1,200}(?<![./])$/;
+export const BRANCH_NAME_RULE = 'must be a plain git branch name (letters, digits, ".", "_", "-", "/")';
 const RESERVED_STEP_NAMES = new Set(['task', 'trace', 'events', 'usage', 'report', 'result', 'owner']);
 
 const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
@@ -36,20 +39,27 @@ export const stepSchema = z.strictObject({
   timeout: duration.optional(),
 });
 
+/** A list of steps with unique names. */
+const stepList = z
+  .array(stepSchema)
+  .max(100)
+  .superRefine((steps, ctx) => {
+    const seen = new Set<string>();
+    steps.forEach((step, index) => {
+      if (seen.has(step.name)) ctx.addIssue({ code: 'custom', path: [index, 'name'], message: `"${step.name}" is used twice: step names must be unique` });
+      seen.add(step.name);
+    });
+  });
+
 export const pipelineSchema = z.strictObject({
   $schema: z.string().optional(),
-  steps: z
-    .array(stepSchema)
-    .min(1, 'needs at least one step')
-    .max(100)
-    .superRefine((steps, ctx) => {
-      const seen = new Set<string>();
-      steps.forEach((step, index) => {
-        if (seen.has(step.name)) ctx.addIssue({ code: 'custom', path: [index, 'name'], message: `"${step.name}" is used twice: step names must be unique` });
-        seen.add(step.name);
-      });
-    }),
+  steps: stepList.min(1, 'needs at least one step'),
+  /** The clean-room check: run in a fresh sandbox on the base commit plus the steps' change; it decides the verdict. */
+  check: stepList.min(1, 'needs at least one step when given').optional(),
 });
+
+/** Longest task text asp takes, in UTF-8 bytes. */
+export const MAX_TASK_BYTES = 1024 * 1024;
 
 /** Static bounds of the limits; see limits-fit.ts for the check against the daemon's machine. */
 export const MAX_CPUS = 256;
@@ -103,8 +113,17 @@ export const taskSpecSchema = z.strictObject({
       });
     })
     .optional(),
-  task: z.string().max(100_000).default(''),
+  // The task reaches steps whole as a file ($ASP_TASK_FILE) and in $ASP_TASK cut to fit the kernel's limit on one
+  // variable; past this asp's own limit it is bad input, before anything is made.
+  task: z
+    .string()
+    .refine((text) => Buffer.byteLength(text) <= MAX_TASK_BYTES, { message: `is longer than ${MAX_TASK_BYTES} bytes (1 MiB): put the details in a file of the repository and point the task at it` })
+    .default(''),
   steps: pipelineSchema.shape.steps.optional(),
+  /** Clean-room check steps (`--check`); without them, the pipeline file's `check`, if it has one. */
+  check: stepList.optional(),
+  /** Files only the check sees, e.g. hidden tests (`--check-dir`): a host directory, never in the agent's sandbox. */
+  checkDir: z.string().min(1).optional(),
   pipeline: z.string().min(1).optional(),
   image: z.string().min(1).optional(),
   runtime: z.string().min(1).optional(),
@@ -136,7 +155,7 @@ export const taskSpecSchema = z.strictObject({
   /** The branch the sandbox commits its changes on; default asp/<task-id>. */
   branch: z
     .string()
-    .regex(/^(?!-)(?!.*\.\.)(?!.*\/\/)[A-Za-z0-9._\/-]{1,200}(?<![./])$/, 'must be a plain git branch name (letters, digits, ".", "_", "-", "/")')
+    .regex(BRANCH_NAME_PATTERN, BRANCH_NAME_RULE)
     .optional(),
 });
 

@@ -1,81 +1,118 @@
-import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { lstatSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { AspError, errorMessage } from '../asp-error.js';
 import type { Settings } from '../config/settings.js';
-import { TASK_ID_PATTERN } from '../config/task-spec.js';
+import { BRANCH_NAME_PATTERN, BRANCH_NAME_RULE, TASK_ID_PATTERN } from '../config/task-spec.js';
 import type { Log } from '../supervisor/log.js';
 import { recordDelivery } from '../tracing/hitl-trace.js';
 import { publishTrace } from '../tracing/publish-trace.js';
 import type { TraceMode } from '../tracing/trace-mode.js';
 import { parseTraceDocument } from '../tracing/trace-schema.js';
-import { readOwnerFile, removePath, updateOwnerFile, workspacePaths } from '../workspace/host-workspace.js';
+import { hostFilePath, readHostFile, userCopyPath } from '../workspace/host-state.js';
+import { readOwnerFile, removePath, updateOwnerFile, workspacePaths, type HostWorkspace } from '../workspace/host-workspace.js';
+import { updateResultFile } from '../workspace/result-file.js';
 import { deliverAll } from './deliver-changes.js';
 import { deliveryContext } from './delivery-context.js';
-import { loadDeliveries, pending, saveDeliveries, type DeliveryOutcome } from './delivery-plan.js';
+import { isOpen, loadDeliveries, saveDeliveries, type DeliveryEntry, type DeliveryOutcome } from './delivery-plan.js';
+
+export interface ApproveOptions {
+  deny: boolean;
+  /** Push under this branch instead of the one the sandbox committed on (after a push refused for its branch). */
+  branch?: string | undefined;
+  comment?: string | undefined;
+  traceMode?: TraceMode | undefined;
+}
 
 export interface ApproveResult {
   taskId: string;
+  /** passed: delivered; rejected: discarded with --deny; failed: the push (or PR) failed again and the work is kept. */
+  status: 'passed' | 'rejected' | 'failed';
   delivery: DeliveryOutcome;
+  /** Whether the host clone is still there, waiting for another `asp approve`. */
+  kept: boolean;
   tracePath: string;
+  /** Why the delivery failed, with what to do next; set exactly when status is failed. */
+  error?: string;
 }
 
 /**
- * `asp approve <task> [--deny]`: finishes a task that waits at the HITL gate (or whose push failed):
- * approve pushes and opens the PR from the kept clone; deny discards the changes. Either way the decision,
- * who, when and the comment go into the trace, which is published again (to the outbox if Langfuse is away).
+ * `asp approve <task> [--deny] [--branch B]`: finishes a task that waits at the HITL gate or whose push failed.
+ * Approve pushes (and opens the PR) from the host's own clone of the task, to the remote its task spec named;
+ * deny discards whatever is pending, without pushing anything. Everything it acts on is asp's own state in
+ * `.asp-host/`, checked; nothing in `.asp/` (the sandbox's) is read. The decision, who, when and the comment go
+ * into the trace, which is published again (to the outbox if Langfuse is away).
  */
-export async function approveTask(
-  taskId: string,
-  options: { deny: boolean; comment?: string | undefined; traceMode?: TraceMode | undefined },
-  deps: { settings: Settings; log: Log; warn: (message: string) => void },
-): Promise<ApproveResult> {
+export async function approveTask(taskId: string, options: ApproveOptions, deps: { settings: Settings; log: Log; warn: (message: string) => void }): Promise<ApproveResult> {
   if (!TASK_ID_PATTERN.test(taskId)) throw new AspError('BAD_INPUT', `"${taskId}" is not a task id`, 'pass the id asp run printed (asp workspaces ls lists them)');
+  if (options.deny && options.branch !== undefined) throw new AspError('BAD_INPUT', '--branch and --deny do not go together', '--deny discards the changes; --branch pushes them under another branch');
+  if (options.branch !== undefined && !BRANCH_NAME_PATTERN.test(options.branch)) throw new AspError('BAD_INPUT', `--branch "${options.branch}" ${BRANCH_NAME_RULE}`, 'pass a branch name such as asp/my-fix-2');
   const workspace = workspacePaths(deps.settings.workspacesRoot, taskId);
-  if (!existsSync(workspace.dir)) throw new AspError('NOT_FOUND', `no task ${taskId} under ${deps.settings.workspacesRoot}`, 'check the id with asp workspaces ls');
-  const saved = await loadDeliveries(workspace.artifactsDir);
-  if (!saved) throw new AspError('BAD_INPUT', `task ${taskId} is not waiting for approval`, 'only tasks run with --hitl (or whose push failed) can be approved');
-  if (!pending(saved)) throw new AspError('BAD_INPUT', `task ${taskId} was ${saved[0]?.outcome.hitlStatus} already`, 'nothing is left to decide');
-  const open = saved.filter((entry) => entry.outcome.hitlStatus === 'awaiting_approval' || entry.outcome.hitlStatus === 'deferred' || entry.outcome.error);
-  const gone = open.find((entry) => !existsSync(entry.repoDir));
-  if (gone) throw new AspError('NOT_FOUND', `the clone of ${taskId} is gone (${gone.repoDir})`, 'run the task again');
-
-  const tracePath = path.join(workspace.artifactsDir, 'trace.json');
-  let document;
-  try {
-    document = parseTraceDocument(await readFile(tracePath, 'utf8'));
-  } catch (error) {
-    throw new AspError('BAD_INPUT', `the trace of ${taskId} cannot be read: ${errorMessage(error)}`, 'the decision needs the task\'s .asp/trace.json');
-  }
-  const published = { delivery: 'local' as const, tracePath };
-  const decision = options.deny ? 'deny' : 'approve';
-  const redone = await deliverAll(open, decision, (repoDir) => deliveryContext(deps.settings, repoDir, deps.log, document, published), options.comment);
-  // Entries delivered before (a multi-repo task whose other pushes went through) keep their outcome.
-  const entries = saved.map((entry) => redone.find((done) => done.repoDir === entry.repoDir) ?? entry);
-  const outcomes = entries.map((entry) => entry.outcome);
-  recordDelivery(document, saved[0]?.plan.hitl ?? false, outcomes);
-  await publishTrace(document, { settings: deps.settings, mode: options.traceMode, artifactsDir: workspace.artifactsDir, log: deps.log, warn: deps.warn });
-  await saveDeliveries(workspace.artifactsDir, entries);
-  const delivery = outcomes.find((outcome) => outcome.error) ?? (outcomes[0] as DeliveryOutcome);
-  await updateResult(workspace.artifactsDir, delivery);
   const owner = await readOwnerFile(workspace.dir);
-  if (delivery.error) {
-    // The work stays for another try, exactly as it was.
-    throw new AspError('PUSH_REJECTED', delivery.error, `fix it, then asp approve ${taskId} again`);
+  if (!owner || !isDirectory(workspace.dir)) throw new AspError('NOT_FOUND', `no task ${taskId} under ${deps.settings.workspacesRoot}`, 'check the id with asp workspaces ls');
+  const saved = await loadDeliveries(workspace);
+  if (saved.kind === 'damaged') {
+    throw new AspError('BAD_INPUT', `the delivery plan of ${taskId} (${hostFilePath(workspace, 'delivery')}) is damaged: ${saved.reason}; nothing was pushed`, 'asp approve acts only on a plan asp wrote itself: run the task again');
   }
-  if (owner) await updateOwnerFile(workspace.dir, owner, { status: 'passed' });
-  for (const entry of entries) await removePath(entry.repoDir);
-  return { taskId, delivery, tracePath };
+  if (saved.kind === 'none') throw new AspError('BAD_INPUT', `task ${taskId} is not waiting for approval`, 'only tasks run with --hitl (or whose push failed) can be approved');
+  const entries = saved.entries;
+  const open = entries.filter(isOpen);
+  if (!open.length) throw new AspError('BAD_INPUT', `task ${taskId} was ${entries[0]?.outcome.hitlStatus ?? 'decided'} already`, 'nothing is left to decide');
+  const gone = open.find((entry) => !isDirectory(entry.repoDir));
+  if (gone) throw new AspError('NOT_FOUND', `the clone of ${taskId} is gone (${gone.repoDir})`, 'run the task again');
+  const document = await readTrace(workspace);
+
+  const tracePath = userCopyPath(workspace, 'trace');
+  const published = { delivery: 'local' as const, tracePath };
+  const redone = options.deny
+    ? open.map((entry) => ({ ...entry, outcome: denied(options.comment) }))
+    : await deliverAll(
+        open.map((entry) => (options.branch ? { ...entry, plan: { ...entry.plan, change: { ...entry.plan.change, branch: options.branch } } } : entry)),
+        'approve',
+        (repoDir) => deliveryContext(deps.settings, repoDir, deps.log, document, published),
+        options.comment,
+      );
+  // Entries delivered before (a multi-repo task whose other pushes went through) keep their outcome.
+  const updated: DeliveryEntry[] = entries.map((entry) => redone.find((done) => done.repo === entry.repo) ?? entry);
+  const outcomes = updated.map((entry) => entry.outcome);
+  recordDelivery(document, entries[0]?.plan.hitl ?? false, outcomes);
+  await publishTrace(document, { settings: deps.settings, mode: options.traceMode, artifactsDir: workspace.artifactsDir, stateDir: workspace.stateDir, log: deps.log, warn: deps.warn });
+  await saveDeliveries(workspace, updated);
+  const delivery = outcomes.find((outcome) => outcome.error) ?? outcomes[0] ?? denied(options.comment);
+  const status = delivery.error ? 'failed' : options.deny ? 'rejected' : 'passed';
+  const kept = Boolean(delivery.error);
+  if (!kept) {
+    for (const entry of updated) await removePath(entry.repoDir);
+    await removePath(path.join(workspace.dir, 'repos'));
+  }
+  await updateResultFile(workspace, { delivery, status, kept }, deps.warn);
+  await updateOwnerFile(workspace.dir, owner, { status });
+  return { taskId, status, delivery, kept, tracePath, ...(delivery.error ? { error: delivery.error } : {}) };
 }
 
-async function updateResult(artifactsDir: string, delivery: DeliveryOutcome): Promise<void> {
-  const file = path.join(artifactsDir, 'result.json');
+function denied(comment: string | undefined): DeliveryOutcome {
+  return { hitlStatus: 'rejected', decidedBy: os.userInfo().username, decidedAt: new Date().toISOString(), ...(comment ? { comment } : {}) };
+}
+
+/** The trace's master copy in `.asp-host/`: the decision goes into it, so it must be asp's own and intact. */
+async function readTrace(workspace: HostWorkspace) {
+  const file = hostFilePath(workspace, 'trace');
   try {
-    const result = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
-    result.delivery = delivery;
-    if (!delivery.error) result.status = 'passed';
-    await writeFile(file, JSON.stringify(result, null, 2) + '\n');
+    const content = await readHostFile(workspace, 'trace');
+    if (content === undefined) throw new Error('it is missing');
+    const document = parseTraceDocument(content);
+    if (document.trace.name !== workspace.taskId) throw new Error(`it is the trace of ${document.trace.name}`);
+    return document;
+  } catch (error) {
+    throw new AspError('BAD_INPUT', `the trace of ${workspace.taskId} (${file}) cannot be used: ${errorMessage(error)}; nothing was pushed`, 'the decision is recorded in the task\'s trace: run the task again');
+  }
+}
+
+/** A real directory, not a link to one: the clone asp made, where asp made it. */
+function isDirectory(target: string): boolean {
+  try {
+    return lstatSync(target).isDirectory();
   } catch {
-    /* result.json is a convenience copy; the trace holds the decision */
+    return false;
   }
 }

@@ -45,7 +45,7 @@ export async function deliverChanges(plan: DeliveryPlan, decision: Decision | un
         headOwner = fork.owner;
       } else pushUrl = target.pushUrl;
     }
-    await pushBranch(context.repoDir, { remote: pushUrl, ref: plan.change.ref, branch: plan.change.branch, env: context.env, token: context.token });
+    await pushBranch(context.repoDir, { remote: pushUrl, ref: plan.change.ref, branch: plan.change.branch, env: context.env, token: context.token, taskId: plan.taskId });
     context.log.info({ branch: plan.change.branch }, `pushed ${plan.change.commits} commit(s) to ${plan.change.branch}`);
     if (!target || !headOwner) return { hitlStatus, ...decided, pushedTo: pushUrl };
     const pr = await requireForge(context).openPullRequest({
@@ -79,20 +79,21 @@ export function pullRequestTitle(plan: Pick<DeliveryPlan, 'task' | 'taskId'>): s
  * Delivers every repository of a task with the same decision, the task's own first; when more than one pull
  * request was opened, each body gets the links to the others (a multi-repo change is reviewed as one).
  */
-export async function deliverAll(
-  entries: Array<{ plan: DeliveryPlan; repoDir: string }>,
+export async function deliverAll<Entry extends { plan: DeliveryPlan; repoDir: string }>(
+  entries: Entry[],
   decision: Decision | undefined,
   contextFor: (repoDir: string) => DeliveryContext,
   comment?: string,
-): Promise<Array<{ plan: DeliveryPlan; repoDir: string; outcome: DeliveryOutcome }>> {
-  const delivered = [];
+): Promise<Array<Entry & { outcome: DeliveryOutcome }>> {
+  const delivered: Array<Entry & { outcome: DeliveryOutcome }> = [];
   for (const entry of entries) delivered.push({ ...entry, outcome: await deliverChanges(entry.plan, decision, contextFor(entry.repoDir), comment) });
   const opened = delivered.filter((entry) => entry.outcome.pr && entry.outcome.prUrl);
   if (opened.length > 1) {
     for (const entry of opened) {
       const context = contextFor(entry.repoDir);
       const others = opened.filter((other) => other !== entry).map((other) => `- ${other.outcome.pr?.owner}/${other.outcome.pr?.name}: ${other.outcome.prUrl}`);
-      const pr = entry.outcome.pr as NonNullable<DeliveryOutcome['pr']>;
+      const pr = entry.outcome.pr;
+      if (!pr) continue;
       try {
         await requireForge(context).updatePullRequestBody(pr, pr.number, `${await context.report()}\n\n## Related pull requests (same task)\n\n${others.join('\n')}\n`);
       } catch (error) {

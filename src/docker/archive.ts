@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tarStream from 'tar-stream';
-import { packTree } from './tar-pack.js';
+import { packTree, type PackEntry } from './tar-pack.js';
 
 /** uid/gid of the sandbox user: everything copied into the volume belongs to it. */
 export const SANDBOX_UID = 1000;
@@ -14,7 +14,7 @@ export const SANDBOX_GID = 1000;
  * Packs `entries` of `dir` for the sandbox (its runner unpacks them into the volume), owned by the sandbox user.
  * Symlinks and modes are kept as they are: real repositories need them, and inside the volume they cannot reach the host.
  */
-export function packForSandbox(dir: string, entries: string[]): Readable {
+export function packForSandbox(dir: string, entries: PackEntry[]): Readable {
   return packTree(dir, entries, { uid: SANDBOX_UID, gid: SANDBOX_GID, uname: 'asp', gname: 'asp' });
 }
 
@@ -65,13 +65,13 @@ export interface ExtractResult {
 
 /**
  * Extracts the archive of a sandbox dir (`root/...`) into `destination`, entry by entry, after checkEntry.
- * Rejected entries are skipped and reported, never written. `reserved` names (files the host writes itself)
- * are skipped too, so a step cannot forge the trace.
+ * Rejected entries are skipped and reported, never written. Any name that passes is data: the host keeps its own
+ * files outside `destination` (host-workspace.ts, HOST_STATE_DIR), so no name needs to be refused for being its.
  */
 export async function extractChecked(
   archive: Readable,
   destination: string,
-  options: { root: string; reserved?: ReadonlySet<string>; limits?: ExtractLimits },
+  options: { root: string; limits?: ExtractLimits },
 ): Promise<ExtractResult> {
   const limits = options.limits ?? DEFAULT_EXTRACT_LIMITS;
   const result: ExtractResult = { files: [], rejected: [] };
@@ -95,7 +95,6 @@ export async function extractChecked(
     if (!verdict.ok) return skip(verdict.reason);
     // The root entry is the directory itself, which already exists.
     if (verdict.relativePath === '') return drain();
-    if (options.reserved?.has(verdict.relativePath)) return skip('reserved for asp\'s own files');
     const size = header.size ?? 0;
     if (total + size > limits.maxTotalBytes) return skip(`total output over ${limits.maxTotalBytes} bytes`);
     total += size;

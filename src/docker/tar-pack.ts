@@ -29,12 +29,15 @@ const MAX_OCTAL_SIZE = 0o77777777777;
 type EntryType = 'file' | 'directory' | 'symlink';
 const TYPE_FLAG: Record<EntryType, string> = { file: '0', directory: '5', symlink: '2' };
 
+/** A path relative to the packed dir, or one packed under another name (`from` on disk, `as` in the tar). */
+export type PackEntry = string | { from: string; as: string };
+
 /** Packs `entries` (paths relative to `dir`, directories recursively) into a tar stream. */
-export function packTree(dir: string, entries: string[], owner: TarOwner): Readable {
+export function packTree(dir: string, entries: PackEntry[], owner: TarOwner): Readable {
   return Readable.from(generate(dir, entries, owner), { objectMode: false });
 }
 
-function* generate(dir: string, entries: string[], owner: TarOwner): Generator<Buffer> {
+function* generate(dir: string, entries: PackEntry[], owner: TarOwner): Generator<Buffer> {
   let held: Buffer[] = [];
   let heldBytes = 0;
   const hold = (piece: Buffer) => {
@@ -49,10 +52,14 @@ function* generate(dir: string, entries: string[], owner: TarOwner): Generator<B
   };
 
   // Depth first, names sorted, each directory before what it holds. A top-level entry must exist.
-  const stack: Array<{ name: string; topLevel: boolean }> = [...entries].reverse().map((name) => ({ name: path.posix.normalize(name), topLevel: true }));
-  while (stack.length) {
-    const { name, topLevel } = stack.pop() as { name: string; topLevel: boolean };
-    const full = path.join(dir, name);
+  type Item = { name: string; source: string; topLevel: boolean };
+  const stack: Item[] = [...entries].reverse().map((entry) => {
+    const [source, name] = typeof entry === 'string' ? [entry, entry] : [entry.from, entry.as];
+    return { name: path.posix.normalize(name), source: path.posix.normalize(source), topLevel: true };
+  });
+  for (let item = stack.pop(); item; item = stack.pop()) {
+    const { name, source, topLevel } = item;
+    const full = path.join(dir, source);
     let stats: Stats;
     try {
       stats = lstatSync(full);
@@ -64,7 +71,7 @@ function* generate(dir: string, entries: string[], owner: TarOwner): Generator<B
     if (stats.isDirectory()) {
       hold(header(`${name}/`, 'directory', stats, 0, '', owner));
       const children = readdirSync(full).sort().reverse();
-      for (const child of children) stack.push({ name: `${name}/${child}`, topLevel: false });
+      for (const child of children) stack.push({ name: `${name}/${child}`, source: `${source}/${child}`, topLevel: false });
     } else if (stats.isSymbolicLink()) {
       hold(header(name, 'symlink', stats, 0, readlinkSync(full), owner));
     } else if (stats.isFile()) {

@@ -132,12 +132,20 @@ export interface SandboxTask {
   repos?: Array<{ name: string; baseCommit: string }>;
   /** Present when the host runs a model gateway: the runner serves an OpenAI-compatible endpoint on this loopback port. */
   modelGateway?: { port: number; model: string };
+  /**
+   * Present in a clean-room check's sandbox: before its steps the runner checks out, as the step user, the commit
+   * each repository's change came back as (the host fetched and checked it), and, with `files`, unpacks the check
+   * dir (sent after the workspace) read-only at SANDBOX_CHECK_DIR. Nothing is bundled back.
+   */
+  check?: { checkout: Array<{ dir: string; commit: string; branch: string }>; files: boolean };
 }
 
 export const SANDBOX_WORKSPACE = '/workspace';
 export const SANDBOX_REPO_DIR = '/workspace/repo';
 export const SANDBOX_ARTIFACTS_DIR = '/workspace/.asp';
 export const SANDBOX_TASK_FILE = '/workspace/.asp/task.json';
+/** The check dir of a clean-room check (`--check-dir`): a tmpfs of the runner's, which steps can read, not write. */
+export const SANDBOX_CHECK_DIR = '/workspace/check';
 /** The task text, whole, for steps (`ASP_TASK_FILE`): `ASP_TASK` is cut to fit the kernel's limit on one variable. */
 export const SANDBOX_TASK_TEXT_FILE = '/workspace/.asp/task.txt';
 /**

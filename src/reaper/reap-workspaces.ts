@@ -28,7 +28,10 @@ export async function findDeadWorkspaces(root: string, policy: ReapPolicy, skipp
 export async function cleanWorkspaces(targets: WorkspaceTarget[], now: Date, concurrency: number): Promise<ReapItem[]> {
   return mapBounded(targets, concurrency, async ({ entry, action }) => {
     try {
-      if (action.removeClone) await removePath(path.join(entry.dir, 'repo'));
+      if (action.removeClone) {
+        await removePath(path.join(entry.dir, 'repo'));
+        await removePath(path.join(entry.dir, 'repos'));
+      }
       await updateOwnerFile(entry.dir, entry.record, {
         ...(action.abandon ? { status: 'abandoned' as const } : {}),
         ...(action.release ? { keep: false } : {}),

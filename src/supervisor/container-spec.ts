@@ -1,6 +1,6 @@
 import type { Limits } from '../config/task-spec.js';
 import type { ContainerCreateBody } from '../docker/port.js';
-import { SANDBOX_WORKSPACE } from '../protocol/messages.js';
+import { SANDBOX_CHECK_DIR, SANDBOX_WORKSPACE } from '../protocol/messages.js';
 import { seccompSecurityOpt } from './seccomp-profile.js';
 
 export interface ContainerSpecInput {
@@ -12,6 +12,11 @@ export interface ContainerSpecInput {
   /** Host variables the user allowed in by name (`--env NAME`), already resolved. */
   allowedEnv: Record<string, string>;
   runtime?: string | undefined;
+  /**
+   * A clean-room check with a check dir: a tmpfs at /workspace/check, owned by root (the runner unpacks the dir
+   * there as itself), so steps can read the hidden files but never change them.
+   */
+  checkDir?: boolean | undefined;
 }
 
 /** Docker's json-file log of a sandbox is capped: the protocol is read live, the log is only a fallback. */
@@ -72,7 +77,10 @@ export function containerSpec(input: ContainerSpecInput): ContainerCreateBody {
       NetworkMode: 'none',
       ReadonlyRootfs: true,
       // Docker's default tmpfs is noexec, which breaks shell test suites; nosuid/nodev keep it harmless.
-      Tmpfs: { '/tmp': `rw,exec,nosuid,nodev,size=${limits.tmpfs}` },
+      Tmpfs: {
+        '/tmp': `rw,exec,nosuid,nodev,size=${limits.tmpfs}`,
+        ...(input.checkDir ? { [SANDBOX_CHECK_DIR]: `rw,exec,nosuid,nodev,size=${limits.tmpfs},mode=0755` } : {}),
+      },
       CapDrop: ['ALL'],
       CapAdd: RUNNER_CAPABILITIES.map((entry) => entry.cap),
       // asp's own seccomp profile, never the engine's default (seccomp-profile.ts says what it refuses and why).

@@ -67,7 +67,7 @@ export function checkRuntime(runtime: string | undefined, info: DaemonInfo): voi
     throw new AspError(
       'RUNTIME_UNAVAILABLE',
       `the Docker daemon has no runtime "${runtime}" (it has: ${info.runtimes.join(', ') || 'none listed'})`,
-      runtime === 'runsc' ? 'install gVisor and register it in /etc/docker/daemon.json (README: gVisor), or leave out --runtime' : 'register it with the daemon, or leave out --runtime',
+      isGvisor(runtime) ? 'install that runtime in the daemon or drop --runtime (README: gVisor)' : 'install that runtime in the daemon or drop --runtime',
     );
   }
   const args = info.runtimeArgs?.[runtime] ?? [];

@@ -1,4 +1,5 @@
 import pino from 'pino';
+import { printable, printableLines } from '../protocol/printable.js';
 
 /** The structured log of asp itself: object first, message second, always on stderr. */
 export interface Log {
@@ -10,7 +11,9 @@ export interface Log {
 
 /** JSON lines (pino) on stderr: for --json and CI, where a machine reads the log. */
 export function jsonLog(debug: boolean): Log {
-  const logger = pino({ level: debug ? 'debug' : 'info', base: { app: 'asp' } }, pino.destination({ fd: 2, sync: true }));
+  // pino escapes C0 controls as JSON does, but leaves DEL and C1 raw; printable makes those \u escapes (still JSON).
+  const destination = pino.destination({ fd: 2, sync: true });
+  const logger = pino({ level: debug ? 'debug' : 'info', base: { app: 'asp' } }, { write: (line: string) => destination.write(printable(line)) });
   return {
     info: (fields, message) => logger.info(fields, message),
     warn: (fields, message) => logger.warn(fields, message),
@@ -19,11 +22,14 @@ export function jsonLog(debug: boolean): Log {
   };
 }
 
-/** Plain `asp: ...` lines on stderr for a person at a terminal; fields are shown only with --debug. */
+/**
+ * Plain `asp: ...` lines on stderr for a person at a terminal; fields are shown only with --debug. Messages carry
+ * sandbox text (warnings, file names): escaped, and with their later lines indented, none passes for asp's own.
+ */
 export function humanLog(debug: boolean, write: (line: string) => void = (line) => process.stderr.write(line)): Log {
   const line = (prefix: string) => (fields: Record<string, unknown>, message: string) => {
     const extra = debug && Object.keys(fields).length ? ` ${JSON.stringify(fields)}` : '';
-    write(`asp: ${prefix}${message}${extra}\n`);
+    write(`asp: ${prefix}${printableLines(message)}${printable(extra)}\n`);
   };
   return {
     info: line(''),

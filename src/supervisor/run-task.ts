@@ -1,8 +1,8 @@
-import { readdir, writeFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import { AspError, errorMessage, EXIT, exitCodeFor } from '../asp-error.js';
-import { readPipelineEarly, resolveSteps, type ResolvedStep } from '../config/pipeline.js';
+import { readPipelineEarly, resolvePipeline, type ResolvedStep } from '../config/pipeline.js';
 import { githubToken, type Settings } from '../config/settings.js';
 import { generateRunId, generateTaskId } from '../config/task-id.js';
 import type { TaskSpec } from '../config/task-spec.js';
@@ -15,6 +15,8 @@ import type { TaskStatus } from '../tracing/trace-model.js';
 import type { TraceMode } from '../tracing/trace-mode.js';
 import { TraceRecorder } from '../tracing/trace-recorder.js';
 import { claimWorkspace, removePath, writeOwnerFile, type HostWorkspace } from '../workspace/host-workspace.js';
+import { copyAllForUser, HOST_FILES, hostFilePath, plantedHostNames, writeHostFile } from '../workspace/host-state.js';
+import { writeResultFile } from '../workspace/result-file.js';
 import { deliverAll } from '../delivery/deliver-changes.js';
 import { deliveryContext } from '../delivery/delivery-context.js';
 import { pending, saveDeliveries, type Decision, type DeliveryEntry, type DeliveryOutcome, type DeliveryPlan, type GateSummary } from '../delivery/delivery-plan.js';
@@ -26,19 +28,26 @@ import { RepoMirrors } from '../workspace/repo-mirror.js';
 import { cloneRepository, resolveRepoSource } from '../workspace/repository.js';
 import type { Clock } from './clock.js';
 import { containerSpec } from './container-spec.js';
+import { checkRuntime, createHardenedContainer } from './hardened-container.js';
+import { checkDirOf, runCheck, type CheckResult } from './check-phase.js';
+import { outcomeOf, stepResults, type StepResult } from './session-outcome.js';
 import type { Log } from './log.js';
 import { runSession, type SessionEnd } from './sandbox-session.js';
 import { chooseModel, MODEL_KEY_VARIABLES, modelSecrets } from '../models/model-choice.js';
 import { MODEL_ENDPOINT_PORT, modelUse, openTaskGateway, type GatewayOverrides, type ModelUse, type TaskGateway } from './task-gateway.js';
 import { checkLimitsFit } from './limits-fit.js';
 import { ensureSandboxImage } from './sandbox-image.js';
-import { TaskEvents, type StepEnd } from './task-events.js';
+import { TaskEvents } from './task-events.js';
+import { writeMissingStepRecords } from './step-records.js';
 import { feedSandbox } from './workspace-feed.js';
 
-/** Files in `.asp/` that the host writes itself; a step cannot overwrite them through the copy-out. */
-export const HOST_ARTIFACTS = new Set(['trace.json', 'events.jsonl', 'task.json', 'result.json']);
-/** `.asp/` as it comes out of the sandbox, streamed or copied: under `.asp/`, never over the host's own files. */
-const ARTIFACT_EXTRACT = { root: '.asp', reserved: HOST_ARTIFACTS };
+/**
+ * `.asp/` as it comes out of the sandbox, streamed or copied: into the host's `.asp/` and nowhere else. asp's own
+ * files are in `.asp-host/` (host-state.ts), out of its reach whatever the names: no name needs refusing.
+ */
+const ARTIFACT_EXTRACT = { root: '.asp' };
+/** asp's files that the user also finds in `.asp/` (copies, written after the copy-out, never read back). */
+const USER_COPIES = ['task', 'events', 'trace', 'result'] as const;
 /** Objects outlive their deadline by this much before the reaper may take them (time to copy out and clean up). */
 const EXPIRY_GRACE_MS = 10 * 60_000;
 
@@ -68,12 +77,7 @@ export interface RunDeps {
   gateway?: GatewayOverrides | undefined;
 }
 
-export interface StepResult {
-  name: string;
-  status: 'passed' | 'failed' | 'timeout' | 'skipped' | 'interrupted';
-  exitCode: number | null;
-  durationMs: number | null;
-}
+export type { StepResult };
 
 export interface TaskResult {
   taskId: string;
@@ -87,6 +91,11 @@ export interface TaskResult {
   image: string | null;
   steps: StepResult[];
   artifacts: string[];
+  /**
+   * The clean-room check, when the task has one and its steps passed: what the fresh sandbox ran against, how each
+   * check step ended; its outcome is the task's. null otherwise.
+   */
+  check: CheckResult | null;
   /** What the sandbox changed, fetched from its bundle into the host's clone; null when nothing changed. */
   change: ChangeReport | null;
   /** The HITL gate and push/PR, when asked for (--hitl, --push, --pr). */
@@ -107,6 +116,10 @@ export interface TaskResult {
 /** Runs one task in one hardened container, end to end, and leaves nothing behind but `.asp/` (or all of it with keep). */
 export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult> {
   spec = await readPipelineEarly(spec, deps.cwd);
+  const checkDir = await checkDirOf(spec.checkDir, deps.cwd);
+  // Steps from flags or a --pipeline file: whether there are check steps is known now. From the repository's own
+  // asp.pipeline.json: once it is cloned (below).
+  if (checkDir && !spec.check?.length && (spec.steps?.length || spec.pipeline)) throw noCheckSteps();
   const { docker, settings, clock, log } = deps;
   const startedAt = clock.now();
   const source = resolveRepoSource(spec.repo, deps.cwd);
@@ -144,6 +157,8 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
   let volumeCreated = false;
   let started = false;
   let steps: ResolvedStep[] = [];
+  let checkSteps: ResolvedStep[] = [];
+  let check: CheckResult | null = null;
   let commit: string | null = null;
   let change: ChangeReport | null = null;
   let extras: ExtraRepo[] = [];
@@ -187,7 +202,9 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
         return primary;
       }),
       (async () => {
-        checkLimitsFit(spec.limits, await docker.info());
+        const info = await docker.info();
+        checkLimitsFit(spec.limits, info);
+        checkRuntime(spec.runtime, info);
         const imageTag = await trace.phase('image', () =>
           ensureSandboxImage(docker, {
             image: spec.image,
@@ -200,7 +217,8 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
         return trace.phase('container-create', async () => {
           await docker.createVolume(volume, labels);
           volumeCreated = true;
-          containerId = await docker.createContainer(
+          containerId = await createHardenedContainer(
+            docker,
             containerSpec({ name: `asp-${taskId}-${runId}`, image: imageTag, volume, labels, limits: spec.limits, allowedEnv: sandboxEnvironment, runtime: spec.runtime }),
           );
           return containerId;
@@ -211,7 +229,10 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
     // The PR goes back to the branch the task started from; a tag or a bare commit has none (the forge's default then).
     baseBranch = /^[0-9a-f]{40,64}$/.test(cloned.ref) || cloned.ref === 'HEAD' ? null : cloned.ref;
     trace.setSource(cloned.commit, cloned.ref);
-    steps = await resolveSteps(spec, workspace.repoDir, deps.cwd);
+    const pipeline = await resolvePipeline(spec, workspace.repoDir, deps.cwd);
+    steps = pipeline.steps;
+    checkSteps = pipeline.check;
+    if (checkDir && !checkSteps.length) throw noCheckSteps();
 
     const sandboxTask: SandboxTask = {
       taskId,
@@ -226,16 +247,16 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
       ...(extras.length ? { repos: extras.map((extra) => ({ name: extra.name, baseCommit: extra.commit })) } : {}),
       ...(models ? { modelGateway: { port: MODEL_ENDPOINT_PORT, model: models.provider.model } } : {}),
     };
-    await writeFile(path.join(workspace.artifactsDir, 'task.json'), JSON.stringify(sandboxTask, null, 2) + '\n');
+    await writeHostFile(workspace, 'task', JSON.stringify(sandboxTask, null, 2) + '\n');
     const id = created;
     // The workspace goes in on the runner's stdin once the container runs (host-messages.ts), into the volume.
     const feed = (stdin: Writable) =>
       trace.phase('volume-fill', () =>
-        feedSandbox(stdin, sandboxTask, packForSandbox(workspace.dir, ['repo', '.asp/task.json', ...(extras.length ? ['repos'] : [])])).catch((error: unknown) => {
+        feedSandbox(stdin, sandboxTask, packForSandbox(workspace.dir, ['repo', { from: path.relative(workspace.dir, hostFilePath(workspace, 'task')), as: '.asp/task.json' }, ...(extras.length ? ['repos'] : [])])).catch((error: unknown) => {
           throw new AspError('WORKSPACE_FAILED', `cannot send the workspace ${workspace.dir} into the sandbox: ${errorMessage(error)}`, 'check that the workspace directory is readable and the disk is not full');
         }),
       );
-    events.open(path.join(workspace.artifactsDir, 'events.jsonl'));
+    events.open(hostFilePath(workspace, 'events'));
 
     started = true;
     const end = await runSession(
@@ -255,6 +276,7 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
       },
     );
     outcome = outcomeOf(end);
+    events.steps.stop(clock.now(), whyStopped(end));
     if (end.kind === 'exited' && !end.taskEnd && events.stepStarts.size === 0 && steps.length > 0) {
       // The runner stopped before it ran anything (the workspace did not unpack, its runtime failed): that is asp's
       // failure, not the task's, and a batch retries it.
@@ -271,8 +293,13 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
         'tar' in streamed ? extractChecked(Readable.from([streamed.tar]), workspace.artifactsDir, ARTIFACT_EXTRACT) : copyOut(docker, id, workspace, deps.forceSignal, warn),
       );
       if (!extracted) warn('copy-out cut short by a second interrupt: .asp/ holds what arrived before it');
-      // task.json is asp's own input, put there by the host: skipping it is expected, not worth a warning.
-      for (const rejected of extracted?.rejected.filter((entry) => entry.name !== '.asp/task.json') ?? []) warn(`not copied out of the sandbox: .asp/${rejected.name.replace(/^\.asp\/?/, '')} (${rejected.reason})`);
+      for (const rejected of extracted?.rejected ?? []) warn(`not copied out of the sandbox: .asp/${rejected.name.replace(/^\.asp\/?/, '')} (${rejected.reason})`);
+      // Nothing trusts these names (asp reads its own state from .asp-host/ only), but a step writing them is probing:
+      // said once each. .asp/task.json is asp's own input coming back, and is replaced by asp's copy.
+      for (const planted of plantedHostNames(extracted?.files.map((file) => file.path).filter((file) => file !== HOST_FILES.task) ?? [])) {
+        const replaced = USER_COPIES.some((file) => HOST_FILES[file] === planted);
+        warn(`.asp/${planted} came out of the sandbox under the name of one of asp's own files: ${replaced ? 'replaced by asp\'s copy' : 'kept as data'}, never read as asp's (asp's state is in .asp-host/)`);
+      }
     }
     if (commit && !deps.forceSignal?.aborted) {
       const base = commit;
@@ -289,6 +316,36 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
           else if (extra.change) log.info({ taskId, repo: extra.name }, `changes to ${extra.name}: ${extra.change.commits} commit(s), ${extra.change.filesChanged} file(s) changed`);
         }
       }
+    }
+    if (checkSteps.length && outcome.status === 'passed' && commit && image && !deps.forceSignal?.aborted) {
+      // The steps passed in their own sandbox: the clean-room check, in a fresh one, decides whether the task did.
+      const base = commit;
+      log.info({ taskId, commit: change?.head ?? base }, `clean-room check: ${checkSteps.length} step(s) on ${change ? `the change (${change.head.slice(0, 12)})` : 'the base commit (no change came back)'}`);
+      check = await trace.phase('check', () =>
+        runCheck(
+          {
+            taskId,
+            runId,
+            task: spec.task,
+            image: image as string,
+            labels: ownershipLabels(owner),
+            limits: spec.limits,
+            allowedEnv: sandboxEnvironment,
+            secretEnv: Object.keys(sandboxEnvironment).filter((name) => SECRET_NAME.test(name)),
+            runtime: spec.runtime,
+            deadlineAt: startedAt.getTime() + spec.limits.timeout,
+            outputCapBytes: spec.outputCap,
+            steps: checkSteps,
+            checkDir,
+            workspace,
+            base,
+            change,
+            extras: extras.map((extra) => ({ name: extra.name, base: extra.commit, change: extraChanges.find((entry) => entry.name === extra.name)?.change ?? null })),
+          },
+          { docker, trace, events, log, warn, signal: deps.signal, forceSignal: deps.forceSignal },
+        ),
+      );
+      if (check.status !== 'passed') outcome = { status: check.status, exitCode: check.exitCode, ...(check.error ? { error: check.error } : {}) };
     }
   } catch (error) {
     failure = error;
@@ -309,12 +366,20 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
     await removePath(workspace.dir);
     throw failure;
   }
+  // After the copy-out: the user's copies in .asp/, and the record of each step the sandbox could not write.
+  await copyAllForUser(workspace, ['task', 'events'], warn);
+  events.steps.stop(finishedAt, outcome.error ?? 'the task ended before the step did');
+  const stepOutcomes = stepResults(steps, events.stepStarts, events.stepEnds, outcome.status, events.steps);
+  const recorded = await writeMissingStepRecords(workspace.artifactsDir, events.steps, stepOutcomes, warn);
+  if (recorded.length) log.info({ taskId, files: recorded }, `the sandbox could not write ${recorded.map((file) => `.asp/${file}`).join(', ')}: written by asp from the protocol`);
   const document = trace.finish({ ...outcome, durationMs });
   // PROBE scores, .asp/trace.json, the trace store, then Langfuse (bounded; the outbox when it fails).
   let published = await publishTrace(document, {
     settings,
     mode: deps.traceMode,
     artifactsDir: workspace.artifactsDir,
+    stateDir: workspace.stateDir,
+    testsDir: check?.artifactsDir,
     plannedSteps: steps.length,
     log,
     warn,
@@ -328,10 +393,10 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
     });
     // The task's own repository first, then the others of a multi-repo task: one gate, one decision for all.
     const wanted = [
-      ...(change ? [{ plan: plan(source.location, baseBranch, change), repoDir: workspace.repoDir }] : []),
+      ...(change ? [{ repo: null, plan: plan(source.location, baseBranch, change), repoDir: workspace.repoDir }] : []),
       ...extraChanges.flatMap((extra) => {
         const repo = extras.find((entry) => entry.name === extra.name);
-        return extra.change && repo ? [{ plan: plan(repo.source.location, repo.baseBranch, extra.change), repoDir: repo.dir }] : [];
+        return extra.change && repo ? [{ repo: repo.name, plan: plan(repo.source.location, repo.baseBranch, extra.change), repoDir: repo.dir }] : [];
       }),
     ];
     if (!wanted.length) log.info({ taskId }, 'no changes: nothing to review, push or open a pull request for');
@@ -344,10 +409,10 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
       if (delivery?.error) warn(`delivery failed: ${delivery.error}`);
       recordDelivery(document, spec.hitl, outcomes);
       if (pending(deliveries)) {
-        await saveDeliveries(workspace.artifactsDir, deliveries);
-        log.info({ taskId }, delivery?.error ? `the work is kept in ${workspace.dir}: asp approve ${taskId} tries again` : `awaiting approval: asp approve ${taskId} (or --deny)`);
+        await saveDeliveries(workspace, deliveries);
+        log.info({ taskId }, delivery?.error ? `the work is kept in ${workspace.dir}: asp approve ${taskId} tries again (--branch B pushes under another branch, --deny discards it)` : `awaiting approval: asp approve ${taskId} (or --deny)`);
       }
-      published = await publishTrace(document, { settings, mode: deps.traceMode, artifactsDir: workspace.artifactsDir, plannedSteps: steps.length, log, warn, signal: deps.forceSignal, previous: published });
+      published = await publishTrace(document, { settings, mode: deps.traceMode, artifactsDir: workspace.artifactsDir, stateDir: workspace.stateDir, testsDir: check?.artifactsDir, plannedSteps: steps.length, log, warn, signal: deps.forceSignal, previous: published });
     }
   }
   const keepClone = spec.keep || pending(deliveries);
@@ -367,7 +432,8 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
     durationMs,
     commit,
     image,
-    steps: stepResults(steps, events.stepStarts, events.stepEnds, outcome.status),
+    steps: stepOutcomes,
+    check,
     artifacts: await listArtifacts(workspace),
     change,
     tracePath,
@@ -375,14 +441,19 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
     delivery: delivery ?? null,
     repos: extraChanges,
     workspacePath: workspace.dir,
-    kept: spec.keep,
+    // True whenever the clone stays: --keep, or changes waiting for asp approve (a decision, or a failed push).
+    kept: keepClone,
     ...(models ? { models: modelUse(models) } : {}),
     warnings,
     ...(outcome.error ? { error: outcome.error } : {}),
   };
-  await writeFile(path.join(workspace.artifactsDir, 'result.json'), JSON.stringify(result, null, 2) + '\n');
+  await writeResultFile(workspace, result);
   if (failure) throw failure;
   return result;
+}
+
+function noCheckSteps(): AspError {
+  return new AspError('BAD_INPUT', '--check-dir without check steps: nothing would read its files', 'add --check name=command (or a "check" list to the pipeline file)');
 }
 
 async function settleBoth<A, B>(first: Promise<A>, second: Promise<B>): Promise<[A, B]> {
@@ -392,18 +463,16 @@ async function settleBoth<A, B>(first: Promise<A>, second: Promise<B>): Promise<
   return [a.value, b.value];
 }
 
-function outcomeOf(end: SessionEnd): { status: TaskStatus; exitCode: number; error?: string } {
+/** Why the sandbox stopped, for the record of a step it stopped under. */
+function whyStopped(end: SessionEnd): string {
   switch (end.kind) {
     case 'deadline':
-      return { status: 'timeout', exitCode: EXIT.deadline, error: end.what };
-    case 'interrupted':
-      return { status: 'interrupted', exitCode: EXIT.interrupted, error: 'interrupted' };
     case 'stopped':
-      return { status: 'failed', exitCode: EXIT.taskFailed, error: end.what };
+      return end.what;
+    case 'interrupted':
+      return 'interrupted';
     case 'exited':
-      if (end.taskEnd?.status === 'passed' && end.statusCode === 0) return { status: 'passed', exitCode: EXIT.ok };
-      if (end.taskEnd?.status === 'timeout' || end.statusCode === EXIT.deadline) return { status: 'timeout', exitCode: EXIT.deadline, error: 'a step passed its deadline' };
-      return { status: 'failed', exitCode: EXIT.taskFailed, ...(end.taskEnd ? {} : { error: `the sandbox exited with ${end.statusCode}` }) };
+      return `the sandbox exited (${end.statusCode}) before the step ended`;
   }
 }
 
@@ -440,27 +509,6 @@ async function cleanup(
   if (target.volume) await docker.removeVolume(target.volume);
   // The host clone goes later, after delivery: a push or `asp approve` needs it. When nothing ran it goes now.
   if (!target.started) await removePath(target.workspace.repoDir);
-}
-
-function stepResults(
-  steps: ResolvedStep[],
-  starts: Set<string>,
-  ends: Map<string, StepEnd>,
-  status: TaskStatus,
-): StepResult[] {
-  return steps.map((step) => {
-    const end = ends.get(step.name);
-    if (end) {
-      const stepStatus = end.timedOut ? 'timeout' : end.exitCode === 0 ? 'passed' : 'failed';
-      return { name: step.name, status: stepStatus, exitCode: end.exitCode, durationMs: end.durationMs };
-    }
-    if (starts.has(step.name)) {
-      // Started, never ended: the container was stopped under it (a deadline, an interrupt, a spent model budget).
-      if (status === 'failed') return { name: step.name, status: 'failed', exitCode: EXIT.taskFailed, durationMs: null };
-      return { name: step.name, status: status === 'interrupted' ? 'interrupted' : 'timeout', exitCode: status === 'interrupted' ? EXIT.interrupted : EXIT.deadline, durationMs: null };
-    }
-    return { name: step.name, status: 'skipped', exitCode: null, durationMs: null };
-  });
 }
 
 async function listArtifacts(workspace: HostWorkspace): Promise<string[]> {

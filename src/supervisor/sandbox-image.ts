@@ -25,7 +25,7 @@ export function packageRoot(): string {
   let dir = path.dirname(fileURLToPath(import.meta.url));
   for (;;) {
     const manifest = path.join(dir, 'package.json');
-    if (existsSync(manifest) && (JSON.parse(readFileSync(manifest, 'utf8')) as { name?: string }).name === 'asp-runner') return dir;
+    if (existsSync(manifest) && isAspManifest(readFileSync(manifest, 'utf8'))) return dir;
     const parent = path.dirname(dir);
     if (parent === dir) throw new AspError('IMAGE_UNAVAILABLE', 'cannot find the asp-runner package root', 'reinstall asp-runner');
     dir = parent;
@@ -109,4 +109,14 @@ export async function ensureSandboxImage(
 function remember(seen: Set<string>, tag: string): string {
   seen.add(tag);
   return tag;
+}
+
+/** Whether a package.json is asp-runner's own; one that does not parse is some other package's. */
+function isAspManifest(text: string): boolean {
+  try {
+    const json: unknown = JSON.parse(text);
+    return typeof json === 'object' && json !== null && 'name' in json && json.name === 'asp-runner';
+  } catch {
+    return false;
+  }
 }

@@ -1,3 +1,5 @@
+import { printable, printableLine } from '../protocol/printable.js';
+
 /** The longest unfinished line held back for its prefix; past it, the line is printed in pieces. */
 const MAX_PARTIAL_CHARS = 64 * 1024;
 
@@ -35,12 +37,19 @@ export class StepOutputPrinter {
       rest = '';
     }
     // One write per chunk, not one per line: a flood of short lines would otherwise be thousands of writes.
-    if (lines.length) this.write(lines.map((line) => `[${step}] ${line}\n`).join(''));
+    // Escaped line by line: a `\r` or an escape sequence in the output can neither overwrite the prefix nor
+    // drive the terminal (title, clipboard, screen). The raw bytes stay in events.jsonl and the trace.
+    if (lines.length) this.write(lines.map((line) => `${this.prefix(step)}${printable(line)}\n`).join(''));
     this.partial.set(key, rest);
     if (this.capped.has(step)) {
       this.flushStep(step);
-      this.write(`[${step}] [asp: output passed ${this.capBytes} bytes; the rest is not shown]\n`);
+      this.write(`${this.prefix(step)}[asp: output passed ${this.capBytes} bytes; the rest is not shown]\n`);
     }
+  }
+
+  /** The step's name comes from the sandbox too: it is escaped like the output, and on one line. */
+  private prefix(step: string): string {
+    return `[${printableLine(step)}] `;
   }
 
   /** Prints what is left of a step's last line when it ends. */
@@ -48,7 +57,7 @@ export class StepOutputPrinter {
     for (const stream of ['stdout', 'stderr']) {
       const key = `${step}\0${stream}`;
       const rest = this.partial.get(key);
-      if (rest) this.write(`[${step}] ${rest}\n`);
+      if (rest) this.write(`${this.prefix(step)}${printable(rest)}\n`);
       this.partial.delete(key);
     }
   }

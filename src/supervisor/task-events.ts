@@ -8,6 +8,7 @@ import type { Clock } from './clock.js';
 import type { Log } from './log.js';
 import type { HostReply } from './sandbox-session.js';
 import { StepOutputPrinter } from './step-output.js';
+import { StepTracker } from './step-records.js';
 
 /** Cap on events.jsonl: the protocol is untrusted input, and step output in it is already capped per step. */
 const EVENTS_CAP_BYTES = 64 * 1024 * 1024;
@@ -28,6 +29,8 @@ export class TaskEvents {
   readonly stepStarts = new Set<string>();
   readonly stepEnds = new Map<string, StepEnd>();
   readonly artifacts = new ArtifactStream();
+  /** What each step did on the protocol, for the `.asp/<step>.json` of a step killed before it could write one. */
+  readonly steps: StepTracker;
   private file: WriteStream | undefined;
   private bytes = 0;
   private readonly secretMask: SecretMasker;
@@ -48,6 +51,7 @@ export class TaskEvents {
     },
   ) {
     this.secretMask = new SecretMasker(context.secrets);
+    this.steps = new StepTracker(context.clock);
     this.printer = new StepOutputPrinter(context.writeOutput, context.outputCap);
   }
 
@@ -108,6 +112,7 @@ export class TaskEvents {
     const { taskId, log, trace, warn } = this.context;
     this.record(message);
     trace.onMessage(message);
+    this.steps.onMessage(message);
     if (message.type === 'step.start') {
       this.stepStarts.add(message.step);
       log.info({ taskId, step: message.step }, `step ${message.step}: ${message.run}`);

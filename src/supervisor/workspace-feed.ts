@@ -8,17 +8,26 @@ import type { SandboxTask } from '../protocol/messages.js';
  * A container that stops meanwhile ends the feed quietly (the session reports how it ended); a failing tar
  * (a file the host cannot read) rejects.
  */
-export async function feedSandbox(stdin: Writable, task: SandboxTask, workspaceTar: Readable): Promise<void> {
+export async function feedSandbox(stdin: Writable, task: SandboxTask, workspaceTar: Readable, checkTar?: Readable): Promise<void> {
   try {
     if (!(await send(stdin, encodeHostMessage({ type: 'task', task })))) return;
-    for await (const chunk of workspaceTar as AsyncIterable<Buffer>) {
-      if (!chunk.length) continue;
-      if (!(await send(stdin, encodeHostMessage({ type: 'workspace.data', bytes: chunk.length }), chunk))) return;
-    }
-    await send(stdin, encodeHostMessage({ type: 'workspace.end' }));
+    if (!(await sendTar(stdin, workspaceTar, 'workspace.data'))) return;
+    if (!(await send(stdin, encodeHostMessage({ type: 'workspace.end' })))) return;
+    // A clean-room check's check dir follows the workspace, as its own tar (unpacked by the runner as itself).
+    if (checkTar && (await sendTar(stdin, checkTar, 'check.data'))) await send(stdin, encodeHostMessage({ type: 'check.end' }));
   } finally {
     workspaceTar.destroy();
+    checkTar?.destroy();
   }
+}
+
+/** One tar as `*.data` frames; false when stdin closed on the way. */
+async function sendTar(stdin: Writable, tar: Readable, type: 'workspace.data' | 'check.data'): Promise<boolean> {
+  for await (const chunk of tar as AsyncIterable<Buffer>) {
+    if (!chunk.length) continue;
+    if (!(await send(stdin, encodeHostMessage({ type, bytes: chunk.length }), chunk))) return false;
+  }
+  return true;
 }
 
 /** Writes the pieces; resolves false when stdin is closed (the container is gone), after a drain when it is full. */

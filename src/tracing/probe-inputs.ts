@@ -37,9 +37,10 @@ export interface ProbeInputs {
   complexityProblem?: string | undefined;
 }
 
-export async function readProbeInputs(artifactsDir: string): Promise<ProbeInputs> {
+/** `testsDir`: where test_results.json comes from, the check's own `.asp/` when the task had a clean-room check. */
+export async function readProbeInputs(artifactsDir: string, testsDir = artifactsDir): Promise<ProbeInputs> {
   const [tests, review, usage, planning] = await Promise.all([
-    readArtifact(artifactsDir, 'test_results.json', testResultsSchema),
+    readArtifact(testsDir, 'test_results.json', testResultsSchema),
     readArtifact(artifactsDir, 'code_review.json', reviewSchema),
     readArtifact(artifactsDir, 'usage.json', usageFileSchema),
     readArtifact(artifactsDir, 'planning.json', planningSchema),
@@ -56,7 +57,8 @@ export async function readProbeInputs(artifactsDir: string): Promise<ProbeInputs
   };
 }
 
-async function readArtifact<T extends z.ZodType>(dir: string, name: string, schema: T): Promise<{ value?: z.infer<T>; problem?: string }> {
+/** Reads `<dir>/<name>` (an artifact the sandbox wrote) capped at ARTIFACT_MAX_BYTES and checks it with `schema`; absent is neither. */
+export async function readArtifact<T extends z.ZodType>(dir: string, name: string, schema: T): Promise<{ value?: z.infer<T>; problem?: string }> {
   let text: string;
   try {
     const handle = await open(path.join(dir, name), 'r');

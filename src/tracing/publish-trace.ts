@@ -1,5 +1,3 @@
-import { writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import { errorMessage } from '../asp-error.js';
 import type { Settings } from '../config/settings.js';
 import type { Log } from '../supervisor/log.js';
@@ -10,6 +8,7 @@ import { addUsageGenerations, PROBE_SCORES, probeScores, USAGE_FILE_SOURCE } fro
 import type { Score, TraceDocument } from './trace-model.js';
 import type { TraceMode } from './trace-mode.js';
 import { TraceStore } from './trace-store.js';
+import { copyForUser, writeHostFile } from '../workspace/host-state.js';
 
 /** What became of a run's trace: taken by Langfuse, waiting in the outbox, or kept local only. */
 export type TraceDelivery = 'exported' | 'queued' | 'local';
@@ -18,8 +17,15 @@ export interface PublishOptions {
   settings: Settings;
   /** Resolved by the CLI (`--trace`); when absent: Langfuse if keys are set, else local. */
   mode?: TraceMode | undefined;
-  /** The task's host `.asp/`: where the steps' artifacts are read from and `trace.json` is written. */
+  /** The task's host `.asp/`: where the steps' artifacts are read from and the user's copy of `trace.json` goes. */
   artifactsDir: string;
+  /** The task's `.asp-host/`: where the trace's master copy goes (the one asp reads back; the sandbox cannot write there). */
+  stateDir: string;
+  /**
+   * Where `test_results.json` (probe_accuracy) is read from when not `artifactsDir`: the clean-room check's own
+   * artifacts, since the check, not the steps, decides whether the change works.
+   */
+  testsDir?: string | undefined;
   /** Steps the task meant to run (for probe_accuracy when there are no test results). */
   plannedSteps?: number | undefined;
   log: Log;
@@ -43,10 +49,10 @@ export interface Published {
 /**
  * The end of every run's trace: PROBE scores in, the local JSON written (the floor, always), then Langfuse when
  * it is on. A Langfuse that is down, refusing or slow costs at most the flush budget and one warning line; the
- * trace then waits in the outbox. Only failing to write `.asp/trace.json` itself throws.
+ * trace then waits in the outbox. Only failing to write the trace's master copy (or `.asp/trace.json`) throws.
  */
 export async function publishTrace(document: TraceDocument, options: PublishOptions): Promise<Published> {
-  const inputs = await readProbeInputs(options.artifactsDir);
+  const inputs = await readProbeInputs(options.artifactsDir, options.testsDir);
   // A document published before (then decided at the HITL gate) has its usage generations already.
   if (!document.observations.some((observation) => observation.metadata.source === USAGE_FILE_SOURCE)) {
     addUsageGenerations(document, inputs.usage);
@@ -60,8 +66,9 @@ export async function publishTrace(document: TraceDocument, options: PublishOpti
   const store = new TraceStore(options.settings.home);
   if (inputs.complexity !== undefined) document.scores.push(...(await probeEstimates(store, document, inputs.complexity, options)));
 
-  const tracePath = path.join(options.artifactsDir, 'trace.json');
-  await writeFile(tracePath, JSON.stringify(document, null, 2) + '\n');
+  const workspace = { artifactsDir: options.artifactsDir, stateDir: options.stateDir };
+  await writeHostFile(workspace, 'trace', JSON.stringify(document, null, 2) + '\n');
+  const tracePath = await copyForUser(workspace, 'trace');
   await store.save(document).catch((error: unknown) => options.warn(`the trace store ${store.tracesDir} was not written: ${errorMessage(error)}`));
 
   const taskId = document.trace.name;

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { z } from 'zod';
 import { AspError, errorMessage } from '../asp-error.js';
 import { TASK_ID_PATTERN } from '../config/task-spec.js';
 import type { TraceDocument } from './trace-model.js';
@@ -14,6 +15,28 @@ export interface ExportRecord {
   exportedAt: string;
   spans: number;
   scores: number;
+}
+
+/** A receipt as read back: its link goes into reports and pull requests, so only an http(s) URL passes. */
+const exportRecordSchema = z.strictObject({
+  taskId: z.string().regex(TASK_ID_PATTERN),
+  traceId: z.string().regex(/^[0-9a-f]{32}$/),
+  url: z.url({ protocol: /^https?$/ }).max(4096),
+  exportedAt: z.string().refine((text) => !Number.isNaN(Date.parse(text)), 'must be an ISO time'),
+  spans: z.number().int().min(0),
+  scores: z.number().int().min(0),
+});
+
+/** Parses an export receipt; undefined when it is not one, or is the receipt of another trace. */
+export function parseExportRecord(content: string, traceId: string): ExportRecord | undefined {
+  let json: unknown;
+  try {
+    json = JSON.parse(content);
+  } catch {
+    return undefined;
+  }
+  const parsed = exportRecordSchema.safeParse(json);
+  return parsed.success && parsed.data.traceId === traceId ? parsed.data : undefined;
 }
 
 /** One file of the store or the outbox: its document, or why it could not be read. */
@@ -103,9 +126,9 @@ export class TraceStore {
   }
 
   async exportRecord(traceId: string): Promise<ExportRecord | undefined> {
+    if (!/^[0-9a-f]{32}$/.test(traceId)) return undefined;
     try {
-      const record = JSON.parse(await readFile(path.join(this.exportedDir, `${traceId}.json`), 'utf8')) as ExportRecord;
-      return typeof record.url === 'string' && record.traceId === traceId ? record : undefined;
+      return parseExportRecord(await readFile(path.join(this.exportedDir, `${traceId}.json`), 'utf8'), traceId);
     } catch {
       return undefined;
     }

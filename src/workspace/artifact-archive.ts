@@ -6,11 +6,11 @@ import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import tarFs from 'tar-fs';
 import { AspError, errorMessage } from '../asp-error.js';
-import { OWNER_FILE } from './host-workspace.js';
+import { HOST_STATE_DIR, OWNER_FILE } from './host-workspace.js';
 import type { WorkspaceEntry } from './workspace-list.js';
 
 /**
- * Writes `<archiveDir>/<task>.tar.gz` holding the task's `.asp/` and owner file (under `<task>/`), before a prune
+ * Writes `<archiveDir>/<task>.tar.gz` holding the task's `.asp/`, `.asp-host/` and owner file (under `<task>/`), before a prune
  * deletes them. The file appears only when complete (written aside, then renamed), and an existing archive is
  * never overwritten: a second archive of the same name gets the run id.
  */
@@ -18,7 +18,7 @@ export async function archiveArtifacts(entry: WorkspaceEntry, archiveDir: string
   await mkdir(archiveDir, { recursive: true }).catch((error: unknown) => {
     throw new AspError('WORKSPACE_FAILED', `cannot create the archive dir ${archiveDir}: ${errorMessage(error)}`, 'pass a writable --archive dir');
   });
-  const present = await Promise.all(['.asp', OWNER_FILE].map(async (name) => ((await exists(path.join(entry.dir, name))) ? name : undefined)));
+  const present = await Promise.all(['.asp', HOST_STATE_DIR, OWNER_FILE].map(async (name) => ((await exists(path.join(entry.dir, name))) ? name : undefined)));
   const entries = present.filter((name): name is string => name !== undefined);
   const target = await freeName(archiveDir, entry);
   const partial = `${target}.partial`;

@@ -5,18 +5,28 @@ import { AspError, errorMessage } from '../asp-error.js';
 import { formatSupervisor, parseSupervisor, supervisorState, type Ownership } from '../docker/labels.js';
 
 export const OWNER_FILE = '.asp-owner.json';
+/**
+ * asp's own state of a task (delivery plan, result, task, events, the trace's master copy): beside `.asp/`, never
+ * in it. The sandbox's `.asp/` is extracted into `.asp/` and nowhere else, so no file a step writes, whatever its
+ * name, can land here: trust by location, not by a list of names.
+ */
+export const HOST_STATE_DIR = '.asp-host';
 
-/** The host side of one task, as the seed lays it out: `<root>/<task-id>/repo` and `<root>/<task-id>/.asp`. */
+/**
+ * The host side of one task: `<root>/<task-id>/repo` (the host's clone), `.asp/` (the sandbox's artifacts and copies
+ * of the host's files for the user, as the seed lays it out), `.asp-host/` and `.asp-owner.json` (asp's own state).
+ */
 export interface HostWorkspace {
   taskId: string;
   dir: string;
   repoDir: string;
   artifactsDir: string;
+  stateDir: string;
 }
 
 export function workspacePaths(root: string, taskId: string): HostWorkspace {
   const dir = path.join(root, taskId);
-  return { taskId, dir, repoDir: path.join(dir, 'repo'), artifactsDir: path.join(dir, '.asp') };
+  return { taskId, dir, repoDir: path.join(dir, 'repo'), artifactsDir: path.join(dir, '.asp'), stateDir: path.join(dir, HOST_STATE_DIR) };
 }
 
 /**
@@ -37,6 +47,7 @@ export async function claimWorkspace(
     try {
       await mkdir(paths.dir, { mode: 0o755 });
       await mkdir(paths.artifactsDir, { mode: 0o755 });
+      await mkdir(paths.stateDir, { mode: 0o755 });
       return paths;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') {
@@ -56,11 +67,12 @@ export async function claimWorkspace(
   throw new AspError('WORKSPACE_FAILED', `no free workspace name for ${taskId}`, 'prune old workspaces (asp workspaces prune)');
 }
 
-const STATUSES = ['running', 'passed', 'failed', 'timeout', 'interrupted', 'error', 'abandoned', 'awaiting_approval'] as const;
+const STATUSES = ['running', 'passed', 'failed', 'timeout', 'interrupted', 'error', 'abandoned', 'awaiting_approval', 'rejected'] as const;
 
 /**
  * The host dir's copy of the ownership labels, plus how the task ended. `abandoned` is written by the reaper:
- * the supervisor died while the task ran, so no one else will ever finish this record.
+ * the supervisor died while the task ran, so no one else will ever finish this record; `rejected` by
+ * `asp approve --deny`, which discarded the task's pending changes.
  */
 const ownerRecordSchema = z.object({
   taskId: z.string().min(1),
@@ -111,10 +123,12 @@ export async function readOwnerFile(dir: string): Promise<OwnerRecord | undefine
 
 /** The labels' view of an owner record, so dirs and Docker objects are judged by the same rules. */
 export function ownershipOf(record: OwnerRecord): Ownership {
+  // The schema refused a record whose supervisor does not parse; this is for the type, not a second check.
+  const supervisor = parseSupervisor(record.supervisor) ?? { host: '', pid: 0, startTicks: 0 };
   return {
     taskId: record.taskId,
     runId: record.runId,
-    supervisor: parseSupervisor(record.supervisor) as Ownership['supervisor'],
+    supervisor,
     expiresAt: new Date(record.expiresAt),
     keep: record.keep,
   };

@@ -9,7 +9,15 @@ import { hostGit, tokenConfig } from './host-git.js';
  */
 export async function pushBranch(
   repoDir: string,
-  options: { remote: string; ref: string; branch: string; env: Readonly<Record<string, string | undefined>>; token?: { value: string; host: string } | undefined },
+  options: {
+    remote: string;
+    ref: string;
+    branch: string;
+    env: Readonly<Record<string, string | undefined>>;
+    token?: { value: string; host: string } | undefined;
+    /** Named in the hint, so it can be followed as it is. */
+    taskId?: string | undefined;
+  },
 ): Promise<void> {
   const git = hostGit({ env: options.env, baseDir: repoDir, secretConfig: tokenConfig(options.remote, options.token), timeoutMs: 600_000 });
   try {
@@ -21,6 +29,6 @@ export async function pushBranch(
       : /403|denied|not allowed|permission/i.test(text)
         ? 'permission denied'
         : (text.split('\n').find((line) => /^(fatal|error|remote):/.test(line.trim())) ?? text.split('\n')[0] ?? 'unknown error').trim();
-    throw new AspError('PUSH_REJECTED', `push of ${options.branch} to ${redact(options.remote)} rejected: ${why.replace(options.token?.value ?? '\0', '***')}`, 'the work is kept: pick another --branch or fix access, then run asp approve <task> to push again', { cause: error });
+    throw new AspError('PUSH_REJECTED', `push of ${options.branch} to ${redact(options.remote)} rejected: ${why.replace(options.token?.value ?? '\0', '***')}`, `the work is kept: asp approve ${options.taskId ?? '<task>'} --branch <another-branch> pushes it under another branch, asp approve ${options.taskId ?? '<task>'} tries again once access is fixed, --deny discards it`, { cause: error });
   }
 }

@@ -1,10 +1,12 @@
 import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { SimpleGit } from 'simple-git';
 import { AspError, errorMessage } from '../asp-error.js';
 import { CREDENTIALS_HINT, hasCredentials } from '../config/repo-url.js';
 import { hostGit, tokenConfig } from './host-git.js';
+import { assertSelfContained } from './self-contained-repo.js';
 
 export interface RepoSource {
   kind: 'local' | 'remote';
@@ -16,12 +18,19 @@ export interface RepoSource {
 
 const URL_LIKE = /^(?:[a-z][a-z0-9+.-]*:\/\/|[^/\s]+@[^/\s:]+:)/i;
 
-/** Decides what `--repo` names. A local path must be a directory; a URL must not carry credentials. */
+/**
+ * Decides what `--repo` names. A local path must be a directory and a self-contained repository (no alternates,
+ * linked refs or commondir: see self-contained-repo.ts), as must the path of a file:// URL; a URL must not carry
+ * credentials.
+ */
 export function resolveRepoSource(repo: string, cwd: string): RepoSource {
   if (URL_LIKE.test(repo)) {
     // Never echo the URL here: the point is that it holds a secret.
     if (hasCredentials(repo)) throw new AspError('BAD_INPUT', 'the repository URL contains credentials', CREDENTIALS_HINT);
     if (/^(?:ext|fd)::/i.test(repo)) throw new AspError('BAD_INPUT', `unsupported repository URL ${repo}`, 'use https://, ssh://, git@host:path or a local path');
+    // file:// is a local repository in a URL's clothes: upload-pack serves its alternates just the same.
+    const local = fileUrlPath(repo);
+    if (local) assertSelfContained(local, repo);
     return { kind: 'remote', location: repo, display: repo };
   }
   const location = path.resolve(cwd, repo);
@@ -31,7 +40,17 @@ export function resolveRepoSource(repo: string, cwd: string): RepoSource {
   if (!statSync(location).isDirectory()) {
     throw new AspError('REPO_NOT_FOUND', `repository ${repo} is not a directory`, 'pass --repo the path of a local git repository');
   }
+  assertSelfContained(location, location);
   return { kind: 'local', location, display: location };
+}
+
+function fileUrlPath(repo: string): string | undefined {
+  if (!/^file:\/\//i.test(repo)) return undefined;
+  try {
+    return fileURLToPath(repo);
+  } catch {
+    return undefined;
+  }
 }
 
 export interface CloneResult {
@@ -71,6 +90,13 @@ export async function cloneRepository(
     await git().clone(location, destination, [...(ref ? ['--no-checkout'] : []), ...shaping]);
   } catch (error) {
     throw new AspError('REPO_NOT_FOUND', `cannot clone ${source.display}: ${firstLine(error)}`, 'check that the repository exists and that you can read it (git clone works by hand)', { cause: error });
+  }
+  // Checked before the clone, and once more on what it made: a local clone copies objects/info/alternates, and a
+  // repository changed between the check and the clone must not slip a borrowed object store into the sandbox.
+  for (const name of ['objects/info/alternates', 'objects/info/http-alternates']) {
+    if (existsSync(path.join(destination, '.git', name))) {
+      throw new AspError('BAD_INPUT', `repository ${source.display} reaches outside itself: the clone got ${name} from it`, 'if it is your own repository, make a self-contained copy first; otherwise do not run it');
+    }
   }
   const repo = git(destination);
   if (!ref) {

@@ -2,7 +2,7 @@ import { lstat, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { AspError, errorMessage } from '../asp-error.js';
 import { loadDeliveries, pending } from '../delivery/delivery-plan.js';
-import { readOwnerFile, type OwnerRecord } from './host-workspace.js';
+import { readOwnerFile, workspacePaths, type OwnerRecord } from './host-workspace.js';
 
 /** One host dir under the workspace root that asp owns (it has a valid owner file). */
 export interface WorkspaceEntry {
@@ -12,8 +12,13 @@ export interface WorkspaceEntry {
   record: OwnerRecord;
   /** Whether `repo/` (the host clone) is still there. */
   hasClone: boolean;
-  /** Waiting at the HITL gate, or its push failed: the clone is kept on purpose for `asp approve`. */
+  /**
+   * Waiting at the HITL gate, or its push failed, and the clone is still there: kept on purpose for `asp approve`.
+   * Once the clone is gone (asp reap --all) nothing waits any more, and retention treats it like any other.
+   */
   awaitingDecision: boolean;
+  /** Why asp's own delivery plan (`.asp-host/delivery.json`) cannot be used, when it cannot: it is never acted on. */
+  deliveryProblem?: string;
 }
 
 /**
@@ -32,8 +37,15 @@ export async function listWorkspaces(root: string): Promise<WorkspaceEntry[]> {
       const dir = path.join(root, child.name);
       const record = await readOwnerFile(dir);
       if (!record) return undefined;
-      const [hasClone, awaitingDecision] = await Promise.all([exists(path.join(dir, 'repo')), awaitsDecision(dir, record)]);
-      return { name: child.name, dir, record, hasClone, awaitingDecision };
+      const [hasClone, delivery] = await Promise.all([exists(path.join(dir, 'repo')), awaitsDecision(root, child.name, record)]);
+      return {
+        name: child.name,
+        dir,
+        record,
+        hasClone,
+        awaitingDecision: hasClone && delivery.awaiting,
+        ...(delivery.problem ? { deliveryProblem: delivery.problem } : {}),
+      };
     }),
   );
   return entries.filter((entry): entry is WorkspaceEntry => entry !== undefined).sort((a, b) => a.name.localeCompare(b.name));
@@ -51,11 +63,15 @@ export async function directoryBytes(dir: string): Promise<number> {
   return total;
 }
 
-async function awaitsDecision(dir: string, record: OwnerRecord): Promise<boolean> {
-  if (record.status === 'awaiting_approval') return true;
-  // A failed push leaves status "failed" but keeps the clone so `asp approve` can try again: delivery.json says so.
-  const entries = await loadDeliveries(path.join(dir, '.asp'));
-  return entries !== undefined && pending(entries);
+/**
+ * A failed push leaves status "failed" but keeps the clone so `asp approve` can try again: asp's own delivery plan
+ * says so (`.asp-host/`, never a file in `.asp/`, which the sandbox wrote). A damaged plan keeps the clone too (it
+ * may be work someone still wants), and is reported.
+ */
+async function awaitsDecision(root: string, name: string, record: OwnerRecord): Promise<{ awaiting: boolean; problem?: string }> {
+  const loaded = await loadDeliveries(workspacePaths(root, name));
+  if (loaded.kind === 'damaged') return { awaiting: true, problem: `delivery plan damaged (${loaded.reason})` };
+  return { awaiting: record.status === 'awaiting_approval' || (loaded.kind === 'saved' && pending(loaded.entries)) };
 }
 
 async function exists(target: string): Promise<boolean> {

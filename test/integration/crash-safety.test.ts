@@ -159,7 +159,8 @@ describe.skipIf(!dockerAvailable)('crash safety against the real Docker engine',
     for (const run of killed) {
       expect(await objectsOf(run.runId)).toEqual({ containers: [], volumes: [] });
       expectMarkedOrGone(run.dir);
-      expect(existsSync(path.join(run.dir, '.asp', 'task.json'))).toBe(true);
+      // asp's own copy of the task (the run got as far as the sandbox), in .asp-host/: the copy in .asp/ comes at the end.
+      expect(existsSync(path.join(run.dir, '.asp-host', 'task.json'))).toBe(true);
     }
     expect(await asLeftovers()).toEqual({ containers: [], volumes: [] });
     await expectStrangersSurvive();
@@ -277,7 +278,7 @@ describe.skipIf(!dockerAvailable)('crash safety against the real Docker engine',
     const root = newRoot();
     // 750 MB of artifacts: copying them out takes seconds, long enough to interrupt.
     const run = await start(root, ['--step', 'wait=for i in 1 2 3; do head -c 250000000 /dev/zero > $ASP_ARTIFACTS/big$i.bin; done; echo partial > $ASP_ARTIFACTS/partial.txt; sleep 600']);
-    await waitFor(async () => existsSync(path.join(run.dir, '.asp', 'task.json')) && (await containerHas(run.runId, '/workspace/.asp/partial.txt')), 60_000);
+    await waitFor(async () => existsSync(path.join(run.dir, '.asp-host', 'task.json')) && (await containerHas(run.runId, '/workspace/.asp/partial.txt')), 60_000);
     const sent = Date.now();
     run.cli.child.kill('SIGINT');
     await run.cli.waitForStderr(/stopping the task/);

@@ -2,11 +2,11 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } fro
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AspError } from '../../src/asp-error.js';
 import type { Settings } from '../../src/config/settings.js';
 import { approveTask } from '../../src/delivery/approve-task.js';
 import { silentLog } from '../../src/supervisor/log.js';
 import { dockerAvailable, leftovers, testSettings } from '../helpers/docker.js';
+import { asp } from '../helpers/cli.js';
 import { startFakeGitHub, type FakeGitHub } from '../helpers/fake-github.js';
 import { startGitDaemon, type GitDaemon } from '../helpers/git-daemon.js';
 import { gitIn, repoWith } from '../helpers/repos.js';
@@ -87,11 +87,13 @@ describe.skipIf(!dockerAvailable)('changes delivered: push, pull requests and th
     const { result } = await run(settings, { repo: repo.url, task: 'Needs review', steps: edit, hitl: true, pr: true });
     expect(result.status).toBe('awaiting_approval');
     expect(result.exitCode).toBe(0);
+    expect(result.kept).toBe(true);
     expect(existsSync(path.join(result.workspacePath, 'repo'))).toBe(true);
     expect(trace(result).trace.metadata.hitl_status).toBe('awaiting_approval');
     expect(() => gitIn(repo.bare, 'rev-parse', '--verify', `asp/${result.taskId}`)).toThrow();
 
     const approved = await approveTask(result.taskId, { deny: false, comment: 'looks right' }, { settings, log: silentLog, warn: () => {} });
+    expect(approved).toMatchObject({ status: 'passed', kept: false });
     expect(approved.delivery).toMatchObject({ hitlStatus: 'approved', comment: 'looks right', prUrl: expect.stringContaining(`/org/${repo.name}/pull/`) });
     expect(gitIn(repo.bare, 'show', `asp/${result.taskId}:README.md`)).toBe('app\nfixed');
     const document = trace(result);
@@ -110,38 +112,102 @@ describe.skipIf(!dockerAvailable)('changes delivered: push, pull requests and th
     expect(result.status).toBe('awaiting_approval');
     expect(result.delivery?.hitlStatus).toBe('deferred');
     const denied = await approveTask(result.taskId, { deny: true, comment: 'not now' }, { settings, log: silentLog, warn: () => {} });
+    expect(denied).toMatchObject({ status: 'rejected', kept: false });
     expect(denied.delivery.hitlStatus).toBe('rejected');
     expect(existsSync(path.join(result.workspacePath, 'repo'))).toBe(false);
     expect(() => gitIn(repo.bare, 'rev-parse', '--verify', `asp/${result.taskId}`)).toThrow();
   });
 
-  it('keeps the work when the push is rejected (non-fast-forward), and approve pushes once the way is clear', async () => {
-    const repo = upstream(true);
-    const id = `nff-${counter}`;
-    // Someone else already has a different asp/<id> branch on the remote.
+  /** Someone else already has a different `branch` on the remote: a push of the task's branch is non-fast-forward. */
+  function occupy(url: string, branch: string): void {
     const other = path.join(mkdtempSync(path.join(os.tmpdir(), 'asp-other-')), 'other');
-    gitIn(os.tmpdir(), 'clone', '--quiet', repo.url, other);
+    gitIn(os.tmpdir(), 'clone', '--quiet', url, other);
     writeFileSync(path.join(other, 'OTHER.md'), 'other\n');
     gitIn(other, 'add', '-A');
     gitIn(other, 'commit', '--quiet', '-m', 'other');
-    gitIn(other, 'push', '--quiet', 'origin', `HEAD~0:refs/heads/asp/${id}`);
-    gitIn(other, 'reset', '--quiet', '--hard', 'HEAD~1');
-    writeFileSync(path.join(other, 'OTHER2.md'), 'diverged\n');
+    gitIn(other, 'push', '--quiet', 'origin', `HEAD:refs/heads/${branch}`);
+  }
 
+  const cliEnv = () => ({ ASP_WORKSPACES: settings.workspacesRoot, ASP_HOME: settings.home });
+  const json = (stdout: string) => JSON.parse(stdout) as Record<string, unknown> & { delivery: Record<string, unknown> };
+
+  it('keeps the work when the push is rejected (non-fast-forward), and approve pushes once the way is clear', async () => {
+    const repo = upstream(true);
+    const id = `nff-${counter}`;
+    occupy(repo.url, `asp/${id}`);
     const { result } = await run(settings, { repo: repo.url, id, steps: edit, push: true });
     expect(result.exitCode).toBe(1);
     expect(result.status).toBe('failed');
     expect(result.error).toMatch(/rejected: the remote branch asp\/nff-\d+ has commits the task did not start from \(non-fast-forward\)/);
+    // The hint can be followed as it is written.
+    expect(result.error).toContain(`asp approve ${id} --branch <another-branch> pushes it under another branch`);
+    expect(result.kept).toBe(true);
     expect(existsSync(path.join(result.workspacePath, 'repo'))).toBe(true);
     expect(result.artifacts).toContain('change.bundle');
 
-    const error = await approveTask(id, { deny: false }, { settings, log: silentLog, warn: () => {} }).catch((caught: unknown) => caught);
-    expect(error).toBeInstanceOf(AspError);
-    expect((error as AspError).code).toBe('PUSH_REJECTED');
+    const again = await approveTask(id, { deny: false }, { settings, log: silentLog, warn: () => {} });
+    expect(again).toMatchObject({ status: 'failed', kept: true, error: expect.stringContaining('non-fast-forward') });
     gitIn(repo.bare, 'branch', '-D', `asp/${id}`);
     const retried = await approveTask(id, { deny: false }, { settings, log: silentLog, warn: () => {} });
+    expect(retried).toMatchObject({ status: 'passed', kept: false });
     expect(retried.delivery.pushedTo).toBe(repo.url);
     expect(gitIn(repo.bare, 'show', `asp/${id}:README.md`)).toBe('app\nfixed');
+  });
+
+  it('a failed push is discarded with approve --deny: clone gone, task rejected, kept false in --json', async () => {
+    const repo = upstream(true);
+    const id = `deny-${counter}`;
+    occupy(repo.url, `asp/${id}`);
+    const occupied = gitIn(repo.bare, 'rev-parse', `asp/${id}`);
+    const ran = await asp(['run', '--repo', repo.url, '--id', id, '--step', 'edit=echo fixed >> README.md', '--push', '--json'], cliEnv());
+    expect(ran.code).toBe(1);
+    const result = json(ran.stdout);
+    expect(result).toMatchObject({ status: 'failed', kept: true, delivery: { hitlStatus: 'not_required', error: expect.stringContaining('non-fast-forward') } });
+    const workspace = String(result.workspacePath);
+    const listed = await asp(['workspaces', 'ls', '--json'], cliEnv());
+    expect(JSON.parse(listed.stdout).workspaces).toEqual(expect.arrayContaining([expect.objectContaining({ taskId: id, awaitingDecision: true, hasClone: true })]));
+
+    const denied = await asp(['approve', id, '--deny', '--comment', 'not this one', '--json'], cliEnv());
+    expect(denied.code).toBe(0);
+    expect(json(denied.stdout)).toMatchObject({ taskId: id, status: 'rejected', kept: false, exitCode: 0, delivery: { hitlStatus: 'rejected', comment: 'not this one' } });
+    expect(existsSync(path.join(workspace, 'repo'))).toBe(false);
+    // Nothing was pushed: the remote branch is still the other one's.
+    expect(gitIn(repo.bare, 'rev-parse', `asp/${id}`)).toBe(occupied);
+    for (const file of [path.join(workspace, '.asp-host', 'result.json'), path.join(workspace, '.asp', 'result.json')]) {
+      expect(JSON.parse(readFileSync(file, 'utf8'))).toMatchObject({ status: 'rejected', kept: false, exitCode: 0, delivery: { hitlStatus: 'rejected' } });
+    }
+    expect(JSON.parse(readFileSync(path.join(workspace, '.asp-owner.json'), 'utf8'))).toMatchObject({ status: 'rejected' });
+    expect(JSON.parse(readFileSync(path.join(workspace, '.asp-host', 'trace.json'), 'utf8')).trace.metadata).toMatchObject({ hitl_status: 'rejected', hitl_comment: 'not this one' });
+    const relisted = await asp(['workspaces', 'ls', '--json'], cliEnv());
+    expect(JSON.parse(relisted.stdout).workspaces).toEqual(expect.arrayContaining([expect.objectContaining({ taskId: id, status: 'rejected', awaitingDecision: false, hasClone: false })]));
+    const twice = await asp(['approve', id], cliEnv());
+    expect(twice.code).toBe(2);
+    expect(twice.stderr).toContain(`task ${id} was rejected already`);
+  });
+
+  it('a failed push is retried under another branch with approve --branch, kept true until it goes through', async () => {
+    const repo = upstream(true);
+    const id = `branch-${counter}`;
+    occupy(repo.url, `asp/${id}`);
+    const ran = await asp(['run', '--repo', repo.url, '--id', id, '--step', 'edit=echo fixed >> README.md', '--push', '--json'], cliEnv());
+    expect(ran.code).toBe(1);
+    expect(json(ran.stdout)).toMatchObject({ status: 'failed', kept: true });
+    // The same branch again: still refused, still kept, and the hint names --branch.
+    const same = await asp(['approve', id, '--json'], cliEnv());
+    expect(same.code).toBe(1);
+    expect(json(same.stdout)).toMatchObject({ status: 'failed', kept: true, exitCode: 1, error: expect.stringContaining('non-fast-forward') });
+    expect(same.stderr).toContain(`asp approve ${id} --branch <another-branch>`);
+    const bad = await asp(['approve', id, '--branch', '--upload-pack=x'], cliEnv());
+    expect(bad.code).toBe(2);
+
+    const pushed = await asp(['approve', id, '--branch', `asp/${id}-2`, '--json'], cliEnv());
+    expect(pushed.code).toBe(0);
+    expect(json(pushed.stdout)).toMatchObject({ status: 'passed', kept: false, delivery: { hitlStatus: 'not_required', pushedTo: repo.url } });
+    expect(gitIn(repo.bare, 'show', `asp/${id}-2:README.md`)).toBe('app\nfixed');
+    const workspace = path.join(settings.workspacesRoot, id);
+    expect(existsSync(path.join(workspace, 'repo'))).toBe(false);
+    expect(JSON.parse(readFileSync(path.join(workspace, '.asp-host', 'result.json'), 'utf8'))).toMatchObject({ status: 'passed', kept: false, exitCode: 0 });
+    expect(JSON.parse(readFileSync(path.join(workspace, '.asp-host', 'result.json'), 'utf8')).error).toBeUndefined();
   });
 
   it('fails clearly and keeps the work when GitHub refuses the token', async () => {

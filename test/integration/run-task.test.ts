@@ -89,6 +89,21 @@ describe.skipIf(!dockerAvailable)('asp run against the real Docker engine', () =
     expect(result.steps.map((step) => step.status)).toEqual(['timeout', 'skipped']);
     expect(await leftovers()).toEqual({ containers: [], volumes: [] });
     expect(trace(result).observations.find((observation) => observation.name === 'slow')?.level).toBe('ERROR');
+    // The container was killed under the step, before the runner could write its record: asp writes it, from the protocol.
+    const slow = artifact<{ durationMs: number }>(result, 'slow.json');
+    expect(slow).toMatchObject({
+      name: 'slow',
+      command: 'echo started; sleep 60',
+      exitCode: 124,
+      timedOut: true,
+      reason: 'step "slow" passed its 2000 ms deadline',
+      outputTail: 'started\n',
+      writtenBy: 'host',
+    });
+    expect(slow.durationMs).toBeGreaterThanOrEqual(1900);
+    expect(slow.durationMs).toBeLessThan(30_000);
+    expect(result.steps[0]?.durationMs).toBe(slow.durationMs);
+    expect(result.artifacts).not.toContain('after.json');
   });
 
   it('ends the whole task at its deadline', async () => {
@@ -99,6 +114,8 @@ describe.skipIf(!dockerAvailable)('asp run against the real Docker engine', () =
     });
     expect(result.exitCode).toBe(124);
     expect(result.error).toContain('the task passed its 3000 ms deadline');
+    expect(artifact(result, 'forever.json')).toMatchObject({ exitCode: 124, timedOut: true, reason: 'the task passed its 3000 ms deadline', writtenBy: 'host' });
+    expect(result.steps[0]?.durationMs).toBeGreaterThan(0);
     expect(await leftovers()).toEqual({ containers: [], volumes: [] });
   });
 
@@ -165,7 +182,9 @@ describe.skipIf(!dockerAvailable)('asp run against the real Docker engine', () =
     expect(readFileSync(path.join(asp, 'ok.txt'), 'utf8')).toBe('fine\n');
     expect(trace(result).schema).toBe('asp.trace/v1');
     expect(result.warnings.join('\n')).toMatch(/passwd \(symlink entries are not allowed\)/);
-    expect(result.warnings.join('\n')).toMatch(/trace\.json \(reserved/);
+    // The forged trace.json came out as data, was reported, and was replaced by asp's copy (the master is in .asp-host/).
+    expect(result.warnings.join('\n')).toContain('.asp/trace.json came out of the sandbox under the name of one of asp\'s own files: replaced by asp\'s copy');
+    expect(readFileSync(path.join(asp, 'trace.json'), 'utf8')).toBe(readFileSync(path.join(result.workspacePath, '.asp-host', 'trace.json'), 'utf8'));
     expect(lstatSync(asp).isDirectory()).toBe(true);
   });
 

@@ -44,7 +44,7 @@ function archive(entries: Array<{ name: string; type?: tarStream.Header['type'];
 }
 
 describe('checked extraction', () => {
-  it('writes good entries and never writes the bad ones', async () => {
+  it('writes good entries and never writes the bad ones; a name of asp\'s own files is data like any other', async () => {
     const destination = mkdtempSync(path.join(os.tmpdir(), 'asp-extract-'));
     const result = await extractChecked(
       archive([
@@ -57,15 +57,16 @@ describe('checked extraction', () => {
         { name: '.asp/trace.json', content: '{"forged":true}' },
       ]),
       destination,
-      { root: '.asp', reserved: new Set(['trace.json']) },
+      { root: '.asp' },
     );
-    expect(result.files.map((file) => file.path).sort()).toEqual(['nested/notes.txt', 'planning.json']);
-    expect(result.rejected.map((entry) => entry.reason).sort()).toEqual(['".." in path', 'reserved for asp\'s own files', 'symlink entries are not allowed']);
+    // asp's own state lives outside the destination (.asp-host/), so nothing is refused for its name alone.
+    expect(result.files.map((file) => file.path).sort()).toEqual(['nested/notes.txt', 'planning.json', 'trace.json']);
+    expect(result.rejected.map((entry) => entry.reason).sort()).toEqual(['".." in path', 'symlink entries are not allowed']);
     expect(readFileSync(path.join(destination, 'planning.json'), 'utf8')).toBe('{"ok":true}');
     expect(existsSync(path.join(destination, 'escape'))).toBe(false);
-    expect(existsSync(path.join(destination, 'trace.json'))).toBe(false);
+    expect(readFileSync(path.join(destination, 'trace.json'), 'utf8')).toBe('{"forged":true}');
     expect(existsSync(path.join(path.dirname(destination), 'outside.txt'))).toBe(false);
-    expect(readdirSync(destination).sort()).toEqual(['nested', 'planning.json']);
+    expect(readdirSync(destination).sort()).toEqual(['nested', 'planning.json', 'trace.json']);
   });
 
   it('writes artifacts as plain data, never executable', async () => {

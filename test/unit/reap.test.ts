@@ -7,6 +7,8 @@ import { mapBounded } from '../../src/reaper/bounded-pool.js';
 import { reap } from '../../src/reaper/reap.js';
 import type { Liveness } from '../../src/reaper/reap-policy.js';
 import { OWNER_FILE, type OwnerRecord } from '../../src/workspace/host-workspace.js';
+import { listWorkspaces } from '../../src/workspace/workspace-list.js';
+import { savePlan } from '../helpers/delivery-fixtures.js';
 import { FakeDocker } from '../helpers/fake-docker.js';
 
 const NOW = new Date('2026-11-28T12:00:00Z');
@@ -213,14 +215,31 @@ describe('reap of host dirs', () => {
     const root = emptyRoot();
     const gate = ownedDir(root, 'at-the-gate', { status: 'awaiting_approval', finishedAt: NOW.toISOString() });
     const pushFailed = ownedDir(root, 'push-failed', { status: 'failed', finishedAt: NOW.toISOString() });
-    writeFileSync(path.join(pushFailed, '.asp', 'delivery.json'), JSON.stringify({ entries: [{ plan: {}, repoDir: path.join(pushFailed, 'repo'), outcome: { hitlStatus: 'approved', error: 'push rejected' } }] }));
+    await savePlan(root, 'push-failed', { hitlStatus: 'not_required', error: 'push rejected' });
     const leftover = ownedDir(root, 'cleanup-failed', { status: 'failed', finishedAt: NOW.toISOString() });
+    // A plan the sandbox planted in .asp/ is data: it keeps nothing.
+    const planted = ownedDir(root, 'planted', { status: 'failed', finishedAt: NOW.toISOString() });
+    writeFileSync(path.join(planted, '.asp', 'delivery.json'), readFileSync(path.join(pushFailed, '.asp-host', 'delivery.json'), 'utf8').replaceAll('push-failed', 'planted'));
     const report = await reapNow(new FakeDocker(), root);
-    expect(report.items.map((item) => item.name)).toEqual([leftover]);
+    expect(report.items.map((item) => item.name).sort()).toEqual([leftover, planted].sort());
     expect(report.skipped).toEqual({ 'awaiting-decision': 2 });
     expect(existsSync(path.join(gate, 'repo'))).toBe(true);
     expect(existsSync(path.join(pushFailed, 'repo'))).toBe(true);
+    // --all releases them: the clones go, and nothing waits any more (retention may prune them later).
     expect((await reapNow(new FakeDocker(), root, { all: true })).items).toHaveLength(2);
+    expect(existsSync(path.join(pushFailed, 'repo'))).toBe(false);
+    const entries = await listWorkspaces(root);
+    expect(entries.filter((entry) => entry.awaitingDecision)).toEqual([]);
+  });
+
+  it('keeps the clone of a task whose own delivery plan is damaged, and says why', async () => {
+    const root = emptyRoot();
+    const dir = ownedDir(root, 'damaged-plan', { status: 'failed', finishedAt: NOW.toISOString() });
+    mkdirSync(path.join(dir, '.asp-host'));
+    writeFileSync(path.join(dir, '.asp-host', 'delivery.json'), '{"schema":"asp.delivery/v1","taskId":"damaged-plan","entries":[{"repo":null');
+    const [entry] = await listWorkspaces(root);
+    expect(entry).toMatchObject({ awaitingDecision: true, deliveryProblem: 'delivery plan damaged (not JSON)' });
+    expect((await reapNow(new FakeDocker(), root)).skipped).toEqual({ 'awaiting-decision': 1 });
   });
 
   it('releases a kept dir with --all: clone removed, keep cleared so retention may take it', async () => {

@@ -14,6 +14,7 @@ import type { Liveness } from '../../src/reaper/reap-policy.js';
 import { sweep } from '../../src/reaper/sweep.js';
 import type { Log } from '../../src/supervisor/log.js';
 import { OWNER_FILE, type OwnerRecord } from '../../src/workspace/host-workspace.js';
+import { savePlan } from '../helpers/delivery-fixtures.js';
 import { ownershipLabels } from '../../src/docker/labels.js';
 import { FakeDocker } from '../helpers/fake-docker.js';
 
@@ -68,12 +69,19 @@ describe('workspaces prune (retention)', () => {
     finishedDir(workspaces, 'recent', 2);
     finishedDir(workspaces, 'old-kept', 30, { keep: true });
     finishedDir(workspaces, 'live', 30, { status: 'running', finishedAt: undefined, supervisor: 'box/100/5' });
-    finishedDir(workspaces, 'old-awaiting-approval', 30, { status: 'awaiting_approval' });
+    mkdirSync(path.join(finishedDir(workspaces, 'old-awaiting-approval', 30, { status: 'awaiting_approval' }), 'repo'));
+    // A failed push keeps its clone for asp approve, like a decision: asp's own plan says so.
+    mkdirSync(path.join(finishedDir(workspaces, 'old-push-failed', 30, { status: 'failed' }), 'repo'));
+    await savePlan(workspaces, 'old-push-failed', { hitlStatus: 'not_required', error: 'push rejected' });
+    // Once its clone is gone (asp reap --all), nothing waits: retention takes it like any other.
+    finishedDir(workspaces, 'old-released', 30, { status: 'failed' });
+    await savePlan(workspaces, 'old-released', { hitlStatus: 'not_required', error: 'push rejected' });
     mkdirSync(path.join(workspaces, 'not-asps'));
     const report = await prune(workspaces);
-    expect(report.items.map((item) => [item.taskId, item.outcome])).toEqual([['old', 'pruned']]);
-    expect(report.kept).toBe(2);
-    expect(readdirSync(workspaces).sort()).toEqual(['live', 'not-asps', 'old-awaiting-approval', 'old-kept', 'recent']);
+    expect(report.items.map((item) => [item.taskId, item.outcome])).toEqual([['old', 'pruned'], ['old-released', 'pruned']]);
+    expect(report.kept).toBe(3);
+    expect(readdirSync(workspaces).sort()).toEqual(['live', 'not-asps', 'old-awaiting-approval', 'old-kept', 'old-push-failed', 'recent']);
+    expect((await prune(workspaces, { all: true })).items.map((item) => item.taskId)).toEqual(expect.arrayContaining(['old-awaiting-approval', 'old-push-failed']));
   });
 
   it('lists without deleting on --dry-run, with size and age', async () => {

@@ -24,12 +24,18 @@ function artifactsDir(): string {
   return dir;
 }
 
+/** The task's `.asp-host/`, where the trace's master copy goes. */
+function stateDir(): string {
+  return mkdtempSync(path.join(os.tmpdir(), 'asp-host-'));
+}
+
 async function publish(document: TraceDocument, settings: Settings, extra: Partial<PublishOptions> = {}) {
   const warnings: string[] = [];
   const dir = artifactsDir();
+  const host = stateDir();
   const started = Date.now();
-  const published = await publishTrace(document, { settings, artifactsDir: dir, plannedSteps: 3, log: silentLog, warn: (message) => warnings.push(message), ...extra });
-  return { published, warnings, ms: Date.now() - started, dir };
+  const published = await publishTrace(document, { settings, artifactsDir: dir, stateDir: host, plannedSteps: 3, log: silentLog, warn: (message) => warnings.push(message), ...extra });
+  return { published, warnings, ms: Date.now() - started, dir, host };
 }
 
 describe('trace delivery: local JSON always, Langfuse when on, the outbox when Langfuse fails', () => {
@@ -87,7 +93,7 @@ describe('trace delivery: local JSON always, Langfuse when on, the outbox when L
     const document = await traceFixture({ taskId: 'task-twice' });
     const dir = artifactsDir();
     writeFileSync(path.join(dir, 'usage.json'), JSON.stringify({ model: 'gpt-test', costUsd: 0.5 }));
-    const options = { settings, artifactsDir: dir, log: silentLog, warn: () => {} };
+    const options = { settings, artifactsDir: dir, stateDir: stateDir(), log: silentLog, warn: () => {} };
     await publishTrace(document, options);
     document.scores.push({ id: 'hitl-score', traceId: document.trace.id, name: 'hitl_decision', value: 1, dataType: 'NUMERIC', comment: 'approved' });
     await publishTrace(document, options);
@@ -101,11 +107,11 @@ describe('trace delivery: local JSON always, Langfuse when on, the outbox when L
     const settings = settingsFor(receiver);
     await receiver.setMode('slow');
     const document = await traceFixture({ taskId: 'task-gate' });
-    const { published, warnings, dir } = await publish(document, settings);
+    const { published, warnings, dir, host } = await publish(document, settings);
     expect(published.delivery).toBe('queued');
     document.trace.metadata.hitl_status = 'approved';
     const started = Date.now();
-    const again = await publishTrace(document, { settings, artifactsDir: dir, log: silentLog, warn: (message) => warnings.push(message), previous: published });
+    const again = await publishTrace(document, { settings, artifactsDir: dir, stateDir: host, log: silentLog, warn: (message) => warnings.push(message), previous: published });
     expect(Date.now() - started).toBeLessThan(1000);
     expect(again.delivery).toBe('queued');
     expect(warnings).toHaveLength(1);
@@ -124,12 +130,13 @@ describe('trace delivery: local JSON always, Langfuse when on, the outbox when L
 
   it('--trace off sends nothing and queues nothing, but still writes the local JSON', async () => {
     const settings = settingsFor(receiver);
-    const { published, dir } = await publish(await traceFixture({ taskId: 'task-off' }), settings, { mode: 'off' });
+    const { published, dir, host } = await publish(await traceFixture({ taskId: 'task-off' }), settings, { mode: 'off' });
     expect(published.delivery).toBe('local');
     expect(receiver.requests).toEqual([]);
     const store = new TraceStore(settings.home);
     expect(await store.outbox()).toEqual([]);
-    expect(existsSync(path.join(dir, 'trace.json'))).toBe(true);
+    // The master copy in .asp-host/ (the one asp reads back), and the user's copy in .asp/, the same document.
+    expect(readFileSync(path.join(dir, 'trace.json'), 'utf8')).toBe(readFileSync(path.join(host, 'trace.json'), 'utf8'));
     expect((await store.read('task-off')).trace.name).toBe('task-off');
   });
 

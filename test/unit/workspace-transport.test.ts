@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, mkdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chownSync, mkdtempSync, mkdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
@@ -8,12 +8,14 @@ import { pipeline } from 'node:stream/promises';
 import tarStream from 'tar-stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { packForSandbox } from '../../src/docker/archive.js';
+import { packTree } from '../../src/docker/tar-pack.js';
 import { encodeHostMessage, HostFrameReader, MAX_FRAME_BYTES, MAX_HOST_LINE_BYTES, type HostMessage } from '../../src/protocol/host-messages.js';
 import { ARTIFACTS_STREAM_MAX_BYTES, type SandboxTask } from '../../src/protocol/messages.js';
 import { parseProtocolLine } from '../../src/protocol/parse.js';
 import { ArtifactStream } from '../../src/supervisor/artifact-stream.js';
 import { feedSandbox } from '../../src/supervisor/workspace-feed.js';
 import { HostInput } from '../../sandbox/host-input.js';
+import { STEP_GID, STEP_UID } from '../../sandbox/step-user.js';
 
 const task: SandboxTask = {
   taskId: 't1',
@@ -31,6 +33,12 @@ const scratch: string[] = [];
 function tempDir(): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'asp-transport-'));
   scratch.push(dir);
+  return dir;
+}
+/** A dir the workspace tar unpacks into: as root, the runner unpacks it as the step user (uid 1000), who must own it. */
+function stepDir(): string {
+  const dir = tempDir();
+  if (process.getuid?.() === 0) chownSync(dir, STEP_UID, STEP_GID);
   return dir;
 }
 afterEach(() => {
@@ -139,10 +147,10 @@ describe('the runner side: HostInput', () => {
     symlinkSync('README.md', path.join(source, 'repo', 'LINK.md'));
     mkdirSync(path.join(source, '.asp'));
     writeFileSync(path.join(source, '.asp', 'task.json'), '{}');
-    const target = tempDir();
+    const target = stepDir();
 
     const stdin = new PassThrough();
-    const input = new HostInput(stdin, target);
+    const input = new HostInput(stdin, target, tempDir());
     const answers: HostMessage[] = [];
     input.listen((message) => answers.push(message), () => {});
     const fed = feedSandbox(stdin, task, packForSandbox(source, ['repo', '.asp/task.json']));
@@ -159,6 +167,29 @@ describe('the runner side: HostInput', () => {
     expect(answers).toEqual([{ type: 'model.chunk', id: 'm1', data: { x: 1 } }]);
   });
 
+  it('unpacks a check dir sent after the workspace as the runner itself: steps (uid 1000) own the workspace, not the check files', async () => {
+    const source = tempDir();
+    mkdirSync(path.join(source, 'repo'));
+    writeFileSync(path.join(source, 'repo', 'a.txt'), 'a');
+    const hidden = tempDir();
+    mkdirSync(path.join(hidden, 'tests'));
+    writeFileSync(path.join(hidden, 'tests', 'hidden.sh'), 'exit 0\n', { mode: 0o666 });
+    const [workspaceDir, checkDir] = [stepDir(), tempDir()];
+    const stdin = new PassThrough();
+    const input = new HostInput(stdin, workspaceDir, checkDir);
+    const checkTar = packTree(hidden, ['tests'], { uid: 0, gid: 0, uname: 'root', gname: 'root' });
+    await feedSandbox(stdin, { ...task, check: { checkout: [], files: true } }, packForSandbox(source, ['repo']), checkTar);
+    await input.workspace;
+    await input.checkFiles;
+    const root = process.getuid?.() === 0;
+    expect(statSync(path.join(workspaceDir, 'repo', 'a.txt')).uid).toBe(root ? STEP_UID : process.getuid?.());
+    const checked = statSync(path.join(checkDir, 'tests', 'hidden.sh'));
+    expect(readFileSync(path.join(checkDir, 'tests', 'hidden.sh'), 'utf8')).toBe('exit 0\n');
+    expect(checked.uid).toBe(process.getuid?.());
+    // --no-same-permissions: the tar's 0666 comes out under the runner's umask, not writable by anyone else.
+    expect(checked.mode & 0o022).toBe(0);
+  });
+
   it('is done when tar stopped at the end marker before workspace.end arrived, and not before that', async () => {
     const source = tempDir();
     mkdirSync(path.join(source, 'repo'));
@@ -168,7 +199,7 @@ describe('the runner side: HostInput', () => {
     // Zero padding after the end marker, as a real archive may carry: tar exits before reading all of it.
     const whole = Buffer.concat([...tar, Buffer.alloc(64 * 1024)]);
     const stdin = new PassThrough();
-    const input = new HostInput(stdin, tempDir());
+    const input = new HostInput(stdin, stepDir(), tempDir());
     let settled = false;
     void input.workspace.then(() => (settled = true), () => (settled = true));
     stdin.write(encodeHostMessage({ type: 'task', task }));
@@ -182,7 +213,7 @@ describe('the runner side: HostInput', () => {
 
   it('fails the task and the workspace when the host goes away before they are complete', async () => {
     const stdin = new PassThrough();
-    const input = new HostInput(stdin, tempDir());
+    const input = new HostInput(stdin, stepDir(), tempDir());
     stdin.end(encodeHostMessage({ type: 'workspace.data', bytes: 100 }) + 'only a few bytes');
     await expect(input.task).rejects.toThrow(/closed stdin before the task/);
     await expect(input.workspace).rejects.toThrow(/closed stdin before the task and its workspace/);
@@ -190,7 +221,7 @@ describe('the runner side: HostInput', () => {
 
   it('fails the workspace with tar\'s own words when the tar is damaged', async () => {
     const stdin = new PassThrough();
-    const input = new HostInput(stdin, tempDir());
+    const input = new HostInput(stdin, stepDir(), tempDir());
     const junk = Buffer.alloc(1024, 0x41);
     stdin.write(encodeHostMessage({ type: 'task', task }));
     stdin.write(encodeHostMessage({ type: 'workspace.data', bytes: junk.length }));

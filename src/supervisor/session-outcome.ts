@@ -1,0 +1,54 @@
+import { EXIT } from '../asp-error.js';
+import type { ResolvedStep } from '../config/pipeline.js';
+import type { TaskStatus } from '../tracing/trace-model.js';
+import type { SessionEnd } from './sandbox-session.js';
+import type { StepTracker } from './step-records.js';
+import type { StepEnd } from './task-events.js';
+
+export interface StepResult {
+  name: string;
+  status: 'passed' | 'failed' | 'timeout' | 'skipped' | 'interrupted';
+  exitCode: number | null;
+  durationMs: number | null;
+}
+
+export interface SessionOutcome {
+  status: TaskStatus;
+  exitCode: number;
+  error?: string;
+}
+
+/** What one sandbox session's end means for the verdict. */
+export function outcomeOf(end: SessionEnd): SessionOutcome {
+  switch (end.kind) {
+    case 'deadline':
+      return { status: 'timeout', exitCode: EXIT.deadline, error: end.what };
+    case 'interrupted':
+      return { status: 'interrupted', exitCode: EXIT.interrupted, error: 'interrupted' };
+    case 'stopped':
+      return { status: 'failed', exitCode: EXIT.taskFailed, error: end.what };
+    case 'exited':
+      if (end.taskEnd?.status === 'passed' && end.statusCode === 0) return { status: 'passed', exitCode: EXIT.ok };
+      if (end.taskEnd?.status === 'timeout' || end.statusCode === EXIT.deadline) return { status: 'timeout', exitCode: EXIT.deadline, error: 'a step passed its deadline' };
+      return { status: 'failed', exitCode: EXIT.taskFailed, ...(end.taskEnd ? {} : { error: `the sandbox exited with ${end.statusCode}` }) };
+  }
+}
+
+/** Each planned step as the protocol told it: how it ended, or that it never ended, or never started. */
+export function stepResults(steps: ResolvedStep[], starts: Set<string>, ends: Map<string, StepEnd>, status: TaskStatus, tracker: StepTracker): StepResult[] {
+  return steps.map((step): StepResult => {
+    const end = ends.get(step.name);
+    if (end) {
+      const stepStatus = end.timedOut ? 'timeout' : end.exitCode === 0 ? 'passed' : 'failed';
+      return { name: step.name, status: stepStatus, exitCode: end.exitCode, durationMs: end.durationMs };
+    }
+    if (starts.has(step.name)) {
+      // Started, never ended: the container was stopped under it (a deadline, an interrupt, a spent model budget).
+      // Its duration is the host's: from its step.start until the sandbox stopped.
+      const durationMs = tracker.durationMs(step.name);
+      if (status === 'failed') return { name: step.name, status: 'failed', exitCode: EXIT.taskFailed, durationMs };
+      return { name: step.name, status: status === 'interrupted' ? 'interrupted' : 'timeout', exitCode: status === 'interrupted' ? EXIT.interrupted : EXIT.deadline, durationMs };
+    }
+    return { name: step.name, status: 'skipped', exitCode: null, durationMs: null };
+  });
+}
