@@ -2,6 +2,10 @@
  * bench/overhead (P1): `asp run` with one no-op step against a bare
  * `docker run --rm --network none <image> true`, alternated in one run so both see the same machine load.
  * Prints the medians and the ratio (goal: ≤ 1.3). Needs a Docker daemon and `npm run build`.
+ *
+ * Also, in the same rounds: the cost of a clean-room check (one no-op `--check` step: a second, fresh sandbox), and
+ * the cost of each further step (ten no-op steps against one), which holds what privilege separation adds per
+ * step: the sweep that stops and kills every uid-1000 process and the step record written as the step user.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -39,6 +43,8 @@ async function main(): Promise<void> {
   makeRepoFromDir(path.join(root, 'examples', 'hello-repo'), repo);
   const env = { ...process.env, ASP_WORKSPACES: path.join(scratch, 'ws') };
   const aspArgs = [cli, 'run', '--repo', repo, '--task', 'bench', '--step', 'noop=true', '--json'];
+  const checkArgs = [...aspArgs, '--check', 'noop=true'];
+  const tenStepArgs = [cli, 'run', '--repo', repo, '--task', 'bench', ...Array.from({ length: 10 }, (_, index) => ['--step', `noop${index}=true`]).flat(), '--json'];
   const dockerArgs = ['run', '--rm', '--network', 'none', image, 'true'];
 
   // One warm-up each: page cache, image layers.
@@ -46,9 +52,13 @@ async function main(): Promise<void> {
   timed('docker', dockerArgs, env);
   const asp: number[] = [];
   const docker: number[] = [];
+  const withCheck: number[] = [];
+  const tenSteps: number[] = [];
   for (let round = 0; round < ROUNDS; round += 1) {
     asp.push(timed(process.execPath, aspArgs, env));
     docker.push(timed('docker', dockerArgs, env));
+    withCheck.push(timed(process.execPath, checkArgs, env));
+    tenSteps.push(timed(process.execPath, tenStepArgs, env));
   }
   rmSync(scratch, { recursive: true, force: true });
   const aspMedian = median(asp);
@@ -58,6 +68,12 @@ async function main(): Promise<void> {
   console.log(`  asp run (one no-op step):          median ${aspMedian.toFixed(0)} ms   [${fmt(asp)}]`);
   console.log(`  docker run --rm --network none:    median ${dockerMedian.toFixed(0)} ms   [${fmt(docker)}]`);
   console.log(`  ratio asp/docker: ${(aspMedian / dockerMedian).toFixed(2)} (goal ≤ 1.30)`);
+  const checkMedian = median(withCheck);
+  const tenMedian = median(tenSteps);
+  console.log(`  asp run + one --check step:        median ${checkMedian.toFixed(0)} ms   [${fmt(withCheck)}]`);
+  console.log(`    the clean-room check adds ${(checkMedian - aspMedian).toFixed(0)} ms (${((checkMedian - aspMedian) / dockerMedian).toFixed(2)} docker runs)`);
+  console.log(`  asp run, ten no-op steps:          median ${tenMedian.toFixed(0)} ms   [${fmt(tenSteps)}]`);
+  console.log(`    each further step costs ${((tenMedian - aspMedian) / 9).toFixed(1)} ms (spawn as uid 1000, the kill sweep, the step record)`);
 }
 
 await main();

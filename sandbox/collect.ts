@@ -9,14 +9,14 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { CHANGES_DIR, SANDBOX_ARTIFACTS_DIR, SANDBOX_REPOS_DIR, SANDBOX_TASK_FILE, SANDBOX_TASK_TEXT_FILE, type ArtifactMessage, type SandboxTask, type WarningMessage } from '../src/protocol/messages.js';
+import { CHANGES_DIR, SANDBOX_ARTIFACTS_DIR, SANDBOX_REPOS_DIR, SANDBOX_TASK_FILE, type ArtifactMessage, type SandboxTask, type WarningMessage } from '../src/protocol/messages.js';
 import { LineSplitter } from '../src/protocol/line-splitter.js';
 import { bundleChanges, primaryTarget, type BundleTarget } from './change-bundle.js';
 import { asStepUser } from './step-user.js';
 
 export const MAX_ARTIFACTS = 1000;
-/** The host's own inputs in `.asp/`: never reported back as artifacts. */
-const HOST_INPUTS = new Set([SANDBOX_TASK_FILE, SANDBOX_TASK_TEXT_FILE]);
+/** The host's own input in `.asp/`: never reported back as an artifact (the host has its own copy). */
+const HOST_INPUTS = new Set([SANDBOX_TASK_FILE]);
 const MAX_LINE_BYTES = 64 * 1024;
 
 type CollectorLine = ArtifactMessage | WarningMessage;

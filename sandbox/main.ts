@@ -285,7 +285,7 @@ async function main(): Promise<void> {
  * A tar that fails or grows past the limit sends no end: the host then copies `.asp/` out itself.
  */
 async function streamArtifacts(): Promise<void> {
-  const exclude = [SANDBOX_TASK_FILE, SANDBOX_TASK_TEXT_FILE].map((file) => `--exclude=${path.relative(SANDBOX_WORKSPACE, file)}`);
+  const exclude = [`--exclude=${path.relative(SANDBOX_WORKSPACE, SANDBOX_TASK_FILE)}`];
   // tar reads what steps wrote: as the step user; the runner reads only its stdout.
   const tar = spawn('tar', ['-c', '-f', '-', '-C', SANDBOX_WORKSPACE, ...exclude, path.relative(SANDBOX_WORKSPACE, SANDBOX_ARTIFACTS_DIR)], asStepUser({
     stdio: ['ignore', 'pipe', 'ignore'],

@@ -17,6 +17,8 @@ export interface TaskOutcome {
   failure: string | null;
   outputTail: string | null;
   error: string | null;
+  /** The clean-room check, when the task had one and its steps passed: its verdict and each check step. */
+  check?: { status: string; exitCode: number; steps: Array<{ name: string; status: string; exitCode: number | null }> } | null;
   /** true when --resume took the outcome from the journal instead of running the task again. */
   resumed: boolean;
 }

@@ -8,6 +8,7 @@ import type { Log } from '../supervisor/log.js';
 import { runTask, type TaskResult } from '../supervisor/run-task.js';
 import { ensureSandboxImage } from '../supervisor/sandbox-image.js';
 import { readStepRecord } from '../supervisor/step-records.js';
+import { CHECK_ARTIFACTS_DIR } from '../supervisor/check-phase.js';
 import type { TraceDocument } from '../tracing/trace-model.js';
 import { parseTraceDocument } from '../tracing/trace-schema.js';
 import { readHostFile } from '../workspace/host-state.js';
@@ -184,9 +185,17 @@ async function attemptTask(entry: BatchEntry, attempt: number, deps: BatchDeps, 
 async function describeResult(result: TaskResult): Promise<Omit<TaskOutcome, 'key' | 'line' | 'attempts' | 'resumed'>> {
   const workspace = workspacePaths(path.dirname(result.workspacePath), result.taskId);
   const artifactsDir = workspace.artifactsDir;
-  const failed = result.steps.find((step) => step.status === 'failed' || step.status === 'timeout' || step.status === 'interrupted');
+  const failing = (steps: TaskResult['steps']) => steps.find((step) => step.status === 'failed' || step.status === 'timeout' || step.status === 'interrupted');
+  // A task whose steps passed can still fail its clean-room check: then the check step is the one to show.
+  const stepFailed = failing(result.steps);
+  const checkFailed = stepFailed ? undefined : failing(result.check?.steps ?? []);
+  const failed = stepFailed ?? (checkFailed ? { ...checkFailed, name: `check:${checkFailed.name}` } : undefined);
   // The step's record is the sandbox's (or the host's, for a step it killed): data, read with its schema.
-  const outputTail = failed ? ((await readStepRecord(artifactsDir, failed.name))?.outputTail ?? null) : null;
+  const outputTail = stepFailed
+    ? ((await readStepRecord(artifactsDir, stepFailed.name))?.outputTail ?? null)
+    : checkFailed
+      ? ((await readStepRecord(path.join(artifactsDir, CHECK_ARTIFACTS_DIR), checkFailed.name))?.outputTail ?? null)
+      : null;
   // The cost comes from the trace's master copy, the one the sandbox cannot write.
   const document = await readHostFile(workspace, 'trace')
     .then((content) => (content === undefined ? undefined : parseTraceDocument(content)))
@@ -203,6 +212,7 @@ async function describeResult(result: TaskResult): Promise<Omit<TaskOutcome, 'ke
     failure: failed ? (failed.status === 'failed' ? `step ${failed.name} exited ${failed.exitCode}` : `step ${failed.name} ${failed.status === 'timeout' ? 'passed its deadline' : 'was interrupted'}`) : (result.error ?? null),
     outputTail,
     error: result.error ?? null,
+    check: result.check ? { status: result.check.status, exitCode: result.check.exitCode, steps: result.check.steps.map(({ name, status, exitCode }) => ({ name, status, exitCode })) } : null,
   };
 }
 

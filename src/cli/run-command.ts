@@ -206,10 +206,15 @@ function renameFlags(error: unknown): unknown {
 
 function summary(result: TaskResult): string {
   const lines = [`asp: task ${result.taskId} ${result.status} in ${formatDuration(result.durationMs)} (exit ${result.exitCode})`];
-  for (const step of result.steps) {
+  const stepLine = (label: string, step: TaskResult['steps'][number]) => {
     const timing = step.durationMs !== null ? ` in ${formatDuration(step.durationMs)}` : '';
     const code = step.exitCode !== null && step.exitCode !== 0 ? `, exit ${step.exitCode}` : '';
-    lines.push(`  step ${step.name}: ${step.status}${timing}${code}`);
+    return `${label} ${step.name}: ${step.status}${timing}${code}`;
+  };
+  for (const step of result.steps) lines.push(stepLine('  step', step));
+  if (result.check) {
+    lines.push(`  clean-room check on ${result.check.commit.slice(0, 12)}: ${result.check.status} (.asp/check/)`);
+    for (const step of result.check.steps) lines.push(stepLine('    check', step));
   }
   if (result.error && result.exitCode !== EXIT.ok) lines.push(`  reason: ${result.error}`);
   if (result.models) lines.push(`  model: ${result.models.provider}:${result.models.model}, ${result.models.calls} call(s), ${result.models.tokens} tokens, $${result.models.costUsd.toFixed(4)}`);

@@ -158,7 +158,7 @@ describe.skipIf(!dockerAvailable)('asp run against the real Docker engine', () =
     expect(facts.fork_failures_past_limit).toBe('yes');
     // Exactly what asp, the image and the shell set: nothing of the host's environment.
     expect(facts.envnames?.split(',').filter(Boolean).sort()).toEqual([
-      'ASP_ARTIFACTS', 'ASP_STEP', 'ASP_TASK', 'ASP_TASK_ID', 'CI',
+      'ASP_ARTIFACTS', 'ASP_STEP', 'ASP_TASK', 'ASP_TASK_FILE', 'ASP_TASK_ID', 'CI',
       'GIT_AUTHOR_EMAIL', 'GIT_AUTHOR_NAME', 'GIT_COMMITTER_EMAIL', 'GIT_COMMITTER_NAME',
       'HOME', 'HOSTNAME', 'LANG', 'PATH', 'PWD', 'SHELL', 'SHLVL', 'TERM', '_',
     ]);

@@ -42,7 +42,8 @@ describe.skipIf(!dockerAvailable)('asp run traced to a local Langfuse, against t
     for (const key of SEED_METADATA) expect(typeof root?.attributes[`langfuse.trace.metadata.${key}`], key).toBe('string');
     expect(root?.attributes).toMatchObject({ 'langfuse.trace.metadata.task_id': result.taskId, 'langfuse.trace.metadata.target_branch': 'main', 'langfuse.trace.metadata.hitl_required': 'false' });
     const steps = spans.filter((span) => span.attributes['langfuse.observation.metadata.kind'] === 'step');
-    expect(steps.map((span) => span.name).sort()).toEqual(['design', 'plan', 'review', 'test']);
+    // The demo pipeline's four steps, and its clean-room check's one.
+    expect(steps.map((span) => span.name).sort()).toEqual(['check:tests', 'design', 'plan', 'review', 'test']);
     expect(steps.every((span) => span.attributes['langfuse.observation.level'] === 'DEFAULT' && span.parentSpanId === root?.spanId)).toBe(true);
 
     expect(receiver.scores.map((score) => score.name).sort()).toEqual(PROBE);

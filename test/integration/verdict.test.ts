@@ -5,6 +5,7 @@ import type { TaskResult } from '../../src/supervisor/run-task.js';
 import { keyValues } from '../fixtures/hostile/privilege-probe.js';
 import { inspectorTakeover, ioUringProbe, runnerReach, runnerStopper, testRewriterDaemon } from '../fixtures/hostile/runner-takeover.js';
 import { docker, dockerAvailable, leftovers, testSettings } from '../helpers/docker.js';
+import { repoWith } from '../helpers/repos.js';
 import { run } from '../helpers/run.js';
 
 const facts = (result: TaskResult, file: string) => keyValues(readFileSync(path.join(result.workspacePath, '.asp', file), 'utf8'));
@@ -82,5 +83,25 @@ describe.skipIf(!dockerAvailable).each(runtimes)('a step cannot forge the verdic
     const { result } = await run(settings, under(ioUringProbe()));
     expect(result.exitCode).toBe(0);
     expect(facts(result, 'io-uring.txt').io_uring_setup).toMatch(/^refused: (Function not implemented|Operation not permitted)/);
+  });
+});
+
+describe.skipIf(!dockerAvailable)('a task text of any size reaches the steps', () => {
+  const settings = testSettings();
+
+  afterAll(async () => {
+    expect(await leftovers()).toEqual({ containers: [], volumes: [] });
+  });
+
+  it('200 KiB of task (over the kernel\'s 128 KiB per variable) arrives whole in $ASP_TASK_FILE, and cut with a marker in $ASP_TASK', async () => {
+    const task = `${'fix the bug, and say so in the changelog. '.repeat(5000)}THE END`; // about 215 000 bytes
+    const probe = 'printf "file=%s\\nenv=%s\\n" "$(wc -c < "$ASP_TASK_FILE")" "$(printf %s "$ASP_TASK" | wc -c)" > "$ASP_ARTIFACTS/task-size.txt"; tail -c 7 "$ASP_TASK_FILE"; echo; printf %s "$ASP_TASK" | tail -c 80';
+    const { result, output } = await run(settings, { repo: repoWith({ 'a.txt': 'a\n' }), task, steps: [{ name: 'read', run: probe }] });
+    expect(result.exitCode).toBe(0);
+    const sizes = facts(result, 'task-size.txt');
+    expect(Number(sizes.file)).toBe(Buffer.byteLength(task));
+    expect(Number(sizes.env)).toBeLessThanOrEqual(64 * 1024);
+    expect(output).toContain('[read] THE END');
+    expect(output).toContain('all of it is in $ASP_TASK_FILE]');
   });
 });
