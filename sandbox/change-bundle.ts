@@ -1,25 +1,22 @@
 import { execFile, spawn } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { CHANGE_BUNDLE, CHANGE_PATCH, SANDBOX_ARTIFACTS_DIR, SANDBOX_REPO_DIR } from '../src/protocol/messages.js';
+import { asStepUser, openStepUserWriter } from './step-user.js';
 
 const run = promisify(execFile);
 const PATCH_CAP_BYTES = 5 * 1024 * 1024;
+/** A step may have planted /tmp/.gitconfig (HOME is /tmp): only the repository's own config counts. */
+const GIT_ENV = { GIT_TERMINAL_PROMPT: '0', GIT_CONFIG_GLOBAL: '/dev/null', GIT_CONFIG_NOSYSTEM: '1' };
+const GIT_SAFE = ['-c', 'core.hooksPath=/dev/null', '-c', 'core.fsmonitor=false', '-c', 'commit.gpgsign=false'];
 
 /**
- * Git as the runner uses it: hooks and fsmonitor off and prompts off, whatever a step wrote into .git/config.
- * This runs inside the sandbox as the step user (collect.ts), so it is for reliability, not safety: the host never
- * runs git in this tree.
+ * Git as the runner uses it: as the step user (git reads the tree steps wrote; the runner reads only its output),
+ * hooks, fsmonitor and prompts off whatever a step wrote into .git/config. That is for reliability, not safety:
+ * the host never runs git in this tree.
  */
 function git(cwd: string, args: string[]): Promise<{ stdout: string }> {
-  return run('git', ['-c', 'core.hooksPath=/dev/null', '-c', 'core.fsmonitor=false', '-c', 'commit.gpgsign=false', ...args], {
-    cwd,
-    maxBuffer: 16 * 1024 * 1024,
-    // A step may have planted /tmp/.gitconfig (HOME is /tmp): only the repository's own config counts.
-    env: { ...process.env, GIT_TERMINAL_PROMPT: '0', GIT_CONFIG_GLOBAL: '/dev/null', GIT_CONFIG_NOSYSTEM: '1' },
-  });
+  return run('git', [...GIT_SAFE, ...args], asStepUser({ cwd, maxBuffer: 16 * 1024 * 1024, env: { ...process.env, ...GIT_ENV } }));
 }
 
 export interface ChangeSummary {
@@ -59,29 +56,42 @@ export async function bundleChanges(target: BundleTarget, branch: string, messag
   }
   const count = Number((await inRepo(['rev-list', '--count', `${target.base}..HEAD`])).stdout.trim());
   if (!count) return undefined;
-  await mkdir(path.dirname(target.bundle), { recursive: true });
+  await run('mkdir', ['-p', path.dirname(target.bundle)], asStepUser({}));
   await inRepo(['bundle', 'create', '-q', target.bundle, `refs/heads/${branch}`, `^${target.base}`]);
-  await writeCapped(target.repoDir, ['-c', 'core.hooksPath=/dev/null', 'diff', '--binary', '--no-ext-diff', '--no-textconv', target.base, 'HEAD'], target.patch, PATCH_CAP_BYTES);
+  await writeCapped(target.repoDir, ['diff', '--binary', '--no-ext-diff', '--no-textconv', target.base, 'HEAD'], target.patch, PATCH_CAP_BYTES);
   return { commits: count, bundle: target.bundle, patch: target.patch };
 }
 
-/** Streams `git <args>` into `file`, stopping at `cap` bytes with a marker: a huge diff must not fill the volume. */
+/**
+ * Streams `git <args>` into `file`, stopping at `cap` bytes with a marker: a huge diff must not fill the volume.
+ * git and the writer both run as the step user; the runner passes the bytes from one pipe to the other.
+ */
 function writeCapped(cwd: string, args: string[], file: string, cap: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const out = createWriteStream(file);
-    const child = spawn('git', args, { cwd, stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null', GIT_CONFIG_NOSYSTEM: '1' } });
-    let written = 0;
-    child.stdout.on('data', (chunk: Buffer) => {
-      if (written >= cap) return;
-      const part = chunk.subarray(0, cap - written);
-      written += part.length;
-      out.write(part);
-      if (written >= cap) {
-        out.write(`\n[asp: diff passed ${cap} bytes; the rest is in change.bundle]\n`);
-        child.kill();
-      }
-    });
-    child.on('error', reject);
-    child.on('close', () => out.end(resolve));
+  const writer = openStepUserWriter(file);
+  const child = spawn('git', [...GIT_SAFE, ...args], asStepUser({ cwd, stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, ...GIT_ENV } }));
+  let written = 0;
+  child.stdout.on('data', (chunk: Buffer) => {
+    if (written >= cap) return;
+    const part = chunk.subarray(0, cap - written);
+    written += part.length;
+    writer.stream.write(part);
+    if (written >= cap) {
+      writer.stream.write(`\n[asp: diff passed ${cap} bytes; the rest is in change.bundle]\n`);
+      child.kill();
+    }
   });
+  const gitDone = new Promise<void>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', () => resolve());
+  });
+  return gitDone.then(
+    () => {
+      writer.stream.end();
+      return writer.done;
+    },
+    (error: unknown) => {
+      writer.stream.end();
+      throw error;
+    },
+  );
 }

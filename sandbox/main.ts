@@ -18,7 +18,6 @@ import {
   SANDBOX_ARTIFACTS_DIR,
   SANDBOX_CHECK_DIR,
   SANDBOX_REPO_DIR,
-  SANDBOX_TASK_FILE,
   SANDBOX_TASK_TEXT_FILE,
   SANDBOX_WORKSPACE,
   TASK_ENV_MAX_BYTES,
@@ -26,7 +25,7 @@ import {
   type SandboxTask,
 } from '../src/protocol/messages.js';
 import { SecretMasker } from '../src/protocol/secret-masker.js';
-import { collectorMain, runCollector } from './collect.js';
+import { collectArtifacts, TAR_EXCLUDES } from './collect.js';
 import { watchDiskUsage } from './disk-watchdog.js';
 import { HostInput } from './host-input.js';
 import type { ModelEndpoint } from './model-endpoint.js';
@@ -152,6 +151,7 @@ async function runStep(task: SandboxTask, step: SandboxTask['steps'][number]): P
     endStep();
   });
 
+  let linger: NodeJS.Timeout | undefined;
   const exitCode = await new Promise<number>((resolve) => {
     child.on('error', (error) => {
       emit({ type: 'step.log', step: step.name, stream: 'stderr', data: `asp-sandbox: cannot start ${shell}: ${error.message}\n` });
@@ -162,16 +162,17 @@ async function runStep(task: SandboxTask, step: SandboxTask['steps'][number]): P
     // The step is its shell: when the shell exits, the step is over. A background process it left holding
     // stdout/stderr open would otherwise keep the step waiting until its deadline. Give the output a moment,
     // then end whatever the step left behind.
+    // (The sweep below ends that process; this timer only stops waiting for its output, and never outlives the step.)
     child.on('exit', (code, signal) => {
-      setTimeout(() => {
-        endStep();
+      linger = setTimeout(() => {
         child.stdout.destroy();
         child.stderr.destroy();
         resolve(status(code, signal));
-      }, LINGER_MS).unref();
+      }, LINGER_MS);
     });
   });
   clearTimeout(timer);
+  clearTimeout(linger);
   // No process of a step outlives it: not a daemon that left with setsid, not one a fork bomb left. The next step
   // starts only once none is left, so nothing of this step can touch the files the next one reads.
   const survivors = await endStepProcesses();
@@ -269,8 +270,8 @@ async function main(): Promise<void> {
     if (status !== 'passed') break;
   }
   // Changes come back only from a pipeline that passed: a failed one may have filled the disk, and its
-  // commits would never be pushed anyway. The collector reads what steps wrote, so it runs as the step user.
-  const listed = await runCollector(task, status === 'passed' && !task.check, emit);
+  // commits would never be pushed anyway. git and tar read what steps wrote, so they run as the step user.
+  const listed = await collectArtifacts(task, status === 'passed' && !task.check, emit);
   await endStepProcesses();
   // Small artifacts go back on stdout; bigger ones the host copies out of the stopped container.
   if (listed.complete && listed.bytes + listed.files * TAR_ENTRY_OVERHEAD <= ARTIFACTS_STREAM_MAX_BYTES) await streamArtifacts();
@@ -285,9 +286,8 @@ async function main(): Promise<void> {
  * A tar that fails or grows past the limit sends no end: the host then copies `.asp/` out itself.
  */
 async function streamArtifacts(): Promise<void> {
-  const exclude = [`--exclude=${path.relative(SANDBOX_WORKSPACE, SANDBOX_TASK_FILE)}`];
   // tar reads what steps wrote: as the step user; the runner reads only its stdout.
-  const tar = spawn('tar', ['-c', '-f', '-', '-C', SANDBOX_WORKSPACE, ...exclude, path.relative(SANDBOX_WORKSPACE, SANDBOX_ARTIFACTS_DIR)], asStepUser({
+  const tar = spawn('tar', ['-c', '-f', '-', '-C', SANDBOX_WORKSPACE, ...TAR_EXCLUDES, path.relative(SANDBOX_WORKSPACE, SANDBOX_ARTIFACTS_DIR)], asStepUser({
     stdio: ['ignore', 'pipe', 'ignore'],
   }));
   const hash = createHash('sha256');
@@ -372,8 +372,7 @@ async function startGateway(gateway: NonNullable<SandboxTask['modelGateway']>, h
   return endpoint;
 }
 
-const entry = process.argv[2] === '--collect' ? collectorMain : main;
-entry().catch((error: unknown) => {
+main().catch((error: unknown) => {
   emit({ type: 'warning', message: `asp-sandbox failed: ${error instanceof Error ? error.message : String(error)}` });
   process.exitCode = 70;
   process.stdin.destroy();

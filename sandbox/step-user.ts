@@ -5,6 +5,7 @@
  * of the runner, and the runner can end every process of a step, daemons re-parented to init included.
  */
 import { spawn, type SpawnOptions } from 'node:child_process';
+import type { Writable } from 'node:stream';
 import { readdir, readFile } from 'node:fs/promises';
 
 export const STEP_UID = 1000;
@@ -32,9 +33,15 @@ export function canDropToStepUser(): boolean {
 interface StepProcess {
   pid: number;
   stopped: boolean;
+  /** In uninterruptible sleep (a vfork parent whose child was stopped before exec stays there): never all stopped. */
+  uninterruptible: boolean;
 }
 
-/** Every live (not zombie) process whose real uid is the step user, read from /proc. */
+/**
+ * Every live process whose real uid is the step user, read from /proc. A zombie is dead, unless its main thread
+ * exited while other threads run on: /proc shows the group as `Z` with `Threads` above 1, and its threads appear
+ * nowhere else at the top level. That group is alive, and a signal to its pid still reaches every thread.
+ */
 export async function stepProcesses(): Promise<StepProcess[]> {
   const found: StepProcess[] = [];
   for (const name of await readdir('/proc').catch(() => [] as string[])) {
@@ -42,8 +49,10 @@ export async function stepProcesses(): Promise<StepProcess[]> {
     const status = await readFile(`/proc/${name}/status`, 'utf8').catch(() => '');
     const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1];
     const state = /^State:\s+(\S)/m.exec(status)?.[1];
-    if (uid === undefined || Number(uid) !== STEP_UID || state === 'Z' || state === 'X') continue;
-    found.push({ pid: Number(name), stopped: state === 'T' || state === 't' });
+    const threads = Number(/^Threads:\s+(\d+)/m.exec(status)?.[1] ?? 1);
+    if (uid === undefined || Number(uid) !== STEP_UID || state === 'X') continue;
+    if (state === 'Z' && threads <= 1) continue;
+    found.push({ pid: Number(name), stopped: state === 'T' || state === 't', uninterruptible: state === 'D' });
   }
   return found;
 }
@@ -56,39 +65,41 @@ function signal(pid: number, name: NodeJS.Signals): void {
   }
 }
 
+/** Rounds of stop-then-kill before every round kills whatever it finds, stopped or not. */
+const STOP_ROUNDS = 50;
+
 /**
- * Ends every process of the step user and resolves once none is left (zombies aside, which init reaps): first
- * every one is stopped, so none can fork while the others die (a fork bomb at the pids limit refills each freed
- * pid at once), then all are killed. Resolves with the pids still alive after SWEEP_LIMIT_MS (uninterruptible
- * sleep in the kernel is the only way to get there).
+ * Ends every process of the step user and resolves once none is left (zombies aside, which init reaps). First
+ * every one is stopped, so none can fork while the others die (a fork bomb at the pids limit refills each freed pid
+ * at once), then all are killed. A process that never stops (uninterruptible sleep), or a round limit, makes every
+ * later round kill all it finds outright. Resolves with the pids still alive after SWEEP_LIMIT_MS.
  */
 export async function endStepProcesses(): Promise<number[]> {
   const until = Date.now() + SWEEP_LIMIT_MS;
-  for (;;) {
+  for (let round = 0; ; round += 1) {
     const left = await stepProcesses();
     if (!left.length) return [];
     if (Date.now() > until) return left.map((entry) => entry.pid);
     const running = left.filter((entry) => !entry.stopped);
-    if (running.length) {
-      for (const entry of running) signal(entry.pid, 'SIGSTOP');
-    } else {
-      for (const entry of left) signal(entry.pid, 'SIGKILL');
-    }
-    await new Promise((resolve) => setTimeout(resolve, running.length ? 1 : 10));
+    const stopFirst = round < STOP_ROUNDS && running.length > 0 && !left.some((entry) => entry.uninterruptible);
+    if (stopFirst) for (const entry of running) signal(entry.pid, 'SIGSTOP');
+    else for (const entry of left) signal(entry.pid, 'SIGKILL');
+    await new Promise((resolve) => setTimeout(resolve, stopFirst ? 1 : 10));
   }
 }
 
 /**
- * Writes `content` to `file` as the step user, so the runner never opens a path a step could have planted: a
- * symlink or a FIFO there is the step's own business. The old file is removed first (a FIFO would block the write).
+ * A writer of `file` as the step user, so the runner never opens a path a step could have planted: a symlink or a
+ * FIFO there is the step's own business. The old file is removed first (a FIFO would block the write), and a write
+ * that takes longer than WRITE_LIMIT_MS is cut.
  */
-export function writeAsStepUser(file: string, content: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('/bin/sh', ['-c', 'mkdir -p "${0%/*}" && rm -f "$0" && cat > "$0"', file], asStepUser({ stdio: ['pipe', 'ignore', 'pipe'] }));
-    let stderr = '';
-    const timer = setTimeout(() => child.kill('SIGKILL'), WRITE_LIMIT_MS);
-    child.stderr?.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString('utf8')).slice(-500)));
-    child.stdin?.on('error', () => {});
+export function openStepUserWriter(file: string): { stream: Writable; done: Promise<void> } {
+  const child = spawn('/bin/sh', ['-c', 'mkdir -p "${0%/*}" && rm -f "$0" && cat > "$0"', file], asStepUser({ stdio: ['pipe', 'ignore', 'pipe'] }));
+  let stderr = '';
+  const timer = setTimeout(() => child.kill('SIGKILL'), WRITE_LIMIT_MS);
+  child.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString('utf8')).slice(-500)));
+  child.stdin.on('error', () => {});
+  const done = new Promise<void>((resolve, reject) => {
     child.on('error', (error) => {
       clearTimeout(timer);
       reject(error);
@@ -98,6 +109,13 @@ export function writeAsStepUser(file: string, content: string): Promise<void> {
       if (code === 0) resolve();
       else reject(new Error(`cannot write ${file} (${name ?? `exit ${code}`})${stderr.trim() ? `: ${stderr.trim().split('\n')[0]}` : ''}`));
     });
-    child.stdin?.end(content);
   });
+  return { stream: child.stdin, done };
+}
+
+/** Writes `content` to `file` as the step user (openStepUserWriter). */
+export function writeAsStepUser(file: string, content: string): Promise<void> {
+  const writer = openStepUserWriter(file);
+  writer.stream.end(content);
+  return writer.done;
 }

@@ -379,7 +379,7 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
     mode: deps.traceMode,
     artifactsDir: workspace.artifactsDir,
     stateDir: workspace.stateDir,
-    testsDir: check?.artifactsDir,
+    testsDir: checkSteps.length ? (check?.artifactsDir ?? null) : undefined,
     plannedSteps: steps.length,
     log,
     warn,
@@ -412,7 +412,7 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
         await saveDeliveries(workspace, deliveries);
         log.info({ taskId }, delivery?.error ? `the work is kept in ${workspace.dir}: asp approve ${taskId} tries again (--branch B pushes under another branch, --deny discards it)` : `awaiting approval: asp approve ${taskId} (or --deny)`);
       }
-      published = await publishTrace(document, { settings, mode: deps.traceMode, artifactsDir: workspace.artifactsDir, stateDir: workspace.stateDir, testsDir: check?.artifactsDir, plannedSteps: steps.length, log, warn, signal: deps.forceSignal, previous: published });
+      published = await publishTrace(document, { settings, mode: deps.traceMode, artifactsDir: workspace.artifactsDir, stateDir: workspace.stateDir, testsDir: checkSteps.length ? (check?.artifactsDir ?? null) : undefined, plannedSteps: steps.length, log, warn, signal: deps.forceSignal, previous: published });
     }
   }
   const keepClone = spec.keep || pending(deliveries);

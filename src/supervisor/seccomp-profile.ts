@@ -22,6 +22,12 @@ export const DENIED_SYSCALLS: ReadonlyArray<{ names: string[]; errno: number; re
     reason: 'secret memory removes pages from the kernel\'s direct map; no test suite needs it and it is young kernel code',
   },
   {
+    names: ['modify_ldt'],
+    errno: 38,
+    reason: 'Docker allows it on x86 for 16-bit segments (Wine, DOSEMU); no test suite needs them, and it has had ' +
+      'privilege escalations of its own (CVE-2015-5157, CVE-2017-17053)',
+  },
+  {
     names: ['remap_file_pages'],
     errno: 38,
     reason: 'deprecated since Linux 3.16 and emulated; only old exploits use it',

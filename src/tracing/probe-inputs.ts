@@ -37,10 +37,13 @@ export interface ProbeInputs {
   complexityProblem?: string | undefined;
 }
 
-/** `testsDir`: where test_results.json comes from, the check's own `.asp/` when the task had a clean-room check. */
-export async function readProbeInputs(artifactsDir: string, testsDir = artifactsDir): Promise<ProbeInputs> {
+/**
+ * `testsDir`: where test_results.json comes from, the check's own `.asp/` when the task had a clean-room check;
+ * null when it had check steps that never ran: then the steps' own claim does not count either.
+ */
+export async function readProbeInputs(artifactsDir: string, testsDir: string | null = artifactsDir): Promise<ProbeInputs> {
   const [tests, review, usage, planning] = await Promise.all([
-    readArtifact(testsDir, 'test_results.json', testResultsSchema),
+    testsDir === null ? { value: undefined, problem: 'the clean-room check did not run' } : readArtifact(testsDir, 'test_results.json', testResultsSchema),
     readArtifact(artifactsDir, 'code_review.json', reviewSchema),
     readArtifact(artifactsDir, 'usage.json', usageFileSchema),
     readArtifact(artifactsDir, 'planning.json', planningSchema),

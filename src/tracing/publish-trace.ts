@@ -25,7 +25,7 @@ export interface PublishOptions {
    * Where `test_results.json` (probe_accuracy) is read from when not `artifactsDir`: the clean-room check's own
    * artifacts, since the check, not the steps, decides whether the change works.
    */
-  testsDir?: string | undefined;
+  testsDir?: string | null | undefined;
   /** Steps the task meant to run (for probe_accuracy when there are no test results). */
   plannedSteps?: number | undefined;
   log: Log;

@@ -13,7 +13,7 @@ export function helloRepo(): string {
 }
 
 /** A fresh git repository holding `files` (path → content). */
-export function repoWith(files: Record<string, string>): string {
+export function repoWith(files: Record<string, string | Buffer>): string {
   const source = mkdtempSync(path.join(os.tmpdir(), 'asp-src-'));
   for (const [name, content] of Object.entries(files)) {
     mkdirSync(path.dirname(path.join(source, name)), { recursive: true });

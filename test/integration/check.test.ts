@@ -38,7 +38,6 @@ describe.skipIf(!dockerAvailable)('a clean-room check decides the verdict', () =
       marker: 'absent', // ...and nothing else did
       ignored: 'absent',
       stray: 'absent',
-      daemon: 'gone',
       'check-dir': '/workspace/check',
       hidden: '# hidden-test-secret',
       'check-dir-write': 'refused',
@@ -53,6 +52,7 @@ describe.skipIf(!dockerAvailable)('a clean-room check decides the verdict', () =
     // Both phases are in the one trace.
     const names = trace(result).observations.map((observation) => observation.name);
     expect(names).toEqual(expect.arrayContaining(['agent', 'check:view', 'host:check', 'host:check:run']));
+    // The agent's daemon is in no container now (the check's is a new one, which could not see it anyway).
     expect(hostProcesses(`sleep ${seconds}`)).toEqual([]);
   });
 
@@ -71,11 +71,16 @@ describe.skipIf(!dockerAvailable)('a clean-room check decides the verdict', () =
     expect(existsSync(path.join(result.workspacePath, '.asp', 'check', 'tests.json'))).toBe(true);
   });
 
-  it('is not run when the steps failed: the steps\' failure is the verdict', async () => {
+  it('is not run when the steps failed: the steps\' failure is the verdict, and their own test results score nothing', async () => {
     const task = failingCheck();
-    const { result } = await run(settings, { ...task, steps: [{ name: 'agent', run: 'exit 3' }] });
+    const claim = `echo '{"passed":9,"failed":0,"total":9}' > "$ASP_ARTIFACTS/test_results.json"; mkdir -p "$ASP_ARTIFACTS/check"; cp "$ASP_ARTIFACTS/test_results.json" "$ASP_ARTIFACTS/check/"; exit 3`;
+    const { result } = await run(settings, { ...task, steps: [{ name: 'agent', run: claim }] });
     expect(result.exitCode).toBe(1);
     expect(result.check).toBeNull();
     expect(trace(result).observations.map((observation) => observation.name)).not.toContain('host:check');
+    // Neither its .asp/test_results.json nor a .asp/check/ of its own making counts: 0 of 1 steps passed.
+    const accuracy = trace(result).scores.find((score) => score.name === 'probe_accuracy');
+    expect(accuracy?.value).toBe(0);
+    expect(accuracy?.comment).toContain('the clean-room check did not run');
   });
 });

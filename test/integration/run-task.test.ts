@@ -44,7 +44,9 @@ describe.skipIf(!dockerAvailable)('asp run against the real Docker engine', () =
     );
     expect(document.trace.metadata.target_branch).toBe('main');
     const stepSpans = document.observations.filter((observation) => observation.metadata.kind === 'step');
-    expect(stepSpans.map((span) => span.name)).toEqual(['plan', 'design', 'test', 'review']);
+    // The pipeline's four steps, then its clean-room check's one, in a second sandbox.
+    expect(stepSpans.map((span) => span.name)).toEqual(['plan', 'design', 'test', 'review', 'check:tests']);
+    expect(result.check).toMatchObject({ status: 'passed', steps: [{ name: 'tests', status: 'passed', exitCode: 0 }] });
     expect(stepSpans.every((span) => span.level === 'DEFAULT' && span.endTime !== null)).toBe(true);
     const phases = document.observations.filter((observation) => observation.metadata.kind === 'host').map((span) => span.name);
     expect(phases).toEqual(expect.arrayContaining(['host:clone', 'host:volume-fill', 'host:copy-out', 'host:cleanup']));

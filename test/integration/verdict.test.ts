@@ -3,7 +3,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { TaskResult } from '../../src/supervisor/run-task.js';
 import { keyValues } from '../fixtures/hostile/privilege-probe.js';
-import { inspectorTakeover, ioUringProbe, runnerReach, runnerStopper, testRewriterDaemon } from '../fixtures/hostile/runner-takeover.js';
+import { inspectorTakeover, ioUringProbe, quickThenSlow, runnerReach, runnerStopper, testRewriterDaemon, zombieLeaderDaemon } from '../fixtures/hostile/runner-takeover.js';
 import { docker, dockerAvailable, leftovers, testSettings } from '../helpers/docker.js';
 import { repoWith } from '../helpers/repos.js';
 import { run } from '../helpers/run.js';
@@ -76,6 +76,28 @@ describe.skipIf(!dockerAvailable).each(runtimes)('a step cannot forge the verdic
     expect(result.steps.map((step) => [step.name, step.status])).toEqual([
       ['agent', 'passed'],
       ['grade', 'failed'],
+    ]);
+  });
+
+  it('a daemon whose main thread exited (a "zombie" with a live thread) is found and killed all the same', async () => {
+    const { result, output } = await run(settings, under(zombieLeaderDaemon()));
+    expect(output).toContain('[agent] daemon started');
+    expect(output).toContain('[grade] the real test');
+    expect(output).not.toContain('rewritten by a thread');
+    expect(result.exitCode).toBe(1);
+    expect(result.steps.map((step) => [step.name, step.status])).toEqual([
+      ['agent', 'passed'],
+      ['grade', 'failed'],
+    ]);
+  });
+
+  it('an honest step after a quick one runs to its end: ending the quick one kills nothing of the next', async () => {
+    const { result, output } = await run(settings, under(quickThenSlow()));
+    expect(output).toContain('[slow] slow step done');
+    expect(result.exitCode).toBe(0);
+    expect(result.steps.map((step) => [step.name, step.status, step.exitCode])).toEqual([
+      ['quick', 'passed', 0],
+      ['slow', 'passed', 0],
     ]);
   });
 
