@@ -8,6 +8,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import {
@@ -22,6 +23,7 @@ import {
   SANDBOX_WORKSPACE,
   TASK_ENV_MAX_BYTES,
   type ProtocolMessage,
+  type RunnerIdentity,
   type SandboxTask,
 } from '../src/protocol/messages.js';
 import { SecretMasker } from '../src/protocol/secret-masker.js';
@@ -227,7 +229,7 @@ async function main(): Promise<void> {
   // SIGUSR1 would open Node's inspector on 127.0.0.1:9229, where a step could rewrite the runner. Steps cannot
   // signal the runner (another uid), and even so: with a listener installed, Node starts no inspector.
   process.on('SIGUSR1', () => {});
-  emit({ type: 'hello', protocolVersion: PROTOCOL_VERSION, runner: RUNNER });
+  emit({ type: 'hello', protocolVersion: PROTOCOL_VERSION, runner: RUNNER, ...(await ownIdentity()) });
   if (!canDropToStepUser()) {
     // Without root the runner cannot run steps as another uid, and a step of its own uid could take it over.
     emit({ type: 'warning', message: `asp-sandbox must start as root (uid 0) to run steps as uid 1000; it runs as uid ${process.getuid?.()}` });
@@ -322,6 +324,15 @@ async function streamArtifacts(): Promise<void> {
   if (!ok) return;
   send(true);
   emit({ type: 'artifacts.end', bytes, sha256: hash.digest('hex') });
+}
+
+/** What the kernel says of the runner's own credentials (HelloMessage.identity); nothing where it says nothing. */
+async function ownIdentity(): Promise<{ identity?: RunnerIdentity }> {
+  const status = await readFile('/proc/self/status', 'utf8').catch(() => '');
+  const field = (name: string) => new RegExp(`^${name}:\\s+(\\S+)`, 'm').exec(status)?.[1];
+  const [uid, capEff, seccomp, noNewPrivs] = [field('Uid'), field('CapEff'), field('Seccomp'), field('NoNewPrivs')];
+  if (uid === undefined || capEff === undefined || seccomp === undefined) return {};
+  return { identity: { uid: Number(uid), capEff, seccomp: Number(seccomp), ...(noNewPrivs !== undefined ? { noNewPrivs: Number(noNewPrivs) } : {}) } };
 }
 
 /**

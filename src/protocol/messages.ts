@@ -14,6 +14,20 @@ export interface HelloMessage {
   type: 'hello';
   protocolVersion: number;
   runner: string;
+  /**
+   * The runner's own credentials as its kernel reports them (/proc/self/status), so the host can refuse a sandbox
+   * whose engine echoed a hardening field back but did not apply it. `noNewPrivs` is absent where the kernel does
+   * not say (gVisor).
+   */
+  identity?: RunnerIdentity;
+}
+export interface RunnerIdentity {
+  uid: number;
+  /** CapEff, as the 16 hex digits of /proc/self/status. */
+  capEff: string;
+  /** 2 when a seccomp filter applies. */
+  seccomp: number;
+  noNewPrivs?: number;
 }
 export interface StepStartMessage {
   type: 'step.start';

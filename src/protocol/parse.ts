@@ -3,7 +3,12 @@ import { ARTIFACTS_CHUNK_BYTES, ARTIFACTS_STREAM_MAX_BYTES, PROTOCOL_TAG, PROTOC
 
 const stepName = z.string().min(1).max(64);
 const schema = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('hello'), protocolVersion: z.number().int(), runner: z.string() }),
+  z.object({
+    type: z.literal('hello'),
+    protocolVersion: z.number().int(),
+    runner: z.string(),
+    identity: z.object({ uid: z.number().int(), capEff: z.string().regex(/^[0-9a-f]{16}$/), seccomp: z.number().int(), noNewPrivs: z.number().int().optional() }).optional(),
+  }),
   z.object({
     type: z.literal('step.start'),
     step: stepName,

@@ -14,7 +14,7 @@ import type { TraceRecorder } from '../tracing/trace-recorder.js';
 import type { ChangeReport } from '../workspace/change-bundle.js';
 import type { HostWorkspace } from '../workspace/host-workspace.js';
 import { containerSpec } from './container-spec.js';
-import { createHardenedContainer } from './hardened-container.js';
+import { createHardenedContainer, identityMismatch } from './hardened-container.js';
 import type { Log } from './log.js';
 import { runSession } from './sandbox-session.js';
 import { outcomeOf, stepResults, type StepResult } from './session-outcome.js';
@@ -134,7 +134,7 @@ export async function runCheck(request: CheckRequest, deps: CheckDeps): Promise<
       runSession(
         docker,
         id,
-        { steps: prefixed, taskTimeoutMs: request.limits.timeout, deadlineAt: request.deadlineAt, signal: deps.signal, feed },
+        { steps: prefixed, taskTimeoutMs: request.limits.timeout, deadlineAt: request.deadlineAt, signal: deps.signal, feed, verifyIdentity: identityMismatch },
         {
           // The check's stream goes through the task's events (one events.jsonl, one trace), its steps renamed.
           onMessage: (message, reply) => (message.type === 'artifacts.chunk' || message.type === 'artifacts.end' ? undefined : events.handle(rename(message), reply, undefined)),

@@ -44,6 +44,15 @@ export const RUNNER_CAPABILITIES: ReadonlyArray<{ cap: string; reason: string }>
       'open_by_handle_at, the syscall that would make this capability an escape, is refused by seccomp-profile.ts',
   },
 ];
+/** Linux's numbers of the runner's capabilities (linux/capability.h), for its CapEff mask. */
+const CAPABILITY_BITS: Record<string, number> = { DAC_READ_SEARCH: 2, KILL: 5, SETGID: 6, SETUID: 7 };
+
+/** The runner's effective capabilities as /proc/self/status shows them: 16 hex digits. */
+export function runnerCapEff(): string {
+  const mask = RUNNER_CAPABILITIES.reduce((bits, entry) => bits | (1n << BigInt(CAPABILITY_BITS[entry.cap] ?? 63)), 0n);
+  return mask.toString(16).padStart(16, '0');
+}
+
 /** The identity of the runner (root in the container's user namespace, with only RUNNER_CAPABILITIES). */
 export const RUNNER_USER = '0:0';
 /** The identity of every step (and of what reads step output files): no capabilities at all. */

@@ -1,5 +1,7 @@
 import { AspError } from '../asp-error.js';
 import type { ContainerCreateBody, ContainerHardening, DaemonInfo, DockerPort } from '../docker/port.js';
+import type { RunnerIdentity } from '../protocol/messages.js';
+import { runnerCapEff } from './container-spec.js';
 import { isGvisor } from './seccomp-profile.js';
 
 /**
@@ -55,6 +57,23 @@ export function ignoredHardening(asked: ContainerCreateBody, seen: ContainerHard
     if (!seen.securityOpt.includes(option)) ignored.push(`SecurityOpt ${name} is missing`);
   }
   return ignored;
+}
+
+/**
+ * What the runner's own kernel says of it (HelloMessage.identity) against what asp asked for: uid 0 holding exactly
+ * RUNNER_CAPABILITIES, a seccomp filter, no-new-privileges (where the kernel reports it; gVisor does not). An engine
+ * can echo a field back in inspect and still not apply it; the running process cannot pretend. Undefined when right.
+ */
+export function identityMismatch(identity: RunnerIdentity | undefined): string | undefined {
+  if (!identity) return 'the runner reported no identity';
+  const wanted = runnerCapEff();
+  const wrong = [
+    ...(identity.uid !== 0 ? [`runs as uid ${identity.uid}, not 0`] : []),
+    ...(identity.capEff !== wanted ? [`holds capabilities ${identity.capEff}, not ${wanted}`] : []),
+    ...(identity.seccomp !== 2 ? [`has no seccomp filter (mode ${identity.seccomp})`] : []),
+    ...(identity.noNewPrivs !== undefined && identity.noNewPrivs !== 1 ? ['lacks no-new-privileges'] : []),
+  ];
+  return wrong.length ? `the sandbox's runner ${wrong.join(', ')}` : undefined;
 }
 
 /**

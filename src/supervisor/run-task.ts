@@ -28,7 +28,7 @@ import { RepoMirrors } from '../workspace/repo-mirror.js';
 import { cloneRepository, resolveRepoSource } from '../workspace/repository.js';
 import type { Clock } from './clock.js';
 import { containerSpec } from './container-spec.js';
-import { checkRuntime, createHardenedContainer } from './hardened-container.js';
+import { checkRuntime, createHardenedContainer, identityMismatch } from './hardened-container.js';
 import { checkDirOf, runCheck, type CheckResult } from './check-phase.js';
 import { outcomeOf, stepResults, type StepResult } from './session-outcome.js';
 import type { Log } from './log.js';
@@ -262,7 +262,7 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
     const end = await runSession(
       docker,
       id,
-      { steps, taskTimeoutMs: spec.limits.timeout, deadlineAt: sandboxTask.deadlineAt, signal: deps.signal, feed, stop: models?.gateway.stopped },
+      { steps, taskTimeoutMs: spec.limits.timeout, deadlineAt: sandboxTask.deadlineAt, signal: deps.signal, feed, stop: models?.gateway.stopped, verifyIdentity: identityMismatch },
       {
         onMessage: (message, reply) => events.handle(message, reply, models?.gateway),
         onWarning: (message) => {

@@ -3,7 +3,7 @@ import { AspError } from '../asp-error.js';
 import type { DockerPort } from '../docker/port.js';
 import { LineSplitter } from '../protocol/line-splitter.js';
 import { encodeHostMessage, type HostMessage } from '../protocol/host-messages.js';
-import { PROTOCOL_VERSION, type ProtocolMessage, type TaskEndMessage } from '../protocol/messages.js';
+import { PROTOCOL_VERSION, type ProtocolMessage, type RunnerIdentity, type TaskEndMessage } from '../protocol/messages.js';
 import { parseProtocolLine } from '../protocol/parse.js';
 import type { ResolvedStep } from '../config/pipeline.js';
 
@@ -46,6 +46,8 @@ export async function runSession(
     feed: (stdin: Writable) => Promise<void>;
     /** Resolves with a reason when the host wants the task stopped (its container is killed, like at a deadline). */
     stop?: Promise<string> | undefined;
+    /** Checks the runner's identity from its hello; a reason stops the sandbox with HARDENING_IGNORED (exit 3). */
+    verifyIdentity?: ((identity: RunnerIdentity | undefined) => string | undefined) | undefined;
   },
   hooks: SessionHooks,
 ): Promise<SessionEnd> {
@@ -61,6 +63,16 @@ export async function runSession(
   let stepTimer: NodeJS.Timeout | undefined;
   let resolveStop!: (end: SessionEnd) => void;
   let feedFailure: unknown;
+  let identityFailure: AspError | undefined;
+  let feeding = false;
+  const startFeed = () => {
+    if (feeding) return;
+    feeding = true;
+    options.feed(stdin).catch((error: unknown) => {
+      feedFailure = error;
+      resolveStop({ kind: 'stopped', what: 'the workspace could not be sent' });
+    });
+  };
   const stopped = new Promise<SessionEnd>((resolve) => (resolveStop = resolve));
   const stepTimeouts = new Map(options.steps.map((step) => [step.name, step.timeoutMs]));
 
@@ -70,6 +82,11 @@ export async function runSession(
       if (message.protocolVersion !== PROTOCOL_VERSION) {
         hooks.onWarning(`sandbox speaks protocol ${message.protocolVersion}, asp speaks ${PROTOCOL_VERSION}`);
       }
+      const wrong = options.verifyIdentity?.(message.identity);
+      if (wrong) {
+        identityFailure = new AspError('HARDENING_IGNORED', `${wrong}: the container engine did not apply the hardening asp asked for, and the sandbox was stopped before any step`, 'use a Docker Engine (20.10 or later) that applies User, CapAdd/CapDrop, SecurityOpt; leave out --runtime if it names one that does not');
+        resolveStop({ kind: 'stopped', what: wrong });
+      } else startFeed();
     } else if (!helloSeen) {
       hooks.onWarning(`protocol event ${message.type} before hello`);
     }
@@ -105,10 +122,9 @@ export async function runSession(
 
   try {
     await docker.start(containerId);
-    options.feed(stdin).catch((error: unknown) => {
-      feedFailure = error;
-      resolveStop({ kind: 'stopped', what: 'the workspace could not be sent' });
-    });
+    // The task and the workspace go in once the runner said hello, and so who it is: a sandbox whose runner is
+    // not hardened as asked never gets a task to run.
+    if (helloSeen && !identityFailure) startFeed();
     const waited = docker.wait(containerId).then(
       async (statusCode): Promise<SessionEnd> => {
         // The streams end when the container stops; give the last protocol lines a moment to arrive.
@@ -122,6 +138,7 @@ export async function runSession(
       await docker.kill(containerId);
       await Promise.race([waited.catch(() => undefined), delay(DRAIN_MS)]);
     }
+    if (identityFailure) throw identityFailure;
     if (feedFailure) throw feedFailure;
     if (end.kind === 'exited' && !helloSeen && end.statusCode !== 0) {
       throw new AspError('PROTOCOL_MISMATCH', `the sandbox exited with ${end.statusCode} before saying hello`, 'the image may not contain asp-sandbox: use the asp sandbox image (leave out --image) or run `asp image build`');

@@ -5,6 +5,13 @@ import type { TaskResult } from '../../src/supervisor/run-task.js';
 import { keyValues } from '../fixtures/hostile/privilege-probe.js';
 import { inspectorTakeover, ioUringProbe, quickThenSlow, runnerReach, runnerStopper, testRewriterDaemon, zombieLeaderDaemon } from '../fixtures/hostile/runner-takeover.js';
 import { docker, dockerAvailable, leftovers, testSettings } from '../helpers/docker.js';
+import { AspError, exitCodeFor } from '../../src/asp-error.js';
+import { limitsSchema } from '../../src/config/task-spec.js';
+import { currentSupervisor, ownershipLabels } from '../../src/docker/labels.js';
+import { containerSpec } from '../../src/supervisor/container-spec.js';
+import { identityMismatch } from '../../src/supervisor/hardened-container.js';
+import { runSession } from '../../src/supervisor/sandbox-session.js';
+import { imageContext } from '../../src/supervisor/sandbox-image.js';
 import { repoWith } from '../helpers/repos.js';
 import { run } from '../helpers/run.js';
 
@@ -125,5 +132,39 @@ describe.skipIf(!dockerAvailable)('a task text of any size reaches the steps', (
     expect(Number(sizes.env)).toBeLessThanOrEqual(64 * 1024);
     expect(output).toContain('[read] THE END');
     expect(output).toContain('all of it is in $ASP_TASK_FILE]');
+  });
+});
+
+describe.skipIf(!dockerAvailable)('a sandbox whose runner is not hardened as asked gets no task', () => {
+  afterAll(async () => {
+    expect(await leftovers()).toEqual({ containers: [], volumes: [] });
+  });
+
+  it('stops with HARDENING_IGNORED (exit 3) before any step when the runner\'s own kernel reports other capabilities', async () => {
+    const name = `asp-identity-${process.pid}-${Date.now()}`;
+    const labels = ownershipLabels({ taskId: 'identity', runId: name, supervisor: currentSupervisor(), expiresAt: new Date(Date.now() + 600_000), keep: false });
+    const image = imageContext().tag;
+    await docker.createVolume(name, labels);
+    // What an engine that ignored CapAdd would make: the same spec, the runner without its four capabilities.
+    const spec = containerSpec({ name, image, volume: name, labels, limits: limitsSchema.parse({}), allowedEnv: {} });
+    const id = await docker.createContainer({ ...spec, HostConfig: { ...spec.HostConfig, CapAdd: [] } });
+    let fed = false;
+    try {
+      const ended = runSession(
+        docker,
+        id,
+        { steps: [], taskTimeoutMs: 60_000, deadlineAt: Date.now() + 60_000, feed: async () => void (fed = true), verifyIdentity: identityMismatch },
+        { onMessage: () => {}, onWarning: () => {}, onRunnerStderr: () => {} },
+      );
+      const error = await ended.then(() => undefined, (caught: unknown) => caught);
+      expect(error).toBeInstanceOf(AspError);
+      expect((error as AspError).code).toBe('HARDENING_IGNORED');
+      expect(exitCodeFor((error as AspError).code)).toBe(3);
+      expect((error as AspError).message).toContain('holds capabilities 0000000000000000, not 00000000000000e4');
+      expect(fed).toBe(false);
+    } finally {
+      await docker.removeContainer(id);
+      await docker.removeVolume(name);
+    }
   });
 });

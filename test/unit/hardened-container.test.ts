@@ -7,11 +7,11 @@ import { AspError, exitCodeFor } from '../../src/asp-error.js';
 import { limitsSchema } from '../../src/config/task-spec.js';
 import { EngineAdapter } from '../../src/docker/engine-adapter.js';
 import type { DaemonInfo } from '../../src/docker/port.js';
-import { containerSpec } from '../../src/supervisor/container-spec.js';
-import { checkRuntime, createHardenedContainer } from '../../src/supervisor/hardened-container.js';
+import { containerSpec as specOf, runnerCapEff } from '../../src/supervisor/container-spec.js';
+import { checkRuntime, createHardenedContainer, identityMismatch } from '../../src/supervisor/hardened-container.js';
 
 const spec = (runtime?: string) =>
-  containerSpec({ name: 'asp-t-r', image: 'asp-sandbox:x', volume: 'asp-ws-t-r', labels: { 'asp.managed': 'true' }, limits: limitsSchema.parse({}), allowedEnv: {}, runtime });
+  specOf({ name: 'asp-t-r', image: 'asp-sandbox:x', volume: 'asp-ws-t-r', labels: { 'asp.managed': 'true' }, limits: limitsSchema.parse({}), allowedEnv: {}, runtime });
 
 const servers: Server[] = [];
 afterEach(() => {
@@ -112,5 +112,24 @@ describe('the runtime asked for', () => {
     expect(() => checkRuntime('runsc', info({ runc: [], runsc: ['--network=none'] }))).toThrow(/without --oci-seccomp/);
     expect(() => checkRuntime('runsc', info({ runc: [], runsc: ['--network=none', '--oci-seccomp'] }))).not.toThrow();
     expect(() => checkRuntime(undefined, info({ runc: [] }))).not.toThrow();
+  });
+});
+
+describe('the runner\'s identity, as its own kernel reports it in hello', () => {
+  const right = { uid: 0, capEff: '00000000000000e4', seccomp: 2, noNewPrivs: 1 };
+
+  it('is root with exactly SETUID, SETGID, KILL and DAC_READ_SEARCH (0xe4), under a seccomp filter, without new privileges', () => {
+    expect(runnerCapEff()).toBe('00000000000000e4');
+    expect(identityMismatch(right)).toBeUndefined();
+    // gVisor's /proc/self/status has no NoNewPrivs line: absent is not wrong.
+    expect(identityMismatch({ uid: 0, capEff: '00000000000000e4', seccomp: 2 })).toBeUndefined();
+  });
+
+  it('names each thing an engine did not apply', () => {
+    expect(identityMismatch({ ...right, uid: 1000 })).toContain('runs as uid 1000, not 0');
+    expect(identityMismatch({ ...right, capEff: '000001ffffffffff' })).toContain('holds capabilities 000001ffffffffff, not 00000000000000e4');
+    expect(identityMismatch({ ...right, seccomp: 0 })).toContain('has no seccomp filter (mode 0)');
+    expect(identityMismatch({ ...right, noNewPrivs: 0 })).toContain('lacks no-new-privileges');
+    expect(identityMismatch(undefined)).toBe('the runner reported no identity');
   });
 });
