@@ -75,8 +75,10 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  * session included. The step's own 'close' then settles runStep.
  */
 function endStep(): void {
-  void endStepProcesses();
+  ending = endStepProcesses();
 }
+/** The sweep endStep started (a deadline, the disk watchdog), which runStep waits out before it writes anything. */
+let ending: Promise<number[]> | undefined;
 
 /** `ASP_TASK` as a step gets it: whole when it fits the kernel's limit, else cut on a character with a marker. */
 export function taskForEnv(task: string): string {
@@ -175,10 +177,14 @@ async function runStep(task: SandboxTask, step: SandboxTask['steps'][number]): P
   });
   clearTimeout(timer);
   clearTimeout(linger);
+  // A sweep the deadline or the watchdog started must be over before anything runs as the step user again (the
+  // step record's writer): it would take that for one of the step's processes.
+  stopWatchdog();
+  await ending;
+  ending = undefined;
   // No process of a step outlives it: not a daemon that left with setsid, not one a fork bomb left. The next step
   // starts only once none is left, so nothing of this step can touch the files the next one reads.
   const survivors = await endStepProcesses();
-  stopWatchdog();
   for (const flush of flushers) flush();
   if (survivors.length) {
     reason = `${survivors.length} process(es) of the step survived SIGKILL (pids ${survivors.slice(0, 10).join(' ')})`;

@@ -5,18 +5,22 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runWatchingRss } from '../../bench/peak-rss.js';
+import type { Settings } from '../../src/config/settings.js';
 import type { TaskResult } from '../../src/supervisor/run-task.js';
 import { artifactBomb, artifactEscape, aspDirSwap } from '../fixtures/hostile/artifact-escape.js';
 import { envProbe } from '../fixtures/hostile/env-probe.js';
 import { gitConfigTrap, springTraps } from '../fixtures/hostile/git-config-trap.js';
 import { uniqueSeconds } from '../fixtures/hostile/hostile-task.js';
 import { networkProbe, type NetworkProbeResult } from '../fixtures/hostile/network-probe.js';
+import { PLANTED_FILES, plantedHostState } from '../fixtures/hostile/planted-host-state.js';
 import { keyValues, privilegeProbe } from '../fixtures/hostile/privilege-probe.js';
 import { protocolForger } from '../fixtures/hostile/protocol-forger.js';
-import { FLOOD_BYTES, forkBomb, hiddenWorkspaceFiller, memoryHog, outputFlood, tmpFiller, workspaceFiller } from '../fixtures/hostile/resource-hogs.js';
+import { fallocateFiller, FLOOD_BYTES, forkBomb, hardLinkedFile, hiddenWorkspaceFiller, memoryHog, outputFlood, slowWalkFiller, sparseFiles, tmpFiller, unreadableDirFiller, workspaceFiller } from '../fixtures/hostile/resource-hogs.js';
 import { detachedDaemon, detachedDaemonHoldingOutput, ignoresSigterm } from '../fixtures/hostile/runaway-processes.js';
 import { dockerAvailable, leftovers, testSettings } from '../helpers/docker.js';
+import { asp } from '../helpers/cli.js';
 import { allText, fingerprint, hostProcesses, oddEntries } from '../helpers/host-checks.js';
+import { gitIn, repoWith } from '../helpers/repos.js';
 import { artifact, run } from '../helpers/run.js';
 
 const cli = path.resolve(import.meta.dirname, '..', '..', 'dist', 'src', 'cli', 'main.js');
@@ -67,11 +71,73 @@ describe.skipIf(!dockerAvailable)('hostile repositories against the real Docker 
       expect(result.steps).toEqual([expect.objectContaining({ name: 'fill-workspace', status: 'failed', exitCode: 28 })]);
       const { reason } = artifact<{ reason: string }>(result, 'fill-workspace.json');
       expect(reason).toMatch(/past its 67108864-byte disk limit/);
-      // The limit is polled, not a quota: it overshoots by what the step writes between two looks (~0.5 s).
+      // The limit is polled, not a quota: it overshoots by what the step writes between two looks (~50 ms here).
       const reached = Number(/grew to (\d+) bytes/.exec(reason)?.[1]);
       expect(reached).toBeLessThan(512 * 1024 ** 2);
       expect(output).not.toContain('without being stopped');
     });
+
+    // The reason a --disk stop gives: the size the watchdog saw, which is what the step occupied at that look.
+    const diskStop = (result: TaskResult, step: string) => {
+      const { reason } = artifact<{ reason: string }>(result, `${step}.json`);
+      expect(reason).toMatch(/past its 67108864-byte disk limit/);
+      return Number(/grew to (\d+) bytes/.exec(reason)?.[1]);
+    };
+
+    it('space reserved with fallocate counts against --disk though nothing was written', async () => {
+      const { result, output } = await run(settings, fallocateFiller());
+      expect(result.exitCode).toBe(1);
+      expect(result.steps).toEqual([expect.objectContaining({ name: 'reserve', status: 'failed', exitCode: 28 })]);
+      // It may be caught while fallocate is still reserving: what counts is blocks taken, with not a byte written.
+      expect(diskStop(result, 'reserve')).toBeGreaterThan(64 * 1024 ** 2);
+      expect(output).not.toContain('without being stopped');
+    });
+
+    it('a sparse file counts as what it occupies: 100 GiB apparent passes, filled in place past the limit is stopped', async () => {
+      const { result, output } = await run(settings, sparseFiles());
+      expect(result.exitCode).toBe(1);
+      expect(result.steps).toEqual([
+        expect.objectContaining({ name: 'make-sparse', status: 'passed', exitCode: 0 }),
+        expect.objectContaining({ name: 'fill-sparse', status: 'failed', exitCode: 28 }),
+      ]);
+      expect(output).toContain(`sparse file: ${100 * 1024 ** 3} bytes apparent`);
+      const reached = diskStop(result, 'fill-sparse');
+      expect(reached).toBeGreaterThan(64 * 1024 ** 2);
+      expect(reached).toBeLessThan(1024 ** 3); // blocks, not the file's 100 GiB size
+      expect(output).not.toContain('without being stopped');
+    });
+
+    it('writing on in a directory made mode 000 is still seen by --disk', async () => {
+      const { result, output } = await run(settings, unreadableDirFiller());
+      expect(result.exitCode).toBe(1);
+      expect(result.steps).toEqual([expect.objectContaining({ name: 'fill-vault', status: 'failed', exitCode: 28 })]);
+      expect(diskStop(result, 'fill-vault')).toBeLessThan(1024 ** 3);
+      expect(output).not.toContain('without being stopped');
+    });
+
+    it('hard links to one file count once: 21 names of 40 MiB pass a 64 MiB limit, 40 MiB more does not', async () => {
+      const { result, output } = await run(settings, hardLinkedFile());
+      expect(result.exitCode).toBe(1);
+      expect(result.steps).toEqual([
+        expect.objectContaining({ name: 'link-many', status: 'passed', exitCode: 0 }),
+        expect.objectContaining({ name: 'add-more', status: 'failed', exitCode: 28 }),
+      ]);
+      expect(output).toContain('big.bin has 21 names');
+      const reached = diskStop(result, 'add-more');
+      expect(reached).toBeGreaterThanOrEqual(80 * 1024 ** 2);
+      expect(reached).toBeLessThan(120 * 1024 ** 2); // once each: not 21 × 40 MiB
+      expect(output).not.toContain('without being stopped');
+    });
+
+    it('50,000 empty files that slow every walk do not buy a writer time: --disk still stops it', async () => {
+      const { result, output } = await run(settings, slowWalkFiller());
+      expect(result.exitCode).toBe(1);
+      expect(result.steps).toEqual([expect.objectContaining({ name: 'slow-walk', status: 'failed', exitCode: 28 })]);
+      expect(output).toContain('made 50001 entries');
+      // Generous: the overshoot is what the writer gets out while a walk of 50,000 entries reaches its file.
+      expect(diskStop(result, 'slow-walk')).toBeLessThan(3072 * 1024 ** 2);
+      expect(output).not.toContain('without being stopped');
+    }, 180_000);
 
     it('a file deleted while still open slips past --disk (known gap, SECURITY.md): the deadline bounds it and removing the volume frees it', async () => {
       const { result, output } = await run(settings, hiddenWorkspaceFiller(256));
@@ -136,7 +202,9 @@ describe.skipIf(!dockerAvailable)('hostile repositories against the real Docker 
       const facts = keyValues(readFileSync(path.join(aspDir(result), 'privilege.txt'), 'utf8'));
       const attempts = ['su', 'sudo', 'setuid-copy', 'mount', 'unshare', 'nsenter', 'chroot', 'mknod', 'proc-sys', 'sysrq', 'cgroup-limit', 'etc-passwd', 'docker-socket'];
       for (const name of attempts) expect(facts[name], name).toMatch(/^refused/);
-      expect(facts).toMatchObject({ uid: '1000', CapEff: '0000000000000000', CapPrm: '0000000000000000', CapBnd: '0000000000000000', NoNewPrivs: '1', Seccomp: '2' });
+      // No capability in effect, permitted or ambient. The bounding set still names the runner's four (SETUID 7,
+      // SETGID 6, KILL 5, DAC_READ_SEARCH 2: 0xe4), which no-new-privileges keeps a step from ever gaining.
+      expect(facts).toMatchObject({ uid: '1000', CapEff: '0000000000000000', CapPrm: '0000000000000000', CapAmb: '0000000000000000', CapBnd: '00000000000000e4', NoNewPrivs: '1', Seccomp: '2' });
     });
 
     it('finds no host secret anywhere it can look when none was let in', async () => {
@@ -174,9 +242,13 @@ describe.skipIf(!dockerAvailable)('hostile repositories against the real Docker 
 
     it('refuses a .asp that was swapped for a link to /: the host keeps only its own files', async () => {
       const { result } = await run(settings, aspDirSwap());
-      expect(result.exitCode).toBe(1);
+      // The step passed; the runner writes its record as the step user, who cannot write / (a warning, not a failure).
+      expect(result.exitCode).toBe(0);
+      expect(warnings(result)).toMatch(/sandbox: cannot write \/workspace\/\.asp\/swap\.json/);
       expect(warnings(result)).toContain('.asp/ (symlink entries are not allowed)');
-      expect(readdirSync(aspDir(result)).sort()).toEqual(['events.jsonl', 'result.json', 'task.json', 'trace.json']);
+      // asp's copies, and the step's record, which the sandbox could not write (its .asp/ led to a read-only /): asp wrote it.
+      expect(readdirSync(aspDir(result)).sort()).toEqual(['events.jsonl', 'result.json', 'swap.json', 'task.json', 'trace.json']);
+      expect(artifact(result, 'swap.json')).toMatchObject({ name: 'swap', writtenBy: 'host' });
     });
 
     it('drops what passes the size, count and depth caps, and still copies the rest', async () => {
@@ -194,20 +266,73 @@ describe.skipIf(!dockerAvailable)('hostile repositories against the real Docker 
       expect(copied.some((name) => name.endsWith('/f'))).toBe(false);
     });
 
-    it('cannot forge its verdict: lies written into the runner\'s stdout do not turn a failed step into a pass', async () => {
-      const { result } = await run(settings, protocolForger());
-      // The lies did arrive as protocol events (the attack is live; SECURITY.md: the trace's numbers are the sandbox's word)...
-      expect(readFileSync(path.join(aspDir(result), 'events.jsonl'), 'utf8')).toContain('"model":"forged-model"');
-      // ...but the verdict also needs the container's exit code, which the step cannot set.
+    it('cannot forge its verdict: the runner\'s stdout is another uid\'s pipe, so no lie arrives and the failed step stays failed', async () => {
+      const { result, output } = await run(settings, protocolForger());
+      // The step did try (its shell said so when the write to /proc/<runner>/fd/1 was refused)...
+      expect(output).toMatch(/\[liar\] .*\/proc\/\d+\/fd\/1: Permission denied/);
+      // ...but nothing it wrote there became a protocol event: no forged model call, no forged end, no forged stream.
+      const events = readFileSync(path.join(aspDir(result), 'events.jsonl'), 'utf8');
+      expect(events).not.toContain('"model":"forged-model"');
+      expect(events.split('\n').filter((line) => line.includes('"type":"task.end"'))).toHaveLength(1);
       expect(result.exitCode).toBe(1);
       expect(result.status).toBe('failed');
       expect(result.steps).toEqual([expect.objectContaining({ name: 'liar', status: 'failed', exitCode: 3 })]);
-      // A forged artifact path is a string in the trace, never a path the host opens.
       expect(oddEntries(result.workspacePath)).toEqual([]);
-      // The forged artifacts stream is spoiled by the runner's own that follows it: .asp/ comes from the container.
-      expect(result.warnings).toContain('artifacts stream unusable (a chunk after the end): copying .asp/ out of the container');
+      // The runner's own artifacts stream arrived whole: nothing spoiled it.
+      expect(result.warnings.filter((warning) => warning.startsWith('artifacts stream unusable'))).toEqual([]);
       expect(result.artifacts).not.toContain('forged.txt');
       expect(result.artifacts).toContain('liar.json');
+    });
+  });
+
+  describe('a file the sandbox wrote is data, never asp\'s own state', () => {
+    const refs = (bare: string) => gitIn(bare, 'for-each-ref', '--format=%(refname) %(objectname)');
+    const cliEnv = (hostSettings: Settings) => ({ ASP_WORKSPACES: hostSettings.workspacesRoot, ASP_HOME: hostSettings.home });
+
+    it('planted delivery plans, results and owner files are reported, and asp approve pushes nothing anywhere', async () => {
+      const hostSettings = testSettings();
+      const victim = path.join(mkdtempSync(path.join(os.tmpdir(), 'asp-victim-')), 'victim.git');
+      gitIn(os.tmpdir(), 'clone', '--quiet', '--bare', repoWith({ 'README.md': 'victim\n' }), victim);
+      const privateRepo = repoWith({ 'SECRET.md': 'private\n' });
+      const before = { victim: refs(victim), privateRepo: gitIn(privateRepo, 'for-each-ref') };
+      const id = `planted-${uniqueSeconds().replace('.', '-')}`;
+      const { result } = await run(hostSettings, plantedHostState(id, { remote: victim, repoDir: privateRepo }));
+      expect(result.exitCode).toBe(0);
+      expect(result.change?.commits).toBe(1);
+      expect(result.kept).toBe(false);
+      // Every planted name is reported, and kept as data (or replaced by asp's copy, for the user's copies in .asp/).
+      for (const name of PLANTED_FILES) expect(warnings(result)).toContain(`.asp/${name} came out of the sandbox under the name of one of asp's own files`);
+      expect(readFileSync(path.join(aspDir(result), 'sub', 'delivery.json'), 'utf8')).toContain(victim);
+      expect(JSON.parse(readFileSync(path.join(aspDir(result), 'result.json'), 'utf8'))).toMatchObject({ taskId: id, runId: result.runId, status: 'passed' });
+      // asp's own state is where the sandbox cannot write: no plan there, since this task delivers nothing.
+      expect(readdirSync(path.join(result.workspacePath, '.asp-host')).sort()).toEqual(['events.jsonl', 'result.json', 'task.json', 'trace.json']);
+
+      const approve = await asp(['approve', id, '--json'], cliEnv(hostSettings));
+      expect(approve.code).toBe(2);
+      expect(approve.stderr).toContain(`task ${id} is not waiting for approval`);
+      const listed = await asp(['workspaces', 'ls', '--json'], cliEnv(hostSettings));
+      expect(JSON.parse(listed.stdout).workspaces).toEqual([expect.objectContaining({ taskId: id, runId: result.runId, status: 'passed', awaitingDecision: false, hasClone: false })]);
+      expect({ victim: refs(victim), privateRepo: gitIn(privateRepo, 'for-each-ref') }).toEqual(before);
+    });
+
+    it('at the gate, asp approve pushes the host\'s own clone to the task\'s own remote, never the planted one', async () => {
+      const hostSettings = testSettings();
+      const victim = path.join(mkdtempSync(path.join(os.tmpdir(), 'asp-victim-')), 'victim.git');
+      gitIn(os.tmpdir(), 'clone', '--quiet', '--bare', repoWith({ 'README.md': 'victim\n' }), victim);
+      const origin = path.join(mkdtempSync(path.join(os.tmpdir(), 'asp-origin-')), 'origin.git');
+      const id = `planted-gate-${uniqueSeconds().replace('.', '-')}`;
+      const task = plantedHostState(id, { remote: victim, repoDir: victim });
+      gitIn(os.tmpdir(), 'clone', '--quiet', '--bare', task.repo, origin);
+      const before = refs(victim);
+      const { result } = await run(hostSettings, { ...task, repo: origin, hitl: true, push: true });
+      expect(result.status).toBe('awaiting_approval');
+      expect(result.kept).toBe(true);
+      const approve = await asp(['approve', id, '--json'], cliEnv(hostSettings));
+      expect(approve.code).toBe(0);
+      expect(JSON.parse(approve.stdout)).toMatchObject({ status: 'passed', kept: false, delivery: { hitlStatus: 'approved', pushedTo: origin } });
+      expect(gitIn(origin, 'show', `asp/${id}:README.md`)).toBe('app\nchanged by the planter');
+      expect(() => gitIn(origin, 'rev-parse', '--verify', 'pwned')).toThrow();
+      expect(refs(victim)).toEqual(before);
     });
   });
 
