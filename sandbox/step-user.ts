@@ -94,7 +94,9 @@ export async function endStepProcesses(): Promise<number[]> {
  * that takes longer than WRITE_LIMIT_MS is cut.
  */
 export function openStepUserWriter(file: string): { stream: Writable; done: Promise<void> } {
-  const child = spawn('/bin/sh', ['-c', 'mkdir -p "${0%/*}" && rm -f "$0" && cat > "$0"', file], asStepUser({ stdio: ['pipe', 'ignore', 'pipe'] }));
+  // Only builtins and one exec in the common case (the directory there, no old file): this runs once per step.
+  const script = '{ [ -d "${0%/*}" ] || mkdir -p "${0%/*}"; } && { [ ! -e "$0" ] && [ ! -L "$0" ] || rm -f "$0"; } && exec cat > "$0"';
+  const child = spawn('/bin/sh', ['-c', script, file], asStepUser({ stdio: ['pipe', 'ignore', 'pipe'] }));
   let stderr = '';
   const timer = setTimeout(() => child.kill('SIGKILL'), WRITE_LIMIT_MS);
   child.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString('utf8')).slice(-500)));
