@@ -12,6 +12,8 @@ import { asStepUser } from './step-user.js';
 import { TarDigest } from './tar-digest.js';
 
 export const MAX_ARTIFACTS = 1000;
+/** Largest `.asp/` tar kept from the listing pass to be streamed as it is (bigger ones are read again, streaming). */
+const KEEP_MAX_BYTES = 1024 * 1024;
 const ARTIFACTS_ROOT = path.relative(SANDBOX_WORKSPACE, SANDBOX_ARTIFACTS_DIR);
 /** The host's own input in `.asp/`: never reported back, nor streamed (the host has its own copy). */
 export const TAR_EXCLUDES = [`--exclude=${path.relative(SANDBOX_WORKSPACE, SANDBOX_TASK_FILE)}`];
@@ -22,15 +24,31 @@ type CollectorLine = ArtifactMessage | WarningMessage;
  * Bundles the changes (when the steps passed), then lists every artifact with its digest. Resolves with their
  * count and bytes, and whether the list is complete (at most MAX_ARTIFACTS are reported).
  */
-export async function collectArtifacts(task: SandboxTask, bundle: boolean, emit: (line: CollectorLine) => void): Promise<{ files: number; bytes: number; complete: boolean }> {
+export async function collectArtifacts(
+  task: SandboxTask,
+  bundle: boolean,
+  emit: (line: CollectorLine) => void,
+): Promise<{ files: number; bytes: number; complete: boolean; tar: Buffer | undefined }> {
   if (bundle) await collectChanges(task, (message) => emit({ type: 'warning', message }));
   const digest = new TarDigest();
+  // A small `.asp/` (the common case) is kept as it is read, so the same tar is what the runner streams back.
+  let kept: Buffer[] | undefined = [];
+  let keptBytes = 0;
   const failure = await new Promise<string | undefined>((resolve) => {
     const tar = spawn('tar', ['-c', '-f', '-', '-C', SANDBOX_WORKSPACE, ...TAR_EXCLUDES, ARTIFACTS_ROOT], asStepUser({ stdio: ['ignore', 'pipe', 'ignore'] }));
-    tar.stdout.on('data', (chunk: Buffer) => digest.push(chunk));
+    tar.stdout.on('data', (chunk: Buffer) => {
+      digest.push(chunk);
+      keptBytes += chunk.length;
+      if (keptBytes > KEEP_MAX_BYTES) kept = undefined;
+      else kept?.push(chunk);
+    });
     tar.on('error', (error) => resolve(error.message));
     // tar exits 1 when a file changed as it read it, 2 on a fatal error; whatever it listed is still what it read.
-    tar.on('close', (code) => resolve(code === 0 || code === 1 ? undefined : `tar exited ${code}`));
+    tar.on('close', (code) => {
+      // Kept only when tar read everything unchanged (exit 0): a tar of a tree that changed under it is not sent.
+      if (code !== 0) kept = undefined;
+      resolve(code === 0 || code === 1 ? undefined : `tar exited ${code}`);
+    });
   });
   if (failure) emit({ type: 'warning', message: `could not list .asp/: ${failure}` });
   let bytes = 0;
@@ -39,7 +57,9 @@ export async function collectArtifacts(task: SandboxTask, bundle: boolean, emit:
     bytes += file.bytes;
     emit({ type: 'artifact', path: path.posix.relative(ARTIFACTS_ROOT, file.name), sha256: file.sha256, bytes: file.bytes });
   }
-  return { files: Math.min(files.length, MAX_ARTIFACTS), bytes, complete: !failure && files.length <= MAX_ARTIFACTS };
+  const complete = !failure && files.length <= MAX_ARTIFACTS;
+  const tar = complete && kept ? Buffer.concat(kept, keptBytes) : undefined;
+  return { files: Math.min(files.length, MAX_ARTIFACTS), bytes, complete, tar };
 }
 
 /** Bundles what the steps changed; a failure to bundle is a warning, never a failed task. */

@@ -87,6 +87,10 @@ class TarUnpack {
  */
 export class HostInput {
   readonly task: Promise<SandboxTask>;
+  /** Settles when the host says the steps may run (StartMessage); rejects when it goes away first. */
+  readonly started: Promise<void>;
+  private resolveStarted!: () => void;
+  private rejectStarted!: (error: Error) => void;
   private resolveTask!: (task: SandboxTask) => void;
   private rejectTask!: (error: Error) => void;
   private readonly workspaceTar: TarUnpack;
@@ -104,6 +108,8 @@ export class HostInput {
   ) {
     this.task = new Promise((resolve, reject) => ((this.resolveTask = resolve), (this.rejectTask = reject)));
     this.task.catch(() => {});
+    this.started = new Promise((resolve, reject) => ((this.resolveStarted = resolve), (this.rejectStarted = reject)));
+    this.started.catch(() => {});
     // As the step user, tar cannot chown: everything comes out owned by 1000, with the modes of the tar (-p).
     this.workspaceTar = new TarUnpack('workspace', ['-x', '-p', '--no-same-owner', '-f', '-', '-C', dir], true, input);
     // As the runner (root without CAP_CHOWN/FOWNER): owned by root, modes under the runner's umask, never writable by steps.
@@ -153,6 +159,9 @@ export class HostInput {
       case 'check.end':
         this.checkTar.end();
         return;
+      case 'start':
+        this.resolveStarted();
+        return;
       default:
         this.answers?.(message);
     }
@@ -163,6 +172,7 @@ export class HostInput {
     this.ended = true;
     const gone = new Error('the host closed stdin before the task and its workspace arrived');
     this.rejectTask(gone);
+    this.rejectStarted(new Error('the host closed stdin before it said start'));
     this.workspaceTar.abandon(gone);
     this.checkTar.abandon(gone);
     this.answersEnd?.();

@@ -261,7 +261,8 @@ async function main(): Promise<void> {
     await host.checkFiles;
     await makeReadable(SANDBOX_CHECK_DIR);
   }
-  await writeAsStepUserOrWarn(SANDBOX_TASK_TEXT_FILE, task.task);
+  // No step runs before the host checked who this runner is (its hello) and said start.
+  await host.started;
   if (task.check && !(await checkOut(task.check.checkout))) {
     finish('failed', 1);
     process.stdin.destroy();
@@ -282,7 +283,8 @@ async function main(): Promise<void> {
   const listed = await collectArtifacts(task, status === 'passed' && !task.check, emit);
   await endStepProcesses();
   // Small artifacts go back on stdout; bigger ones the host copies out of the stopped container.
-  if (listed.complete && listed.bytes + listed.files * TAR_ENTRY_OVERHEAD <= ARTIFACTS_STREAM_MAX_BYTES) await streamArtifacts();
+  if (listed.tar) sendArtifactsTar([listed.tar]);
+  else if (listed.complete && listed.bytes + listed.files * TAR_ENTRY_OVERHEAD <= ARTIFACTS_STREAM_MAX_BYTES) await streamArtifacts();
   await endpoint?.close();
   // An open stdin would keep the runner (and so the container) alive after the last step.
   process.stdin.destroy();
@@ -298,6 +300,32 @@ async function streamArtifacts(): Promise<void> {
   const tar = spawn('tar', ['-c', '-f', '-', '-C', SANDBOX_WORKSPACE, ...TAR_EXCLUDES, path.relative(SANDBOX_WORKSPACE, SANDBOX_ARTIFACTS_DIR)], asStepUser({
     stdio: ['ignore', 'pipe', 'ignore'],
   }));
+  const sender = artifactsSender();
+  const ok = await new Promise<boolean>((resolve) => {
+    let bytes = 0;
+    tar.on('error', () => resolve(false));
+    tar.stdout?.on('data', (chunk: Buffer) => {
+      bytes += chunk.length;
+      if (bytes > ARTIFACTS_STREAM_MAX_BYTES) {
+        tar.kill('SIGKILL');
+        return;
+      }
+      sender.push(chunk);
+    });
+    tar.on('close', (code) => resolve(code === 0 && bytes <= ARTIFACTS_STREAM_MAX_BYTES));
+  });
+  if (ok) sender.end();
+}
+
+/** Sends a tar already in hand (the listing pass kept it) as `artifacts.chunk` lines and its `artifacts.end`. */
+function sendArtifactsTar(pieces: Buffer[]): void {
+  const sender = artifactsSender();
+  for (const piece of pieces) sender.push(piece);
+  sender.end();
+}
+
+/** Cuts a tar into `artifacts.chunk` lines as it comes; `end` sends the rest and `artifacts.end` (length, digest). */
+function artifactsSender(): { push(chunk: Buffer): void; end(): void } {
   const hash = createHash('sha256');
   let bytes = 0;
   let held: Buffer[] = [];
@@ -312,24 +340,19 @@ async function streamArtifacts(): Promise<void> {
     held = joined.length ? [joined] : [];
     heldBytes = joined.length;
   };
-  const ok = await new Promise<boolean>((resolve) => {
-    tar.on('error', () => resolve(false));
-    tar.stdout?.on('data', (chunk: Buffer) => {
+  return {
+    push(chunk) {
       bytes += chunk.length;
-      if (bytes > ARTIFACTS_STREAM_MAX_BYTES) {
-        tar.kill('SIGKILL');
-        return;
-      }
       hash.update(chunk);
       held.push(chunk);
       heldBytes += chunk.length;
       if (heldBytes >= ARTIFACTS_CHUNK_BYTES) send(false);
-    });
-    tar.on('close', (code) => resolve(code === 0 && bytes <= ARTIFACTS_STREAM_MAX_BYTES));
-  });
-  if (!ok) return;
-  send(true);
-  emit({ type: 'artifacts.end', bytes, sha256: hash.digest('hex') });
+    },
+    end() {
+      send(true);
+      emit({ type: 'artifacts.end', bytes, sha256: hash.digest('hex') });
+    },
+  };
 }
 
 /** What the kernel says of the runner's own credentials (HelloMessage.identity); nothing where it says nothing. */

@@ -12,6 +12,7 @@ import { SANDBOX_ARTIFACTS_DIR, SANDBOX_REPO_DIR, SANDBOX_REPOS_DIR, type Protoc
 import type { TaskStatus } from '../tracing/trace-model.js';
 import type { TraceRecorder } from '../tracing/trace-recorder.js';
 import type { ChangeReport } from '../workspace/change-bundle.js';
+import { taskTextEntry } from '../workspace/host-state.js';
 import type { HostWorkspace } from '../workspace/host-workspace.js';
 import { containerSpec } from './container-spec.js';
 import { createHardenedContainer, identityMismatch } from './hardened-container.js';
@@ -124,7 +125,7 @@ export async function runCheck(request: CheckRequest, deps: CheckDeps): Promise<
       },
     };
     // The host's own clone: the base commit, and the change's objects under the ref the fetch wrote. Nothing else.
-    const entries = ['repo', ...(request.extras.length ? ['repos'] : [])];
+    const entries = ['repo', taskTextEntry(request.workspace), ...(request.extras.length ? ['repos'] : [])];
     const feed = (stdin: Writable) =>
       feedSandbox(stdin, sandboxTask, packForSandbox(request.workspace.dir, entries), request.checkDir !== undefined ? packCheckDir(request.checkDir) : undefined).catch((error: unknown) => {
         throw new AspError('WORKSPACE_FAILED', `cannot send the check's workspace into its sandbox: ${errorMessage(error)}`, 'check that the workspace and --check-dir are readable');

@@ -1,4 +1,4 @@
-import { readdir } from 'node:fs/promises';
+import { readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import { AspError, errorMessage, EXIT, exitCodeFor } from '../asp-error.js';
@@ -15,7 +15,7 @@ import type { TaskStatus } from '../tracing/trace-model.js';
 import type { TraceMode } from '../tracing/trace-mode.js';
 import { TraceRecorder } from '../tracing/trace-recorder.js';
 import { claimWorkspace, removePath, writeOwnerFile, type HostWorkspace } from '../workspace/host-workspace.js';
-import { copyAllForUser, HOST_FILES, hostFilePath, plantedHostNames, writeHostFile } from '../workspace/host-state.js';
+import { copyAllForUser, HOST_FILES, hostFilePath, plantedHostNames, taskTextEntry, taskTextFile, writeHostFile } from '../workspace/host-state.js';
 import { writeResultFile } from '../workspace/result-file.js';
 import { deliverAll } from '../delivery/deliver-changes.js';
 import { deliveryContext } from '../delivery/delivery-context.js';
@@ -248,11 +248,13 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
       ...(models ? { modelGateway: { port: MODEL_ENDPOINT_PORT, model: models.provider.model } } : {}),
     };
     await writeHostFile(workspace, 'task', JSON.stringify(sandboxTask, null, 2) + '\n');
+    // The task text, whole, for $ASP_TASK_FILE: packed into the workspace tar, so the runner need not write it.
+    await writeFile(taskTextFile(workspace), spec.task);
     const id = created;
     // The workspace goes in on the runner's stdin once the container runs (host-messages.ts), into the volume.
     const feed = (stdin: Writable) =>
       trace.phase('volume-fill', () =>
-        feedSandbox(stdin, sandboxTask, packForSandbox(workspace.dir, ['repo', { from: path.relative(workspace.dir, hostFilePath(workspace, 'task')), as: '.asp/task.json' }, ...(extras.length ? ['repos'] : [])])).catch((error: unknown) => {
+        feedSandbox(stdin, sandboxTask, packForSandbox(workspace.dir, ['repo', { from: path.relative(workspace.dir, hostFilePath(workspace, 'task')), as: '.asp/task.json' }, taskTextEntry(workspace), ...(extras.length ? ['repos'] : [])])).catch((error: unknown) => {
           throw new AspError('WORKSPACE_FAILED', `cannot send the workspace ${workspace.dir} into the sandbox: ${errorMessage(error)}`, 'check that the workspace directory is readable and the disk is not full');
         }),
       );

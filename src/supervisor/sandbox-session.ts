@@ -64,14 +64,20 @@ export async function runSession(
   let resolveStop!: (end: SessionEnd) => void;
   let feedFailure: unknown;
   let identityFailure: AspError | undefined;
-  let feeding = false;
+  let markVerified!: () => void;
+  /** Settles when the runner's hello said who it is and that was right (or nobody asked). */
+  const verified = new Promise<void>((resolve) => (markVerified = resolve));
   const startFeed = () => {
-    if (feeding) return;
-    feeding = true;
-    options.feed(stdin).catch((error: unknown) => {
-      feedFailure = error;
-      resolveStop({ kind: 'stopped', what: 'the workspace could not be sent' });
-    });
+    // The task and the workspace go in at once (the runner's boot and the transfer overlap); `start`, which lets
+    // the runner run steps, only once its hello checked out. It follows the feed's last frame on stdin.
+    options
+      .feed(stdin)
+      .then(() => verified)
+      .then(() => reply({ type: 'start' }))
+      .catch((error: unknown) => {
+        feedFailure = error;
+        resolveStop({ kind: 'stopped', what: 'the workspace could not be sent' });
+      });
   };
   const stopped = new Promise<SessionEnd>((resolve) => (resolveStop = resolve));
   const stepTimeouts = new Map(options.steps.map((step) => [step.name, step.timeoutMs]));
@@ -86,7 +92,7 @@ export async function runSession(
       if (wrong) {
         identityFailure = new AspError('HARDENING_IGNORED', `${wrong}: the container engine did not apply the hardening asp asked for, and the sandbox was stopped before any step`, 'use a Docker Engine (20.10 or later) that applies User, CapAdd/CapDrop, SecurityOpt; leave out --runtime if it names one that does not');
         resolveStop({ kind: 'stopped', what: wrong });
-      } else startFeed();
+      } else markVerified();
     } else if (!helloSeen) {
       hooks.onWarning(`protocol event ${message.type} before hello`);
     }
@@ -122,9 +128,7 @@ export async function runSession(
 
   try {
     await docker.start(containerId);
-    // The task and the workspace go in once the runner said hello, and so who it is: a sandbox whose runner is
-    // not hardened as asked never gets a task to run.
-    if (helloSeen && !identityFailure) startFeed();
+    startFeed();
     const waited = docker.wait(containerId).then(
       async (statusCode): Promise<SessionEnd> => {
         // The streams end when the container stops; give the last protocol lines a moment to arrive.

@@ -3,6 +3,8 @@ import { constants } from 'node:fs';
 import { copyFile, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { errorMessage } from '../asp-error.js';
+import type { PackEntry } from '../docker/tar-pack.js';
+import { SANDBOX_TASK_TEXT_FILE, SANDBOX_WORKSPACE } from '../protocol/messages.js';
 import { HOST_STATE_DIR, OWNER_FILE, type HostWorkspace } from './host-workspace.js';
 
 /** The files asp writes for itself in `<task dir>/.asp-host/`; only these are ever read back as asp's own. */
@@ -81,4 +83,14 @@ const HOST_NAMES: ReadonlySet<string> = new Set([...Object.values(HOST_FILES), O
  */
 export function plantedHostNames(files: string[]): string[] {
   return files.filter((file) => file.split('/').some((segment) => HOST_NAMES.has(segment)));
+}
+
+/** Where the host keeps the task text, whole; it goes into every sandbox as `.asp/task.txt` ($ASP_TASK_FILE). */
+export function taskTextFile(workspace: Pick<HostWorkspace, 'stateDir'>): string {
+  return path.join(workspace.stateDir, 'task.txt');
+}
+
+/** The task text's entry in a sandbox's workspace tar (packed relative to the task dir). */
+export function taskTextEntry(workspace: Pick<HostWorkspace, 'stateDir' | 'dir'>): PackEntry {
+  return { from: path.relative(workspace.dir, taskTextFile(workspace)), as: path.posix.relative(SANDBOX_WORKSPACE, SANDBOX_TASK_TEXT_FILE) };
 }

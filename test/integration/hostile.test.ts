@@ -305,7 +305,7 @@ describe.skipIf(!dockerAvailable)('hostile repositories against the real Docker 
       expect(readFileSync(path.join(aspDir(result), 'sub', 'delivery.json'), 'utf8')).toContain(victim);
       expect(JSON.parse(readFileSync(path.join(aspDir(result), 'result.json'), 'utf8'))).toMatchObject({ taskId: id, runId: result.runId, status: 'passed' });
       // asp's own state is where the sandbox cannot write: no plan there, since this task delivers nothing.
-      expect(readdirSync(path.join(result.workspacePath, '.asp-host')).sort()).toEqual(['events.jsonl', 'result.json', 'task.json', 'trace.json']);
+      expect(readdirSync(path.join(result.workspacePath, '.asp-host')).sort()).toEqual(['events.jsonl', 'result.json', 'task.json', 'task.txt', 'trace.json']);
 
       const approve = await asp(['approve', id, '--json'], cliEnv(hostSettings));
       expect(approve.code).toBe(2);

@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { TaskResult } from '../../src/supervisor/run-task.js';
@@ -11,6 +12,9 @@ import { currentSupervisor, ownershipLabels } from '../../src/docker/labels.js';
 import { containerSpec } from '../../src/supervisor/container-spec.js';
 import { identityMismatch } from '../../src/supervisor/hardened-container.js';
 import { runSession } from '../../src/supervisor/sandbox-session.js';
+import { feedSandbox } from '../../src/supervisor/workspace-feed.js';
+import { packForSandbox } from '../../src/docker/archive.js';
+import type { SandboxTask } from '../../src/protocol/messages.js';
 import { imageContext } from '../../src/supervisor/sandbox-image.js';
 import { repoWith } from '../helpers/repos.js';
 import { run } from '../helpers/run.js';
@@ -148,20 +152,25 @@ describe.skipIf(!dockerAvailable)('a sandbox whose runner is not hardened as ask
     // What an engine that ignored CapAdd would make: the same spec, the runner without its four capabilities.
     const spec = containerSpec({ name, image, volume: name, labels, limits: limitsSchema.parse({}), allowedEnv: {} });
     const id = await docker.createContainer({ ...spec, HostConfig: { ...spec.HostConfig, CapAdd: [] } });
-    let fed = false;
+    const seen: string[] = [];
+    const steps = [{ name: 'untrusted', run: 'echo ran', timeoutMs: 30_000 }];
+    const task: SandboxTask = { taskId: 'identity', task: '', steps, deadlineAt: Date.now() + 60_000, outputCapBytes: 1024, diskLimitBytes: 1024 ** 3, baseCommit: '0'.repeat(40), branch: 'asp/identity', secretEnv: [] };
+    const empty = mkdtempSync(path.join(os.tmpdir(), 'asp-identity-'));
     try {
       const ended = runSession(
         docker,
         id,
-        { steps: [], taskTimeoutMs: 60_000, deadlineAt: Date.now() + 60_000, feed: async () => void (fed = true), verifyIdentity: identityMismatch },
-        { onMessage: () => {}, onWarning: () => {}, onRunnerStderr: () => {} },
+        { steps, taskTimeoutMs: 60_000, deadlineAt: Date.now() + 60_000, feed: (stdin) => feedSandbox(stdin, task, packForSandbox(empty, [])), verifyIdentity: identityMismatch },
+        { onMessage: (message) => void seen.push(message.type), onWarning: () => {}, onRunnerStderr: () => {} },
       );
       const error = await ended.then(() => undefined, (caught: unknown) => caught);
       expect(error).toBeInstanceOf(AspError);
       expect((error as AspError).code).toBe('HARDENING_IGNORED');
       expect(exitCodeFor((error as AspError).code)).toBe(3);
       expect((error as AspError).message).toContain('holds capabilities 0000000000000000, not 00000000000000e4');
-      expect(fed).toBe(false);
+      // The task and the workspace went in, but no `start`: the untrusted step never ran.
+      expect(seen).toContain('hello');
+      expect(seen).not.toContain('step.start');
     } finally {
       await docker.removeContainer(id);
       await docker.removeVolume(name);

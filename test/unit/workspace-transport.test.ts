@@ -190,6 +190,24 @@ describe('the runner side: HostInput', () => {
     expect(checked.mode & 0o022).toBe(0);
   });
 
+  it('lets steps run only on the host\'s start, and never when the host goes away without one', async () => {
+    const stdin = new PassThrough();
+    const input = new HostInput(stdin, stepDir(), tempDir());
+    let started = false;
+    void input.started.then(() => (started = true), () => {});
+    await feedSandbox(stdin, task, packForSandbox(tempDir(), []));
+    await input.workspace;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(started).toBe(false);
+    stdin.write(encodeHostMessage({ type: 'start' }));
+    await expect(input.started).resolves.toBeUndefined();
+
+    const gone = new PassThrough();
+    const orphan = new HostInput(gone, stepDir(), tempDir());
+    gone.end(encodeHostMessage({ type: 'task', task }));
+    await expect(orphan.started).rejects.toThrow(/closed stdin before it said start/);
+  });
+
   it('is done when tar stopped at the end marker before workspace.end arrived, and not before that', async () => {
     const source = tempDir();
     mkdirSync(path.join(source, 'repo'));
