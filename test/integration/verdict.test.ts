@@ -1,4 +1,6 @@
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -174,6 +176,38 @@ describe.skipIf(!dockerAvailable)('a sandbox whose runner is not hardened as ask
     } finally {
       await docker.removeContainer(id);
       await docker.removeVolume(name);
+    }
+  });
+});
+
+describe('the runner opens no debugger, whoever signals it', () => {
+  it('keeps running and listens on no inspector port after SIGUSR1 (as root could send it)', async () => {
+    const runner = spawn(process.execPath, [path.resolve(import.meta.dirname, '..', '..', 'dist', 'image', 'asp-sandbox.mjs')], { stdio: ['pipe', 'pipe', 'pipe'] });
+    try {
+      let stdout = '';
+      runner.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+      await new Promise<void>((resolve) => runner.stdout.once('data', () => resolve()));
+      expect(stdout).toContain('"type":"hello"');
+      // Control: a plain Node process does open its inspector on SIGUSR1, so the refusal below means something.
+      const plain = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 5000)'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let plainErr = '';
+      plain.stderr.on('data', (chunk: Buffer) => (plainErr += chunk.toString('utf8')));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      plain.kill('SIGUSR1');
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      plain.kill('SIGKILL');
+      expect(plainErr).toContain('Debugger listening');
+
+      runner.kill('SIGUSR1');
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(runner.exitCode).toBeNull();
+      const reached = await new Promise<string>((resolve) => {
+        const socket = net.connect(9229, '127.0.0.1', () => resolve('connected'));
+        socket.on('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? 'error'));
+      });
+      expect(reached).toBe('ECONNREFUSED');
+    } finally {
+      runner.kill('SIGKILL');
     }
   });
 });
