@@ -40,26 +40,22 @@ export interface CheckResult {
 }
 
 export interface CheckRequest {
-  taskId: string;
   runId: string;
-  task: string;
+  /** What the agent's sandbox was given: the check inherits its task, deadline, caps and repositories. */
+  agentTask: SandboxTask;
   image: string;
   labels: Record<string, string>;
   limits: Limits;
   allowedEnv: Record<string, string>;
-  secretEnv: string[];
   runtime: string | undefined;
-  deadlineAt: number;
-  outputCapBytes: number;
   steps: ResolvedStep[];
   /** The host directory of `--check-dir`, already checked to be a directory. */
   checkDir: string | undefined;
   workspace: HostWorkspace;
-  /** The primary repository: its base commit and, when the sandbox's change was accepted, that change. */
-  base: string;
+  /** The change to the task's own repository the host fetched and accepted; null when none came back. */
   change: ChangeReport | null;
-  /** The other repositories of a multi-repo task, each with its accepted change if any. */
-  extras: Array<{ name: string; base: string; change: ChangeReport | null }>;
+  /** The accepted change of each other repository of a multi-repo task, by name. */
+  extraChanges: Map<string, ChangeReport | null>;
 }
 
 export interface CheckDeps {
@@ -80,9 +76,10 @@ export interface CheckDeps {
  */
 export async function runCheck(request: CheckRequest, deps: CheckDeps): Promise<CheckResult> {
   const { docker, trace, events, warn } = deps;
-  const volume = `asp-ck-${request.taskId}-${request.runId}`;
+  const { taskId, repos = [] } = request.agentTask;
+  const volume = `asp-ck-${taskId}-${request.runId}`;
   const artifactsDir = path.join(request.workspace.artifactsDir, CHECK_ARTIFACTS_DIR);
-  const commit = request.change?.head ?? request.base;
+  const commit = request.change?.head ?? request.agentTask.baseCommit;
   const prefixed = request.steps.map((step) => ({ ...step, name: `${CHECK_STEP_PREFIX}${step.name}` }));
   let containerId: string | undefined;
   let volumeMade = false;
@@ -93,7 +90,7 @@ export async function runCheck(request: CheckRequest, deps: CheckDeps): Promise<
       containerId = await createHardenedContainer(
         docker,
         containerSpec({
-          name: `asp-${request.taskId}-${request.runId}-check`,
+          name: `asp-${taskId}-${request.runId}-check`,
           image: request.image,
           volume,
           labels: request.labels,
@@ -105,27 +102,22 @@ export async function runCheck(request: CheckRequest, deps: CheckDeps): Promise<
       );
       return containerId;
     });
+    // The agent's task with the check's steps, and no model gateway: the check grades, it does not ask a model.
+    const { modelGateway: _gateway, ...inherited } = request.agentTask;
+    const checkouts = [
+      ...(request.change ? [{ dir: SANDBOX_REPO_DIR, change: request.change }] : []),
+      ...repos.flatMap((repo) => {
+        const change = request.extraChanges.get(repo.name);
+        return change ? [{ dir: path.posix.join(SANDBOX_REPOS_DIR, repo.name), change }] : [];
+      }),
+    ];
     const sandboxTask: SandboxTask = {
-      taskId: request.taskId,
-      task: request.task,
+      ...inherited,
       steps: request.steps,
-      deadlineAt: request.deadlineAt,
-      outputCapBytes: request.outputCapBytes,
-      diskLimitBytes: request.limits.disk,
-      baseCommit: request.base,
-      branch: request.change?.branch ?? `asp/${request.taskId}`,
-      secretEnv: request.secretEnv,
-      ...(request.extras.length ? { repos: request.extras.map((extra) => ({ name: extra.name, baseCommit: extra.base })) } : {}),
-      check: {
-        checkout: [
-          ...(request.change ? [{ dir: SANDBOX_REPO_DIR, commit: request.change.head, branch: request.change.branch }] : []),
-          ...request.extras.flatMap((extra) => (extra.change ? [{ dir: path.posix.join(SANDBOX_REPOS_DIR, extra.name), commit: extra.change.head, branch: extra.change.branch }] : [])),
-        ],
-        files: request.checkDir !== undefined,
-      },
+      check: { checkout: checkouts.map(({ dir, change }) => ({ dir, commit: change.head, branch: change.branch })), files: request.checkDir !== undefined },
     };
     // The host's own clone: the base commit, and the change's objects under the ref the fetch wrote. Nothing else.
-    const entries = ['repo', taskTextEntry(request.workspace), ...(request.extras.length ? ['repos'] : [])];
+    const entries = ['repo', taskTextEntry(request.workspace), ...(repos.length ? ['repos'] : [])];
     const feed = (stdin: Writable) =>
       feedSandbox(stdin, sandboxTask, packForSandbox(request.workspace.dir, entries), request.checkDir !== undefined ? packCheckDir(request.checkDir) : undefined).catch((error: unknown) => {
         throw new AspError('WORKSPACE_FAILED', `cannot send the check's workspace into its sandbox: ${errorMessage(error)}`, 'check that the workspace and --check-dir are readable');
@@ -135,7 +127,7 @@ export async function runCheck(request: CheckRequest, deps: CheckDeps): Promise<
       runSession(
         docker,
         id,
-        { steps: prefixed, taskTimeoutMs: request.limits.timeout, deadlineAt: request.deadlineAt, signal: deps.signal, feed, verifyIdentity: identityMismatch },
+        { steps: prefixed, taskTimeoutMs: request.limits.timeout, deadlineAt: sandboxTask.deadlineAt, signal: deps.signal, feed, verifyIdentity: identityMismatch },
         {
           // The check's stream goes through the task's events (one events.jsonl, one trace), its steps renamed.
           onMessage: (message, reply) => (message.type === 'artifacts.chunk' || message.type === 'artifacts.end' ? undefined : events.handle(rename(message), reply, undefined)),

@@ -319,30 +319,25 @@ export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult
         }
       }
     }
-    if (checkSteps.length && outcome.status === 'passed' && commit && image && !deps.forceSignal?.aborted) {
+    const checkImage = image;
+    if (checkSteps.length && outcome.status === 'passed' && checkImage && !deps.forceSignal?.aborted) {
       // The steps passed in their own sandbox: the clean-room check, in a fresh one, decides whether the task did.
-      const base = commit;
-      log.info({ taskId, commit: change?.head ?? base }, `clean-room check: ${checkSteps.length} step(s) on ${change ? `the change (${change.head.slice(0, 12)})` : 'the base commit (no change came back)'}`);
+      log.info({ taskId, commit: change?.head ?? sandboxTask.baseCommit }, `clean-room check: ${checkSteps.length} step(s) on ${change ? `the change (${change.head.slice(0, 12)})` : 'the base commit (no change came back)'}`);
       check = await trace.phase('check', () =>
         runCheck(
           {
-            taskId,
             runId,
-            task: spec.task,
-            image: image as string,
+            agentTask: sandboxTask,
+            image: checkImage,
             labels: ownershipLabels(owner),
             limits: spec.limits,
             allowedEnv: sandboxEnvironment,
-            secretEnv: Object.keys(sandboxEnvironment).filter((name) => SECRET_NAME.test(name)),
             runtime: spec.runtime,
-            deadlineAt: startedAt.getTime() + spec.limits.timeout,
-            outputCapBytes: spec.outputCap,
             steps: checkSteps,
             checkDir,
             workspace,
-            base,
             change,
-            extras: extras.map((extra) => ({ name: extra.name, base: extra.commit, change: extraChanges.find((entry) => entry.name === extra.name)?.change ?? null })),
+            extraChanges: new Map(extraChanges.map((extra) => [extra.name, extra.change])),
           },
           { docker, trace, events, log, warn, signal: deps.signal, forceSignal: deps.forceSignal },
         ),

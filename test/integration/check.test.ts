@@ -7,6 +7,7 @@ import { uniqueSeconds } from '../fixtures/hostile/hostile-task.js';
 import { keyValues } from '../fixtures/hostile/privilege-probe.js';
 import { dockerAvailable, leftovers, testSettings } from '../helpers/docker.js';
 import { hostProcesses } from '../helpers/host-checks.js';
+import { repoWith } from '../helpers/repos.js';
 import { run, trace } from '../helpers/run.js';
 
 const view = (result: TaskResult, file: string) => keyValues(readFileSync(path.join(result.workspacePath, '.asp', file), 'utf8'));
@@ -69,6 +70,17 @@ describe.skipIf(!dockerAvailable)('a clean-room check decides the verdict', () =
     const accuracy = trace(result).scores.find((score) => score.name === 'probe_accuracy');
     expect(accuracy?.value).toBe(0.25);
     expect(existsSync(path.join(result.workspacePath, '.asp', 'check', 'tests.json'))).toBe(true);
+  });
+
+  it('sees the change of every repository of a multi-repo task', async () => {
+    const api = repoWith({ 'api.txt': 'old api\n' });
+    const web = repoWith({ 'web.txt': 'old web\n' });
+    const edits = 'echo "new api" > api.txt && echo "new web" > ../repos/web/web.txt';
+    const look = 'test "$(cat api.txt)" = "new api" && test "$(cat ../repos/web/web.txt)" = "new web" && echo "both changes seen"';
+    const { result, output } = await run(settings, { repo: api, repos: [{ name: 'web', repo: web }], steps: [{ name: 'edit', run: edits }], check: [{ name: 'look', run: look }] });
+    expect(output).toContain('[check:look] both changes seen');
+    expect(result.exitCode).toBe(0);
+    expect(result.repos).toEqual([expect.objectContaining({ name: 'web', change: expect.objectContaining({ commits: 1 }) })]);
   });
 
   it('is not run when the steps failed: the steps\' failure is the verdict, and their own test results score nothing', async () => {
