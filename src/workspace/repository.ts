@@ -86,6 +86,9 @@ export async function cloneRepository(
   const location = shaping.length && source.kind === 'local' ? `file://${source.location}` : source.location;
   // No --quiet anywhere: simple-git waits an extra 50 ms after any git command that prints nothing.
   // Without --ref the clone checks out the remote HEAD itself: two git processes in all, not four.
+  // Checked again right before the clone: the source may have changed since the task was accepted (a batch
+  // clones long after it read its list).
+  if (source.kind === 'local') assertSelfContained(source.location, source.display);
   try {
     await git().clone(location, destination, [...(ref ? ['--no-checkout'] : []), ...shaping]);
   } catch (error) {

@@ -13,8 +13,13 @@ import { AspError } from '../asp-error.js';
  * The check reads only names and file types; it never follows a link or opens what one points at.
  */
 export function assertSelfContained(location: string, display: string): void {
-  const found = findGitDir(location);
-  if (!found) return; // not a repository at all: git says so, in its own words
+  // Every place git might take the repository from is checked, not just the first that looks like one: git's own
+  // test is stricter (a valid HEAD, refs/ and objects/), so a decoy `.git` that passes ours but not git's would
+  // have git clone the hostile bare repository beside it while the check looked at the decoy.
+  for (const found of gitDirCandidates(location)) checkGitDir(found, display);
+}
+
+function checkGitDir(found: GitDir, display: string): void {
   const refuse = (what: string, hint: string) => new AspError('BAD_INPUT', `repository ${display} reaches outside itself: ${what}`, hint);
   const yours = 'if it is your own repository, make a self-contained copy first; otherwise do not run it';
   if (found.kind === 'link') throw refuse('its .git is a symbolic link', `${yours} (pass the directory the link points at)`);
@@ -37,27 +42,29 @@ export function assertSelfContained(location: string, display: string): void {
 type GitDir = { kind: 'dir'; dir: string } | { kind: 'gitfile' } | { kind: 'link' };
 
 /**
- * Where git finds the repository of a local path, in git clone's own order (`<path>/.git`, `<path>`,
- * `<path>.git/.git`, `<path>.git`), so the check looks at the repository git would clone.
+ * Every place git may find the repository of a local path, in git clone's own order (`<path>/.git`, `<path>`,
+ * `<path>.git/.git`, `<path>.git`), each that looks like one: the check looks at all of them, so whichever git
+ * settles on has been checked.
  */
-function findGitDir(location: string): GitDir | undefined {
+function gitDirCandidates(location: string): GitDir[] {
   // The path itself is the user's: a link there is followed. Links inside the repository are not.
   let root: string;
   try {
     root = realpathSync(location);
   } catch {
-    return undefined;
+    return []; // not there at all: git says so, in its own words
   }
+  const found: GitDir[] = [];
   for (const candidate of [path.join(root, '.git'), root, `${root}.git/.git`, `${root}.git`]) {
     const info = lstatOrUndefined(candidate);
     if (!info) continue;
-    if (info.isSymbolicLink()) return { kind: 'link' };
-    if (info.isFile() && isGitFile(candidate)) return { kind: 'gitfile' };
-    if (info.isDirectory() && lstatOrUndefined(path.join(candidate, 'HEAD')) && (lstatOrUndefined(path.join(candidate, 'objects')) || lstatOrUndefined(path.join(candidate, 'commondir')))) {
-      return { kind: 'dir', dir: candidate };
+    if (info.isSymbolicLink()) found.push({ kind: 'link' });
+    else if (info.isFile() && isGitFile(candidate)) found.push({ kind: 'gitfile' });
+    else if (info.isDirectory() && lstatOrUndefined(path.join(candidate, 'HEAD')) && (lstatOrUndefined(path.join(candidate, 'objects')) || lstatOrUndefined(path.join(candidate, 'commondir')))) {
+      found.push({ kind: 'dir', dir: candidate });
     }
   }
-  return undefined;
+  return found;
 }
 
 function isGitFile(file: string): boolean {

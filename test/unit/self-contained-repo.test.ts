@@ -17,7 +17,7 @@ import { gitIn, repoWith } from '../helpers/repos.js';
 const env = { PATH: process.env.PATH };
 const KINDS = Object.keys(REACHING) as ReachingKind[];
 /** The ways through which plain git, asked for a shallow clone, really hands over the private file. */
-const LEAKS_THROUGH_GIT: ReachingKind[] = ['alternates', 'alternates and a symlinked ref', 'a symlinked pack', 'commondir', 'a .git file'];
+const LEAKS_THROUGH_GIT: ReachingKind[] = ['alternates', 'alternates and a symlinked ref', 'a symlinked pack', 'commondir', 'a .git file', 'a decoy .git'];
 const SHAPES: Array<[string, TaskSpecInput['clone']]> = [
   ['a plain clone', undefined],
   ['--depth 1', { depth: 1 }],
@@ -139,7 +139,7 @@ describe('local sources that reach outside themselves (issue 14, item 4)', () =>
     expect(error.message).toContain('objects/info/alternates borrows objects from another repository');
   });
 
-  it('checks what the clone made as well: an alternates file that appears after the check is refused', async () => {
+  it('checks again right before the clone: an alternates file that appears after the task was accepted is refused', async () => {
     const target = privateRepo();
     const source = resolveRepoSource(repoWith({ 'README.md': 'fine at first\n' }), os.tmpdir());
     // The source changes between the check and the clone.
@@ -147,8 +147,9 @@ describe('local sources that reach outside themselves (issue 14, item 4)', () =>
     const destination = path.join(mkdtempSync(path.join(os.tmpdir(), 'asp-reach-')), 'repo');
     await expect(cloneRepository(source, destination, undefined, env)).rejects.toMatchObject({
       code: 'BAD_INPUT',
-      message: expect.stringContaining('the clone got objects/info/alternates from it'),
+      message: expect.stringContaining('reaches outside itself: objects/info/alternates borrows objects from another repository'),
     });
+    expect(existsSync(destination)).toBe(false); // refused before git made anything
   });
 
   describe('self-contained repositories still run', () => {
