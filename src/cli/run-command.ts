@@ -4,7 +4,7 @@ import { parseStepFlag } from '../config/pipeline.js';
 import { readInputFile } from '../config/input-file.js';
 import { MAX_TASK_BYTES, parseTaskSpec, type TaskSpecInput } from '../config/task-spec.js';
 import { formatDuration } from '../config/units.js';
-import { printable } from '../protocol/printable.js';
+import { printable, printableLine } from '../protocol/printable.js';
 import { sweep } from '../reaper/sweep.js';
 import { systemClock } from '../supervisor/clock.js';
 import { runTask, type TaskResult } from '../supervisor/run-task.js';
@@ -216,7 +216,7 @@ function summary(result: TaskResult): string {
     lines.push(`  clean-room check on ${result.check.commit.slice(0, 12)}: ${result.check.status} (.asp/check/)`);
     for (const step of result.check.steps) lines.push(stepLine('    check', step));
   }
-  if (result.error && result.exitCode !== EXIT.ok) lines.push(`  reason: ${result.error}`);
+  if (result.error && result.exitCode !== EXIT.ok) lines.push(`  reason: ${printableLine(result.error)}`);
   if (result.models) lines.push(`  model: ${result.models.provider}:${result.models.model}, ${result.models.calls} call(s), ${result.models.tokens} tokens, $${result.models.costUsd.toFixed(4)}`);
   if (result.delivery) {
     const delivery = result.delivery;
@@ -229,8 +229,12 @@ function summary(result: TaskResult): string {
     const change = result.change;
     lines.push(`  changes: ${change.commits} commit(s) on ${change.branch}, ${change.filesChanged} file(s), +${change.insertions} -${change.deletions} (.asp/change.bundle, .asp/diff.patch)`);
   } else if (result.status === 'passed') lines.push('  changes: none');
-  lines.push(`  artifacts: ${result.workspacePath}/.asp/ (${result.artifacts.join(', ') || 'none'})`);
+  // File names came from the sandbox: one line each, a newline in a name cannot start a line of its own.
+  lines.push(`  artifacts: ${result.workspacePath}/.asp/ (${result.artifacts.map(printableLine).join(', ') || 'none'})`);
   lines.push(`  trace: ${result.tracePath}${result.traceDelivery === 'exported' ? ' (sent to Langfuse)' : result.traceDelivery === 'queued' ? ' (in the outbox: asp traces push)' : ''}`);
-  if (result.kept) lines.push(`  kept: container, volume asp-ws-${result.taskId}-${result.runId} and ${result.workspacePath}/repo (remove with asp reap --all)`);
+  // The clone stays for asp approve (a decision or a failed push); the container and volume only with --keep.
+  const pending = result.delivery !== null && (Boolean(result.delivery.error) || result.delivery.hitlStatus === 'awaiting_approval' || result.delivery.hitlStatus === 'deferred');
+  if (pending) lines.push(`  kept: ${result.workspacePath}/repo, for asp approve ${result.taskId} [--branch B | --deny]`);
+  else if (result.kept) lines.push(`  kept: container, volume asp-ws-${result.taskId}-${result.runId} and ${result.workspacePath}/repo (remove with asp reap --all)`);
   return lines.join('\n') + '\n';
 }

@@ -10,7 +10,7 @@ export const STEP_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 /** A branch asp pushes to: plain characters, never an option (`-…`), never a range (`..`). */
 export const BRANCH_NAME_PATTERN = /^(?!-)(?!.*\.\.)(?!.*\/\/)[A-Za-z0-9._/-]{1,200}(?<![./])$/;
 export const BRANCH_NAME_RULE = 'must be a plain git branch name (letters, digits, ".", "_", "-", "/")';
-const RESERVED_STEP_NAMES = new Set(['task', 'trace', 'events', 'usage', 'report', 'result', 'owner']);
+const RESERVED_STEP_NAMES = new Set(['task', 'trace', 'events', 'usage', 'report', 'result', 'owner', 'delivery']);
 
 const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
   const ms = typeof value === 'number' ? value * 1000 : parseDuration(value);

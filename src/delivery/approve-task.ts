@@ -58,8 +58,9 @@ export async function approveTask(taskId: string, options: ApproveOptions, deps:
   const entries = saved.entries;
   const open = entries.filter(isOpen);
   if (!open.length) throw new AspError('BAD_INPUT', `task ${taskId} was ${entries[0]?.outcome.hitlStatus ?? 'decided'} already`, 'nothing is left to decide');
-  const gone = open.find((entry) => !isDirectory(entry.repoDir));
-  if (gone) throw new AspError('NOT_FOUND', `the clone of ${taskId} is gone (${gone.repoDir})`, 'run the task again');
+  // Denying needs no clone: it discards what is pending, also after asp reap --all released the clone.
+  const gone = options.deny ? undefined : open.find((entry) => !isDirectory(entry.repoDir));
+  if (gone) throw new AspError('NOT_FOUND', `the clone of ${taskId} is gone (${gone.repoDir})`, 'run the task again, or asp approve --deny to close it');
   const document = await readTrace(workspace);
 
   const tracePath = userCopyPath(workspace, 'trace');

@@ -18,7 +18,8 @@ import { containerSpec } from './container-spec.js';
 import { createHardenedContainer, identityMismatch } from './hardened-container.js';
 import type { Log } from './log.js';
 import { runSession } from './sandbox-session.js';
-import { outcomeOf, stepResults, type StepResult } from './session-outcome.js';
+import { outcomeOf, stepResults, whyStopped, type StepResult } from './session-outcome.js';
+import { writeMissingStepRecords } from './step-records.js';
 import type { TaskEvents } from './task-events.js';
 import { feedSandbox } from './workspace-feed.js';
 
@@ -127,7 +128,8 @@ export async function runCheck(request: CheckRequest, deps: CheckDeps): Promise<
       runSession(
         docker,
         id,
-        { steps: prefixed, taskTimeoutMs: request.limits.timeout, deadlineAt: sandboxTask.deadlineAt, signal: deps.signal, feed, verifyIdentity: identityMismatch },
+        // The session reads the runner's own lines, before the renaming: its deadlines go by the steps' own names.
+        { steps: request.steps, taskTimeoutMs: request.limits.timeout, deadlineAt: sandboxTask.deadlineAt, signal: deps.signal, feed, verifyIdentity: identityMismatch },
         {
           // The check's stream goes through the task's events (one events.jsonl, one trace), its steps renamed.
           onMessage: (message, reply) => (message.type === 'artifacts.chunk' || message.type === 'artifacts.end' ? undefined : events.handle(rename(message), reply, undefined)),
@@ -140,18 +142,17 @@ export async function runCheck(request: CheckRequest, deps: CheckDeps): Promise<
       ),
     );
     let outcome = outcomeOf(end);
+    events.steps.stop(new Date(), whyStopped(end));
     if (end.kind === 'exited' && !end.taskEnd) outcome = { status: 'error', exitCode: EXIT.infrastructure, error: `the check's sandbox stopped (exit ${end.statusCode}) without reporting` };
     if (outcome.status !== 'passed' && !outcome.error) outcome = { ...outcome, error: 'the clean-room check failed' };
+    const steps = stepResults(prefixed, events.stepStarts, events.stepEnds, outcome.status, events.steps).map((step) => ({ ...step, name: step.name.slice(CHECK_STEP_PREFIX.length) }));
     if (!deps.forceSignal?.aborted) {
       const extracted = await trace.phase('check:copy-out', () => copyCheckArtifacts(docker, id, artifactsDir, warn));
       for (const rejected of extracted.rejected) warn(`not copied out of the check's sandbox: .asp/${rejected.name.replace(/^\.asp\/?/, '')} (${rejected.reason})`);
+      // A check step killed before it wrote its record (a deadline) gets one from the host, as the steps' do.
+      await writeMissingStepRecords(artifactsDir, events.steps, steps, warn, (name) => `${CHECK_STEP_PREFIX}${name}`);
     }
-    return {
-      ...outcome,
-      commit,
-      steps: stepResults(prefixed, events.stepStarts, events.stepEnds, outcome.status, events.steps).map((step) => ({ ...step, name: step.name.slice(CHECK_STEP_PREFIX.length) })),
-      artifactsDir,
-    };
+    return { ...outcome, commit, steps, artifactsDir };
   } finally {
     // The check's stack is its own and never kept: container first (a mounted volume cannot go), then the volume.
     if (containerId) await docker.removeContainer(containerId).catch((error: unknown) => warn(`cleanup of the check incomplete: ${errorMessage(error)} (asp reap will finish it)`));

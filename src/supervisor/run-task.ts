@@ -30,9 +30,9 @@ import type { Clock } from './clock.js';
 import { containerSpec } from './container-spec.js';
 import { checkRuntime, createHardenedContainer, identityMismatch } from './hardened-container.js';
 import { checkDirOf, runCheck, type CheckResult } from './check-phase.js';
-import { outcomeOf, stepResults, type StepResult } from './session-outcome.js';
+import { outcomeOf, stepResults, whyStopped, type StepResult } from './session-outcome.js';
 import type { Log } from './log.js';
-import { runSession, type SessionEnd } from './sandbox-session.js';
+import { runSession } from './sandbox-session.js';
 import { chooseModel, MODEL_KEY_VARIABLES, modelSecrets } from '../models/model-choice.js';
 import { MODEL_ENDPOINT_PORT, modelUse, openTaskGateway, type GatewayOverrides, type ModelUse, type TaskGateway } from './task-gateway.js';
 import { checkLimitsFit } from './limits-fit.js';
@@ -461,18 +461,6 @@ async function settleBoth<A, B>(first: Promise<A>, second: Promise<B>): Promise<
 }
 
 /** Why the sandbox stopped, for the record of a step it stopped under. */
-function whyStopped(end: SessionEnd): string {
-  switch (end.kind) {
-    case 'deadline':
-    case 'stopped':
-      return end.what;
-    case 'interrupted':
-      return 'interrupted';
-    case 'exited':
-      return `the sandbox exited (${end.statusCode}) before the step ended`;
-  }
-}
-
 /** Copies `.asp/` out; a second interrupt (`forceSignal`) cuts it short and resolves undefined, so removal comes at once. */
 async function copyOut(docker: DockerPort, containerId: string, workspace: HostWorkspace, forceSignal: AbortSignal | undefined, warn: (message: string) => void): Promise<ExtractResult | undefined> {
   const archive = await docker.getArchive(containerId, SANDBOX_ARTIFACTS_DIR).catch((error: unknown) => {

@@ -34,6 +34,19 @@ export function outcomeOf(end: SessionEnd): SessionOutcome {
   }
 }
 
+/** Why the steps still open when a session ended did not end themselves, for their host-written records. */
+export function whyStopped(end: SessionEnd): string {
+  switch (end.kind) {
+    case 'deadline':
+    case 'stopped':
+      return end.what;
+    case 'interrupted':
+      return 'interrupted';
+    case 'exited':
+      return `the sandbox exited (${end.statusCode}) before the step ended`;
+  }
+}
+
 /** Each planned step as the protocol told it: how it ended, or that it never ended, or never started. */
 export function stepResults(steps: ResolvedStep[], starts: Set<string>, ends: Map<string, StepEnd>, status: TaskStatus, tracker: StepTracker): StepResult[] {
   return steps.map((step): StepResult => {

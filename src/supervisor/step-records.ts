@@ -32,6 +32,8 @@ interface Tracked {
   tail: Buffer;
   outputBytes: number;
   end?: StepEndMessage & { endedAt: Date };
+  /** When and why its sandbox stopped while the step had not ended (a task has two sandboxes with a check). */
+  stopped?: { at: Date; why: string };
 }
 
 /**
@@ -41,7 +43,6 @@ interface Tracked {
  */
 export class StepTracker {
   private readonly steps = new Map<string, Tracked>();
-  private stopped: { at: Date; why: string } | undefined;
 
   constructor(private readonly clock: Clock) {}
 
@@ -59,9 +60,12 @@ export class StepTracker {
     } else if (message.type === 'step.end') step.end = { ...message, endedAt: this.clock.now() };
   }
 
-  /** The sandbox stopped (or was stopped) at `at` because of `why`: steps still open ended there. The first call counts. */
+  /**
+   * A sandbox stopped (or was stopped) at `at` because of `why`: the steps still open ended there. Each step keeps
+   * the first stop it saw, so a later sandbox's (the clean-room check's) stop speaks for its own steps only.
+   */
   stop(at: Date, why: string): void {
-    this.stopped ??= { at, why };
+    for (const step of this.steps.values()) if (!step.end) step.stopped ??= { at, why };
   }
 
   /** How long a step ran: its own word when it ended, else until the sandbox stopped; null when it never started. */
@@ -69,7 +73,7 @@ export class StepTracker {
     const step = this.steps.get(name);
     if (!step) return null;
     if (step.end) return step.end.durationMs;
-    return Math.max(0, (this.stopped?.at ?? this.clock.now()).getTime() - step.startedAt.getTime());
+    return Math.max(0, (step.stopped?.at ?? this.clock.now()).getTime() - step.startedAt.getTime());
   }
 
   /** The record of a started step, as the host saw it; `exitCode` is the status the task result gives it. */
@@ -77,7 +81,7 @@ export class StepTracker {
     const step = this.steps.get(name);
     if (!step) return undefined;
     const durationMs = this.durationMs(name) ?? 0;
-    const reason = step.end ? step.end.reason : (this.stopped?.why ?? 'the task ended before the step did');
+    const reason = step.end ? step.end.reason : (step.stopped?.why ?? 'the task ended before the step did');
     return {
       name,
       command: step.command,
@@ -105,15 +109,17 @@ export async function writeMissingStepRecords(
   tracker: StepTracker,
   steps: Array<{ name: string; exitCode: number | null }>,
   warn: (message: string) => void,
+  /** How the protocol names a step, when not as its file (the check's steps are `check:<name>` there). */
+  trackedAs: (name: string) => string = (name) => name,
 ): Promise<string[]> {
   const written: string[] = [];
   for (const step of steps) {
-    const record = tracker.record(step.name, step.exitCode);
+    const record = tracker.record(trackedAs(step.name), step.exitCode);
     if (!record) continue;
     const file = path.join(artifactsDir, `${step.name}.json`);
     if (await lstat(file).then(() => true, () => false)) continue;
     try {
-      await writeFile(file, JSON.stringify(record, null, 2) + '\n', { flag: 'wx' });
+      await writeFile(file, JSON.stringify({ ...record, name: step.name }, null, 2) + '\n', { flag: 'wx' });
       written.push(`${step.name}.json`);
     } catch (error) {
       warn(`.asp/${step.name}.json not written: ${errorMessage(error)}`);

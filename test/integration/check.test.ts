@@ -83,6 +83,16 @@ describe.skipIf(!dockerAvailable)('a clean-room check decides the verdict', () =
     expect(result.repos).toEqual([expect.objectContaining({ name: 'web', change: expect.objectContaining({ commits: 1 }) })]);
   });
 
+  it('a check step killed at its deadline ends the task with 124 and still gets its record, written by the host', async () => {
+    const { result } = await run(settings, { repo: repoWith({ 'a.txt': 'a\n' }), steps: [{ name: 'agent', run: 'true' }], check: [{ name: 'slow', run: 'echo "checking"; sleep 30', timeout: '2s' }] });
+    expect(result.exitCode).toBe(124);
+    expect(result.check).toMatchObject({ status: 'timeout', exitCode: 124, steps: [{ name: 'slow', status: 'timeout', exitCode: 124 }] });
+    expect(result.check?.steps[0]?.durationMs).toBeGreaterThanOrEqual(1500);
+    const record = JSON.parse(readFileSync(path.join(result.workspacePath, '.asp', 'check', 'slow.json'), 'utf8')) as Record<string, unknown>;
+    expect(record).toMatchObject({ name: 'slow', writtenBy: 'host', timedOut: true, outputTail: 'checking\n' });
+    expect(record.reason).toMatch(/deadline/);
+  });
+
   it('is not run when the steps failed: the steps\' failure is the verdict, and their own test results score nothing', async () => {
     const task = failingCheck();
     const claim = `echo '{"passed":9,"failed":0,"total":9}' > "$ASP_ARTIFACTS/test_results.json"; mkdir -p "$ASP_ARTIFACTS/check"; cp "$ASP_ARTIFACTS/test_results.json" "$ASP_ARTIFACTS/check/"; exit 3`;
