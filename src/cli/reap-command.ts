@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { printableLine } from '../protocol/printable.js';
 import { EXIT } from '../asp-error.js';
 import { reap } from '../reaper/reap.js';
 import type { ReapItem, ReapReport } from '../reaper/reap-report.js';
@@ -43,7 +44,7 @@ async function reapCommand(flags: ReapFlags): Promise<number> {
     const exitCode = failed || !report.docker.ok ? EXIT.infrastructure : EXIT.ok;
     if (json) context.stdout(JSON.stringify({ ...report, exitCode }) + '\n');
     else context.stdout(describe(report));
-    if (!report.docker.ok) process.stderr.write(`asp: error: ${report.docker.error ?? 'Docker failed'}${report.docker.hint ? ` — ${report.docker.hint}` : ''} (host dirs were still reaped)\n`);
+    if (!report.docker.ok) process.stderr.write(`asp: error: ${printableLine(report.docker.error ?? 'Docker failed')}${report.docker.hint ? ` — ${report.docker.hint}` : ''} (host dirs were still reaped)\n`);
     else if (failed) process.stderr.write('asp: error: some objects could not be removed (see above) — check the Docker daemon and rerun asp reap\n');
     return exitCode;
   } catch (error) {

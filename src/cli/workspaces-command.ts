@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { printableLine } from '../protocol/printable.js';
 import { EXIT } from '../asp-error.js';
 import { formatAge, formatBytes } from '../config/units.js';
 import { supervisorState } from '../docker/labels.js';
@@ -94,7 +95,7 @@ async function pruneCommand(flags: PruneFlags): Promise<number> {
     const exitCode = failed.length ? EXIT.infrastructure : EXIT.ok;
     if (json) context.stdout(JSON.stringify({ ...report, exitCode }) + '\n');
     else context.stdout(describe(report));
-    if (failed.length) process.stderr.write(`asp: error: ${failed.length} task dirs were not pruned: ${failed[0]?.error ?? ''}\n`);
+    if (failed.length) process.stderr.write(`asp: error: ${failed.length} task dirs were not pruned: ${printableLine(failed[0]?.error ?? '')}\n`);
     return exitCode;
   } catch (error) {
     return reportFailure(error, { json, debug: false });
