@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { lstatSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 
 /**
@@ -47,8 +47,10 @@ export function fingerprint(target: string): string {
 
 /** Every file under `dir` read as text and joined: where a leaked secret would show up. */
 export function allText(dir: string): string {
+  if (!existsSync(dir)) return '';
+  // latin1: every byte stays one character, so binary files (packs, bundles) are searched too.
   return readdirSync(dir, { recursive: true, withFileTypes: true })
     .filter((entry) => entry.isFile())
-    .map((entry) => readFileSync(path.join(entry.parentPath, entry.name), 'utf8'))
+    .map((entry) => readFileSync(path.join(entry.parentPath, entry.name), 'latin1'))
     .join('\n');
 }

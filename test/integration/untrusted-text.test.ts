@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { linkedPipeline, privateRepo, REACHING } from '../fixtures/hostile/reaching-repos.js';
 import { ESCAPES, terminalEscapes } from '../fixtures/hostile/terminal-escapes.js';
 import { dockerAvailable, leftovers } from '../helpers/docker.js';
+import { allText } from '../helpers/host-checks.js';
 
 const main = path.resolve(import.meta.dirname, '..', '..', 'dist', 'src', 'cli', 'main.js');
 
@@ -48,14 +49,6 @@ function filesNamed(dir: string, name: string): string[] {
   return readdirSync(dir, { recursive: true, withFileTypes: true })
     .filter((entry) => entry.isFile() && entry.name === name)
     .map((entry) => path.join(entry.parentPath, entry.name));
-}
-
-function everything(dir: string): string {
-  if (!existsSync(dir)) return '';
-  return readdirSync(dir, { recursive: true, withFileTypes: true })
-    .filter((entry) => entry.isFile())
-    .map((entry) => readFileSync(path.join(entry.parentPath, entry.name), 'latin1'))
-    .join('\n');
 }
 
 /**
@@ -136,7 +129,7 @@ describe.skipIf(!dockerAvailable)('untrusted text and files, through the real CL
       expect(result.code, stderr).toBe(2);
       expect(stderr).toContain('asp: error: asp.pipeline.json in the repository is a symbolic link');
       expect(stderr.trim().split('\n').filter((line) => line.startsWith('asp: error:'))).toHaveLength(1);
-      for (const text of [result.stdout.toString(), stderr, everything(env.ASP_WORKSPACES), everything(env.ASP_HOME)]) {
+      for (const text of [result.stdout.toString(), stderr, allText(env.ASP_WORKSPACES), allText(env.ASP_HOME)]) {
         expect(text).not.toContain(secret);
         expect(text).not.toContain('elsewhere');
       }
@@ -158,7 +151,7 @@ describe.skipIf(!dockerAvailable)('untrusted text and files, through the real CL
       expect(stderr).toBe(`asp: error: repository ${hostile} reaches outside itself: objects/info/alternates borrows objects from another repository — if it is your own repository, make a self-contained copy first; otherwise do not run it (git repack -a -d, then delete objects/info/alternates)\n`);
       expect(result.stdout.toString()).toBe('');
       expect(existsSync(env.ASP_WORKSPACES) ? readdirSync(env.ASP_WORKSPACES) : []).toEqual([]);
-      expect(everything(env.ASP_HOME)).not.toContain(target.secret);
+      expect(allText(env.ASP_HOME)).not.toContain(target.secret);
     });
   });
 });

@@ -12,6 +12,7 @@ import { silentLog } from '../../src/supervisor/log.js';
 import { runTask } from '../../src/supervisor/run-task.js';
 import { cloneRepository, resolveRepoSource } from '../../src/workspace/repository.js';
 import { privateRepo, REACHING, type ReachingKind } from '../fixtures/hostile/reaching-repos.js';
+import { allText } from '../helpers/host-checks.js';
 import { gitIn, repoWith } from '../helpers/repos.js';
 
 const env = { PATH: process.env.PATH };
@@ -37,15 +38,6 @@ function tripwire(): { docker: DockerPort; calls: string[] } {
           },
   });
   return { docker, calls };
-}
-
-/** Every file under `dir`, read as text, for a secret that must not be in any of them. */
-function everything(dir: string): string {
-  if (!existsSync(dir)) return '';
-  return readdirSync(dir, { recursive: true, withFileTypes: true })
-    .filter((entry) => entry.isFile())
-    .map((entry) => readFileSync(path.join(entry.parentPath, entry.name), 'latin1'))
-    .join('\n');
 }
 
 function refusal(action: () => unknown): AspError {
@@ -109,7 +101,7 @@ describe('local sources that reach outside themselves (issue 14, item 4)', () =>
       expect(calls).toEqual([]);
       expect(existsSync(settings.workspacesRoot) ? readdirSync(settings.workspacesRoot) : []).toEqual([]);
       expect(existsSync(settings.home) ? readdirSync(settings.home) : []).toEqual([]);
-      expect(everything(base)).not.toContain(target.secret);
+      expect(allText(base)).not.toContain(target.secret);
       expect(output).toBe('');
     });
   });
