@@ -58,6 +58,10 @@ export async function approveTask(taskId: string, options: ApproveOptions, deps:
   const entries = saved.entries;
   const open = entries.filter(isOpen);
   if (!open.length) throw new AspError('BAD_INPUT', `task ${taskId} was ${entries[0]?.outcome.hitlStatus ?? 'decided'} already`, 'nothing is left to decide');
+  // --branch names where a push goes: a task that was never to be pushed (--hitl alone) has none to rename.
+  if (options.branch !== undefined && !open.some((entry) => entry.plan.push)) {
+    throw new AspError('BAD_INPUT', `--branch given, but task ${taskId} pushes nothing (it was run without --push or --pr)`, 'leave out --branch: asp approve records the decision');
+  }
   // Denying needs no clone: it discards what is pending, also after asp reap --all released the clone.
   const gone = options.deny ? undefined : open.find((entry) => !isDirectory(entry.repoDir));
   if (gone) throw new AspError('NOT_FOUND', `the clone of ${taskId} is gone (${gone.repoDir})`, 'run the task again, or asp approve --deny to close it');

@@ -94,6 +94,20 @@ describe('reading back what asp saved: every file is checked at the edge, a bad 
       expect((error as AspError).message).not.toContain('\n');
     });
 
+    it('asp approve refuses --branch for a task that pushes nothing, and pushes nothing', async () => {
+      const root = scratch('asp-approve-');
+      const workspace = workspacePaths(root, TASK);
+      mkdirSync(workspace.stateDir, { recursive: true });
+      mkdirSync(workspace.repoDir, { recursive: true });
+      writeOwner(workspace.dir, TASK);
+      writeFileSync(path.join(workspace.stateDir, 'delivery.json'), plan((saved) => void Object.assign(saved.entries[0]!.plan, { push: false, pr: false, hitl: true })));
+      const settings = { ...readSettings({ HOME: root }), workspacesRoot: root, home: path.join(root, 'home') };
+      await expect(approveTask(TASK, { deny: false, branch: 'asp/other' }, { settings, log: silentLog, warn: () => {} })).rejects.toMatchObject({
+        code: 'BAD_INPUT',
+        message: `--branch given, but task ${TASK} pushes nothing (it was run without --push or --pr)`,
+      });
+    });
+
     it('asp approve refuses --branch with --deny, and a branch that is not a plain name', async () => {
       const settings = readSettings({ HOME: scratch('asp-approve-') });
       await expect(approveTask(TASK, { deny: true, branch: 'x' }, { settings, log: silentLog, warn: () => {} })).rejects.toMatchObject({ code: 'BAD_INPUT', message: '--branch and --deny do not go together' });
