@@ -162,6 +162,12 @@ export class EngineAdapter implements DockerPort {
       memory: number(host.Memory),
       memorySwap: number(host.MemorySwap),
       privileged: flag(host.Privileged),
+      init: flag(host.Init),
+      binds: list(host.Binds),
+      devices: Array.isArray(host.Devices) ? host.Devices.length : 0,
+      mounts: Array.isArray(host.Mounts)
+        ? host.Mounts.map((mount: { Type?: unknown; Target?: unknown }) => ({ type: String(mount?.Type ?? ''), target: String(mount?.Target ?? '') }))
+        : [],
     };
   }
 

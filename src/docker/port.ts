@@ -74,6 +74,12 @@ export interface ContainerHardening {
   memory: number | undefined;
   memorySwap: number | undefined;
   privileged: boolean | undefined;
+  init: boolean | undefined;
+  /** Host paths bound in (`Binds`) and devices passed through: both must be empty. */
+  binds: string[];
+  devices: number;
+  /** Each mount's type and target (`HostConfig.Mounts`). */
+  mounts: Array<{ type: string; target: string }>;
 }
 
 export interface ContainerSummary {

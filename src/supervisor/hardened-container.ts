@@ -48,6 +48,12 @@ export function ignoredHardening(asked: ContainerCreateBody, seen: ContainerHard
   expect('Memory', host.Memory, seen.memory);
   expect('MemorySwap', host.MemorySwap, seen.memorySwap);
   if (seen.privileged === true) ignored.push('Privileged false came back as true');
+  expect('Init', host.Init, seen.init);
+  if (seen.binds.length) ignored.push(`Binds holds ${seen.binds.length} host path(s), which asp did not ask for`);
+  if (seen.devices) ignored.push(`Devices holds ${seen.devices} device(s), which asp did not ask for`);
+  const mounts = seen.mounts.map((mount) => `${mount.type}:${mount.target}`).sort();
+  const askedMounts = host.Mounts.map((mount) => `${mount.Type}:${mount.Target}`).sort();
+  if (mounts.join(',') !== askedMounts.join(',')) ignored.push(`Mounts ${askedMounts.join(',')} came back as ${mounts.join(',') || 'nothing'}`);
   const dropped = new Set(seen.capDrop.map(capName));
   for (const cap of host.CapDrop.map(capName)) if (!dropped.has(cap)) ignored.push(`CapDrop ${cap} is missing`);
   const allowed = new Set(host.CapAdd.map(capName));

@@ -90,6 +90,11 @@ describe('the sandbox is inspected after create, before it starts', () => {
     expect((await refusal(createHardenedContainer(pids.docker, spec()))).message).toContain('PidsLimit 512 came back as nothing');
     const caps = await forgetfulEngine([], { CapAdd: ['CAP_SETUID', 'CAP_SYS_ADMIN'] });
     expect((await refusal(createHardenedContainer(caps.docker, spec()))).message).toContain('CapAdd holds SYS_ADMIN, which asp did not ask for');
+    const mounted = await forgetfulEngine([], { Binds: ['/:/host'], Init: false, Mounts: [{ Type: 'bind', Source: '/', Target: '/workspace' }] });
+    const message = (await refusal(createHardenedContainer(mounted.docker, spec()))).message;
+    expect(message).toContain('Init true came back as false');
+    expect(message).toContain('Binds holds 1 host path(s), which asp did not ask for');
+    expect(message).toContain('Mounts volume:/workspace came back as bind:/workspace');
   });
 });
 
