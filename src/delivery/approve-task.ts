@@ -83,7 +83,8 @@ export async function approveTask(taskId: string, options: ApproveOptions, deps:
   recordDelivery(document, entries[0]?.plan.hitl ?? false, outcomes);
   await publishTrace(document, { settings: deps.settings, mode: options.traceMode, artifactsDir: workspace.artifactsDir, stateDir: workspace.stateDir, log: deps.log, warn: deps.warn });
   await saveDeliveries(workspace, updated);
-  const delivery = outcomes.find((outcome) => outcome.error) ?? outcomes[0] ?? denied(options.comment);
+  // What this decision did: a deny reports the denial, not an earlier push of another repository of the task.
+  const delivery = options.deny ? (redone[0]?.outcome ?? denied(options.comment)) : (outcomes.find((outcome) => outcome.error) ?? outcomes[0] ?? denied(options.comment));
   const status = delivery.error ? 'failed' : options.deny ? 'rejected' : 'passed';
   const kept = Boolean(delivery.error);
   if (!kept) {

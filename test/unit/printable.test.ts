@@ -18,6 +18,12 @@ const ATTACKS = {
 const UNSAFE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/;
 
 describe('printable text (issue 14, item 6)', () => {
+  it('shows the bidi controls that reorder a line (Trojan Source) as escapes, and keeps right-to-left text itself', () => {
+    expect(printable('report\u202egpj.exe')).toBe('report\\u202egpj.exe');
+    expect(printableLine('a\u2066b\u2069c')).toBe('a\\u2066b\\u2069c');
+    expect(printable('שלום مرحبا')).toBe('שלום مرحبا');
+  });
+
   it('shows escape sequences as visible text: \\x1b, \\r, \\u009b', () => {
     expect(printable(ATTACKS.csi)).toBe('\\x1b[31mred\\x1b[0m');
     expect(printable(ATTACKS.title)).toBe('\\x1b]0;pwned title\\x07');
