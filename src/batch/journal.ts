@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { TASK_ID_PATTERN } from '../config/task-spec.js';
+import { parseJsonWith, TASK_ID_PATTERN } from '../config/task-spec.js';
 
 const line = (max: number) => z.string().max(max);
 
@@ -38,14 +38,8 @@ const FINAL: ReadonlySet<string> = new Set<FinalStatus>(['passed', 'awaiting_app
 
 /** Parses one journal line; undefined when it is torn (a kill mid-write) or not a record. */
 export function parseJournalLine(text: string): JournalRecord | undefined {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  const parsed = journalRecordSchema.safeParse(json);
-  return parsed.success ? parsed.data : undefined;
+  const checked = parseJsonWith(text, journalRecordSchema);
+  return 'value' in checked ? checked.value : undefined;
 }
 
 /**

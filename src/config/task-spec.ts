@@ -173,6 +173,21 @@ export function parseWith<T extends z.ZodType>(schema: T, input: unknown, origin
   throw new AspError('BAD_INPUT', `${origin}: ${describeIssue(parsed.error)}`);
 }
 
+/**
+ * JSON text asp reads back (its own state, an artifact a sandbox wrote), checked with `schema`. Never throws: the
+ * value, or what is wrong with it, the JSON itself or, in one line, its first few problems against the schema.
+ */
+export function parseJsonWith<T extends z.ZodType>(text: string, schema: T): { value: z.infer<T> } | { notJson: true } | { issues: string } {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return { notJson: true };
+  }
+  const parsed = schema.safeParse(json);
+  return parsed.success ? { value: parsed.data } : { issues: describeIssue(parsed.error) };
+}
+
 /** The first few problems, each as "field what-is-wrong", so one line says everything to fix. */
 export function describeIssue(error: z.ZodError): string {
   const described = error.issues.slice(0, 3).map((issue) => {

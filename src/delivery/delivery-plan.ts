@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { errorMessage } from '../asp-error.js';
-import { BRANCH_NAME_PATTERN, BRANCH_NAME_RULE, describeIssue, TASK_ID_PATTERN } from '../config/task-spec.js';
+import { BRANCH_NAME_PATTERN, BRANCH_NAME_RULE, parseJsonWith, TASK_ID_PATTERN } from '../config/task-spec.js';
 import type { TraceDocument } from '../tracing/trace-model.js';
 import type { ChangeReport } from '../workspace/change-bundle.js';
 import { readHostFile, writeHostFile } from '../workspace/host-state.js';
@@ -141,19 +141,14 @@ export async function loadDeliveries(workspace: HostWorkspace): Promise<LoadedDe
 
 /** Checks a saved delivery document; a one-line reason when it is not one, or belongs to another task. */
 export function parseDeliveries(content: string, taskId: string): SavedDeliveries | { reason: string } {
-  let json: unknown;
-  try {
-    json = JSON.parse(content);
-  } catch {
-    return { reason: 'not JSON' };
-  }
-  const parsed = savedSchema.safeParse(json);
-  if (!parsed.success) return { reason: `not an ${DELIVERY_SCHEMA} document: ${describeIssue(parsed.error)}` };
-  const foreign = parsed.data.taskId !== taskId || parsed.data.entries.some((entry) => entry.plan.taskId !== taskId);
+  const parsed = parseJsonWith(content, savedSchema);
+  if ('notJson' in parsed) return { reason: 'not JSON' };
+  if ('issues' in parsed) return { reason: `not an ${DELIVERY_SCHEMA} document: ${parsed.issues}` };
+  const foreign = parsed.value.taskId !== taskId || parsed.value.entries.some((entry) => entry.plan.taskId !== taskId);
   if (foreign) return { reason: `it names another task than ${taskId}` };
-  const repos = parsed.data.entries.map((entry) => entry.repo);
+  const repos = parsed.value.entries.map((entry) => entry.repo);
   if (new Set(repos).size !== repos.length || repos[0] !== null) return { reason: 'its entries must be the task\'s own repository first, each repository once' };
-  return parsed.data;
+  return parsed.value;
 }
 
 /** Whether anything of a saved delivery is still to be done: a decision, or a push that failed. */

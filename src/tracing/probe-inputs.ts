@@ -1,7 +1,7 @@
 import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { describeIssue } from '../config/task-spec.js';
+import { parseJsonWith } from '../config/task-spec.js';
 
 /** Artifacts are written by steps inside the sandbox: untrusted, so read with a size cap and checked. */
 const ARTIFACT_MAX_BYTES = 1024 * 1024;
@@ -77,12 +77,7 @@ export async function readArtifact<T extends z.ZodType>(dir: string, name: strin
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {};
     return { problem: `${name} unreadable (${(error as Error).message})` };
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    return { problem: `${name} is not JSON` };
-  }
-  const parsed = schema.safeParse(json);
-  return parsed.success ? { value: parsed.data } : { problem: `${name}: ${describeIssue(parsed.error)}` };
+  const checked = parseJsonWith(text, schema);
+  if ('value' in checked) return { value: checked.value };
+  return { problem: 'notJson' in checked ? `${name} is not JSON` : `${name}: ${checked.issues}` };
 }

@@ -3,7 +3,7 @@ import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/p
 import path from 'node:path';
 import { z } from 'zod';
 import { AspError, errorMessage } from '../asp-error.js';
-import { TASK_ID_PATTERN } from '../config/task-spec.js';
+import { parseJsonWith, TASK_ID_PATTERN } from '../config/task-spec.js';
 import type { TraceDocument } from './trace-model.js';
 import { parseTraceDocument } from './trace-schema.js';
 
@@ -29,14 +29,8 @@ const exportRecordSchema = z.strictObject({
 
 /** Parses an export receipt; undefined when it is not one, or is the receipt of another trace. */
 export function parseExportRecord(content: string, traceId: string): ExportRecord | undefined {
-  let json: unknown;
-  try {
-    json = JSON.parse(content);
-  } catch {
-    return undefined;
-  }
-  const parsed = exportRecordSchema.safeParse(json);
-  return parsed.success && parsed.data.traceId === traceId ? parsed.data : undefined;
+  const checked = parseJsonWith(content, exportRecordSchema);
+  return 'value' in checked && checked.value.traceId === traceId ? checked.value : undefined;
 }
 
 /** One file of the store or the outbox: its document, or why it could not be read. */

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { errorMessage } from '../asp-error.js';
-import { describeIssue, TASK_ID_PATTERN } from '../config/task-spec.js';
+import { parseJsonWith, TASK_ID_PATTERN } from '../config/task-spec.js';
 import { copyForUser, hostFilePath, readHostFile, writeHostFile } from './host-state.js';
 import type { HostWorkspace } from './host-workspace.js';
 
@@ -24,16 +24,11 @@ export type ResultFile = z.infer<typeof resultFileSchema>;
 
 /** Parses a result document of task `taskId`; a one-line reason when it is not one. */
 export function parseResultFile(content: string, taskId: string): ResultFile | { problem: string } {
-  let json: unknown;
-  try {
-    json = JSON.parse(content);
-  } catch {
-    return { problem: 'not JSON' };
-  }
-  const parsed = resultFileSchema.safeParse(json);
-  if (!parsed.success) return { problem: describeIssue(parsed.error) };
-  if (parsed.data.taskId !== taskId) return { problem: `it is the result of ${parsed.data.taskId}` };
-  return parsed.data;
+  const parsed = parseJsonWith(content, resultFileSchema);
+  if ('notJson' in parsed) return { problem: 'not JSON' };
+  if ('issues' in parsed) return { problem: parsed.issues };
+  if (parsed.value.taskId !== taskId) return { problem: `it is the result of ${parsed.value.taskId}` };
+  return parsed.value;
 }
 
 /** Writes the result (master and the user's copy in `.asp/`). */

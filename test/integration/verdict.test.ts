@@ -80,23 +80,14 @@ describe.skipIf(!dockerAvailable).each(runtimes)('a step cannot forge the verdic
     expect(result.steps.map((step) => step.status)).toEqual(['passed', 'failed']);
   });
 
-  it('a daemon left by one step is dead before the next starts: the grading step sees the test file untouched', async () => {
-    const { result, output } = await run(settings, under(testRewriterDaemon()));
+  it.each([
+    ['a daemon left by one step is dead before the next starts: the grading step sees the test file untouched', testRewriterDaemon, 'rewritten by a daemon'],
+    ['a daemon whose main thread exited (a "zombie" with a live thread) is found and killed all the same', zombieLeaderDaemon, 'rewritten by a thread'],
+  ] as const)('%s', async (_name, fixture, rewrite) => {
+    const { result, output } = await run(settings, under(fixture()));
     expect(output).toContain('[agent] daemon started');
     expect(output).toContain('[grade] the real test');
-    expect(output).not.toContain('rewritten by a daemon');
-    expect(result.exitCode).toBe(1);
-    expect(result.steps.map((step) => [step.name, step.status])).toEqual([
-      ['agent', 'passed'],
-      ['grade', 'failed'],
-    ]);
-  });
-
-  it('a daemon whose main thread exited (a "zombie" with a live thread) is found and killed all the same', async () => {
-    const { result, output } = await run(settings, under(zombieLeaderDaemon()));
-    expect(output).toContain('[agent] daemon started');
-    expect(output).toContain('[grade] the real test');
-    expect(output).not.toContain('rewritten by a thread');
+    expect(output).not.toContain(rewrite);
     expect(result.exitCode).toBe(1);
     expect(result.steps.map((step) => [step.name, step.status])).toEqual([
       ['agent', 'passed'],
