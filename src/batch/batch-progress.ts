@@ -1,5 +1,5 @@
 import { formatDuration } from '../config/units.js';
-import { printableLine } from '../protocol/printable.js';
+import { printableLine } from '../core/printable.js';
 import type { TaskOutcome } from './batch-report.js';
 
 export interface BatchProgress {

@@ -1,10 +1,10 @@
 import os from 'node:os';
 import path from 'node:path';
-import { AspError, errorMessage, EXIT, exitCodeFor } from '../asp-error.js';
+import { AspError, errorMessage, EXIT, exitCodeFor } from '../core/asp-error.js';
 import { githubToken, type Settings } from '../config/settings.js';
 import type { DockerPort } from '../docker/port.js';
-import type { Clock } from '../supervisor/clock.js';
-import type { Log } from '../supervisor/log.js';
+import type { Clock } from '../core/clock.js';
+import type { Log } from '../core/log.js';
 import { runTask, type TaskResult } from '../supervisor/run-task.js';
 import { ensureSandboxImage } from '../supervisor/sandbox-image.js';
 import { readStepRecord } from '../supervisor/step-records.js';

@@ -1,4 +1,4 @@
-import { AspError, errorMessage } from '../asp-error.js';
+import { AspError, errorMessage } from '../core/asp-error.js';
 import { readInputFile } from '../config/input-file.js';
 import { describeIssue, taskSpecSchema, type TaskSpec } from '../config/task-spec.js';
 

@@ -1,4 +1,4 @@
-import { AspError } from '../asp-error.js';
+import { AspError } from '../core/asp-error.js';
 import { parseDuration } from '../config/units.js';
 
 /**

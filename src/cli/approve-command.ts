@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import { EXIT } from '../asp-error.js';
+import { EXIT } from '../core/asp-error.js';
 import { approveTask } from '../delivery/approve-task.js';
-import { printableLines } from '../protocol/printable.js';
+import { printableLines } from '../core/printable.js';
 import { resolveTraceMode } from '../tracing/trace-mode.js';
 import { makeContext, reportFailure } from './cli-context.js';
 

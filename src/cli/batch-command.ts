@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { AspError, EXIT } from '../asp-error.js';
+import { AspError, EXIT } from '../core/asp-error.js';
 import { batchProgress } from '../batch/batch-progress.js';
 import { writeJsonReport, writeJunitReport } from '../batch/batch-report.js';
 import { batchIdFor } from '../batch/journal.js';
@@ -9,9 +9,9 @@ import { defaultConcurrency, runBatch } from '../batch/run-batch.js';
 import { describeInvalid, readTaskList } from '../batch/task-list.js';
 import { formatDuration } from '../config/units.js';
 import { sweep } from '../reaper/sweep.js';
-import { systemClock } from '../supervisor/clock.js';
+import { systemClock } from '../core/clock.js';
 import { resolveTraceMode } from '../tracing/trace-mode.js';
-import type { Log } from '../supervisor/log.js';
+import type { Log } from '../core/log.js';
 import { makeContext, reportFailure } from './cli-context.js';
 import { installInterruptHandlers } from './interrupts.js';
 

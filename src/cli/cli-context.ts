@@ -1,9 +1,9 @@
-import { AspError, errorMessage, EXIT, exitCodeFor } from '../asp-error.js';
+import { AspError, errorMessage, EXIT, exitCodeFor } from '../core/asp-error.js';
 import { readSettings, type Settings } from '../config/settings.js';
 import { EngineAdapter } from '../docker/engine-adapter.js';
 import type { DockerPort } from '../docker/port.js';
-import { printable, printableLines } from '../protocol/printable.js';
-import { humanLog, jsonLog, type Log } from '../supervisor/log.js';
+import { printable, printableLines } from '../core/printable.js';
+import { humanLog, jsonLog, type Log } from '../core/log.js';
 
 /** What every command gets: settings, a log, a Docker port, and how to print its result. Built per command, never at import. */
 export interface CliContext {

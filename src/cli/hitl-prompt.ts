@@ -1,6 +1,6 @@
 import { createInterface } from 'node:readline/promises';
 import type { Decision, GateSummary } from '../delivery/delivery-plan.js';
-import { printable } from '../protocol/printable.js';
+import { printable } from '../core/printable.js';
 
 /**
  * The HITL gate on a terminal: what changed, what the steps produced, the PROBE scores, then

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { EXIT } from '../asp-error.js';
-import { printable } from '../protocol/printable.js';
+import { EXIT } from '../core/asp-error.js';
+import { printable } from '../core/printable.js';
 import { buildSandboxImage, imageContext } from '../supervisor/sandbox-image.js';
 import { makeContext, reportFailure } from './cli-context.js';
 

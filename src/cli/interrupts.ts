@@ -1,4 +1,4 @@
-import type { Log } from '../supervisor/log.js';
+import type { Log } from '../core/log.js';
 
 export interface Interrupts {
   /** Aborted by the first SIGINT/SIGTERM: stop the task, copy out, clean up. */

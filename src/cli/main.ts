@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
-import { EXIT } from '../asp-error.js';
-import { printableLines } from '../protocol/printable.js';
+import { EXIT } from '../core/asp-error.js';
+import { printableLines } from '../core/printable.js';
 
 type Register = (program: Command) => void;
 

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { EXIT } from '../asp-error.js';
+import { EXIT } from '../core/asp-error.js';
 import { formatLine, formatMape, formatR2, loadProbeFit, PROBE_MAX_TRACES } from '../tracing/probe-estimate.js';
 import { PROBE_MIN_SAMPLES, PROBE_TARGETS } from '../tracing/probe-model.js';
 import { TraceStore } from '../tracing/trace-store.js';

@@ -1,10 +1,10 @@
 import type { Command } from 'commander';
-import { printableLine } from '../protocol/printable.js';
-import { EXIT } from '../asp-error.js';
+import { printableLine } from '../core/printable.js';
+import { EXIT } from '../core/asp-error.js';
 import { reap } from '../reaper/reap.js';
 import type { ReapItem, ReapReport } from '../reaper/reap-report.js';
 import { tally } from '../reaper/reap-report.js';
-import { systemClock } from '../supervisor/clock.js';
+import { systemClock } from '../core/clock.js';
 import { parseAgeOption } from './age-option.js';
 import { makeContext, reportFailure } from './cli-context.js';
 

@@ -1,12 +1,12 @@
 import type { Command } from 'commander';
-import { AspError, EXIT } from '../asp-error.js';
+import { AspError, EXIT } from '../core/asp-error.js';
 import { parseStepFlag } from '../config/pipeline.js';
 import { readInputFile } from '../config/input-file.js';
 import { MAX_TASK_BYTES, parseTaskSpec, type TaskSpecInput } from '../config/task-spec.js';
 import { formatDuration } from '../config/units.js';
-import { printable, printableLine } from '../protocol/printable.js';
+import { printable, printableLine } from '../core/printable.js';
 import { sweep } from '../reaper/sweep.js';
-import { systemClock } from '../supervisor/clock.js';
+import { systemClock } from '../core/clock.js';
 import { runTask, type TaskResult } from '../supervisor/run-task.js';
 import { resolveTraceMode } from '../tracing/trace-mode.js';
 import { makeContext, reportFailure } from './cli-context.js';

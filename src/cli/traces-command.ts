@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { Command } from 'commander';
-import { AspError, EXIT } from '../asp-error.js';
+import { AspError, EXIT } from '../core/asp-error.js';
 import { formatDuration, parseDuration } from '../config/units.js';
 import type { TraceDelivery } from '../tracing/publish-trace.js';
 import { pushTraces, type PushOutcome } from '../tracing/push-traces.js';

@@ -1,12 +1,13 @@
 import type { Command } from 'commander';
-import { printableLine } from '../protocol/printable.js';
-import { EXIT } from '../asp-error.js';
+import { printableLine } from '../core/printable.js';
+import { EXIT } from '../core/asp-error.js';
 import { formatAge, formatBytes } from '../config/units.js';
 import { supervisorState } from '../docker/labels.js';
 import { pruneWorkspaces, type PruneReport } from '../reaper/prune-workspaces.js';
-import { systemClock } from '../supervisor/clock.js';
+import { systemClock } from '../core/clock.js';
 import { ownershipOf } from '../workspace/host-workspace.js';
 import { directoryBytes, listWorkspaces } from '../workspace/workspace-list.js';
+import { deliveryHold } from '../delivery/delivery-plan.js';
 import { parseAgeOption } from './age-option.js';
 import { makeContext, reportFailure } from './cli-context.js';
 
@@ -44,7 +45,7 @@ async function listCommand(json: boolean): Promise<number> {
   try {
     const context = makeContext({ json });
     const now = systemClock.now();
-    const entries = await listWorkspaces(context.settings.workspacesRoot);
+    const entries = await listWorkspaces(context.settings.workspacesRoot, deliveryHold);
     const rows = await Promise.all(
       entries.map(async (entry) => {
         const { record } = entry;

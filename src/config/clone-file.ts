@@ -1,7 +1,7 @@
 import { constants } from 'node:fs';
 import { lstat, open, realpath } from 'node:fs/promises';
 import path from 'node:path';
-import { AspError } from '../asp-error.js';
+import { AspError } from '../core/asp-error.js';
 
 const LINK = 'is a symbolic link: asp reads files of the repository only as regular files inside the clone';
 

@@ -1,5 +1,5 @@
 import { readFile, stat } from 'node:fs/promises';
-import { AspError, errorMessage } from '../asp-error.js';
+import { AspError, errorMessage } from '../core/asp-error.js';
 
 /**
  * Reads a file the user named (a pipeline, a task list) as text: a regular file, and no bigger than `maxBytes`,

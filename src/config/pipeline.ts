@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { AspError, errorMessage } from '../asp-error.js';
+import { AspError, errorMessage } from '../core/asp-error.js';
 import { ASP_PIPELINE, aspPipelineSteps } from './asp-pipeline.js';
 import { readCloneFile } from './clone-file.js';
 import { readInputFile } from './input-file.js';

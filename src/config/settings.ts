@@ -1,6 +1,6 @@
 import os from 'node:os';
 import path from 'node:path';
-import { AspError } from '../asp-error.js';
+import { AspError } from '../core/asp-error.js';
 import { parseDuration } from './units.js';
 
 /** Everything asp reads from the environment, read in one place and passed down. */

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { AspError } from '../asp-error.js';
+import { AspError } from '../core/asp-error.js';
 import { CREDENTIALS_HINT, hasCredentials } from './repo-url.js';
 import { parseDuration, parseSize } from './units.js';
 

@@ -1,10 +1,10 @@
 import { lstatSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { AspError, errorMessage } from '../asp-error.js';
+import { AspError, errorMessage } from '../core/asp-error.js';
 import type { Settings } from '../config/settings.js';
 import { BRANCH_NAME_PATTERN, BRANCH_NAME_RULE, TASK_ID_PATTERN } from '../config/task-spec.js';
-import type { Log } from '../supervisor/log.js';
+import type { Log } from '../core/log.js';
 import { recordDelivery } from '../tracing/hitl-trace.js';
 import { publishTrace } from '../tracing/publish-trace.js';
 import type { TraceMode } from '../tracing/trace-mode.js';

@@ -1,7 +1,7 @@
 import os from 'node:os';
-import { AspError, errorMessage } from '../asp-error.js';
+import { AspError, errorMessage } from '../core/asp-error.js';
 import type { Forge } from '../forge/forge.js';
-import type { Log } from '../supervisor/log.js';
+import type { Log } from '../core/log.js';
 import { pushBranch } from '../workspace/push-branch.js';
 import type { Decision, DeliveryOutcome, DeliveryPlan } from './delivery-plan.js';
 

@@ -1,6 +1,6 @@
 import { githubToken, type Settings } from '../config/settings.js';
 import { GitHubForge } from '../forge/github-forge.js';
-import type { Log } from '../supervisor/log.js';
+import type { Log } from '../core/log.js';
 import type { Published } from '../tracing/publish-trace.js';
 import type { TraceDocument } from '../tracing/trace-model.js';
 import { markdownReport } from '../tracing/trace-report.js';

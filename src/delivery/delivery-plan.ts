@@ -1,14 +1,16 @@
 import path from 'node:path';
 import { z } from 'zod';
-import { errorMessage } from '../asp-error.js';
+import { errorMessage } from '../core/asp-error.js';
 import { BRANCH_NAME_PATTERN, BRANCH_NAME_RULE, parseJsonWith, TASK_ID_PATTERN } from '../config/task-spec.js';
 import type { TraceDocument } from '../tracing/trace-model.js';
 import type { ChangeReport } from '../workspace/change-bundle.js';
 import { readHostFile, writeHostFile } from '../workspace/host-state.js';
 import type { HostWorkspace } from '../workspace/host-workspace.js';
+import type { DeliveryHold } from '../workspace/workspace-list.js';
+import type { Decision, DeliveryOutcome, HitlStatus } from '../core/records.js';
 
-export type HitlStatus = 'not_required' | 'approved' | 'rejected' | 'deferred' | 'awaiting_approval';
-export type Decision = 'approve' | 'deny' | 'defer';
+export type { Decision, DeliveryOutcome, HitlStatus };
+
 
 /** Everything needed to deliver a task's changes later (`asp approve`), saved in `.asp-host/delivery.json`. */
 export interface DeliveryPlan {
@@ -23,20 +25,6 @@ export interface DeliveryPlan {
   draft: boolean;
   hitl: boolean;
   change: ChangeReport;
-}
-
-/** What became of the changes: the gate's decision, and where they went. */
-export interface DeliveryOutcome {
-  hitlStatus: HitlStatus;
-  decidedBy?: string;
-  decidedAt?: string;
-  comment?: string;
-  pushedTo?: string;
-  prUrl?: string;
-  /** Where the pull request is, so the PRs of a multi-repo task can link each other. */
-  pr?: { owner: string; name: string; number: number };
-  /** Set when a push or PR failed: the work is kept and `asp approve` can try again. */
-  error?: string;
 }
 
 /** One repository's delivery: the task's own first, then the other repositories of a multi-repo task. */
@@ -166,3 +154,14 @@ export interface GateSummary {
   change: ChangeReport;
   document: TraceDocument;
 }
+
+/**
+ * A failed push leaves status "failed" but keeps the clone so `asp approve` can try again: asp's own delivery plan
+ * says so (`.asp-host/`, never a file in `.asp/`, which the sandbox wrote). A damaged plan keeps the clone too (it
+ * may be work someone still wants), and is reported.
+ */
+export const deliveryHold: DeliveryHold = async (workspace, record) => {
+  const loaded = await loadDeliveries(workspace);
+  if (loaded.kind === 'damaged') return { awaiting: true, problem: `delivery plan damaged (${loaded.reason})` };
+  return { awaiting: record.status === 'awaiting_approval' || (loaded.kind === 'saved' && pending(loaded.entries)) };
+};

@@ -1,5 +1,5 @@
 import { PassThrough, type Readable, type Writable } from 'node:stream';
-import { AspError, errorMessage } from '../asp-error.js';
+import { AspError, errorMessage } from '../core/asp-error.js';
 import { demultiplex, EngineClient, engineTarget, type Query } from './engine-client.js';
 import type {
   AttachedStreams,

@@ -2,7 +2,7 @@ import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
-import { AspError } from '../asp-error.js';
+import { AspError } from '../core/asp-error.js';
 
 /**
  * A small client of the Docker Engine API over HTTP (a unix socket, or tcp:// and https:// for DOCKER_HOST):

@@ -1,4 +1,4 @@
-import { AspError, errorMessage } from '../asp-error.js';
+import { AspError, errorMessage } from '../core/asp-error.js';
 import { ownerAndName, redact, type Forge, type ForgeRepo, type PullRequest, type PullRequestInput } from './forge.js';
 
 const REQUEST_TIMEOUT_MS = 30_000;

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readFile, rename, writeFile } from 'node:fs/promises';
-import { AspError, errorMessage } from '../asp-error.js';
+import { AspError, errorMessage } from '../core/asp-error.js';
 import { errorReply, type ChatCall, type ChatReply, type ModelProvider } from './provider.js';
 
 /**

@@ -1,5 +1,5 @@
 import type { ModelSettings } from '../config/settings.js';
-import type { Clock } from '../supervisor/clock.js';
+import type { Clock } from '../core/clock.js';
 import { AnthropicProvider } from './anthropic-provider.js';
 import { CassetteProvider, readCassette, RecordingProvider } from './cassette.js';
 import { ModelBudget, type BudgetLimits } from './model-budget.js';

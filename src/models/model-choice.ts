@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { AspError } from '../asp-error.js';
+import { AspError } from '../core/asp-error.js';
 import type { ModelSettings } from '../config/settings.js';
 
 /**

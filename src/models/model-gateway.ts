@@ -1,7 +1,7 @@
 import type { HostMessage } from '../protocol/host-messages.js';
 import type { ModelRequestMessage } from '../protocol/messages.js';
-import type { Clock } from '../supervisor/clock.js';
-import type { GatewayGeneration } from '../tracing/trace-recorder.js';
+import type { Clock } from '../core/clock.js';
+import type { GatewayGeneration } from '../core/records.js';
 import type { ModelBudget } from './model-budget.js';
 import { costOf, type Price } from './price-table.js';
 import { errorReply, usageOf, type ChatReply, type ModelProvider } from './provider.js';

@@ -1,9 +1,10 @@
-import { errorMessage } from '../asp-error.js';
+import { errorMessage } from '../core/asp-error.js';
 import { supervisorState } from '../docker/labels.js';
-import type { Clock } from '../supervisor/clock.js';
+import type { Clock } from '../core/clock.js';
 import { archiveArtifacts } from '../workspace/artifact-archive.js';
 import { removePath } from '../workspace/host-workspace.js';
 import { directoryBytes, listWorkspaces } from '../workspace/workspace-list.js';
+import { deliveryHold } from '../delivery/delivery-plan.js';
 import { mapBounded } from './bounded-pool.js';
 import { judgePrune, type Liveness } from './reap-policy.js';
 
@@ -48,7 +49,7 @@ const PRUNE_CONCURRENCY = 4;
 export async function pruneWorkspaces(deps: PruneDeps, options: PruneOptions): Promise<PruneReport> {
   const now = deps.clock.now();
   const liveness = deps.liveness ?? ((identity) => supervisorState(identity));
-  const entries = await listWorkspaces(deps.workspacesRoot);
+  const entries = await listWorkspaces(deps.workspacesRoot, deliveryHold);
   let kept = 0;
   const due = entries.flatMap((entry) => {
     const verdict = judgePrune(entry.record, entry.awaitingDecision, { now, liveness, olderThanMs: options.olderThanMs, all: options.all });

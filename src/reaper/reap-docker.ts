@@ -1,4 +1,4 @@
-import { AspError, errorMessage } from '../asp-error.js';
+import { AspError, errorMessage } from '../core/asp-error.js';
 import { labelFilter, parseOwnership, type Ownership } from '../docker/labels.js';
 import type { DockerPort } from '../docker/port.js';
 import { mapBounded } from './bounded-pool.js';

@@ -1,7 +1,8 @@
 import path from 'node:path';
-import { errorMessage } from '../asp-error.js';
+import { errorMessage } from '../core/asp-error.js';
 import { removePath, updateOwnerFile } from '../workspace/host-workspace.js';
 import { listWorkspaces, type WorkspaceEntry } from '../workspace/workspace-list.js';
+import { deliveryHold } from '../delivery/delivery-plan.js';
 import { mapBounded } from './bounded-pool.js';
 import { judgeWorkspace, type ReapPolicy, type WorkspaceAction } from './reap-policy.js';
 import { countSkipped, type ReapItem, type ReapReport } from './reap-report.js';
@@ -13,7 +14,7 @@ export interface WorkspaceTarget {
 
 export async function findDeadWorkspaces(root: string, policy: ReapPolicy, skipped: ReapReport['skipped']): Promise<WorkspaceTarget[]> {
   const targets: WorkspaceTarget[] = [];
-  for (const entry of await listWorkspaces(root)) {
+  for (const entry of await listWorkspaces(root, deliveryHold)) {
     const action = judgeWorkspace(entry.record, entry, policy);
     if (action.act) targets.push({ entry, action });
     else countSkipped(skipped, action.reason);

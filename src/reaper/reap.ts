@@ -1,7 +1,7 @@
-import { AspError, errorMessage } from '../asp-error.js';
+import { AspError, errorMessage } from '../core/asp-error.js';
 import { supervisorState } from '../docker/labels.js';
 import type { DockerPort } from '../docker/port.js';
-import type { Clock } from '../supervisor/clock.js';
+import type { Clock } from '../core/clock.js';
 import { findDeadDockerObjects, plannedItem, removeDockerObjects, type DockerTarget } from './reap-docker.js';
 import type { Liveness, ReapPolicy } from './reap-policy.js';
 import type { ReapReport } from './reap-report.js';

@@ -1,9 +1,9 @@
-import { errorMessage } from '../asp-error.js';
+import { errorMessage } from '../core/asp-error.js';
 import type { Settings } from '../config/settings.js';
 import { formatAge } from '../config/units.js';
 import type { DockerPort } from '../docker/port.js';
-import type { Clock } from '../supervisor/clock.js';
-import type { Log } from '../supervisor/log.js';
+import type { Clock } from '../core/clock.js';
+import type { Log } from '../core/log.js';
 import { pruneWorkspaces } from './prune-workspaces.js';
 import { reap } from './reap.js';
 import type { Liveness } from './reap-policy.js';

@@ -1,4 +1,4 @@
-import { AspError } from '../asp-error.js';
+import { AspError } from '../core/asp-error.js';
 import type { ContainerCreateBody, ContainerHardening, DaemonInfo, DockerPort } from '../docker/port.js';
 import type { RunnerIdentity } from '../protocol/messages.js';
 import { runnerCapEff } from './container-spec.js';

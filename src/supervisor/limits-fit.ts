@@ -1,4 +1,4 @@
-import { AspError } from '../asp-error.js';
+import { AspError } from '../core/asp-error.js';
 import type { Limits } from '../config/task-spec.js';
 import { formatBytes } from '../config/units.js';
 import type { DaemonInfo } from '../docker/port.js';

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import tarStream from 'tar-stream';
-import { AspError } from '../asp-error.js';
+import { AspError } from '../core/asp-error.js';
 import type { DockerPort } from '../docker/port.js';
 
 export const IMAGE_REPOSITORY = 'asp-sandbox';

@@ -1,5 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
-import { AspError } from '../asp-error.js';
+import { AspError } from '../core/asp-error.js';
 import type { DockerPort } from '../docker/port.js';
 import { LineSplitter } from '../protocol/line-splitter.js';
 import { encodeHostMessage, type HostMessage } from '../protocol/host-messages.js';

@@ -1,4 +1,4 @@
-import { EXIT } from '../asp-error.js';
+import { EXIT } from '../core/asp-error.js';
 import type { ResolvedStep } from '../config/pipeline.js';
 import type { TaskStatus } from '../tracing/trace-model.js';
 import type { SessionEnd } from './sandbox-session.js';

@@ -1,4 +1,4 @@
-import { printable, printableLine } from '../protocol/printable.js';
+import { printable, printableLine } from '../core/printable.js';
 
 /** The longest unfinished line held back for its prefix; past it, the line is printed in pieces. */
 const MAX_PARTIAL_CHARS = 64 * 1024;

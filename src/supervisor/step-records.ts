@@ -1,10 +1,10 @@
 import { lstat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { errorMessage } from '../asp-error.js';
+import { errorMessage } from '../core/asp-error.js';
 import type { ProtocolMessage, StepEndMessage } from '../protocol/messages.js';
 import { readArtifact } from '../tracing/probe-inputs.js';
-import type { Clock } from './clock.js';
+import type { Clock } from '../core/clock.js';
 
 /** As much of a step's output as the runner keeps in its `<step>.json` (sandbox/main.ts). */
 const TAIL_BYTES = 4096;

@@ -6,7 +6,7 @@ import type { ModelGateway } from '../models/model-gateway.js';
 import type { FetchLike, ModelProvider } from '../models/provider.js';
 import type { RetryPolicy } from '../models/retry.js';
 import type { TraceRecorder } from '../tracing/trace-recorder.js';
-import type { Clock } from './clock.js';
+import type { Clock } from '../core/clock.js';
 
 /** The loopback port of the model endpoint inside the sandbox: the container has its own network namespace, so any port is free. */
 export const MODEL_ENDPOINT_PORT = 4141;

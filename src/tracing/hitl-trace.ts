@@ -1,4 +1,4 @@
-import type { DeliveryOutcome } from '../delivery/delivery-plan.js';
+import type { DeliveryOutcome } from '../core/records.js';
 import { childIdFor, type TraceDocument } from './trace-model.js';
 
 export const HITL_SCORE = 'hitl_decision';

@@ -1,6 +1,6 @@
-import { errorMessage } from '../asp-error.js';
+import { errorMessage } from '../core/asp-error.js';
 import type { Settings } from '../config/settings.js';
-import type { Log } from '../supervisor/log.js';
+import type { Log } from '../core/log.js';
 import { ExportFailure } from './export-failure.js';
 import { estimateScores, loadProbeFit } from './probe-estimate.js';
 import { readProbeInputs } from './probe-inputs.js';

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { errorMessage } from '../asp-error.js';
+import { errorMessage } from '../core/asp-error.js';
 import { ExportFailure } from './export-failure.js';
 import { exportToLangfuse, type LangfuseTarget } from './langfuse-exporter.js';
 import type { TraceDocument } from './trace-model.js';

@@ -1,4 +1,4 @@
-import { AspError } from '../asp-error.js';
+import { AspError } from '../core/asp-error.js';
 import type { Settings } from '../config/settings.js';
 
 /**

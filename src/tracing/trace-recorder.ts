@@ -1,5 +1,8 @@
-import type { Clock } from '../supervisor/clock.js';
+import type { Clock } from '../core/clock.js';
 import type { ProtocolMessage } from '../protocol/messages.js';
+import type { GatewayGeneration } from '../core/records.js';
+
+export type { GatewayGeneration };
 import {
   childIdFor,
   TRACE_SCHEMA,
@@ -14,23 +17,6 @@ import {
 const SPAN_OUTPUT_BYTES = 16 * 1024;
 /** Input and output kept on a generation: prompts can be whole files, the trace must stay small. */
 const GENERATION_IO_CHARS = 16 * 1024;
-
-/** A model call made through the host's gateway, recorded as a GENERATION under its step. */
-export interface GatewayGeneration {
-  step: string;
-  model: string;
-  provider: string;
-  startTime: Date;
-  endTime: Date;
-  usage: { input: number; output: number; total: number };
-  costUsd: number | undefined;
-  status: number;
-  attempts: number;
-  input: unknown;
-  output: unknown;
-  /** The model the sandbox asked for, when it named one (the host's choice wins). */
-  requestedModel: string | undefined;
-}
 
 export interface TraceStart {
   taskId: string;

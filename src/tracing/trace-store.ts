@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { AspError, errorMessage } from '../asp-error.js';
+import { AspError, errorMessage } from '../core/asp-error.js';
 import { parseJsonWith, TASK_ID_PATTERN } from '../config/task-spec.js';
 import type { TraceDocument } from './trace-model.js';
 import { parseTraceDocument } from './trace-schema.js';

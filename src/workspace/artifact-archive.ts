@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import tarFs from 'tar-fs';
-import { AspError, errorMessage } from '../asp-error.js';
+import { AspError, errorMessage } from '../core/asp-error.js';
 import { HOST_STATE_DIR, OWNER_FILE } from './host-workspace.js';
 import type { WorkspaceEntry } from './workspace-list.js';
 

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { errorMessage } from '../asp-error.js';
+import { errorMessage } from '../core/asp-error.js';
 import { CHANGE_BUNDLE, CHANGE_PATCH, CHANGES_DIR } from '../protocol/messages.js';
 import { hostGit } from './host-git.js';
 

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { copyFile, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { errorMessage } from '../asp-error.js';
+import { errorMessage } from '../core/asp-error.js';
 import type { PackEntry } from '../docker/tar-pack.js';
 import { SANDBOX_TASK_TEXT_FILE, SANDBOX_WORKSPACE } from '../protocol/messages.js';
 import { HOST_STATE_DIR, OWNER_FILE, type HostWorkspace } from './host-workspace.js';

@@ -1,7 +1,7 @@
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { AspError, errorMessage } from '../asp-error.js';
+import { AspError, errorMessage } from '../core/asp-error.js';
 import { formatSupervisor, parseSupervisor, supervisorState, type Ownership } from '../docker/labels.js';
 
 export const OWNER_FILE = '.asp-owner.json';

@@ -1,4 +1,4 @@
-import { AspError, errorMessage } from '../asp-error.js';
+import { AspError, errorMessage } from '../core/asp-error.js';
 import { redact } from '../forge/forge.js';
 import { hostGit, tokenConfig } from './host-git.js';
 

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { SimpleGit } from 'simple-git';
-import { AspError, errorMessage } from '../asp-error.js';
+import { AspError, errorMessage } from '../core/asp-error.js';
 import { CREDENTIALS_HINT, hasCredentials } from '../config/repo-url.js';
 import { hostGit, tokenConfig } from './host-git.js';
 import { assertSelfContained } from './self-contained-repo.js';

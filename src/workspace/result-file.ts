@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { errorMessage } from '../asp-error.js';
+import { errorMessage } from '../core/asp-error.js';
 import { parseJsonWith, TASK_ID_PATTERN } from '../config/task-spec.js';
 import { copyForUser, hostFilePath, readHostFile, writeHostFile } from './host-state.js';
 import type { HostWorkspace } from './host-workspace.js';

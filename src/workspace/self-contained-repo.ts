@@ -1,6 +1,6 @@
 import { closeSync, constants, lstatSync, openSync, readdirSync, readSync, realpathSync, type Stats } from 'node:fs';
 import path from 'node:path';
-import { AspError } from '../asp-error.js';
+import { AspError } from '../core/asp-error.js';
 
 /**
  * A local repository asp is asked to run must hold everything it serves. git lets a repository borrow from

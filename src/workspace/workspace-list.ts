@@ -1,8 +1,14 @@
 import { lstat, readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { AspError, errorMessage } from '../asp-error.js';
-import { loadDeliveries, pending } from '../delivery/delivery-plan.js';
-import { readOwnerFile, workspacePaths, type OwnerRecord } from './host-workspace.js';
+import { AspError, errorMessage } from '../core/asp-error.js';
+import { readOwnerFile, workspacePaths, type HostWorkspace, type OwnerRecord } from './host-workspace.js';
+
+/**
+ * Whether a workspace's work waits for a person (`asp approve`), and why its delivery plan cannot be read when it
+ * cannot. The delivery room answers it (delivery-plan.ts `deliveryHold`); it is passed in so this listing, which the
+ * reaper and retention trust, never forgets to ask.
+ */
+export type DeliveryHold = (workspace: HostWorkspace, record: OwnerRecord) => Promise<{ awaiting: boolean; problem?: string }>;
 
 /** One host dir under the workspace root that asp owns (it has a valid owner file). */
 export interface WorkspaceEntry {
@@ -25,7 +31,7 @@ export interface WorkspaceEntry {
  * The dirs under `root` that carry an owner file. Anything else (no owner file, a damaged one, a symlink) is not
  * asp's and is left out, so nothing downstream can touch it.
  */
-export async function listWorkspaces(root: string): Promise<WorkspaceEntry[]> {
+export async function listWorkspaces(root: string, hold: DeliveryHold): Promise<WorkspaceEntry[]> {
   const children = await readdir(root, { withFileTypes: true }).catch((error: unknown) => {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw new AspError('WORKSPACE_FAILED', `cannot read the workspace root ${root}: ${errorMessage(error)}`, 'check ASP_WORKSPACES and its permissions');
@@ -37,7 +43,7 @@ export async function listWorkspaces(root: string): Promise<WorkspaceEntry[]> {
       const dir = path.join(root, child.name);
       const record = await readOwnerFile(dir);
       if (!record) return undefined;
-      const [hasClone, delivery] = await Promise.all([exists(path.join(dir, 'repo')), awaitsDecision(root, child.name, record)]);
+      const [hasClone, delivery] = await Promise.all([exists(path.join(dir, 'repo')), hold(workspacePaths(root, child.name), record)]);
       return {
         name: child.name,
         dir,
@@ -61,17 +67,6 @@ export async function directoryBytes(dir: string): Promise<number> {
     else if (child.isFile()) total += await lstat(full).then((stat) => stat.size, () => 0);
   }
   return total;
-}
-
-/**
- * A failed push leaves status "failed" but keeps the clone so `asp approve` can try again: asp's own delivery plan
- * says so (`.asp-host/`, never a file in `.asp/`, which the sandbox wrote). A damaged plan keeps the clone too (it
- * may be work someone still wants), and is reported.
- */
-async function awaitsDecision(root: string, name: string, record: OwnerRecord): Promise<{ awaiting: boolean; problem?: string }> {
-  const loaded = await loadDeliveries(workspacePaths(root, name));
-  if (loaded.kind === 'damaged') return { awaiting: true, problem: `delivery plan damaged (${loaded.reason})` };
-  return { awaiting: record.status === 'awaiting_approval' || (loaded.kind === 'saved' && pending(loaded.entries)) };
 }
 
 async function exists(target: string): Promise<boolean> {

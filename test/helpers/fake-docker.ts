@@ -1,4 +1,4 @@
-import { AspError } from '../../src/asp-error.js';
+import { AspError } from '../../src/core/asp-error.js';
 import type { ContainerSummary, DockerPort, VolumeSummary } from '../../src/docker/port.js';
 
 /**

@@ -1,4 +1,4 @@
-import type { Clock } from '../../src/supervisor/clock.js';
+import type { Clock } from '../../src/core/clock.js';
 import type { TaskStatus, TraceDocument } from '../../src/tracing/trace-model.js';
 import { TraceRecorder } from '../../src/tracing/trace-recorder.js';
 

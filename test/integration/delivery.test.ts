@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Settings } from '../../src/config/settings.js';
 import { approveTask } from '../../src/delivery/approve-task.js';
-import { silentLog } from '../../src/supervisor/log.js';
+import { silentLog } from '../../src/core/log.js';
 import { dockerAvailable, leftovers, testSettings } from '../helpers/docker.js';
 import { asp } from '../helpers/cli.js';
 import { startFakeGitHub, type FakeGitHub } from '../helpers/fake-github.js';

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { AspError } from '../../src/asp-error.js';
+import { AspError } from '../../src/core/asp-error.js';
 import type { TaskResult } from '../../src/supervisor/run-task.js';
 import { docker, dockerAvailable, leftovers, testSettings } from '../helpers/docker.js';
 import { helloRepo, repoWith } from '../helpers/repos.js';

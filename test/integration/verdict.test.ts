@@ -8,7 +8,7 @@ import type { TaskResult } from '../../src/supervisor/run-task.js';
 import { keyValues } from '../fixtures/hostile/privilege-probe.js';
 import { inspectorTakeover, ioUringProbe, quickThenSlow, runnerReach, runnerStopper, testRewriterDaemon, zombieLeaderDaemon } from '../fixtures/hostile/runner-takeover.js';
 import { docker, dockerAvailable, leftovers, testSettings } from '../helpers/docker.js';
-import { AspError, exitCodeFor } from '../../src/asp-error.js';
+import { AspError, exitCodeFor } from '../../src/core/asp-error.js';
 import { limitsSchema } from '../../src/config/task-spec.js';
 import { currentSupervisor, ownershipLabels } from '../../src/docker/labels.js';
 import { containerSpec } from '../../src/supervisor/container-spec.js';

@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { AspError, exitCodeFor } from '../../src/asp-error.js';
+import { AspError, exitCodeFor } from '../../src/core/asp-error.js';
 import { readCloneFile } from '../../src/config/clone-file.js';
 import { readPipelineFile, resolveSteps } from '../../src/config/pipeline.js';
 import { parseTaskSpec } from '../../src/config/task-spec.js';

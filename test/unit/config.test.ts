@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { AspError } from '../../src/asp-error.js';
+import { AspError } from '../../src/core/asp-error.js';
 import { parseStepFlag, readPipelineFile, resolveSteps } from '../../src/config/pipeline.js';
 import { readSettings } from '../../src/config/settings.js';
 import { generateTaskId, slugify } from '../../src/config/task-id.js';

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AspError } from '../../src/asp-error.js';
+import { AspError } from '../../src/core/asp-error.js';
 import { demultiplex, engineTarget } from '../../src/docker/engine-client.js';
 import { EngineAdapter } from '../../src/docker/engine-adapter.js';
 

@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AspError, exitCodeFor } from '../../src/asp-error.js';
+import { AspError, exitCodeFor } from '../../src/core/asp-error.js';
 import { limitsSchema } from '../../src/config/task-spec.js';
 import { EngineAdapter } from '../../src/docker/engine-adapter.js';
 import type { DaemonInfo } from '../../src/docker/port.js';

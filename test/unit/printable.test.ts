@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { AspError } from '../../src/asp-error.js';
+import { AspError } from '../../src/core/asp-error.js';
 import { reportFailure } from '../../src/cli/cli-context.js';
-import { printable, printableLine, printableLines } from '../../src/protocol/printable.js';
-import { humanLog } from '../../src/supervisor/log.js';
+import { printable, printableLine, printableLines } from '../../src/core/printable.js';
+import { humanLog } from '../../src/core/log.js';
 import { StepOutputPrinter } from '../../src/supervisor/step-output.js';
 
 const ESC = '\u001b';

@@ -5,7 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { probeReport, registerProbeCommand } from '../../src/cli/probe-command.js';
 import { readSettings } from '../../src/config/settings.js';
-import { silentLog } from '../../src/supervisor/log.js';
+import { silentLog } from '../../src/core/log.js';
 import { readProbeInputs } from '../../src/tracing/probe-inputs.js';
 import { fitLine, fitProbeModel, sampleOf, type ProbeSample } from '../../src/tracing/probe-model.js';
 import { probeScore } from '../../src/tracing/probe-scores.js';

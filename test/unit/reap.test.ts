@@ -8,6 +8,7 @@ import { reap } from '../../src/reaper/reap.js';
 import type { Liveness } from '../../src/reaper/reap-policy.js';
 import { OWNER_FILE, type OwnerRecord } from '../../src/workspace/host-workspace.js';
 import { listWorkspaces } from '../../src/workspace/workspace-list.js';
+import { deliveryHold } from '../../src/delivery/delivery-plan.js';
 import { savePlan } from '../helpers/delivery-fixtures.js';
 import { FakeDocker } from '../helpers/fake-docker.js';
 
@@ -228,7 +229,7 @@ describe('reap of host dirs', () => {
     // --all releases them: the clones go, and nothing waits any more (retention may prune them later).
     expect((await reapNow(new FakeDocker(), root, { all: true })).items).toHaveLength(2);
     expect(existsSync(path.join(pushFailed, 'repo'))).toBe(false);
-    const entries = await listWorkspaces(root);
+    const entries = await listWorkspaces(root, deliveryHold);
     expect(entries.filter((entry) => entry.awaitingDecision)).toEqual([]);
   });
 
@@ -237,7 +238,7 @@ describe('reap of host dirs', () => {
     const dir = ownedDir(root, 'damaged-plan', { status: 'failed', finishedAt: NOW.toISOString() });
     mkdirSync(path.join(dir, '.asp-host'));
     writeFileSync(path.join(dir, '.asp-host', 'delivery.json'), '{"schema":"asp.delivery/v1","taskId":"damaged-plan","entries":[{"repo":null');
-    const [entry] = await listWorkspaces(root);
+    const [entry] = await listWorkspaces(root, deliveryHold);
     expect(entry).toMatchObject({ awaitingDecision: true, deliveryProblem: 'delivery plan damaged (not JSON)' });
     expect((await reapNow(new FakeDocker(), root)).skipped).toEqual({ 'awaiting-decision': 1 });
   });

@@ -12,7 +12,7 @@ import type { SupervisorIdentity } from '../../src/docker/labels.js';
 import { pruneWorkspaces } from '../../src/reaper/prune-workspaces.js';
 import type { Liveness } from '../../src/reaper/reap-policy.js';
 import { sweep } from '../../src/reaper/sweep.js';
-import type { Log } from '../../src/supervisor/log.js';
+import type { Log } from '../../src/core/log.js';
 import { OWNER_FILE, type OwnerRecord } from '../../src/workspace/host-workspace.js';
 import { savePlan } from '../helpers/delivery-fixtures.js';
 import { ownershipLabels } from '../../src/docker/labels.js';

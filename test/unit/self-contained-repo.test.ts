@@ -3,12 +3,12 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeF
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { AspError, exitCodeFor } from '../../src/asp-error.js';
+import { AspError, exitCodeFor } from '../../src/core/asp-error.js';
 import { readSettings } from '../../src/config/settings.js';
 import { parseTaskSpec, type TaskSpecInput } from '../../src/config/task-spec.js';
 import type { DockerPort } from '../../src/docker/port.js';
-import { systemClock } from '../../src/supervisor/clock.js';
-import { silentLog } from '../../src/supervisor/log.js';
+import { systemClock } from '../../src/core/clock.js';
+import { silentLog } from '../../src/core/log.js';
 import { runTask } from '../../src/supervisor/run-task.js';
 import { cloneRepository, resolveRepoSource } from '../../src/workspace/repository.js';
 import { privateRepo, REACHING, type ReachingKind } from '../fixtures/hostile/reaching-repos.js';

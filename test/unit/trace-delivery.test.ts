@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readSettings, type Settings } from '../../src/config/settings.js';
-import { silentLog } from '../../src/supervisor/log.js';
+import { silentLog } from '../../src/core/log.js';
 import { publishTrace, type PublishOptions } from '../../src/tracing/publish-trace.js';
 import { pushTraces } from '../../src/tracing/push-traces.js';
 import type { TraceDocument } from '../../src/tracing/trace-model.js';

@@ -1,5 +1,5 @@
 import pino from 'pino';
-import { printable, printableLines } from '../protocol/printable.js';
+import { printable, printableLines } from './printable.js';
 
 /** The structured log of asp itself: object first, message second, always on stderr. */
 export interface Log {
