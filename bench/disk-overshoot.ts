@@ -12,8 +12,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { z } from 'zod';
 import { EngineAdapter } from '../src/docker/engine-adapter.js';
-import { ensureSandboxImage } from '../src/supervisor/sandbox-image.js';
+import { ensureSandboxImage } from '../src/docker/sandbox-image.js';
 
 const ROUNDS = Number(process.env.ROUNDS ?? 5);
 const LIMITS = (process.env.LIMITS ?? '64m,256m').split(',');
@@ -21,6 +22,7 @@ const STOP_AT_MIB = Number(process.env.STOP_AT_MIB ?? 8192);
 const MiB = 1024 ** 2;
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const cli = path.join(root, 'dist', 'src', 'cli', 'main.js');
+// eslint-disable-next-line @typescript-eslint/no-unsafe-type-assertion -- typed by scripts/git-fixture.d.mts; the path is computed because the bench runs from dist/bench, where tsc copies no .mjs
 const { makeRepoFromDir } = (await import(pathToFileURL(path.join(root, 'scripts', 'git-fixture.mjs')).href)) as typeof import('../scripts/git-fixture.mjs');
 
 const DD = `dd if=/dev/zero of=fast.bin bs=1M count=${STOP_AT_MIB} status=none`;
@@ -42,13 +44,14 @@ function round(repo: string, env: NodeJS.ProcessEnv, limit: string, writer: stri
   if (!run.stdout.length) throw new Error(`asp run printed no result (exit ${run.status}): ${run.stderr.toString().slice(-2000)}`);
   let result: { workspacePath: string };
   try {
-    result = JSON.parse(run.stdout.toString()) as { workspacePath: string };
+    result = z.object({ workspacePath: z.string() }).parse(JSON.parse(run.stdout.toString()));
   } catch {
     throw new Error(`asp run printed no JSON result (exit ${run.status}): ${run.stdout.toString().slice(-500)} ${run.stderr.toString().slice(-2000)}`);
   }
   // The step's end as the runner said it on the protocol (events.jsonl is the host's copy of what it received).
   const events = readFileSync(path.join(result.workspacePath, '.asp', 'events.jsonl'), 'utf8').split('\n').filter(Boolean);
-  const record = events.map((line) => JSON.parse(line) as { type?: string; exitCode: number; reason?: string }).find((event) => event.type === 'step.end');
+  const stepEnd = z.object({ type: z.literal('step.end'), exitCode: z.number(), reason: z.string().optional() });
+  const record = events.map((line) => stepEnd.safeParse(JSON.parse(line))).find((parsed) => parsed.success)?.data;
   if (!record) throw new Error(`no step.end in ${result.workspacePath}/.asp/events.jsonl`);
   const reached = Number(/grew to (\d+) bytes/.exec(record.reason ?? '')?.[1] ?? STOP_AT_MIB * MiB);
   return { stopped: record.exitCode === 28, reachedBytes: reached };

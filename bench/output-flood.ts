@@ -8,14 +8,16 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { z } from 'zod';
 import { EngineAdapter } from '../src/docker/engine-adapter.js';
-import { ensureSandboxImage } from '../src/supervisor/sandbox-image.js';
+import { ensureSandboxImage } from '../src/docker/sandbox-image.js';
 import { runWatchingRss } from './peak-rss.js';
 
 const FLOOD_BYTES = 1024 ** 3;
 const GOAL_BYTES = 200 * 1000 ** 2;
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const cli = path.join(root, 'dist', 'src', 'cli', 'main.js');
+// eslint-disable-next-line @typescript-eslint/no-unsafe-type-assertion -- typed by scripts/git-fixture.d.mts; the path is computed because the bench runs from dist/bench, where tsc copies no .mjs
 const { makeRepoFromDir } = (await import(pathToFileURL(path.join(root, 'scripts', 'git-fixture.mjs')).href)) as typeof import('../scripts/git-fixture.mjs');
 
 const mb = (bytes: number) => `${(bytes / 1000 ** 2).toFixed(1)} MB`;
@@ -32,8 +34,8 @@ async function main(): Promise<void> {
     if (process.env.OUTPUT_CAP) args.push('--output-cap', process.env.OUTPUT_CAP);
     const run = await runWatchingRss(process.execPath, args, { env });
     if (run.code !== 0) throw new Error(`asp run exited ${run.code}: ${run.stderrTail.slice(-2000)}`);
-    const result = JSON.parse(run.stdoutTail) as { workspacePath: string; durationMs: number };
-    const record = JSON.parse(readFileSync(path.join(result.workspacePath, '.asp', 'flood.json'), 'utf8')) as { outputBytes: number; droppedBytes: number };
+    const result = z.object({ workspacePath: z.string(), durationMs: z.number() }).parse(JSON.parse(run.stdoutTail));
+    const record = z.object({ outputBytes: z.number(), droppedBytes: z.number() }).parse(JSON.parse(readFileSync(path.join(result.workspacePath, '.asp', 'flood.json'), 'utf8')));
     console.log(`bench/output-flood: one step writing ${FLOOD_BYTES} bytes to stdout, image ${image}, output cap ${process.env.OUTPUT_CAP ?? '10m (default)'}`);
     console.log(`  supervisor peak RSS (VmHWM): ${mb(run.peakRssBytes)}   goal < ${mb(GOAL_BYTES)}   ${run.peakRssBytes < GOAL_BYTES ? 'ok' : 'OVER'}   (${run.samples} samples)`);
     console.log(`  task: ${result.durationMs} ms; step output ${record.outputBytes} bytes, ${record.droppedBytes} dropped in the sandbox`);

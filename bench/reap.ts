@@ -13,12 +13,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
 import { limitsSchema } from '../src/config/task-spec.js';
 import { EngineAdapter } from '../src/docker/engine-adapter.js';
-import { ownershipLabels, type SupervisorIdentity } from '../src/docker/labels.js';
-import { mapBounded } from '../src/reaper/bounded-pool.js';
-import { containerSpec } from '../src/supervisor/container-spec.js';
-import { DEFAULT_BASE_IMAGE } from '../src/supervisor/sandbox-image.js';
+import { ownershipLabels, type SupervisorIdentity } from '../src/backend/ownership-labels.js';
+import { mapBounded } from '../src/core/bounded-pool.js';
+import { containerSpec } from '../src/docker/container-spec.js';
+import { DEFAULT_BASE_IMAGE } from '../src/docker/sandbox-image.js';
 
 const COUNT = Number(process.env.COUNT ?? 100);
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
@@ -72,7 +73,7 @@ const methods: Record<string, Method> = {
   'asp reap': () => {
     const scratch = mkdtempSync(path.join(os.tmpdir(), 'asp-bench-reap-'));
     try {
-      const report = JSON.parse(run(process.execPath, [cli, 'reap', '--json'], { ...process.env, ASP_WORKSPACES: scratch })) as { items: Array<{ outcome: string }> };
+      const report = z.object({ items: z.array(z.object({ outcome: z.string() })) }).parse(JSON.parse(run(process.execPath, [cli, 'reap', '--json'], { ...process.env, ASP_WORKSPACES: scratch })));
       const removed = report.items.filter((item) => item.outcome === 'removed').length;
       if (removed < 2 * COUNT) throw new Error(`asp reap removed ${removed} objects, expected ${2 * COUNT}`);
     } finally {
@@ -97,21 +98,23 @@ async function leftoversOfBench(): Promise<Orphans> {
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? (sorted[middle] as number) : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
+  const upper = sorted[middle] ?? Number.NaN;
+  return sorted.length % 2 ? upper : ((sorted[middle - 1] ?? Number.NaN) + upper) / 2;
 }
 
 async function main(): Promise<void> {
   if (!(await docker.imageExists(DEFAULT_BASE_IMAGE))) throw new Error(`bench/reap needs ${DEFAULT_BASE_IMAGE} in the daemon`);
-  const names = Object.keys(methods);
+  const entries = Object.entries(methods);
+  const names = entries.map(([name]) => name);
   const timings = new Map<string, number[]>(names.map((name) => [name, []]));
   try {
     for (let round = 0; round < ROUNDS; round += 1) {
       // Rotate the order each round, so no method always runs on a daemon that just did the same work.
-      const order = names.map((_, index) => names[(index + round) % names.length] as string);
-      for (const name of order) {
+      const shift = round % entries.length;
+      for (const [name, method] of [...entries.slice(shift), ...entries.slice(0, shift)]) {
         const orphans = await makeOrphans(`${round}-${names.indexOf(name)}`);
         const started = performance.now();
-        (methods[name] as Method)(orphans);
+        method(orphans);
         timings.get(name)?.push(performance.now() - started);
         const left = await leftoversOfBench();
         if (left.containers.length || left.volumes.length) throw new Error(`${name} left ${left.containers.length} containers and ${left.volumes.length} volumes`);

@@ -7,6 +7,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
 import { exportToLangfuse } from '../src/tracing/langfuse-exporter.js';
 import { childIdFor, TRACE_SCHEMA, traceIdFor, type Observation, type TraceDocument } from '../src/tracing/trace-model.js';
 import { startLangfuseReceiver } from '../test/helpers/langfuse-receiver.js';
@@ -29,7 +30,7 @@ if (process.argv[2] === '--receiver') {
     const receipt = await exportToLangfuse(document, { publicKey: receiver.publicKey, secretKey: receiver.secretKey, baseUrl: receiver.url }, { budgetMs: 60_000 });
     const ms = performance.now() - started;
     const peakMb = process.resourceUsage().maxRSS / 1024;
-    const stats = (await (await fetch(`${receiver.url}/_receiver/stats`)).json()) as { spans: number; scores: number };
+    const stats = z.object({ spans: z.number(), scores: z.number() }).parse(await (await fetch(`${receiver.url}/_receiver/stats`)).json());
     const ok = stats.spans === count && ms < GOAL_MS && peakMb < GOAL_RSS_MB;
     console.log(`trace export: ${count} observations, ${receipt.requests} requests, ${stats.spans} spans and ${stats.scores} scores received`);
     console.log(`  time      ${ms.toFixed(0)} ms (goal < ${GOAL_MS} ms)`);
@@ -48,7 +49,13 @@ function flag(name: string): string | undefined {
 
 function receiverOf(child: ChildProcess): Promise<{ url: string; publicKey: string; secretKey: string }> {
   return new Promise((resolve, reject) => {
-    child.stdout?.once('data', (chunk: Buffer) => resolve(JSON.parse(chunk.toString()) as { url: string; publicKey: string; secretKey: string }));
+    child.stdout?.once('data', (chunk: Buffer) => {
+      try {
+        resolve(z.object({ url: z.string(), publicKey: z.string(), secretKey: z.string() }).parse(JSON.parse(chunk.toString())));
+      } catch (error) {
+        reject(error);
+      }
+    });
     child.once('exit', (code) => reject(new Error(`the receiver exited with ${code}`)));
   });
 }

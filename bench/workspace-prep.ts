@@ -10,9 +10,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
 import { EngineAdapter } from '../src/docker/engine-adapter.js';
-import { ensureSandboxImage } from '../src/supervisor/sandbox-image.js';
-import type { TraceDocument } from '../src/tracing/trace-model.js';
+import { ensureSandboxImage } from '../src/docker/sandbox-image.js';
+import { parseTraceDocument } from '../src/tracing/trace-schema.js';
 
 const FILES = Number(process.env.FILES ?? 20_000);
 const MEGABYTES = Number(process.env.MB ?? 200);
@@ -51,8 +52,8 @@ function aspPrep(repoUrl: string, home: string): number {
     maxBuffer: 64 * 1024 * 1024,
   });
   if (result.status !== 0) throw new Error(`asp run failed: ${result.stderr.slice(-800)}`);
-  const { tracePath } = JSON.parse(result.stdout) as { tracePath: string };
-  const document = JSON.parse(readFileSync(tracePath, 'utf8')) as TraceDocument;
+  const { tracePath } = z.object({ tracePath: z.string() }).parse(JSON.parse(result.stdout));
+  const document = parseTraceDocument(readFileSync(tracePath, 'utf8'));
   const span = (name: string) => {
     const observation = document.observations.find((entry) => entry.name === name);
     if (!observation?.endTime) throw new Error(`no ${name} span in the trace`);

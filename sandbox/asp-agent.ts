@@ -10,6 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chatJson, type ChatMessage } from './asp-chat.js';
 import { codeReviewGate, designReviewGate, normalizeFindings, qualityScore, RETRY_LIMITS, testCounts, type Finding } from './asp-gates.js';
+import { isRecord, valueAt } from '../src/core/record-guard.js';
 import { applyFiles, repoContext, repoDiff } from './asp-repo.js';
 
 const REPO = process.cwd();
@@ -27,7 +28,10 @@ function prompt(agent: string): string {
 
 function readArtifact(name: string): Json | undefined {
   const file = path.join(ARTIFACTS, name);
-  return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Json) : undefined;
+  if (!existsSync(file)) return undefined;
+  // Steps can write here too: what is read back is checked to be an object before a field of it is read.
+  const value: unknown = JSON.parse(readFileSync(file, 'utf8'));
+  return isRecord(value) ? value : undefined;
 }
 
 function writeArtifact(name: string, value: Json): void {
@@ -95,7 +99,8 @@ async function designReview(): Promise<number> {
 
 async function codeOnce(attempt: number, feedback: [string, unknown] | undefined): Promise<void> {
   const designJson = readArtifact('design.json');
-  const touched = Array.isArray(designJson?.changes) ? (designJson.changes as Array<{ file?: unknown }>).map((change) => String(change.file ?? '')) : [];
+  const changes = designJson?.changes;
+  const touched = Array.isArray(changes) ? changes.map((change: unknown) => String(valueAt(change, 'file') ?? '')) : [];
   const answer = await ask('code', [
     ['Task', TASK],
     ['Design', designJson],
@@ -104,12 +109,13 @@ async function codeOnce(attempt: number, feedback: [string, unknown] | undefined
   ]);
   const { written, refused } = applyFiles(REPO, answer.files);
   const previous = readArtifact('code_manifest.json');
+  const previousAttempts: unknown[] = Array.isArray(previous?.previousAttempts) ? previous.previousAttempts : [];
   writeArtifact('code_manifest.json', {
     summary: answer.summary ?? '',
     files: written,
     ...(refused.length ? { refused } : {}),
     attempt,
-    ...(previous ? { previousAttempts: [...((previous.previousAttempts as unknown[]) ?? []), { attempt: previous.attempt, files: previous.files }] } : {}),
+    ...(previous ? { previousAttempts: [...previousAttempts, { attempt: previous.attempt, files: previous.files }] } : {}),
   });
   log(`code: attempt ${attempt}, ${written.length} file(s) written${refused.length ? `, ${refused.length} refused (outside the repository)` : ''}`);
 }

@@ -2,6 +2,8 @@
  * How the ASP agents talk to the model: the same OpenAI-compatible endpoint any agent CLI in the sandbox uses
  * (OPENAI_BASE_URL, the runner's loopback endpoint), so the host's gateway sees, budgets and traces every call.
  */
+import { isRecord, valueAt } from '../src/core/record-guard.js';
+
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';
   content: string;
@@ -19,7 +21,7 @@ export async function chat(messages: ChatMessage[]): Promise<string> {
   });
   const text = await response.text();
   if (response.status !== 200) throw new ChatError(`the model endpoint answered ${response.status}: ${text.slice(0, 500)}`);
-  const content = (JSON.parse(text) as { choices?: Array<{ message?: { content?: unknown } }> }).choices?.[0]?.message?.content;
+  const content = valueAt(JSON.parse(text), 'choices', 0, 'message', 'content');
   if (typeof content !== 'string') throw new ChatError('the model answered without content');
   return content;
 }
@@ -31,8 +33,8 @@ export function extractJson(text: string): Record<string, unknown> | undefined {
   for (const candidate of candidates) {
     if (!candidate?.trim()) continue;
     try {
-      const value = JSON.parse(candidate) as unknown;
-      if (typeof value === 'object' && value !== null && !Array.isArray(value)) return value as Record<string, unknown>;
+      const value: unknown = JSON.parse(candidate);
+      if (isRecord(value) && !Array.isArray(value)) return value;
     } catch {
       /* try the next reading */
     }

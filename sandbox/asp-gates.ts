@@ -2,6 +2,8 @@
  * The seed's quality gates and retry limits of the ASP pipeline, as plain functions of the review findings.
  * Kept free of I/O so the gates are unit-tested exactly as the agents apply them.
  */
+import { isRecord } from '../src/core/record-guard.js';
+
 export const RETRY_LIMITS = { design: 3, code: 3, test: 2 } as const;
 
 export type Severity = 'Critical' | 'High' | 'Medium' | 'Low';
@@ -23,8 +25,8 @@ const SEVERITIES: Severity[] = ['Critical', 'High', 'Medium', 'Low'];
 export function normalizeFindings(raw: unknown): Finding[] {
   if (!Array.isArray(raw)) return [];
   return raw.flatMap((item) => {
-    if (typeof item !== 'object' || item === null) return [];
-    const record = item as Record<string, unknown>;
+    if (!isRecord(item)) return [];
+    const record = item;
     const text = String(record.severity ?? '').trim().toLowerCase();
     const severity = SEVERITIES.find((name) => name.toLowerCase() === text) ?? 'Medium';
     return [{ ...record, severity, issue: String(record.issue ?? record.description ?? '') }];

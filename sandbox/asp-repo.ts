@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { lstatSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { valueAt } from '../src/core/record-guard.js';
 
 /** Hooks and fsmonitor off, whatever a step wrote into .git/config (reliability; the host never runs git here). */
 const GIT_SAFE = ['-c', 'core.hooksPath=/dev/null', '-c', 'core.fsmonitor=false'];
@@ -63,7 +64,8 @@ export function applyFiles(root: string, files: unknown): { written: WrittenFile
   const written: WrittenFile[] = [];
   const refused: string[] = [];
   for (const item of Array.isArray(files) ? files : []) {
-    const { path: file, content } = (item ?? {}) as { path?: unknown; content?: unknown };
+    const file = valueAt(item, 'path');
+    const content = valueAt(item, 'content');
     const full = typeof file === 'string' ? safeRepoPath(root, file) : undefined;
     if (!full || typeof content !== 'string') {
       refused.push(String(file));

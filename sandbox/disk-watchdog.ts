@@ -114,8 +114,9 @@ export async function treeSize(root: string, stopAt = Number.POSITIVE_INFINITY):
   const first = await add(root, root);
   if (first === undefined) return total;
   pending.push(first);
-  while (pending.length && total <= stopAt) {
-    const dir = pending.pop() as PendingDir;
+  while (total <= stopAt) {
+    const dir = pending.pop();
+    if (dir === undefined) break;
     // The runner reads any directory (DAC_READ_SEARCH): it must walk only the one it counted. A step can swap a
     // directory, or one above it, for a link to / between the lstat and the open. So the directory is opened without
     // following a last link and checked to be the same inode, then read and its entries stat'ed through the open

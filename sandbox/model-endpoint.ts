@@ -5,6 +5,7 @@
  * OPENAI_BASE_URL at it and run unchanged.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { isRecord } from '../src/core/record-guard.js';
 import type { ProtocolMessage } from '../src/protocol/messages.js';
 import type { HostInput } from './host-input.js';
 
@@ -79,13 +80,14 @@ export async function startModelEndpoint(options: ModelEndpointOptions): Promise
       sendJson(response, 400, errorBody('request body is not JSON'));
       return;
     }
-    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    if (!isRecord(body) || Array.isArray(body)) {
       sendJson(response, 400, errorBody('request body is not a JSON object'));
       return;
     }
+    const requestBody = body;
     counter += 1;
     const id = `m${counter}`;
-    const streaming = (body as { stream?: unknown }).stream === true;
+    const streaming = requestBody.stream === true;
     let started = false;
     const startStream = () => {
       if (started) return;
@@ -112,7 +114,7 @@ export async function startModelEndpoint(options: ModelEndpointOptions): Promise
       response.on('close', () => {
         if (pending.delete(id)) resolve();
       });
-      options.emit({ type: 'model.request', id, step: options.currentStep(), body: body as Record<string, unknown> });
+      options.emit({ type: 'model.request', id, step: options.currentStep(), body: requestBody });
     });
   }
 

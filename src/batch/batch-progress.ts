@@ -83,5 +83,5 @@ function describe(outcome: TaskOutcome, counts: Counts): string {
 }
 
 function succeeded(outcome: TaskOutcome): boolean {
-  return outcome.status === 'passed' || outcome.status === 'awaiting_approval';
+  return outcome.status === 'passed' || outcome.status === 'awaiting_approval' || outcome.status === 'rejected';
 }

@@ -5,7 +5,7 @@ export interface TaskOutcome {
   key: string;
   line: number;
   taskId: string | null;
-  status: 'passed' | 'awaiting_approval' | 'failed' | 'timeout' | 'error' | 'interrupted' | 'not-run';
+  status: 'passed' | 'awaiting_approval' | 'rejected' | 'failed' | 'timeout' | 'error' | 'interrupted' | 'not-run';
   exitCode: number | null;
   durationMs: number | null;
   costUsd: number | null;

@@ -30,11 +30,11 @@ const journalRecordSchema = z.strictObject({
 
 /** What the journal records of one task attempt. */
 export type JournalRecord = z.infer<typeof journalRecordSchema>;
-export type FinalStatus = 'passed' | 'awaiting_approval' | 'failed' | 'timeout';
+export type FinalStatus = 'passed' | 'awaiting_approval' | 'rejected' | 'failed' | 'timeout';
 export type FinishedRecord = JournalRecord & { status: FinalStatus };
 
 /** The statuses that end a task for good: --resume does not run it again. */
-const FINAL: ReadonlySet<string> = new Set<FinalStatus>(['passed', 'awaiting_approval', 'failed', 'timeout']);
+const FINAL: ReadonlySet<string> = new Set<FinalStatus>(['passed', 'awaiting_approval', 'rejected', 'failed', 'timeout']);
 
 /** Parses one journal line; undefined when it is torn (a kill mid-write) or not a record. */
 export function parseJournalLine(text: string): JournalRecord | undefined {

@@ -2,16 +2,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { AspError, errorMessage, EXIT, exitCodeFor } from '../core/asp-error.js';
 import { githubToken, type Settings } from '../config/settings.js';
-import type { DockerPort } from '../docker/port.js';
+import type { SandboxBackend } from '../backend/sandbox-backend.js';
+import { mapBounded } from '../core/bounded-pool.js';
 import type { Clock } from '../core/clock.js';
 import type { Log } from '../core/log.js';
+import { retry } from '../core/retry.js';
+import { deliverTask } from '../delivery/deliver-task.js';
 import { runTask, type TaskResult } from '../supervisor/run-task.js';
-import { ensureSandboxImage } from '../supervisor/sandbox-image.js';
-import { readStepRecord } from '../supervisor/step-records.js';
-import { CHECK_ARTIFACTS_DIR } from '../supervisor/check-phase.js';
-import type { TraceDocument } from '../tracing/trace-model.js';
-import { parseTraceDocument } from '../tracing/trace-schema.js';
-import { readHostFile } from '../workspace/host-state.js';
 import { workspacePaths } from '../workspace/host-workspace.js';
 import type { TraceMode } from '../tracing/trace-mode.js';
 import { RepoMirrors } from '../workspace/repo-mirror.js';
@@ -33,7 +30,7 @@ export interface BatchOptions {
 }
 
 export interface BatchDeps {
-  docker: DockerPort;
+  backend: SandboxBackend;
   settings: Settings;
   clock: Clock;
   log: Log;
@@ -65,28 +62,19 @@ export async function runBatch(list: TaskList, options: BatchOptions, deps: Batc
   const outcomes = new Map<string, TaskOutcome>();
 
   // One image check (and build) for the whole batch, before the pool: concurrent first runs must not each build it.
-  if (list.entries.some((entry) => !entry.spec.image)) await ensureSandboxImage(deps.docker, {
-    onBuildStart: (tag) => deps.log.info({ image: tag }, `building the sandbox image ${tag}; this takes a minute`),
-  });
+  if (list.entries.some((entry) => !entry.spec.image)) {
+    await deps.backend.prepareImage({ onBuildStart: (tag) => deps.log.info({ image: tag }, `building the sandbox image ${tag}; this takes a minute`) });
+  }
 
-  const queue = [...list.entries];
-  const worker = async () => {
-    for (let entry = queue.shift(); entry; entry = queue.shift()) {
-      const previous = done.get(entry.key);
-      if (previous) {
-        const outcome = fromJournal(entry, previous);
-        outcomes.set(entry.key, outcome);
-        deps.progress.finished(outcome);
-        continue;
-      }
-      if (deps.signal?.aborted) return;
-      deps.progress.started(entry.key);
-      const outcome = await runWithRetries(entry, options, deps, journal, mirrors);
-      outcomes.set(entry.key, outcome);
-      deps.progress.finished(outcome);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, options.concurrency) }, worker));
+  await mapBounded(list.entries, options.concurrency, async (entry) => {
+    const previous = done.get(entry.key);
+    // After an interrupt nothing new starts: what is left is reported as not run.
+    if (!previous && deps.signal?.aborted) return;
+    if (!previous) deps.progress.started(entry.key);
+    const outcome = previous ? fromJournal(entry, previous) : await runWithRetries(entry, options, deps, journal, mirrors);
+    outcomes.set(entry.key, outcome);
+    deps.progress.finished(outcome);
+  });
   deps.progress.close();
 
   const tasks = list.entries.map((entry) => outcomes.get(entry.key) ?? notRun(entry));
@@ -97,7 +85,8 @@ export async function runBatch(list: TaskList, options: BatchOptions, deps: Batc
     journal: journal.file,
     concurrency: options.concurrency,
     total: tasks.length,
-    passed: count('passed', 'awaiting_approval'),
+    // A denied change still ran and passed: the person at the gate declined it, the task did not fail.
+    passed: count('passed', 'awaiting_approval', 'rejected'),
     failed: count('failed', 'timeout'),
     errors: count('error'),
     interrupted: count('interrupted'),
@@ -117,39 +106,45 @@ function batchExitCode(summary: Omit<BatchSummary, 'exitCode'>, interrupted: boo
 }
 
 async function runWithRetries(entry: BatchEntry, options: BatchOptions, deps: BatchDeps, journal: BatchJournal, mirrors: RepoMirrors): Promise<TaskOutcome> {
-  for (let attempt = 1; ; attempt += 1) {
-    journal.append({ event: 'start', key: entry.key, at: deps.clock.now().toISOString(), attempt });
-    const outcome = await attemptTask(entry, attempt, deps, mirrors);
-    journal.append({
-      event: 'end',
-      key: entry.key,
-      at: deps.clock.now().toISOString(),
-      attempt,
-      status: outcome.status,
-      ...(outcome.taskId ? { taskId: outcome.taskId } : {}),
-      ...(outcome.exitCode !== null ? { exitCode: outcome.exitCode } : {}),
-      ...(outcome.durationMs !== null ? { durationMs: outcome.durationMs } : {}),
-      ...(outcome.costUsd !== null ? { costUsd: outcome.costUsd } : {}),
-      ...(outcome.traceId ? { traceId: outcome.traceId } : {}),
-      ...(outcome.artifactsDir ? { artifactsDir: outcome.artifactsDir } : {}),
-      ...(outcome.failedStep ? { failedStep: outcome.failedStep } : {}),
-      ...(outcome.failure ? { failure: outcome.failure } : {}),
-      ...(outcome.outputTail ? { outputTail: outcome.outputTail } : {}),
-      ...(outcome.error ? { error: outcome.error } : {}),
-    });
-    const infrastructure = outcome.status === 'error' && outcome.exitCode === EXIT.infrastructure;
-    if (!infrastructure || attempt > options.retries || deps.signal?.aborted) return outcome;
-    const wait = options.backoffMs * 2 ** (attempt - 1);
-    deps.log.warn({ task: entry.key, attempt, waitMs: wait }, `${entry.key}: infrastructure failure (${outcome.error}); retrying in ${wait} ms`);
-    await new Promise((resolve) => setTimeout(resolve, wait));
-  }
+  const { answer } = await retry(
+    async (attempt) => {
+      journal.append({ event: 'start', key: entry.key, at: deps.clock.now().toISOString(), attempt });
+      const outcome = await attemptTask(entry, attempt, deps, mirrors);
+      journal.append({
+        event: 'end',
+        key: entry.key,
+        at: deps.clock.now().toISOString(),
+        attempt,
+        status: outcome.status,
+        ...(outcome.taskId ? { taskId: outcome.taskId } : {}),
+        ...(outcome.exitCode !== null ? { exitCode: outcome.exitCode } : {}),
+        ...(outcome.durationMs !== null ? { durationMs: outcome.durationMs } : {}),
+        ...(outcome.costUsd !== null ? { costUsd: outcome.costUsd } : {}),
+        ...(outcome.traceId ? { traceId: outcome.traceId } : {}),
+        ...(outcome.artifactsDir ? { artifactsDir: outcome.artifactsDir } : {}),
+        ...(outcome.failedStep ? { failedStep: outcome.failedStep } : {}),
+        ...(outcome.failure ? { failure: outcome.failure } : {}),
+        ...(outcome.outputTail ? { outputTail: outcome.outputTail } : {}),
+        ...(outcome.error ? { error: outcome.error } : {}),
+      });
+      return outcome;
+    },
+    {
+      attempts: options.retries + 1,
+      // Only asp's own failures are worth another try; a task that failed would fail the same way again.
+      retryable: (outcome) => outcome.status === 'error' && outcome.exitCode === EXIT.infrastructure && !deps.signal?.aborted,
+      delayMs: (attempt) => options.backoffMs * 2 ** (attempt - 1),
+      onRetry: (outcome, attempt, waitMs) => deps.log.warn({ task: entry.key, attempt, waitMs }, `${entry.key}: infrastructure failure (${outcome.error}); retrying in ${waitMs} ms`),
+    },
+  );
+  return answer;
 }
 
 async function attemptTask(entry: BatchEntry, attempt: number, deps: BatchDeps, mirrors: RepoMirrors): Promise<TaskOutcome> {
   const base = { key: entry.key, line: entry.line, attempts: attempt, resumed: false };
   try {
-    const result = await runTask(entry.spec, {
-      docker: deps.docker,
+    const run = await runTask(entry.spec, {
+      backend: deps.backend,
       settings: deps.settings,
       clock: deps.clock,
       log: deps.log,
@@ -162,7 +157,8 @@ async function attemptTask(entry: BatchEntry, attempt: number, deps: BatchDeps, 
       reclaimUnfinished: true,
       traceMode: deps.traceMode,
     });
-    return { ...base, ...(await describeResult(result)) };
+    // Nobody can be asked at a gate in a batch: --hitl tasks wait for asp approve, --push and --pr tasks deliver.
+    return { ...base, ...describeResult(await deliverTask(run, { settings: deps.settings, log: deps.log })) };
   } catch (error) {
     const exitCode = error instanceof AspError ? exitCodeFor(error.code) : EXIT.infrastructure;
     return {
@@ -182,44 +178,23 @@ async function attemptTask(entry: BatchEntry, attempt: number, deps: BatchDeps, 
   }
 }
 
-async function describeResult(result: TaskResult): Promise<Omit<TaskOutcome, 'key' | 'line' | 'attempts' | 'resumed'>> {
-  const workspace = workspacePaths(path.dirname(result.workspacePath), result.taskId);
-  const artifactsDir = workspace.artifactsDir;
-  const failing = (steps: TaskResult['steps']) => steps.find((step) => step.status === 'failed' || step.status === 'timeout' || step.status === 'interrupted');
-  // A task whose steps passed can still fail its clean-room check: then the check step is the one to show.
-  const stepFailed = failing(result.steps);
-  const checkFailed = stepFailed ? undefined : failing(result.check?.steps ?? []);
-  const failed = stepFailed ?? (checkFailed ? { ...checkFailed, name: `check:${checkFailed.name}` } : undefined);
-  // The step's record is the sandbox's (or the host's, for a step it killed): data, read with its schema.
-  const outputTail = stepFailed
-    ? ((await readStepRecord(artifactsDir, stepFailed.name))?.outputTail ?? null)
-    : checkFailed
-      ? ((await readStepRecord(path.join(artifactsDir, CHECK_ARTIFACTS_DIR), checkFailed.name))?.outputTail ?? null)
-      : null;
-  // The cost comes from the trace's master copy, the one the sandbox cannot write.
-  const document = await readHostFile(workspace, 'trace')
-    .then((content) => (content === undefined ? undefined : parseTraceDocument(content)))
-    .catch(() => undefined);
+/** A batch's line for a task, from its result alone (nothing is read back from disk). */
+function describeResult(result: TaskResult): Omit<TaskOutcome, 'key' | 'line' | 'attempts' | 'resumed'> {
+  const { failedStep } = result;
   return {
     taskId: result.taskId,
     status: result.status,
     exitCode: result.exitCode,
     durationMs: result.durationMs,
-    costUsd: document ? costOf(document) : null,
+    costUsd: result.costUsd,
     traceId: result.traceId,
-    artifactsDir,
-    failedStep: failed?.name ?? null,
-    failure: failed ? (failed.status === 'failed' ? `step ${failed.name} exited ${failed.exitCode}` : `step ${failed.name} ${failed.status === 'timeout' ? 'passed its deadline' : 'was interrupted'}`) : (result.error ?? null),
-    outputTail,
+    artifactsDir: workspacePaths(path.dirname(result.workspacePath), result.taskId).artifactsDir,
+    failedStep: failedStep?.step ?? null,
+    failure: failedStep?.reason ?? result.error ?? null,
+    outputTail: failedStep?.outputTail ?? null,
     error: result.error ?? null,
     check: result.check ? { status: result.check.status, exitCode: result.check.exitCode, steps: result.check.steps.map(({ name, status, exitCode }) => ({ name, status, exitCode })) } : null,
   };
-}
-
-function costOf(document: TraceDocument): number {
-  const score = document.scores.find((entry) => entry.name === 'probe_cost_usd');
-  if (score) return score.value;
-  return document.observations.reduce((sum, observation) => sum + (observation.costDetails?.total ?? 0), 0);
 }
 
 function fromJournal(entry: BatchEntry, record: FinishedRecord): TaskOutcome {

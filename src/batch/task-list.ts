@@ -81,7 +81,7 @@ function fromArray(text: string, file: string): RawItem[] {
   }
   if (!Array.isArray(value)) throw new AspError('BAD_INPUT', `task list ${file} is not an array`, 'write a JSON array of task specs');
   // Items of an array have no line of their own: number them 1, 2, 3 as "lines".
-  return value.map((item, index) => ({ line: index + 1, value: item }));
+  return value.map((item: unknown, index) => ({ line: index + 1, value: item }));
 }
 
 /** One line per bad task, for the error message of a batch that cannot start. */

@@ -66,13 +66,13 @@ async function batchCommand(file: string, flags: BatchFlags): Promise<number> {
     context.log.info({ batchId, tasks: list.entries.length, concurrency }, `batch ${batchId}: ${list.entries.length} task(s), concurrency ${concurrency}${flags.resume ? ', resuming' : ''}`);
     const interrupts = installInterruptHandlers(context.log);
     // Clear up after dead runs side by side with the batch's start: it never throws and never touches a live run.
-    const sweeping = sweep({ docker: context.docker, settings: context.settings, clock: systemClock, log: context.log });
+    const sweeping = sweep({ backend: context.backend, settings: context.settings, clock: systemClock, log: context.log });
     try {
       const summary = await runBatch(
         list,
         { file, batchId, concurrency, resume: Boolean(flags.resume), retries, backoffMs: 1000, invalidCount: list.invalid.length },
         {
-          docker: context.docker,
+          backend: context.backend,
           settings: context.settings,
           clock: systemClock,
           // Per-task step lines would drown the progress; warnings and errors still show.

@@ -2,14 +2,20 @@ import { AspError, errorMessage, EXIT, exitCodeFor } from '../core/asp-error.js'
 import { readSettings, type Settings } from '../config/settings.js';
 import { EngineAdapter } from '../docker/engine-adapter.js';
 import type { DockerPort } from '../docker/port.js';
+import { DockerBackend } from '../docker/docker-backend.js';
+import type { SandboxBackend } from '../backend/sandbox-backend.js';
 import { printable, printableLines } from '../core/printable.js';
 import { humanLog, jsonLog, type Log } from '../core/log.js';
 
-/** What every command gets: settings, a log, a Docker port, and how to print its result. Built per command, never at import. */
+/**
+ * What every command gets: settings, a log, the sandbox backend (and, for the commands that look at the engine itself:
+ * doctor, image, the Docker port under it), and how to print its result. Built per command, never at import.
+ */
 export interface CliContext {
   settings: Settings;
   log: Log;
   docker: DockerPort;
+  backend: SandboxBackend;
   json: boolean;
   debug: boolean;
   stdout: (text: string) => void;
@@ -19,12 +25,14 @@ export function makeContext(options: { json?: boolean; debug?: boolean }): CliCo
   const settings = readSettings();
   const debug = Boolean(options.debug) || settings.debug;
   const json = Boolean(options.json);
+  const docker = new EngineAdapter(settings.dockerHost);
   return {
     settings,
     debug,
     json,
     log: json ? jsonLog(debug) : humanLog(debug),
-    docker: new EngineAdapter(settings.dockerHost),
+    docker,
+    backend: new DockerBackend(docker),
     // Tables, timelines and reports carry task, step and file names from sandboxes: printed escaped. JSON output
     // passes unchanged in meaning (printable keeps it valid JSON of the same value).
     stdout: (text) => process.stdout.write(printable(text)),

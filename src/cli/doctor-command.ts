@@ -2,7 +2,7 @@ import { mkdir, statfs } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { AspError, errorMessage, EXIT } from '../core/asp-error.js';
 import { formatBytes } from '../config/units.js';
-import { imageContext } from '../supervisor/sandbox-image.js';
+import { imageContext } from '../docker/sandbox-image.js';
 import { makeContext, reportFailure } from './cli-context.js';
 
 interface Check {

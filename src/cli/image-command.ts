@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { EXIT } from '../core/asp-error.js';
 import { printable } from '../core/printable.js';
-import { buildSandboxImage, imageContext } from '../supervisor/sandbox-image.js';
+import { buildSandboxImage, imageContext } from '../docker/sandbox-image.js';
 import { makeContext, reportFailure } from './cli-context.js';
 
 export function registerImageCommand(program: Command): void {

@@ -32,8 +32,8 @@ const program = new Command('asp')
   });
 
 const named = process.argv[2];
-const wanted = named && Object.hasOwn(COMMANDS, named) ? [named] : Object.keys(COMMANDS);
-for (const name of wanted) (await (COMMANDS[name] as () => Promise<Register>)())(program);
+const chosen = named && Object.hasOwn(COMMANDS, named) ? COMMANDS[named] : undefined;
+for (const load of chosen ? [chosen] : Object.values(COMMANDS)) (await load())(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -37,7 +37,7 @@ async function reapCommand(flags: ReapFlags): Promise<number> {
     const olderThanMs = flags.olderThan !== undefined ? parseAgeOption('--older-than', flags.olderThan) : undefined;
     const context = makeContext({ json, debug });
     const report = await reap(
-      { docker: context.docker, workspacesRoot: context.settings.workspacesRoot, clock: systemClock },
+      { backend: context.backend, workspacesRoot: context.settings.workspacesRoot, clock: systemClock },
       { dryRun: Boolean(flags.dryRun), all: Boolean(flags.all), olderThanMs },
     );
     const failed = report.items.some((item) => item.outcome === 'failed');

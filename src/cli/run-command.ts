@@ -7,6 +7,7 @@ import { formatDuration } from '../config/units.js';
 import { printable, printableLine } from '../core/printable.js';
 import { sweep } from '../reaper/sweep.js';
 import { systemClock } from '../core/clock.js';
+import { deliverTask } from '../delivery/deliver-task.js';
 import { runTask, type TaskResult } from '../supervisor/run-task.js';
 import { resolveTraceMode } from '../tracing/trace-mode.js';
 import { makeContext, reportFailure } from './cli-context.js';
@@ -103,10 +104,10 @@ async function runCommand(flags: RunFlags): Promise<number> {
     const traceMode = resolveTraceMode(flags.trace, context.settings);
     const interrupts = installInterruptHandlers(context.log);
     // Clear up after dead runs side by side with this run's start: it never throws and never touches a live run.
-    const sweeping = sweep({ docker: context.docker, settings: context.settings, clock: systemClock, log: context.log });
+    const sweeping = sweep({ backend: context.backend, settings: context.settings, clock: systemClock, log: context.log });
     try {
-      const result = await runTask(spec, {
-        docker: context.docker,
+      const run = await runTask(spec, {
+        backend: context.backend,
         settings: context.settings,
         clock: systemClock,
         log: context.log,
@@ -116,6 +117,10 @@ async function runCommand(flags: RunFlags): Promise<number> {
         signal: interrupts.signal,
         forceSignal: interrupts.forceSignal,
         traceMode,
+      });
+      const result = await deliverTask(run, {
+        settings: context.settings,
+        log: context.log,
         decision: flags.approve ? 'approve' : flags.deny ? 'deny' : undefined,
         // Ask at the gate only when a person is there to answer.
         ask: process.stdin.isTTY && process.stderr.isTTY ? askAtTerminal : undefined,
@@ -155,7 +160,7 @@ function specFromFlags(flags: RunFlags): TaskSpecInput {
     ...(flags.image ? { image: flags.image } : {}),
     ...(flags.branch ? { branch: flags.branch } : {}),
     ...(flags.depth !== undefined || flags.filter !== undefined
-      ? { clone: { ...(flags.depth !== undefined ? { depth: numberFlag('--depth', flags.depth, true) } : {}), ...(flags.filter !== undefined ? { filter: flags.filter as 'blob:none' } : {}) } }
+      ? { clone: { ...(flags.depth !== undefined ? { depth: numberFlag('--depth', flags.depth, true) } : {}), ...(flags.filter !== undefined ? { filter: cloneFilter(flags.filter) } : {}) } }
       : {}),
     ...(flags.runtime ? { runtime: flags.runtime } : {}),
     limits: limits as TaskSpecInput['limits'],
@@ -237,4 +242,10 @@ function summary(result: TaskResult): string {
   if (pending) lines.push(`  kept: ${result.workspacePath}/repo, for asp approve ${result.taskId} [--branch B | --deny]`);
   else if (result.kept) lines.push(`  kept: container, volume asp-ws-${result.taskId}-${result.runId} and ${result.workspacePath}/repo (remove with asp reap --all)`);
   return lines.join('\n') + '\n';
+}
+
+/** `--filter`: one of the partial-clone filters asp supports (the task spec's schema says the same, for task files). */
+function cloneFilter(filter: string): 'blob:none' | 'tree:0' {
+  if (filter === 'blob:none' || filter === 'tree:0') return filter;
+  throw new AspError('BAD_INPUT', `--filter ${filter} is not a partial-clone filter asp supports`, 'use --filter blob:none or --filter tree:0');
 }

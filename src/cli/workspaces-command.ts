@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { printableLine } from '../core/printable.js';
 import { EXIT } from '../core/asp-error.js';
 import { formatAge, formatBytes } from '../config/units.js';
-import { supervisorState } from '../docker/labels.js';
+import { supervisorState } from '../backend/ownership-labels.js';
 import { pruneWorkspaces, type PruneReport } from '../reaper/prune-workspaces.js';
 import { systemClock } from '../core/clock.js';
 import { ownershipOf } from '../workspace/host-workspace.js';

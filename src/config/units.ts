@@ -9,7 +9,9 @@ export function parseDuration(text: string): number | undefined {
   if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
   const match = DURATION.exec(trimmed);
   if (!match) return undefined;
-  const value = Number(match[1]) * (DURATION_MS[match[2] as string] as number);
+  const unitMs = DURATION_MS[match[2] ?? ''];
+  if (unitMs === undefined) return undefined;
+  const value = Number(match[1]) * unitMs;
   return value > 0 ? Math.round(value) : undefined;
 }
 
@@ -21,7 +23,9 @@ export function parseSize(text: string): number | undefined {
   const match = SIZE.exec(text.trim());
   if (!match) return undefined;
   const unit = (match[2] ?? 'b').toLowerCase();
-  const value = Math.floor(Number(match[1]) * (SIZE_BYTES[unit] as number));
+  const unitBytes = SIZE_BYTES[unit];
+  if (unitBytes === undefined) return undefined;
+  const value = Math.floor(Number(match[1]) * unitBytes);
   return value > 0 ? value : undefined;
 }
 

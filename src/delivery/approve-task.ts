@@ -6,12 +6,13 @@ import type { Settings } from '../config/settings.js';
 import { BRANCH_NAME_PATTERN, BRANCH_NAME_RULE, TASK_ID_PATTERN } from '../config/task-spec.js';
 import type { Log } from '../core/log.js';
 import { recordDelivery } from '../tracing/hitl-trace.js';
-import { publishTrace } from '../tracing/publish-trace.js';
+import { TracePublication } from '../tracing/publish-trace.js';
 import type { TraceMode } from '../tracing/trace-mode.js';
 import { parseTraceDocument } from '../tracing/trace-schema.js';
 import { hostFilePath, readHostFile, userCopyPath } from '../workspace/host-state.js';
 import { readOwnerFile, removePath, updateOwnerFile, workspacePaths, type HostWorkspace } from '../workspace/host-workspace.js';
-import { updateResultFile } from '../workspace/result-file.js';
+import { rewriteResultFile } from '../workspace/result-file.js';
+import { withDelivery } from '../supervisor/task-result.js';
 import { deliverAll } from './deliver-changes.js';
 import { deliveryContext } from './delivery-context.js';
 import { isOpen, loadDeliveries, saveDeliveries, type DeliveryEntry, type DeliveryOutcome } from './delivery-plan.js';
@@ -81,7 +82,7 @@ export async function approveTask(taskId: string, options: ApproveOptions, deps:
   const updated: DeliveryEntry[] = entries.map((entry) => redone.find((done) => done.repo === entry.repo) ?? entry);
   const outcomes = updated.map((entry) => entry.outcome);
   recordDelivery(document, entries[0]?.plan.hitl ?? false, outcomes);
-  await publishTrace(document, { settings: deps.settings, mode: options.traceMode, artifactsDir: workspace.artifactsDir, stateDir: workspace.stateDir, log: deps.log, warn: deps.warn });
+  await new TracePublication(document, { settings: deps.settings, mode: options.traceMode, artifactsDir: workspace.artifactsDir, stateDir: workspace.stateDir, log: deps.log, warn: deps.warn }).publish();
   await saveDeliveries(workspace, updated);
   // What this decision did: a deny reports the denial, not an earlier push of another repository of the task.
   const delivery = options.deny ? (redone[0]?.outcome ?? denied(options.comment)) : (outcomes.find((outcome) => outcome.error) ?? outcomes[0] ?? denied(options.comment));
@@ -91,7 +92,8 @@ export async function approveTask(taskId: string, options: ApproveOptions, deps:
     for (const entry of updated) await removePath(entry.repoDir);
     await removePath(path.join(workspace.dir, 'repos'));
   }
-  await updateResultFile(workspace, { delivery, status, kept }, deps.warn);
+  // The task passed before it waited at the gate: the decision takes it from there, by the run's own rule.
+  await rewriteResultFile(workspace, (saved) => withDelivery({ ...saved, status: 'passed', exitCode: 0, error: undefined }, delivery, kept), deps.warn);
   await updateOwnerFile(workspace.dir, owner, { status });
   return { taskId, status, delivery, kept, tracePath, ...(delivery.error ? { error: delivery.error } : {}) };
 }

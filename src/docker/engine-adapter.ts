@@ -1,6 +1,9 @@
 import { PassThrough, type Readable, type Writable } from 'node:stream';
-import { AspError, errorMessage } from '../core/asp-error.js';
-import { demultiplex, EngineClient, engineTarget, type Query } from './engine-client.js';
+import { z } from 'zod';
+import { describeIssue } from '../config/task-spec.js';
+import { AspError, errorMessage, systemErrorCode } from '../core/asp-error.js';
+import { valueAt } from '../core/record-guard.js';
+import { demultiplex, EngineApiError, EngineClient, engineTarget, type Query } from './engine-client.js';
 import type {
   AttachedStreams,
   ContainerHardening,
@@ -10,6 +13,21 @@ import type {
   DockerPort,
   VolumeSummary,
 } from './port.js';
+
+// The answers asp reads, each only as far as it relies on them (zod drops the rest). `.nullish()` where the code below
+// already takes null for "none": the daemon sends `null` for an empty list or map.
+const labelsReply = z.record(z.string(), z.string()).nullish();
+const versionReply = z.object({ Version: z.string(), ApiVersion: z.string(), Os: z.string(), Arch: z.string() });
+// NCPU and MemTotal are left to readInfo, which reads them with Number() and takes 0 or NaN as "not said".
+const infoReply = z.object({ Runtimes: z.record(z.string(), z.unknown()).nullish(), NCPU: z.unknown(), MemTotal: z.unknown() });
+const volumesReply = z.object({ Volumes: z.array(z.object({ Name: z.string(), Labels: labelsReply, CreatedAt: z.string().nullish() })).nullish() });
+const createdReply = z.object({ Id: z.string() });
+// Inspect is read field by field, each checked for its type where it is read (inspectContainer).
+const inspectReply = z.object({ Config: z.object({ User: z.unknown() }).nullish(), HostConfig: z.record(z.string(), z.unknown()).nullish() });
+const waitReply = z.object({ StatusCode: z.number() });
+const containersReply = z.array(z.object({ Id: z.string(), Names: z.array(z.string()).nullish(), State: z.string(), Labels: labelsReply, Created: z.number() }));
+/** One line of build progress: output in `stream`, a failure in `error`/`errorDetail`. */
+const buildEvent = z.object({ stream: z.string().optional(), error: z.string().optional(), errorDetail: z.object({ message: z.string().optional() }).optional() });
 
 /** The one place that speaks the Docker Engine API. It translates daemon errors into AspErrors with a hint. */
 export class EngineAdapter implements DockerPort {
@@ -33,12 +51,7 @@ export class EngineAdapter implements DockerPort {
   }
 
   private async readInfo(): Promise<DaemonInfo> {
-    const [version, info] = await this.call('reach the Docker daemon', () =>
-      Promise.all([
-        this.engine.json<{ Version: string; ApiVersion: string; Os: string; Arch: string }>('GET', '/version'),
-        this.engine.json<{ Runtimes?: Record<string, unknown>; NCPU?: number; MemTotal?: number }>('GET', '/info'),
-      ]),
-    );
+    const [version, info] = await this.call('reach the Docker daemon', () => Promise.all([this.engine.json('GET', '/version', versionReply), this.engine.json('GET', '/info', infoReply)]));
     return {
       endpoint: this.endpoint,
       serverVersion: version.Version,
@@ -48,7 +61,7 @@ export class EngineAdapter implements DockerPort {
       runtimes: Object.keys(info.Runtimes ?? {}),
       runtimeArgs: Object.fromEntries(
         Object.entries(info.Runtimes ?? {}).map(([name, runtime]) => {
-          const args = (runtime as { runtimeArgs?: unknown } | null)?.runtimeArgs;
+          const args = valueAt(runtime, 'runtimeArgs');
           return [name, Array.isArray(args) ? args.filter((arg): arg is string => typeof arg === 'string') : []];
         }),
       ),
@@ -59,7 +72,7 @@ export class EngineAdapter implements DockerPort {
 
   async imageExists(tag: string): Promise<boolean> {
     try {
-      await this.engine.json('GET', `/images/${encodeURIComponent(tag)}/json`);
+      await this.engine.command('GET', `/images/${encodeURIComponent(tag)}/json`);
       return true;
     } catch (error) {
       if (statusOf(error) === 404) return false;
@@ -75,16 +88,23 @@ export class EngineAdapter implements DockerPort {
     // No registry is reachable from most places asp runs: the build uses the local base image (no pull).
     const query: Query = { t: options.tag, buildargs: JSON.stringify(options.buildArgs), labels: JSON.stringify(options.labels), rm: 1, forcerm: 1 };
     const progress = await this.call(`build image ${options.tag}`, () => this.engine.stream('POST', '/build', { query, stream: context, contentType: 'application/x-tar' }));
-    // The answer is one JSON object per line: build output in `stream`, a failure in `error`/`errorDetail`.
+    // The answer is one JSON object per line (buildEvent). A line that is not JSON is skipped; one of another shape
+    // fails the build, as one that says nothing asp can read about whether the build worked.
     let failed: string | undefined;
     const onLine = (line: string) => {
       if (!line.trim()) return;
-      let event: { stream?: string; error?: string; errorDetail?: { message?: string } };
+      let json: unknown;
       try {
-        event = JSON.parse(line) as typeof event;
+        json = JSON.parse(line);
       } catch {
         return;
       }
+      const parsed = buildEvent.safeParse(json);
+      if (!parsed.success) {
+        failed ??= `the daemon's build output is not what asp expects (${describeIssue(parsed.error)})`;
+        return;
+      }
+      const event = parsed.data;
       if (event.error || event.errorDetail) failed ??= event.errorDetail?.message ?? event.error;
       const text = event.stream?.trim();
       if (text) onProgress(text);
@@ -106,12 +126,12 @@ export class EngineAdapter implements DockerPort {
   }
 
   async createVolume(name: string, labels: Record<string, string>): Promise<void> {
-    await this.call(`create volume ${name}`, () => this.engine.json('POST', '/volumes/create', { body: { Name: name, Labels: labels } }));
+    await this.call(`create volume ${name}`, () => this.engine.command('POST', '/volumes/create', { body: { Name: name, Labels: labels } }));
   }
 
   async removeVolume(name: string): Promise<void> {
     try {
-      await this.engine.json('DELETE', `/volumes/${encodeURIComponent(name)}`, { query: { force: true } });
+      await this.engine.command('DELETE', `/volumes/${encodeURIComponent(name)}`, { query: { force: true } });
     } catch (error) {
       if (statusOf(error) === 404) return;
       // 409: still mounted by a container (perhaps one whose removal is in progress); the caller decides whether to retry.
@@ -124,7 +144,7 @@ export class EngineAdapter implements DockerPort {
 
   async listVolumes(labelFilters: string[]): Promise<VolumeSummary[]> {
     const result = await this.call('list volumes', () =>
-      this.engine.json<{ Volumes?: Array<{ Name: string; Labels?: Record<string, string> | null; CreatedAt?: string }> | null }>('GET', '/volumes', {
+      this.engine.json('GET', '/volumes', volumesReply, {
         query: { filters: JSON.stringify({ label: labelFilters }) },
       }),
     );
@@ -133,14 +153,14 @@ export class EngineAdapter implements DockerPort {
 
   async createContainer(body: ContainerCreateBody): Promise<string> {
     const { name, ...config } = body;
-    const created = await this.call(`create container ${name}`, () => this.engine.json<{ Id: string }>('POST', '/containers/create', { query: { name }, body: config }));
+    const created = await this.call(`create container ${name}`, () => this.engine.json('POST', '/containers/create', createdReply, { query: { name }, body: config }));
     return created.Id;
   }
 
   async inspectContainer(containerId: string): Promise<ContainerHardening> {
-    let inspected: { Config?: { User?: unknown }; HostConfig?: Record<string, unknown> };
+    let inspected: z.infer<typeof inspectReply>;
     try {
-      inspected = await this.engine.json('GET', `/containers/${containerId}/json`);
+      inspected = await this.engine.json('GET', `/containers/${containerId}/json`, inspectReply);
     } catch (error) {
       if (statusOf(error) === 404) throw new AspError('NOT_FOUND', `container ${containerId} is gone: ${daemonMessage(error)}`, undefined, { cause: error });
       throw this.translate(error, `inspect container ${containerId}`);
@@ -200,17 +220,17 @@ export class EngineAdapter implements DockerPort {
   }
 
   async start(containerId: string): Promise<void> {
-    await this.call('start the container', () => this.engine.json('POST', `/containers/${containerId}/start`));
+    await this.call('start the container', () => this.engine.command('POST', `/containers/${containerId}/start`));
   }
 
   async wait(containerId: string): Promise<number> {
-    const result = await this.call('wait for the container', () => this.engine.json<{ StatusCode: number }>('POST', `/containers/${containerId}/wait`));
+    const result = await this.call('wait for the container', () => this.engine.json('POST', `/containers/${containerId}/wait`, waitReply));
     return result.StatusCode;
   }
 
   async kill(containerId: string): Promise<void> {
     try {
-      await this.engine.json('POST', `/containers/${containerId}/kill`, { query: { signal: 'SIGKILL' } });
+      await this.engine.command('POST', `/containers/${containerId}/kill`, { query: { signal: 'SIGKILL' } });
     } catch (error) {
       // 404: gone; 409: not running. Both mean there is nothing left to kill.
       if (statusOf(error) === 404 || statusOf(error) === 409) return;
@@ -220,7 +240,7 @@ export class EngineAdapter implements DockerPort {
 
   async removeContainer(containerId: string): Promise<void> {
     try {
-      await this.engine.json('DELETE', `/containers/${containerId}`, { query: { force: true, v: true } });
+      await this.engine.command('DELETE', `/containers/${containerId}`, { query: { force: true, v: true } });
     } catch (error) {
       // 404: already gone; 409 "removal already in progress": someone else is removing it.
       if (statusOf(error) === 404 || statusOf(error) === 409) return;
@@ -230,7 +250,7 @@ export class EngineAdapter implements DockerPort {
 
   async listContainers(labelFilters: string[]): Promise<ContainerSummary[]> {
     const containers = await this.call('list containers', () =>
-      this.engine.json<Array<{ Id: string; Names?: string[]; State: string; Labels?: Record<string, string> | null; Created: number }>>('GET', '/containers/json', {
+      this.engine.json('GET', '/containers/json', containersReply, {
         query: { all: true, filters: JSON.stringify({ label: labelFilters }) },
       }),
     );
@@ -253,7 +273,7 @@ export class EngineAdapter implements DockerPort {
 
   private translate(error: unknown, what: string): AspError {
     if (error instanceof AspError) return error;
-    const code = (error as NodeJS.ErrnoException | undefined)?.code;
+    const code = systemErrorCode(error);
     if (code === 'ECONNREFUSED' || code === 'ENOENT' || code === 'EACCES' || code === 'ECONNRESET' || code === 'EHOSTUNREACH' || code === 'ETIMEDOUT' || code === 'ENOTFOUND') {
       return new AspError(
         'DOCKER_UNAVAILABLE',
@@ -275,17 +295,17 @@ export class EngineAdapter implements DockerPort {
 }
 
 /** CreatedAt of a volume, in the Engine API since 1.30. */
-function parsedDate(text: string | undefined): Date | undefined {
+function parsedDate(text: string | null | undefined): Date | undefined {
   const date = typeof text === 'string' ? new Date(text) : undefined;
   return date && !Number.isNaN(date.getTime()) ? date : undefined;
 }
 
 function statusOf(error: unknown): number | undefined {
-  return (error as { statusCode?: number } | undefined)?.statusCode;
+  return error instanceof EngineApiError ? error.statusCode : undefined;
 }
 
 /** The daemon's own words for an error (its JSON `message`), else the error's message. */
 function daemonMessage(error: unknown): string {
-  const json = (error as { json?: { message?: string } } | undefined)?.json;
-  return (json?.message ?? errorMessage(error)).trim();
+  const message = error instanceof EngineApiError ? error.json?.message : undefined;
+  return (message ?? errorMessage(error)).trim();
 }

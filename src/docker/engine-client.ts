@@ -2,7 +2,10 @@ import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
+import type { z } from 'zod';
+import { parseJsonWith } from '../config/task-spec.js';
 import { AspError } from '../core/asp-error.js';
+import { valueAt } from '../core/record-guard.js';
 
 /**
  * A small client of the Docker Engine API over HTTP (a unix socket, or tcp:// and https:// for DOCKER_HOST):
@@ -65,11 +68,22 @@ export class EngineClient {
     this.agent = target.protocol === 'https' ? new https.Agent({ keepAlive: true }) : new http.Agent({ keepAlive: true });
   }
 
-  /** A call whose answer is JSON (or nothing: undefined). */
-  async json<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+  /**
+   * A call whose answer is JSON of the shape `reply` describes. The daemon's answers are input from outside asp (an
+   * engine of another make or version may say things differently): one that is not JSON, or not that shape, fails
+   * here with a message naming the call, not later as a field that is quietly undefined.
+   */
+  async json<S extends z.ZodType>(method: string, path: string, reply: S, options: RequestOptions = {}): Promise<z.infer<S>> {
     const response = await this.request(method, path, options);
-    const text = await readAll(response);
-    return (text ? JSON.parse(text) : undefined) as T;
+    const parsed = parseJsonWith(await readAll(response), reply);
+    if ('value' in parsed) return parsed.value;
+    throw new Error(`the daemon's answer to ${method} ${path} is ${'notJson' in parsed ? 'not JSON' : `not what asp expects (${parsed.issues})`}`);
+  }
+
+  /** A call made for its effect: the answer (nothing, or JSON asp has no use for) is read to its end, unparsed, so the socket goes back to the pool. */
+  async command(method: string, path: string, options: RequestOptions = {}): Promise<void> {
+    const response = await this.request(method, path, options);
+    await readAll(response, 0);
   }
 
   /** A call whose answer is a stream (an archive, build progress), handed over unread. */
@@ -116,7 +130,7 @@ export class EngineClient {
       request.on('error', reject);
       if (options.stream) {
         options.stream.on('error', (error) => request.destroy(error));
-        options.stream.pipe(request as unknown as Writable);
+        options.stream.pipe(request);
       } else request.end(payload);
     });
   }
@@ -142,7 +156,8 @@ async function failure(response: IncomingMessage): Promise<EngineApiError> {
   const text = await readAll(response, ERROR_BODY_BYTES).catch(() => '');
   let json: { message?: string } | undefined;
   try {
-    json = JSON.parse(text) as { message?: string };
+    const message = valueAt(JSON.parse(text), 'message');
+    json = typeof message === 'string' ? { message } : {};
   } catch {
     json = text.trim() ? { message: text.trim() } : undefined;
   }

@@ -1,4 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
+import type { EngineInfo } from '../backend/sandbox-backend.js';
 
 /**
  * The small interface everything outside src/docker/ uses to talk to Docker. The dockerode adapter implements
@@ -44,19 +45,8 @@ export interface ContainerCreateBody {
   };
 }
 
-export interface DaemonInfo {
-  endpoint: string;
-  serverVersion: string;
-  apiVersion: string;
-  os: string;
-  arch: string;
-  runtimes: string[];
-  /** The arguments each runtime is registered with (`runtimeArgs` in daemon.json), when the daemon says. */
-  runtimeArgs?: Record<string, string[]> | undefined;
-  /** CPUs and memory of the daemon's machine (NCPU, MemTotal), when it says. */
-  cpus?: number | undefined;
-  memoryBytes?: number | undefined;
-}
+/** What the daemon says of itself: the backend seam's EngineInfo, field for field. */
+export type DaemonInfo = EngineInfo;
 
 /**
  * The hardening of a created container as the daemon reports it back (inspect), so asp can see what an engine

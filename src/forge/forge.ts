@@ -44,8 +44,9 @@ export interface Forge {
 export function ownerAndName(remoteUrl: string): { owner: string; name: string } | undefined {
   const path = remoteUrl.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/]+\//i, '').replace(/^[^/@\s]+@[^:/\s]+:/, '');
   const parts = path.replace(/\.git$/, '').replace(/\/+$/, '').split('/').filter(Boolean);
-  if (parts.length < 2) return undefined;
-  return { owner: parts[parts.length - 2] as string, name: parts[parts.length - 1] as string };
+  const [owner, name] = parts.slice(-2);
+  if (owner === undefined || name === undefined) return undefined;
+  return { owner, name };
 }
 
 /** A URL as it may be shown: without user and password. */

@@ -1,12 +1,8 @@
+import { isRecord, valueAt } from '../core/record-guard.js';
 import { parseJson, parseRetryAfter, type ChatCall, type ChatReply, type FetchLike, type ModelProvider } from './provider.js';
 
 const ANTHROPIC_VERSION = '2023-06-01';
 const DEFAULT_MAX_TOKENS = 4096;
-
-interface OpenAiMessage {
-  role: string;
-  content: unknown;
-}
 
 /**
  * Anthropic's Messages API behind the OpenAI shape the sandbox speaks: system messages move to `system`, the
@@ -35,7 +31,8 @@ export class AnthropicProvider implements ModelProvider {
 }
 
 export function toAnthropic(body: Record<string, unknown>, model: string): Record<string, unknown> {
-  const messages = Array.isArray(body.messages) ? (body.messages as OpenAiMessage[]) : [];
+  // The sandbox wrote this body: a message that is not an object is dropped rather than read.
+  const messages = Array.isArray(body.messages) ? body.messages.filter(isRecord) : [];
   const system = messages.filter((message) => message.role === 'system' || message.role === 'developer').map((message) => textOf(message.content)).join('\n\n');
   const turns = messages
     .filter((message) => message.role === 'user' || message.role === 'assistant')
@@ -67,12 +64,17 @@ export function toOpenAi(body: unknown, model: string, now: number): Record<stri
 }
 
 function toOpenAiError(body: unknown): unknown {
-  const error = (body as { error?: { type?: string; message?: string } } | null)?.error;
-  return error ? { error: { message: error.message ?? 'error', type: error.type ?? 'anthropic_error' } } : body;
+  const error = valueAt(body, 'error');
+  return error ? { error: { message: valueAt(error, 'message') ?? 'error', type: valueAt(error, 'type') ?? 'anthropic_error' } } : body;
 }
 
 function textOf(content: unknown): string {
   if (typeof content === 'string') return content;
-  if (Array.isArray(content)) return content.map((part) => (typeof part === 'string' ? part : typeof (part as { text?: unknown }).text === 'string' ? (part as { text: string }).text : '')).join('');
+  if (Array.isArray(content)) return content.map((part: unknown) => (typeof part === 'string' ? part : textField(part))).join('');
   return '';
+}
+
+function textField(part: unknown): string {
+  const text = valueAt(part, 'text');
+  return typeof text === 'string' ? text : '';
 }

@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import { readFile, rename, writeFile } from 'node:fs/promises';
+import { z } from 'zod';
 import { AspError, errorMessage } from '../core/asp-error.js';
+import { valueAt } from '../core/record-guard.js';
 import { errorReply, type ChatCall, type ChatReply, type ModelProvider } from './provider.js';
 
 /**
@@ -25,6 +27,15 @@ export interface Cassette {
   interactions: CassetteEntry[];
 }
 
+/** A cassette is a file someone hands over: its shape is checked before a reply is played from it. */
+const cassetteSchema = z.object({ version: z.literal(CASSETTE_VERSION), model: z.unknown(), interactions: z.array(z.unknown()) });
+const entrySchema = z.object({
+  step: z.string(),
+  key: z.string(),
+  prompt: z.string().optional().catch(undefined),
+  response: z.object({ status: z.number(), body: z.unknown() }),
+});
+
 export function requestKey(body: Record<string, unknown>): string {
   return createHash('sha256').update(JSON.stringify(body.messages ?? null)).digest('hex');
 }
@@ -36,16 +47,17 @@ export async function readCassette(file: string): Promise<Cassette> {
   } catch (error) {
     throw new AspError('BAD_INPUT', `cannot read cassette ${file}: ${errorMessage(error)}`, 'point ASP_MODEL=cassette:<file> at a cassette recorded with ASP_RECORD_CASSETTE');
   }
-  const cassette = json as Partial<Cassette>;
-  if (cassette.version !== CASSETTE_VERSION || !Array.isArray(cassette.interactions)) {
+  const cassette = cassetteSchema.safeParse(json);
+  if (!cassette.success) {
     throw new AspError('BAD_INPUT', `cassette ${file} is not a version ${CASSETTE_VERSION} cassette`, 'record it again with ASP_RECORD_CASSETTE');
   }
-  for (const [index, entry] of cassette.interactions.entries()) {
-    if (typeof entry?.step !== 'string' || typeof entry.key !== 'string' || typeof entry.response?.status !== 'number') {
-      throw new AspError('BAD_INPUT', `cassette ${file}: interaction ${index} needs step, key and response.status`, 'fix or re-record the cassette');
-    }
-  }
-  return { version: CASSETTE_VERSION, model: typeof cassette.model === 'string' ? cassette.model : 'cassette', interactions: cassette.interactions };
+  const interactions = cassette.data.interactions.map((entry, index): CassetteEntry => {
+    const checked = entrySchema.safeParse(entry);
+    if (!checked.success) throw new AspError('BAD_INPUT', `cassette ${file}: interaction ${index} needs step, key and response.status`, 'fix or re-record the cassette');
+    return checked.data;
+  });
+  const { model } = cassette.data;
+  return { version: CASSETTE_VERSION, model: typeof model === 'string' ? model : 'cassette', interactions };
 }
 
 export class CassetteProvider implements ModelProvider {
@@ -94,8 +106,8 @@ export class RecordingProvider implements ModelProvider {
     const reply = await this.inner.chat(call);
     // Only answers worth replaying: a 429 or a 500 would only be retried.
     if (reply.status < 400) {
-      const messages = Array.isArray(call.body.messages) ? (call.body.messages as Array<{ content?: unknown }>) : [];
-      const last = messages[messages.length - 1]?.content;
+      const messages: unknown = call.body.messages;
+      const last = Array.isArray(messages) ? valueAt(messages, messages.length - 1, 'content') : undefined;
       this.entries.push({ step: call.step, key: requestKey(call.body), prompt: typeof last === 'string' ? last.slice(0, 200) : undefined, response: { status: reply.status, body: reply.body } });
     }
     return reply;

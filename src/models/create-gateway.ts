@@ -19,7 +19,7 @@ export async function createGateway(
   settings: ModelSettings,
   options: Pick<GatewayDeps, 'clock' | 'mask' | 'onGeneration' | 'onWarning'> & { budget: BudgetLimits; fetch?: FetchLike; retry?: Partial<RetryPolicy> },
 ): Promise<{ gateway: ModelGateway; budget: ModelBudget; provider: ModelProvider }> {
-  const provider = await makeProvider(choice, settings, options.clock, options.fetch ?? (globalThis.fetch as unknown as FetchLike));
+  const provider = await makeProvider(choice, settings, options.clock, options.fetch ?? globalThis.fetch);
   const budget = new ModelBudget(options.budget);
   const gateway = new ModelGateway({
     provider,

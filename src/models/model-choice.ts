@@ -13,7 +13,12 @@ export type ModelChoice =
 
 export const DEFAULT_OPENAI_MODEL = 'gpt-4o-mini';
 export const DEFAULT_ANTHROPIC_MODEL = 'claude-3-5-haiku-latest';
-const PROVIDERS = ['openai', 'anthropic', 'cassette'];
+const PROVIDERS = ['openai', 'anthropic', 'cassette'] as const;
+type ProviderName = (typeof PROVIDERS)[number];
+
+function isProvider(name: string): name is ProviderName {
+  return PROVIDERS.some((provider) => provider === name);
+}
 
 /** Undefined when no provider is configured: then there is no gateway and no model endpoint in the sandbox. */
 export function chooseModel(settings: ModelSettings, cwd: string): ModelChoice | undefined {
@@ -26,7 +31,7 @@ export function chooseModel(settings: ModelSettings, cwd: string): ModelChoice |
   const colon = spec.indexOf(':');
   const provider = colon > 0 ? spec.slice(0, colon) : '';
   const rest = colon > 0 ? spec.slice(colon + 1).trim() : '';
-  if (!PROVIDERS.includes(provider) || !rest) {
+  if (!isProvider(provider) || !rest) {
     throw new AspError('BAD_INPUT', `ASP_MODEL="${spec}" is not <provider>:<model>`, 'use e.g. ASP_MODEL=openai:gpt-4o-mini, anthropic:claude-3-5-haiku-latest or cassette:replies.json');
   }
   if (provider === 'cassette') return { provider, model: 'cassette', file: path.resolve(cwd, rest) };
@@ -35,7 +40,7 @@ export function chooseModel(settings: ModelSettings, cwd: string): ModelChoice |
     const variable = provider === 'openai' ? 'OPENAI_API_KEY' : 'ANTHROPIC_API_KEY';
     throw new AspError('BAD_INPUT', `ASP_MODEL="${spec}" needs ${variable}`, `set ${variable} on the host; it never enters the sandbox`);
   }
-  return { provider: provider as 'openai' | 'anthropic', model: rest, ...keys };
+  return { provider, model: rest, ...keys };
 }
 
 /** The host variables that hold model keys: never let into the sandbox, masked everywhere. */

@@ -1,6 +1,7 @@
 import type { HostMessage } from '../protocol/host-messages.js';
 import type { ModelRequestMessage } from '../protocol/messages.js';
 import type { Clock } from '../core/clock.js';
+import { valueAt } from '../core/record-guard.js';
 import type { GatewayGeneration } from '../core/records.js';
 import type { ModelBudget } from './model-budget.js';
 import { costOf, type Price } from './price-table.js';
@@ -102,12 +103,12 @@ export class ModelGateway {
 }
 
 function modelOf(body: unknown): string | undefined {
-  const model = (body as { model?: unknown } | null)?.model;
+  const model = valueAt(body, 'model');
   return typeof model === 'string' && model ? model.slice(0, 200) : undefined;
 }
 
 function contentOf(body: unknown): string | undefined {
-  const content = (body as { choices?: Array<{ message?: { content?: unknown } }> } | null)?.choices?.[0]?.message?.content;
+  const content = valueAt(body, 'choices', 0, 'message', 'content');
   return typeof content === 'string' ? content : undefined;
 }
 

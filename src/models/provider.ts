@@ -1,3 +1,5 @@
+import { valueAt } from '../core/record-guard.js';
+
 /** A model provider behind the host's gateway: takes an OpenAI chat-completions body, answers in the same shape. */
 export interface ChatCall {
   /** An OpenAI chat-completions request body, `model` already set by the gateway, `stream` removed. */
@@ -38,10 +40,10 @@ export interface Usage {
 
 /** Token usage of an OpenAI `chat.completion` (or chunk) body; zeros when it does not say. */
 export function usageOf(body: unknown): Usage {
-  const usage = (body as { usage?: Record<string, unknown> } | null)?.usage ?? {};
-  const input = numberOr0(usage.prompt_tokens);
-  const output = numberOr0(usage.completion_tokens);
-  return { input, output, total: numberOr0(usage.total_tokens) || input + output };
+  const usage = valueAt(body, 'usage');
+  const input = numberOr0(valueAt(usage, 'prompt_tokens'));
+  const output = numberOr0(valueAt(usage, 'completion_tokens'));
+  return { input, output, total: numberOr0(valueAt(usage, 'total_tokens')) || input + output };
 }
 
 export function errorReply(status: number, message: string, type = 'asp_gateway_error'): ChatReply {

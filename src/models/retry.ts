@@ -1,3 +1,4 @@
+import { retry } from '../core/retry.js';
 import type { ChatReply } from './provider.js';
 
 export interface RetryPolicy {
@@ -26,17 +27,22 @@ export async function withRetries(
   onRetry: (reply: ChatReply, attemptNumber: number, delayMs: number) => void = () => {},
 ): Promise<{ reply: ChatReply; attempts: number }> {
   const random = policy.random ?? Math.random;
-  for (let number = 1; ; number += 1) {
-    let reply: ChatReply;
-    try {
-      reply = await attempt();
-    } catch (error) {
-      reply = { status: 502, body: { error: { message: `model provider unreachable: ${error instanceof Error ? error.message : String(error)}`, type: 'asp_gateway_error' } } };
-    }
-    if (!retryable(reply.status) || number >= policy.attempts) return { reply, attempts: number };
-    const backoff = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (number - 1)) * (0.5 + random() / 2);
-    const delayMs = Math.round(Math.min(policy.maxDelayMs, reply.retryAfterMs ?? backoff));
-    onRetry(reply, number, delayMs);
-    await policy.sleep(delayMs);
-  }
+  const { answer, attempts } = await retry(
+    () =>
+      attempt().catch((error: unknown): ChatReply => ({
+        status: 502,
+        body: { error: { message: `model provider unreachable: ${error instanceof Error ? error.message : String(error)}`, type: 'asp_gateway_error' } },
+      })),
+    {
+      attempts: policy.attempts,
+      retryable: (reply) => retryable(reply.status),
+      delayMs: (number, reply) => {
+        const backoff = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** (number - 1)) * (0.5 + random() / 2);
+        return Math.round(Math.min(policy.maxDelayMs, reply.retryAfterMs ?? backoff));
+      },
+      sleep: policy.sleep,
+      onRetry,
+    },
+  );
+  return { reply: answer, attempts };
 }

@@ -11,6 +11,7 @@
  * Like messages.ts this file ships in the sandbox image without node_modules, so it is dependency-free and its
  * parser is hand-written. A malformed or unknown line parses to undefined: the runner skips it, never crashes.
  */
+import { isRecord } from '../core/record-guard.js';
 import { LineSplitter } from './line-splitter.js';
 import { PROTOCOL_TAG, PROTOCOL_VERSION, type SandboxTask } from './messages.js';
 
@@ -81,13 +82,14 @@ export function parseHostLine(line: string): HostMessage | undefined {
   } catch {
     return undefined;
   }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return undefined;
-  const record = raw as Record<string, unknown>;
+  if (!isRecord(raw) || Array.isArray(raw)) return undefined;
+  const record = raw;
   if (record[PROTOCOL_TAG] !== PROTOCOL_VERSION) return undefined;
   switch (record.type) {
     case 'task': {
       const task = record.task;
-      if (typeof task !== 'object' || task === null || !Array.isArray((task as { steps?: unknown }).steps)) return undefined;
+      if (typeof task !== 'object' || task === null || !('steps' in task) || !Array.isArray(task.steps)) return undefined;
+      // eslint-disable-next-line @typescript-eslint/no-unsafe-type-assertion -- the host wrote this line (the sandbox cannot write its own stdin) from a task it validated; the runner checks only what it needs to start
       return { type: 'task', task: task as SandboxTask };
     }
     case 'workspace.data':

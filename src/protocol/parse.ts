@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isRecord } from '../core/record-guard.js';
 import { ARTIFACTS_CHUNK_BYTES, ARTIFACTS_STREAM_MAX_BYTES, PROTOCOL_TAG, PROTOCOL_VERSION, type ProtocolMessage } from './messages.js';
 
 const stepName = z.string().min(1).max(64);
@@ -76,10 +77,10 @@ export function parseProtocolLine(line: string): ParsedLine {
   } catch {
     return { kind: 'invalid', reason: 'not JSON', line: preview(line) };
   }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+  if (!isRecord(raw) || Array.isArray(raw)) {
     return { kind: 'invalid', reason: 'not a JSON object', line: preview(line) };
   }
-  const record = raw as Record<string, unknown>;
+  const record = raw;
   if (record[PROTOCOL_TAG] !== PROTOCOL_VERSION) {
     return { kind: 'invalid', reason: `missing "${PROTOCOL_TAG}": ${PROTOCOL_VERSION} tag`, line: preview(line) };
   }

@@ -1,11 +1,11 @@
 import { errorMessage } from '../core/asp-error.js';
-import { supervisorState } from '../docker/labels.js';
+import { supervisorState } from '../backend/ownership-labels.js';
 import type { Clock } from '../core/clock.js';
 import { archiveArtifacts } from '../workspace/artifact-archive.js';
 import { removePath } from '../workspace/host-workspace.js';
 import { directoryBytes, listWorkspaces } from '../workspace/workspace-list.js';
 import { deliveryHold } from '../delivery/delivery-plan.js';
-import { mapBounded } from './bounded-pool.js';
+import { mapBounded } from '../core/bounded-pool.js';
 import { judgePrune, type Liveness } from './reap-policy.js';
 
 export interface PruneDeps {

@@ -1,4 +1,4 @@
-import type { Ownership, SupervisorIdentity } from '../docker/labels.js';
+import type { Ownership, SupervisorIdentity } from '../backend/ownership-labels.js';
 import { ownershipOf, type OwnerRecord } from '../workspace/host-workspace.js';
 
 /** Whether a supervisor lives: on this host we can look (pid + start time); elsewhere only expiry can tell. */

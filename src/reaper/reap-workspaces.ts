@@ -3,7 +3,7 @@ import { errorMessage } from '../core/asp-error.js';
 import { removePath, updateOwnerFile } from '../workspace/host-workspace.js';
 import { listWorkspaces, type WorkspaceEntry } from '../workspace/workspace-list.js';
 import { deliveryHold } from '../delivery/delivery-plan.js';
-import { mapBounded } from './bounded-pool.js';
+import { mapBounded } from '../core/bounded-pool.js';
 import { judgeWorkspace, type ReapPolicy, type WorkspaceAction } from './reap-policy.js';
 import { countSkipped, type ReapItem, type ReapReport } from './reap-report.js';
 

@@ -1,8 +1,8 @@
 import { AspError, errorMessage } from '../core/asp-error.js';
-import { supervisorState } from '../docker/labels.js';
-import type { DockerPort } from '../docker/port.js';
+import { supervisorState } from '../backend/ownership-labels.js';
+import type { SandboxBackend } from '../backend/sandbox-backend.js';
 import type { Clock } from '../core/clock.js';
-import { findDeadDockerObjects, plannedItem, removeDockerObjects, type DockerTarget } from './reap-docker.js';
+import { findDeadSandboxes, plannedItem, removeSandboxes, type SandboxTarget } from './reap-sandboxes.js';
 import type { Liveness, ReapPolicy } from './reap-policy.js';
 import type { ReapReport } from './reap-report.js';
 import { cleanWorkspaces, findDeadWorkspaces, plannedWorkspaceItem } from './reap-workspaces.js';
@@ -14,7 +14,7 @@ import { cleanWorkspaces, findDeadWorkspaces, plannedWorkspaceItem } from './rea
 export const DEFAULT_REAP_CONCURRENCY = 8;
 
 export interface ReapDeps {
-  docker: DockerPort;
+  backend: SandboxBackend;
   workspacesRoot: string;
   clock: Clock;
   /** Defaults to checking /proc on this host. */
@@ -51,14 +51,14 @@ export async function reap(deps: ReapDeps, options: ReapOptions): Promise<ReapRe
   };
 
   const dockerPart = async () => {
-    let targets: DockerTarget[];
+    let targets: SandboxTarget[];
     try {
-      targets = await findDeadDockerObjects(deps.docker, policy, report.skipped);
+      targets = await findDeadSandboxes(deps.backend, policy, report.skipped);
     } catch (error) {
       report.docker = { ok: false, error: errorMessage(error), ...(error instanceof AspError && error.hint ? { hint: error.hint } : {}) };
       return [];
     }
-    return options.dryRun ? targets.map(plannedItem) : removeDockerObjects(deps.docker, targets, concurrency);
+    return options.dryRun ? targets.map(plannedItem) : removeSandboxes(deps.backend, targets, concurrency);
   };
   const workspacePart = async () => {
     const targets = await findDeadWorkspaces(deps.workspacesRoot, policy, report.skipped);

@@ -1,7 +1,7 @@
 import { errorMessage } from '../core/asp-error.js';
 import type { Settings } from '../config/settings.js';
 import { formatAge } from '../config/units.js';
-import type { DockerPort } from '../docker/port.js';
+import type { SandboxBackend } from '../backend/sandbox-backend.js';
 import type { Clock } from '../core/clock.js';
 import type { Log } from '../core/log.js';
 import { pruneWorkspaces } from './prune-workspaces.js';
@@ -10,7 +10,7 @@ import type { Liveness } from './reap-policy.js';
 import { tally } from './reap-report.js';
 
 export interface SweepDeps {
-  docker: DockerPort;
+  backend: SandboxBackend;
   settings: Settings;
   clock: Clock;
   log: Log;
@@ -34,7 +34,7 @@ export async function sweep(deps: SweepDeps): Promise<SweepResult> {
   const result: SweepResult = { reaped: 0, pruned: 0, failed: 0 };
   try {
     const report = await reap(
-      { docker: deps.docker, workspacesRoot: deps.settings.workspacesRoot, clock: deps.clock, ...(deps.liveness ? { liveness: deps.liveness } : {}) },
+      { backend: deps.backend, workspacesRoot: deps.settings.workspacesRoot, clock: deps.clock, ...(deps.liveness ? { liveness: deps.liveness } : {}) },
       { dryRun: false, all: false },
     );
     const failed = report.items.filter((item) => item.outcome === 'failed');

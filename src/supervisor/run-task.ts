@@ -1,65 +1,41 @@
-import { readdir, writeFile } from 'node:fs/promises';
-import path from 'node:path';
-import { Readable, type Writable } from 'node:stream';
 import { AspError, errorMessage, EXIT, exitCodeFor } from '../core/asp-error.js';
-import { readPipelineEarly, resolvePipeline, type ResolvedStep } from '../config/pipeline.js';
-import { githubToken, type Settings } from '../config/settings.js';
-import { generateRunId, generateTaskId } from '../config/task-id.js';
+import { CleanupStack } from '../core/cleanup-stack.js';
+import type { Settings } from '../config/settings.js';
 import type { TaskSpec } from '../config/task-spec.js';
-import { extractChecked, packForSandbox, type ExtractResult } from '../docker/archive.js';
-import { currentSupervisor, ownershipLabels, type Ownership } from '../docker/labels.js';
-import type { DockerPort } from '../docker/port.js';
-import { SANDBOX_ARTIFACTS_DIR, type SandboxTask } from '../protocol/messages.js';
-import { publishTrace, type TraceDelivery } from '../tracing/publish-trace.js';
-import type { TaskStatus } from '../tracing/trace-model.js';
-import type { TraceMode } from '../tracing/trace-mode.js';
-import { TraceRecorder } from '../tracing/trace-recorder.js';
-import { claimWorkspace, removePath, writeOwnerFile, type HostWorkspace } from '../workspace/host-workspace.js';
-import { copyAllForUser, HOST_FILES, hostFilePath, plantedHostNames, taskTextEntry, taskTextFile, writeHostFile } from '../workspace/host-state.js';
-import { writeResultFile } from '../workspace/result-file.js';
-import { deliverAll } from '../delivery/deliver-changes.js';
-import { deliveryContext } from '../delivery/delivery-context.js';
-import { pending, saveDeliveries, type Decision, type DeliveryEntry, type DeliveryOutcome, type DeliveryPlan, type GateSummary } from '../delivery/delivery-plan.js';
-import { SECRET_NAME } from '../protocol/secret-masker.js';
-import { recordDelivery } from '../tracing/hitl-trace.js';
-import { fetchChanges, type ChangeReport } from '../workspace/change-bundle.js';
-import { cloneExtraRepos, fetchExtraChanges, resolveExtraRepos, type ExtraChange, type ExtraRepo } from '../workspace/extra-repos.js';
-import { RepoMirrors } from '../workspace/repo-mirror.js';
-import { cloneRepository, resolveRepoSource } from '../workspace/repository.js';
 import type { Clock } from '../core/clock.js';
-import { containerSpec } from './container-spec.js';
-import { checkRuntime, createHardenedContainer, identityMismatch } from './hardened-container.js';
-import { checkDirOf, runCheck, type CheckResult } from './check-phase.js';
-import { outcomeOf, stepResults, whyStopped, type StepResult } from './session-outcome.js';
 import type { Log } from '../core/log.js';
-import { runSession } from './sandbox-session.js';
-import { chooseModel, MODEL_KEY_VARIABLES, modelSecrets } from '../models/model-choice.js';
-import { MODEL_ENDPOINT_PORT, modelUse, openTaskGateway, type GatewayOverrides, type ModelUse, type TaskGateway } from './task-gateway.js';
-import { checkLimitsFit } from './limits-fit.js';
-import { ensureSandboxImage } from './sandbox-image.js';
-import { TaskEvents } from './task-events.js';
-import { writeMissingStepRecords } from './step-records.js';
-import { feedSandbox } from './workspace-feed.js';
+import type { SandboxBackend } from '../backend/sandbox-backend.js';
+import { ownershipLabels } from '../backend/ownership-labels.js';
+import { traceCostUsd } from '../tracing/probe-scores.js';
+import type { TraceMode } from '../tracing/trace-mode.js';
+import { userCopyPath } from '../workspace/host-state.js';
+import type { RepoMirrors } from '../workspace/repo-mirror.js';
+import { CHECK_STEP_PREFIX, runCheck, type CheckResult } from './phases/check.js';
+import { claimTaskWorkspace, type ClaimedTask } from './phases/claim-workspace.js';
+import { cloneRepos, type ClonedRepos } from './phases/clone-repos.js';
+import { collect, type Collected } from './phases/collect.js';
+import { prepareFeed, type PreparedFeed } from './phases/feed-workspace.js';
+import { finishTask } from './phases/finish-task.js';
+import { recordTrace } from './phases/record-trace.js';
+import { resolveTask, type TaskPlan } from './phases/resolve-task.js';
+import { runSteps } from './phases/run-steps.js';
+import { bringSandboxUp, type SandboxUp } from './phases/sandbox-up.js';
+import type { SessionOutcome, StepResult } from './session-outcome.js';
+import { modelUse, openTaskGateway, type GatewayOverrides, type TaskGateway } from './task-gateway.js';
+import type { Deliverable, StepFailure, TaskResult, TaskRun } from './task-result.js';
 
-/**
- * `.asp/` as it comes out of the sandbox, streamed or copied: into the host's `.asp/` and nowhere else. asp's own
- * files are in `.asp-host/` (host-state.ts), out of its reach whatever the names: no name needs refusing.
- */
-const ARTIFACT_EXTRACT = { root: '.asp' };
-/** asp's files that the user also finds in `.asp/` (copies, written after the copy-out, never read back). */
-const USER_COPIES = ['task', 'events', 'trace', 'result'] as const;
-/** Objects outlive their deadline by this much before the reaper may take them (time to copy out and clean up). */
-const EXPIRY_GRACE_MS = 10 * 60_000;
+export type { Deliverable, StepFailure, StepResult, TaskResult, TaskRun };
 
 export interface RunDeps {
-  docker: DockerPort;
+  /** Where sandboxes are made: Docker today (src/docker/docker-backend.ts). */
+  backend: SandboxBackend;
   settings: Settings;
   clock: Clock;
   log: Log;
   cwd: string;
   /** Where step output is printed (prefixed by step). */
   writeOutput: (text: string) => void;
-  /** Aborting it (first Ctrl-C) interrupts the task: the container is stopped, `.asp/` copied out, all cleaned up. */
+  /** Aborting it (first Ctrl-C) interrupts the task: the sandbox is stopped, `.asp/` copied out, all cleaned up. */
   signal?: AbortSignal | undefined;
   /** Aborting it (second Ctrl-C) skips the copy-out: only quick removal is left. */
   forceSignal?: AbortSignal | undefined;
@@ -69,388 +45,180 @@ export interface RunDeps {
   reclaimUnfinished?: boolean | undefined;
   /** Where the trace goes besides the local JSON (`--trace`); default: Langfuse when keys are set. */
   traceMode?: TraceMode | undefined;
-  /** The HITL gate's answer given up front (--approve / --deny). */
-  decision?: Decision | undefined;
-  /** Asks a person at the gate (a TTY prompt); absent when nobody can be asked. */
-  ask?: ((summary: GateSummary) => Promise<Decision>) | undefined;
   /** Test seams of the model gateway (a fetch, fast retries). */
   gateway?: GatewayOverrides | undefined;
 }
 
-export type { StepResult };
-
-export interface TaskResult {
-  taskId: string;
-  runId: string;
-  traceId: string;
-  /** The pipeline's outcome, or awaiting_approval when it passed and the HITL gate waits for `asp approve`. */
-  status: TaskStatus | 'awaiting_approval';
-  exitCode: number;
-  durationMs: number;
-  commit: string | null;
+/** What the sandbox phases leave for the record, however far they got. */
+interface Ran {
+  outcome: SessionOutcome;
   image: string | null;
-  steps: StepResult[];
-  artifacts: string[];
-  /**
-   * The clean-room check, when the task has one and its steps passed: what the fresh sandbox ran against, how each
-   * check step ended; its outcome is the task's. null otherwise.
-   */
+  cloned: ClonedRepos | null;
+  prepared: PreparedFeed | null;
+  collected: Collected;
   check: CheckResult | null;
-  /** What the sandbox changed, fetched from its bundle into the host's clone; null when nothing changed. */
-  change: ChangeReport | null;
-  /** The HITL gate and push/PR, when asked for (--hitl, --push, --pr). */
-  delivery: DeliveryOutcome | null;
-  /** The other repositories of a multi-repo task, and what changed in each. */
-  repos: ExtraChange[];
-  tracePath: string;
-  /** Whether Langfuse took the trace, it waits in the outbox, or it is local only. */
-  traceDelivery?: TraceDelivery;
-  workspacePath: string;
-  kept: boolean;
-  /** Model calls through the host's gateway, when a model was configured. */
-  models?: ModelUse;
-  warnings: string[];
-  error?: string;
+  gateway: TaskGateway | undefined;
+  /** What stopped the phases, when something threw: after the record is written, runTask throws it again. */
+  failure?: { error: unknown };
 }
 
-/** Runs one task in one hardened container, end to end, and leaves nothing behind but `.asp/` (or all of it with keep). */
-export async function runTask(spec: TaskSpec, deps: RunDeps): Promise<TaskResult> {
-  spec = await readPipelineEarly(spec, deps.cwd);
-  const checkDir = await checkDirOf(spec.checkDir, deps.cwd);
-  // Steps from flags or a --pipeline file: whether there are check steps is known now. From the repository's own
-  // asp.pipeline.json: once it is cloned (below).
-  if (checkDir && !spec.check?.length && (spec.steps?.length || spec.pipeline)) throw noCheckSteps();
-  const { docker, settings, clock, log } = deps;
-  const startedAt = clock.now();
-  const source = resolveRepoSource(spec.repo, deps.cwd);
-  const extraSources = resolveExtraRepos(spec, deps.cwd);
-  // The model gateway is on when a provider is configured on the host; the keys never enter the sandbox.
-  const modelChoice = chooseModel(settings.models, deps.cwd);
-  if (spec.pipeline === 'asp' && !modelChoice) {
-    throw new AspError('BAD_INPUT', 'the asp pipeline needs a model', 'set OPENAI_API_KEY or ANTHROPIC_API_KEY on the host, or ASP_MODEL=cassette:<file> to replay recorded replies');
-  }
-  const runId = generateRunId(startedAt);
-  const workspace = await claimWorkspace(settings.workspacesRoot, spec.id ?? generateTaskId(spec.task, startedAt), { unique: !spec.id, reclaimUnfinished: deps.reclaimUnfinished });
-  const taskId = workspace.taskId;
-  const owner: Ownership = {
-    taskId,
-    runId,
-    supervisor: currentSupervisor(),
-    expiresAt: new Date(startedAt.getTime() + spec.limits.timeout + EXPIRY_GRACE_MS),
-    keep: spec.keep,
-  };
-  const trace = new TraceRecorder(
-    { taskId, runId, task: spec.task, repo: source.display, ref: spec.ref, workspacePath: workspace.dir, limits: limitsForTrace(spec) },
-    clock,
-  );
-  const warnings: string[] = [];
-  const warn = (message: string) => {
-    if (warnings.length < 100) warnings.push(message);
-    log.warn({ taskId }, message);
-  };
-  log.info({ taskId, runId, repo: source.display, workspace: workspace.dir }, `task ${taskId} starting`);
-  await writeOwnerFile(workspace, owner, 'running', startedAt);
+/**
+ * One task, as the list of its phases: resolve → claim the workspace → model gateway → clone ∥ sandbox up → feed →
+ * run the steps → collect → check (when asked) → clean up → trace → finish. Everything made on the way is on one
+ * cleanup stack, undone in reverse order on every path (interrupts and failures included) at the cleanup phase.
+ * Delivery (the HITL gate, push, PR) is not in here: it follows the run (src/delivery/deliver-task.ts).
+ */
+export async function runTask(input: TaskSpec, deps: RunDeps): Promise<TaskRun> {
+  const plan = await resolveTask(input, { settings: deps.settings, cwd: deps.cwd, now: deps.clock.now() });
+  let report = (message: string) => deps.log.warn({}, message);
+  await using stack = new CleanupStack(({ error }) => report(`cleanup incomplete: ${errorMessage(error)} (asp reap will finish it)`));
+  const task = await claimTaskWorkspace(plan, deps, stack);
+  report = task.warn;
+  const ran = await runSandboxPhases(plan, task, deps, stack);
+  // Container first (a volume in use cannot go), then the volume, the events file, the cassette, and the host dir
+  // when nothing ran. With --keep a sandbox that ran stays, for looking into.
+  await task.trace.phase('cleanup', () => stack.dispose({ keep: plan.spec.keep && task.started }));
+  if (!task.started) throw ran.failure?.error;
 
-  // The run id is part of the name: a rerun of the same task id must never adopt the volume of a run that died.
-  const volume = `asp-ws-${taskId}-${runId}`;
-  let containerId: string | undefined;
-  let volumeCreated = false;
-  let started = false;
-  let steps: ResolvedStep[] = [];
-  let checkSteps: ResolvedStep[] = [];
-  let check: CheckResult | null = null;
-  let commit: string | null = null;
-  let change: ChangeReport | null = null;
-  let extras: ExtraRepo[] = [];
-  let extraChanges: ExtraChange[] = [];
-  let baseBranch: string | null = null;
-  const branch = spec.branch ?? `asp/${taskId}`;
-  const sandboxEnvironment = allowedEnv(spec, settings);
-  if (modelChoice) {
-    for (const name of MODEL_KEY_VARIABLES.filter((variable) => variable in sandboxEnvironment)) {
-      delete sandboxEnvironment[name];
-      warn(`--env ${name} ignored: model keys stay on the host; the sandbox reaches the model through asp's gateway`);
-    }
-  }
-  const secrets = [...Object.entries(sandboxEnvironment).filter(([name]) => SECRET_NAME.test(name)).map(([, value]) => value), ...modelSecrets(settings.models)];
-  const events = new TaskEvents({ taskId, secrets, clock, log, trace, warn, writeOutput: deps.writeOutput, outputCap: spec.outputCap });
-  let image: string | null = null;
-  let outcome: { status: TaskStatus; exitCode: number; error?: string } = { status: 'error', exitCode: EXIT.infrastructure };
-  let failure: unknown;
-  let models: TaskGateway | undefined;
-
-  try {
-    if (modelChoice) {
-      models = await openTaskGateway(modelChoice, settings, spec, { clock, trace, mask: (text) => events.mask(text), warn, record: (entry) => events.record(entry), overrides: deps.gateway });
-      log.info({ taskId, provider: models.provider.name, model: models.provider.model }, `model gateway on: ${models.provider.name}:${models.provider.model}`);
-    }
-    // The clone and the container are independent until the volume is filled: make them side by side, but let
-    // both settle before going on, so nothing runs on in the background after a failure.
-    const labels = ownershipLabels(owner);
-    const [cloned, created] = await settleBoth(
-      trace.phase('clone', async () => {
-        // A remote repository is fetched into a mirror (incrementally, once per batch) and cloned from there,
-        // unless the clone is shaped (shallow or partial): then it comes straight from the origin.
-        const shaped = spec.clone?.depth !== undefined || spec.clone?.filter !== undefined;
-        const mirrors = deps.mirrors ?? new RepoMirrors(path.join(settings.home, 'mirrors'), settings.hostEnv, githubToken(settings));
-        const from = shaped ? source : await mirrors.resolve(source);
-        const [primary, others] = await Promise.all([
-          cloneRepository(from, workspace.repoDir, spec.ref, settings.hostEnv, { ...spec.clone, token: githubToken(settings) }),
-          cloneExtraRepos(extraSources, workspace.dir, { mirrors, env: settings.hostEnv, token: githubToken(settings) }),
-        ]);
-        extras = others;
-        return primary;
-      }),
-      (async () => {
-        const info = await docker.info();
-        checkLimitsFit(spec.limits, info);
-        checkRuntime(spec.runtime, info);
-        const imageTag = await trace.phase('image', () =>
-          ensureSandboxImage(docker, {
-            image: spec.image,
-            onBuildStart: (tag) => log.info({ image: tag }, `building the sandbox image ${tag} (first run, or asp changed); this takes a minute`),
-            onProgress: (line) => log.debug({}, line),
-          }),
-        );
-        image = imageTag;
-        trace.setImage(imageTag);
-        return trace.phase('container-create', async () => {
-          await docker.createVolume(volume, labels);
-          volumeCreated = true;
-          containerId = await createHardenedContainer(
-            docker,
-            containerSpec({ name: `asp-${taskId}-${runId}`, image: imageTag, volume, labels, limits: spec.limits, allowedEnv: sandboxEnvironment, runtime: spec.runtime }),
-          );
-          return containerId;
-        });
-      })(),
-    );
-    commit = cloned.commit;
-    // The PR goes back to the branch the task started from; a tag or a bare commit has none (the forge's default then).
-    baseBranch = /^[0-9a-f]{40,64}$/.test(cloned.ref) || cloned.ref === 'HEAD' ? null : cloned.ref;
-    trace.setSource(cloned.commit, cloned.ref);
-    const pipeline = await resolvePipeline(spec, workspace.repoDir, deps.cwd);
-    steps = pipeline.steps;
-    checkSteps = pipeline.check;
-    if (checkDir && !checkSteps.length) throw noCheckSteps();
-
-    const sandboxTask: SandboxTask = {
-      taskId,
-      task: spec.task,
-      steps,
-      deadlineAt: startedAt.getTime() + spec.limits.timeout,
-      outputCapBytes: spec.outputCap,
-      diskLimitBytes: spec.limits.disk,
-      baseCommit: cloned.commit,
-      branch,
-      secretEnv: Object.keys(sandboxEnvironment).filter((name) => SECRET_NAME.test(name)),
-      ...(extras.length ? { repos: extras.map((extra) => ({ name: extra.name, baseCommit: extra.commit })) } : {}),
-      ...(models ? { modelGateway: { port: MODEL_ENDPOINT_PORT, model: models.provider.model } } : {}),
-    };
-    await writeHostFile(workspace, 'task', JSON.stringify(sandboxTask, null, 2) + '\n');
-    // The task text, whole, for $ASP_TASK_FILE: packed into the workspace tar, so the runner need not write it.
-    await writeFile(taskTextFile(workspace), spec.task);
-    const id = created;
-    // The workspace goes in on the runner's stdin once the container runs (host-messages.ts), into the volume.
-    const feed = (stdin: Writable) =>
-      trace.phase('volume-fill', () =>
-        feedSandbox(stdin, sandboxTask, packForSandbox(workspace.dir, ['repo', { from: path.relative(workspace.dir, hostFilePath(workspace, 'task')), as: '.asp/task.json' }, taskTextEntry(workspace), ...(extras.length ? ['repos'] : [])])).catch((error: unknown) => {
-          throw new AspError('WORKSPACE_FAILED', `cannot send the workspace ${workspace.dir} into the sandbox: ${errorMessage(error)}`, 'check that the workspace directory is readable and the disk is not full');
+  const steps = ran.prepared?.steps ?? [];
+  const checkSteps = ran.prepared?.checkSteps ?? [];
+  const recorded = await recordTrace(task, { steps, checkSteps, outcome: ran.outcome, check: ran.check }, deps);
+  const { change, extraChanges } = ran.collected;
+  const { spec } = plan;
+  const deliverables: Deliverable[] = ran.cloned
+    ? [
+        ...(change ? [{ repo: null, remote: plan.source.location, baseBranch: ran.cloned.baseBranch, change, repoDir: task.workspace.repoDir }] : []),
+        ...extraChanges.flatMap((extra) => {
+          const repo = ran.cloned?.extras.find((entry) => entry.name === extra.name);
+          return extra.change && repo ? [{ repo: repo.name, remote: repo.source.location, baseBranch: repo.baseBranch, change: extra.change, repoDir: repo.dir }] : [];
         }),
-      );
-    events.open(hostFilePath(workspace, 'events'));
+      ]
+    : [];
+  const result: TaskResult = {
+    taskId: task.taskId,
+    runId: task.runId,
+    traceId: task.trace.traceId,
+    status: ran.outcome.status,
+    exitCode: ran.outcome.exitCode,
+    durationMs: recorded.durationMs,
+    commit: ran.cloned?.commit ?? null,
+    image: ran.image,
+    steps: recorded.steps,
+    failedStep: failedStep(task, recorded.steps, ran.check),
+    costUsd: traceCostUsd(recorded.trace.document),
+    check: ran.check,
+    artifacts: [],
+    change,
+    tracePath: userCopyPath(task.workspace, 'trace'),
+    traceDelivery: recorded.trace.published?.delivery ?? 'local',
+    delivery: null,
+    repos: extraChanges,
+    workspacePath: task.workspace.dir,
+    kept: spec.keep,
+    ...(ran.gateway ? { models: modelUse(ran.gateway) } : {}),
+    warnings: task.warnings,
+    ...(ran.outcome.error ? { error: ran.outcome.error } : {}),
+  };
+  const run: TaskRun = {
+    spec,
+    result,
+    trace: recorded.trace,
+    deliverables,
+    awaitingDelivery: !ran.failure && result.status === 'passed' && (spec.hitl || spec.push || spec.pr),
+    workspace: task.workspace,
+    owner: task.owner,
+    startedAt: task.startedAt,
+    finishedAt: recorded.finishedAt,
+  };
+  if (!run.awaitingDelivery) run.result = await finishTask(run);
+  if (ran.failure) throw ran.failure.error;
+  return run;
+}
 
-    started = true;
-    const end = await runSession(
-      docker,
-      id,
-      { steps, taskTimeoutMs: spec.limits.timeout, deadlineAt: sandboxTask.deadlineAt, signal: deps.signal, feed, stop: models?.gateway.stopped, verifyIdentity: identityMismatch },
-      {
-        onMessage: (message, reply) => events.handle(message, reply, models?.gateway),
-        onWarning: (message) => {
-          events.record({ type: 'host.warning', message });
-          warn(message);
-        },
-        onRunnerStderr: (line) => {
-          events.record({ type: 'runner.stderr', data: line.slice(0, 4096) });
-          log.debug({ taskId }, `sandbox stderr: ${line.slice(0, 4096)}`);
-        },
-      },
+/**
+ * The phases that need a sandbox, up to its removal. A failure anywhere stops them and becomes the task's outcome
+ * (status error, its exit code); what was made is undone by the stack either way.
+ */
+async function runSandboxPhases(plan: TaskPlan, task: ClaimedTask, deps: RunDeps, stack: CleanupStack): Promise<Ran> {
+  const ran: Ran = { outcome: { status: 'error', exitCode: EXIT.infrastructure }, image: null, cloned: null, prepared: null, collected: { change: null, extraChanges: [] }, check: null, gateway: undefined };
+  const { trace } = task;
+  try {
+    if (plan.modelChoice) {
+      const gateway = await openTaskGateway(plan.modelChoice, deps.settings, plan.spec, {
+        clock: deps.clock,
+        trace,
+        mask: (text) => task.events.mask(text),
+        warn: task.warn,
+        record: (entry) => task.events.record(entry),
+        overrides: deps.gateway,
+      });
+      ran.gateway = gateway;
+      stack.defer('model gateway', () => gateway.provider.close?.().catch((error: unknown) => task.warn(`could not save the cassette: ${errorMessage(error)}`)));
+      deps.log.info({ taskId: task.taskId, provider: gateway.provider.name, model: gateway.provider.model }, `model gateway on: ${gateway.provider.name}:${gateway.provider.model}`);
+    }
+    // The clone and the sandbox are independent until the workspace is fed: made side by side, but both settle
+    // before going on, so nothing runs on in the background after a failure.
+    const [cloned, up] = await settleBoth(
+      trace.phase('clone', () => cloneRepos(plan, task, deps)),
+      bringSandboxUp(plan, task, deps, stack).then((made: SandboxUp) => ((ran.image = made.image), made)),
     );
-    outcome = outcomeOf(end);
-    events.steps.stop(clock.now(), whyStopped(end));
-    if (end.kind === 'exited' && !end.taskEnd && events.stepStarts.size === 0 && steps.length > 0) {
-      // The runner stopped before it ran anything (the workspace did not unpack, its runtime failed): that is asp's
-      // failure, not the task's, and a batch retries it.
-      outcome = { status: 'error', exitCode: EXIT.infrastructure, error: `the sandbox stopped (exit ${end.statusCode}) before running any step` };
-    }
-    if (outcome.status === 'timeout' || outcome.status === 'interrupted' || end.kind === 'stopped') trace.abandonOpenSteps(outcome.error ?? outcome.status, outcome.exitCode);
-    if (end.kind === 'exited' && !end.taskEnd) warn(`the sandbox ended without reporting (exit ${end.statusCode}${end.statusCode === 137 ? ': killed, out of memory?' : ''})`);
-
-    if (!deps.forceSignal?.aborted) {
-      // The runner streamed `.asp/` when it was small and the task ran to its end; otherwise copy it out of the container.
-      const streamed = end.kind === 'exited' ? events.artifacts.result() : { missing: `the task ended by ${end.kind}` };
-      if ('missing' in streamed && end.kind === 'exited' && streamed.missing !== 'not streamed') warn(`artifacts stream unusable (${streamed.missing}): copying .asp/ out of the container`);
-      const extracted = await trace.phase('copy-out', () =>
-        'tar' in streamed ? extractChecked(Readable.from([streamed.tar]), workspace.artifactsDir, ARTIFACT_EXTRACT) : copyOut(docker, id, workspace, deps.forceSignal, warn),
-      );
-      if (!extracted) warn('copy-out cut short by a second interrupt: .asp/ holds what arrived before it');
-      for (const rejected of extracted?.rejected ?? []) warn(`not copied out of the sandbox: .asp/${rejected.name.replace(/^\.asp\/?/, '')} (${rejected.reason})`);
-      // Nothing trusts these names (asp reads its own state from .asp-host/ only), but a step writing them is probing:
-      // said once each. .asp/task.json is asp's own input coming back, and is replaced by asp's copy.
-      for (const planted of plantedHostNames(extracted?.files.map((file) => file.path).filter((file) => file !== HOST_FILES.task) ?? [])) {
-        const replaced = USER_COPIES.some((file) => HOST_FILES[file] === planted);
-        warn(`.asp/${planted} came out of the sandbox under the name of one of asp's own files: ${replaced ? 'replaced by asp\'s copy' : 'kept as data'}, never read as asp's (asp's state is in .asp-host/)`);
-      }
-    }
-    if (commit && !deps.forceSignal?.aborted) {
-      const base = commit;
-      const fetched = await trace.phase('fetch-changes', () => fetchChanges(workspace.repoDir, workspace.artifactsDir, { base, branch, env: settings.hostEnv }));
-      if (fetched.kind === 'fetched') {
-        change = fetched.change;
-        log.info({ taskId, branch, commits: change.commits }, `changes: ${change.commits} commit(s) on ${branch}, ${change.filesChanged} file(s) changed, +${change.insertions} -${change.deletions}`);
-      } else if (fetched.kind === 'rejected') warn(`changes not accepted: ${fetched.reason}`);
-      else log.info({ taskId }, 'no changes to the repository');
-      if (extras.length) {
-        extraChanges = await trace.phase('fetch-changes:repos', () => fetchExtraChanges(extras, workspace.artifactsDir, branch, settings.hostEnv));
-        for (const extra of extraChanges) {
-          if (extra.rejected) warn(`changes to ${extra.name} not accepted: ${extra.rejected}`);
-          else if (extra.change) log.info({ taskId, repo: extra.name }, `changes to ${extra.name}: ${extra.change.commits} commit(s), ${extra.change.filesChanged} file(s) changed`);
-        }
-      }
-    }
-    const checkImage = image;
-    if (checkSteps.length && outcome.status === 'passed' && checkImage && !deps.forceSignal?.aborted) {
-      // The steps passed in their own sandbox: the clean-room check, in a fresh one, decides whether the task did.
-      log.info({ taskId, commit: change?.head ?? sandboxTask.baseCommit }, `clean-room check: ${checkSteps.length} step(s) on ${change ? `the change (${change.head.slice(0, 12)})` : 'the base commit (no change came back)'}`);
-      check = await trace.phase('check', () =>
-        runCheck(
-          {
-            runId,
-            agentTask: sandboxTask,
-            image: checkImage,
-            labels: ownershipLabels(owner),
-            limits: spec.limits,
-            allowedEnv: sandboxEnvironment,
-            runtime: spec.runtime,
-            steps: checkSteps,
-            checkDir,
-            workspace,
-            change,
-            extraChanges: new Map(extraChanges.map((extra) => [extra.name, extra.change])),
-          },
-          { docker, trace, events, log, warn, signal: deps.signal, forceSignal: deps.forceSignal },
-        ),
-      );
-      if (check.status !== 'passed') outcome = { status: check.status, exitCode: check.exitCode, ...(check.error ? { error: check.error } : {}) };
+    ran.cloned = cloned;
+    const prepared = await prepareFeed(plan, task, cloned, { cwd: deps.cwd, gateway: ran.gateway });
+    ran.prepared = prepared;
+    const steps = await runSteps(plan, task, prepared, up.sandbox, { ...deps, gateway: ran.gateway }, stack);
+    ran.outcome = steps.outcome;
+    ran.collected = await collect(task, cloned, steps, up.sandbox, deps);
+    if (prepared.checkSteps.length && ran.outcome.status === 'passed' && !deps.forceSignal?.aborted) {
+      ran.check = await checkChange(plan, task, prepared, up.image, ran.collected, deps);
+      if (ran.check.status !== 'passed') ran.outcome = { status: ran.check.status, exitCode: ran.check.exitCode, ...(ran.check.error ? { error: ran.check.error } : {}) };
     }
   } catch (error) {
-    failure = error;
-    outcome = { status: 'error', exitCode: error instanceof AspError ? exitCodeFor(error.code) : EXIT.infrastructure, error: errorMessage(error) };
-  } finally {
-    await events.close();
-    await models?.provider.close?.().catch((error: unknown) => warn(`could not save the cassette: ${errorMessage(error)}`));
-    await trace.phase('cleanup', () => cleanup(docker, { containerId, volume: volumeCreated ? volume : undefined, workspace, keep: spec.keep, started })).catch((error: unknown) => {
-      warn(`cleanup incomplete: ${errorMessage(error)} (asp reap will finish it)`);
-    });
+    ran.failure = { error };
+    ran.outcome = { status: 'error', exitCode: error instanceof AspError ? exitCodeFor(error.code) : EXIT.infrastructure, error: errorMessage(error) };
   }
-
-  const finishedAt = clock.now();
-  const durationMs = finishedAt.getTime() - startedAt.getTime();
-  const tracePath = path.join(workspace.artifactsDir, 'trace.json');
-  if (!started) {
-    // Nothing ran: leave nothing half-made behind, not even the host dir.
-    await removePath(workspace.dir);
-    throw failure;
-  }
-  // After the copy-out: the user's copies in .asp/, and the record of each step the sandbox could not write.
-  await copyAllForUser(workspace, ['task', 'events'], warn);
-  events.steps.stop(finishedAt, outcome.error ?? 'the task ended before the step did');
-  const stepOutcomes = stepResults(steps, events.stepStarts, events.stepEnds, outcome.status, events.steps);
-  const recorded = await writeMissingStepRecords(workspace.artifactsDir, events.steps, stepOutcomes, warn);
-  if (recorded.length) log.info({ taskId, files: recorded }, `the sandbox could not write ${recorded.map((file) => `.asp/${file}`).join(', ')}: written by asp from the protocol`);
-  const document = trace.finish({ ...outcome, durationMs });
-  // PROBE scores, .asp/trace.json, the trace store, then Langfuse (bounded; the outbox when it fails).
-  let published = await publishTrace(document, {
-    settings,
-    mode: deps.traceMode,
-    artifactsDir: workspace.artifactsDir,
-    stateDir: workspace.stateDir,
-    testsDir: checkSteps.length ? (check?.artifactsDir ?? null) : undefined,
-    plannedSteps: steps.length,
-    log,
-    warn,
-    signal: deps.forceSignal,
-  });
-  let delivery: DeliveryOutcome | undefined;
-  let deliveries: DeliveryEntry[] = [];
-  if (outcome.status === 'passed' && (spec.hitl || spec.push || spec.pr)) {
-    const plan = (remote: string, baseBranchOf: string | null, changed: ChangeReport): DeliveryPlan => ({
-      taskId, task: spec.task, remote, baseBranch: baseBranchOf, push: spec.push || spec.pr, pr: spec.pr, draft: spec.draft, hitl: spec.hitl, change: changed,
-    });
-    // The task's own repository first, then the others of a multi-repo task: one gate, one decision for all.
-    const wanted = [
-      ...(change ? [{ repo: null, plan: plan(source.location, baseBranch, change), repoDir: workspace.repoDir }] : []),
-      ...extraChanges.flatMap((extra) => {
-        const repo = extras.find((entry) => entry.name === extra.name);
-        return extra.change && repo ? [{ repo: repo.name, plan: plan(repo.source.location, repo.baseBranch, extra.change), repoDir: repo.dir }] : [];
-      }),
-    ];
-    if (!wanted.length) log.info({ taskId }, 'no changes: nothing to review, push or open a pull request for');
-    else {
-      const first = wanted[0] as (typeof wanted)[number];
-      const decision = deps.decision ?? (spec.hitl && deps.ask ? await deps.ask({ taskId, change: first.plan.change, document }) : undefined);
-      deliveries = await deliverAll(wanted, decision, (repoDir) => deliveryContext(settings, repoDir, log, document, published));
-      const outcomes = deliveries.map((entry) => entry.outcome);
-      delivery = outcomes.find((entry) => entry.error) ?? outcomes[0];
-      if (delivery?.error) warn(`delivery failed: ${delivery.error}`);
-      recordDelivery(document, spec.hitl, outcomes);
-      if (pending(deliveries)) {
-        await saveDeliveries(workspace, deliveries);
-        log.info({ taskId }, delivery?.error ? `the work is kept in ${workspace.dir}: asp approve ${taskId} tries again (--branch B pushes under another branch, --deny discards it)` : `awaiting approval: asp approve ${taskId} (or --deny)`);
-      }
-      published = await publishTrace(document, { settings, mode: deps.traceMode, artifactsDir: workspace.artifactsDir, stateDir: workspace.stateDir, testsDir: checkSteps.length ? (check?.artifactsDir ?? null) : undefined, plannedSteps: steps.length, log, warn, signal: deps.forceSignal, previous: published });
-    }
-  }
-  const keepClone = spec.keep || pending(deliveries);
-  if (!keepClone) {
-    await removePath(workspace.repoDir);
-    await removePath(path.join(workspace.dir, 'repos'));
-  }
-  if (delivery?.error) outcome = { status: 'failed', exitCode: EXIT.taskFailed, error: delivery.error };
-  const awaiting = delivery?.hitlStatus === 'awaiting_approval' || delivery?.hitlStatus === 'deferred';
-  await writeOwnerFile(workspace, owner, awaiting ? 'awaiting_approval' : outcome.status, startedAt, finishedAt);
-  const result: TaskResult = {
-    taskId,
-    runId,
-    traceId: trace.traceId,
-    status: awaiting ? 'awaiting_approval' : outcome.status,
-    exitCode: outcome.exitCode,
-    durationMs,
-    commit,
-    image,
-    steps: stepOutcomes,
-    check,
-    artifacts: await listArtifacts(workspace),
-    change,
-    tracePath,
-    traceDelivery: published.delivery,
-    delivery: delivery ?? null,
-    repos: extraChanges,
-    workspacePath: workspace.dir,
-    // True whenever the clone stays: --keep, or changes waiting for asp approve (a decision, or a failed push).
-    kept: keepClone,
-    ...(models ? { models: modelUse(models) } : {}),
-    warnings,
-    ...(outcome.error ? { error: outcome.error } : {}),
-  };
-  await writeResultFile(workspace, result);
-  if (failure) throw failure;
-  return result;
+  return ran;
 }
 
-function noCheckSteps(): AspError {
-  return new AspError('BAD_INPUT', '--check-dir without check steps: nothing would read its files', 'add --check name=command (or a "check" list to the pipeline file)');
+/** The steps passed in their own sandbox: the clean-room check, in a fresh one, decides whether the task did. */
+async function checkChange(plan: TaskPlan, task: ClaimedTask, prepared: PreparedFeed, image: string, collected: Collected, deps: RunDeps): Promise<CheckResult> {
+  const { change, extraChanges } = collected;
+  const { checkSteps, sandboxTask } = prepared;
+  deps.log.info(
+    { taskId: task.taskId, commit: change?.head ?? sandboxTask.baseCommit },
+    `clean-room check: ${checkSteps.length} step(s) on ${change ? `the change (${change.head.slice(0, 12)})` : 'the base commit (no change came back)'}`,
+  );
+  return task.trace.phase('check', () =>
+    runCheck(
+      {
+        runId: task.runId,
+        agentTask: sandboxTask,
+        image,
+        labels: ownershipLabels(task.owner),
+        limits: plan.spec.limits,
+        allowedEnv: plan.sandboxEnv,
+        runtime: plan.spec.runtime,
+        steps: checkSteps,
+        checkDir: plan.checkDir,
+        workspace: task.workspace,
+        change,
+        extraChanges: new Map(extraChanges.map((extra) => [extra.name, extra.change])),
+      },
+      { backend: deps.backend, trace: task.trace, events: task.events, log: deps.log, warn: task.warn, signal: deps.signal, forceSignal: deps.forceSignal },
+    ),
+  );
+}
+
+/** A task whose steps passed can still fail its clean-room check: then the check's step is the one to show. */
+function failedStep(task: ClaimedTask, steps: StepResult[], check: CheckResult | null): StepFailure | null {
+  const failing = (list: StepResult[]) => list.find((step) => step.status === 'failed' || step.status === 'timeout' || step.status === 'interrupted');
+  const own = failing(steps);
+  const checked = own ? undefined : failing(check?.steps ?? []);
+  const step = own ?? checked;
+  if (!step) return null;
+  const name = checked ? `${CHECK_STEP_PREFIX}${step.name}` : step.name;
+  const tail = task.events.steps.record(name, step.exitCode)?.outputTail;
+  const reason = step.status === 'failed' ? `step ${name} exited ${step.exitCode}` : `step ${name} ${step.status === 'timeout' ? 'passed its deadline' : 'was interrupted'}`;
+  return { step: name, status: step.status, exitCode: step.exitCode, reason, outputTail: tail || null };
 }
 
 async function settleBoth<A, B>(first: Promise<A>, second: Promise<B>): Promise<[A, B]> {
@@ -458,62 +226,4 @@ async function settleBoth<A, B>(first: Promise<A>, second: Promise<B>): Promise<
   if (a.status === 'rejected') throw a.reason;
   if (b.status === 'rejected') throw b.reason;
   return [a.value, b.value];
-}
-
-/** Why the sandbox stopped, for the record of a step it stopped under. */
-/** Copies `.asp/` out; a second interrupt (`forceSignal`) cuts it short and resolves undefined, so removal comes at once. */
-async function copyOut(docker: DockerPort, containerId: string, workspace: HostWorkspace, forceSignal: AbortSignal | undefined, warn: (message: string) => void): Promise<ExtractResult | undefined> {
-  const archive = await docker.getArchive(containerId, SANDBOX_ARTIFACTS_DIR).catch((error: unknown) => {
-    // A sandbox that stopped before its workspace was unpacked has no .asp/: nothing to copy is not a second failure.
-    if (error instanceof AspError && error.code === 'NOT_FOUND') return undefined;
-    throw error;
-  });
-  if (!archive) {
-    warn('the sandbox has no .asp/ to copy out');
-    return { files: [], rejected: [] };
-  }
-  const cut = () => archive.destroy();
-  forceSignal?.addEventListener('abort', cut, { once: true });
-  try {
-    return await extractChecked(archive, workspace.artifactsDir, ARTIFACT_EXTRACT);
-  } catch (error) {
-    if (forceSignal?.aborted) return undefined;
-    throw error;
-  } finally {
-    forceSignal?.removeEventListener('abort', cut);
-  }
-}
-
-async function cleanup(
-  docker: DockerPort,
-  target: { containerId: string | undefined; volume: string | undefined; workspace: HostWorkspace; keep: boolean; started: boolean },
-): Promise<void> {
-  if (target.keep && target.started) return;
-  // Container first: a volume in use cannot be removed.
-  if (target.containerId) await docker.removeContainer(target.containerId);
-  if (target.volume) await docker.removeVolume(target.volume);
-  // The host clone goes later, after delivery: a push or `asp approve` needs it. When nothing ran it goes now.
-  if (!target.started) await removePath(target.workspace.repoDir);
-}
-
-async function listArtifacts(workspace: HostWorkspace): Promise<string[]> {
-  const entries = await readdir(workspace.artifactsDir, { recursive: true, withFileTypes: true }).catch(() => []);
-  return entries
-    .filter((entry) => entry.isFile())
-    .map((entry) => path.relative(workspace.artifactsDir, path.join(entry.parentPath, entry.name)))
-    .sort();
-}
-
-function allowedEnv(spec: TaskSpec, settings: Settings): Record<string, string> {
-  const allowed: Record<string, string> = {};
-  for (const name of spec.env) {
-    const value = settings.hostEnv[name];
-    if (value !== undefined) allowed[name] = value;
-  }
-  return allowed;
-}
-
-function limitsForTrace(spec: TaskSpec): Record<string, number> {
-  const { timeout, memory, cpus, pids, tmpfs, disk } = spec.limits;
-  return { timeout_ms: timeout, memory_bytes: memory, cpus, pids, tmpfs_bytes: tmpfs, disk_bytes: disk };
 }

@@ -1,6 +1,7 @@
 import type { Readable, Writable } from 'node:stream';
 import { AspError } from '../core/asp-error.js';
-import type { DockerPort } from '../docker/port.js';
+import type { Sandbox } from '../backend/sandbox-backend.js';
+import { CleanupStack } from '../core/cleanup-stack.js';
 import { LineSplitter } from '../protocol/line-splitter.js';
 import { encodeHostMessage, type HostMessage } from '../protocol/host-messages.js';
 import { PROTOCOL_VERSION, type ProtocolMessage, type RunnerIdentity, type TaskEndMessage } from '../protocol/messages.js';
@@ -30,13 +31,13 @@ export interface SessionHooks {
 }
 
 /**
- * Runs a created container to its end: attach (stdin too), start, feed it its task and workspace, read the protocol,
- * enforce the task and step deadlines by killing the container (not just abandoning the wait), and stop early when
- * `signal` aborts. A feed that fails stops the container and throws.
+ * Runs a created sandbox to its end: open its streams (stdin too) and start it, feed it its task and workspace, read
+ * the protocol, enforce the task and step deadlines by killing the sandbox (not just abandoning the wait), and stop
+ * early when `signal` aborts. A feed that fails stops the sandbox and throws. Its timers, listeners and streams go
+ * on a stack of its own, undone when the session ends, whichever way.
  */
 export async function runSession(
-  docker: DockerPort,
-  containerId: string,
+  sandbox: Sandbox,
   options: {
     steps: ResolvedStep[];
     taskTimeoutMs: number;
@@ -51,7 +52,13 @@ export async function runSession(
   },
   hooks: SessionHooks,
 ): Promise<SessionEnd> {
-  const streams = await docker.attach(containerId);
+  await using session = new CleanupStack();
+  const streams = await sandbox.open();
+  session.defer('streams', () => {
+    streams.stdout.destroy();
+    streams.stderr.destroy();
+    streams.stdin.destroy();
+  });
   const stdin = streams.stdin;
   // A container that is gone makes writes fail: that is the end of the session, not an error of the host.
   stdin.on('error', () => {});
@@ -61,9 +68,10 @@ export async function runSession(
   let taskEnd: TaskEndMessage | undefined;
   let helloSeen = false;
   let stepTimer: NodeJS.Timeout | undefined;
+  session.defer('step timer', () => clearTimeout(stepTimer));
   let resolveStop!: (end: SessionEnd) => void;
-  let feedFailure: unknown;
-  let identityFailure: AspError | undefined;
+  /** Set from the callbacks below; read once the session ended. */
+  const failed: { feed?: { error: unknown }; identity?: AspError } = {};
   let markVerified!: () => void;
   /** Settles when the runner's hello said who it is and that was right (or nobody asked). */
   const verified = new Promise<void>((resolve) => (markVerified = resolve));
@@ -73,13 +81,22 @@ export async function runSession(
     options
       .feed(stdin)
       .then(() => verified)
-      .then(() => reply({ type: 'start' }))
+      // Not once the session is ending (a deadline, an interrupt): the kill is on its way, no step may start before it.
+      .then(() => {
+        if (!stopping) reply({ type: 'start' });
+      })
       .catch((error: unknown) => {
-        feedFailure = error;
+        failed.feed = { error };
         resolveStop({ kind: 'stopped', what: 'the workspace could not be sent' });
       });
   };
-  const stopped = new Promise<SessionEnd>((resolve) => (resolveStop = resolve));
+  let stopping = false;
+  const stopped = new Promise<SessionEnd>((resolve) => {
+    resolveStop = (end) => {
+      stopping = true;
+      resolve(end);
+    };
+  });
   const stepTimeouts = new Map(options.steps.map((step) => [step.name, step.timeoutMs]));
 
   const handle = (message: ProtocolMessage) => {
@@ -90,7 +107,7 @@ export async function runSession(
       }
       const wrong = options.verifyIdentity?.(message.identity);
       if (wrong) {
-        identityFailure = new AspError('HARDENING_IGNORED', `${wrong}: the container engine did not apply the hardening asp asked for, and the sandbox was stopped before any step`, 'use a Docker Engine (20.10 or later) that applies User, CapAdd/CapDrop, SecurityOpt; leave out --runtime if it names one that does not');
+        failed.identity = new AspError('HARDENING_IGNORED', `${wrong}: the container engine did not apply the hardening asp asked for, and the sandbox was stopped before any step`, 'use a Docker Engine (20.10 or later) that applies User, CapAdd/CapDrop, SecurityOpt; leave out --runtime if it names one that does not');
         resolveStop({ kind: 'stopped', what: wrong });
       } else markVerified();
     } else if (!helloSeen) {
@@ -117,45 +134,37 @@ export async function runSession(
   const stderrDone = pump(streams.stderr, (line) => hooks.onRunnerStderr(line), () => {});
 
   // The task deadline counts from the start of the task (clone and all), not from the container start.
-  const taskTimer = setTimeout(
-    () => resolveStop({ kind: 'deadline', what: `the task passed its ${options.taskTimeoutMs} ms deadline` }),
-    clampTimer(Math.max(0, options.deadlineAt - Date.now())),
-  );
+  const taskDeadline = () => resolveStop({ kind: 'deadline', what: `the task passed its ${options.taskTimeoutMs} ms deadline` });
+  const taskTimer = setTimeout(taskDeadline, clampTimer(Math.max(0, options.deadlineAt - Date.now())));
+  session.defer('task timer', () => clearTimeout(taskTimer));
+  // Spent before the session began (the clone or the image took it all): stopped now, not after the feed raced the timer.
+  if (options.deadlineAt <= Date.now()) taskDeadline();
   const onAbort = () => resolveStop({ kind: 'interrupted' });
   options.signal?.addEventListener('abort', onAbort, { once: true });
+  session.defer('interrupt listener', () => options.signal?.removeEventListener('abort', onAbort));
   if (options.signal?.aborted) onAbort();
   void options.stop?.then((what) => resolveStop({ kind: 'stopped', what }));
 
-  try {
-    await docker.start(containerId);
-    startFeed();
-    const waited = docker.wait(containerId).then(
-      async (statusCode): Promise<SessionEnd> => {
-        // The streams end when the container stops; give the last protocol lines a moment to arrive.
-        await Promise.race([Promise.all([stdoutDone, stderrDone]), delay(DRAIN_MS)]);
-        return { kind: 'exited', statusCode, taskEnd };
-      },
-    );
-    const end = await Promise.race([waited, stopped]);
-    if (end.kind !== 'exited') {
-      // A deadline or an interrupt stops the container itself, every process in it, not just our wait.
-      await docker.kill(containerId);
-      await Promise.race([waited.catch(() => undefined), delay(DRAIN_MS)]);
-    }
-    if (identityFailure) throw identityFailure;
-    if (feedFailure) throw feedFailure;
-    if (end.kind === 'exited' && !helloSeen && end.statusCode !== 0) {
-      throw new AspError('PROTOCOL_MISMATCH', `the sandbox exited with ${end.statusCode} before saying hello`, 'the image may not contain asp-sandbox: use the asp sandbox image (leave out --image) or run `asp image build`');
-    }
-    return end;
-  } finally {
-    clearTimeout(taskTimer);
-    clearTimeout(stepTimer);
-    options.signal?.removeEventListener('abort', onAbort);
-    streams.stdout.destroy();
-    streams.stderr.destroy();
-    stdin.destroy();
+  startFeed();
+  const waited = sandbox.wait().then(
+    async (statusCode): Promise<SessionEnd> => {
+      // The streams end when the container stops; give the last protocol lines a moment to arrive.
+      await Promise.race([Promise.all([stdoutDone, stderrDone]), delay(DRAIN_MS)]);
+      return { kind: 'exited', statusCode, taskEnd };
+    },
+  );
+  const end = await Promise.race([waited, stopped]);
+  if (end.kind !== 'exited') {
+    // A deadline or an interrupt stops the container itself, every process in it, not just our wait.
+    await sandbox.kill();
+    await Promise.race([waited.catch(() => undefined), delay(DRAIN_MS)]);
   }
+  if (failed.identity) throw failed.identity;
+  if (failed.feed) throw failed.feed.error;
+  if (end.kind === 'exited' && !helloSeen && end.statusCode !== 0) {
+    throw new AspError('PROTOCOL_MISMATCH', `the sandbox exited with ${end.statusCode} before saying hello`, 'the image may not contain asp-sandbox: use the asp sandbox image (leave out --image) or run `asp image build`');
+  }
+  return end;
 }
 
 function pump(stream: Readable, onLine: (line: string) => void, onOverflow: (dropped: number) => void): Promise<void> {

@@ -1,9 +1,7 @@
 import { lstat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { z } from 'zod';
 import { errorMessage } from '../core/asp-error.js';
 import type { ProtocolMessage, StepEndMessage } from '../protocol/messages.js';
-import { readArtifact } from '../tracing/probe-inputs.js';
 import type { Clock } from '../core/clock.js';
 
 /** As much of a step's output as the runner keeps in its `<step>.json` (sandbox/main.ts). */
@@ -126,20 +124,4 @@ export async function writeMissingStepRecords(
     }
   }
   return written;
-}
-
-/** A step's record as read back: the sandbox wrote it, so it is checked before its tail is shown anywhere. */
-const stepRecordSchema = z.looseObject({
-  name: z.string().max(200).optional(),
-  exitCode: z.number().int().nullable().optional(),
-  durationMs: z.number().min(0).optional(),
-  reason: z.string().max(4096).optional(),
-  outputTail: z.string().max(16 * TAIL_BYTES).optional(),
-});
-
-export type ReadStepRecord = z.infer<typeof stepRecordSchema>;
-
-/** `.asp/<step>.json` checked, or undefined when it is missing or is not a step record. */
-export async function readStepRecord(artifactsDir: string, step: string): Promise<ReadStepRecord | undefined> {
-  return (await readArtifact(artifactsDir, `${step}.json`, stepRecordSchema)).value;
 }

@@ -1,3 +1,5 @@
+import { valueAt } from '../core/record-guard.js';
+
 /** Why Langfuse did not take a trace, sorted by what the user can do about it. */
 export type ExportFailureKind =
   | 'unreachable' // nothing answers at the URL: Langfuse is down, or the URL is wrong
@@ -33,7 +35,8 @@ export function httpFailure(status: number, what: string, body: string): ExportF
 
 /** fetch() says "fetch failed" and hides the reason in `cause`: dig out the code (ECONNREFUSED, ENOTFOUND, ...). */
 export function networkFailure(error: unknown, url: string): ExportFailure {
-  const cause = (error as { cause?: { code?: unknown; message?: unknown } } | undefined)?.cause;
-  const reason = typeof cause?.message === 'string' && cause.message ? cause.message : typeof cause?.code === 'string' ? cause.code : error instanceof Error ? error.message : String(error);
+  const message = valueAt(error, 'cause', 'message');
+  const code = valueAt(error, 'cause', 'code');
+  const reason = typeof message === 'string' && message ? message : typeof code === 'string' ? code : error instanceof Error ? error.message : String(error);
   return new ExportFailure('unreachable', `cannot reach Langfuse at ${url} (${reason})`);
 }

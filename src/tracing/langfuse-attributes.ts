@@ -15,6 +15,8 @@ const OBSERVATION_METADATA_MAX_CHARS = 2048;
 /** The seed's trace metadata: the keys Langfuse users filter and aggregate observations by. */
 export const SEED_METADATA_KEYS = ['task_id', 'target_repo', 'target_branch', 'workspace_path', 'pr_url', 'hitl_required', 'hitl_status'] as const;
 
+const OBSERVATION_TYPES = { SPAN: 'span', GENERATION: 'generation', EVENT: 'event' } as const satisfies Record<Observation['type'], LangfuseObservationType>;
+
 /**
  * Trace name, tags and metadata, as `propagateAttributes` would set them. The root span carries all of the
  * metadata; every other span carries the name, the tags and the seed's keys, because Langfuse aggregates and
@@ -27,9 +29,9 @@ export function traceAttributes(document: TraceDocument, span: 'root' | 'child')
     [LangfuseOtelSpanAttributes.TRACE_NAME]: document.trace.name,
     [LangfuseOtelSpanAttributes.TRACE_TAGS]: document.trace.tags,
   };
-  const metadata = document.trace.metadata as unknown as Record<string, unknown>;
-  const keys = span === 'root' ? Object.keys(metadata) : SEED_METADATA_KEYS;
-  for (const key of keys) attributes[`${LangfuseOtelSpanAttributes.TRACE_METADATA}.${key}`] = metadataText(metadata[key]);
+  const metadata = document.trace.metadata;
+  const entries: Array<[string, unknown]> = span === 'root' ? Object.entries(metadata) : SEED_METADATA_KEYS.map((key) => [key, metadata[key]]);
+  for (const [key, value] of entries) attributes[`${LangfuseOtelSpanAttributes.TRACE_METADATA}.${key}`] = metadataText(value);
   return attributes;
 }
 
@@ -41,7 +43,7 @@ export function traceIoAttributes(document: TraceDocument): Attributes {
 export function observationAttributes(observation: Observation): Attributes {
   const metadata: Record<string, string> = {};
   for (const [key, value] of Object.entries(observation.metadata)) metadata[key] = cut(serialize(value), OBSERVATION_METADATA_MAX_CHARS);
-  return createObservationAttributes(observation.type.toLowerCase() as LangfuseObservationType, {
+  return createObservationAttributes(OBSERVATION_TYPES[observation.type], {
     level: observation.level,
     ...(observation.statusMessage !== null ? { statusMessage: observation.statusMessage } : {}),
     input: capped(observation.input),

@@ -3,6 +3,7 @@ import { LangfuseSpanProcessor } from '@langfuse/otel';
 import { LANGFUSE_SDK_VERSION, setLangfuseTraceIdInBaggage } from '@langfuse/core';
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, trace, type Attributes, type Context, type Span, type Tracer } from '@opentelemetry/api';
 import { AlwaysOnSampler, BasicTracerProvider } from '@opentelemetry/sdk-trace-base';
+import { valueAt } from '../core/record-guard.js';
 import { DeterministicIdGenerator } from './deterministic-ids.js';
 import { ExportFailure, httpFailure, networkFailure } from './export-failure.js';
 import { observationAttributes, traceAttributes, traceIoAttributes } from './langfuse-attributes.js';
@@ -159,8 +160,9 @@ async function sendScores(document: TraceDocument, target: LangfuseTarget, signa
 }
 
 function scoreFailure(error: unknown, url: string): ExportFailure {
-  const status = (error as { statusCode?: unknown }).statusCode;
-  if (typeof status === 'number') return httpFailure(status, 'a score', JSON.stringify((error as { body?: unknown }).body ?? '') ?? '');
+  // The client rejects with whatever it was given; a reason that is not an object (even null) must not throw here.
+  const status = valueAt(error, 'statusCode');
+  if (typeof status === 'number') return httpFailure(status, 'a score', JSON.stringify(valueAt(error, 'body') ?? '') ?? '');
   if (error instanceof Error && /timeout/i.test(error.message)) return new ExportFailure('timeout', `Langfuse did not answer a score request in time`);
   return networkFailure(error, url);
 }

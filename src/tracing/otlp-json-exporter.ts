@@ -6,6 +6,7 @@ import type { Attributes } from '@opentelemetry/api';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import { JsonTraceSerializer } from '@opentelemetry/otlp-transformer';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
+import { valueAt } from '../core/record-guard.js';
 import { ExportFailure, httpFailure, networkFailure } from './export-failure.js';
 
 /** Statuses worth one more try inside the flush budget (the SDK's own exporter retries these too). */
@@ -198,15 +199,16 @@ const RESPONSE_MAX_BYTES = 64 * 1024;
 /** OTLP lets a server take a request and still drop some spans; for asp that is a failed export. */
 function checkPartialSuccess(text: string): void {
   if (!text) return;
-  let parsed: { partialSuccess?: { rejectedSpans?: unknown; errorMessage?: unknown } };
+  // The server's JSON is read step by step: a body of `null` is an answer without partialSuccess, not a TypeError.
+  let parsed: unknown;
   try {
-    parsed = JSON.parse(text) as typeof parsed;
+    parsed = JSON.parse(text);
   } catch {
     return;
   }
-  const rejected = Number(parsed.partialSuccess?.rejectedSpans ?? 0);
+  const rejected = Number(valueAt(parsed, 'partialSuccess', 'rejectedSpans') ?? 0);
   if (rejected > 0) {
-    throw new ExportFailure('rejected', `Langfuse dropped ${rejected} span(s): ${String(parsed.partialSuccess?.errorMessage ?? 'no reason given')}`);
+    throw new ExportFailure('rejected', `Langfuse dropped ${rejected} span(s): ${String(valueAt(parsed, 'partialSuccess', 'errorMessage') ?? 'no reason given')}`);
   }
 }
 

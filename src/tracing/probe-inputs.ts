@@ -2,6 +2,7 @@ import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { parseJsonWith } from '../config/task-spec.js';
+import { errorMessage, systemErrorCode } from '../core/asp-error.js';
 
 /** Artifacts are written by steps inside the sandbox: untrusted, so read with a size cap and checked. */
 const ARTIFACT_MAX_BYTES = 1024 * 1024;
@@ -74,8 +75,8 @@ export async function readArtifact<T extends z.ZodType>(dir: string, name: strin
       await handle.close();
     }
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {};
-    return { problem: `${name} unreadable (${(error as Error).message})` };
+    if (systemErrorCode(error) === 'ENOENT') return {};
+    return { problem: `${name} unreadable (${errorMessage(error)})` };
   }
   const checked = parseJsonWith(text, schema);
   if ('value' in checked) return { value: checked.value };

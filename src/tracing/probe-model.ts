@@ -1,3 +1,4 @@
+import { valueAt } from '../core/record-guard.js';
 import { generationCost } from './probe-scores.js';
 import type { TraceDocument } from './trace-model.js';
 
@@ -52,12 +53,12 @@ export function sampleOf(document: TraceDocument): ProbeSample | undefined {
 
 /** Latency as probe_latency_ms takes it, tokens and cost summed over the generations; undefined for an unfinished run. */
 export function actualsOf(document: TraceDocument): ProbeActuals | undefined {
-  const output = document.trace.output as { durationMs?: unknown } | null;
-  if (!output || typeof output.durationMs !== 'number') return undefined;
+  const durationMs = valueAt(document.trace.output, 'durationMs');
+  if (typeof durationMs !== 'number') return undefined;
   const generations = document.observations.filter((observation) => observation.type === 'GENERATION');
   const tokens = generations.reduce((sum, generation) => sum + tokensOf(generation.usageDetails ?? {}), 0);
   const cost = generations.reduce((sum, generation) => sum + generationCost(generation), 0);
-  return { latency_ms: Math.round(output.durationMs), tokens, cost_usd: cost };
+  return { latency_ms: Math.round(durationMs), tokens, cost_usd: cost };
 }
 
 /** `total` when given, else input + output: other keys (cached, reasoning) are parts of those, not more tokens. */
@@ -69,27 +70,26 @@ function tokensOf(usage: Record<string, number>): number {
 export function fitProbeModel(samples: ProbeSample[]): ProbeFit {
   if (samples.length < PROBE_MIN_SAMPLES) return { status: 'insufficient', n: samples.length, needed: PROBE_MIN_SAMPLES - samples.length };
   const xs = samples.map((sample) => sample.complexity);
-  const fits = Object.fromEntries(PROBE_TARGETS.map((target) => [target, fitLine(xs, samples.map((sample) => sample[target]))])) as Record<ProbeTarget, LinearFit>;
+  const fitOf = (target: ProbeTarget) => fitLine(xs, samples.map((sample) => sample[target]));
+  const fits: Record<ProbeTarget, LinearFit> = { latency_ms: fitOf('latency_ms'), tokens: fitOf('tokens'), cost_usd: fitOf('cost_usd') };
   return { status: 'ready', model: { n: samples.length, fits } };
 }
 
 export function fitLine(xs: number[], ys: number[]): LinearFit {
   if (xs.length !== ys.length || xs.length === 0) throw new RangeError(`fitLine needs as many x as y, and at least one (${xs.length} x, ${ys.length} y)`);
   const n = xs.length;
+  const points = xs.map((x, index) => ({ x, y: ys[index] ?? Number.NaN })); // never NaN: the lengths are equal
   const meanX = sum(xs) / n;
   const meanY = sum(ys) / n;
   const sxx = sum(xs.map((x) => (x - meanX) ** 2));
-  const sxy = sum(xs.map((x, index) => (x - meanX) * ((ys[index] as number) - meanY)));
+  const sxy = sum(points.map(({ x, y }) => (x - meanX) * (y - meanY)));
   // Every task estimated alike: no slope can be told, so the estimate is the mean.
   const slope = sxx === 0 ? 0 : sxy / sxx;
   const intercept = meanY - slope * meanX;
   const line = { intercept, slope };
   const ssTot = sum(ys.map((y) => (y - meanY) ** 2));
-  const ssRes = sum(xs.map((x, index) => ((ys[index] as number) - (intercept + slope * x)) ** 2));
-  const errors = xs.flatMap((x, index) => {
-    const y = ys[index] as number;
-    return y === 0 ? [] : [Math.abs(y - predict(line, x)) / Math.abs(y)];
-  });
+  const ssRes = sum(points.map(({ x, y }) => (y - (intercept + slope * x)) ** 2));
+  const errors = points.flatMap(({ x, y }) => (y === 0 ? [] : [Math.abs(y - predict(line, x)) / Math.abs(y)]));
   return { intercept, slope, r2: ssTot === 0 ? null : 1 - ssRes / ssTot, mape: errors.length ? sum(errors) / errors.length : null };
 }
 

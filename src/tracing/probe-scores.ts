@@ -1,3 +1,4 @@
+import { valueAt } from '../core/record-guard.js';
 import type { ProbeInputs, UsageEntry } from './probe-inputs.js';
 import { childIdFor, type Observation, type Score, type TraceDocument } from './trace-model.js';
 
@@ -51,8 +52,8 @@ function accuracy(document: TraceDocument, inputs: ProbeInputs, plannedSteps: nu
 }
 
 function latency(document: TraceDocument): [number, string] {
-  const output = document.trace.output as { durationMs?: unknown } | null;
-  if (output && typeof output.durationMs === 'number') return [Math.round(output.durationMs), 'task wall time in ms, start to cleanup'];
+  const durationMs = valueAt(document.trace.output, 'durationMs');
+  if (typeof durationMs === 'number') return [Math.round(durationMs), 'task wall time in ms, start to cleanup'];
   const root = document.observations.find((observation) => observation.parentObservationId === null);
   const ms = root?.endTime ? Date.parse(root.endTime) - Date.parse(root.startTime) : 0;
   return [Math.max(0, ms), 'task wall time in ms, from the root span'];
@@ -108,4 +109,9 @@ export function addUsageGenerations(document: TraceDocument, entries: UsageEntry
 /** Six decimals: enough for fractions of a cent, and stable in JSON. */
 function round(value: number): number {
   return Math.round(value * 1e6) / 1e6;
+}
+
+/** What a task's model calls cost in USD: its probe_cost_usd score once scored, else the sum over its generations. */
+export function traceCostUsd(document: TraceDocument): number {
+  return document.scores.find((entry) => entry.name === 'probe_cost_usd')?.value ?? cost(document)[0];
 }

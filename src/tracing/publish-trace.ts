@@ -122,3 +122,27 @@ async function enqueue(store: TraceStore, document: TraceDocument, options: Publ
     return undefined;
   }
 }
+
+/**
+ * A run's trace through its states (finished; decided at the HITL gate; decided later by asp approve): each state
+ * is published once, through `publish`, which remembers the last publish so a Langfuse that failed once costs one
+ * wait and one warning per run, not one per state.
+ */
+export class TracePublication {
+  #published: Published | undefined;
+
+  constructor(
+    readonly document: TraceDocument,
+    private readonly options: Omit<PublishOptions, 'previous'>,
+  ) {}
+
+  /** The last publish; undefined before the first. */
+  get published(): Published | undefined {
+    return this.#published;
+  }
+
+  async publish(): Promise<Published> {
+    this.#published = await publishTrace(this.document, { ...this.options, previous: this.#published });
+    return this.#published;
+  }
+}

@@ -11,13 +11,17 @@ import type { Settings } from '../config/settings.js';
 export const TRACE_MODES = ['langfuse', 'json', 'off'] as const;
 export type TraceMode = (typeof TRACE_MODES)[number];
 
+function isTraceMode(flag: string): flag is TraceMode {
+  return TRACE_MODES.some((mode) => mode === flag);
+}
+
 export function resolveTraceMode(flag: string | undefined, settings: Settings): TraceMode {
   if (flag === undefined) return settings.langfuse ? 'langfuse' : 'json';
-  if (!(TRACE_MODES as readonly string[]).includes(flag)) {
+  if (!isTraceMode(flag)) {
     throw new AspError('BAD_INPUT', `--trace "${flag}" is not a trace mode`, `use one of ${TRACE_MODES.join(', ')}`);
   }
   if (flag === 'langfuse' && !settings.langfuse) {
     throw new AspError('BAD_INPUT', '--trace langfuse needs Langfuse keys', 'set LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY (and LANGFUSE_BASE_URL for a self-hosted Langfuse)');
   }
-  return flag as TraceMode;
+  return flag;
 }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { AspError, errorMessage } from '../core/asp-error.js';
+import { AspError, errorMessage, systemErrorCode } from '../core/asp-error.js';
 import { parseJsonWith, TASK_ID_PATTERN } from '../config/task-spec.js';
 import type { TraceDocument } from './trace-model.js';
 import { parseTraceDocument } from './trace-schema.js';
@@ -75,7 +75,7 @@ export class TraceStore {
     try {
       text = await readFile(file, 'utf8');
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+      if (systemErrorCode(error) === 'ENOENT') {
         throw new AspError('NOT_FOUND', `no trace for task "${taskId}" in ${this.tracesDir}`, 'list the stored traces with asp traces ls');
       }
       throw new AspError('BAD_INPUT', `the trace of "${taskId}" is unreadable: ${errorMessage(error)}`, `check ${file}`);
@@ -159,7 +159,7 @@ async function jsonFiles(dir: string): Promise<string[]> {
   try {
     names = await readdir(dir);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    if (systemErrorCode(error) === 'ENOENT') return [];
     throw new AspError('WORKSPACE_FAILED', `cannot read ${dir}: ${errorMessage(error)}`, 'check ASP_HOME and its permissions');
   }
   const files = names.filter((name) => name.endsWith('.json')).map((name) => path.join(dir, name));

@@ -1,3 +1,4 @@
+import { valueAt } from '../core/record-guard.js';
 import { generationCost } from './probe-scores.js';
 import type { Observation, Score, TraceDocument } from './trace-model.js';
 
@@ -85,7 +86,7 @@ export function summarizeTrace(document: TraceDocument): TraceSummary {
       .map((step) => {
         const exitCode = typeof step.metadata.exitCode === 'number' ? step.metadata.exitCode : null;
         const outcome = step.endTime === null ? 'unfinished' : step.metadata.timedOut === true ? 'timeout' : exitCode === 0 ? 'passed' : 'failed';
-        const command = (step.input as { command?: unknown } | null)?.command;
+        const command = valueAt(step.input, 'command');
         return { id: step.id, name: step.name, outcome, exitCode, offsetMs: offset(step), durationMs: duration(step), command: typeof command === 'string' ? command : null, statusMessage: step.statusMessage };
       }),
     phases: byStart

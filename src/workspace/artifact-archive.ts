@@ -1,7 +1,6 @@
 import { createWriteStream } from 'node:fs';
 import { lstat, mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import tarFs from 'tar-fs';
@@ -28,7 +27,7 @@ export async function archiveArtifacts(entry: WorkspaceEntry, archiveDir: string
       // .asp/ holds only plain files that passed the copy-out checks; links, if any, stay links.
       dereference: false,
       map: (header) => ({ ...header, name: `${entry.name}/${header.name}` }),
-    }) as unknown as Readable;
+    });
     await pipeline(pack, createGzip(), createWriteStream(partial, { flags: 'wx' }));
     await rename(partial, target);
     return target;

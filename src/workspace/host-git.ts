@@ -26,8 +26,8 @@ export function hostGit(options: {
   secretConfig?: Array<[string, string]>;
 }): SimpleGit {
   const secret = options.secretConfig ?? [];
-  const secretEnv = secret.length
-    ? Object.fromEntries([['GIT_CONFIG_COUNT', String(secret.length)], ...secret.flatMap(([key, value], index) => [[`GIT_CONFIG_KEY_${index}`, key], [`GIT_CONFIG_VALUE_${index}`, value]])])
+  const secretEnv: Record<string, string> = secret.length
+    ? Object.fromEntries([['GIT_CONFIG_COUNT', String(secret.length)], ...secret.flatMap(([key, value], index): Array<[string, string]> => [[`GIT_CONFIG_KEY_${index}`, key], [`GIT_CONFIG_VALUE_${index}`, value]])])
     : {};
   return simpleGit({
     ...(options.baseDir ? { baseDir: options.baseDir } : {}),

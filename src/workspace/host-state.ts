@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { copyFile, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { errorMessage } from '../core/asp-error.js';
-import type { PackEntry } from '../docker/tar-pack.js';
+import { errorMessage, systemErrorCode } from '../core/asp-error.js';
+import type { PackEntry } from './tar-pack.js';
 import { SANDBOX_TASK_TEXT_FILE, SANDBOX_WORKSPACE } from '../protocol/messages.js';
 import { HOST_STATE_DIR, OWNER_FILE, type HostWorkspace } from './host-workspace.js';
 
@@ -59,7 +59,7 @@ export async function copyForUser(workspace: Paths, file: HostFile): Promise<str
 export async function copyAllForUser(workspace: Paths, files: HostFile[], warn: (message: string) => void): Promise<void> {
   for (const file of files) {
     await copyForUser(workspace, file).catch((error: unknown) => {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') warn(`.asp/${HOST_FILES[file]} not written: ${errorMessage(error)}`);
+      if (systemErrorCode(error) !== 'ENOENT') warn(`.asp/${HOST_FILES[file]} not written: ${errorMessage(error)}`);
     });
   }
 }
@@ -69,7 +69,7 @@ export async function readHostFile(workspace: Pick<HostWorkspace, 'stateDir'>, f
   try {
     return await readFile(hostFilePath(workspace, file), 'utf8');
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if (systemErrorCode(error) === 'ENOENT') return undefined;
     throw error;
   }
 }

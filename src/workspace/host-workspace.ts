@@ -1,8 +1,8 @@
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { AspError, errorMessage } from '../core/asp-error.js';
-import { formatSupervisor, parseSupervisor, supervisorState, type Ownership } from '../docker/labels.js';
+import { AspError, errorMessage, systemErrorCode } from '../core/asp-error.js';
+import { formatSupervisor, parseSupervisor, supervisorState, type Ownership } from '../backend/ownership-labels.js';
 
 export const OWNER_FILE = '.asp-owner.json';
 /**
@@ -50,7 +50,7 @@ export async function claimWorkspace(
       await mkdir(paths.stateDir, { mode: 0o755 });
       return paths;
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') {
+      if (systemErrorCode(error) !== 'EEXIST') {
         throw new AspError('WORKSPACE_FAILED', `cannot create ${paths.dir}: ${errorMessage(error)}`, 'check permissions and free space under ASP_WORKSPACES');
       }
       if (!options.unique && options.reclaimUnfinished && (await unfinished(paths.dir))) {

@@ -5,7 +5,7 @@ import { copyForUser, hostFilePath, readHostFile, writeHostFile } from './host-s
 import type { HostWorkspace } from './host-workspace.js';
 
 /**
- * A task's result as read back from `.asp-host/result.json` (asp approve updates it): the fields asp reads or
+ * A task's result as read back from `.asp-host/result.json` (asp approve rewrites it): the fields asp reads or
  * rewrites are checked, the rest is carried over as it is.
  */
 export const resultFileSchema = z.looseObject({
@@ -38,23 +38,18 @@ export async function writeResultFile(workspace: HostWorkspace, result: object):
 }
 
 /**
- * Applies a later delivery (asp approve) to the saved result. A result that is missing or damaged is reported
- * and left as it is: the trace holds the decision too.
+ * Rewrites the saved result whole, as `rewrite` makes it from the saved one (asp approve: the same rule the run's
+ * own delivery used). A result that is missing or damaged is reported and left as it is: the trace holds the
+ * decision too.
  */
-export async function updateResultFile(
-  workspace: HostWorkspace,
-  changes: { delivery: object; status: 'passed' | 'rejected' | 'failed'; kept: boolean },
-  warn: (message: string) => void,
-): Promise<void> {
+export async function rewriteResultFile(workspace: HostWorkspace, rewrite: (saved: ResultFile) => object, warn: (message: string) => void): Promise<void> {
   const file = hostFilePath(workspace, 'result');
   try {
     const content = await readHostFile(workspace, 'result');
     if (content === undefined) return warn(`${file} is missing: the result was not updated`);
     const parsed = parseResultFile(content, workspace.taskId);
     if ('problem' in parsed) return warn(`${file} is damaged (${parsed.problem}): the result was not updated`);
-    const { error: _error, ...rest } = parsed;
-    const error = 'error' in changes.delivery && typeof changes.delivery.error === 'string' ? changes.delivery.error : undefined;
-    await writeResultFile(workspace, { ...rest, status: changes.status, exitCode: changes.status === 'failed' ? 1 : 0, delivery: changes.delivery, kept: changes.kept, ...(error ? { error } : {}) });
+    await writeResultFile(workspace, rewrite(parsed));
   } catch (error) {
     warn(`${file} was not updated: ${errorMessage(error)}`);
   }

@@ -1,6 +1,6 @@
 import { lstat, readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { AspError, errorMessage } from '../core/asp-error.js';
+import { AspError, errorMessage, systemErrorCode } from '../core/asp-error.js';
 import { readOwnerFile, workspacePaths, type HostWorkspace, type OwnerRecord } from './host-workspace.js';
 
 /**
@@ -33,7 +33,7 @@ export interface WorkspaceEntry {
  */
 export async function listWorkspaces(root: string, hold: DeliveryHold): Promise<WorkspaceEntry[]> {
   const children = await readdir(root, { withFileTypes: true }).catch((error: unknown) => {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    if (systemErrorCode(error) === 'ENOENT') return [];
     throw new AspError('WORKSPACE_FAILED', `cannot read the workspace root ${root}: ${errorMessage(error)}`, 'check ASP_WORKSPACES and its permissions');
   });
   // Dirents come from lstat: a symlink is never a directory here, so a planted link cannot send removal elsewhere.

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { readSettings, type Settings } from '../../src/config/settings.js';
 import { EngineAdapter } from '../../src/docker/engine-adapter.js';
-import { labelFilter } from '../../src/docker/labels.js';
+import { labelFilter } from '../../src/backend/ownership-labels.js';
 import type { DockerPort } from '../../src/docker/port.js';
 
 export const docker: DockerPort = new EngineAdapter(process.env.DOCKER_HOST || undefined);

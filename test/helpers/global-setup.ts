@@ -1,5 +1,5 @@
 import { EngineAdapter } from '../../src/docker/engine-adapter.js';
-import { buildSandboxImage, imageContext } from '../../src/supervisor/sandbox-image.js';
+import { buildSandboxImage, imageContext } from '../../src/docker/sandbox-image.js';
 
 /**
  * Builds the sandbox image once before the suites (when a daemon answers), so the first integration test

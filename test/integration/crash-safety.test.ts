@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } fro
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { labelFilter, ownershipLabels } from '../../src/docker/labels.js';
+import { labelFilter, ownershipLabels } from '../../src/backend/ownership-labels.js';
 import { asp } from '../helpers/cli.js';
 import { docker, dockerAvailable, leftovers } from '../helpers/docker.js';
 import { repoWith } from '../helpers/repos.js';

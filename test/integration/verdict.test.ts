@@ -10,14 +10,15 @@ import { inspectorTakeover, ioUringProbe, quickThenSlow, runnerReach, runnerStop
 import { docker, dockerAvailable, leftovers, testSettings } from '../helpers/docker.js';
 import { AspError, exitCodeFor } from '../../src/core/asp-error.js';
 import { limitsSchema } from '../../src/config/task-spec.js';
-import { currentSupervisor, ownershipLabels } from '../../src/docker/labels.js';
-import { containerSpec } from '../../src/supervisor/container-spec.js';
-import { identityMismatch } from '../../src/supervisor/hardened-container.js';
+import { currentSupervisor, ownershipLabels } from '../../src/backend/ownership-labels.js';
+import { containerSpec } from '../../src/docker/container-spec.js';
+import { identityMismatch } from '../../src/backend/sandbox-policy.js';
+import { dockerSandbox } from '../../src/docker/docker-backend.js';
 import { runSession } from '../../src/supervisor/sandbox-session.js';
 import { feedSandbox } from '../../src/supervisor/workspace-feed.js';
-import { packForSandbox } from '../../src/docker/archive.js';
+import { packForSandbox } from '../../src/workspace/workspace-tar.js';
 import type { SandboxTask } from '../../src/protocol/messages.js';
-import { imageContext } from '../../src/supervisor/sandbox-image.js';
+import { imageContext } from '../../src/docker/sandbox-image.js';
 import { repoWith } from '../helpers/repos.js';
 import { run } from '../helpers/run.js';
 
@@ -151,8 +152,7 @@ describe.skipIf(!dockerAvailable)('a sandbox whose runner is not hardened as ask
     const empty = mkdtempSync(path.join(os.tmpdir(), 'asp-identity-'));
     try {
       const ended = runSession(
-        docker,
-        id,
+        dockerSandbox(docker, id),
         { steps, taskTimeoutMs: 60_000, deadlineAt: Date.now() + 60_000, feed: (stdin) => feedSandbox(stdin, task, packForSandbox(empty, [])), verifyIdentity: identityMismatch },
         { onMessage: (message) => void seen.push(message.type), onWarning: () => {}, onRunnerStderr: () => {} },
       );

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { limitsSchema } from '../../src/config/task-spec.js';
-import { containerSpec, RUNNER_CAPABILITIES, sandboxEnv } from '../../src/supervisor/container-spec.js';
-import { DENIED_SYSCALLS, seccompProfile, seccompSecurityOpt } from '../../src/supervisor/seccomp-profile.js';
+import { containerSpec } from '../../src/docker/container-spec.js';
+import { RUNNER_CAPABILITIES, sandboxEnv } from '../../src/backend/sandbox-policy.js';
+import { DENIED_SYSCALLS, seccompProfile, seccompSecurityOpt } from '../../src/backend/seccomp-profile.js';
 
 const limits = limitsSchema.parse({ memory: '1g', cpus: 1.5, pids: 256, timeout: '5m' });
 const spec = containerSpec({

@@ -7,8 +7,9 @@ import { AspError, exitCodeFor } from '../../src/core/asp-error.js';
 import { limitsSchema } from '../../src/config/task-spec.js';
 import { EngineAdapter } from '../../src/docker/engine-adapter.js';
 import type { DaemonInfo } from '../../src/docker/port.js';
-import { containerSpec as specOf, runnerCapEff } from '../../src/supervisor/container-spec.js';
-import { checkRuntime, createHardenedContainer, identityMismatch } from '../../src/supervisor/hardened-container.js';
+import { containerSpec as specOf } from '../../src/docker/container-spec.js';
+import { createHardenedContainer } from '../../src/docker/hardened-container.js';
+import { checkRuntime, identityMismatch, runnerCapEff } from '../../src/backend/sandbox-policy.js';
 
 const spec = (runtime?: string) =>
   specOf({ name: 'asp-t-r', image: 'asp-sandbox:x', volume: 'asp-ws-t-r', labels: { 'asp.managed': 'true' }, limits: limitsSchema.parse({}), allowedEnv: {}, runtime });

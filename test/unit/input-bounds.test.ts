@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { AspError } from '../../src/core/asp-error.js';
 import { hasCredentials } from '../../src/config/repo-url.js';
 import { limitsSchema, parseTaskSpec } from '../../src/config/task-spec.js';
-import { checkLimitsFit } from '../../src/supervisor/limits-fit.js';
+import { checkLimitsFit } from '../../src/backend/limits-fit.js';
 
 function refusal(action: () => unknown): AspError {
   try {

@@ -9,7 +9,7 @@ import {
   parseSupervisor,
   processStartTicks,
   supervisorState,
-} from '../../src/docker/labels.js';
+} from '../../src/backend/ownership-labels.js';
 
 const owner = {
   taskId: 'task-1',

@@ -85,6 +85,7 @@ describe('retries', () => {
   it('does not retry a 400, and gives up after the last attempt', async () => {
     let calls = 0;
     expect((await withRetries(async () => ((calls += 1), { status: 400, body: {} }), noSleep)).attempts).toBe(1);
+    expect(calls).toBe(1);
     const down = await withRetries(async () => {
       throw new Error('ECONNREFUSED');
     }, noSleep);

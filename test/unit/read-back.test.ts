@@ -1,7 +1,6 @@
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import tarStream from 'tar-stream';
 import { describe, expect, it } from 'vitest';
 import { AspError } from '../../src/core/asp-error.js';
@@ -9,9 +8,8 @@ import { parseJournalLine, BatchJournal } from '../../src/batch/journal.js';
 import { readSettings } from '../../src/config/settings.js';
 import { approveTask } from '../../src/delivery/approve-task.js';
 import { loadDeliveries, parseDeliveries, saveDeliveries } from '../../src/delivery/delivery-plan.js';
-import { packForSandbox } from '../../src/docker/archive.js';
+import { packForSandbox } from '../../src/workspace/workspace-tar.js';
 import { silentLog } from '../../src/core/log.js';
-import { readStepRecord } from '../../src/supervisor/step-records.js';
 import { readProbeInputs } from '../../src/tracing/probe-inputs.js';
 import { parseTraceDocument } from '../../src/tracing/trace-schema.js';
 import { parseExportRecord, TraceStore } from '../../src/tracing/trace-store.js';
@@ -218,17 +216,6 @@ describe('reading back what asp saved: every file is checked at the edge, a bad 
       writeFileSync(path.join(dir, 'code_review.json'), `{"score": 1, "pad": "${'x'.repeat(1024 * 1024)}"}`);
       expect((await readProbeInputs(dir)).reviewProblem).toMatch(/larger than/);
     });
-
-    it('a step record is read with its schema: a tail that is not text is nothing', async () => {
-      const dir = scratch('asp-step-');
-      writeFileSync(path.join(dir, 'test.json'), JSON.stringify({ name: 'test', exitCode: 1, outputTail: 'boom' }));
-      writeFileSync(path.join(dir, 'bad.json'), JSON.stringify({ name: 'bad', outputTail: { toString: 'x' } }));
-      writeFileSync(path.join(dir, 'huge.json'), JSON.stringify({ name: 'huge', outputTail: 'x'.repeat(200_000) }));
-      expect(await readStepRecord(dir, 'test')).toMatchObject({ outputTail: 'boom' });
-      expect(await readStepRecord(dir, 'bad')).toBeUndefined();
-      expect(await readStepRecord(dir, 'huge')).toBeUndefined();
-      expect(await readStepRecord(dir, 'missing')).toBeUndefined();
-    });
   });
 });
 
@@ -259,7 +246,7 @@ describe('host state by location', () => {
       });
     });
     const done = new Promise<void>((resolve) => extract.on('finish', () => resolve()));
-    (packForSandbox(dir, [{ from: '.asp-host/task.json', as: '.asp/task.json' }]) as Readable).pipe(extract);
+    packForSandbox(dir, [{ from: '.asp-host/task.json', as: '.asp/task.json' }]).pipe(extract);
     await done;
     expect(names).toEqual([['.asp/task.json', '{"taskId":"t"}']]);
   });

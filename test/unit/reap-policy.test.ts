@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Ownership, SupervisorIdentity } from '../../src/docker/labels.js';
+import type { Ownership, SupervisorIdentity } from '../../src/backend/ownership-labels.js';
 import { judge, judgePrune, judgeWorkspace, type Liveness, type ReapPolicy } from '../../src/reaper/reap-policy.js';
 import type { OwnerRecord } from '../../src/workspace/host-workspace.js';
 

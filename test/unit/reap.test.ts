@@ -1,9 +1,10 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { DockerBackend } from '../../src/docker/docker-backend.js';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ownershipLabels, type SupervisorIdentity } from '../../src/docker/labels.js';
-import { mapBounded } from '../../src/reaper/bounded-pool.js';
+import { ownershipLabels, type SupervisorIdentity } from '../../src/backend/ownership-labels.js';
+import { mapBounded } from '../../src/core/bounded-pool.js';
 import { reap } from '../../src/reaper/reap.js';
 import type { Liveness } from '../../src/reaper/reap-policy.js';
 import { OWNER_FILE, type OwnerRecord } from '../../src/workspace/host-workspace.js';
@@ -59,7 +60,7 @@ function ownedDir(root: string, name: string, record: Partial<OwnerRecord>, with
   return dir;
 }
 
-const deps = (docker: FakeDocker, root = emptyRoot()) => ({ docker, workspacesRoot: root, clock, liveness });
+const deps = (docker: FakeDocker, root = emptyRoot()) => ({ backend: new DockerBackend(docker), workspacesRoot: root, clock, liveness });
 const reapNow = (docker: FakeDocker, root?: string, options: Partial<Parameters<typeof reap>[1]> = {}) => reap(deps(docker, root), { dryRun: false, all: false, ...options });
 
 describe('reap', () => {

@@ -17,9 +17,9 @@ describe('repository mirrors', () => {
     expect(mirrors.fetches).toBe(1);
     expect(new Set(resolved.map((entry) => entry.location)).size).toBe(1);
     expect(resolved[0]).toMatchObject({ kind: 'local', display: `file://${origin}` });
-    expect(gitIn(resolved[0]!.location, 'rev-parse', '--is-bare-repository')).toBe('true');
+    expect(gitIn(resolved[0].location, 'rev-parse', '--is-bare-repository')).toBe('true');
 
-    const clone = await cloneRepository(resolved[0]!, path.join(home, 'clone'), 'main', { PATH: process.env.PATH });
+    const clone = await cloneRepository(resolved[0], path.join(home, 'clone'), 'main', { PATH: process.env.PATH });
     expect(clone.commit).toBe(gitIn(origin, 'rev-parse', 'HEAD'));
     expect(existsSync(path.join(home, 'clone', 'README.md'))).toBe(true);
   });

@@ -1,4 +1,5 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { DockerBackend } from '../../src/docker/docker-backend.js';
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,14 +9,14 @@ import { describe, expect, it } from 'vitest';
 import { parseAgeOption } from '../../src/cli/age-option.js';
 import { formatAge } from '../../src/config/units.js';
 import { readSettings } from '../../src/config/settings.js';
-import type { SupervisorIdentity } from '../../src/docker/labels.js';
+import type { SupervisorIdentity } from '../../src/backend/ownership-labels.js';
 import { pruneWorkspaces } from '../../src/reaper/prune-workspaces.js';
 import type { Liveness } from '../../src/reaper/reap-policy.js';
 import { sweep } from '../../src/reaper/sweep.js';
 import type { Log } from '../../src/core/log.js';
 import { OWNER_FILE, type OwnerRecord } from '../../src/workspace/host-workspace.js';
 import { savePlan } from '../helpers/delivery-fixtures.js';
-import { ownershipLabels } from '../../src/docker/labels.js';
+import { ownershipLabels } from '../../src/backend/ownership-labels.js';
 import { FakeDocker } from '../helpers/fake-docker.js';
 
 const NOW = new Date('2026-11-28T12:00:00Z');
@@ -138,7 +139,7 @@ describe('the sweep at the start of every run', () => {
 
   it('says nothing when there is nothing to do', async () => {
     const { log, lines } = quiet();
-    expect(await sweep({ docker: new FakeDocker(), settings: settings(root()), clock, log, liveness })).toEqual({ reaped: 0, pruned: 0, failed: 0 });
+    expect(await sweep({ backend: new DockerBackend(new FakeDocker()), settings: settings(root()), clock, log, liveness })).toEqual({ reaped: 0, pruned: 0, failed: 0 });
     expect(lines).toEqual([]);
   });
 
@@ -149,7 +150,7 @@ describe('the sweep at the start of every run', () => {
     docker.addVolume('v', deadLabels);
     const workspaces = root();
     finishedDir(workspaces, 'old', 8);
-    expect(await sweep({ docker, settings: settings(workspaces), clock, log, liveness })).toEqual({ reaped: 2, pruned: 1, failed: 0 });
+    expect(await sweep({ backend: new DockerBackend(docker), settings: settings(workspaces), clock, log, liveness })).toEqual({ reaped: 2, pruned: 1, failed: 0 });
     expect(lines).toEqual(['info swept what dead runs left: 1 containers, 1 volumes, 0 workspace dirs', 'info retention: removed 1 workspace dirs of tasks finished over 7d ago']);
   });
 
@@ -157,11 +158,11 @@ describe('the sweep at the start of every run', () => {
     const { log, lines } = quiet();
     const docker = new FakeDocker();
     docker.down = true;
-    expect(await sweep({ docker, settings: settings(root()), clock, log, liveness })).toEqual({ reaped: 0, pruned: 0, failed: 0 });
+    expect(await sweep({ backend: new DockerBackend(docker), settings: settings(root()), clock, log, liveness })).toEqual({ reaped: 0, pruned: 0, failed: 0 });
     expect(lines).toEqual([]);
     const unreadable = path.join(root(), 'file');
     writeFileSync(unreadable, 'x');
-    expect((await sweep({ docker: new FakeDocker(), settings: settings(unreadable), clock, log, liveness })).failed).toBe(1);
+    expect((await sweep({ backend: new DockerBackend(new FakeDocker()), settings: settings(unreadable), clock, log, liveness })).failed).toBe(1);
     expect(lines[0]).toMatch(/^warn sweep failed: cannot read the workspace root/);
   });
 });

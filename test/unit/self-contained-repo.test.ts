@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { AspError, exitCodeFor } from '../../src/core/asp-error.js';
 import { readSettings } from '../../src/config/settings.js';
 import { parseTaskSpec, type TaskSpecInput } from '../../src/config/task-spec.js';
-import type { DockerPort } from '../../src/docker/port.js';
+import type { SandboxBackend } from '../../src/backend/sandbox-backend.js';
 import { systemClock } from '../../src/core/clock.js';
 import { silentLog } from '../../src/core/log.js';
 import { runTask } from '../../src/supervisor/run-task.js';
@@ -25,19 +25,19 @@ const SHAPES: Array<[string, TaskSpecInput['clone']]> = [
   ['--filter blob:none', { filter: 'blob:none' }],
 ];
 
-/** A Docker port that records any call and fails it: a refused source must never get as far as Docker. */
-function tripwire(): { docker: DockerPort; calls: string[] } {
+/** A sandbox backend that records any call and fails it: a refused source must never get as far as a sandbox. */
+function tripwire(): { backend: SandboxBackend; calls: string[] } {
   const calls: string[] = [];
-  const docker = new Proxy({} as DockerPort, {
+  const backend = new Proxy({} as SandboxBackend, {
     get: (_target, name) =>
       name === 'then'
         ? undefined
         : () => {
             calls.push(String(name));
-            throw new Error(`Docker was called (${String(name)})`);
+            throw new Error(`the backend was called (${String(name)})`);
           },
   });
-  return { docker, calls };
+  return { backend, calls };
 }
 
 function refusal(action: () => unknown): AspError {
@@ -88,10 +88,10 @@ describe('local sources that reach outside themselves (issue 14, item 4)', () =>
       const hostile = REACHING[kind](target);
       const base = mkdtempSync(path.join(os.tmpdir(), 'asp-reach-'));
       const settings = { ...readSettings(env), workspacesRoot: path.join(base, 'workspaces'), home: path.join(base, 'home') };
-      const { docker, calls } = tripwire();
+      const { backend, calls } = tripwire();
       let output = '';
       const spec = parseTaskSpec({ repo: hostile, task: 'read the secret', steps: [{ name: 'leak', run: 'cat SECRET.txt' }], ...(clone ? { clone } : {}) });
-      const failure = await runTask(spec, { docker, settings, clock: systemClock, log: silentLog, cwd: base, writeOutput: (text) => (output += text) }).then(
+      const failure = await runTask(spec, { backend, settings, clock: systemClock, log: silentLog, cwd: base, writeOutput: (text) => (output += text) }).then(
         () => undefined,
         (error: unknown) => error,
       );
@@ -110,13 +110,13 @@ describe('local sources that reach outside themselves (issue 14, item 4)', () =>
     const target = privateRepo();
     const base = mkdtempSync(path.join(os.tmpdir(), 'asp-reach-'));
     const settings = { ...readSettings(env), workspacesRoot: path.join(base, 'workspaces'), home: path.join(base, 'home') };
-    const { docker, calls } = tripwire();
+    const { backend, calls } = tripwire();
     const spec = parseTaskSpec({
       repo: repoWith({ 'README.md': 'the main one is fine\n' }),
       repos: [{ name: 'lib', repo: REACHING['alternates and a symlinked ref'](target) }],
       steps: [{ name: 'leak', run: 'cat ../repos/lib/SECRET.txt' }],
     });
-    await expect(runTask(spec, { docker, settings, clock: systemClock, log: silentLog, cwd: base, writeOutput: () => {} })).rejects.toMatchObject({
+    await expect(runTask(spec, { backend, settings, clock: systemClock, log: silentLog, cwd: base, writeOutput: () => {} })).rejects.toMatchObject({
       code: 'BAD_INPUT',
       message: expect.stringContaining('reaches outside itself: objects/info/alternates'),
     });

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
+import { systemErrorCode } from '../core/asp-error.js';
 
 /**
  * The ownership contract. Every container and volume asp creates carries these labels, and host workspace
@@ -57,9 +58,9 @@ export function formatSupervisor(identity: SupervisorIdentity): string {
 }
 
 export function parseSupervisor(text: string | undefined): SupervisorIdentity | undefined {
-  const match = /^(.+)\/(\d+)\/(\d+)$/.exec(text ?? '');
-  if (!match) return undefined;
-  return { host: match[1] as string, pid: Number(match[2]), startTicks: Number(match[3]) };
+  const [, host, pid, startTicks] = /^(.+)\/(\d+)\/(\d+)$/.exec(text ?? '') ?? [];
+  if (host === undefined) return undefined;
+  return { host, pid: Number(pid), startTicks: Number(startTicks) };
 }
 
 /** The start time of a process on this host, or undefined when no such process exists. */
@@ -79,7 +80,7 @@ function processExists(pid: number): boolean {
     process.kill(pid, 0);
     return true;
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
+    return systemErrorCode(error) === 'EPERM';
   }
 }
 

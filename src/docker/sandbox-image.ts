@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import tarStream from 'tar-stream';
 import { AspError } from '../core/asp-error.js';
-import type { DockerPort } from '../docker/port.js';
+import type { DockerPort } from './port.js';
 
 export const IMAGE_REPOSITORY = 'asp-sandbox';
 export const DEFAULT_BASE_IMAGE = 'node:20-bookworm-slim';
@@ -74,6 +74,7 @@ function contextTar(context: ImageContext): Readable {
   pack.on('error', () => {});
   for (const file of context.files) pack.entry({ name: file.name, mode: 0o644 }, file.content).on('error', () => {});
   pack.finalize();
+  // eslint-disable-next-line @typescript-eslint/no-unsafe-type-assertion -- tar-stream types its pack as a streamx stream, which Node's stream functions (pipe, pipeline) take as they do their own
   return pack as unknown as Readable;
 }
 

@@ -1,8 +1,5 @@
 import { AspError } from '../core/asp-error.js';
-import type { ContainerCreateBody, ContainerHardening, DaemonInfo, DockerPort } from '../docker/port.js';
-import type { RunnerIdentity } from '../protocol/messages.js';
-import { runnerCapEff } from './container-spec.js';
-import { isGvisor } from './seccomp-profile.js';
+import type { ContainerCreateBody, ContainerHardening, DockerPort } from './port.js';
 
 /**
  * Creates the sandbox and reads it back before it ever starts: Podman and some remote engines accept fields they
@@ -64,44 +61,3 @@ export function ignoredHardening(asked: ContainerCreateBody, seen: ContainerHard
   }
   return ignored;
 }
-
-/**
- * What the runner's own kernel says of it (HelloMessage.identity) against what asp asked for: uid 0 holding exactly
- * RUNNER_CAPABILITIES, a seccomp filter, no-new-privileges (where the kernel reports it; gVisor does not). An engine
- * can echo a field back in inspect and still not apply it; the running process cannot pretend. Undefined when right.
- */
-export function identityMismatch(identity: RunnerIdentity | undefined): string | undefined {
-  if (!identity) return 'the runner reported no identity';
-  const wanted = runnerCapEff();
-  const wrong = [
-    ...(identity.uid !== 0 ? [`runs as uid ${identity.uid}, not 0`] : []),
-    ...(identity.capEff !== wanted ? [`holds capabilities ${identity.capEff}, not ${wanted}`] : []),
-    ...(identity.seccomp !== 2 ? [`has no seccomp filter (mode ${identity.seccomp})`] : []),
-    ...(identity.noNewPrivs !== undefined && identity.noNewPrivs !== 1 ? ['lacks no-new-privileges'] : []),
-  ];
-  return wrong.length ? `the sandbox's runner ${wrong.join(', ')}` : undefined;
-}
-
-/**
- * Whether the daemon can run the runtime asked for, hardened: it must be registered, and gVisor must load the
- * container's seccomp profile (runsc ignores it without --oci-seccomp, and asp's profile would silently not apply).
- */
-export function checkRuntime(runtime: string | undefined, info: DaemonInfo): void {
-  if (!runtime) return;
-  if (!info.runtimes.includes(runtime)) {
-    throw new AspError(
-      'RUNTIME_UNAVAILABLE',
-      `the Docker daemon has no runtime "${runtime}" (it has: ${info.runtimes.join(', ') || 'none listed'})`,
-      isGvisor(runtime) ? 'install that runtime in the daemon or drop --runtime (README: gVisor)' : 'install that runtime in the daemon or drop --runtime',
-    );
-  }
-  const args = info.runtimeArgs?.[runtime] ?? [];
-  if (isGvisor(runtime) && !args.some((arg) => /^--?oci-seccomp(=true)?$/.test(arg))) {
-    throw new AspError(
-      'RUNTIME_UNAVAILABLE',
-      `the runtime "${runtime}" is registered without --oci-seccomp, so gVisor would not apply asp's seccomp profile`,
-      `add "--oci-seccomp" to its runtimeArgs in /etc/docker/daemon.json and reload dockerd (README: gVisor)`,
-    );
-  }
-}
-

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import tarStream from 'tar-stream';
 import { describe, expect, it } from 'vitest';
-import { checkEntry, DEFAULT_EXTRACT_LIMITS, extractChecked } from '../../src/docker/archive.js';
+import { checkEntry, DEFAULT_EXTRACT_LIMITS, extractChecked } from '../../src/workspace/workspace-tar.js';
 
 const limits = DEFAULT_EXTRACT_LIMITS;
 

@@ -99,12 +99,13 @@ export async function extractChecked(
     if (total + size > limits.maxTotalBytes) return skip(`total output over ${limits.maxTotalBytes} bytes`);
     total += size;
     const target = path.join(destination, verdict.relativePath);
+    // eslint-disable-next-line @typescript-eslint/no-unsafe-type-assertion -- tar-stream types its entries as streamx streams, which Node's stream functions take as they do their own
     write(header.type === 'directory', target, stream as unknown as Readable, destination)
       .then(() => {
         if (header.type !== 'directory') result.files.push({ path: verdict.relativePath, bytes: size });
         next();
       })
-      .catch((error: unknown) => next(error as Error));
+      .catch((error: unknown) => next(error instanceof Error ? error : new Error(String(error))));
   });
 
   await pipeline(archive, extract);

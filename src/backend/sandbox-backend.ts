@@ -1,0 +1,99 @@
+import type { Readable, Writable } from 'node:stream';
+import type { Limits } from '../config/task-spec.js';
+import type { CleanupScope } from '../core/cleanup-stack.js';
+
+/*
+ * The seam between what a task is and where its sandbox runs. The supervisor, the reaper and batch use these few
+ * operations and nothing else; Docker (src/docker/docker-backend.ts) is the first implementation, Kubernetes the
+ * next. Whatever carries it, the task protocol (src/protocol/) is the one contract between host and runner: a
+ * backend only makes the sandbox, carries the runner's stdin/stdout/stderr, and takes it all away again.
+ */
+
+/** What the engine behind a backend is and can run: the limits and the runtime of a task are checked against it. */
+export interface EngineInfo {
+  endpoint: string;
+  serverVersion: string;
+  apiVersion: string;
+  os: string;
+  arch: string;
+  runtimes: string[];
+  /** The arguments each runtime is registered with (`runtimeArgs` in daemon.json), when the engine says. */
+  runtimeArgs?: Record<string, string[]> | undefined;
+  /** CPUs and memory of the engine's machine, when it says. */
+  cpus?: number | undefined;
+  memoryBytes?: number | undefined;
+}
+
+export interface ImageRequest {
+  /** The user's image (`--image`): it must exist. Absent: asp's own sandbox image, built when missing. */
+  image?: string | undefined;
+  onBuildStart?: ((tag: string) => void) | undefined;
+  onProgress?: ((line: string) => void) | undefined;
+}
+
+/** One sandbox, as the supervisor asks for it: the hardening itself is not negotiable and not part of the request. */
+export interface SandboxRequest {
+  taskId: string;
+  runId: string;
+  /** The steps' sandbox, or the fresh one of a clean-room check (its own workspace, never the steps'). */
+  role: 'task' | 'check';
+  image: string;
+  /** asp's ownership labels (src/docker/labels.ts): the reaper finds what a dead run left by these alone. */
+  labels: Record<string, string>;
+  limits: Limits;
+  /** Host variables the user allowed in by name (`--env NAME`), already resolved; nothing else of the host's. */
+  env: Record<string, string>;
+  runtime: string | undefined;
+  /** A clean-room check with a check dir: a root-owned tmpfs at /workspace/check that steps can read, not write. */
+  checkDir: boolean;
+}
+
+/** The runner's three streams: the protocol on stdout, the runner's own failures on stderr, the host's messages in. */
+export interface SandboxStreams {
+  stdout: Readable;
+  stderr: Readable;
+  stdin: Writable;
+}
+
+export interface Sandbox {
+  /** The backend's id for it (a container id), for logs. */
+  readonly id: string;
+  /** Connects the streams and starts the runner; nothing it says is missed. Once per sandbox. */
+  open(): Promise<SandboxStreams>;
+  /** Resolves with the runner's exit status when the sandbox stops. */
+  wait(): Promise<number>;
+  /** Stops every process of the sandbox at once; one already stopped or gone is success. */
+  kill(): Promise<void>;
+  /** A tar of the sandbox's `.asp/`, for when the protocol did not stream it; undefined when it has none. */
+  fetchArtifacts(): Promise<Readable | undefined>;
+}
+
+/** Something a backend made for asp, found again by its labels (the reaper's view). */
+export interface OwnedObject {
+  /** A sandbox (container, pod) or the workspace it ran on (volume). */
+  kind: 'sandbox' | 'workspace';
+  /** The backend's handle for removing it. */
+  ref: string;
+  name: string;
+  labels: Record<string, string>;
+  /** Undefined when the engine does not say. */
+  createdAt: Date | undefined;
+}
+
+export interface SandboxBackend {
+  /** Its name in logs and results ("docker"). */
+  readonly name: string;
+  describe(): Promise<EngineInfo>;
+  /** Makes sure the image is there (building asp's own when it is missing) and returns the reference to run. */
+  prepareImage(request: ImageRequest): Promise<string>;
+  /**
+   * Creates the sandbox and its workspace, hardened as DESIGN.md says, and reads it back before it starts: one the
+   * engine did not harden as asked is removed unstarted (HARDENING_IGNORED). The removal of each thing it makes
+   * goes on `scope` the moment it exists (keepable: `--keep` leaves them), so a failure half-way leaks nothing.
+   */
+  createSandbox(request: SandboxRequest, scope: CleanupScope): Promise<Sandbox>;
+  /** Everything of asp's that carries all of `labelFilters` ("key" or "key=value"). */
+  listOwned(labelFilters: string[]): Promise<OwnedObject[]>;
+  /** Removes one such object; one already gone is success. A workspace still in use is waited for a little. */
+  removeOwned(object: OwnedObject): Promise<void>;
+}

@@ -1,0 +1,99 @@
+import { AspError } from '../core/asp-error.js';
+import type { RunnerIdentity } from '../protocol/messages.js';
+import type { EngineInfo } from './sandbox-backend.js';
+import { isGvisor } from './seccomp-profile.js';
+
+/*
+ * What every sandbox is, whichever backend makes it: who the runner and the steps run as, what the runner may do,
+ * what environment gets in, and how asp checks from the runner's own mouth that the engine applied it.
+ */
+
+/**
+ * The runner runs as root *inside* the container so that steps (uid 1000) cannot signal, ptrace, or open the
+ * /proc files of any asp process: the kernel lets a process do that only to processes of its own uid. Root here
+ * holds nothing but these capabilities, each for one reason; everything else is dropped, for the runner and tini
+ * too, and a step loses even these when the runner drops it to uid 1000 (a uid change clears a process's
+ * capabilities, and no-new-privileges keeps them from coming back through setuid files).
+ */
+export const RUNNER_CAPABILITIES: ReadonlyArray<{ cap: string; reason: string }> = [
+  { cap: 'SETUID', reason: 'to start every step, and every helper that reads what steps wrote, as uid 1000' },
+  { cap: 'SETGID', reason: 'to start them as gid 1000 with no supplementary groups' },
+  {
+    cap: 'KILL',
+    reason: 'to stop and kill every process of uid 1000 when a step ends, daemons re-parented to init included, ' +
+      'without starting a helper (a fork bomb at the pids limit leaves no pid free for one)',
+  },
+  {
+    cap: 'DAC_READ_SEARCH',
+    reason: 'so the --disk watchdog sees every directory of the workspace, also one a step made unreadable (chmod 000) to hide ' +
+      'what it wrote; the watchdog only lists directories and stats entries, it opens no file a step wrote, and ' +
+      'open_by_handle_at, the syscall that would make this capability an escape, is refused by seccomp-profile.ts',
+  },
+];
+/** Linux's numbers of the runner's capabilities (linux/capability.h), for its CapEff mask. */
+const CAPABILITY_BITS: Record<string, number> = { DAC_READ_SEARCH: 2, KILL: 5, SETGID: 6, SETUID: 7 };
+
+/** The runner's effective capabilities as /proc/self/status shows them: 16 hex digits. */
+export function runnerCapEff(): string {
+  const mask = RUNNER_CAPABILITIES.reduce((bits, entry) => bits | (1n << BigInt(CAPABILITY_BITS[entry.cap] ?? 63)), 0n);
+  return mask.toString(16).padStart(16, '0');
+}
+
+/** The identity of the runner (root in the container's user namespace, with only RUNNER_CAPABILITIES). */
+export const RUNNER_USER = '0:0';
+/** The identity of every step (and of what reads step output files): no capabilities at all. */
+export const STEP_USER = '1000:1000';
+
+/** The whole environment of the sandbox: fixed values plus the explicit allowlist. Nothing else from the host. */
+export function sandboxEnv(allowed: Record<string, string>): string[] {
+  const fixed: Record<string, string> = {
+    PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    HOME: '/tmp',
+    TERM: 'xterm',
+    SHELL: '/bin/bash',
+    LANG: 'C.UTF-8',
+    CI: 'true',
+  };
+  return Object.entries({ ...allowed, ...fixed }).map(([key, value]) => `${key}=${value}`);
+}
+
+/**
+ * What the runner's own kernel says of it (HelloMessage.identity) against what asp asked for: uid 0 holding exactly
+ * RUNNER_CAPABILITIES, a seccomp filter, no-new-privileges (where the kernel reports it; gVisor does not). An engine
+ * can echo a field back in inspect and still not apply it; the running process cannot pretend. Undefined when right.
+ */
+export function identityMismatch(identity: RunnerIdentity | undefined): string | undefined {
+  if (!identity) return 'the runner reported no identity';
+  const wanted = runnerCapEff();
+  const wrong = [
+    ...(identity.uid !== 0 ? [`runs as uid ${identity.uid}, not 0`] : []),
+    ...(identity.capEff !== wanted ? [`holds capabilities ${identity.capEff}, not ${wanted}`] : []),
+    ...(identity.seccomp !== 2 ? [`has no seccomp filter (mode ${identity.seccomp})`] : []),
+    ...(identity.noNewPrivs !== undefined && identity.noNewPrivs !== 1 ? ['lacks no-new-privileges'] : []),
+  ];
+  return wrong.length ? `the sandbox's runner ${wrong.join(', ')}` : undefined;
+}
+
+/**
+ * Whether the daemon can run the runtime asked for, hardened: it must be registered, and gVisor must load the
+ * container's seccomp profile (runsc ignores it without --oci-seccomp, and asp's profile would silently not apply).
+ */
+export function checkRuntime(runtime: string | undefined, info: EngineInfo): void {
+  if (!runtime) return;
+  if (!info.runtimes.includes(runtime)) {
+    throw new AspError(
+      'RUNTIME_UNAVAILABLE',
+      `the Docker daemon has no runtime "${runtime}" (it has: ${info.runtimes.join(', ') || 'none listed'})`,
+      isGvisor(runtime) ? 'install that runtime in the daemon or drop --runtime (README: gVisor)' : 'install that runtime in the daemon or drop --runtime',
+    );
+  }
+  const args = info.runtimeArgs?.[runtime] ?? [];
+  if (isGvisor(runtime) && !args.some((arg) => /^--?oci-seccomp(=true)?$/.test(arg))) {
+    throw new AspError(
+      'RUNTIME_UNAVAILABLE',
+      `the runtime "${runtime}" is registered without --oci-seccomp, so gVisor would not apply asp's seccomp profile`,
+      `add "--oci-seccomp" to its runtimeArgs in /etc/docker/daemon.json and reload dockerd (README: gVisor)`,
+    );
+  }
+}
+

@@ -1,0 +1,69 @@
+import type { Settings } from '../config/settings.js';
+import type { Log } from '../core/log.js';
+import type { Decision } from '../core/records.js';
+import { finishTask } from '../supervisor/phases/finish-task.js';
+import type { TaskResult, TaskRun } from '../supervisor/task-result.js';
+import { recordDelivery } from '../tracing/hitl-trace.js';
+import { deliverAll } from './deliver-changes.js';
+import { deliveryContext } from './delivery-context.js';
+import { pending, saveDeliveries, type DeliveryEntry, type DeliveryPlan, type GateSummary } from './delivery-plan.js';
+
+export interface DeliverDeps {
+  settings: Settings;
+  log: Log;
+  /** The HITL gate's answer given up front (--approve / --deny). */
+  decision?: Decision | undefined;
+  /** Asks a person at the gate (a TTY prompt); absent when nobody can be asked. */
+  ask?: ((summary: GateSummary) => Promise<Decision>) | undefined;
+}
+
+/**
+ * Delivery, after the run: the HITL gate, then push and pull request, host side with host credentials. The task's
+ * own repository first, then the others of a multi-repo task: one gate, one decision for all. The decision goes
+ * into the trace, which is published again (one publish per state), and what still waits is saved for
+ * `asp approve`. A run that asked for no delivery (or did not pass) is returned as it is: it is finished already.
+ */
+export async function deliverTask(run: TaskRun, deps: DeliverDeps): Promise<TaskResult> {
+  if (!run.awaitingDelivery) return run.result;
+  const { spec, result } = run;
+  const { taskId } = result;
+  const plan = (deliverable: TaskRun['deliverables'][number]): DeliveryPlan => ({
+    taskId,
+    task: spec.task,
+    remote: deliverable.remote,
+    baseBranch: deliverable.baseBranch,
+    push: spec.push || spec.pr,
+    pr: spec.pr,
+    draft: spec.draft,
+    hitl: spec.hitl,
+    change: deliverable.change,
+  });
+  const wanted = run.deliverables.map((deliverable) => ({ repo: deliverable.repo, plan: plan(deliverable), repoDir: deliverable.repoDir }));
+  const first = wanted[0];
+  if (!first) {
+    deps.log.info({ taskId }, 'no changes: nothing to review, push or open a pull request for');
+    return finishTask(run);
+  }
+  const { document } = run.trace;
+  const decision = deps.decision ?? (spec.hitl && deps.ask ? await deps.ask({ taskId, change: first.plan.change, document }) : undefined);
+  const published = run.trace.published ?? { delivery: 'local' as const, tracePath: result.tracePath };
+  const deliveries: DeliveryEntry[] = await deliverAll(wanted, decision, (repoDir) => deliveryContext(deps.settings, repoDir, deps.log, document, published));
+  const outcomes = deliveries.map((entry) => entry.outcome);
+  const delivery = outcomes.find((entry) => entry.error) ?? outcomes[0] ?? null;
+  const warn = (message: string) => {
+    result.warnings.push(message);
+    deps.log.warn({ taskId }, message);
+  };
+  if (delivery?.error) warn(`delivery failed: ${delivery.error}`);
+  recordDelivery(document, spec.hitl, outcomes);
+  const waiting = pending(deliveries);
+  if (waiting) {
+    await saveDeliveries(run.workspace, deliveries);
+    deps.log.info(
+      { taskId },
+      delivery?.error ? `the work is kept in ${run.workspace.dir}: asp approve ${taskId} tries again (--branch B pushes under another branch, --deny discards it)` : `awaiting approval: asp approve ${taskId} (or --deny)`,
+    );
+  }
+  await run.trace.publish();
+  return finishTask(run, { delivery, pending: waiting });
+}

@@ -1,0 +1,112 @@
+import type { Readable } from 'node:stream';
+import { AspError } from '../core/asp-error.js';
+import type { CleanupScope } from '../core/cleanup-stack.js';
+import { retry } from '../core/retry.js';
+import type { EngineInfo, ImageRequest, OwnedObject, Sandbox, SandboxBackend, SandboxRequest, SandboxStreams } from '../backend/sandbox-backend.js';
+import { SANDBOX_ARTIFACTS_DIR } from '../protocol/messages.js';
+import { containerSpec } from './container-spec.js';
+import { createHardenedContainer } from './hardened-container.js';
+import type { DockerPort } from './port.js';
+import { ensureSandboxImage } from './sandbox-image.js';
+
+/** How often a volume still mounted (409) is retried: its container's removal may be finishing elsewhere. */
+const IN_USE_RETRIES = 3;
+const IN_USE_BACKOFF_MS = 250;
+
+/**
+ * The sandbox backend on a Docker Engine (or a Docker-compatible one): a sandbox is a hardened container with its
+ * workspace on a named volume, the protocol runs over the container's attach stream. Everything Docker-shaped
+ * (create bodies, inspect, archives, 404 and 409) stays behind this class and the port under it.
+ */
+export class DockerBackend implements SandboxBackend {
+  readonly name = 'docker';
+
+  constructor(private readonly docker: DockerPort) {}
+
+  describe(): Promise<EngineInfo> {
+    return this.docker.info();
+  }
+
+  prepareImage(request: ImageRequest): Promise<string> {
+    return ensureSandboxImage(this.docker, request);
+  }
+
+  async createSandbox(request: SandboxRequest, scope: CleanupScope): Promise<Sandbox> {
+    const { docker } = this;
+    // The run id is part of both names: a rerun of the same task id must never adopt the volume of a run that died.
+    const volume = request.role === 'check' ? `asp-ck-${request.taskId}-${request.runId}` : `asp-ws-${request.taskId}-${request.runId}`;
+    const name = request.role === 'check' ? `asp-${request.taskId}-${request.runId}-check` : `asp-${request.taskId}-${request.runId}`;
+    await docker.createVolume(volume, request.labels);
+    // Deferred first, so undone last: a volume a container still mounts cannot be removed.
+    scope.defer(`volume ${volume}`, () => docker.removeVolume(volume), { keepable: true });
+    const id = await createHardenedContainer(
+      docker,
+      containerSpec({ name, image: request.image, volume, labels: request.labels, limits: request.limits, allowedEnv: request.env, runtime: request.runtime, checkDir: request.checkDir }),
+    );
+    scope.defer(`container ${name}`, () => docker.removeContainer(id), { keepable: true });
+    return new DockerSandbox(docker, id);
+  }
+
+  async listOwned(labelFilters: string[]): Promise<OwnedObject[]> {
+    const [containers, volumes] = await Promise.all([this.docker.listContainers(labelFilters), this.docker.listVolumes(labelFilters)]);
+    return [
+      ...containers.map((container): OwnedObject => ({ kind: 'sandbox', ref: container.id, name: container.name, labels: container.labels, createdAt: container.createdAt })),
+      ...volumes.map((volume): OwnedObject => ({ kind: 'workspace', ref: volume.name, name: volume.name, labels: volume.labels, createdAt: volume.createdAt })),
+    ];
+  }
+
+  async removeOwned(object: OwnedObject): Promise<void> {
+    if (object.kind === 'sandbox') return this.docker.removeContainer(object.ref);
+    const { answer: failure } = await retry(
+      () => this.docker.removeVolume(object.ref).then(() => undefined, (error: unknown) => ({ error })),
+      {
+        attempts: IN_USE_RETRIES + 1,
+        retryable: (failed) => failed !== undefined && failed.error instanceof AspError && failed.error.code === 'DOCKER_CONFLICT',
+        delayMs: (attempt) => IN_USE_BACKOFF_MS * attempt,
+      },
+    );
+    if (failure) throw failure.error;
+  }
+}
+
+/** A sandbox for a container made some other way (tests that make a container asp would refuse to). */
+export function dockerSandbox(docker: DockerPort, containerId: string): Sandbox {
+  return new DockerSandbox(docker, containerId);
+}
+
+class DockerSandbox implements Sandbox {
+  constructor(
+    private readonly docker: DockerPort,
+    readonly id: string,
+  ) {}
+
+  async open(): Promise<SandboxStreams> {
+    // Attach before start: a container's first output goes to whoever is attached when it is written.
+    const streams = await this.docker.attach(this.id);
+    try {
+      await this.docker.start(this.id);
+    } catch (error) {
+      streams.stdout.destroy();
+      streams.stderr.destroy();
+      streams.stdin.destroy();
+      throw error;
+    }
+    return streams;
+  }
+
+  wait(): Promise<number> {
+    return this.docker.wait(this.id);
+  }
+
+  kill(): Promise<void> {
+    return this.docker.kill(this.id);
+  }
+
+  async fetchArtifacts(): Promise<Readable | undefined> {
+    return this.docker.getArchive(this.id, SANDBOX_ARTIFACTS_DIR).catch((error: unknown) => {
+      // A sandbox that stopped before its workspace was unpacked has no .asp/: nothing to copy is not a failure.
+      if (error instanceof AspError && error.code === 'NOT_FOUND') return undefined;
+      throw error;
+    });
+  }
+}

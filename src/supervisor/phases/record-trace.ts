@@ -1,0 +1,54 @@
+import type { Settings } from '../../config/settings.js';
+import type { Clock } from '../../core/clock.js';
+import type { Log } from '../../core/log.js';
+import type { ResolvedStep } from '../../config/pipeline.js';
+import { TracePublication } from '../../tracing/publish-trace.js';
+import type { TraceMode } from '../../tracing/trace-mode.js';
+import { copyAllForUser } from '../../workspace/host-state.js';
+import { stepResults, type SessionOutcome, type StepResult } from '../session-outcome.js';
+import { writeMissingStepRecords } from '../step-records.js';
+import type { ClaimedTask } from './claim-workspace.js';
+import type { CheckResult } from './check.js';
+
+export interface RecordedTrace {
+  /** Each planned step as it ended (or never did). */
+  steps: StepResult[];
+  /** The trace, published once; delivery publishes it again when the gate decides. */
+  trace: TracePublication;
+  durationMs: number;
+  finishedAt: Date;
+}
+
+/**
+ * After the sandboxes are gone: the user's copies in `.asp/`, the record of each step the sandbox could not write,
+ * then the trace with its PROBE scores: `.asp/trace.json`, the trace store, and Langfuse (bounded; the outbox when
+ * it fails).
+ */
+export async function recordTrace(
+  task: ClaimedTask,
+  ran: { steps: ResolvedStep[]; checkSteps: ResolvedStep[]; outcome: SessionOutcome; check: CheckResult | null },
+  deps: { settings: Settings; clock: Clock; log: Log; traceMode?: TraceMode | undefined; forceSignal?: AbortSignal | undefined },
+): Promise<RecordedTrace> {
+  const { workspace, events, warn, outcome } = { ...task, outcome: ran.outcome };
+  await copyAllForUser(workspace, ['task', 'events'], warn);
+  const finishedAt = deps.clock.now();
+  const durationMs = finishedAt.getTime() - task.startedAt.getTime();
+  events.steps.stop(finishedAt, outcome.error ?? 'the task ended before the step did');
+  const steps = stepResults(ran.steps, events.stepStarts, events.stepEnds, outcome.status, events.steps);
+  const recorded = await writeMissingStepRecords(workspace.artifactsDir, events.steps, steps, warn);
+  if (recorded.length) deps.log.info({ taskId: task.taskId, files: recorded }, `the sandbox could not write ${recorded.map((file) => `.asp/${file}`).join(', ')}: written by asp from the protocol`);
+  const trace = new TracePublication(task.trace.finish({ ...outcome, durationMs }), {
+    settings: deps.settings,
+    mode: deps.traceMode,
+    artifactsDir: workspace.artifactsDir,
+    stateDir: workspace.stateDir,
+    // The check, not the steps, decides whether the change works: its test results give probe_accuracy.
+    testsDir: ran.checkSteps.length ? (ran.check?.artifactsDir ?? null) : undefined,
+    plannedSteps: ran.steps.length,
+    log: deps.log,
+    warn,
+    signal: deps.forceSignal,
+  });
+  await trace.publish();
+  return { steps, trace, durationMs, finishedAt };
+}

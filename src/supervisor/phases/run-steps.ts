@@ -1,0 +1,62 @@
+import { EXIT } from '../../core/asp-error.js';
+import type { Sandbox } from '../../backend/sandbox-backend.js';
+import { identityMismatch } from '../../backend/sandbox-policy.js';
+import type { CleanupScope } from '../../core/cleanup-stack.js';
+import type { Clock } from '../../core/clock.js';
+import type { Log } from '../../core/log.js';
+import { hostFilePath } from '../../workspace/host-state.js';
+import { runSession, type SessionEnd } from '../sandbox-session.js';
+import { outcomeOf, whyStopped, type SessionOutcome } from '../session-outcome.js';
+import type { TaskGateway } from '../task-gateway.js';
+import type { ClaimedTask } from './claim-workspace.js';
+import type { PreparedFeed } from './feed-workspace.js';
+import type { TaskPlan } from './resolve-task.js';
+
+export interface StepsRun {
+  end: SessionEnd;
+  outcome: SessionOutcome;
+}
+
+/**
+ * The steps' session: the runner fed, its protocol read into the events, trace and output, its deadlines enforced.
+ * The task counts as started from here: its host dir stays, whatever happens next.
+ */
+export async function runSteps(
+  plan: TaskPlan,
+  task: ClaimedTask,
+  prepared: PreparedFeed,
+  sandbox: Sandbox,
+  deps: { clock: Clock; log: Log; gateway: TaskGateway | undefined; signal?: AbortSignal | undefined },
+  stack: CleanupScope,
+): Promise<StepsRun> {
+  const { events, trace, warn, taskId } = task;
+  const { steps, sandboxTask } = prepared;
+  events.open(hostFilePath(task.workspace, 'events'));
+  stack.defer('events file', () => events.close());
+  task.started = true;
+  const end = await runSession(
+    sandbox,
+    { steps, taskTimeoutMs: plan.spec.limits.timeout, deadlineAt: sandboxTask.deadlineAt, signal: deps.signal, feed: prepared.feed, stop: deps.gateway?.gateway.stopped, verifyIdentity: identityMismatch },
+    {
+      onMessage: (message, reply) => events.handle(message, reply, deps.gateway?.gateway),
+      onWarning: (message) => {
+        events.record({ type: 'host.warning', message });
+        warn(message);
+      },
+      onRunnerStderr: (line) => {
+        events.record({ type: 'runner.stderr', data: line.slice(0, 4096) });
+        deps.log.debug({ taskId }, `sandbox stderr: ${line.slice(0, 4096)}`);
+      },
+    },
+  );
+  let outcome = outcomeOf(end);
+  events.steps.stop(deps.clock.now(), whyStopped(end));
+  if (end.kind === 'exited' && !end.taskEnd && events.stepStarts.size === 0 && steps.length > 0) {
+    // The runner stopped before it ran anything (the workspace did not unpack, its runtime failed): that is asp's
+    // failure, not the task's, and a batch retries it.
+    outcome = { status: 'error', exitCode: EXIT.infrastructure, error: `the sandbox stopped (exit ${end.statusCode}) before running any step` };
+  }
+  if (outcome.status === 'timeout' || outcome.status === 'interrupted' || end.kind === 'stopped') trace.abandonOpenSteps(outcome.error ?? outcome.status, outcome.exitCode);
+  if (end.kind === 'exited' && !end.taskEnd) warn(`the sandbox ended without reporting (exit ${end.statusCode}${end.statusCode === 137 ? ': killed, out of memory?' : ''})`);
+  return { end, outcome };
+}

@@ -1,0 +1,40 @@
+import type { Sandbox, SandboxBackend } from '../../backend/sandbox-backend.js';
+import { checkLimitsFit } from '../../backend/limits-fit.js';
+import { ownershipLabels } from '../../backend/ownership-labels.js';
+import { checkRuntime } from '../../backend/sandbox-policy.js';
+import type { CleanupScope } from '../../core/cleanup-stack.js';
+import type { Log } from '../../core/log.js';
+import type { ClaimedTask } from './claim-workspace.js';
+import type { TaskPlan } from './resolve-task.js';
+
+export interface SandboxUp {
+  image: string;
+  sandbox: Sandbox;
+}
+
+/**
+ * The engine checked against the task (its limits fit the machine, its runtime is there and hardened), the image
+ * ready, and the sandbox made and verified. Its removal is on the stack from the moment it exists.
+ */
+export async function bringSandboxUp(plan: TaskPlan, task: ClaimedTask, deps: { backend: SandboxBackend; log: Log }, stack: CleanupScope): Promise<SandboxUp> {
+  const { spec } = plan;
+  const { backend, log } = deps;
+  const info = await backend.describe();
+  checkLimitsFit(spec.limits, info);
+  checkRuntime(spec.runtime, info);
+  const image = await task.trace.phase('image', () =>
+    backend.prepareImage({
+      image: spec.image,
+      onBuildStart: (tag) => log.info({ image: tag }, `building the sandbox image ${tag} (first run, or asp changed); this takes a minute`),
+      onProgress: (line) => log.debug({}, line),
+    }),
+  );
+  task.trace.setImage(image);
+  const sandbox = await task.trace.phase('container-create', () =>
+    backend.createSandbox(
+      { taskId: task.taskId, runId: task.runId, role: 'task', image, labels: ownershipLabels(task.owner), limits: spec.limits, env: plan.sandboxEnv, runtime: spec.runtime, checkDir: false },
+      stack,
+    ),
+  );
+  return { image, sandbox };
+}
