@@ -158,7 +158,7 @@ async function attemptTask(entry: BatchEntry, attempt: number, deps: BatchDeps, 
       traceMode: deps.traceMode,
     });
     // Nobody can be asked at a gate in a batch: --hitl tasks wait for asp approve, --push and --pr tasks deliver.
-    return { ...base, ...describeResult(await deliverTask(run, { settings: deps.settings, log: deps.log })) };
+    return { ...base, ...describeResult(await deliverTask(run, { settings: deps.settings, log: deps.log, signal: deps.signal })) };
   } catch (error) {
     const exitCode = error instanceof AspError ? exitCodeFor(error.code) : EXIT.infrastructure;
     return {

@@ -124,6 +124,7 @@ async function runCommand(flags: RunFlags): Promise<number> {
         decision: flags.approve ? 'approve' : flags.deny ? 'deny' : undefined,
         // Ask at the gate only when a person is there to answer.
         ask: process.stdin.isTTY && process.stderr.isTTY ? askAtTerminal : undefined,
+        signal: interrupts.signal,
       });
       if (json) context.stdout(JSON.stringify(result) + '\n');
       // Step names, the reason and the branch came from the sandbox or the repository: printed escaped.

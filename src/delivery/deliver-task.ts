@@ -15,6 +15,8 @@ export interface DeliverDeps {
   decision?: Decision | undefined;
   /** Asks a person at the gate (a TTY prompt); absent when nobody can be asked. */
   ask?: ((summary: GateSummary) => Promise<Decision>) | undefined;
+  /** The run's interrupt (Ctrl-C): once it fired, nothing is pushed; the work waits for `asp approve`. */
+  signal?: AbortSignal | undefined;
 }
 
 /**
@@ -45,9 +47,19 @@ export async function deliverTask(run: TaskRun, deps: DeliverDeps): Promise<Task
     return finishTask(run);
   }
   const { document } = run.trace;
-  const decision = deps.decision ?? (spec.hitl && deps.ask ? await deps.ask({ taskId, change: first.plan.change, document }) : undefined);
   const published = run.trace.published ?? { delivery: 'local' as const, tracePath: result.tracePath };
-  const deliveries: DeliveryEntry[] = await deliverAll(wanted, decision, (repoDir) => deliveryContext(deps.settings, repoDir, deps.log, document, published));
+  // An interrupt after the steps passed (during the copy-out, the trace, the gate) still stops what would leave
+  // the machine: the changes are kept, deferred, for `asp approve` to push.
+  const deliver = async (): Promise<DeliveryEntry[]> => {
+    if (deps.signal?.aborted) return wanted.map((entry) => ({ ...entry, outcome: { hitlStatus: 'deferred' } }));
+    const decision = deps.decision ?? (spec.hitl && deps.ask ? await deps.ask({ taskId, change: first.plan.change, document }) : undefined);
+    if (deps.signal?.aborted) return wanted.map((entry) => ({ ...entry, outcome: { hitlStatus: 'deferred' } }));
+    return deliverAll(wanted, decision, (repoDir) => deliveryContext(deps.settings, repoDir, deps.log, document, published));
+  };
+  const deliveries = await deliver();
+  if (deps.signal?.aborted && deliveries.every((entry) => entry.outcome.hitlStatus === 'deferred')) {
+    deps.log.warn({ taskId }, `interrupted before delivery: nothing was pushed; asp approve ${taskId} delivers the changes (or --deny discards them)`);
+  }
   const outcomes = deliveries.map((entry) => entry.outcome);
   const delivery = outcomes.find((entry) => entry.error) ?? outcomes[0] ?? null;
   const warn = (message: string) => {

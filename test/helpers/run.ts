@@ -34,7 +34,7 @@ export async function run(settings: Settings, input: TaskSpecInput, extra: Parti
     writeOutput: (text) => (output += text),
     ...runExtra,
   });
-  const result = await deliverTask(ran, { settings, log: silentLog, decision, ask });
+  const result = await deliverTask(ran, { settings, log: silentLog, decision, ask, signal: runExtra.signal });
   return { result, output };
 }
 

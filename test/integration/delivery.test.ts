@@ -106,6 +106,22 @@ describe.skipIf(!dockerAvailable)('changes delivered: push, pull requests and th
     await expect(approveTask(result.taskId, { deny: false }, { settings, log: silentLog, warn: () => {} })).rejects.toThrow('was approved already');
   });
 
+  it('pushes nothing once interrupted after the steps passed: the change waits, deferred, and asp approve pushes it', async () => {
+    const repo = upstream(true);
+    const interrupt = new AbortController();
+    // The interrupt lands while the person is at the gate (after the run, before delivery), and they then approve.
+    const ask = () => {
+      interrupt.abort();
+      return Promise.resolve('approve' as const);
+    };
+    const { result } = await run(settings, { repo: repo.url, steps: edit, hitl: true, push: true }, { signal: interrupt.signal, ask });
+    expect(result).toMatchObject({ status: 'awaiting_approval', kept: true, delivery: { hitlStatus: 'deferred' } });
+    expect(() => gitIn(repo.bare, 'rev-parse', '--verify', `asp/${result.taskId}`)).toThrow();
+    const approved = await approveTask(result.taskId, { deny: false }, { settings, log: silentLog, warn: () => {} });
+    expect(approved).toMatchObject({ status: 'passed', kept: false });
+    expect(gitIn(repo.bare, 'show', `asp/${result.taskId}:README.md`)).toBe('app\nfixed');
+  });
+
   it('defers, then a later --deny discards the clone', async () => {
     const repo = upstream(true);
     const { result } = await run(settings, { repo: repo.url, steps: edit, hitl: true, push: true }, { decision: 'defer' });
