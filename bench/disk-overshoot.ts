@@ -49,7 +49,9 @@ function round(repo: string, env: NodeJS.ProcessEnv, limit: string, writer: stri
     throw new Error(`asp run printed no JSON result (exit ${run.status}): ${run.stdout.toString().slice(-500)} ${run.stderr.toString().slice(-2000)}`);
   }
   // The step's end as the runner said it on the protocol (events.jsonl is the host's copy of what it received).
-  const events = readFileSync(path.join(result.workspacePath, '.asp', 'events.jsonl'), 'utf8').split('\n').filter(Boolean);
+  const events = readFileSync(path.join(result.workspacePath, '.asp', 'events.jsonl'), 'utf8')
+    .split('\n')
+    .filter(Boolean);
   const stepEnd = z.object({ type: z.literal('step.end'), exitCode: z.number(), reason: z.string().optional() });
   const record = events.map((line) => stepEnd.safeParse(JSON.parse(line))).find((parsed) => parsed.success)?.data;
   if (!record) throw new Error(`no step.end in ${result.workspacePath}/.asp/events.jsonl`);

@@ -33,11 +33,7 @@ export function highWaterMark(pid: number): number | undefined {
   }
 }
 
-export function runWatchingRss(
-  command: string,
-  args: string[],
-  options: { env?: NodeJS.ProcessEnv; tailBytes?: number } = {},
-): Promise<WatchedRun> {
+export function runWatchingRss(command: string, args: string[], options: { env?: NodeJS.ProcessEnv; tailBytes?: number } = {}): Promise<WatchedRun> {
   const tailBytes = options.tailBytes ?? 64 * 1024;
   const started = Date.now();
   const child = spawn(command, args, { env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });

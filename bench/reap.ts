@@ -44,20 +44,24 @@ function deadSupervisor(): SupervisorIdentity {
 async function makeOrphans(round: string): Promise<Orphans> {
   const supervisor = deadSupervisor();
   const limits = limitsSchema.parse({});
-  const made = await mapBounded(Array.from({ length: COUNT }, (_, index) => index), 8, async (index) => {
-    const runId = `${benchId}-${round}-${index}`;
-    const labels = {
-      ...ownershipLabels({ taskId: `bench-${index}`, runId, supervisor, expiresAt: new Date(Date.now() + 3_600_000), keep: false }),
-      [BENCH_LABEL]: benchId,
-    };
-    const volume = `asp-ws-bench-${runId}`;
-    await docker.createVolume(volume, labels);
-    const body = containerSpec({ name: `asp-bench-${runId}`, image: DEFAULT_BASE_IMAGE, volume, labels, limits, allowedEnv: {} });
-    // A task's process that outlived its supervisor: sleeping, as a killed run's step would be.
-    const id = await docker.createContainer({ ...body, Cmd: ['sleep', '3600'] });
-    await docker.start(id);
-    return { container: body.name, volume };
-  });
+  const made = await mapBounded(
+    Array.from({ length: COUNT }, (_, index) => index),
+    8,
+    async (index) => {
+      const runId = `${benchId}-${round}-${index}`;
+      const labels = {
+        ...ownershipLabels({ taskId: `bench-${index}`, runId, supervisor, expiresAt: new Date(Date.now() + 3_600_000), keep: false }),
+        [BENCH_LABEL]: benchId,
+      };
+      const volume = `asp-ws-bench-${runId}`;
+      await docker.createVolume(volume, labels);
+      const body = containerSpec({ name: `asp-bench-${runId}`, image: DEFAULT_BASE_IMAGE, volume, labels, limits, allowedEnv: {} });
+      // A task's process that outlived its supervisor: sleeping, as a killed run's step would be.
+      const id = await docker.createContainer({ ...body, Cmd: ['sleep', '3600'] });
+      await docker.start(id);
+      return { container: body.name, volume };
+    },
+  );
   return { containers: made.map((entry) => entry.container), volumes: made.map((entry) => entry.volume) };
 }
 

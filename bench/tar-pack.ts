@@ -92,7 +92,35 @@ function prng(seed: number): () => number {
   };
 }
 
-const WORDS = ['const', 'return', 'function', 'await', 'import', 'export', 'if', 'else', 'for', 'of', 'new', 'this', 'value', 'result', 'error', 'index', 'length', 'options', '=', '=>', '{', '}', '(', ')', ';', '.', ','];
+const WORDS = [
+  'const',
+  'return',
+  'function',
+  'await',
+  'import',
+  'export',
+  'if',
+  'else',
+  'for',
+  'of',
+  'new',
+  'this',
+  'value',
+  'result',
+  'error',
+  'index',
+  'length',
+  'options',
+  '=',
+  '=>',
+  '{',
+  '}',
+  '(',
+  ')',
+  ';',
+  '.',
+  ',',
+];
 
 /** Text that compresses like source code does, so .git gets packs of a realistic size rather than raw copies. */
 function sourceText(random: () => number, bytes: number): Buffer {
@@ -186,7 +214,12 @@ function mediumTree(scratch: string): Tree {
     }
     commit('initial');
     // Sizes on both sides of tar-pack.ts's READ_BYTES (1 MiB), where it switches from one read to pieces.
-    for (const [name, megabytes] of [['logo.png', 0.25], ['fixture.bin', 1.5], ['model.onnx', 4], ['dataset.parquet', 8]] as const) {
+    for (const [name, megabytes] of [
+      ['logo.png', 0.25],
+      ['fixture.bin', 1.5],
+      ['model.onnx', 4],
+      ['dataset.parquet', 8],
+    ] as const) {
       write(path.join(origin, 'assets', name), binary(random, Math.round(megabytes * 1024 * 1024)));
     }
     commit('assets');
@@ -441,7 +474,9 @@ async function benchTree(tree: Tree): Promise<void> {
   console.log(`\n  ${tree.label}: ${mine.length} entries (${files.length} files, ${mb(content).toFixed(1)} MB of content)`);
   const bare = (entry: Entry | undefined) => entry?.name.replace(/\/$/, '');
   const sameOrder = mine.length === theirs.length && mine.every((entry, index) => bare(entry) === bare(theirs[index]));
-  console.log(`    read-back: ${found.length ? `${found.length} DIFFERENCES` : 'same entries (name, type, size, mode, owner, link, mtime, content)'}; order ${sameOrder ? 'same' : 'differs'}; ${slashOnly} directory names differ only by the trailing slash`);
+  console.log(
+    `    read-back: ${found.length ? `${found.length} DIFFERENCES` : 'same entries (name, type, size, mode, owner, link, mtime, content)'}; order ${sameOrder ? 'same' : 'differs'}; ${slashOnly} directory names differ only by the trailing slash`,
+  );
   for (const line of found.slice(0, 12)) console.log(`      ${line}`);
   if (found.length > 12) console.log(`      … and ${found.length - 12} more`);
 
@@ -470,7 +505,7 @@ async function benchTree(tree: Tree): Promise<void> {
   console.log(row('  CPU ms', ...pick(fed, 'cpuMs'), 1));
   console.log(row('  longest loop gap ms (1 ms timer)', ...pick(fed, 'stallMs'), 1));
   console.log(row('peak RSS MB (one pack, own process)', rss[0].peakMb, rss[1].peakMb, 1));
-  console.log(row('  over that process\'s baseline', rss[0].overBaselineMb, rss[1].overBaselineMb, 1, false));
+  console.log(row("  over that process's baseline", rss[0].overBaselineMb, rss[1].overBaselineMb, 1, false));
 }
 
 async function main(): Promise<void> {
@@ -478,7 +513,9 @@ async function main(): Promise<void> {
   try {
     const generating = performance.now();
     const trees = [smallTree(scratch), mediumTree(scratch), edgeTree(scratch)];
-    console.log(`bench/tar-pack: asp's tar writer vs tar-fs ${ROUNDS} rounds each (trees generated in ${((performance.now() - generating) / 1000).toFixed(1)} s; node ${process.version}, ${os.cpus().length} CPUs)`);
+    console.log(
+      `bench/tar-pack: asp's tar writer vs tar-fs ${ROUNDS} rounds each (trees generated in ${((performance.now() - generating) / 1000).toFixed(1)} s; node ${process.version}, ${os.cpus().length} CPUs)`,
+    );
     for (const tree of trees) await benchTree(tree);
   } finally {
     rmSync(scratch, { recursive: true, force: true });

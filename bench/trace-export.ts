@@ -67,33 +67,90 @@ function syntheticTrace(count: number): TraceDocument {
   const at = (ms: number) => new Date(start + ms).toISOString();
   const rootId = childIdFor(traceId, 'root');
   const observations: Observation[] = [
-    { id: rootId, traceId, parentObservationId: null, type: 'SPAN', name: 'task-bench', startTime: at(0), endTime: at(count * 10), level: 'DEFAULT', statusMessage: null, input: { task: 'benchmark' }, output: { status: 'passed', exitCode: 0 }, metadata: { kind: 'task' } },
+    {
+      id: rootId,
+      traceId,
+      parentObservationId: null,
+      type: 'SPAN',
+      name: 'task-bench',
+      startTime: at(0),
+      endTime: at(count * 10),
+      level: 'DEFAULT',
+      statusMessage: null,
+      input: { task: 'benchmark' },
+      output: { status: 'passed', exitCode: 0 },
+      metadata: { kind: 'task' },
+    },
   ];
   for (let index = 1; observations.length < count; index += 1) {
     const stepId = childIdFor(traceId, `step:${index}`);
     observations.push({
-      id: stepId, traceId, parentObservationId: rootId, type: 'SPAN', name: `step-${index}`, startTime: at(index * 10), endTime: at(index * 10 + 8),
-      level: 'DEFAULT', statusMessage: null, input: { command: `node tools/agent.js step-${index}` }, output: { exitCode: 0, tail: `step ${index}: done\n`.repeat(8) },
+      id: stepId,
+      traceId,
+      parentObservationId: rootId,
+      type: 'SPAN',
+      name: `step-${index}`,
+      startTime: at(index * 10),
+      endTime: at(index * 10 + 8),
+      level: 'DEFAULT',
+      statusMessage: null,
+      input: { command: `node tools/agent.js step-${index}` },
+      output: { exitCode: 0, tail: `step ${index}: done\n`.repeat(8) },
       metadata: { kind: 'step', exitCode: 0, durationMs: 8, timedOut: false },
     });
     if (observations.length < count) {
       observations.push({
-        id: childIdFor(traceId, `generation:${index}`), traceId, parentObservationId: stepId, type: 'GENERATION', name: `step-${index}:gpt-bench`, startTime: at(index * 10 + 1), endTime: at(index * 10 + 7),
-        level: 'DEFAULT', statusMessage: null, input: null, output: null, metadata: { step: `step-${index}` }, model: 'gpt-bench',
-        usageDetails: { input: 1000, output: 200, total: 1200 }, costDetails: { total: 0.0012 },
+        id: childIdFor(traceId, `generation:${index}`),
+        traceId,
+        parentObservationId: stepId,
+        type: 'GENERATION',
+        name: `step-${index}:gpt-bench`,
+        startTime: at(index * 10 + 1),
+        endTime: at(index * 10 + 7),
+        level: 'DEFAULT',
+        statusMessage: null,
+        input: null,
+        output: null,
+        metadata: { step: `step-${index}` },
+        model: 'gpt-bench',
+        usageDetails: { input: 1000, output: 200, total: 1200 },
+        costDetails: { total: 0.0012 },
       });
     }
   }
   return {
     schema: TRACE_SCHEMA,
     trace: {
-      id: traceId, name: 'task-bench', timestamp: at(0), input: { task: 'benchmark' }, output: { status: 'passed', exitCode: 0, durationMs: count * 10 }, tags: ['asp', 'passed'],
+      id: traceId,
+      name: 'task-bench',
+      timestamp: at(0),
+      input: { task: 'benchmark' },
+      output: { status: 'passed', exitCode: 0, durationMs: count * 10 },
+      tags: ['asp', 'passed'],
       metadata: {
-        task_id: 'task-bench', target_repo: '/repos/bench', target_branch: 'main', workspace_path: '/tmp/asp-workspaces/task-bench', pr_url: null, hitl_required: false,
-        hitl_status: 'not_required', run_id: 'run-bench', commit: null, image: 'asp-sandbox:bench', limits: { timeout_ms: 1_800_000 }, exit_status: 'passed', exit_code: 0,
+        task_id: 'task-bench',
+        target_repo: '/repos/bench',
+        target_branch: 'main',
+        workspace_path: '/tmp/asp-workspaces/task-bench',
+        pr_url: null,
+        hitl_required: false,
+        hitl_status: 'not_required',
+        run_id: 'run-bench',
+        commit: null,
+        image: 'asp-sandbox:bench',
+        limits: { timeout_ms: 1_800_000 },
+        exit_status: 'passed',
+        exit_code: 0,
       },
     },
     observations,
-    scores: ['probe_accuracy', 'probe_latency_ms', 'probe_cost_usd', 'probe_quality_score'].map((name) => ({ id: childIdFor(traceId, `score:${name}`), traceId, name, value: 1, dataType: 'NUMERIC' as const, comment: null })),
+    scores: ['probe_accuracy', 'probe_latency_ms', 'probe_cost_usd', 'probe_quality_score'].map((name) => ({
+      id: childIdFor(traceId, `score:${name}`),
+      traceId,
+      name,
+      value: 1,
+      dataType: 'NUMERIC' as const,
+      comment: null,
+    })),
   };
 }

@@ -41,7 +41,12 @@ function generateRepo(dir: string): void {
     writeFileSync(path.join(sub, `f${index}.txt`), buffer);
   }
   const env = { ...process.env, GIT_AUTHOR_NAME: 'b', GIT_AUTHOR_EMAIL: 'b@b', GIT_COMMITTER_NAME: 'b', GIT_COMMITTER_EMAIL: 'b@b' };
-  for (const args of [['init', '-q', '-b', 'main'], ['add', '-A'], ['commit', '-q', '-m', 'generated']]) execFileSync('git', args, { cwd: dir, env, stdio: 'ignore' });
+  for (const args of [
+    ['init', '-q', '-b', 'main'],
+    ['add', '-A'],
+    ['commit', '-q', '-m', 'generated'],
+  ])
+    execFileSync('git', args, { cwd: dir, env, stdio: 'ignore' });
 }
 
 /** clone + volume fill of one `asp run`, from its own trace. */
@@ -68,7 +73,9 @@ function baselinePrep(repo: string, image: string): number {
   const started = performance.now();
   sh('git', ['clone', '-q', '--local', repo, target]);
   sh('docker', ['volume', 'create', volume]);
-  const container = execFileSync('docker', ['create', '--network', 'none', '-v', `${volume}:/workspace`, image, 'true']).toString().trim();
+  const container = execFileSync('docker', ['create', '--network', 'none', '-v', `${volume}:/workspace`, image, 'true'])
+    .toString()
+    .trim();
   sh('docker', ['cp', `${target}/.`, `${container}:/workspace/repo`]);
   const elapsed = performance.now() - started;
   sh('docker', ['rm', '-fv', container]);

@@ -55,7 +55,10 @@ async function ask(agent: string, sections: Array<[string, unknown]>): Promise<J
 }
 
 async function planning(): Promise<number> {
-  const plan = await ask('planning', [['Task', TASK], ['Repository', repoContext(REPO)]]);
+  const plan = await ask('planning', [
+    ['Task', TASK],
+    ['Repository', repoContext(REPO)],
+  ]);
   const complexity = Math.min(100, Math.max(1, Math.round(Number(plan.complexity) || 1)));
   writeArtifact('planning.json', { ...plan, complexity, task: TASK });
   log(`planning: ${Array.isArray(plan.units) ? plan.units.length : 0} unit(s), complexity ${complexity}`);
@@ -82,7 +85,11 @@ async function design(): Promise<number> {
 async function designReview(): Promise<number> {
   const history: Json[] = [];
   for (let attempt = 1; ; attempt += 1) {
-    const review = await ask('design_review', [['Task', TASK], ['Plan', readArtifact('planning.json')], ['Design', readArtifact('design.json')]]);
+    const review = await ask('design_review', [
+      ['Task', TASK],
+      ['Plan', readArtifact('planning.json')],
+      ['Design', readArtifact('design.json')],
+    ]);
     const findings = normalizeFindings(review.findings);
     const gate = designReviewGate(findings);
     history.push({ attempt, status: gate.status, counts: gate.counts });
@@ -101,12 +108,7 @@ async function codeOnce(attempt: number, feedback: [string, unknown] | undefined
   const designJson = readArtifact('design.json');
   const changes = designJson?.changes;
   const touched = Array.isArray(changes) ? changes.map((change: unknown) => String(valueAt(change, 'file') ?? '')) : [];
-  const answer = await ask('code', [
-    ['Task', TASK],
-    ['Design', designJson],
-    ['Repository', repoContext(REPO, touched)],
-    ...(feedback ? [feedback] : []),
-  ]);
+  const answer = await ask('code', [['Task', TASK], ['Design', designJson], ['Repository', repoContext(REPO, touched)], ...(feedback ? [feedback] : [])]);
   const { written, refused } = applyFiles(REPO, answer.files);
   const previous = readArtifact('code_manifest.json');
   const previousAttempts: unknown[] = Array.isArray(previous?.previousAttempts) ? previous.previousAttempts : [];
@@ -128,7 +130,11 @@ async function code(): Promise<number> {
 async function codeReview(): Promise<number> {
   const history: Json[] = [];
   for (let attempt = 1; ; attempt += 1) {
-    const review = await ask('code_review', [['Task', TASK], ['Design', readArtifact('design.json')], ['Change (unified diff)', repoDiff(REPO) || '(no change)']]);
+    const review = await ask('code_review', [
+      ['Task', TASK],
+      ['Design', readArtifact('design.json')],
+      ['Change (unified diff)', repoDiff(REPO) || '(no change)'],
+    ]);
     const findings = normalizeFindings(review.findings);
     const gate = codeReviewGate(findings);
     history.push({ attempt, status: gate.status, counts: gate.counts });
@@ -144,7 +150,11 @@ async function codeReview(): Promise<number> {
 }
 
 async function test(): Promise<number> {
-  const choice = await ask('test', [['Task', TASK], ['Design', readArtifact('design.json')], ['Repository', repoContext(REPO)]]);
+  const choice = await ask('test', [
+    ['Task', TASK],
+    ['Design', readArtifact('design.json')],
+    ['Repository', repoContext(REPO)],
+  ]);
   const command = typeof choice.command === 'string' && choice.command.trim() ? choice.command.trim() : 'npm test';
   const runs: Json[] = [];
   for (let attempt = 1; ; attempt += 1) {
@@ -167,10 +177,11 @@ async function test(): Promise<number> {
 }
 
 async function postmortem(): Promise<number> {
-  const artifacts = Object.fromEntries(
-    ['planning.json', 'design.json', 'design_review.json', 'code_manifest.json', 'code_review.json', 'test_results.json'].map((name) => [name, readArtifact(name)]),
-  );
-  const answer = await ask('postmortem', [['Task', TASK], ['Artifacts', artifacts]]);
+  const artifacts = Object.fromEntries(['planning.json', 'design.json', 'design_review.json', 'code_manifest.json', 'code_review.json', 'test_results.json'].map((name) => [name, readArtifact(name)]));
+  const answer = await ask('postmortem', [
+    ['Task', TASK],
+    ['Artifacts', artifacts],
+  ]);
   const attempts = {
     design: artifacts['design_review.json']?.designAttempts ?? null,
     code: artifacts['code_review.json']?.codeAttempts ?? null,

@@ -27,7 +27,9 @@ export function normalizeFindings(raw: unknown): Finding[] {
   return raw.flatMap((item) => {
     if (!isRecord(item)) return [];
     const record = item;
-    const text = String(record.severity ?? '').trim().toLowerCase();
+    const text = String(record.severity ?? '')
+      .trim()
+      .toLowerCase();
     const severity = SEVERITIES.find((name) => name.toLowerCase() === text) ?? 'Medium';
     return [{ ...record, severity, issue: String(record.issue ?? record.description ?? '') }];
   });

@@ -24,11 +24,7 @@ type CollectorLine = ArtifactMessage | WarningMessage;
  * Bundles the changes (when the steps passed), then lists every artifact with its digest. Resolves with their
  * count and bytes, and whether the list is complete (at most MAX_ARTIFACTS are reported).
  */
-export async function collectArtifacts(
-  task: SandboxTask,
-  bundle: boolean,
-  emit: (line: CollectorLine) => void,
-): Promise<{ files: number; bytes: number; complete: boolean; tar: Buffer | undefined }> {
+export async function collectArtifacts(task: SandboxTask, bundle: boolean, emit: (line: CollectorLine) => void): Promise<{ files: number; bytes: number; complete: boolean; tar: Buffer | undefined }> {
   if (bundle) await collectChanges(task, (message) => emit({ type: 'warning', message }));
   const digest = new TarDigest();
   // A small `.asp/` (the common case) is kept as it is read, so the same tar is what the runner streams back.

@@ -25,12 +25,7 @@ export const WATCH_TIMING: WatchTiming = { lookEveryMs: 50, minWalkIntervalMs: 5
  * containers, the host), so a loss only ever triggers a walk; only what the walk counts stops the step. Walks
  * triggered this way still pause as long as the last walk took, so a busy neighbour costs at most half a core.
  */
-export function watchDiskUsage(
-  root: string,
-  limitBytes: number,
-  onExceeded: (bytes: number) => void,
-  timing: WatchTiming = WATCH_TIMING,
-): () => void {
+export function watchDiskUsage(root: string, limitBytes: number, onExceeded: (bytes: number) => void, timing: WatchTiming = WATCH_TIMING): () => void {
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let walkDueAt = 0;

@@ -35,9 +35,7 @@ class TarUnpack {
 
   start(): void {
     if (this.tar) return;
-    const tar = this.asStep
-      ? spawn('tar', this.args, asStepUser({ stdio: ['pipe', 'ignore', 'pipe'] }))
-      : spawn('tar', this.args, { stdio: ['pipe', 'ignore', 'pipe'] });
+    const tar = this.asStep ? spawn('tar', this.args, asStepUser({ stdio: ['pipe', 'ignore', 'pipe'] })) : spawn('tar', this.args, { stdio: ['pipe', 'ignore', 'pipe'] });
     this.tar = tar;
     tar.stderr.on('data', (chunk: Buffer) => {
       if (this.stderr.length < TAR_STDERR_BYTES) this.stderr += chunk.toString('utf8');
@@ -101,11 +99,7 @@ export class HostInput {
   private answers: ((message: ModelAnswer) => void) | undefined;
   private answersEnd: (() => void) | undefined;
 
-  constructor(
-    input: Readable,
-    dir: string,
-    checkDir: string,
-  ) {
+  constructor(input: Readable, dir: string, checkDir: string) {
     this.task = new Promise((resolve, reject) => ((this.resolveTask = resolve), (this.rejectTask = reject)));
     this.task.catch(() => {});
     this.started = new Promise((resolve, reject) => ((this.resolveStarted = resolve), (this.rejectStarted = reject)));

@@ -86,7 +86,12 @@ export function taskForEnv(task: string): string {
   const marker = `\n[asp: the task is cut here at ${TASK_ENV_MAX_BYTES} bytes; all of it is in $ASP_TASK_FILE]`;
   const room = TASK_ENV_MAX_BYTES - Buffer.byteLength(marker);
   // A cut through a multi-byte character decodes to U+FFFD: drop it.
-  return Buffer.from(task).subarray(0, room).toString('utf8').replace(/\uFFFD+$/, '') + marker;
+  return (
+    Buffer.from(task)
+      .subarray(0, room)
+      .toString('utf8')
+      .replace(/\uFFFD+$/, '') + marker
+  );
 }
 
 async function runStep(task: SandboxTask, step: SandboxTask['steps'][number]): Promise<StepOutcome> {
@@ -95,21 +100,25 @@ async function runStep(task: SandboxTask, step: SandboxTask['steps'][number]): P
   emit({ type: 'step.start', step: step.name, run: step.run, timeoutMs: step.timeoutMs, at: new Date(started).toISOString() });
   const shell = existsSync('/bin/bash') ? '/bin/bash' : '/bin/sh';
   // The step user: it can touch nothing of the runner's (step-user.ts).
-  const child = spawn(shell, ['-c', step.run], asStepUser({
-    cwd: SANDBOX_REPO_DIR,
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: {
-      ...process.env,
-      ASP_TASK: taskForEnv(task.task),
-      ASP_TASK_FILE: SANDBOX_TASK_TEXT_FILE,
-      ASP_TASK_ID: task.taskId,
-      ASP_STEP: step.name,
-      ASP_ARTIFACTS: SANDBOX_ARTIFACTS_DIR,
-      ...(task.check?.files ? { ASP_CHECK_DIR: SANDBOX_CHECK_DIR } : {}),
-      ...gatewayEnv,
-    },
-  }));
+  const child = spawn(
+    shell,
+    ['-c', step.run],
+    asStepUser({
+      cwd: SANDBOX_REPO_DIR,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: {
+        ...process.env,
+        ASP_TASK: taskForEnv(task.task),
+        ASP_TASK_FILE: SANDBOX_TASK_TEXT_FILE,
+        ASP_TASK_ID: task.taskId,
+        ASP_STEP: step.name,
+        ASP_ARTIFACTS: SANDBOX_ARTIFACTS_DIR,
+        ...(task.check?.files ? { ASP_CHECK_DIR: SANDBOX_CHECK_DIR } : {}),
+        ...gatewayEnv,
+      },
+    }),
+  );
   let outputBytes = 0;
   let droppedBytes = 0;
   /** Whether the cap was reached and said so: the marker goes out once, with the first byte dropped. */
@@ -144,11 +153,14 @@ async function runStep(task: SandboxTask, step: SandboxTask['steps'][number]): P
 
   let timedOut = false;
   let reason: string | undefined;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    reason = 'deadline passed (stopped by the sandbox backstop)';
-    endStep();
-  }, Math.min(step.timeoutMs + BACKSTOP_GRACE_MS, MAX_TIMER_MS));
+  const timer = setTimeout(
+    () => {
+      timedOut = true;
+      reason = 'deadline passed (stopped by the sandbox backstop)';
+      endStep();
+    },
+    Math.min(step.timeoutMs + BACKSTOP_GRACE_MS, MAX_TIMER_MS),
+  );
   const stopWatchdog = watchDiskUsage(SANDBOX_WORKSPACE, task.diskLimitBytes, (bytes) => {
     reason = `the workspace grew to ${bytes} bytes, past its ${task.diskLimitBytes}-byte disk limit`;
     emit({ type: 'step.log', step: step.name, stream: 'stderr', data: `\n[asp: ${reason}; stopping the step]\n` });
@@ -249,12 +261,15 @@ async function main(): Promise<void> {
   secrets = task.secretEnv.map((name) => process.env[name] ?? '');
 
   // The backstop: even if the supervisor is gone, the task ends at its deadline. PID 1 (init) then stops the container.
-  const backstop = setTimeout(() => {
-    endStep();
-    emit({ type: 'warning', message: 'task deadline reached inside the sandbox; stopping' });
-    emit({ type: 'task.end', status: 'timeout', exitCode: EXIT_DEADLINE });
-    process.stdout.write('', () => process.exit(EXIT_DEADLINE));
-  }, Math.min(Math.max(0, task.deadlineAt + BACKSTOP_GRACE_MS - Date.now()), MAX_TIMER_MS));
+  const backstop = setTimeout(
+    () => {
+      endStep();
+      emit({ type: 'warning', message: 'task deadline reached inside the sandbox; stopping' });
+      emit({ type: 'task.end', status: 'timeout', exitCode: EXIT_DEADLINE });
+      process.stdout.write('', () => process.exit(EXIT_DEADLINE));
+    },
+    Math.min(Math.max(0, task.deadlineAt + BACKSTOP_GRACE_MS - Date.now()), MAX_TIMER_MS),
+  );
   backstop.unref();
   await host.workspace;
   if (task.check?.files) {
@@ -297,9 +312,13 @@ async function main(): Promise<void> {
  */
 async function streamArtifacts(): Promise<void> {
   // tar reads what steps wrote: as the step user; the runner reads only its stdout.
-  const tar = spawn('tar', ['-c', '-f', '-', '-C', SANDBOX_WORKSPACE, ...TAR_EXCLUDES, path.relative(SANDBOX_WORKSPACE, SANDBOX_ARTIFACTS_DIR)], asStepUser({
-    stdio: ['ignore', 'pipe', 'ignore'],
-  }));
+  const tar = spawn(
+    'tar',
+    ['-c', '-f', '-', '-C', SANDBOX_WORKSPACE, ...TAR_EXCLUDES, path.relative(SANDBOX_WORKSPACE, SANDBOX_ARTIFACTS_DIR)],
+    asStepUser({
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }),
+  );
   const sender = artifactsSender();
   const ok = await new Promise<boolean>((resolve) => {
     let bytes = 0;

@@ -35,21 +35,24 @@ export interface ModelEndpointOptions {
 export async function startModelEndpoint(options: ModelEndpointOptions): Promise<ModelEndpoint> {
   const pending = new Map<string, Pending>();
   let counter = 0;
-  options.host.listen((message) => {
-    const waiting = pending.get(message.id);
-    if (!waiting) return;
-    if (message.type === 'model.chunk') waiting.onChunk(message.data);
-    else {
-      pending.delete(message.id);
-      waiting.onResponse(message.status, message.body);
-    }
-  }, () => {
-    // The host is gone: nobody will answer the calls in flight.
-    for (const [id, waiting] of pending) {
-      pending.delete(id);
-      waiting.onResponse(502, errorBody('the asp model gateway closed the connection'));
-    }
-  });
+  options.host.listen(
+    (message) => {
+      const waiting = pending.get(message.id);
+      if (!waiting) return;
+      if (message.type === 'model.chunk') waiting.onChunk(message.data);
+      else {
+        pending.delete(message.id);
+        waiting.onResponse(message.status, message.body);
+      }
+    },
+    () => {
+      // The host is gone: nobody will answer the calls in flight.
+      for (const [id, waiting] of pending) {
+        pending.delete(id);
+        waiting.onResponse(502, errorBody('the asp model gateway closed the connection'));
+      }
+    },
+  );
 
   const server = createServer((request, response) => {
     void route(request, response).catch((error: unknown) => {

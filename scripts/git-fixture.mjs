@@ -19,7 +19,9 @@ export function git(cwd, ...args) {
     cwd,
     env: { ...process.env, ...FIXED_ENV },
     stdio: ['ignore', 'pipe', 'pipe'],
-  }).toString().trim();
+  })
+    .toString()
+    .trim();
 }
 
 /** Copies `sourceDir` to `destination` (replacing it) and commits it as the first commit of branch main. */

@@ -20,12 +20,13 @@ export const RUNNER_CAPABILITIES: ReadonlyArray<{ cap: string; reason: string }>
   { cap: 'SETGID', reason: 'to start them as gid 1000 with no supplementary groups' },
   {
     cap: 'KILL',
-    reason: 'to stop and kill every process of uid 1000 when a step ends, daemons re-parented to init included, ' +
-      'without starting a helper (a fork bomb at the pids limit leaves no pid free for one)',
+    reason:
+      'to stop and kill every process of uid 1000 when a step ends, daemons re-parented to init included, ' + 'without starting a helper (a fork bomb at the pids limit leaves no pid free for one)',
   },
   {
     cap: 'DAC_READ_SEARCH',
-    reason: 'so the --disk watchdog sees every directory of the workspace, also one a step made unreadable (chmod 000) to hide ' +
+    reason:
+      'so the --disk watchdog sees every directory of the workspace, also one a step made unreadable (chmod 000) to hide ' +
       'what it wrote; the watchdog only lists directories and stats entries, it opens no file a step wrote, and ' +
       'open_by_handle_at, the syscall that would make this capability an escape, is refused by seccomp-profile.ts',
   },
@@ -96,4 +97,3 @@ export function checkRuntime(runtime: string | undefined, info: EngineInfo): voi
     );
   }
 }
-

@@ -31,8 +31,7 @@ export function batchProgress(total: number, options: { tty: boolean; write: (te
     const perTask = counts.done ? (now() - started) / counts.done : 0;
     return perTask ? formatDuration(perTask * (counts.total - counts.done)) : '?';
   };
-  const line = () =>
-    `asp batch: ${counts.done}/${counts.total} done, ${counts.running} running, ${counts.failed} failed, ${rate().toFixed(1)}/min, ETA ${eta()}`;
+  const line = () => `asp batch: ${counts.done}/${counts.total} done, ${counts.running} running, ${counts.failed} failed, ${rate().toFixed(1)}/min, ETA ${eta()}`;
 
   const running = new Set<string>();
   const start = (key: string) => {

@@ -20,7 +20,10 @@ const journalRecordSchema = z.strictObject({
   exitCode: z.number().int().min(0).max(255).optional(),
   durationMs: z.number().min(0).optional(),
   costUsd: z.number().min(0).optional(),
-  traceId: z.string().regex(/^[0-9a-f]{32}$/).optional(),
+  traceId: z
+    .string()
+    .regex(/^[0-9a-f]{32}$/)
+    .optional(),
   artifactsDir: line(4096).optional(),
   failedStep: line(200).optional(),
   failure: line(100_000).optional(),
@@ -50,7 +53,10 @@ export class BatchJournal {
   readonly dir: string;
   readonly file: string;
 
-  constructor(home: string, readonly batchId: string) {
+  constructor(
+    home: string,
+    readonly batchId: string,
+  ) {
     this.dir = path.join(home, 'batches', batchId);
     this.file = path.join(this.dir, 'journal.jsonl');
     mkdirSync(this.dir, { recursive: true });
@@ -87,7 +93,11 @@ export class BatchJournal {
 /** A batch is known by its file's path and content: the same list resumes, an edited list is a new batch. */
 export function batchIdFor(file: string, content: string): string {
   const hash = createHash('sha256').update(path.resolve(file)).update('\0').update(content).digest('hex').slice(0, 12);
-  return `${path.basename(file).replace(/\.[^.]*$/, '').replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 40)}-${hash}`;
+  return `${path
+    .basename(file)
+    .replace(/\.[^.]*$/, '')
+    .replace(/[^A-Za-z0-9._-]/g, '-')
+    .slice(0, 40)}-${hash}`;
 }
 
 function isFinal(status: string): status is FinalStatus {

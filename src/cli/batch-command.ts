@@ -54,7 +54,8 @@ async function batchCommand(file: string, flags: BatchFlags): Promise<number> {
     const list = await readTaskList(file);
     if (list.invalid.length && !flags.skipInvalid) {
       // One bad line is one line of error; several are listed one per line under a count.
-      const what = list.invalid.length === 1 ? `${describeInvalid(file, list.invalid)} (nothing started)` : `${list.invalid.length} invalid task(s), nothing started:\n${describeInvalid(file, list.invalid)}`;
+      const what =
+        list.invalid.length === 1 ? `${describeInvalid(file, list.invalid)} (nothing started)` : `${list.invalid.length} invalid task(s), nothing started:\n${describeInvalid(file, list.invalid)}`;
       throw new AspError('BAD_INPUT', what, list.invalid.length === 1 ? 'fix that line, or pass --skip-invalid to run the rest' : 'fix those lines, or pass --skip-invalid to run the rest');
     }
     const concurrency = flags.concurrency !== undefined ? wholeNumber('--concurrency', flags.concurrency, 1, 256) : defaultConcurrency(list.entries);

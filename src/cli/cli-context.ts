@@ -52,9 +52,7 @@ export function reportFailure(error: unknown, options: { json: boolean; debug: b
   process.stderr.write(`asp: error: ${printableLines(`${message}${hint ? ` — ${hint}` : ''}`)}\n`);
   if (options.debug && error instanceof Error && error.stack) process.stderr.write(`${printable(error.stack)}\n`);
   if (options.json) {
-    process.stdout.write(
-      printable(JSON.stringify({ status: 'error', exitCode, error: { code: known ? error.code : 'INTERNAL', message, ...(hint ? { hint } : {}) } })) + '\n',
-    );
+    process.stdout.write(printable(JSON.stringify({ status: 'error', exitCode, error: { code: known ? error.code : 'INTERNAL', message, ...(hint ? { hint } : {}) } })) + '\n');
   }
   return exitCode;
 }

@@ -30,7 +30,11 @@ export function registerDoctorCommand(program: Command): void {
         try {
           const info = await context.docker.info();
           dockerUp = true;
-          checks.push({ name: 'docker', ok: true, detail: `Docker ${info.serverVersion} (API ${info.apiVersion}, ${info.os}/${info.arch}) at ${info.endpoint}; runtimes: ${info.runtimes.join(', ') || 'default'}` });
+          checks.push({
+            name: 'docker',
+            ok: true,
+            detail: `Docker ${info.serverVersion} (API ${info.apiVersion}, ${info.os}/${info.arch}) at ${info.endpoint}; runtimes: ${info.runtimes.join(', ') || 'default'}`,
+          });
         } catch (error) {
           // A FAIL line says what to do too, like every other error of asp.
           checks.push({ name: 'docker', ok: false, detail: `${errorMessage(error)}${error instanceof AspError && error.hint ? ` — ${error.hint}` : ''}` });

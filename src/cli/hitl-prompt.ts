@@ -11,15 +11,17 @@ export async function askAtTerminal(summary: GateSummary): Promise<Decision> {
   const scores = document.scores.map((score) => `${score.name}=${Number.isInteger(score.value) ? score.value : score.value.toFixed(3)}`).join('  ');
   // The stat names files the sandbox committed, and the patch path holds the task id: escaped before printing.
   process.stderr.write(
-    printable([
-      '',
-      `asp: review ${summary.taskId} before its changes leave this machine`,
-      `  ${change.commits} commit(s) on ${change.branch}: ${change.filesChanged} file(s), +${change.insertions} -${change.deletions}`,
-      ...change.stat.split('\n').map((line) => `    ${line}`),
-      `  patch: ${change.patch ?? '(none)'}`,
-      `  scores: ${scores || '(none)'}`,
-      '',
-    ].join('\n')) + '\n',
+    printable(
+      [
+        '',
+        `asp: review ${summary.taskId} before its changes leave this machine`,
+        `  ${change.commits} commit(s) on ${change.branch}: ${change.filesChanged} file(s), +${change.insertions} -${change.deletions}`,
+        ...change.stat.split('\n').map((line) => `    ${line}`),
+        `  patch: ${change.patch ?? '(none)'}`,
+        `  scores: ${scores || '(none)'}`,
+        '',
+      ].join('\n'),
+    ) + '\n',
   );
   const prompt = createInterface({ input: process.stdin, output: process.stderr });
   try {

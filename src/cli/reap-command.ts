@@ -19,7 +19,7 @@ interface ReapFlags {
 export function registerReapCommand(program: Command): void {
   program
     .command('reap')
-    .description('remove the containers, volumes and host clones of dead runs (asp-labelled only, never a live run\'s)')
+    .description("remove the containers, volumes and host clones of dead runs (asp-labelled only, never a live run's)")
     .option('--dry-run', 'list what would be removed and remove nothing')
     .option('--older-than <age>', 'only what was created at least this long ago (90m, 36h, 7d)')
     .option('--all', 'also what was kept with --keep (still only of runs whose supervisor is gone)')
@@ -44,7 +44,8 @@ async function reapCommand(flags: ReapFlags): Promise<number> {
     const exitCode = failed || !report.docker.ok ? EXIT.infrastructure : EXIT.ok;
     if (json) context.stdout(JSON.stringify({ ...report, exitCode }) + '\n');
     else context.stdout(describe(report));
-    if (!report.docker.ok) process.stderr.write(`asp: error: ${printableLine(report.docker.error ?? 'Docker failed')}${report.docker.hint ? ` — ${report.docker.hint}` : ''} (host dirs were still reaped)\n`);
+    if (!report.docker.ok)
+      process.stderr.write(`asp: error: ${printableLine(report.docker.error ?? 'Docker failed')}${report.docker.hint ? ` — ${report.docker.hint}` : ''} (host dirs were still reaped)\n`);
     else if (failed) process.stderr.write('asp: error: some objects could not be removed (see above) — check the Docker daemon and rerun asp reap\n');
     return exitCode;
   } catch (error) {

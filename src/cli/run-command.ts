@@ -62,7 +62,7 @@ export function registerRunCommand(program: Command): void {
     .option('--ref <ref>', 'branch, tag or commit to check out (default: the remote HEAD)')
     .option('--id <id>', 'task id (default: task-<date>-<time>-<slug of --task>)')
     .option('--step <name=command>', 'a step to run (repeatable, in order)', collect, [])
-    .option('--check <name=command>', 'a clean-room check step (repeatable): runs in a fresh sandbox on the base commit plus the steps\' change, and decides the verdict', collect, [])
+    .option('--check <name=command>', "a clean-room check step (repeatable): runs in a fresh sandbox on the base commit plus the steps' change, and decides the verdict", collect, [])
     .option('--check-dir <dir>', 'files only the check sees (e.g. hidden tests), read-only at /workspace/check ($ASP_CHECK_DIR)')
     .option('--pipeline <file>', 'a pipeline JSON file ({"steps":[{"name","run","timeout"}]}), or asp for the built-in ASP agent pipeline')
     .option('--max-cost <usd>', 'model budget of the task in USD, enforced on the host (needs a model: OPENAI_API_KEY, ANTHROPIC_API_KEY or ASP_MODEL)')
@@ -173,7 +173,12 @@ function specFromFlags(flags: RunFlags): TaskSpecInput {
     draft: Boolean(flags.draft),
     ...(flags.outputCap !== undefined ? { outputCap: flags.outputCap } : {}),
     ...(flags.maxCost !== undefined || flags.maxTokens !== undefined
-      ? { budget: { ...(flags.maxCost !== undefined ? { maxCostUsd: numberFlag('--max-cost', flags.maxCost, false) } : {}), ...(flags.maxTokens !== undefined ? { maxTokens: numberFlag('--max-tokens', flags.maxTokens, true) } : {}) } }
+      ? {
+          budget: {
+            ...(flags.maxCost !== undefined ? { maxCostUsd: numberFlag('--max-cost', flags.maxCost, false) } : {}),
+            ...(flags.maxTokens !== undefined ? { maxTokens: numberFlag('--max-tokens', flags.maxTokens, true) } : {}),
+          },
+        }
       : {}),
   };
 }

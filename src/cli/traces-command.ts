@@ -62,11 +62,13 @@ async function list(context: CliContext): Promise<number> {
   const entries = await store.list();
   const queued = await store.queuedIds();
   const traces = await Promise.all(
-    entries.flatMap((entry) => (entry.document ? [entry.document] : [])).map(async (document) => {
-      const summary = summarizeTrace(document);
-      const { delivery } = await deliveryOf(store, summary.traceId, queued);
-      return { task: summary.taskId, status: summary.status, startedAt: summary.startedAt, durationMs: summary.durationMs, costUsd: summary.costUsd, exported: delivery, traceId: summary.traceId };
-    }),
+    entries
+      .flatMap((entry) => (entry.document ? [entry.document] : []))
+      .map(async (document) => {
+        const summary = summarizeTrace(document);
+        const { delivery } = await deliveryOf(store, summary.traceId, queued);
+        return { task: summary.taskId, status: summary.status, startedAt: summary.startedAt, durationMs: summary.durationMs, costUsd: summary.costUsd, exported: delivery, traceId: summary.traceId };
+      }),
   );
   traces.sort((a, b) => b.startedAt.localeCompare(a.startedAt));
   // A damaged file is listed, never skipped in silence and never in the way of the others.

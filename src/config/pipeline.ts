@@ -66,7 +66,10 @@ export async function resolvePipeline(spec: TaskSpec, repoDir: string, cwd: stri
     check ??= pipeline.check;
   } else {
     // The repository is untrusted: its pipeline is read as a regular file of the clone, never through a link.
-    const text = await readCloneFile(repoDir, REPO_PIPELINE_FILE, { maxBytes: MAX_PIPELINE_BYTES, hint: `commit ${REPO_PIPELINE_FILE} as a regular file, or pass --step name=command or --pipeline FILE` });
+    const text = await readCloneFile(repoDir, REPO_PIPELINE_FILE, {
+      maxBytes: MAX_PIPELINE_BYTES,
+      hint: `commit ${REPO_PIPELINE_FILE} as a regular file, or pass --step name=command or --pipeline FILE`,
+    });
     if (text === undefined) {
       throw new AspError('BAD_INPUT', `no steps to run: no --step, no --pipeline, and the repository has no ${REPO_PIPELINE_FILE}`, 'pass --step name=command or --pipeline FILE');
     }

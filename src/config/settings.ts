@@ -48,10 +48,7 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     home: path.resolve(env.ASP_HOME || path.join(os.homedir(), '.asp')),
     retentionMs,
     dockerHost: env.DOCKER_HOST || undefined,
-    langfuse:
-      publicKey && secretKey
-        ? { publicKey, secretKey, baseUrl: (env.LANGFUSE_BASE_URL || env.LANGFUSE_HOST || LANGFUSE_DEFAULT_BASE_URL).replace(/\/+$/, '') }
-        : undefined,
+    langfuse: publicKey && secretKey ? { publicKey, secretKey, baseUrl: (env.LANGFUSE_BASE_URL || env.LANGFUSE_HOST || LANGFUSE_DEFAULT_BASE_URL).replace(/\/+$/, '') } : undefined,
     github: githubSettings(env),
     debug: env.ASP_DEBUG === '1',
     models: modelSettings(env),

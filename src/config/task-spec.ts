@@ -34,7 +34,7 @@ export const stepSchema = z.strictObject({
   name: z
     .string()
     .regex(STEP_NAME_PATTERN, 'must be letters, digits, ".", "_" or "-" (at most 63), starting with a letter or digit')
-    .refine((name) => !RESERVED_STEP_NAMES.has(name), { message: 'is reserved for asp\'s own files; pick another name' }),
+    .refine((name) => !RESERVED_STEP_NAMES.has(name), { message: "is reserved for asp's own files; pick another name" }),
   run: z.string().min(1, 'must be a shell command'),
   timeout: duration.optional(),
 });
@@ -69,9 +69,7 @@ export const limitsSchema = z.strictObject({
   // The task's own backstop and its objects' expiry (what the reaper trusts once the supervisor is gone) count from
   // it: a deadline of months would keep a runaway task and its volume for months.
   timeout: duration.refine((ms) => ms <= MAX_TIMEOUT_MS, { message: 'must be at most 7d' }).default(30 * 60_000),
-  memory: size
-    .refine((bytes) => bytes >= 6 * 1024 ** 2, { message: 'must be at least 6m (Docker\'s minimum)' })
-    .default(2 * 1024 ** 3),
+  memory: size.refine((bytes) => bytes >= 6 * 1024 ** 2, { message: "must be at least 6m (Docker's minimum)" }).default(2 * 1024 ** 3),
   // Docker's floor is 0.01 CPU (below it the container fails to start, after everything is made). Above, a static
   // ceiling catches typos in task lists before any work; the daemon's own core count is checked when a task starts.
   cpus: z.number().positive('must be more than 0').min(0.01, 'must be at least 0.01').max(MAX_CPUS, `must be at most ${MAX_CPUS}`).default(1),
@@ -153,10 +151,7 @@ export const taskSpecSchema = z.strictObject({
     })
     .optional(),
   /** The branch the sandbox commits its changes on; default asp/<task-id>. */
-  branch: z
-    .string()
-    .regex(BRANCH_NAME_PATTERN, BRANCH_NAME_RULE)
-    .optional(),
+  branch: z.string().regex(BRANCH_NAME_PATTERN, BRANCH_NAME_RULE).optional(),
 });
 
 export type TaskSpecInput = z.input<typeof taskSpecSchema>;

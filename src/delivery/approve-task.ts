@@ -47,13 +47,18 @@ export interface ApproveResult {
 export async function approveTask(taskId: string, options: ApproveOptions, deps: { settings: Settings; log: Log; warn: (message: string) => void }): Promise<ApproveResult> {
   if (!TASK_ID_PATTERN.test(taskId)) throw new AspError('BAD_INPUT', `"${taskId}" is not a task id`, 'pass the id asp run printed (asp workspaces ls lists them)');
   if (options.deny && options.branch !== undefined) throw new AspError('BAD_INPUT', '--branch and --deny do not go together', '--deny discards the changes; --branch pushes them under another branch');
-  if (options.branch !== undefined && !BRANCH_NAME_PATTERN.test(options.branch)) throw new AspError('BAD_INPUT', `--branch "${options.branch}" ${BRANCH_NAME_RULE}`, 'pass a branch name such as asp/my-fix-2');
+  if (options.branch !== undefined && !BRANCH_NAME_PATTERN.test(options.branch))
+    throw new AspError('BAD_INPUT', `--branch "${options.branch}" ${BRANCH_NAME_RULE}`, 'pass a branch name such as asp/my-fix-2');
   const workspace = workspacePaths(deps.settings.workspacesRoot, taskId);
   const owner = await readOwnerFile(workspace.dir);
   if (!owner || !isDirectory(workspace.dir)) throw new AspError('NOT_FOUND', `no task ${taskId} under ${deps.settings.workspacesRoot}`, 'check the id with asp workspaces ls');
   const saved = await loadDeliveries(workspace);
   if (saved.kind === 'damaged') {
-    throw new AspError('BAD_INPUT', `the delivery plan of ${taskId} (${hostFilePath(workspace, 'delivery')}) is damaged: ${saved.reason}; nothing was pushed`, 'asp approve acts only on a plan asp wrote itself: run the task again');
+    throw new AspError(
+      'BAD_INPUT',
+      `the delivery plan of ${taskId} (${hostFilePath(workspace, 'delivery')}) is damaged: ${saved.reason}; nothing was pushed`,
+      'asp approve acts only on a plan asp wrote itself: run the task again',
+    );
   }
   if (saved.kind === 'none') throw new AspError('BAD_INPUT', `task ${taskId} is not waiting for approval`, 'only tasks run with --hitl (or whose push failed) can be approved');
   const entries = saved.entries;
@@ -82,7 +87,14 @@ export async function approveTask(taskId: string, options: ApproveOptions, deps:
   const updated: DeliveryEntry[] = entries.map((entry) => redone.find((done) => done.repo === entry.repo) ?? entry);
   const outcomes = updated.map((entry) => entry.outcome);
   recordDelivery(document, entries[0]?.plan.hitl ?? false, outcomes);
-  await new TracePublication(document, { settings: deps.settings, mode: options.traceMode, artifactsDir: workspace.artifactsDir, stateDir: workspace.stateDir, log: deps.log, warn: deps.warn }).publish();
+  await new TracePublication(document, {
+    settings: deps.settings,
+    mode: options.traceMode,
+    artifactsDir: workspace.artifactsDir,
+    stateDir: workspace.stateDir,
+    log: deps.log,
+    warn: deps.warn,
+  }).publish();
   await saveDeliveries(workspace, updated);
   // What this decision did: a deny reports the denial, not an earlier push of another repository of the task.
   const delivery = options.deny ? (redone[0]?.outcome ?? denied(options.comment)) : (outcomes.find((outcome) => outcome.error) ?? outcomes[0] ?? denied(options.comment));
@@ -112,7 +124,11 @@ async function readTrace(workspace: HostWorkspace) {
     if (document.trace.name !== workspace.taskId) throw new Error(`it is the trace of ${document.trace.name}`);
     return document;
   } catch (error) {
-    throw new AspError('BAD_INPUT', `the trace of ${workspace.taskId} (${file}) cannot be used: ${errorMessage(error)}; nothing was pushed`, 'the decision is recorded in the task\'s trace: run the task again');
+    throw new AspError(
+      'BAD_INPUT',
+      `the trace of ${workspace.taskId} (${file}) cannot be used: ${errorMessage(error)}; nothing was pushed`,
+      "the decision is recorded in the task's trace: run the task again",
+    );
   }
 }
 

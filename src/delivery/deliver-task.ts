@@ -73,7 +73,9 @@ export async function deliverTask(run: TaskRun, deps: DeliverDeps): Promise<Task
     await saveDeliveries(run.workspace, deliveries);
     deps.log.info(
       { taskId },
-      delivery?.error ? `the work is kept in ${run.workspace.dir}: asp approve ${taskId} tries again (--branch B pushes under another branch, --deny discards it)` : `awaiting approval: asp approve ${taskId} (or --deny)`,
+      delivery?.error
+        ? `the work is kept in ${run.workspace.dir}: asp approve ${taskId} tries again (--branch B pushes under another branch, --deny discards it)`
+        : `awaiting approval: asp approve ${taskId} (or --deny)`,
     );
   }
   await run.trace.publish();

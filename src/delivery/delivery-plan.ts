@@ -11,7 +11,6 @@ import type { Decision, DeliveryOutcome, HitlStatus } from '../core/records.js';
 
 export type { Decision, DeliveryOutcome, HitlStatus };
 
-
 /** Everything needed to deliver a task's changes later (`asp approve`), saved in `.asp-host/delivery.json`. */
 export interface DeliveryPlan {
   taskId: string;
@@ -38,7 +37,11 @@ export interface DeliveryEntry {
 }
 
 const DELIVERY_SCHEMA = 'asp.delivery/v1';
-const text = (max: number) => z.string().max(max).refine((value) => !value.includes('\0'), 'must not hold NUL');
+const text = (max: number) =>
+  z
+    .string()
+    .max(max)
+    .refine((value) => !value.includes('\0'), 'must not hold NUL');
 const hex = z.string().regex(/^[0-9a-f]{40,64}$/, 'must be a commit id');
 const count = z.number().int().min(0);
 const isoTime = z.string().refine((value) => !Number.isNaN(Date.parse(value)), 'must be an ISO time');
@@ -135,7 +138,7 @@ export function parseDeliveries(content: string, taskId: string): SavedDeliverie
   const foreign = parsed.value.taskId !== taskId || parsed.value.entries.some((entry) => entry.plan.taskId !== taskId);
   if (foreign) return { reason: `it names another task than ${taskId}` };
   const repos = parsed.value.entries.map((entry) => entry.repo);
-  if (new Set(repos).size !== repos.length || repos[0] !== null) return { reason: 'its entries must be the task\'s own repository first, each repository once' };
+  if (new Set(repos).size !== repos.length || repos[0] !== null) return { reason: "its entries must be the task's own repository first, each repository once" };
   return parsed.value;
 }
 

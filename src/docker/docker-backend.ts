@@ -58,7 +58,11 @@ export class DockerBackend implements SandboxBackend {
   async removeOwned(object: OwnedObject): Promise<void> {
     if (object.kind === 'sandbox') return this.docker.removeContainer(object.ref);
     const { answer: failure } = await retry(
-      () => this.docker.removeVolume(object.ref).then(() => undefined, (error: unknown) => ({ error })),
+      () =>
+        this.docker.removeVolume(object.ref).then(
+          () => undefined,
+          (error: unknown) => ({ error }),
+        ),
       {
         attempts: IN_USE_RETRIES + 1,
         retryable: (failed) => failed !== undefined && failed.error instanceof AspError && failed.error.code === 'DOCKER_CONFLICT',

@@ -4,15 +4,7 @@ import { describeIssue } from '../config/task-spec.js';
 import { AspError, errorMessage, systemErrorCode } from '../core/asp-error.js';
 import { valueAt } from '../core/record-guard.js';
 import { demultiplex, EngineApiError, EngineClient, engineTarget, type Query } from './engine-client.js';
-import type {
-  AttachedStreams,
-  ContainerHardening,
-  ContainerCreateBody,
-  ContainerSummary,
-  DaemonInfo,
-  DockerPort,
-  VolumeSummary,
-} from './port.js';
+import type { AttachedStreams, ContainerHardening, ContainerCreateBody, ContainerSummary, DaemonInfo, DockerPort, VolumeSummary } from './port.js';
 
 // The answers asp reads, each only as far as it relies on them (zod drops the rest). `.nullish()` where the code below
 // already takes null for "none": the daemon sends `null` for an empty list or map.
@@ -80,11 +72,7 @@ export class EngineAdapter implements DockerPort {
     }
   }
 
-  async buildImage(
-    context: Readable,
-    options: { tag: string; buildArgs: Record<string, string>; labels: Record<string, string> },
-    onProgress: (line: string) => void,
-  ): Promise<void> {
+  async buildImage(context: Readable, options: { tag: string; buildArgs: Record<string, string>; labels: Record<string, string> }, onProgress: (line: string) => void): Promise<void> {
     // No registry is reachable from most places asp runs: the build uses the local base image (no pull).
     const query: Query = { t: options.tag, buildargs: JSON.stringify(options.buildArgs), labels: JSON.stringify(options.labels), rm: 1, forcerm: 1 };
     const progress = await this.call(`build image ${options.tag}`, () => this.engine.stream('POST', '/build', { query, stream: context, contentType: 'application/x-tar' }));
@@ -185,9 +173,7 @@ export class EngineAdapter implements DockerPort {
       init: flag(host.Init),
       binds: list(host.Binds),
       devices: Array.isArray(host.Devices) ? host.Devices.length : 0,
-      mounts: Array.isArray(host.Mounts)
-        ? host.Mounts.map((mount: { Type?: unknown; Target?: unknown }) => ({ type: String(mount?.Type ?? ''), target: String(mount?.Target ?? '') }))
-        : [],
+      mounts: Array.isArray(host.Mounts) ? host.Mounts.map((mount: { Type?: unknown; Target?: unknown }) => ({ type: String(mount?.Type ?? ''), target: String(mount?.Target ?? '') })) : [],
     };
   }
 
@@ -202,9 +188,7 @@ export class EngineAdapter implements DockerPort {
 
   async attach(containerId: string): Promise<AttachedStreams> {
     // stdin needs a hijacked (two-way) connection.
-    const socket = await this.call('attach to the container', () =>
-      this.engine.hijack(`/containers/${containerId}/attach`, { stream: 1, stdin: 1, stdout: 1, stderr: 1, logs: 0 }),
-    );
+    const socket = await this.call('attach to the container', () => this.engine.hijack(`/containers/${containerId}/attach`, { stream: 1, stdin: 1, stdout: 1, stderr: 1, logs: 0 }));
     const stdout = new PassThrough();
     const stderr = new PassThrough();
     // Tty is false, so the stream is multiplexed; demux it into two plain streams.
@@ -275,12 +259,9 @@ export class EngineAdapter implements DockerPort {
     if (error instanceof AspError) return error;
     const code = systemErrorCode(error);
     if (code === 'ECONNREFUSED' || code === 'ENOENT' || code === 'EACCES' || code === 'ECONNRESET' || code === 'EHOSTUNREACH' || code === 'ETIMEDOUT' || code === 'ENOTFOUND') {
-      return new AspError(
-        'DOCKER_UNAVAILABLE',
-        `cannot ${what}: Docker at ${this.endpoint} does not answer (${code})`,
-        'start the Docker daemon, or point DOCKER_HOST at one; `asp doctor` checks',
-        { cause: error },
-      );
+      return new AspError('DOCKER_UNAVAILABLE', `cannot ${what}: Docker at ${this.endpoint} does not answer (${code})`, 'start the Docker daemon, or point DOCKER_HOST at one; `asp doctor` checks', {
+        cause: error,
+      });
     }
     const status = statusOf(error);
     const detail = daemonMessage(error);

@@ -97,11 +97,7 @@ export interface AttachedStreams {
 export interface DockerPort {
   info(): Promise<DaemonInfo>;
   imageExists(tag: string): Promise<boolean>;
-  buildImage(
-    context: Readable,
-    options: { tag: string; buildArgs: Record<string, string>; labels: Record<string, string> },
-    onProgress: (line: string) => void,
-  ): Promise<void>;
+  buildImage(context: Readable, options: { tag: string; buildArgs: Record<string, string>; labels: Record<string, string> }, onProgress: (line: string) => void): Promise<void>;
   createVolume(name: string, labels: Record<string, string>): Promise<void>;
   /** Removes a volume; one already gone is success. One still mounted by a container fails with DOCKER_CONFLICT. */
   removeVolume(name: string): Promise<void>;

@@ -17,7 +17,12 @@ const IMAGE_PROGRAMS = ['dist/image/asp-sandbox.mjs', 'dist/image/asp-agent.mjs'
 function contextFiles(root: string): string[] {
   // The ASP pipeline's agent prompts are plain files next to the runner (prompts/asp/*.md).
   const promptsDir = path.join(root, 'prompts', 'asp');
-  const prompts = existsSync(promptsDir) ? readdirSync(promptsDir).filter((name) => name.endsWith('.md')).sort().map((name) => `prompts/asp/${name}`) : [];
+  const prompts = existsSync(promptsDir)
+    ? readdirSync(promptsDir)
+        .filter((name) => name.endsWith('.md'))
+        .sort()
+        .map((name) => `prompts/asp/${name}`)
+    : [];
   return ['Dockerfile', ...IMAGE_PROGRAMS, ...prompts];
 }
 
@@ -79,21 +84,14 @@ function contextTar(context: ImageContext): Readable {
 }
 
 export async function buildSandboxImage(docker: DockerPort, context: ImageContext, onProgress: (line: string) => void): Promise<void> {
-  await docker.buildImage(
-    contextTar(context),
-    { tag: context.tag, buildArgs: { BASE_IMAGE: context.baseImage }, labels: { 'asp.image': 'sandbox' } },
-    onProgress,
-  );
+  await docker.buildImage(contextTar(context), { tag: context.tag, buildArgs: { BASE_IMAGE: context.baseImage }, labels: { 'asp.image': 'sandbox' } }, onProgress);
 }
 
 /**
  * The image a task runs in: `--image` when given (it must exist), else the sandbox image of this build,
  * built on the spot when missing or out of date (its tag is the content hash of what it is built from).
  */
-export async function ensureSandboxImage(
-  docker: DockerPort,
-  options: { image?: string | undefined; onBuildStart?: (tag: string) => void; onProgress?: (line: string) => void },
-): Promise<string> {
+export async function ensureSandboxImage(docker: DockerPort, options: { image?: string | undefined; onBuildStart?: (tag: string) => void; onProgress?: (line: string) => void }): Promise<string> {
   let seen = present.get(docker);
   if (!seen) present.set(docker, (seen = new Set()));
   if (options.image) {

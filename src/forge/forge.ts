@@ -43,7 +43,11 @@ export interface Forge {
 /** owner/name from any URL form a remote takes: https://host/o/n(.git), git@host:o/n.git, ssh://host/o/n, git://host/o/n. */
 export function ownerAndName(remoteUrl: string): { owner: string; name: string } | undefined {
   const path = remoteUrl.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/]+\//i, '').replace(/^[^/@\s]+@[^:/\s]+:/, '');
-  const parts = path.replace(/\.git$/, '').replace(/\/+$/, '').split('/').filter(Boolean);
+  const parts = path
+    .replace(/\.git$/, '')
+    .replace(/\/+$/, '')
+    .split('/')
+    .filter(Boolean);
   const [owner, name] = parts.slice(-2);
   if (owner === undefined || name === undefined) return undefined;
   return { owner, name };

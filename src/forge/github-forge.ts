@@ -95,10 +95,13 @@ export class GitHubForge implements Forge {
     if (!response.ok) {
       const message = safeMessage(text);
       const hint =
-        response.status === 401 ? 'the token is invalid or expired: set GITHUB_TOKEN (or GH_TOKEN)'
-        : response.status === 403 || response.status === 404 ? 'the token lacks access to this repository (repo scope, or contents and pull-request permissions)'
-        : response.status === 422 ? 'a pull request for this branch may exist already'
-        : 'see the message';
+        response.status === 401
+          ? 'the token is invalid or expired: set GITHUB_TOKEN (or GH_TOKEN)'
+          : response.status === 403 || response.status === 404
+            ? 'the token lacks access to this repository (repo scope, or contents and pull-request permissions)'
+            : response.status === 422
+              ? 'a pull request for this branch may exist already'
+              : 'see the message';
       throw new AspError('FORGE_FAILED', `cannot ${what}: GitHub answered ${response.status}${message ? `: ${message}` : ''}`, hint);
     }
     const parsed = parseJsonWith(text, schema);

@@ -33,10 +33,11 @@ export class AnthropicProvider implements ModelProvider {
 export function toAnthropic(body: Record<string, unknown>, model: string): Record<string, unknown> {
   // The sandbox wrote this body: a message that is not an object is dropped rather than read.
   const messages = Array.isArray(body.messages) ? body.messages.filter(isRecord) : [];
-  const system = messages.filter((message) => message.role === 'system' || message.role === 'developer').map((message) => textOf(message.content)).join('\n\n');
-  const turns = messages
-    .filter((message) => message.role === 'user' || message.role === 'assistant')
-    .map((message) => ({ role: message.role, content: textOf(message.content) }));
+  const system = messages
+    .filter((message) => message.role === 'system' || message.role === 'developer')
+    .map((message) => textOf(message.content))
+    .join('\n\n');
+  const turns = messages.filter((message) => message.role === 'user' || message.role === 'assistant').map((message) => ({ role: message.role, content: textOf(message.content) }));
   const maxTokens = body.max_completion_tokens ?? body.max_tokens;
   return {
     model,
@@ -50,7 +51,10 @@ export function toAnthropic(body: Record<string, unknown>, model: string): Recor
 
 export function toOpenAi(body: unknown, model: string, now: number): Record<string, unknown> {
   const reply = (body ?? {}) as { id?: string; model?: string; content?: Array<{ type?: string; text?: string }>; stop_reason?: string; usage?: { input_tokens?: number; output_tokens?: number } };
-  const text = (reply.content ?? []).filter((part) => part.type === 'text').map((part) => part.text ?? '').join('');
+  const text = (reply.content ?? [])
+    .filter((part) => part.type === 'text')
+    .map((part) => part.text ?? '')
+    .join('');
   const input = reply.usage?.input_tokens ?? 0;
   const output = reply.usage?.output_tokens ?? 0;
   return {

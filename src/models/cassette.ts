@@ -37,7 +37,9 @@ const entrySchema = z.object({
 });
 
 export function requestKey(body: Record<string, unknown>): string {
-  return createHash('sha256').update(JSON.stringify(body.messages ?? null)).digest('hex');
+  return createHash('sha256')
+    .update(JSON.stringify(body.messages ?? null))
+    .digest('hex');
 }
 
 export async function readCassette(file: string): Promise<Cassette> {

@@ -37,8 +37,9 @@ export async function createGateway(
 async function makeProvider(choice: ModelChoice, settings: ModelSettings, clock: Clock, fetch: FetchLike): Promise<ModelProvider> {
   const now = () => clock.now().getTime();
   if (choice.provider === 'cassette') return new CassetteProvider(await readCassette(choice.file), choice.file);
-  const real = choice.provider === 'openai'
-    ? new OpenAiProvider(choice.model, { apiKey: choice.apiKey, baseUrl: choice.baseUrl, fetch, now })
-    : new AnthropicProvider(choice.model, { apiKey: choice.apiKey, baseUrl: choice.baseUrl, fetch, now });
+  const real =
+    choice.provider === 'openai'
+      ? new OpenAiProvider(choice.model, { apiKey: choice.apiKey, baseUrl: choice.baseUrl, fetch, now })
+      : new AnthropicProvider(choice.model, { apiKey: choice.apiKey, baseUrl: choice.baseUrl, fetch, now });
   return settings.recordCassette ? new RecordingProvider(real, settings.recordCassette) : real;
 }

@@ -56,8 +56,10 @@ export class ModelGateway {
     const startTime = deps.clock.now();
     let outcome: { reply: ChatReply; attempts: number };
     try {
-      outcome = await withRetries(() => deps.provider.chat({ body, step: request.step }), deps.retry, (failed, attempt, delayMs) =>
-        deps.onWarning(`model call ${request.id} of step ${request.step}: provider answered ${failed.status}, retry ${attempt} in ${delayMs} ms`),
+      outcome = await withRetries(
+        () => deps.provider.chat({ body, step: request.step }),
+        deps.retry,
+        (failed, attempt, delayMs) => deps.onWarning(`model call ${request.id} of step ${request.step}: provider answered ${failed.status}, retry ${attempt} in ${delayMs} ms`),
       );
     } catch (error) {
       outcome = { reply: errorReply(502, `asp gateway: ${error instanceof Error ? error.message : String(error)}`), attempts: 1 };
@@ -78,7 +80,7 @@ export class ModelGateway {
       status,
       attempts: outcome.attempts,
       input: this.masked(body.messages ?? body),
-      output: status < 400 ? contentOf(answer) ?? answer : answer,
+      output: status < 400 ? (contentOf(answer) ?? answer) : answer,
       requestedModel: typeof request.body.model === 'string' ? request.body.model : undefined,
     });
     if (streaming && status === 200) {

@@ -61,13 +61,17 @@ const schema = z.discriminatedUnion('type', [
     step: stepName,
     body: z.record(z.string(), z.unknown()),
   }),
-  z.object({ type: z.literal('artifacts.chunk'), data: z.string().max(Math.ceil(ARTIFACTS_CHUNK_BYTES / 3) * 4).regex(/^[A-Za-z0-9+/]*={0,2}$/) }),
+  z.object({
+    type: z.literal('artifacts.chunk'),
+    data: z
+      .string()
+      .max(Math.ceil(ARTIFACTS_CHUNK_BYTES / 3) * 4)
+      .regex(/^[A-Za-z0-9+/]*={0,2}$/),
+  }),
   z.object({ type: z.literal('artifacts.end'), bytes: z.number().int().nonnegative().max(ARTIFACTS_STREAM_MAX_BYTES), sha256: z.string().regex(/^[0-9a-f]{64}$/) }),
 ]);
 
-export type ParsedLine =
-  | { kind: 'message'; message: ProtocolMessage }
-  | { kind: 'invalid'; reason: string; line: string };
+export type ParsedLine = { kind: 'message'; message: ProtocolMessage } | { kind: 'invalid'; reason: string; line: string };
 
 /** Parses one protocol line. Never throws: a malformed or unknown line becomes `invalid` for the caller to record. */
 export function parseProtocolLine(line: string): ParsedLine {

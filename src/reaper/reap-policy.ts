@@ -38,9 +38,7 @@ export function judge(owner: Ownership | undefined, createdAt: Date | undefined,
 }
 
 /** What reaping does to a host dir: its clone goes, `.asp/` stays for retention, the owner file says why. */
-export type WorkspaceAction =
-  | { act: true; reason: ReapReason; abandon: boolean; removeClone: boolean; release: boolean }
-  | { act: false; reason: SkipReason | 'nothing-left' };
+export type WorkspaceAction = { act: true; reason: ReapReason; abandon: boolean; removeClone: boolean; release: boolean } | { act: false; reason: SkipReason | 'nothing-left' };
 
 export function judgeWorkspace(record: OwnerRecord, state: { hasClone: boolean; awaitingDecision: boolean }, policy: ReapPolicy): WorkspaceAction {
   const verdict = judge(ownershipOf(record), new Date(record.createdAt), policy);

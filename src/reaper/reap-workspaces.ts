@@ -50,8 +50,6 @@ export function plannedWorkspaceItem(target: WorkspaceTarget): ReapItem {
 }
 
 function item({ entry, action }: WorkspaceTarget, outcome: ReapItem['outcome']): ReapItem {
-  const done = [action.removeClone ? 'clone removed' : '', action.abandon ? 'marked abandoned' : '', action.release ? 'released from --keep' : '']
-    .filter(Boolean)
-    .join(', ');
+  const done = [action.removeClone ? 'clone removed' : '', action.abandon ? 'marked abandoned' : '', action.release ? 'released from --keep' : ''].filter(Boolean).join(', ');
   return { kind: 'workspace', name: entry.dir, taskId: entry.record.taskId, runId: entry.record.runId, reason: action.reason, outcome, detail: done };
 }

@@ -47,11 +47,14 @@ export async function sweep(deps: SweepDeps): Promise<SweepResult> {
     if (failed.length) log.warn({ failed: failed.map((item) => item.name) }, `sweep could not remove ${failed.length} leftovers (asp reap retries): ${failed[0]?.error ?? ''}`);
     if (!report.docker.ok) log.debug({}, `sweep skipped Docker: ${report.docker.error ?? ''}`);
 
-    const pruned = await pruneWorkspaces({ workspacesRoot: deps.settings.workspacesRoot, clock: deps.clock, ...(deps.liveness ? { liveness: deps.liveness } : {}) }, {
-      olderThanMs: deps.settings.retentionMs,
-      dryRun: false,
-      all: false,
-    });
+    const pruned = await pruneWorkspaces(
+      { workspacesRoot: deps.settings.workspacesRoot, clock: deps.clock, ...(deps.liveness ? { liveness: deps.liveness } : {}) },
+      {
+        olderThanMs: deps.settings.retentionMs,
+        dryRun: false,
+        all: false,
+      },
+    );
     const prunedFailed = pruned.items.filter((item) => item.outcome === 'failed');
     result.pruned = pruned.items.length - prunedFailed.length;
     result.failed += prunedFailed.length;

@@ -140,7 +140,15 @@ export async function runTask(input: TaskSpec, deps: RunDeps): Promise<TaskRun> 
  * (status error, its exit code); what was made is undone by the stack either way.
  */
 async function runSandboxPhases(plan: TaskPlan, task: ClaimedTask, deps: RunDeps, stack: CleanupStack): Promise<Ran> {
-  const ran: Ran = { outcome: { status: 'error', exitCode: EXIT.infrastructure }, image: null, cloned: null, prepared: null, collected: { change: null, extraChanges: [] }, check: null, gateway: undefined };
+  const ran: Ran = {
+    outcome: { status: 'error', exitCode: EXIT.infrastructure },
+    image: null,
+    cloned: null,
+    prepared: null,
+    collected: { change: null, extraChanges: [] },
+    check: null,
+    gateway: undefined,
+  };
   const { trace } = task;
   try {
     if (plan.modelChoice) {

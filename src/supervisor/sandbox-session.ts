@@ -107,7 +107,11 @@ export async function runSession(
       }
       const wrong = options.verifyIdentity?.(message.identity);
       if (wrong) {
-        failed.identity = new AspError('HARDENING_IGNORED', `${wrong}: the container engine did not apply the hardening asp asked for, and the sandbox was stopped before any step`, 'use a Docker Engine (20.10 or later) that applies User, CapAdd/CapDrop, SecurityOpt; leave out --runtime if it names one that does not');
+        failed.identity = new AspError(
+          'HARDENING_IGNORED',
+          `${wrong}: the container engine did not apply the hardening asp asked for, and the sandbox was stopped before any step`,
+          'use a Docker Engine (20.10 or later) that applies User, CapAdd/CapDrop, SecurityOpt; leave out --runtime if it names one that does not',
+        );
         resolveStop({ kind: 'stopped', what: wrong });
       } else markVerified();
     } else if (!helloSeen) {
@@ -126,12 +130,20 @@ export async function runSession(
     hooks.onMessage(message, reply);
   };
 
-  const stdoutDone = pump(streams.stdout, (line) => {
-    const parsed = parseProtocolLine(line);
-    if (parsed.kind === 'message') handle(parsed.message);
-    else hooks.onWarning(`ignored a protocol line (${parsed.reason}): ${parsed.line}`);
-  }, (dropped) => hooks.onWarning(`ignored a protocol line of ${dropped} bytes (over ${MAX_LINE_BYTES})`));
-  const stderrDone = pump(streams.stderr, (line) => hooks.onRunnerStderr(line), () => {});
+  const stdoutDone = pump(
+    streams.stdout,
+    (line) => {
+      const parsed = parseProtocolLine(line);
+      if (parsed.kind === 'message') handle(parsed.message);
+      else hooks.onWarning(`ignored a protocol line (${parsed.reason}): ${parsed.line}`);
+    },
+    (dropped) => hooks.onWarning(`ignored a protocol line of ${dropped} bytes (over ${MAX_LINE_BYTES})`),
+  );
+  const stderrDone = pump(
+    streams.stderr,
+    (line) => hooks.onRunnerStderr(line),
+    () => {},
+  );
 
   // The task deadline counts from the start of the task (clone and all), not from the container start.
   const taskDeadline = () => resolveStop({ kind: 'deadline', what: `the task passed its ${options.taskTimeoutMs} ms deadline` });
@@ -146,13 +158,11 @@ export async function runSession(
   void options.stop?.then((what) => resolveStop({ kind: 'stopped', what }));
 
   startFeed();
-  const waited = sandbox.wait().then(
-    async (statusCode): Promise<SessionEnd> => {
-      // The streams end when the container stops; give the last protocol lines a moment to arrive.
-      await Promise.race([Promise.all([stdoutDone, stderrDone]), delay(DRAIN_MS)]);
-      return { kind: 'exited', statusCode, taskEnd };
-    },
-  );
+  const waited = sandbox.wait().then(async (statusCode): Promise<SessionEnd> => {
+    // The streams end when the container stops; give the last protocol lines a moment to arrive.
+    await Promise.race([Promise.all([stdoutDone, stderrDone]), delay(DRAIN_MS)]);
+    return { kind: 'exited', statusCode, taskEnd };
+  });
   const end = await Promise.race([waited, stopped]);
   if (end.kind !== 'exited') {
     // A deadline or an interrupt stops the container itself, every process in it, not just our wait.
@@ -162,7 +172,11 @@ export async function runSession(
   if (failed.identity) throw failed.identity;
   if (failed.feed) throw failed.feed.error;
   if (end.kind === 'exited' && !helloSeen && end.statusCode !== 0) {
-    throw new AspError('PROTOCOL_MISMATCH', `the sandbox exited with ${end.statusCode} before saying hello`, 'the image may not contain asp-sandbox: use the asp sandbox image (leave out --image) or run `asp image build`');
+    throw new AspError(
+      'PROTOCOL_MISMATCH',
+      `the sandbox exited with ${end.statusCode} before saying hello`,
+      'the image may not contain asp-sandbox: use the asp sandbox image (leave out --image) or run `asp image build`',
+    );
   }
   return end;
 }

@@ -23,7 +23,9 @@ export class StepOutputPrinter {
     const bytes = Buffer.byteLength(data);
     let text = data;
     if (used + bytes > this.capBytes) {
-      text = Buffer.from(data).subarray(0, Math.max(0, this.capBytes - used)).toString('utf8');
+      text = Buffer.from(data)
+        .subarray(0, Math.max(0, this.capBytes - used))
+        .toString('utf8');
       this.capped.add(step);
     }
     this.printed.set(step, used + bytes);

@@ -115,7 +115,13 @@ export async function writeMissingStepRecords(
     const record = tracker.record(trackedAs(step.name), step.exitCode);
     if (!record) continue;
     const file = path.join(artifactsDir, `${step.name}.json`);
-    if (await lstat(file).then(() => true, () => false)) continue;
+    if (
+      await lstat(file).then(
+        () => true,
+        () => false,
+      )
+    )
+      continue;
     try {
       await writeFile(file, JSON.stringify({ ...record, name: step.name }, null, 2) + '\n', { flag: 'wx' });
       written.push(`${step.name}.json`);

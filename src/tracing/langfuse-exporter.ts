@@ -60,10 +60,7 @@ export async function exportToLangfuse(document: TraceDocument, target: Langfuse
   const budgetMs = options.budgetMs ?? DEFAULT_FLUSH_BUDGET_MS;
   const started = Date.now();
   const controller = new AbortController();
-  const timer = setTimeout(
-    () => controller.abort(new ExportFailure('timeout', `Langfuse at ${target.baseUrl} did not take the trace within ${(budgetMs / 1000).toFixed(1)}s`)),
-    budgetMs,
-  );
+  const timer = setTimeout(() => controller.abort(new ExportFailure('timeout', `Langfuse at ${target.baseUrl} did not take the trace within ${(budgetMs / 1000).toFixed(1)}s`)), budgetMs);
   const onInterrupt = () => controller.abort(new ExportFailure('interrupted', 'sending the trace to Langfuse was interrupted'));
   if (options.signal?.aborted) onInterrupt();
   options.signal?.addEventListener('abort', onInterrupt, { once: true });

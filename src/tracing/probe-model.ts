@@ -70,7 +70,11 @@ function tokensOf(usage: Record<string, number>): number {
 export function fitProbeModel(samples: ProbeSample[]): ProbeFit {
   if (samples.length < PROBE_MIN_SAMPLES) return { status: 'insufficient', n: samples.length, needed: PROBE_MIN_SAMPLES - samples.length };
   const xs = samples.map((sample) => sample.complexity);
-  const fitOf = (target: ProbeTarget) => fitLine(xs, samples.map((sample) => sample[target]));
+  const fitOf = (target: ProbeTarget) =>
+    fitLine(
+      xs,
+      samples.map((sample) => sample[target]),
+    );
   const fits: Record<ProbeTarget, LinearFit> = { latency_ms: fitOf('latency_ms'), tokens: fitOf('tokens'), cost_usd: fitOf('cost_usd') };
   return { status: 'ready', model: { n: samples.length, fits } };
 }

@@ -20,11 +20,7 @@ export type ProbeScoreName = (typeof PROBE_SCORES)[number];
 
 export function probeScores(document: TraceDocument, inputs: ProbeInputs, options: { plannedSteps?: number | undefined } = {}): Score[] {
   const score = (name: ProbeScoreName, value: number, comment: string) => probeScore(document, name, value, comment);
-  const scores = [
-    score('probe_accuracy', ...accuracy(document, inputs, options.plannedSteps ?? 0)),
-    score('probe_latency_ms', ...latency(document)),
-    score('probe_cost_usd', ...cost(document)),
-  ];
+  const scores = [score('probe_accuracy', ...accuracy(document, inputs, options.plannedSteps ?? 0)), score('probe_latency_ms', ...latency(document)), score('probe_cost_usd', ...cost(document))];
   // No review, no quality score: a made-up number would skew every average taken over it in Langfuse.
   if (inputs.review) scores.push(score('probe_quality_score', inputs.review.score, 'score of .asp/code_review.json'));
   // The x of the PROBE model (probe-model.ts): kept on the trace so the store can be fitted from traces alone.

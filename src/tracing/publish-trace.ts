@@ -93,11 +93,7 @@ export async function publishTrace(document: TraceDocument, options: PublishOpti
   } catch (error) {
     const reason = error instanceof ExportFailure ? error.message : `unexpected export error: ${errorMessage(error)}`;
     const queued = await enqueue(store, document, options);
-    options.warn(
-      queued
-        ? `${reason}; the trace waits in the outbox: send it with asp traces push ${taskId}`
-        : `${reason}; the trace is only in ${tracePath}`,
-    );
+    options.warn(queued ? `${reason}; the trace waits in the outbox: send it with asp traces push ${taskId}` : `${reason}; the trace is only in ${tracePath}`);
     return { delivery: queued ? 'queued' : 'local', tracePath };
   }
 }

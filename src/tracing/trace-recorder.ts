@@ -3,15 +3,7 @@ import type { ProtocolMessage } from '../protocol/messages.js';
 import type { GatewayGeneration } from '../core/records.js';
 
 export type { GatewayGeneration };
-import {
-  childIdFor,
-  TRACE_SCHEMA,
-  traceIdFor,
-  type Observation,
-  type TaskStatus,
-  type TraceDocument,
-  type TraceMetadata,
-} from './trace-model.js';
+import { childIdFor, TRACE_SCHEMA, traceIdFor, type Observation, type TaskStatus, type TraceDocument, type TraceMetadata } from './trace-model.js';
 
 /** Output kept on a step's span: the tail, the part that says why a step failed. */
 const SPAN_OUTPUT_BYTES = 16 * 1024;

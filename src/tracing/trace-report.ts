@@ -30,14 +30,26 @@ export function markdownReport(document: TraceDocument, delivery: TraceDelivery,
     `| Langfuse | ${langfuse} |`,
   ];
   if (summary.error) out.push(`| Reason | ${cell(summary.error)} |`);
-  out.push('', '## Task', '', summary.task ? summary.task.split('\n').map((line) => `> ${line}`).join('\n') : '_(no instruction given)_');
+  out.push(
+    '',
+    '## Task',
+    '',
+    summary.task
+      ? summary.task
+          .split('\n')
+          .map((line) => `> ${line}`)
+          .join('\n')
+      : '_(no instruction given)_',
+  );
 
   out.push('', '## Steps', '');
   if (summary.steps.length === 0) out.push('_No step ran._');
   else {
     out.push('| # | Step | Outcome | Started at | Duration | Exit code | Command |', '|---|---|---|---|---|---|---|');
     summary.steps.forEach((step, index) => {
-      out.push(`| ${index + 1} | ${cell(step.name)} | ${stepOutcome(step)} | +${formatDuration(step.offsetMs)} | ${step.durationMs === null ? '—' : formatDuration(step.durationMs)} | ${step.exitCode ?? '—'} | ${step.command ? `\`${cell(step.command)}\`` : ''} |`);
+      out.push(
+        `| ${index + 1} | ${cell(step.name)} | ${stepOutcome(step)} | +${formatDuration(step.offsetMs)} | ${step.durationMs === null ? '—' : formatDuration(step.durationMs)} | ${step.exitCode ?? '—'} | ${step.command ? `\`${cell(step.command)}\`` : ''} |`,
+      );
     });
   }
 
@@ -45,7 +57,9 @@ export function markdownReport(document: TraceDocument, delivery: TraceDelivery,
     const stepNames = new Map(summary.steps.map((step) => [step.id, step.name]));
     out.push('', '## Generations', '', '| Step | Model | Usage | Cost |', '|---|---|---|---|');
     for (const generation of summary.generations) {
-      out.push(`| ${cell((generation.parentId && stepNames.get(generation.parentId)) || 'task')} | ${cell(generation.model)} | ${formatUsage(generation.usage)} | ${generation.costUsd === null ? '—' : formatUsd(generation.costUsd)} |`);
+      out.push(
+        `| ${cell((generation.parentId && stepNames.get(generation.parentId)) || 'task')} | ${cell(generation.model)} | ${formatUsage(generation.usage)} | ${generation.costUsd === null ? '—' : formatUsd(generation.costUsd)} |`,
+      );
     }
   }
 
@@ -63,7 +77,9 @@ export function markdownReport(document: TraceDocument, delivery: TraceDelivery,
   if (summary.phases.length) {
     out.push('', '## Host phases', '', '| Phase | Started at | Duration | Outcome |', '|---|---|---|---|');
     for (const phase of summary.phases) {
-      out.push(`| ${phase.name} | +${formatDuration(phase.offsetMs)} | ${phase.durationMs === null ? '—' : formatDuration(phase.durationMs)} | ${phase.failed ? `failed: ${cell(phase.statusMessage ?? '')}` : 'ok'} |`);
+      out.push(
+        `| ${phase.name} | +${formatDuration(phase.offsetMs)} | ${phase.durationMs === null ? '—' : formatDuration(phase.durationMs)} | ${phase.failed ? `failed: ${cell(phase.statusMessage ?? '')}` : 'ok'} |`,
+      );
     }
   }
   return out.join('\n') + '\n';

@@ -163,8 +163,18 @@ async function jsonFiles(dir: string): Promise<string[]> {
     throw new AspError('WORKSPACE_FAILED', `cannot read ${dir}: ${errorMessage(error)}`, 'check ASP_HOME and its permissions');
   }
   const files = names.filter((name) => name.endsWith('.json')).map((name) => path.join(dir, name));
-  const times = await Promise.all(files.map((file) => stat(file).then((info) => info.mtimeMs, () => 0)));
-  return files.map((file, index) => ({ file, time: times[index] ?? 0 })).sort((a, b) => a.time - b.time || a.file.localeCompare(b.file)).map((entry) => entry.file);
+  const times = await Promise.all(
+    files.map((file) =>
+      stat(file).then(
+        (info) => info.mtimeMs,
+        () => 0,
+      ),
+    ),
+  );
+  return files
+    .map((file, index) => ({ file, time: times[index] ?? 0 }))
+    .sort((a, b) => a.time - b.time || a.file.localeCompare(b.file))
+    .map((entry) => entry.file);
 }
 
 async function writeAtomically(file: string, content: string): Promise<void> {

@@ -87,7 +87,16 @@ export function summarizeTrace(document: TraceDocument): TraceSummary {
         const exitCode = typeof step.metadata.exitCode === 'number' ? step.metadata.exitCode : null;
         const outcome = step.endTime === null ? 'unfinished' : step.metadata.timedOut === true ? 'timeout' : exitCode === 0 ? 'passed' : 'failed';
         const command = valueAt(step.input, 'command');
-        return { id: step.id, name: step.name, outcome, exitCode, offsetMs: offset(step), durationMs: duration(step), command: typeof command === 'string' ? command : null, statusMessage: step.statusMessage };
+        return {
+          id: step.id,
+          name: step.name,
+          outcome,
+          exitCode,
+          offsetMs: offset(step),
+          durationMs: duration(step),
+          command: typeof command === 'string' ? command : null,
+          statusMessage: step.statusMessage,
+        };
       }),
     phases: byStart
       .filter((observation) => observation.metadata.kind === 'host')

@@ -70,7 +70,10 @@ function generationLines(summary: TraceSummary, parentId: string | null): string
   const stepIds = new Set(summary.steps.map((step) => step.id));
   return summary.generations
     .filter((generation) => (parentId === null ? generation.parentId === null || !stepIds.has(generation.parentId) : generation.parentId === parentId))
-    .map((generation) => `  ${' '.repeat(9)} ${' '.repeat(BAR_WIDTH + 2)} └ ${generation.model}: ${formatUsage(generation.usage)}${generation.costUsd !== null ? `, ${formatUsd(generation.costUsd)}` : ''}`);
+    .map(
+      (generation) =>
+        `  ${' '.repeat(9)} ${' '.repeat(BAR_WIDTH + 2)} └ ${generation.model}: ${formatUsage(generation.usage)}${generation.costUsd !== null ? `, ${formatUsd(generation.costUsd)}` : ''}`,
+    );
 }
 
 function oneLine(text: string): string {

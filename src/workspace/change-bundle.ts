@@ -48,7 +48,10 @@ export async function fetchChanges(
     if (refs.length !== 1 || refs[0] !== wanted) return { kind: 'rejected', reason: `the bundle carries ${refs.join(', ') || 'no refs'}, not only ${wanted}` };
     await git.raw(['fetch', '--no-tags', '--no-write-fetch-head', bundle, `+${wanted}:${INCOMING_REF}`]);
     const head = (await git.raw(['rev-parse', '--verify', `${INCOMING_REF}^{commit}`])).trim();
-    const onTop = await git.raw(['merge-base', '--is-ancestor', options.base, head]).then(() => true, () => false);
+    const onTop = await git.raw(['merge-base', '--is-ancestor', options.base, head]).then(
+      () => true,
+      () => false,
+    );
     if (!onTop) return { kind: 'rejected', reason: `the commits do not build on the task's base ${options.base.slice(0, 12)}` };
     const commits = Number((await git.raw(['rev-list', '--count', `${options.base}..${head}`])).trim());
     const shortstat = (await git.raw(['diff', '--shortstat', options.base, head])).trim();
@@ -71,6 +74,13 @@ export async function fetchChanges(
       },
     };
   } catch (error) {
-    return { kind: 'rejected', reason: `the bundle could not be fetched: ${errorMessage(error).split('\n').find((line) => line.trim()) ?? 'unknown error'}` };
+    return {
+      kind: 'rejected',
+      reason: `the bundle could not be fetched: ${
+        errorMessage(error)
+          .split('\n')
+          .find((line) => line.trim()) ?? 'unknown error'
+      }`,
+    };
   }
 }

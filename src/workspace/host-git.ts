@@ -18,16 +18,16 @@ export function hostGitEnv(env: Readonly<Record<string, string | undefined>>): R
  * `secretConfig` travels in GIT_CONFIG_* environment variables, not `-c` arguments, so a token in it never shows in
  * the process list (`ps`) the way a command line does.
  */
-export function hostGit(options: {
-  env: Readonly<Record<string, string | undefined>>;
-  baseDir?: string;
-  timeoutMs?: number;
-  config?: string[];
-  secretConfig?: Array<[string, string]>;
-}): SimpleGit {
+export function hostGit(options: { env: Readonly<Record<string, string | undefined>>; baseDir?: string; timeoutMs?: number; config?: string[]; secretConfig?: Array<[string, string]> }): SimpleGit {
   const secret = options.secretConfig ?? [];
   const secretEnv: Record<string, string> = secret.length
-    ? Object.fromEntries([['GIT_CONFIG_COUNT', String(secret.length)], ...secret.flatMap(([key, value], index): Array<[string, string]> => [[`GIT_CONFIG_KEY_${index}`, key], [`GIT_CONFIG_VALUE_${index}`, value]])])
+    ? Object.fromEntries([
+        ['GIT_CONFIG_COUNT', String(secret.length)],
+        ...secret.flatMap(([key, value], index): Array<[string, string]> => [
+          [`GIT_CONFIG_KEY_${index}`, key],
+          [`GIT_CONFIG_VALUE_${index}`, value],
+        ]),
+      ])
     : {};
   return simpleGit({
     ...(options.baseDir ? { baseDir: options.baseDir } : {}),

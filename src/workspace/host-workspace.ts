@@ -33,11 +33,7 @@ export function workspacePaths(root: string, taskId: string): HostWorkspace {
  * Claims `<root>/<id>` atomically (mkdir without recursive fails on EEXIST). With `unique`, an id already taken
  * gets a numeric suffix, so two runs started in the same minute never share a workspace.
  */
-export async function claimWorkspace(
-  root: string,
-  taskId: string,
-  options: { unique: boolean; reclaimUnfinished?: boolean },
-): Promise<HostWorkspace> {
+export async function claimWorkspace(root: string, taskId: string, options: { unique: boolean; reclaimUnfinished?: boolean }): Promise<HostWorkspace> {
   await mkdir(root, { recursive: true, mode: 0o755 }).catch((error: unknown) => {
     throw new AspError('WORKSPACE_FAILED', `cannot create the workspace root ${root}: ${errorMessage(error)}`, 'set ASP_WORKSPACES to a writable directory');
   });

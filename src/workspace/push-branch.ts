@@ -29,6 +29,11 @@ export async function pushBranch(
       : /403|denied|not allowed|permission/i.test(text)
         ? 'permission denied'
         : (text.split('\n').find((line) => /^(fatal|error|remote):/.test(line.trim())) ?? text.split('\n')[0] ?? 'unknown error').trim();
-    throw new AspError('PUSH_REJECTED', `push of ${options.branch} to ${redact(options.remote)} rejected: ${why.replace(options.token?.value ?? '\0', '***')}`, `the work is kept: asp approve ${options.taskId ?? '<task>'} --branch <another-branch> pushes it under another branch, asp approve ${options.taskId ?? '<task>'} tries again once access is fixed, --deny discards it`, { cause: error });
+    throw new AspError(
+      'PUSH_REJECTED',
+      `push of ${options.branch} to ${redact(options.remote)} rejected: ${why.replace(options.token?.value ?? '\0', '***')}`,
+      `the work is kept: asp approve ${options.taskId ?? '<task>'} --branch <another-branch> pushes it under another branch, asp approve ${options.taskId ?? '<task>'} tries again once access is fixed, --deny discards it`,
+      { cause: error },
+    );
   }
 }

@@ -42,7 +42,15 @@ export class RepoMirrors {
       else await git.raw(['clone', '--mirror', source.location, target]);
     } catch (error) {
       await rm(target, { recursive: true, force: true });
-      throw new AspError('REPO_NOT_FOUND', `cannot fetch ${source.display}: ${errorMessage(error).split('\n').find((line) => line.startsWith('fatal:')) ?? errorMessage(error)}`, 'check that the repository exists and that you can read it');
+      throw new AspError(
+        'REPO_NOT_FOUND',
+        `cannot fetch ${source.display}: ${
+          errorMessage(error)
+            .split('\n')
+            .find((line) => line.startsWith('fatal:')) ?? errorMessage(error)
+        }`,
+        'check that the repository exists and that you can read it',
+      );
     }
     return { kind: 'local', location: target, display: source.display };
   }

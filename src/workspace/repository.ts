@@ -79,8 +79,7 @@ export async function cloneRepository(
   env: Readonly<Record<string, string | undefined>>,
   options: CloneOptions = {},
 ): Promise<CloneResult> {
-  const git = (baseDir?: string): SimpleGit =>
-    hostGit({ env, ...(baseDir ? { baseDir } : {}), config: ['advice.detachedHead=false'], secretConfig: tokenConfig(source.location, options.token) });
+  const git = (baseDir?: string): SimpleGit => hostGit({ env, ...(baseDir ? { baseDir } : {}), config: ['advice.detachedHead=false'], secretConfig: tokenConfig(source.location, options.token) });
   // git ignores --depth and --filter for a plain local path: say file:// to have them.
   const shaping = [...(options.depth ? [`--depth=${options.depth}`, '--no-single-branch'] : []), ...(options.filter ? [`--filter=${options.filter}`] : [])];
   const location = shaping.length && source.kind === 'local' ? `file://${source.location}` : source.location;
@@ -92,13 +91,19 @@ export async function cloneRepository(
   try {
     await git().clone(location, destination, [...(ref ? ['--no-checkout'] : []), ...shaping]);
   } catch (error) {
-    throw new AspError('REPO_NOT_FOUND', `cannot clone ${source.display}: ${firstLine(error)}`, 'check that the repository exists and that you can read it (git clone works by hand)', { cause: error });
+    throw new AspError('REPO_NOT_FOUND', `cannot clone ${source.display}: ${firstLine(error)}`, 'check that the repository exists and that you can read it (git clone works by hand)', {
+      cause: error,
+    });
   }
   // Checked before the clone, and once more on what it made: a local clone copies objects/info/alternates, and a
   // repository changed between the check and the clone must not slip a borrowed object store into the sandbox.
   for (const name of ['objects/info/alternates', 'objects/info/http-alternates']) {
     if (existsSync(path.join(destination, '.git', name))) {
-      throw new AspError('BAD_INPUT', `repository ${source.display} reaches outside itself: the clone got ${name} from it`, 'if it is your own repository, make a self-contained copy first; otherwise do not run it');
+      throw new AspError(
+        'BAD_INPUT',
+        `repository ${source.display} reaches outside itself: the clone got ${name} from it`,
+        'if it is your own repository, make a self-contained copy first; otherwise do not run it',
+      );
     }
   }
   const repo = git(destination);
@@ -139,6 +144,9 @@ async function resolveCommit(repo: SimpleGit, ref: string): Promise<string | und
 }
 
 function firstLine(error: unknown): string {
-  const lines = errorMessage(error).split('\n').map((line) => line.trim()).filter(Boolean);
+  const lines = errorMessage(error)
+    .split('\n')
+    .map((line) => line.trim())
+    .filter(Boolean);
   return (lines.find((line) => /^fatal:/.test(line)) ?? lines[0] ?? 'unknown error').replace(/^fatal:\s*/, '');
 }

@@ -144,7 +144,11 @@ function header(name: string, type: EntryType, stats: Stats, size: number, linkn
     owner,
   });
   if (!Object.keys(pax).length) return block;
-  const records = Buffer.from(Object.entries(pax).map(([key, value]) => paxRecord(key, value)).join(''));
+  const records = Buffer.from(
+    Object.entries(pax)
+      .map(([key, value]) => paxRecord(key, value))
+      .join(''),
+  );
   const paxHeader = ustar({ name: 'PaxHeader', prefix: '', mode: 0o644, size: records.length, mtime: 0, typeflag: 'x', linkname: '', owner });
   return Buffer.concat([paxHeader, records, padding(records.length), block]);
 }

@@ -64,7 +64,11 @@ export async function directoryBytes(dir: string): Promise<number> {
   for (const child of children) {
     const full = path.join(dir, child.name);
     if (child.isDirectory()) total += await directoryBytes(full);
-    else if (child.isFile()) total += await lstat(full).then((stat) => stat.size, () => 0);
+    else if (child.isFile())
+      total += await lstat(full).then(
+        (stat) => stat.size,
+        () => 0,
+      );
   }
   return total;
 }

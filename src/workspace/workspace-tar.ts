@@ -39,11 +39,7 @@ export type EntryVerdict = { ok: true; relativePath: string } | { ok: false; rea
  * trusting the extractor: tar-fs had traversal CVEs (CVE-2025-48387, CVE-2025-59343) through links and `..`.
  * Only plain files and directories pass; no absolute paths, no `..`, no links, no devices, sizes capped.
  */
-export function checkEntry(
-  header: { name: string; type?: string | null; size?: number | null },
-  root: string,
-  limits: ExtractLimits,
-): EntryVerdict {
+export function checkEntry(header: { name: string; type?: string | null; size?: number | null }, root: string, limits: ExtractLimits): EntryVerdict {
   const type = header.type ?? 'file';
   if (type !== 'file' && type !== 'directory') return { ok: false, reason: `${type} entries are not allowed` };
   const name = header.name;
@@ -68,11 +64,7 @@ export interface ExtractResult {
  * Rejected entries are skipped and reported, never written. Any name that passes is data: the host keeps its own
  * files outside `destination` (host-workspace.ts, HOST_STATE_DIR), so no name needs to be refused for being its.
  */
-export async function extractChecked(
-  archive: Readable,
-  destination: string,
-  options: { root: string; limits?: ExtractLimits },
-): Promise<ExtractResult> {
+export async function extractChecked(archive: Readable, destination: string, options: { root: string; limits?: ExtractLimits }): Promise<ExtractResult> {
   const limits = options.limits ?? DEFAULT_EXTRACT_LIMITS;
   const result: ExtractResult = { files: [], rejected: [] };
   const extract = tarStream.extract();

@@ -20,7 +20,19 @@ export function deliveryEntry(taskId: string, outcome: DeliveryOutcome, repoDir 
       pr: false,
       draft: false,
       hitl: false,
-      change: { branch: `asp/${taskId}`, base: SHA, head: 'b'.repeat(40), commits: 1, filesChanged: 1, insertions: 1, deletions: 0, stat: ' README.md | 1 +', bundle: 'change.bundle', patch: 'diff.patch', ref: 'refs/asp/incoming' },
+      change: {
+        branch: `asp/${taskId}`,
+        base: SHA,
+        head: 'b'.repeat(40),
+        commits: 1,
+        filesChanged: 1,
+        insertions: 1,
+        deletions: 0,
+        stat: ' README.md | 1 +',
+        bundle: 'change.bundle',
+        patch: 'diff.patch',
+        ref: 'refs/asp/incoming',
+      },
     },
   };
 }

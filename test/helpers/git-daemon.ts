@@ -18,11 +18,9 @@ export interface GitDaemon {
 export async function startGitDaemon(): Promise<GitDaemon> {
   const root = mkdtempSync(path.join(os.tmpdir(), 'asp-gitd-'));
   const port = await freePort();
-  const child: ChildProcess = spawn(
-    'git',
-    ['daemon', '--reuseaddr', `--base-path=${root}`, '--export-all', '--enable=receive-pack', '--listen=127.0.0.1', `--port=${port}`, root],
-    { stdio: 'ignore' },
-  );
+  const child: ChildProcess = spawn('git', ['daemon', '--reuseaddr', `--base-path=${root}`, '--export-all', '--enable=receive-pack', '--listen=127.0.0.1', `--port=${port}`, root], {
+    stdio: 'ignore',
+  });
   await waitForPort(port);
   return {
     root,

@@ -27,9 +27,7 @@ export function spawnAsp(args: string[], env: Record<string, string | undefined>
     stderr += chunk.toString();
     for (const watcher of watchers) watcher();
   });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) =>
-    child.on('close', (code, signal) => resolve({ code, signal, at: Date.now() })),
-  );
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, at: Date.now() })));
   return {
     child,
     stdout: () => stdout,

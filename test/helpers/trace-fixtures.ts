@@ -20,9 +20,7 @@ export interface FixtureStep {
  * A finished trace as the supervisor would build it: host phases, steps with output and exit codes, generations;
  * built through the real TraceRecorder, so the exporter sees exactly what a run produces.
  */
-export async function traceFixture(
-  options: { taskId?: string; runId?: string; steps?: FixtureStep[]; status?: TaskStatus; clock?: ReturnType<typeof manualClock> } = {},
-): Promise<TraceDocument> {
+export async function traceFixture(options: { taskId?: string; runId?: string; steps?: FixtureStep[]; status?: TaskStatus; clock?: ReturnType<typeof manualClock> } = {}): Promise<TraceDocument> {
   const clock = options.clock ?? manualClock();
   const startedAt = clock.now().getTime();
   const steps = options.steps ?? [

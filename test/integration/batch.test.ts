@@ -98,7 +98,10 @@ describe.skipIf(!dockerAvailable)('asp batch against the real Docker engine', ()
     expect(summary.passed).toBe(8);
     expect(summary.tasks.filter((task: { resumed: boolean }) => task.resumed)).toHaveLength(firstEnds.length);
     // Every task ended for good exactly once across both runs.
-    const passedKeys = journalEnds(env.ASP_HOME).filter((record) => record.status === 'passed').map((record) => record.key).sort();
+    const passedKeys = journalEnds(env.ASP_HOME)
+      .filter((record) => record.status === 'passed')
+      .map((record) => record.key)
+      .sort();
     expect(passedKeys).toEqual(Array.from({ length: 8 }, (_, index) => `slow-${index + 1}`).sort());
   });
 

@@ -93,7 +93,7 @@ describe.skipIf(!dockerAvailable)('a clean-room check decides the verdict', () =
     expect(record.reason).toMatch(/deadline/);
   });
 
-  it('is not run when the steps failed: the steps\' failure is the verdict, and their own test results score nothing', async () => {
+  it("is not run when the steps failed: the steps' failure is the verdict, and their own test results score nothing", async () => {
     const task = failingCheck();
     const claim = `echo '{"passed":9,"failed":0,"total":9}' > "$ASP_ARTIFACTS/test_results.json"; mkdir -p "$ASP_ARTIFACTS/check"; cp "$ASP_ARTIFACTS/test_results.json" "$ASP_ARTIFACTS/check/"; exit 3`;
     const { result } = await run(settings, { ...task, steps: [{ name: 'agent', run: claim }] });

@@ -215,7 +215,7 @@ describe.skipIf(!dockerAvailable)('crash safety against the real Docker engine',
     expectMarkedOrGone(victim.dir);
   });
 
-  it('never touches a live supervisor\'s task from a parallel asp reap, whatever the flags', { timeout: 120_000 }, async () => {
+  it("never touches a live supervisor's task from a parallel asp reap, whatever the flags", { timeout: 120_000 }, async () => {
     const root = newRoot();
     const live = await start(root, ['--step', 'wait=sleep 5; echo done > $ASP_ARTIFACTS/done.txt']);
     for (const flags of [[], ['--all'], ['--all', '--older-than', '0']]) {

@@ -15,7 +15,20 @@ import { networkProbe, type NetworkProbeResult } from '../fixtures/hostile/netwo
 import { PLANTED_FILES, plantedHostState } from '../fixtures/hostile/planted-host-state.js';
 import { keyValues, privilegeProbe } from '../fixtures/hostile/privilege-probe.js';
 import { protocolForger } from '../fixtures/hostile/protocol-forger.js';
-import { fallocateFiller, FLOOD_BYTES, forkBomb, hardLinkedFile, hiddenWorkspaceFiller, memoryHog, outputFlood, slowWalkFiller, sparseFiles, tmpFiller, unreadableDirFiller, workspaceFiller } from '../fixtures/hostile/resource-hogs.js';
+import {
+  fallocateFiller,
+  FLOOD_BYTES,
+  forkBomb,
+  hardLinkedFile,
+  hiddenWorkspaceFiller,
+  memoryHog,
+  outputFlood,
+  slowWalkFiller,
+  sparseFiles,
+  tmpFiller,
+  unreadableDirFiller,
+  workspaceFiller,
+} from '../fixtures/hostile/resource-hogs.js';
 import { detachedDaemon, detachedDaemonHoldingOutput, ignoresSigterm } from '../fixtures/hostile/runaway-processes.js';
 import { dockerAvailable, leftovers, testSettings } from '../helpers/docker.js';
 import { asp } from '../helpers/cli.js';
@@ -39,7 +52,7 @@ describe.skipIf(!dockerAvailable)('hostile repositories against the real Docker 
     expect(await leftovers()).toEqual({ containers: [], volumes: [] });
   });
 
-  describe('attacks on shared resources hit the container\'s limits, not the host', () => {
+  describe("attacks on shared resources hit the container's limits, not the host", () => {
     it('a fork bomb stays under the pids limit and dies with the container at its deadline', async () => {
       const tag = uniqueSeconds().replace('.', '');
       let most = 0;
@@ -96,10 +109,7 @@ describe.skipIf(!dockerAvailable)('hostile repositories against the real Docker 
     it('a sparse file counts as what it occupies: 100 GiB apparent passes, filled in place past the limit is stopped', async () => {
       const { result, output } = await run(settings, sparseFiles());
       expect(result.exitCode).toBe(1);
-      expect(result.steps).toEqual([
-        expect.objectContaining({ name: 'make-sparse', status: 'passed', exitCode: 0 }),
-        expect.objectContaining({ name: 'fill-sparse', status: 'failed', exitCode: 28 }),
-      ]);
+      expect(result.steps).toEqual([expect.objectContaining({ name: 'make-sparse', status: 'passed', exitCode: 0 }), expect.objectContaining({ name: 'fill-sparse', status: 'failed', exitCode: 28 })]);
       expect(output).toContain(`sparse file: ${100 * 1024 ** 3} bytes apparent`);
       const reached = diskStop(result, 'fill-sparse');
       expect(reached).toBeGreaterThan(64 * 1024 ** 2);
@@ -118,10 +128,7 @@ describe.skipIf(!dockerAvailable)('hostile repositories against the real Docker 
     it('hard links to one file count once: 21 names of 40 MiB pass a 64 MiB limit, 40 MiB more does not', async () => {
       const { result, output } = await run(settings, hardLinkedFile());
       expect(result.exitCode).toBe(1);
-      expect(result.steps).toEqual([
-        expect.objectContaining({ name: 'link-many', status: 'passed', exitCode: 0 }),
-        expect.objectContaining({ name: 'add-more', status: 'failed', exitCode: 28 }),
-      ]);
+      expect(result.steps).toEqual([expect.objectContaining({ name: 'link-many', status: 'passed', exitCode: 0 }), expect.objectContaining({ name: 'add-more', status: 'failed', exitCode: 28 })]);
       expect(output).toContain('big.bin has 21 names');
       const reached = diskStop(result, 'add-more');
       expect(reached).toBeGreaterThanOrEqual(80 * 1024 ** 2);
@@ -168,7 +175,7 @@ describe.skipIf(!dockerAvailable)('hostile repositories against the real Docker 
   });
 
   describe('ways out of the container are closed', () => {
-    it('reaches no network: no DNS, not the host\'s loopback, no public address, no raw sockets, no Docker socket', async () => {
+    it("reaches no network: no DNS, not the host's loopback, no public address, no raw sockets, no Docker socket", async () => {
       let connections = 0;
       const listener = net.createServer((socket) => {
         connections += 1;
@@ -266,7 +273,7 @@ describe.skipIf(!dockerAvailable)('hostile repositories against the real Docker 
       expect(copied.some((name) => name.endsWith('/f'))).toBe(false);
     });
 
-    it('cannot forge its verdict: the runner\'s stdout is another uid\'s pipe, so no lie arrives and the failed step stays failed', async () => {
+    it("cannot forge its verdict: the runner's stdout is another uid's pipe, so no lie arrives and the failed step stays failed", async () => {
       const { result, output } = await run(settings, protocolForger());
       // The step did try (its shell said so when the write to /proc/<runner>/fd/1 was refused)...
       expect(output).toMatch(/\[liar\] .*\/proc\/\d+\/fd\/1: Permission denied/);
@@ -285,7 +292,7 @@ describe.skipIf(!dockerAvailable)('hostile repositories against the real Docker 
     });
   });
 
-  describe('a file the sandbox wrote is data, never asp\'s own state', () => {
+  describe("a file the sandbox wrote is data, never asp's own state", () => {
     const refs = (bare: string) => gitIn(bare, 'for-each-ref', '--format=%(refname) %(objectname)');
     const cliEnv = (hostSettings: Settings) => ({ ASP_WORKSPACES: hostSettings.workspacesRoot, ASP_HOME: hostSettings.home });
 
@@ -315,7 +322,7 @@ describe.skipIf(!dockerAvailable)('hostile repositories against the real Docker 
       expect({ victim: refs(victim), privateRepo: gitIn(privateRepo, 'for-each-ref') }).toEqual(before);
     });
 
-    it('at the gate, asp approve pushes the host\'s own clone to the task\'s own remote, never the planted one', async () => {
+    it("at the gate, asp approve pushes the host's own clone to the task's own remote, never the planted one", async () => {
       const hostSettings = testSettings();
       const victim = path.join(mkdtempSync(path.join(os.tmpdir(), 'asp-victim-')), 'victim.git');
       gitIn(os.tmpdir(), 'clone', '--quiet', '--bare', repoWith({ 'README.md': 'victim\n' }), victim);
@@ -379,7 +386,7 @@ describe.skipIf(!dockerAvailable)('hostile repositories against the real Docker 
       expect(hostProcesses(`sleep ${seconds}`)).toEqual([]);
     });
 
-    it('a daemon that keeps the step\'s output open does not hold the step: it ends when its shell does, and the daemon dies with the container', async () => {
+    it("a daemon that keeps the step's output open does not hold the step: it ends when its shell does, and the daemon dies with the container", async () => {
       const seconds = uniqueSeconds();
       const { result, output } = await run(settings, detachedDaemonHoldingOutput(seconds));
       expect(result.exitCode).toBe(0);

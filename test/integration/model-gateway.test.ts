@@ -50,8 +50,7 @@ describe.skipIf(!dockerAvailable)('the model gateway with the real sandbox', () 
     expect(await leftovers()).toEqual({ containers: [], volumes: [] });
   });
 
-  const settings = () =>
-    testSettings({ models: readSettings({ OPENAI_API_KEY: KEY, OPENAI_BASE_URL: fake.url, ASP_MODEL: 'openai:test-model', ASP_MODEL_PRICE: '1,2' }).models });
+  const settings = () => testSettings({ models: readSettings({ OPENAI_API_KEY: KEY, OPENAI_BASE_URL: fake.url, ASP_MODEL: 'openai:test-model', ASP_MODEL_PRICE: '1,2' }).models });
   const repo = () => repoWith({ 'client.mjs': CLIENT });
 
   it('answers an OpenAI client in the sandbox, plain and streaming, and records generations; the key stays on the host', async () => {
@@ -63,7 +62,10 @@ describe.skipIf(!dockerAvailable)('the model gateway with the real sandbox', () 
         { name: 'ask', run: 'node client.mjs 1' },
         // Everything the sandbox can see: its environment, every process's, the workspace and /tmp. The key is
         // searched for in two halves, so this command (in .asp/task.json) does not hold it itself.
-        { name: 'look', run: `env; cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n'; A=${KEY.slice(0, 14)}; B=${KEY.slice(14)}; if grep -rqs "$A$B" /workspace /tmp /proc/1/environ /proc/self/environ; then echo FOUND-KEY; fi; echo looked` },
+        {
+          name: 'look',
+          run: `env; cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n'; A=${KEY.slice(0, 14)}; B=${KEY.slice(14)}; if grep -rqs "$A$B" /workspace /tmp /proc/1/environ /proc/self/environ; then echo FOUND-KEY; fi; echo looked`,
+        },
       ],
     });
     expect(result.status).toBe('passed');

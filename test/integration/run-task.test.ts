@@ -39,9 +39,7 @@ describe.skipIf(!dockerAvailable)('asp run against the real Docker engine', () =
     const document = trace(result);
     expect(document.schema).toBe('asp.trace/v1');
     expect(document.trace.name).toBe(result.taskId);
-    expect(Object.keys(document.trace.metadata)).toEqual(
-      expect.arrayContaining(['task_id', 'target_repo', 'target_branch', 'workspace_path', 'pr_url', 'hitl_required', 'hitl_status']),
-    );
+    expect(Object.keys(document.trace.metadata)).toEqual(expect.arrayContaining(['task_id', 'target_repo', 'target_branch', 'workspace_path', 'pr_url', 'hitl_required', 'hitl_status']));
     expect(document.trace.metadata.target_branch).toBe('main');
     const stepSpans = document.observations.filter((observation) => observation.metadata.kind === 'step');
     // The pipeline's four steps, then its clean-room check's one, in a second sandbox.
@@ -160,9 +158,25 @@ describe.skipIf(!dockerAvailable)('asp run against the real Docker engine', () =
     expect(facts.fork_failures_past_limit).toBe('yes');
     // Exactly what asp, the image and the shell set: nothing of the host's environment.
     expect(facts.envnames?.split(',').filter(Boolean).sort()).toEqual([
-      'ASP_ARTIFACTS', 'ASP_STEP', 'ASP_TASK', 'ASP_TASK_FILE', 'ASP_TASK_ID', 'CI',
-      'GIT_AUTHOR_EMAIL', 'GIT_AUTHOR_NAME', 'GIT_COMMITTER_EMAIL', 'GIT_COMMITTER_NAME',
-      'HOME', 'HOSTNAME', 'LANG', 'PATH', 'PWD', 'SHELL', 'SHLVL', 'TERM', '_',
+      'ASP_ARTIFACTS',
+      'ASP_STEP',
+      'ASP_TASK',
+      'ASP_TASK_FILE',
+      'ASP_TASK_ID',
+      'CI',
+      'GIT_AUTHOR_EMAIL',
+      'GIT_AUTHOR_NAME',
+      'GIT_COMMITTER_EMAIL',
+      'GIT_COMMITTER_NAME',
+      'HOME',
+      'HOSTNAME',
+      'LANG',
+      'PATH',
+      'PWD',
+      'SHELL',
+      'SHLVL',
+      'TERM',
+      '_',
     ]);
     expect(facts.envnames).not.toMatch(/LANGFUSE|DOCKER|AWS|GITHUB|SSH_AUTH/);
   });
@@ -185,14 +199,18 @@ describe.skipIf(!dockerAvailable)('asp run against the real Docker engine', () =
     expect(trace(result).schema).toBe('asp.trace/v1');
     expect(result.warnings.join('\n')).toMatch(/passwd \(symlink entries are not allowed\)/);
     // The forged trace.json came out as data, was reported, and was replaced by asp's copy (the master is in .asp-host/).
-    expect(result.warnings.join('\n')).toContain('.asp/trace.json came out of the sandbox under the name of one of asp\'s own files: replaced by asp\'s copy');
+    expect(result.warnings.join('\n')).toContain(".asp/trace.json came out of the sandbox under the name of one of asp's own files: replaced by asp's copy");
     expect(readFileSync(path.join(asp, 'trace.json'), 'utf8')).toBe(readFileSync(path.join(result.workspacePath, '.asp-host', 'trace.json'), 'utf8'));
     expect(lstatSync(asp).isDirectory()).toBe(true);
   });
 
   it('streams small artifacts back on stdout and copies big ones out of the stopped container', async () => {
     const repo = repoWith({ 'README.md': 'x\n' });
-    const events = (result: TaskResult) => readFileSync(path.join(result.workspacePath, '.asp', 'events.jsonl'), 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>);
+    const events = (result: TaskResult) =>
+      readFileSync(path.join(result.workspacePath, '.asp', 'events.jsonl'), 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
 
     const small = (await run(settings, { repo, steps: [{ name: 'small', run: 'echo hi > $ASP_ARTIFACTS/small.txt' }] })).result;
     expect(small.exitCode).toBe(0);
@@ -302,15 +320,12 @@ describe.skipIf(!dockerAvailable)('asp run against the real Docker engine', () =
 
     it('an unknown ref', () => expectFailure({ repo: helloRepo(), ref: 'no-such-branch' }, 'REPO_NOT_FOUND', 'ref "no-such-branch" not found'));
     it('a missing repository', () => expectFailure({ repo: '/nonexistent/repo' }, 'REPO_NOT_FOUND', 'no such directory'));
-    it('a missing second repository of a multi-repo task', () =>
-      expectFailure({ repo: helloRepo(), repos: [{ name: 'web', repo: '/nonexistent/web' }] }, 'REPO_NOT_FOUND', 'no such directory'));
+    it('a missing second repository of a multi-repo task', () => expectFailure({ repo: helloRepo(), repos: [{ name: 'web', repo: '/nonexistent/web' }] }, 'REPO_NOT_FOUND', 'no such directory'));
     it('a directory that is not a git repository', () => expectFailure({ repo: path.dirname(helloRepo()), steps: [{ name: 'a', run: 'true' }] }, 'REPO_NOT_FOUND', 'cannot clone'));
     it('a bad asp.pipeline.json in the repository', () =>
       expectFailure({ repo: repoWith({ 'asp.pipeline.json': '{"steps":[{"name":"a b","run":"x"}]}' }) }, 'BAD_INPUT', 'steps.0.name must be letters'));
     it('a repository without steps', () => expectFailure({ repo: repoWith({ 'README.md': 'x' }) }, 'BAD_INPUT', 'no steps to run'));
-    it('an image that is not there', () =>
-      expectFailure({ repo: helloRepo(), image: 'asp-no-such-image:latest' }, 'IMAGE_UNAVAILABLE', 'asp-no-such-image:latest is not present'));
-    it('an unknown container runtime', () =>
-      expectFailure({ repo: helloRepo(), runtime: 'runsc-not-installed' }, 'RUNTIME_UNAVAILABLE', 'runsc-not-installed'));
+    it('an image that is not there', () => expectFailure({ repo: helloRepo(), image: 'asp-no-such-image:latest' }, 'IMAGE_UNAVAILABLE', 'asp-no-such-image:latest is not present'));
+    it('an unknown container runtime', () => expectFailure({ repo: helloRepo(), runtime: 'runsc-not-installed' }, 'RUNTIME_UNAVAILABLE', 'runsc-not-installed'));
   });
 });

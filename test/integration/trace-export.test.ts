@@ -75,7 +75,11 @@ describe.skipIf(!dockerAvailable)('asp run traced to a local Langfuse, against t
     expect(outcome.delivered.map((entry) => entry.traceId)).toEqual([result.traceId]);
     const ids = receiver.spans.map((span) => span.spanId);
     expect(new Set(ids).size).toBe(ids.length);
-    expect(ids.sort()).toEqual(trace(result).observations.map((observation) => observation.id).sort());
+    expect(ids.sort()).toEqual(
+      trace(result)
+        .observations.map((observation) => observation.id)
+        .sort(),
+    );
     expect(receiver.scores.map((score) => score.name).sort()).toEqual(['probe_accuracy', 'probe_cost_usd', 'probe_latency_ms']);
     expect(await store.outbox()).toEqual([]);
   });

@@ -120,7 +120,9 @@ describe('asp traces push against a local Langfuse', () => {
     const up = await asp(['traces', 'push', '--all', '--json'], env(home));
     expect(up.code).toBe(0);
     const outcome = JSON.parse(up.stdout);
-    expect(outcome.delivered).toEqual([expect.objectContaining({ taskId: 'task-queued', traceId: documents['task-queued']?.trace.id, url: `${receiver.url}/trace/${documents['task-queued']?.trace.id}` })]);
+    expect(outcome.delivered).toEqual([
+      expect.objectContaining({ taskId: 'task-queued', traceId: documents['task-queued']?.trace.id, url: `${receiver.url}/trace/${documents['task-queued']?.trace.id}` }),
+    ]);
     expect(outcome.damaged).toEqual([{ file: 'ffffffffffffffffffffffffffffffff.json', reason: expect.stringMatching(/^not JSON/) }]);
     expect(readdirSync(store.outboxDir)).toEqual(['ffffffffffffffffffffffffffffffff.json']);
     expect(new Set(receiver.spans.map((span) => span.traceId))).toEqual(new Set([documents['task-queued']?.trace.id]));

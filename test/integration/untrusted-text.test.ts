@@ -91,7 +91,11 @@ describe.skipIf(!dockerAvailable)('untrusted text and files, through the real CL
       // The symlink with an escape in its name is refused, and its name is shown escaped in the warning.
       if (flags.length) {
         // pino's JSON escapes it (\u001b, \r) and keeps its value exactly, for whatever machine reads the log.
-        const messages = result.stderr.toString().split('\n').filter((line) => line.startsWith('{')).map((line) => (JSON.parse(line) as { msg: string }).msg);
+        const messages = result.stderr
+          .toString()
+          .split('\n')
+          .filter((line) => line.startsWith('{'))
+          .map((line) => (JSON.parse(line) as { msg: string }).msg);
         expect(messages).toContainEqual(expect.stringContaining('not copied out of the sandbox: .asp/link\u001b[2J\r.txt'));
       } else {
         expect(result.stderr.toString()).toContain('asp: warning: not copied out of the sandbox: .asp/link\\x1b[2J\\r.txt');
@@ -113,7 +117,7 @@ describe.skipIf(!dockerAvailable)('untrusted text and files, through the real CL
     });
   });
 
-  describe('a repository\'s asp.pipeline.json linked out of the clone is refused, echoing nothing of the target', () => {
+  describe("a repository's asp.pipeline.json linked out of the clone is refused, echoing nothing of the target", () => {
     const outside = mkdtempSync(path.join(os.tmpdir(), 'asp-outside-'));
     const secret = `shadow-${Date.now()}-never-printed`;
     writeFileSync(path.join(outside, 'shadow'), `root:${secret}:19000:0:99999:7:::\n`);
@@ -128,7 +132,12 @@ describe.skipIf(!dockerAvailable)('untrusted text and files, through the real CL
       const stderr = result.stderr.toString();
       expect(result.code, stderr).toBe(2);
       expect(stderr).toContain('asp: error: asp.pipeline.json in the repository is a symbolic link');
-      expect(stderr.trim().split('\n').filter((line) => line.startsWith('asp: error:'))).toHaveLength(1);
+      expect(
+        stderr
+          .trim()
+          .split('\n')
+          .filter((line) => line.startsWith('asp: error:')),
+      ).toHaveLength(1);
       for (const text of [result.stdout.toString(), stderr, allText(env.ASP_WORKSPACES), allText(env.ASP_HOME)]) {
         expect(text).not.toContain(secret);
         expect(text).not.toContain('elsewhere');
@@ -148,7 +157,9 @@ describe.skipIf(!dockerAvailable)('untrusted text and files, through the real CL
       const result = await aspRaw(['run', '--repo', hostile, '--step', 'leak=git log --all --oneline; cat SECRET.txt', ...flags], env);
       const stderr = result.stderr.toString();
       expect(result.code, stderr).toBe(2);
-      expect(stderr).toBe(`asp: error: repository ${hostile} reaches outside itself: objects/info/alternates borrows objects from another repository — if it is your own repository, make a self-contained copy first; otherwise do not run it (git repack -a -d, then delete objects/info/alternates)\n`);
+      expect(stderr).toBe(
+        `asp: error: repository ${hostile} reaches outside itself: objects/info/alternates borrows objects from another repository — if it is your own repository, make a self-contained copy first; otherwise do not run it (git repack -a -d, then delete objects/info/alternates)\n`,
+      );
       expect(result.stdout.toString()).toBe('');
       expect(existsSync(env.ASP_WORKSPACES) ? readdirSync(env.ASP_WORKSPACES) : []).toEqual([]);
       expect(allText(env.ASP_HOME)).not.toContain(target.secret);

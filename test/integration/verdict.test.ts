@@ -106,7 +106,7 @@ describe.skipIf(!dockerAvailable).each(runtimes)('a step cannot forge the verdic
     ]);
   });
 
-  it('io_uring_setup is refused by asp\'s seccomp profile', async () => {
+  it("io_uring_setup is refused by asp's seccomp profile", async () => {
     const { result } = await run(settings, under(ioUringProbe()));
     expect(result.exitCode).toBe(0);
     expect(facts(result, 'io-uring.txt').io_uring_setup).toMatch(/^refused: (Function not implemented|Operation not permitted)/);
@@ -120,9 +120,10 @@ describe.skipIf(!dockerAvailable)('a task text of any size reaches the steps', (
     expect(await leftovers()).toEqual({ containers: [], volumes: [] });
   });
 
-  it('200 KiB of task (over the kernel\'s 128 KiB per variable) arrives whole in $ASP_TASK_FILE, and cut with a marker in $ASP_TASK', async () => {
+  it("200 KiB of task (over the kernel's 128 KiB per variable) arrives whole in $ASP_TASK_FILE, and cut with a marker in $ASP_TASK", async () => {
     const task = `${'fix the bug, and say so in the changelog. '.repeat(5000)}THE END`; // about 215 000 bytes
-    const probe = 'printf "file=%s\\nenv=%s\\n" "$(wc -c < "$ASP_TASK_FILE")" "$(printf %s "$ASP_TASK" | wc -c)" > "$ASP_ARTIFACTS/task-size.txt"; tail -c 7 "$ASP_TASK_FILE"; echo; printf %s "$ASP_TASK" | tail -c 80';
+    const probe =
+      'printf "file=%s\\nenv=%s\\n" "$(wc -c < "$ASP_TASK_FILE")" "$(printf %s "$ASP_TASK" | wc -c)" > "$ASP_ARTIFACTS/task-size.txt"; tail -c 7 "$ASP_TASK_FILE"; echo; printf %s "$ASP_TASK" | tail -c 80';
     const { result, output } = await run(settings, { repo: repoWith({ 'a.txt': 'a\n' }), task, steps: [{ name: 'read', run: probe }] });
     expect(result.exitCode).toBe(0);
     const sizes = facts(result, 'task-size.txt');
@@ -138,7 +139,7 @@ describe.skipIf(!dockerAvailable)('a sandbox whose runner is not hardened as ask
     expect(await leftovers()).toEqual({ containers: [], volumes: [] });
   });
 
-  it('stops with HARDENING_IGNORED (exit 3) before any step when the runner\'s own kernel reports other capabilities', async () => {
+  it("stops with HARDENING_IGNORED (exit 3) before any step when the runner's own kernel reports other capabilities", async () => {
     const name = `asp-identity-${process.pid}-${Date.now()}`;
     const labels = ownershipLabels({ taskId: 'identity', runId: name, supervisor: currentSupervisor(), expiresAt: new Date(Date.now() + 600_000), keep: false });
     const image = imageContext().tag;
@@ -148,7 +149,17 @@ describe.skipIf(!dockerAvailable)('a sandbox whose runner is not hardened as ask
     const id = await docker.createContainer({ ...spec, HostConfig: { ...spec.HostConfig, CapAdd: [] } });
     const seen: string[] = [];
     const steps = [{ name: 'untrusted', run: 'echo ran', timeoutMs: 30_000 }];
-    const task: SandboxTask = { taskId: 'identity', task: '', steps, deadlineAt: Date.now() + 60_000, outputCapBytes: 1024, diskLimitBytes: 1024 ** 3, baseCommit: '0'.repeat(40), branch: 'asp/identity', secretEnv: [] };
+    const task: SandboxTask = {
+      taskId: 'identity',
+      task: '',
+      steps,
+      deadlineAt: Date.now() + 60_000,
+      outputCapBytes: 1024,
+      diskLimitBytes: 1024 ** 3,
+      baseCommit: '0'.repeat(40),
+      branch: 'asp/identity',
+      secretEnv: [],
+    };
     const empty = mkdtempSync(path.join(os.tmpdir(), 'asp-identity-'));
     try {
       const ended = runSession(
@@ -156,7 +167,10 @@ describe.skipIf(!dockerAvailable)('a sandbox whose runner is not hardened as ask
         { steps, taskTimeoutMs: 60_000, deadlineAt: Date.now() + 60_000, feed: (stdin) => feedSandbox(stdin, task, packForSandbox(empty, [])), verifyIdentity: identityMismatch },
         { onMessage: (message) => void seen.push(message.type), onWarning: () => {}, onRunnerStderr: () => {} },
       );
-      const error = await ended.then(() => undefined, (caught: unknown) => caught);
+      const error = await ended.then(
+        () => undefined,
+        (caught: unknown) => caught,
+      );
       expect(error).toBeInstanceOf(AspError);
       expect((error as AspError).code).toBe('HARDENING_IGNORED');
       expect(exitCodeFor((error as AspError).code)).toBe(3);

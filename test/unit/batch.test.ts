@@ -31,9 +31,7 @@ describe('task lists', () => {
   });
 
   it('reports every bad line with its number', async () => {
-    const list = await readTaskList(
-      file('bad.jsonl', ['{"repo":"a"}', '{not json', '{"repo":5}', '{"repo":"a","id":"x"}', '{"repo":"b","id":"x"}', '{"repo":"c","memory":"2g"}'].join('\n')),
-    );
+    const list = await readTaskList(file('bad.jsonl', ['{"repo":"a"}', '{not json', '{"repo":5}', '{"repo":"a","id":"x"}', '{"repo":"b","id":"x"}', '{"repo":"c","memory":"2g"}'].join('\n')));
     expect(list.entries.map((entry) => entry.line)).toEqual([1, 4]);
     expect(list.invalid.map((entry) => entry.line)).toEqual([2, 3, 5, 6]);
     expect(list.invalid[0]?.message).toMatch(/^not valid JSON/);
@@ -76,8 +74,22 @@ describe('batch journal', () => {
 
 function outcome(key: string, status: TaskOutcome['status'], extra: Partial<TaskOutcome> = {}): TaskOutcome {
   return {
-    key, line: 1, taskId: `t-${key}`, status, exitCode: status === 'passed' ? 0 : 1, durationMs: 1500, costUsd: null, traceId: null,
-    artifactsDir: null, attempts: 1, failedStep: null, failure: null, outputTail: null, error: null, resumed: false, ...extra,
+    key,
+    line: 1,
+    taskId: `t-${key}`,
+    status,
+    exitCode: status === 'passed' ? 0 : 1,
+    durationMs: 1500,
+    costUsd: null,
+    traceId: null,
+    artifactsDir: null,
+    attempts: 1,
+    failedStep: null,
+    failure: null,
+    outputTail: null,
+    error: null,
+    resumed: false,
+    ...extra,
   };
 }
 
@@ -119,12 +131,7 @@ describe('batch progress', () => {
     progress.finished(outcome('a', 'passed'));
     progress.finished(outcome('b', 'failed', { failure: 'step t exited 1' }));
     progress.close();
-    expect(out.split('\n')).toEqual([
-      'asp batch: [1/2] a passed in 1.5s',
-      'asp batch: [2/2] b failed in 1.5s (step t exited 1)',
-      'asp batch: 2/2 done, 0 running, 1 failed, 4.0/min, ETA 0ms',
-      '',
-    ]);
+    expect(out.split('\n')).toEqual(['asp batch: [1/2] a passed in 1.5s', 'asp batch: [2/2] b failed in 1.5s (step t exited 1)', 'asp batch: 2/2 done, 0 running, 1 failed, 4.0/min, ETA 0ms', '']);
   });
 });
 
@@ -148,4 +155,3 @@ describe('default concurrency', () => {
     expect(defaultConcurrency([entry(1024 ** 5)])).toBe(1);
   });
 });
-

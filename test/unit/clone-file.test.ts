@@ -25,13 +25,16 @@ function layout(): { clone: string; outside: string } {
 }
 
 async function refusal(action: () => Promise<unknown>): Promise<AspError> {
-  const error = await action().then(() => undefined, (caught: unknown) => caught);
+  const error = await action().then(
+    () => undefined,
+    (caught: unknown) => caught,
+  );
   expect(error).toBeInstanceOf(AspError);
   return error as AspError;
 }
 
 describe('files the host reads from a clone are read without following links (issue 14, item 5)', () => {
-  it('reads the repository\'s own asp.pipeline.json when it is a regular file', async () => {
+  it("reads the repository's own asp.pipeline.json when it is a regular file", async () => {
     const { clone } = layout();
     writeFileSync(path.join(clone, 'asp.pipeline.json'), JSON.stringify({ steps: [{ name: 'own', run: 'true' }] }));
     expect(await resolveSteps(spec, clone, clone)).toEqual([{ name: 'own', run: 'true', timeoutMs: spec.limits.timeout }]);
@@ -90,7 +93,7 @@ describe('files the host reads from a clone are read without following links (is
     expect((await refusal(() => resolveSteps(spec, clone, clone))).message).toContain('no steps to run');
   });
 
-  it('never quotes a pipeline file\'s text in a JSON syntax error (V8 quotes the start of it)', async () => {
+  it("never quotes a pipeline file's text in a JSON syntax error (V8 quotes the start of it)", async () => {
     const { outside } = layout();
     const error = await refusal(() => readPipelineFile(path.join(outside, 'shadow')));
     expect(error.message).toBe(`pipeline ${path.join(outside, 'shadow')} is not valid JSON: Unexpected token`);

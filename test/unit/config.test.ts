@@ -62,10 +62,28 @@ describe('task spec', () => {
     [{ repo: '.', steps: [{ name: '../x', run: 'true' }] }, 'steps.0.name must be letters'],
     [{ repo: '.', steps: [{ name: 'trace', run: 'true' }] }, 'steps.0.name is reserved'],
     [{ repo: '.', steps: [{ name: 'a', run: '' }] }, 'steps.0.run must be a shell command'],
-    [{ repo: '.', steps: [{ name: 'a', run: 'x' }, { name: 'a', run: 'y' }] }, 'steps.1.name "a" is used twice'],
+    [
+      {
+        repo: '.',
+        steps: [
+          { name: 'a', run: 'x' },
+          { name: 'a', run: 'y' },
+        ],
+      },
+      'steps.1.name "a" is used twice',
+    ],
     [{ repo: '.', env: ['NOT-A-NAME'] }, 'env.0 must be an environment variable name'],
     [{ repo: '.', colour: 'blue' }, 'unknown field(s) "colour"'],
-    [{ repo: '.', repos: [{ name: 'web', repo: 'a' }, { name: 'web', repo: 'b' }] }, 'repos.1.name "web" is used twice'],
+    [
+      {
+        repo: '.',
+        repos: [
+          { name: 'web', repo: 'a' },
+          { name: 'web', repo: 'b' },
+        ],
+      },
+      'repos.1.name "web" is used twice',
+    ],
     [{ repo: '.', repos: [{ name: '../web', repo: 'a' }] }, 'repos.0.name must match'],
     [{ repo: '.', repos: [{ name: 'web', repo: 'https://u:p@example.com/x.git' }] }, 'repos.0.repo contains credentials'],
   ])('rejects %o with a message naming the field', (input, expected) => {
@@ -109,7 +127,14 @@ describe('pipeline files', () => {
   });
 
   it('caps each step at the task deadline and fails clearly without steps', async () => {
-    const spec = parseTaskSpec({ repo: '.', steps: [{ name: 'a', run: 'x', timeout: '2h' }, { name: 'b', run: 'y' }], limits: { timeout: '10m' } });
+    const spec = parseTaskSpec({
+      repo: '.',
+      steps: [
+        { name: 'a', run: 'x', timeout: '2h' },
+        { name: 'b', run: 'y' },
+      ],
+      limits: { timeout: '10m' },
+    });
     expect(await resolveSteps(spec, dir, dir)).toEqual([
       { name: 'a', run: 'x', timeoutMs: 600_000 },
       { name: 'b', run: 'y', timeoutMs: 600_000 },

@@ -25,7 +25,7 @@ describe('container spec', () => {
     expect(spec.HostConfig.Tmpfs).toEqual({ '/tmp': `rw,exec,nosuid,nodev,size=${512 * 1024 ** 2}` });
   });
 
-  it('drops every capability but the runner\'s four, each with its reason, forbids new privileges and applies asp\'s seccomp profile', () => {
+  it("drops every capability but the runner's four, each with its reason, forbids new privileges and applies asp's seccomp profile", () => {
     expect(spec.HostConfig.CapDrop).toEqual(['ALL']);
     // The minimum to start steps as uid 1000 (SETUID, SETGID), end all their processes (KILL), and let the disk
     // watchdog see directories a step hid (DAC_READ_SEARCH). Nothing else: no CHOWN, DAC_OVERRIDE, FOWNER, NET_RAW, ...
@@ -89,7 +89,7 @@ describe('seccomp profile', () => {
     }
   });
 
-  it('names a reason for every syscall it refuses beyond Docker\'s default', () => {
+  it("names a reason for every syscall it refuses beyond Docker's default", () => {
     for (const rule of DENIED_SYSCALLS) {
       expect(rule.reason.length).toBeGreaterThan(20);
       for (const name of rule.names) expect(allowed(name), name).toEqual([]);

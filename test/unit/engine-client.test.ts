@@ -53,10 +53,12 @@ async function fakeDaemon(routes: Record<string, Route>, onUpgrade?: (request: I
   return { adapter: new EngineAdapter(`unix://${socketPath}`), seen };
 }
 
-const json = (status: number, body: unknown): Route => (_request, response) => {
-  response.writeHead(status, { 'content-type': 'application/json' });
-  response.end(JSON.stringify(body));
-};
+const json =
+  (status: number, body: unknown): Route =>
+  (_request, response) => {
+    response.writeHead(status, { 'content-type': 'application/json' });
+    response.end(JSON.stringify(body));
+  };
 
 function frame(stream: 1 | 2, text: string): Buffer {
   const payload = Buffer.from(text);
@@ -99,9 +101,7 @@ describe('the Engine API client', () => {
     expect(seen[0]).toMatchObject({ method: 'POST', url: '/containers/create?name=asp-t1', contentType: 'application/json' });
     expect(JSON.parse(seen[0]?.body ?? '')).toEqual({ Image: 'img', Cmd: ['asp-sandbox'] });
 
-    expect(await adapter.listContainers(['asp.managed=true'])).toEqual([
-      { id: 'c123', name: 'asp-t1', state: 'running', labels: { 'asp.managed': 'true' }, createdAt: new Date(1_700_000_000_000) },
-    ]);
+    expect(await adapter.listContainers(['asp.managed=true'])).toEqual([{ id: 'c123', name: 'asp-t1', state: 'running', labels: { 'asp.managed': 'true' }, createdAt: new Date(1_700_000_000_000) }]);
     expect(new URL(`http://x${seen[1]?.url}`).searchParams.get('filters')).toBe('{"label":["asp.managed=true"]}');
     expect(await adapter.listVolumes(['asp.managed'])).toEqual([{ name: 'asp-ws-t1', labels: {}, createdAt: new Date('2026-11-28T03:00:00Z') }]);
     await adapter.start('c123');
@@ -126,11 +126,17 @@ describe('the Engine API client', () => {
     await expect(adapter.start('running')).resolves.toBeUndefined();
     await expect(adapter.kill('stopped')).resolves.toBeUndefined();
     await expect(adapter.removeVolume('busy')).rejects.toMatchObject({ code: 'DOCKER_CONFLICT', message: 'cannot remove volume busy: remove busy: volume is in use' });
-    await expect(adapter.createContainer({ name: 'x' } as Parameters<EngineAdapter['createContainer']>[0])).rejects.toMatchObject({ code: 'IMAGE_UNAVAILABLE', message: 'cannot create container x: No such image: nope:1' });
+    await expect(adapter.createContainer({ name: 'x' } as Parameters<EngineAdapter['createContainer']>[0])).rejects.toMatchObject({
+      code: 'IMAGE_UNAVAILABLE',
+      message: 'cannot create container x: No such image: nope:1',
+    });
     await expect(adapter.start('c1')).rejects.toMatchObject({ code: 'RUNTIME_UNAVAILABLE' });
     expect(await adapter.imageExists('present')).toBe(true);
     expect(await adapter.imageExists('absent')).toBe(false);
-    await expect(adapter.getArchive('c1', '/workspace/.asp')).rejects.toMatchObject({ code: 'NOT_FOUND', message: '/workspace/.asp is not in the container: Could not find the file /workspace/.asp in container c1' });
+    await expect(adapter.getArchive('c1', '/workspace/.asp')).rejects.toMatchObject({
+      code: 'NOT_FOUND',
+      message: '/workspace/.asp is not in the container: Could not find the file /workspace/.asp in container c1',
+    });
   });
 
   it('says the daemon does not answer when nothing listens', async () => {

@@ -84,7 +84,7 @@ describe('the sandbox is inspected after create, before it starts', () => {
     expect(calls.some((call) => call.includes('/start'))).toBe(false);
   });
 
-  it('refuses one that lost asp\'s seccomp profile or its pids limit, or gained a capability', async () => {
+  it("refuses one that lost asp's seccomp profile or its pids limit, or gained a capability", async () => {
     const seccomp = await forgetfulEngine(['SecurityOpt']);
     expect((await refusal(createHardenedContainer(seccomp.docker, spec()))).message).toMatch(/SecurityOpt no-new-privileges is missing; SecurityOpt seccomp is missing/);
     const pids = await forgetfulEngine(['PidsLimit']);
@@ -114,14 +114,14 @@ describe('the runtime asked for', () => {
     expect(() => checkRuntime('runsc', info({ runc: [] }))).toThrow(/no runtime "runsc" \(it has: runc\)/);
   });
 
-  it('must, for gVisor, load the container\'s seccomp profile (--oci-seccomp)', () => {
+  it("must, for gVisor, load the container's seccomp profile (--oci-seccomp)", () => {
     expect(() => checkRuntime('runsc', info({ runc: [], runsc: ['--network=none'] }))).toThrow(/without --oci-seccomp/);
     expect(() => checkRuntime('runsc', info({ runc: [], runsc: ['--network=none', '--oci-seccomp'] }))).not.toThrow();
     expect(() => checkRuntime(undefined, info({ runc: [] }))).not.toThrow();
   });
 });
 
-describe('the runner\'s identity, as its own kernel reports it in hello', () => {
+describe("the runner's identity, as its own kernel reports it in hello", () => {
   const right = { uid: 0, capEff: '00000000000000e4', seccomp: 2, noNewPrivs: 1 };
 
   it('is root with exactly SETUID, SETGID, KILL and DAC_READ_SEARCH (0xe4), under a seccomp filter, without new privileges', () => {

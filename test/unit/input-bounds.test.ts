@@ -25,12 +25,9 @@ describe('credentials in repository URLs', () => {
     expect(hasCredentials(url)).toBe(true);
   });
 
-  it.each(['https://github.com/org/app.git', 'ssh://git@host/x.git', 'git@github.com:org/app.git', '../local/repo', 'file:///srv/repo.git', '/path/with@at/repo'])(
-    'are not claimed in %s',
-    (url) => {
-      expect(hasCredentials(url)).toBe(false);
-    },
-  );
+  it.each(['https://github.com/org/app.git', 'ssh://git@host/x.git', 'git@github.com:org/app.git', '../local/repo', 'file:///srv/repo.git', '/path/with@at/repo'])('are not claimed in %s', (url) => {
+    expect(hasCredentials(url)).toBe(false);
+  });
 
   it('refuse a task spec without echoing the secret', () => {
     const error = refusal(() => parseTaskSpec({ repo: 'https://ghp_s3cret@github.com/org/app.git' }, 'tasks.jsonl:3'));
@@ -54,11 +51,11 @@ describe('limits a sandbox can actually enforce', () => {
     expect(limitsSchema.parse({ cpus: 0.01, timeout: '7d' })).toMatchObject({ cpus: 0.01, timeout: 7 * 86_400_000 });
   });
 
-  it('must fit the Docker daemon\'s machine, which is not always this one', () => {
+  it("must fit the Docker daemon's machine, which is not always this one", () => {
     const limits = limitsSchema.parse({ cpus: 3, memory: '999g' });
     const daemon = { cpus: 2, memoryBytes: 24 * 1024 ** 3 };
     const cpus = refusal(() => checkLimitsFit(limits, daemon));
-    expect(cpus).toMatchObject({ code: 'BAD_INPUT', message: 'a CPU limit of 3 is more than the 2 CPUs of the Docker daemon\'s machine', hint: 'pass --cpus 2 or less' });
+    expect(cpus).toMatchObject({ code: 'BAD_INPUT', message: "a CPU limit of 3 is more than the 2 CPUs of the Docker daemon's machine", hint: 'pass --cpus 2 or less' });
     const memory = refusal(() => checkLimitsFit({ ...limits, cpus: 1 }, daemon));
     expect(memory.message).toContain('a memory limit of 999.0 GiB is more than the 24.0 GiB');
     expect(memory.hint).toBe('pass --memory 24g or less');

@@ -1,15 +1,6 @@
 import os from 'node:os';
 import { describe, expect, it } from 'vitest';
-import {
-  currentSupervisor,
-  formatSupervisor,
-  LABEL,
-  ownershipLabels,
-  parseOwnership,
-  parseSupervisor,
-  processStartTicks,
-  supervisorState,
-} from '../../src/backend/ownership-labels.js';
+import { currentSupervisor, formatSupervisor, LABEL, ownershipLabels, parseOwnership, parseSupervisor, processStartTicks, supervisorState } from '../../src/backend/ownership-labels.js';
 
 const owner = {
   taskId: 'task-1',

@@ -31,7 +31,9 @@ describe('Langfuse exporter', () => {
       expect(sent[observation.id]?.startMs).toBe(Date.parse(observation.startTime));
     }
     // It went out as OTLP JSON (gzipped, which Langfuse takes), with Basic auth, on the OTel route.
-    expect(receiver.requests.filter((request) => request.path === '/api/public/otel/v1/traces')).toEqual([expect.objectContaining({ status: 200, contentType: 'application/json', contentEncoding: 'gzip' })]);
+    expect(receiver.requests.filter((request) => request.path === '/api/public/otel/v1/traces')).toEqual([
+      expect.objectContaining({ status: 200, contentType: 'application/json', contentEncoding: 'gzip' }),
+    ]);
   });
 
   it('puts the seed metadata on every span as strings of at most 200 characters', async () => {
@@ -159,7 +161,10 @@ describe('Langfuse exporter', () => {
     const failure = await exportToLangfuse(await scoredFixture(), receiver.target).catch((error: unknown) => error);
     expect(failure).toBeInstanceOf(ExportFailure);
     // ECONNREFUSED, or "other side closed" when a kept-alive connection to the server that just went away is reused.
-    expect(failure).toMatchObject({ kind: 'unreachable', message: expect.stringMatching(new RegExp(`^cannot reach Langfuse at ${receiver.url}/api/public/otel/v1/traces \\((connect ECONNREFUSED|other side closed)`)) });
+    expect(failure).toMatchObject({
+      kind: 'unreachable',
+      message: expect.stringMatching(new RegExp(`^cannot reach Langfuse at ${receiver.url}/api/public/otel/v1/traces \\((connect ECONNREFUSED|other side closed)`)),
+    });
     expect(Date.now() - started).toBeLessThan(2000);
   });
 

@@ -29,8 +29,7 @@ describe('the local Langfuse receiver', () => {
 
   it('decodes OTLP protobuf and gzipped OTLP JSON of the same spans to the same result', async () => {
     const spans = await sampleSpans();
-    const post = (body: Uint8Array, headers: Record<string, string>) =>
-      fetch(`${receiver.url}/api/public/otel/v1/traces`, { method: 'POST', headers: { Authorization: auth(), ...headers }, body });
+    const post = (body: Uint8Array, headers: Record<string, string>) => fetch(`${receiver.url}/api/public/otel/v1/traces`, { method: 'POST', headers: { Authorization: auth(), ...headers }, body });
     expect((await post(ProtobufTraceSerializer.serializeRequest(spans) as Uint8Array, { 'Content-Type': 'application/x-protobuf' })).status).toBe(200);
     expect((await post(gzipSync(JsonTraceSerializer.serializeRequest(spans) as Uint8Array), { 'Content-Type': 'application/json', 'Content-Encoding': 'gzip' })).status).toBe(200);
     const [fromProtobuf, fromJson] = receiver.spans;

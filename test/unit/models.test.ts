@@ -110,7 +110,16 @@ describe('providers against a local OpenAI-compatible server', () => {
   });
 
   it('translates to and from the Anthropic Messages API', () => {
-    const request = toAnthropic({ max_tokens: 50, messages: [{ role: 'system', content: 'be brief' }, { role: 'user', content: [{ type: 'text', text: 'hi' }] }] }, 'claude-x');
+    const request = toAnthropic(
+      {
+        max_tokens: 50,
+        messages: [
+          { role: 'system', content: 'be brief' },
+          { role: 'user', content: [{ type: 'text', text: 'hi' }] },
+        ],
+      },
+      'claude-x',
+    );
     expect(request).toEqual({ model: 'claude-x', max_tokens: 50, system: 'be brief', messages: [{ role: 'user', content: 'hi' }] });
     const reply = toOpenAi({ id: 'msg_1', content: [{ type: 'text', text: 'hello' }], stop_reason: 'end_turn', usage: { input_tokens: 7, output_tokens: 3 } }, 'claude-x', 0);
     expect(reply).toMatchObject({ object: 'chat.completion', choices: [{ message: { content: 'hello' } }], usage: { prompt_tokens: 7, completion_tokens: 3, total_tokens: 10 } });
@@ -158,11 +167,28 @@ describe('model gateway', () => {
     model: 'gpt-4o-mini',
     chat: async () =>
       status === 200
-        ? { status, body: { id: 'x', model: 'gpt-4o-mini', choices: [{ message: { role: 'assistant', content }, finish_reason: 'stop' }], usage: { prompt_tokens: 1000, completion_tokens: 1000, total_tokens: 2000 } } }
+        ? {
+            status,
+            body: {
+              id: 'x',
+              model: 'gpt-4o-mini',
+              choices: [{ message: { role: 'assistant', content }, finish_reason: 'stop' }],
+              usage: { prompt_tokens: 1000, completion_tokens: 1000, total_tokens: 2000 },
+            },
+          }
         : { status, body: { error: { message: 'Incorrect API key provided: sk-secret-123' } } },
   });
   const gateway = (chat: ModelProvider, budget = new ModelBudget({}), generations: GenerationRecord[] = []) =>
-    new ModelGateway({ provider: chat, budget, price: priceOf('gpt-4o-mini'), clock, retry: noSleep, mask: (text) => new SecretMasker(['sk-secret-123']).mask(text), onGeneration: (g) => generations.push(g), onWarning: () => {} });
+    new ModelGateway({
+      provider: chat,
+      budget,
+      price: priceOf('gpt-4o-mini'),
+      clock,
+      retry: noSleep,
+      mask: (text) => new SecretMasker(['sk-secret-123']).mask(text),
+      onGeneration: (g) => generations.push(g),
+      onWarning: () => {},
+    });
   const request = (body: Record<string, unknown>) => ({ type: 'model.request' as const, id: 'm1', step: 'plan', body: { messages: [{ role: 'user', content: 'q' }], ...body } });
 
   it('answers, prices the call and records it', async () => {

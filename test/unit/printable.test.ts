@@ -81,7 +81,7 @@ describe('where asp prints', () => {
     expect(out).toBe('asp: warning: not copied out of the sandbox: .asp/evil\\x1b[2J\\rname\n  asp: error: forged (a symlink)\n');
   });
 
-  it('the CLI\'s error line: one line, escaped, on stderr and in the --json result', () => {
+  it("the CLI's error line: one line, escaped, on stderr and in the --json result", () => {
     const written: string[] = [];
     vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => (written.push(String(chunk)), true));
     vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => (written.push(String(chunk)), true));

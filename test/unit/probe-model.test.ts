@@ -63,7 +63,13 @@ describe('PROBE regression', () => {
   });
 
   it('needs 10 samples, and says how many more', () => {
-    const samples: ProbeSample[] = Array.from({ length: 10 }, (_, index) => ({ taskId: `t${index}`, complexity: index + 1, latency_ms: 1000 + 500 * (index + 1), tokens: 300 * (index + 1), cost_usd: 0.002 * (index + 1) }));
+    const samples: ProbeSample[] = Array.from({ length: 10 }, (_, index) => ({
+      taskId: `t${index}`,
+      complexity: index + 1,
+      latency_ms: 1000 + 500 * (index + 1),
+      tokens: 300 * (index + 1),
+      cost_usd: 0.002 * (index + 1),
+    }));
     expect(fitProbeModel(samples.slice(0, 7))).toEqual({ status: 'insufficient', n: 7, needed: 3 });
     const fit = fitProbeModel(samples);
     if (fit.status !== 'ready') throw new Error('expected a model');
@@ -106,7 +112,13 @@ describe('PROBE at publish', () => {
     writeFileSync(path.join(artifacts, 'planning.json'), '{"complexity": 12}');
     const document = await task(12, { complexity: null });
     const warnings: string[] = [];
-    await publishTrace(document, { settings: { ...readSettings({ ASP_HOME: home }), langfuse: undefined }, artifactsDir: artifacts, stateDir: scratch('asp-probe-host-'), log: silentLog, warn: (message) => warnings.push(message) });
+    await publishTrace(document, {
+      settings: { ...readSettings({ ASP_HOME: home }), langfuse: undefined },
+      artifactsDir: artifacts,
+      stateDir: scratch('asp-probe-host-'),
+      log: silentLog,
+      warn: (message) => warnings.push(message),
+    });
     expect(warnings).toEqual([]);
     const scores = Object.fromEntries(document.scores.map((score) => [score.name, score]));
     expect(scores.probe_complexity?.value).toBe(12);
@@ -125,7 +137,13 @@ describe('PROBE at publish', () => {
     const artifacts = scratch('asp-probe-artifacts-');
     writeFileSync(path.join(artifacts, 'planning.json'), '{"complexity": 3}');
     const document = await task(3, { complexity: null });
-    await publishTrace(document, { settings: { ...readSettings({ ASP_HOME: home }), langfuse: undefined }, artifactsDir: artifacts, stateDir: scratch('asp-probe-host-'), log: silentLog, warn: () => {} });
+    await publishTrace(document, {
+      settings: { ...readSettings({ ASP_HOME: home }), langfuse: undefined },
+      artifactsDir: artifacts,
+      stateDir: scratch('asp-probe-host-'),
+      log: silentLog,
+      warn: () => {},
+    });
     expect(document.scores.map((score) => score.name)).not.toContain('probe_estimate_latency_ms');
     expect(markdownReport(document, 'local')).not.toContain('PROBE estimate');
 
@@ -133,7 +151,13 @@ describe('PROBE at publish', () => {
     const broken = scratch('asp-probe-broken-');
     writeFileSync(path.join(broken, 'traces'), 'not a dir');
     const warnings: string[] = [];
-    await publishTrace(await task(3, { complexity: null }), { settings: { ...readSettings({ ASP_HOME: broken }), langfuse: undefined }, artifactsDir: artifacts, stateDir: scratch('asp-probe-host-'), log: silentLog, warn: (message) => warnings.push(message) });
+    await publishTrace(await task(3, { complexity: null }), {
+      settings: { ...readSettings({ ASP_HOME: broken }), langfuse: undefined },
+      artifactsDir: artifacts,
+      stateDir: scratch('asp-probe-host-'),
+      log: silentLog,
+      warn: (message) => warnings.push(message),
+    });
     expect(warnings.some((message) => message.startsWith('no PROBE estimate: the trace store'))).toBe(true);
   });
 });

@@ -67,7 +67,12 @@ describe('PROBE scores', () => {
   it('turns .asp/usage.json into generations under their step and adds their cost', async () => {
     const document = await traceFixture({ steps: [{ name: 'agent', durationMs: 500 }] });
     const inputs = await readProbeInputs(
-      artifacts({ 'usage.json': JSON.stringify([{ step: 'agent', model: 'claude-test', usage: { input: 5000, output: 700 }, costUsd: 0.042 }, { model: 'gpt-test', costUsd: 0.008 }]) }),
+      artifacts({
+        'usage.json': JSON.stringify([
+          { step: 'agent', model: 'claude-test', usage: { input: 5000, output: 700 }, costUsd: 0.042 },
+          { model: 'gpt-test', costUsd: 0.008 },
+        ]),
+      }),
     );
     addUsageGenerations(document, inputs.usage);
     const generations = document.observations.filter((observation) => observation.type === 'GENERATION');

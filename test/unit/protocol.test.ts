@@ -40,7 +40,11 @@ describe('task protocol', () => {
 describe('line splitter', () => {
   it('splits across chunks and keeps multi-byte characters whole', () => {
     const lines: string[] = [];
-    const splitter = new LineSplitter(100, (line) => lines.push(line), () => {});
+    const splitter = new LineSplitter(
+      100,
+      (line) => lines.push(line),
+      () => {},
+    );
     const bytes = Buffer.from('héllo\nwor');
     splitter.push(bytes.subarray(0, 2));
     splitter.push(bytes.subarray(2));
@@ -53,7 +57,11 @@ describe('line splitter', () => {
   it('drops an over-long line without buffering it, and goes on with the next', () => {
     const lines: string[] = [];
     const dropped: number[] = [];
-    const splitter = new LineSplitter(10, (line) => lines.push(line), (bytes) => dropped.push(bytes));
+    const splitter = new LineSplitter(
+      10,
+      (line) => lines.push(line),
+      (bytes) => dropped.push(bytes),
+    );
     splitter.push(Buffer.from('x'.repeat(8)));
     splitter.push(Buffer.from('x'.repeat(8)));
     splitter.push(Buffer.from('x'.repeat(8) + '\nok\n'));

@@ -37,7 +37,12 @@ function plan(change: (saved: Saved) => unknown): string {
 describe('reading back what asp saved: every file is checked at the edge, a bad one is reported and never acted on', () => {
   describe('the delivery plan', () => {
     it('takes the plan asp wrote', () => {
-      expect(parseDeliveries(plan(() => undefined), TASK)).toMatchObject({ entries: [{ repo: null, plan: { remote: 'git://127.0.0.1:9/org/app.git' } }] });
+      expect(
+        parseDeliveries(
+          plan(() => undefined),
+          TASK,
+        ),
+      ).toMatchObject({ entries: [{ repo: null, plan: { remote: 'git://127.0.0.1:9/org/app.git' } }] });
     });
 
     it.each([
@@ -53,7 +58,7 @@ describe('reading back what asp saved: every file is checked at the edge, a bad 
 
     it.each([
       ['a clone path of its choosing', (saved: Saved) => void Object.assign(saved.entries[0]!, { repoDir: '/home/me/private-repo' }), /unknown field.*repoDir/],
-      ['a repository name that is a path', (saved: Saved) => void (saved.entries.push({ ...saved.entries[0]!, repo: '../../home/me/x' as never })), /repo/],
+      ['a repository name that is a path', (saved: Saved) => void saved.entries.push({ ...saved.entries[0]!, repo: '../../home/me/x' as never }), /repo/],
       ['a remote that is an option of git push', (saved: Saved) => void (saved.entries[0]!.plan.remote = '--receive-pack=touch /tmp/pwned'), /remote/],
       ['a remote with a line break', (saved: Saved) => void (saved.entries[0]!.plan.remote = 'git://a\nb'), /remote/],
       ['a branch that is an option', (saved: Saved) => void (saved.entries[0]!.plan.change.branch = '-f'), /branch/],
@@ -70,7 +75,10 @@ describe('reading back what asp saved: every file is checked at the edge, a bad 
       const workspace = workspacePaths(scratch('asp-plan-'), TASK);
       mkdirSync(workspace.artifactsDir, { recursive: true });
       mkdirSync(workspace.stateDir, { recursive: true });
-      writeFileSync(path.join(workspace.artifactsDir, 'delivery.json'), plan(() => undefined));
+      writeFileSync(
+        path.join(workspace.artifactsDir, 'delivery.json'),
+        plan(() => undefined),
+      );
       expect(await loadDeliveries(workspace)).toEqual({ kind: 'none' });
       await saveDeliveries(workspace, [deliveryEntry(TASK, { hitlStatus: 'awaiting_approval' }, '/ignored')]);
       // The clone is the host's own, computed from the workspace: never the path that was in memory, never one from a file.
@@ -84,7 +92,10 @@ describe('reading back what asp saved: every file is checked at the edge, a bad 
       mkdirSync(workspace.stateDir, { recursive: true });
       mkdirSync(workspace.repoDir, { recursive: true });
       writeOwner(workspace.dir, TASK);
-      writeFileSync(path.join(workspace.stateDir, 'delivery.json'), plan((saved) => void (saved.entries[0]!.plan.remote = '--upload-pack=evil')));
+      writeFileSync(
+        path.join(workspace.stateDir, 'delivery.json'),
+        plan((saved) => void (saved.entries[0]!.plan.remote = '--upload-pack=evil')),
+      );
       const settings = { ...readSettings({ HOME: root }), workspacesRoot: root, home: path.join(root, 'home') };
       const error = await approveTask(TASK, { deny: false }, { settings, log: silentLog, warn: () => {} }).catch((caught: unknown) => caught);
       expect(error).toBeInstanceOf(AspError);
@@ -98,7 +109,10 @@ describe('reading back what asp saved: every file is checked at the edge, a bad 
       mkdirSync(workspace.stateDir, { recursive: true });
       mkdirSync(workspace.repoDir, { recursive: true });
       writeOwner(workspace.dir, TASK);
-      writeFileSync(path.join(workspace.stateDir, 'delivery.json'), plan((saved) => void Object.assign(saved.entries[0]!.plan, { push: false, pr: false, hitl: true })));
+      writeFileSync(
+        path.join(workspace.stateDir, 'delivery.json'),
+        plan((saved) => void Object.assign(saved.entries[0]!.plan, { push: false, pr: false, hitl: true })),
+      );
       const settings = { ...readSettings({ HOME: root }), workspacesRoot: root, home: path.join(root, 'home') };
       await expect(approveTask(TASK, { deny: false, branch: 'asp/other' }, { settings, log: silentLog, warn: () => {} })).rejects.toMatchObject({
         code: 'BAD_INPUT',
@@ -108,8 +122,14 @@ describe('reading back what asp saved: every file is checked at the edge, a bad 
 
     it('asp approve refuses --branch with --deny, and a branch that is not a plain name', async () => {
       const settings = readSettings({ HOME: scratch('asp-approve-') });
-      await expect(approveTask(TASK, { deny: true, branch: 'x' }, { settings, log: silentLog, warn: () => {} })).rejects.toMatchObject({ code: 'BAD_INPUT', message: '--branch and --deny do not go together' });
-      await expect(approveTask(TASK, { deny: false, branch: '--force' }, { settings, log: silentLog, warn: () => {} })).rejects.toMatchObject({ code: 'BAD_INPUT', message: expect.stringContaining('plain git branch name') });
+      await expect(approveTask(TASK, { deny: true, branch: 'x' }, { settings, log: silentLog, warn: () => {} })).rejects.toMatchObject({
+        code: 'BAD_INPUT',
+        message: '--branch and --deny do not go together',
+      });
+      await expect(approveTask(TASK, { deny: false, branch: '--force' }, { settings, log: silentLog, warn: () => {} })).rejects.toMatchObject({
+        code: 'BAD_INPUT',
+        message: expect.stringContaining('plain git branch name'),
+      });
     });
   });
 
@@ -119,7 +139,7 @@ describe('reading back what asp saved: every file is checked at the edge, a bad 
       ['a forged status', JSON.stringify({ ...owner(TASK), status: 'owned-by-me' })],
       ['a supervisor that is not host/pid/start', JSON.stringify({ ...owner(TASK), supervisor: '../../etc' })],
       ['an expiry that is not a time', JSON.stringify({ ...owner(TASK), expiresAt: 'never' })],
-    ])('a damaged one (%s) makes the dir not asp\'s', async (_what, content) => {
+    ])("a damaged one (%s) makes the dir not asp's", async (_what, content) => {
       const dir = scratch('asp-owner-');
       writeFileSync(path.join(dir, OWNER_FILE), content);
       expect(await readOwnerFile(dir)).toBeUndefined();
@@ -220,7 +240,7 @@ describe('reading back what asp saved: every file is checked at the edge, a bad 
 });
 
 describe('host state by location', () => {
-  it('reports a sandbox file under a name of asp\'s own files, at any depth', () => {
+  it("reports a sandbox file under a name of asp's own files, at any depth", () => {
     expect(plantedHostNames(['plan.json', 'delivery.json', 'sub/result.json', '.asp-host/x.txt', 'deep/a/.asp-owner.json', 'results.json', 'trace.json.bak'])).toEqual([
       'delivery.json',
       'sub/result.json',

@@ -38,12 +38,12 @@ describe('reaper decisions', () => {
     expect(judge(owner(), hoursAgo(1), policy())).toEqual({ reap: true, reason: 'supervisor-gone' });
   });
 
-  it('never takes a live supervisor\'s objects, not even past expiry or with --all', () => {
+  it("never takes a live supervisor's objects, not even past expiry or with --all", () => {
     const live = owner({ pid: LIVE_PID, expiresAt: hoursAgo(5) });
     expect(judge(live, hoursAgo(10), policy({ all: true, olderThanMs: 0 }))).toEqual({ reap: false, reason: 'supervisor-alive' });
   });
 
-  it('judges another host\'s objects by expiry alone', () => {
+  it("judges another host's objects by expiry alone", () => {
     expect(judge(owner({ host: 'elsewhere' }), hoursAgo(1), policy())).toEqual({ reap: false, reason: 'not-expired' });
     expect(judge(owner({ host: 'elsewhere', expiresAt: hoursAgo(0.5) }), hoursAgo(1), policy())).toEqual({ reap: true, reason: 'expired' });
     expect(judge(owner({ host: 'elsewhere', expiresAt: NOW }), hoursAgo(1), policy())).toEqual({ reap: true, reason: 'expired' });
@@ -97,8 +97,11 @@ describe('reaper decisions for host dirs', () => {
     expect(judgeWorkspace(record({ status: 'running' }), { hasClone: true, awaitingDecision: true }, policy())).toMatchObject({ act: true, abandon: true });
   });
 
-  it('leaves a live run\'s dir alone', () => {
-    expect(judgeWorkspace(record({ status: 'running', supervisor: `box/${LIVE_PID}/5` }), { hasClone: true, awaitingDecision: false }, policy({ all: true }))).toEqual({ act: false, reason: 'supervisor-alive' });
+  it("leaves a live run's dir alone", () => {
+    expect(judgeWorkspace(record({ status: 'running', supervisor: `box/${LIVE_PID}/5` }), { hasClone: true, awaitingDecision: false }, policy({ all: true }))).toEqual({
+      act: false,
+      reason: 'supervisor-alive',
+    });
   });
 });
 

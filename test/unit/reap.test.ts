@@ -83,7 +83,7 @@ describe('reap', () => {
     expect(docker.calls.filter((call) => call.startsWith('list'))).toEqual(['listContainers', 'listVolumes']);
   });
 
-  it('leaves unlabelled, damaged, live, kept and other hosts\' unexpired objects alone', async () => {
+  it("leaves unlabelled, damaged, live, kept and other hosts' unexpired objects alone", async () => {
     const docker = new FakeDocker();
     docker.addContainer('plain', { 'com.example': 'x' });
     docker.addVolume('asp-ws-looks-like-ours', {});
@@ -186,19 +186,17 @@ describe('reap', () => {
 });
 
 describe('reap of host dirs', () => {
-  it('removes a dead run\'s clone, keeps .asp/ and marks the owner file', async () => {
+  it("removes a dead run's clone, keeps .asp/ and marks the owner file", async () => {
     const root = emptyRoot();
     const dir = ownedDir(root, 'abandoned', {});
     const report = await reapNow(new FakeDocker(), root);
-    expect(report.items).toEqual([
-      expect.objectContaining({ kind: 'workspace', name: dir, outcome: 'removed', detail: 'clone removed, marked abandoned' }),
-    ]);
+    expect(report.items).toEqual([expect.objectContaining({ kind: 'workspace', name: dir, outcome: 'removed', detail: 'clone removed, marked abandoned' })]);
     expect(existsSync(path.join(dir, 'repo'))).toBe(false);
     expect(existsSync(path.join(dir, '.asp', 'plan.json'))).toBe(true);
     expect(JSON.parse(readFileSync(path.join(dir, OWNER_FILE), 'utf8'))).toMatchObject({ status: 'abandoned', reapedAt: NOW.toISOString() });
   });
 
-  it('never touches dirs without an owner file, with a damaged one, symlinks, or a live run\'s', async () => {
+  it("never touches dirs without an owner file, with a damaged one, symlinks, or a live run's", async () => {
     const root = emptyRoot();
     mkdirSync(path.join(root, 'stranger', 'repo'), { recursive: true });
     const damaged = ownedDir(root, 'damaged', {});

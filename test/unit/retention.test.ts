@@ -79,7 +79,10 @@ describe('workspaces prune (retention)', () => {
     await savePlan(workspaces, 'old-released', { hitlStatus: 'not_required', error: 'push rejected' });
     mkdirSync(path.join(workspaces, 'not-asps'));
     const report = await prune(workspaces);
-    expect(report.items.map((item) => [item.taskId, item.outcome])).toEqual([['old', 'pruned'], ['old-released', 'pruned']]);
+    expect(report.items.map((item) => [item.taskId, item.outcome])).toEqual([
+      ['old', 'pruned'],
+      ['old-released', 'pruned'],
+    ]);
     expect(report.kept).toBe(3);
     expect(readdirSync(workspaces).sort()).toEqual(['live', 'not-asps', 'old-awaiting-approval', 'old-kept', 'old-push-failed', 'recent']);
     expect((await prune(workspaces, { all: true })).items.map((item) => item.taskId)).toEqual(expect.arrayContaining(['old-awaiting-approval', 'old-push-failed']));

@@ -60,7 +60,7 @@ describe('local sources that reach outside themselves (issue 14, item 4)', () =>
       expect(gitIn(clone, 'show', `${target.commit}:SECRET.txt`)).toBe(target.secret);
     });
 
-    it('a plain local clone copies the alternates file, and with it the private repository\'s path', () => {
+    it("a plain local clone copies the alternates file, and with it the private repository's path", () => {
       const target = privateRepo();
       const clone = path.join(mkdtempSync(path.join(os.tmpdir(), 'asp-leak-')), 'clone');
       execFileSync('git', ['clone', '-q', REACHING.alternates(target), clone], { env, stdio: 'pipe' });
@@ -152,7 +152,7 @@ describe('local sources that reach outside themselves (issue 14, item 4)', () =>
       const packed = repoWith({ 'README.md': 'packed\n' });
       symlinkSync('README.md', path.join(packed, 'link-in-the-tree'));
       gitIn(packed, 'add', 'link-in-the-tree');
-      gitIn(packed, 'commit', '-q', '-m', 'a link in the tree is the repository\'s own business');
+      gitIn(packed, 'commit', '-q', '-m', "a link in the tree is the repository's own business");
       gitIn(packed, 'tag', 'v1');
       gitIn(packed, 'pack-refs', '--all');
       gitIn(packed, 'gc', '-q');
@@ -163,7 +163,7 @@ describe('local sources that reach outside themselves (issue 14, item 4)', () =>
       expect(resolveRepoSource(bare, os.tmpdir()).kind).toBe('local');
     });
 
-    it('the same repository named through a symlinked path (the path is the user\'s; links inside it are not)', () => {
+    it("the same repository named through a symlinked path (the path is the user's; links inside it are not)", () => {
       const plain = repoWith({ 'README.md': 'plain\n' });
       const link = path.join(mkdtempSync(path.join(os.tmpdir(), 'asp-link-')), 'via-link');
       symlinkSync(plain, link);

@@ -29,7 +29,7 @@ function tree(): { dir: string; files: Record<string, Buffer> } {
 
 const sha = (content: Buffer) => createHash('sha256').update(content).digest('hex');
 
-describe('the runner\'s tar digest (it lists .asp/ from tar\'s stdout, never opening a file a step wrote)', () => {
+describe("the runner's tar digest (it lists .asp/ from tar's stdout, never opening a file a step wrote)", () => {
   it.each(['gnu', 'posix', 'ustar'])('digests every regular file of a GNU tar in %s format, fed in odd-sized pieces', (format) => {
     const { dir, files } = tree();
     // ustar cannot hold names past 256 bytes: that format gets the tree without the longest one.

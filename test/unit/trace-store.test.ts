@@ -76,7 +76,12 @@ describe('reading a trace', () => {
   });
 
   it('writes the markdown report: task, repo, outcome, steps with timings, scores, HITL and the Langfuse link', async () => {
-    const document = await traceFixture({ steps: [{ name: 'plan', durationMs: 300 }, { name: 'test', durationMs: 1500 }] });
+    const document = await traceFixture({
+      steps: [
+        { name: 'plan', durationMs: 300 },
+        { name: 'test', durationMs: 1500 },
+      ],
+    });
     document.scores = probeScores(document, { usage: [], tests: { passed: 3, total: 3 }, review: { score: 0.9 } });
     const url = `https://langfuse.example/trace/${document.trace.id}`;
     const report = markdownReport(document, 'exported', { taskId: 'task-fixture', traceId: document.trace.id, url, exportedAt: '2026-08-01T10:00:05.000Z', spans: 8, scores: 4 });

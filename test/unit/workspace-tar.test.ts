@@ -44,7 +44,7 @@ function archive(entries: Array<{ name: string; type?: tarStream.Header['type'];
 }
 
 describe('checked extraction', () => {
-  it('writes good entries and never writes the bad ones; a name of asp\'s own files is data like any other', async () => {
+  it("writes good entries and never writes the bad ones; a name of asp's own files is data like any other", async () => {
     const destination = mkdtempSync(path.join(os.tmpdir(), 'asp-extract-'));
     const result = await extractChecked(
       archive([

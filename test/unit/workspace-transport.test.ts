@@ -48,7 +48,10 @@ afterEach(() => {
 function read(chunks: Buffer[]): { messages: HostMessage[]; data: Buffer } {
   const messages: HostMessage[] = [];
   const data: Buffer[] = [];
-  const reader = new HostFrameReader((message) => messages.push(message), (bytes) => data.push(Buffer.from(bytes)));
+  const reader = new HostFrameReader(
+    (message) => messages.push(message),
+    (bytes) => data.push(Buffer.from(bytes)),
+  );
   for (const chunk of chunks) reader.push(chunk);
   return { messages, data: Buffer.concat(data) };
 }
@@ -152,7 +155,10 @@ describe('the runner side: HostInput', () => {
     const stdin = new PassThrough();
     const input = new HostInput(stdin, target, tempDir());
     const answers: HostMessage[] = [];
-    input.listen((message) => answers.push(message), () => {});
+    input.listen(
+      (message) => answers.push(message),
+      () => {},
+    );
     const fed = feedSandbox(stdin, task, packForSandbox(source, ['repo', '.asp/task.json']));
     expect(await input.task).toEqual(task);
     await input.workspace;
@@ -190,11 +196,14 @@ describe('the runner side: HostInput', () => {
     expect(checked.mode & 0o022).toBe(0);
   });
 
-  it('lets steps run only on the host\'s start, and never when the host goes away without one', async () => {
+  it("lets steps run only on the host's start, and never when the host goes away without one", async () => {
     const stdin = new PassThrough();
     const input = new HostInput(stdin, stepDir(), tempDir());
     let started = false;
-    void input.started.then(() => (started = true), () => {});
+    void input.started.then(
+      () => (started = true),
+      () => {},
+    );
     await feedSandbox(stdin, task, packForSandbox(tempDir(), []));
     await input.workspace;
     await new Promise((resolve) => setTimeout(resolve, 50));
@@ -219,7 +228,10 @@ describe('the runner side: HostInput', () => {
     const stdin = new PassThrough();
     const input = new HostInput(stdin, stepDir(), tempDir());
     let settled = false;
-    void input.workspace.then(() => (settled = true), () => (settled = true));
+    void input.workspace.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
     stdin.write(encodeHostMessage({ type: 'task', task }));
     stdin.write(encodeHostMessage({ type: 'workspace.data', bytes: whole.length }));
     stdin.write(whole);
@@ -237,7 +249,7 @@ describe('the runner side: HostInput', () => {
     await expect(input.workspace).rejects.toThrow(/closed stdin before the task and its workspace/);
   });
 
-  it('fails the workspace with tar\'s own words when the tar is damaged', async () => {
+  it("fails the workspace with tar's own words when the tar is damaged", async () => {
     const stdin = new PassThrough();
     const input = new HostInput(stdin, stepDir(), tempDir());
     const junk = Buffer.alloc(1024, 0x41);
@@ -294,8 +306,20 @@ describe('artifacts streamed back', () => {
     ['no end', (stream: ArtifactStream) => stream.chunk(chunks[0] as string), 'cut short'],
     ['a wrong length', (stream: ArtifactStream) => (stream.chunk(chunks[0] as string), stream.end({ type: 'artifacts.end', bytes: tar.length, sha256 })), 'announced'],
     ['a wrong digest', (stream: ArtifactStream) => (chunks.forEach((data) => stream.chunk(data)), stream.end({ type: 'artifacts.end', bytes: tar.length, sha256: 'b'.repeat(64) })), 'digest'],
-    ['a chunk after the end', (stream: ArtifactStream) => (chunks.forEach((data) => stream.chunk(data)), stream.end({ type: 'artifacts.end', bytes: tar.length, sha256 }), stream.chunk('AAAA')), 'after the end'],
-    ['a second end', (stream: ArtifactStream) => (chunks.forEach((data) => stream.chunk(data)), stream.end({ type: 'artifacts.end', bytes: tar.length, sha256 }), stream.end({ type: 'artifacts.end', bytes: tar.length, sha256 })), 'second end'],
+    [
+      'a chunk after the end',
+      (stream: ArtifactStream) => (chunks.forEach((data) => stream.chunk(data)), stream.end({ type: 'artifacts.end', bytes: tar.length, sha256 }), stream.chunk('AAAA')),
+      'after the end',
+    ],
+    [
+      'a second end',
+      (stream: ArtifactStream) => (
+        chunks.forEach((data) => stream.chunk(data)),
+        stream.end({ type: 'artifacts.end', bytes: tar.length, sha256 }),
+        stream.end({ type: 'artifacts.end', bytes: tar.length, sha256 })
+      ),
+      'second end',
+    ],
   ])('refuses %s, so the host copies .asp/ out instead', (_what, feed, reason) => {
     const stream = new ArtifactStream();
     feed(stream);
@@ -318,4 +342,3 @@ describe('artifacts streamed back', () => {
     expect(parseProtocolLine(`{"asp":1,"type":"artifacts.end","bytes":${ARTIFACTS_STREAM_MAX_BYTES + 1},"sha256":"${sha256}"}`).kind).toBe('invalid');
   });
 });
-

@@ -85,7 +85,17 @@ export async function runCheck(request: CheckRequest, deps: CheckDeps): Promise<
   await using stack = new CleanupStack(({ error }) => warn(`cleanup of the check incomplete: ${errorMessage(error)} (asp reap will finish it)`));
   const sandbox = await trace.phase('check:container-create', () =>
     backend.createSandbox(
-      { taskId, runId: request.runId, role: 'check', image: request.image, labels: request.labels, limits: request.limits, env: request.allowedEnv, runtime: request.runtime, checkDir: request.checkDir !== undefined },
+      {
+        taskId,
+        runId: request.runId,
+        role: 'check',
+        image: request.image,
+        labels: request.labels,
+        limits: request.limits,
+        env: request.allowedEnv,
+        runtime: request.runtime,
+        checkDir: request.checkDir !== undefined,
+      },
       stack,
     ),
   );
@@ -145,7 +155,12 @@ export async function runCheck(request: CheckRequest, deps: CheckDeps): Promise<
  * replaced: that name belongs to the check.
  */
 async function copyCheckArtifacts(sandbox: Sandbox, destination: string, warn: (message: string) => void): Promise<ExtractResult> {
-  if (await stat(destination).then(() => true, () => false)) {
+  if (
+    await stat(destination).then(
+      () => true,
+      () => false,
+    )
+  ) {
     warn(`the steps left a .asp/${CHECK_ARTIFACTS_DIR}/ of their own: replaced by the check's artifacts`);
     await rm(destination, { recursive: true, force: true });
   }
@@ -168,4 +183,3 @@ export async function checkDirOf(dir: string | undefined, cwd: string): Promise<
   if (!info.isDirectory()) throw new AspError('BAD_INPUT', `--check-dir ${dir} is not a directory`, 'pass --check-dir a directory; its files appear read-only at /workspace/check');
   return resolved;
 }
-

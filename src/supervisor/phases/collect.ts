@@ -51,7 +51,9 @@ export async function collect(
   // said once each. .asp/task.json is asp's own input coming back, and is replaced by asp's copy.
   for (const planted of plantedHostNames(extracted?.files.map((file) => file.path).filter((file) => file !== HOST_FILES.task) ?? [])) {
     const replaced = USER_COPIES.some((file) => HOST_FILES[file] === planted);
-    warn(`.asp/${planted} came out of the sandbox under the name of one of asp's own files: ${replaced ? "replaced by asp's copy" : 'kept as data'}, never read as asp's (asp's state is in .asp-host/)`);
+    warn(
+      `.asp/${planted} came out of the sandbox under the name of one of asp's own files: ${replaced ? "replaced by asp's copy" : 'kept as data'}, never read as asp's (asp's state is in .asp-host/)`,
+    );
   }
   if (deps.forceSignal?.aborted) return { change: null, extraChanges: [] };
 

@@ -53,7 +53,11 @@ export async function prepareFeed(plan: TaskPlan, task: ClaimedTask, cloned: Clo
   const feed = (stdin: Writable) =>
     task.trace.phase('volume-fill', () =>
       feedSandbox(stdin, sandboxTask, packForSandbox(workspace.dir, entries)).catch((error: unknown) => {
-        throw new AspError('WORKSPACE_FAILED', `cannot send the workspace ${workspace.dir} into the sandbox: ${errorMessage(error)}`, 'check that the workspace directory is readable and the disk is not full');
+        throw new AspError(
+          'WORKSPACE_FAILED',
+          `cannot send the workspace ${workspace.dir} into the sandbox: ${errorMessage(error)}`,
+          'check that the workspace directory is readable and the disk is not full',
+        );
       }),
     );
   return { sandboxTask, steps: pipeline.steps, checkSteps: pipeline.check, feed };

@@ -54,7 +54,12 @@ export async function resolveTask(input: TaskSpec, deps: { settings: Settings; c
       notes.push(`--env ${name} ignored: model keys stay on the host; the sandbox reaches the model through asp's gateway`);
     }
   }
-  const secrets = [...Object.entries(sandboxEnv).filter(([name]) => SECRET_NAME.test(name)).map(([, value]) => value), ...modelSecrets(deps.settings.models)];
+  const secrets = [
+    ...Object.entries(sandboxEnv)
+      .filter(([name]) => SECRET_NAME.test(name))
+      .map(([, value]) => value),
+    ...modelSecrets(deps.settings.models),
+  ];
   return { spec, runId: generateRunId(deps.now), startedAt: deps.now, source, extraSources, modelChoice, checkDir, sandboxEnv, secrets, notes };
 }
 

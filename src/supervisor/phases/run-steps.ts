@@ -36,7 +36,15 @@ export async function runSteps(
   task.started = true;
   const end = await runSession(
     sandbox,
-    { steps, taskTimeoutMs: plan.spec.limits.timeout, deadlineAt: sandboxTask.deadlineAt, signal: deps.signal, feed: prepared.feed, stop: deps.gateway?.gateway.stopped, verifyIdentity: identityMismatch },
+    {
+      steps,
+      taskTimeoutMs: plan.spec.limits.timeout,
+      deadlineAt: sandboxTask.deadlineAt,
+      signal: deps.signal,
+      feed: prepared.feed,
+      stop: deps.gateway?.gateway.stopped,
+      verifyIdentity: identityMismatch,
+    },
     {
       onMessage: (message, reply) => events.handle(message, reply, deps.gateway?.gateway),
       onWarning: (message) => {
