@@ -29,7 +29,8 @@ export async function recordTrace(
   ran: { steps: ResolvedStep[]; checkSteps: ResolvedStep[]; outcome: SessionOutcome; check: CheckResult | null },
   deps: { settings: Settings; clock: Clock; log: Log; traceMode?: TraceMode | undefined; forceSignal?: AbortSignal | undefined },
 ): Promise<RecordedTrace> {
-  const { workspace, events, warn, outcome } = { ...task, outcome: ran.outcome };
+  const { workspace, events, warn } = task;
+  const { outcome } = ran;
   await copyAllForUser(workspace, ['task', 'events'], warn);
   const finishedAt = deps.clock.now();
   const durationMs = finishedAt.getTime() - task.startedAt.getTime();
