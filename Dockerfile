@@ -20,6 +20,11 @@ RUN if ! getent passwd 1000 >/dev/null; then \
 COPY dist/image/ /opt/asp/sandbox/
 # The built-in ASP pipeline: its agents' prompts, read by /opt/asp/sandbox/asp-agent.mjs.
 COPY prompts/ /opt/asp/prompts/
+# The runtime every sandbox of another image runs the runner from (src/docker/runtime-volume.ts fills a volume with
+# it): this image's Node, git, tar and the few tools the runner calls, with every library they load and their own
+# loader, so they run on any libc or none. Root's, read-only to steps.
+ARG ASP_RUNTIME_VERSION=unversioned
+RUN mkdir -p /opt/asp-runtime && node /opt/asp/sandbox/asp-runtime-pack.mjs /opt/asp-runtime "$ASP_RUNTIME_VERSION" >/dev/null
 RUN printf '#!/bin/sh\nexec node /opt/asp/sandbox/asp-sandbox.mjs "$@"\n' > /usr/local/bin/asp-sandbox \
  && printf '#!/bin/sh\nexec node /opt/asp/sandbox/asp-agent.mjs "$@"\n' > /usr/local/bin/asp-agent \
  && chmod 755 /usr/local/bin/asp-sandbox /usr/local/bin/asp-agent

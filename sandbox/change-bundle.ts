@@ -2,6 +2,7 @@ import { execFile, spawn } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { CHANGE_BUNDLE, CHANGE_PATCH, SANDBOX_ARTIFACTS_DIR, SANDBOX_REPO_DIR } from '../src/protocol/messages.js';
+import { tool, toolEnv } from './runtime-tools.js';
 import { asStepUser, openStepUserWriter } from './step-user.js';
 
 const run = promisify(execFile);
@@ -16,7 +17,7 @@ const GIT_SAFE = ['-c', 'core.hooksPath=/dev/null', '-c', 'core.fsmonitor=false'
  * the host never runs git in this tree.
  */
 function git(cwd: string, args: string[]): Promise<{ stdout: string }> {
-  return run('git', [...GIT_SAFE, ...args], asStepUser({ cwd, maxBuffer: 16 * 1024 * 1024, env: { ...process.env, ...GIT_ENV } }));
+  return run(tool('git'), [...GIT_SAFE, ...args], asStepUser({ cwd, maxBuffer: 16 * 1024 * 1024, env: toolEnv({ ...process.env, ...GIT_ENV }) }));
 }
 
 export interface ChangeSummary {
@@ -68,7 +69,7 @@ export async function bundleChanges(target: BundleTarget, branch: string, messag
  */
 function writeCapped(cwd: string, args: string[], file: string, cap: number): Promise<void> {
   const writer = openStepUserWriter(file);
-  const child = spawn('git', [...GIT_SAFE, ...args], asStepUser({ cwd, stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, ...GIT_ENV } }));
+  const child = spawn(tool('git'), [...GIT_SAFE, ...args], asStepUser({ cwd, stdio: ['ignore', 'pipe', 'ignore'], env: toolEnv({ ...process.env, ...GIT_ENV }) }));
   let written = 0;
   child.stdout.on('data', (chunk: Buffer) => {
     if (written >= cap) return;

@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { CHANGES_DIR, SANDBOX_ARTIFACTS_DIR, SANDBOX_REPOS_DIR, SANDBOX_TASK_FILE, SANDBOX_WORKSPACE, type ArtifactMessage, type SandboxTask, type WarningMessage } from '../src/protocol/messages.js';
 import { bundleChanges, primaryTarget, type BundleTarget } from './change-bundle.js';
+import { tool, toolEnv } from './runtime-tools.js';
 import { asStepUser } from './step-user.js';
 import { TarDigest } from './tar-digest.js';
 
@@ -31,7 +32,7 @@ export async function collectArtifacts(task: SandboxTask, bundle: boolean, emit:
   let kept: Buffer[] | undefined = [];
   let keptBytes = 0;
   const failure = await new Promise<string | undefined>((resolve) => {
-    const tar = spawn('tar', ['-c', '-f', '-', '-C', SANDBOX_WORKSPACE, ...TAR_EXCLUDES, ARTIFACTS_ROOT], asStepUser({ stdio: ['ignore', 'pipe', 'ignore'] }));
+    const tar = spawn(tool('tar'), ['-c', '-f', '-', '-C', SANDBOX_WORKSPACE, ...TAR_EXCLUDES, ARTIFACTS_ROOT], asStepUser({ stdio: ['ignore', 'pipe', 'ignore'], env: toolEnv() }));
     tar.stdout.on('data', (chunk: Buffer) => {
       digest.push(chunk);
       keptBytes += chunk.length;

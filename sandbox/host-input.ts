@@ -2,6 +2,7 @@ import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { HostFrameReader, type HostMessage, type ModelChunkMessage, type ModelResponseMessage } from '../src/protocol/host-messages.js';
 import type { SandboxTask } from '../src/protocol/messages.js';
+import { tool, toolEnv } from './runtime-tools.js';
 import { asStepUser } from './step-user.js';
 
 /** Model gateway answers: what stays on stdin once the task and the workspace are in. */
@@ -35,7 +36,9 @@ class TarUnpack {
 
   start(): void {
     if (this.tar) return;
-    const tar = this.asStep ? spawn('tar', this.args, asStepUser({ stdio: ['pipe', 'ignore', 'pipe'] })) : spawn('tar', this.args, { stdio: ['pipe', 'ignore', 'pipe'] });
+    const tar = this.asStep
+      ? spawn(tool('tar'), this.args, asStepUser({ stdio: ['pipe', 'ignore', 'pipe'], env: toolEnv() }))
+      : spawn(tool('tar'), this.args, { stdio: ['pipe', 'ignore', 'pipe'], env: toolEnv() });
     this.tar = tar;
     tar.stderr.on('data', (chunk: Buffer) => {
       if (this.stderr.length < TAR_STDERR_BYTES) this.stderr += chunk.toString('utf8');

@@ -31,6 +31,7 @@ import { collectArtifacts, TAR_EXCLUDES } from './collect.js';
 import { watchDiskUsage } from './disk-watchdog.js';
 import { HostInput } from './host-input.js';
 import type { ModelEndpoint } from './model-endpoint.js';
+import { openWorkspaceToSteps, stepEnv, tool, toolEnv } from './runtime-tools.js';
 import { asStepUser, canDropToStepUser, endStepProcesses, writeAsStepUser } from './step-user.js';
 
 const RUNNER = `asp-sandbox/${PROTOCOL_VERSION}`;
@@ -108,7 +109,7 @@ async function runStep(task: SandboxTask, step: SandboxTask['steps'][number]): P
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: {
-        ...process.env,
+        ...stepEnv(),
         ASP_TASK: taskForEnv(task.task),
         ASP_TASK_FILE: SANDBOX_TASK_TEXT_FILE,
         ASP_TASK_ID: task.taskId,
@@ -255,6 +256,14 @@ async function main(): Promise<void> {
     process.stdin.destroy();
     return;
   }
+  try {
+    openWorkspaceToSteps(SANDBOX_WORKSPACE);
+  } catch (error) {
+    emit({ type: 'warning', message: `the workspace cannot be opened to the steps: ${error instanceof Error ? error.message : String(error)}` });
+    process.exitCode = 70;
+    process.stdin.destroy();
+    return;
+  }
   // The host writes the task first, then the workspace tar, on stdin (host-messages.ts).
   const host = new HostInput(process.stdin, SANDBOX_WORKSPACE, SANDBOX_CHECK_DIR);
   const task = await host.task;
@@ -313,10 +322,11 @@ async function main(): Promise<void> {
 async function streamArtifacts(): Promise<void> {
   // tar reads what steps wrote: as the step user; the runner reads only its stdout.
   const tar = spawn(
-    'tar',
+    tool('tar'),
     ['-c', '-f', '-', '-C', SANDBOX_WORKSPACE, ...TAR_EXCLUDES, path.relative(SANDBOX_WORKSPACE, SANDBOX_ARTIFACTS_DIR)],
     asStepUser({
       stdio: ['ignore', 'pipe', 'ignore'],
+      env: toolEnv(),
     }),
   );
   const sender = artifactsSender();
@@ -389,7 +399,7 @@ async function ownIdentity(): Promise<{ identity?: RunnerIdentity }> {
  */
 function makeReadable(dir: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    const chmod = spawn('chmod', ['-R', 'a+rX,go-w', dir], { stdio: 'ignore' });
+    const chmod = spawn(tool('chmod'), ['-R', 'a+rX,go-w', dir], { stdio: 'ignore', env: toolEnv() });
     chmod.on('error', reject);
     chmod.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`chmod of ${dir} exited ${code}`))));
   });
@@ -403,7 +413,11 @@ async function checkOut(checkouts: NonNullable<SandboxTask['check']>['checkout']
   for (const target of checkouts) {
     const args = ['-c', 'core.hooksPath=/dev/null', '-c', 'core.fsmonitor=false', 'checkout', '-q', '-B', target.branch, target.commit];
     const failure = await new Promise<string | undefined>((resolve) => {
-      const git = spawn('git', args, asStepUser({ cwd: target.dir, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null', GIT_CONFIG_NOSYSTEM: '1' } }));
+      const git = spawn(
+        tool('git'),
+        args,
+        asStepUser({ cwd: target.dir, stdio: ['ignore', 'ignore', 'pipe'], env: toolEnv({ ...process.env, GIT_CONFIG_GLOBAL: '/dev/null', GIT_CONFIG_NOSYSTEM: '1' }) }),
+      );
       let stderr = '';
       git.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString('utf8')).slice(-1000)));
       git.on('error', (error) => resolve(error.message));

@@ -7,6 +7,7 @@
 import { spawn, type SpawnOptions } from 'node:child_process';
 import type { Writable } from 'node:stream';
 import { readdir, readFile } from 'node:fs/promises';
+import { tool, toolEnv } from './runtime-tools.js';
 
 export const STEP_UID = 1000;
 export const STEP_GID = 1000;
@@ -96,7 +97,7 @@ export async function endStepProcesses(): Promise<number[]> {
 export function openStepUserWriter(file: string): { stream: Writable; done: Promise<void> } {
   // Only builtins and one exec in the common case (the directory there, no old file): this runs once per step.
   const script = '{ [ -d "${0%/*}" ] || mkdir -p "${0%/*}"; } && { [ ! -e "$0" ] && [ ! -L "$0" ] || rm -f "$0"; } && exec cat > "$0"';
-  const child = spawn('/bin/sh', ['-c', script, file], asStepUser({ stdio: ['pipe', 'ignore', 'pipe'] }));
+  const child = spawn(tool('sh'), ['-c', script, file], asStepUser({ stdio: ['pipe', 'ignore', 'pipe'], env: toolEnv() }));
   let stderr = '';
   const timer = setTimeout(() => child.kill('SIGKILL'), WRITE_LIMIT_MS);
   child.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString('utf8')).slice(-500)));

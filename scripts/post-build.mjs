@@ -12,6 +12,7 @@ mkdirSync(image, { recursive: true });
 for (const [entry, file] of [
   ['main.js', 'asp-sandbox.mjs'],
   ['asp-agent.js', 'asp-agent.mjs'],
+  ['runtime-pack.js', 'asp-runtime-pack.mjs'],
 ]) {
   await build({
     input: new URL(`../dist/sandbox/${entry}`, import.meta.url).pathname,

@@ -96,4 +96,9 @@ export interface SandboxBackend {
   listOwned(labelFilters: string[]): Promise<OwnedObject[]>;
   /** Removes one such object; one already gone is success. A workspace still in use is waited for a little. */
   removeOwned(object: OwnedObject): Promise<void>;
+  /**
+   * Removes the runner runtimes (the read-only runtime sandboxes of other images mount) that this asp no longer
+   * uses, never one a sandbox still mounts; returns their names. `dryRun` only lists them.
+   */
+  removeStaleRuntimes(options: { dryRun: boolean }): Promise<string[]>;
 }

@@ -2,6 +2,7 @@ import { mkdir, statfs } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { AspError, errorMessage, EXIT } from '../core/asp-error.js';
 import { formatBytes } from '../config/units.js';
+import { runtimeVersion } from '../docker/runtime-volume.js';
 import { imageContext } from '../docker/sandbox-image.js';
 import { makeContext, reportFailure } from './cli-context.js';
 
@@ -54,6 +55,24 @@ export function registerDoctorCommand(program: Command): void {
           }
         } catch (error) {
           checks.push({ name: 'image', ok: false, detail: errorMessage(error) });
+        }
+        if (dockerUp) {
+          // The runner's runtime for images other than asp's own: made on the first such task, reused after.
+          try {
+            const { tag } = imageContext();
+            const version = runtimeVersion(tag);
+            const volumes = await context.docker.listVolumes([`asp.runtime=${version}`]);
+            checks.push({
+              name: 'runtime',
+              ok: volumes.length > 0,
+              advisory: true,
+              detail: volumes.length
+                ? `asp-runtime-${version} prepared (for --image of any image; read-only at /opt/asp)`
+                : `asp-runtime-${version} not prepared yet: the first task with --image of another image makes it (a few seconds)`,
+            });
+          } catch (error) {
+            checks.push({ name: 'runtime', ok: false, advisory: true, detail: errorMessage(error) });
+          }
         }
         try {
           await mkdir(context.settings.workspacesRoot, { recursive: true });

@@ -72,6 +72,7 @@ function describe(report: ReapReport): string {
     report.skipped['not-expired'] ? `${report.skipped['not-expired']} of other hosts, not yet expired` : '',
     report.skipped['not-asp'] ? `${report.skipped['not-asp']} with damaged labels` : '',
   ].filter(Boolean);
+  for (const runtime of report.runtimes) lines.push(`${report.dryRun ? 'would remove' : 'removed'} runtime volume ${runtime}: asp's image changed`);
   lines.push(`asp reap: ${done}${left.length ? `; left alone: ${left.join(', ')}` : ''}`);
   return lines.join('\n') + '\n';
 }

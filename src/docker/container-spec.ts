@@ -1,6 +1,6 @@
 import type { Limits } from '../config/task-spec.js';
 import type { ContainerCreateBody } from './port.js';
-import { SANDBOX_CHECK_DIR, SANDBOX_WORKSPACE } from '../protocol/messages.js';
+import { SANDBOX_CHECK_DIR, SANDBOX_RUNTIME_DIR as RUNTIME_MOUNT, SANDBOX_WORKSPACE } from '../protocol/messages.js';
 import { seccompSecurityOpt } from '../backend/seccomp-profile.js';
 import { RUNNER_CAPABILITIES, RUNNER_USER, sandboxEnv } from '../backend/sandbox-policy.js';
 
@@ -18,7 +18,20 @@ export interface ContainerSpecInput {
    * there as itself), so steps can read the hidden files but never change them.
    */
   checkDir?: boolean | undefined;
+  /**
+   * The runtime volume (runtime-volume.ts) for an image that is not asp's own: mounted read-only at /opt/asp, and the
+   * runner started from it, whatever the image's ENTRYPOINT, CMD, USER, WORKDIR or ENV say.
+   */
+  runnerRuntime?: string | undefined;
 }
+
+/**
+ * Variables of an image's ENV that would change the runner itself (a library preloaded into root's process, Node's
+ * own options): emptied, which the loader and Node both take as unset. The rest of the image's ENV is the steps'.
+ */
+const RUNNER_NEUTRAL_ENV = ['LD_PRELOAD=', 'LD_AUDIT=', 'NODE_OPTIONS='];
+/** git's identity for the runner's commits, which asp's own image sets in its ENV. */
+const GIT_IDENTITY_ENV = ['GIT_AUTHOR_NAME=asp', 'GIT_AUTHOR_EMAIL=asp@sandbox.invalid', 'GIT_COMMITTER_NAME=asp', 'GIT_COMMITTER_EMAIL=asp@sandbox.invalid'];
 
 /** Docker's json-file log of a sandbox is capped: the protocol is read live, the log is only a fallback. */
 const LOG_MAX_SIZE = '10m';
@@ -32,8 +45,12 @@ export function containerSpec(input: ContainerSpecInput): ContainerCreateBody {
   return {
     name: input.name,
     Image: input.image,
-    Cmd: ['asp-sandbox'],
-    Env: sandboxEnv(input.allowedEnv),
+    // On any other image the runner comes from the runtime: Node through the runtime's own loader and libraries
+    // (the image may have another libc, or none), so nothing of the image's runs before the runner.
+    ...(input.runnerRuntime
+      ? { Entrypoint: [`${RUNTIME_MOUNT}/lib/ld.so`, '--library-path', `${RUNTIME_MOUNT}/lib`, `${RUNTIME_MOUNT}/bin/node`], Cmd: [`${RUNTIME_MOUNT}/sandbox/asp-sandbox.mjs`] }
+      : { Cmd: ['asp-sandbox'] }),
+    Env: [...sandboxEnv(input.allowedEnv), ...(input.runnerRuntime ? [`ASP_RUNTIME=${RUNTIME_MOUNT}`, ...RUNNER_NEUTRAL_ENV, ...GIT_IDENTITY_ENV] : [])],
     User: RUNNER_USER,
     WorkingDir: SANDBOX_WORKSPACE,
     Labels: input.labels,
@@ -69,7 +86,11 @@ export function containerSpec(input: ContainerSpecInput): ContainerCreateBody {
       IpcMode: 'private',
       LogConfig: { Type: 'json-file', Config: { 'max-size': LOG_MAX_SIZE, 'max-file': '1' } },
       // A named volume, never a bind mount: untrusted code cannot plant a symlink on the host's file system.
-      Mounts: [{ Type: 'volume', Source: input.volume, Target: SANDBOX_WORKSPACE, ReadOnly: false }],
+      Mounts: [
+        { Type: 'volume', Source: input.volume, Target: SANDBOX_WORKSPACE, ReadOnly: false },
+        // NoCopy: an empty runtime volume must never be filled from the task's image.
+        ...(input.runnerRuntime ? [{ Type: 'volume' as const, Source: input.runnerRuntime, Target: RUNTIME_MOUNT, ReadOnly: true, VolumeOptions: { NoCopy: true } }] : []),
+      ],
       Binds: [],
       Devices: [],
       AutoRemove: false, // asp removes it itself, after copying .asp/ out

@@ -7,7 +7,8 @@ import { SANDBOX_ARTIFACTS_DIR } from '../protocol/messages.js';
 import { containerSpec } from './container-spec.js';
 import { createHardenedContainer } from './hardened-container.js';
 import type { DockerPort } from './port.js';
-import { ensureSandboxImage } from './sandbox-image.js';
+import { ensureRuntimeVolume, pruneRuntimeVolumes } from './runtime-volume.js';
+import { ASP_IMAGE_KIND, ASP_IMAGE_LABEL, ensureSandboxImage, imageContext } from './sandbox-image.js';
 
 /** How often a volume still mounted (409) is retried: its container's removal may be finishing elsewhere. */
 const IN_USE_RETRIES = 3;
@@ -20,6 +21,8 @@ const IN_USE_BACKOFF_MS = 250;
  */
 export class DockerBackend implements SandboxBackend {
   readonly name = 'docker';
+  /** For each image prepared: the runtime volume its sandboxes mount, when it is not asp's own image. */
+  private readonly runtimes = new Map<string, string | undefined>();
 
   constructor(private readonly docker: DockerPort) {}
 
@@ -27,8 +30,28 @@ export class DockerBackend implements SandboxBackend {
     return this.docker.info();
   }
 
-  prepareImage(request: ImageRequest): Promise<string> {
-    return ensureSandboxImage(this.docker, request);
+  /**
+   * asp's own image (or one built on it, `asp image build`) carries the runner. Any other image gets it from the
+   * runtime volume of asp's image, made once per daemon: asp's image is prepared for that too.
+   */
+  async prepareImage(request: ImageRequest): Promise<string> {
+    const image = await ensureSandboxImage(this.docker, request);
+    if (!request.image || this.runtimes.has(image)) return image;
+    const [summary, info] = await Promise.all([this.docker.inspectImage(image), this.docker.info()]);
+    if (summary?.architecture && info.arch && summary.architecture !== info.arch) {
+      throw new AspError(
+        'BAD_INPUT',
+        `image ${image} is built for ${summary.os ?? 'linux'}/${summary.architecture}, the Docker daemon runs ${info.os}/${info.arch}`,
+        `use an image for ${info.arch}, or leave out --image`,
+      );
+    }
+    if (summary?.labels[ASP_IMAGE_LABEL] === ASP_IMAGE_KIND) {
+      this.runtimes.set(image, undefined);
+      return image;
+    }
+    const own = await ensureSandboxImage(this.docker, { onBuildStart: request.onBuildStart, onProgress: request.onProgress });
+    this.runtimes.set(image, await ensureRuntimeVolume(this.docker, own));
+    return image;
   }
 
   async createSandbox(request: SandboxRequest, scope: CleanupScope): Promise<Sandbox> {
@@ -41,10 +64,24 @@ export class DockerBackend implements SandboxBackend {
     scope.defer(`volume ${volume}`, () => docker.removeVolume(volume), { keepable: true });
     const id = await createHardenedContainer(
       docker,
-      containerSpec({ name, image: request.image, volume, labels: request.labels, limits: request.limits, allowedEnv: request.env, runtime: request.runtime, checkDir: request.checkDir }),
+      containerSpec({
+        name,
+        image: request.image,
+        volume,
+        labels: request.labels,
+        limits: request.limits,
+        allowedEnv: request.env,
+        runtime: request.runtime,
+        checkDir: request.checkDir,
+        runnerRuntime: this.runtimes.get(request.image),
+      }),
     );
     scope.defer(`container ${name}`, () => docker.removeContainer(id), { keepable: true });
     return new DockerSandbox(docker, id);
+  }
+
+  removeStaleRuntimes(options: { dryRun: boolean }): Promise<string[]> {
+    return pruneRuntimeVolumes(this.docker, imageContext().tag, options);
   }
 
   async listOwned(labelFilters: string[]): Promise<OwnedObject[]> {

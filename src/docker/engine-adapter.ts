@@ -4,7 +4,7 @@ import { describeIssue } from '../config/task-spec.js';
 import { AspError, errorMessage, systemErrorCode } from '../core/asp-error.js';
 import { valueAt } from '../core/record-guard.js';
 import { demultiplex, EngineApiError, EngineClient, engineTarget, type Query } from './engine-client.js';
-import type { AttachedStreams, ContainerHardening, ContainerCreateBody, ContainerSummary, DaemonInfo, DockerPort, VolumeSummary } from './port.js';
+import type { AttachedStreams, ContainerHardening, ContainerCreateBody, ContainerSummary, DaemonInfo, DockerPort, ImageSummary, VolumeSummary } from './port.js';
 
 // The answers asp reads, each only as far as it relies on them (zod drops the rest). `.nullish()` where the code below
 // already takes null for "none": the daemon sends `null` for an empty list or map.
@@ -17,6 +17,7 @@ const createdReply = z.object({ Id: z.string() });
 // Inspect is read field by field, each checked for its type where it is read (inspectContainer).
 const inspectReply = z.object({ Config: z.object({ User: z.unknown() }).nullish(), HostConfig: z.record(z.string(), z.unknown()).nullish() });
 const waitReply = z.object({ StatusCode: z.number() });
+const imageReply = z.object({ Id: z.string(), Architecture: z.string().nullish(), Os: z.string().nullish(), Config: z.object({ Labels: labelsReply }).nullish() });
 const containersReply = z.array(z.object({ Id: z.string(), Names: z.array(z.string()).nullish(), State: z.string(), Labels: labelsReply, Created: z.number() }));
 /** One line of build progress: output in `stream`, a failure in `error`/`errorDetail`. */
 const buildEvent = z.object({ stream: z.string().optional(), error: z.string().optional(), errorDetail: z.object({ message: z.string().optional() }).optional() });
@@ -68,6 +69,16 @@ export class EngineAdapter implements DockerPort {
       return true;
     } catch (error) {
       if (statusOf(error) === 404) return false;
+      throw this.translate(error, `inspect image ${tag}`);
+    }
+  }
+
+  async inspectImage(tag: string): Promise<ImageSummary | undefined> {
+    try {
+      const image = await this.engine.json('GET', `/images/${encodeURIComponent(tag)}/json`, imageReply);
+      return { id: image.Id, architecture: image.Architecture ?? undefined, os: image.Os ?? undefined, labels: image.Config?.Labels ?? {} };
+    } catch (error) {
+      if (statusOf(error) === 404) return undefined;
       throw this.translate(error, `inspect image ${tag}`);
     }
   }

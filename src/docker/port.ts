@@ -37,7 +37,7 @@ export interface ContainerCreateBody {
     NanoCpus: number;
     IpcMode: string;
     LogConfig: { Type: string; Config: Record<string, string> };
-    Mounts: Array<{ Type: 'volume'; Source: string; Target: string; ReadOnly: boolean }>;
+    Mounts: Array<{ Type: 'volume'; Source: string; Target: string; ReadOnly: boolean; VolumeOptions?: { NoCopy: boolean } }>;
     Binds: string[];
     Devices: unknown[];
     AutoRemove: boolean;
@@ -72,6 +72,14 @@ export interface ContainerHardening {
   mounts: Array<{ type: string; target: string }>;
 }
 
+/** What asp reads of an image: which it is (its id, a content digest), what it runs on, whose it is (labels). */
+export interface ImageSummary {
+  id: string;
+  architecture: string | undefined;
+  os: string | undefined;
+  labels: Record<string, string>;
+}
+
 export interface ContainerSummary {
   id: string;
   name: string;
@@ -97,6 +105,8 @@ export interface AttachedStreams {
 export interface DockerPort {
   info(): Promise<DaemonInfo>;
   imageExists(tag: string): Promise<boolean>;
+  /** The image's id, platform and labels; undefined when the daemon has no such image. */
+  inspectImage(tag: string): Promise<ImageSummary | undefined>;
   buildImage(context: Readable, options: { tag: string; buildArgs: Record<string, string>; labels: Record<string, string> }, onProgress: (line: string) => void): Promise<void>;
   createVolume(name: string, labels: Record<string, string>): Promise<void>;
   /** Removes a volume; one already gone is success. One still mounted by a container fails with DOCKER_CONFLICT. */

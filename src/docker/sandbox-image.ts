@@ -9,9 +9,12 @@ import type { DockerPort } from './port.js';
 
 export const IMAGE_REPOSITORY = 'asp-sandbox';
 export const DEFAULT_BASE_IMAGE = 'node:20-bookworm-slim';
+/** The label on asp's own image (and on what `asp image build` makes): it carries the runner, no runtime needed. */
+export const ASP_IMAGE_LABEL = 'asp.image';
+export const ASP_IMAGE_KIND = 'sandbox';
 
 /** The in-sandbox programs, each bundled into one file by `npm run build` (scripts/post-build.mjs). */
-const IMAGE_PROGRAMS = ['dist/image/asp-sandbox.mjs', 'dist/image/asp-agent.mjs'];
+const IMAGE_PROGRAMS = ['dist/image/asp-sandbox.mjs', 'dist/image/asp-agent.mjs', 'dist/image/asp-runtime-pack.mjs'];
 
 /** The files the image is built from, relative to the package root. Their hash is the image tag. */
 function contextFiles(root: string): string[] {
@@ -84,7 +87,11 @@ function contextTar(context: ImageContext): Readable {
 }
 
 export async function buildSandboxImage(docker: DockerPort, context: ImageContext, onProgress: (line: string) => void): Promise<void> {
-  await docker.buildImage(contextTar(context), { tag: context.tag, buildArgs: { BASE_IMAGE: context.baseImage }, labels: { 'asp.image': 'sandbox' } }, onProgress);
+  await docker.buildImage(
+    contextTar(context),
+    { tag: context.tag, buildArgs: { BASE_IMAGE: context.baseImage, ASP_RUNTIME_VERSION: context.tag.slice(context.tag.lastIndexOf(':') + 1) }, labels: { [ASP_IMAGE_LABEL]: ASP_IMAGE_KIND } },
+    onProgress,
+  );
 }
 
 /**

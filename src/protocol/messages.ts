@@ -155,6 +155,8 @@ export interface SandboxTask {
 }
 
 export const SANDBOX_WORKSPACE = '/workspace';
+/** Where the runner's own runtime is mounted, read-only, in a sandbox of any image but asp's own. */
+export const SANDBOX_RUNTIME_DIR = '/opt/asp';
 export const SANDBOX_REPO_DIR = '/workspace/repo';
 export const SANDBOX_ARTIFACTS_DIR = '/workspace/.asp';
 export const SANDBOX_TASK_FILE = '/workspace/.asp/task.json';

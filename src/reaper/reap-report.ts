@@ -23,6 +23,8 @@ export interface ReapReport {
   items: ReapItem[];
   /** Objects asp owns that were left alone, by why. */
   skipped: Partial<Record<SkipReason | 'nothing-left', number>>;
+  /** Runner runtimes of other asp versions removed (or, with --dry-run, to be removed): asp's image changed. */
+  runtimes: string[];
   /** Whether the daemon could be listed: when it cannot, host dirs are still reaped and the report says why. */
   docker: { ok: boolean; error?: string; hint?: string };
 }

@@ -46,6 +46,7 @@ export async function reap(deps: ReapDeps, options: ReapOptions): Promise<ReapRe
     all: options.all,
     olderThanMs: options.olderThanMs ?? null,
     items: [],
+    runtimes: [],
     skipped: {},
     docker: { ok: true },
   };
@@ -58,7 +59,10 @@ export async function reap(deps: ReapDeps, options: ReapOptions): Promise<ReapRe
       report.docker = { ok: false, error: errorMessage(error), ...(error instanceof AspError && error.hint ? { hint: error.hint } : {}) };
       return [];
     }
-    return options.dryRun ? targets.map(plannedItem) : removeSandboxes(deps.backend, targets, concurrency);
+    const items = options.dryRun ? targets.map(plannedItem) : await removeSandboxes(deps.backend, targets, concurrency);
+    // Runtimes belong to no run: a runtime of another asp version goes whenever no sandbox mounts it.
+    report.runtimes = await deps.backend.removeStaleRuntimes({ dryRun: options.dryRun }).catch(() => []);
+    return items;
   };
   const workspacePart = async () => {
     const targets = await findDeadWorkspaces(deps.workspacesRoot, policy, report.skipped);

@@ -130,6 +130,11 @@ export class FakeBackend implements SandboxBackend {
     return object.kind === 'sandbox' ? this.removeContainer(object.ref) : this.removeVolume(object.ref);
   }
 
+  /** This fake keeps no runner runtime: there is never a stale one. */
+  removeStaleRuntimes(): Promise<string[]> {
+    return Promise.resolve([]);
+  }
+
   /** As `docker rm -f`: a running runner is killed with its container; one already gone is success. */
   async removeContainer(name: string): Promise<void> {
     await this.enter('remove container', name);

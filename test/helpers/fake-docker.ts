@@ -73,6 +73,7 @@ export class FakeDocker implements DockerPort {
 
   info = unused;
   imageExists = unused;
+  inspectImage = unused;
   buildImage = unused;
   createVolume = unused;
   createContainer = unused;

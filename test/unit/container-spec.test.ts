@@ -76,6 +76,36 @@ describe('container spec', () => {
   });
 });
 
+describe("container spec of an image that is not asp's own", () => {
+  const injected = containerSpec({ name: 'asp-t2-r2', image: 'python:3.12-slim', volume: 'asp-ws-t2', labels: {}, limits, allowedEnv: {}, runnerRuntime: 'asp-runtime-abc' });
+
+  it('mounts the runtime read-only at /opt/asp, never filled from the task image', () => {
+    expect(injected.HostConfig.Mounts).toEqual([
+      { Type: 'volume', Source: 'asp-ws-t2', Target: '/workspace', ReadOnly: false },
+      { Type: 'volume', Source: 'asp-runtime-abc', Target: '/opt/asp', ReadOnly: true, VolumeOptions: { NoCopy: true } },
+    ]);
+    expect(injected.HostConfig.Binds).toEqual([]);
+  });
+
+  it("starts the runner from the runtime through the runtime's own loader, whatever the image's ENTRYPOINT and CMD", () => {
+    expect(injected.Entrypoint).toEqual(['/opt/asp/lib/ld.so', '--library-path', '/opt/asp/lib', '/opt/asp/bin/node']);
+    expect(injected.Cmd).toEqual(['/opt/asp/sandbox/asp-sandbox.mjs']);
+    // asp's own image runs its own runner, with no Entrypoint of asp's.
+    expect(spec.Entrypoint).toBeUndefined();
+    expect(spec.Cmd).toEqual(['asp-sandbox']);
+  });
+
+  it("overrides the image's USER and WORKDIR, empties what would change the runner, and keeps every other hardening field", () => {
+    expect(injected.User).toBe('0:0');
+    expect(injected.WorkingDir).toBe('/workspace');
+    expect(injected.Env).toEqual(expect.arrayContaining(['ASP_RUNTIME=/opt/asp', 'LD_PRELOAD=', 'LD_AUDIT=', 'NODE_OPTIONS=']));
+    expect(injected.Env.some((entry) => entry.startsWith('LD_LIBRARY_PATH='))).toBe(false);
+    const { Mounts: _mounts, ...hardening } = injected.HostConfig;
+    const { Mounts: _own, ...ownHardening } = spec.HostConfig;
+    expect(hardening).toEqual(ownHardening);
+  });
+});
+
 describe('seccomp profile', () => {
   const profile = seccompProfile();
   const allowed = (name: string) => profile.syscalls.filter((rule) => rule.action === 'SCMP_ACT_ALLOW' && rule.names.includes(name));

@@ -80,7 +80,8 @@ describe('reap', () => {
     const docker = new FakeDocker();
     for (let index = 0; index < 20; index += 1) addRun(docker, `run${index}`);
     await reapNow(docker);
-    expect(docker.calls.filter((call) => call.startsWith('list'))).toEqual(['listContainers', 'listVolumes']);
+    // Containers and volumes of runs, then the runner runtimes (one per asp image) to see whether one is stale.
+    expect(docker.calls.filter((call) => call.startsWith('list'))).toEqual(['listContainers', 'listVolumes', 'listVolumes']);
   });
 
   it("leaves unlabelled, damaged, live, kept and other hosts' unexpired objects alone", async () => {

@@ -1,0 +1,46 @@
+import { chmodSync, statSync } from 'node:fs';
+
+/*
+ * Where the runner finds the programs it runs itself (tar, git, chmod, sh and the few tools sh scripts of its own
+ * call): in asp's own image, the image's; in any other image, the runtime asp mounted read-only at ASP_RUNTIME
+ * (src/docker/runtime-volume.ts), whose programs load their libraries from the runtime alone (LD_LIBRARY_PATH, set
+ * for them only: a step gets the image's own world, nothing of the runtime's).
+ */
+
+/** The mounted runtime's root, when the host mounted one (any image but asp's own). */
+const RUNTIME = process.env.ASP_RUNTIME || undefined;
+
+/** The uid/gid of every step: /workspace must be theirs to write in. */
+const STEP_UID = 1000;
+
+export type RunnerTool = 'git' | 'tar' | 'chmod' | 'sh';
+
+/** The program to spawn for `name`. */
+export function tool(name: RunnerTool): string {
+  if (RUNTIME) return `${RUNTIME}/bin/${name}`;
+  return name === 'sh' ? '/bin/sh' : name;
+}
+
+/** The environment of one of the runner's own programs: `base`, plus, on a runtime, its libraries and git's helpers. */
+export function toolEnv(base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  if (!RUNTIME) return base;
+  return { ...base, PATH: `${RUNTIME}/bin`, LD_LIBRARY_PATH: `${RUNTIME}/lib`, GIT_EXEC_PATH: `${RUNTIME}/git-core` };
+}
+
+/** A step's environment: the runner's without the runtime's own variables. */
+export function stepEnv(base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const { ASP_RUNTIME: _runtime, ...rest } = base;
+  return rest;
+}
+
+/**
+ * In an image that has no /workspace, Docker makes the volume's mount point root's (asp's image makes it the step
+ * user's). The runner is root and owns it then: it opens it to the steps, sticky, so what the runner itself puts
+ * there (the check dir) stays its own. No capability is needed for a chmod of one's own directory.
+ */
+export function openWorkspaceToSteps(dir: string): void {
+  const info = statSync(dir);
+  if (info.uid === STEP_UID) return;
+  if (info.uid !== process.getuid?.()) throw new Error(`${dir} belongs to uid ${info.uid}: the image's /workspace is neither the step user's nor the runner's`);
+  chmodSync(dir, 0o1777);
+}

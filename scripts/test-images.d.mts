@@ -1,0 +1,4 @@
+export type TestImageKind = 'python' | 'busybox';
+export const TEST_IMAGE_KINDS: readonly TestImageKind[];
+export function testImageTag(kind: TestImageKind): string;
+export function ensureTestImage(kind: TestImageKind, options?: { log?: (line: string) => void }): Promise<{ tag: string; built: boolean }>;

@@ -1,0 +1,70 @@
+import { containerSpec } from './container-spec.js';
+import { limitsSchema } from '../config/task-spec.js';
+import type { DockerPort } from './port.js';
+
+/** Where asp's own image holds the runtime it was built with (Dockerfile: asp-runtime-pack). */
+const RUNTIME_IN_IMAGE = '/opt/asp-runtime';
+/**
+ * The runtime's labels. Not asp.managed: it belongs to no task and no run, so neither the reaper's task rules nor
+ * the leak checks apply to it; it is asp's own shared object, one per asp image, replaced when asp's image changes
+ * (`pruneRuntimeVolumes`), never removed while a sandbox mounts it (the daemon refuses).
+ */
+const RUNTIME_LABEL = 'asp.runtime';
+
+/** Runtime volumes already known to be on a daemon, per port: a batch asks once, not once per task. */
+const known = new WeakMap<DockerPort, Map<string, Promise<string>>>();
+
+/**
+ * The runtime volume of asp's image `aspImage` (asp-sandbox:<hash>), made when missing. Docker copies an image's
+ * content into an empty named volume when a container that mounts it is created: a container of asp's image,
+ * created and never started, fills the volume with the runtime the image was built with, and goes. That works on
+ * a remote daemon (nothing comes from the host's file system) and needs no registry.
+ */
+export function ensureRuntimeVolume(docker: DockerPort, aspImage: string): Promise<string> {
+  let perDaemon = known.get(docker);
+  if (!perDaemon) known.set(docker, (perDaemon = new Map<string, Promise<string>>()));
+  let made = perDaemon.get(aspImage);
+  if (!made) {
+    made = makeRuntimeVolume(docker, aspImage);
+    perDaemon.set(aspImage, made);
+    made.catch(() => perDaemon.delete(aspImage));
+  }
+  return made;
+}
+
+async function makeRuntimeVolume(docker: DockerPort, aspImage: string): Promise<string> {
+  const version = runtimeVersion(aspImage);
+  const name = `asp-runtime-${version}`;
+  const present = await docker.listVolumes([`${RUNTIME_LABEL}=${version}`]);
+  if (present.some((volume) => volume.name === name)) return name;
+  const labels = { [RUNTIME_LABEL]: version, 'asp.kind': 'runtime' };
+  await docker.createVolume(name, labels);
+  const spec = containerSpec({ name: `asp-runtime-fill-${version}-${process.pid}`, image: aspImage, volume: name, labels, limits: limitsSchema.parse({}), allowedEnv: {} });
+  const filler = await docker.createContainer({ ...spec, HostConfig: { ...spec.HostConfig, Mounts: [{ Type: 'volume', Source: name, Target: RUNTIME_IN_IMAGE, ReadOnly: false }] } });
+  await docker.removeContainer(filler);
+  return name;
+}
+
+/** The runtime's version is the hash of asp's image: the same runner bundle, built into the same runtime. */
+export function runtimeVersion(aspImage: string): string {
+  return aspImage.slice(aspImage.lastIndexOf(':') + 1);
+}
+
+/** Removes the runtime volumes of other asp images; one a sandbox still mounts is left (the daemon refuses). */
+export async function pruneRuntimeVolumes(docker: DockerPort, currentAspImage: string, options: { dryRun: boolean }): Promise<string[]> {
+  const current = runtimeVersion(currentAspImage);
+  const removed: string[] = [];
+  for (const volume of await docker.listVolumes([RUNTIME_LABEL])) {
+    if (volume.labels[RUNTIME_LABEL] === current) continue;
+    if (options.dryRun) {
+      removed.push(volume.name);
+      continue;
+    }
+    const gone = await docker.removeVolume(volume.name).then(
+      () => true,
+      () => false,
+    );
+    if (gone) removed.push(volume.name);
+  }
+  return removed;
+}
