@@ -6,6 +6,11 @@
  * Also, in the same rounds: the cost of a clean-room check (one no-op `--check` step: a second, fresh sandbox), and
  * the cost of each further step (ten no-op steps against one), which holds what privilege separation adds per
  * step: the sweep that stops and kills every uid-1000 process and the step record written as the step user.
+ *
+ * And the runner's own runtime (issue 16): the same one-step task on an image that is not asp's (Debian's python3,
+ * no node, git or bash: scripts/test-images.mjs), whose sandbox mounts the runtime volume and starts the runner
+ * from it. Goal: at most 50 ms per task over asp's own image on a prepared daemon. The first such task on a daemon
+ * without the runtime volume (it is made then) is timed apart, once.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -22,6 +27,8 @@ const cli = path.join(root, 'dist', 'src', 'cli', 'main.js');
 // The fixture script lives outside dist/: load it by path.
 // eslint-disable-next-line @typescript-eslint/no-unsafe-type-assertion -- typed by scripts/git-fixture.d.mts; the path is computed because the bench runs from dist/bench, where tsc copies no .mjs
 const { makeRepoFromDir } = (await import(pathToFileURL(path.join(root, 'scripts', 'git-fixture.mjs')).href)) as typeof import('../scripts/git-fixture.mjs');
+// eslint-disable-next-line @typescript-eslint/no-unsafe-type-assertion -- typed by scripts/test-images.d.mts; loaded by path for the same reason
+const { ensureTestImage } = (await import(pathToFileURL(path.join(root, 'scripts', 'test-images.mjs')).href)) as typeof import('../scripts/test-images.mjs');
 
 function timed(command: string, args: string[], env: NodeJS.ProcessEnv): number {
   const started = performance.now();
@@ -48,6 +55,12 @@ async function main(): Promise<void> {
   const checkArgs = [...aspArgs, '--check', 'noop=true'];
   const tenStepArgs = [cli, 'run', '--repo', repo, '--task', 'bench', ...Array.from({ length: 10 }, (_, index) => ['--step', `noop${index}=true`]).flat(), '--json'];
   const dockerArgs = ['run', '--rm', '--network', 'none', image, 'true'];
+  const python = (await ensureTestImage('python')).tag;
+  const pythonArgs = [...aspArgs, '--image', python];
+  // The first task on a daemon without the runtime volume makes it: timed apart, once, from a daemon without it.
+  const runtimeVolume = `asp-runtime-${image.slice(image.lastIndexOf(':') + 1)}`;
+  spawnSync('docker', ['volume', 'rm', runtimeVolume], { stdio: 'ignore' });
+  const firstOnFreshDaemon = timed(process.execPath, pythonArgs, env);
 
   // One warm-up each: page cache, image layers.
   timed(process.execPath, aspArgs, env);
@@ -56,8 +69,10 @@ async function main(): Promise<void> {
   const docker: number[] = [];
   const withCheck: number[] = [];
   const tenSteps: number[] = [];
+  const onPython: number[] = [];
   for (let round = 0; round < ROUNDS; round += 1) {
     asp.push(timed(process.execPath, aspArgs, env));
+    onPython.push(timed(process.execPath, pythonArgs, env));
     docker.push(timed('docker', dockerArgs, env));
     withCheck.push(timed(process.execPath, checkArgs, env));
     tenSteps.push(timed(process.execPath, tenStepArgs, env));
@@ -76,6 +91,10 @@ async function main(): Promise<void> {
   console.log(`    the clean-room check adds ${(checkMedian - aspMedian).toFixed(0)} ms (${((checkMedian - aspMedian) / dockerMedian).toFixed(2)} docker runs)`);
   console.log(`  asp run, ten no-op steps:          median ${tenMedian.toFixed(0)} ms   [${fmt(tenSteps)}]`);
   console.log(`    each further step costs ${((tenMedian - aspMedian) / 9).toFixed(1)} ms (spawn as uid 1000, the kill sweep, the step record)`);
+  const pythonMedian = median(onPython);
+  console.log(`  asp run --image ${python} (runner from its runtime): median ${pythonMedian.toFixed(0)} ms   [${fmt(onPython)}]`);
+  console.log(`    the injected runtime costs ${(pythonMedian - aspMedian).toFixed(0)} ms per task over asp's own image (goal ≤ 50 ms)`);
+  console.log(`    the first such task on a daemon without the runtime volume: ${firstOnFreshDaemon.toFixed(0)} ms (the volume is made then)`);
 }
 
 await main();

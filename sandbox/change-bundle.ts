@@ -57,7 +57,7 @@ export async function bundleChanges(target: BundleTarget, branch: string, messag
   }
   const count = Number((await inRepo(['rev-list', '--count', `${target.base}..HEAD`])).stdout.trim());
   if (!count) return undefined;
-  await run('mkdir', ['-p', path.dirname(target.bundle)], asStepUser({}));
+  await run(tool('mkdir'), ['-p', path.dirname(target.bundle)], asStepUser({ env: toolEnv() }));
   await inRepo(['bundle', 'create', '-q', target.bundle, `refs/heads/${branch}`, `^${target.base}`]);
   await writeCapped(target.repoDir, ['diff', '--binary', '--no-ext-diff', '--no-textconv', target.base, 'HEAD'], target.patch, PATCH_CAP_BYTES);
   return { commits: count, bundle: target.bundle, patch: target.patch };

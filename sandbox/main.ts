@@ -109,7 +109,7 @@ async function runStep(task: SandboxTask, step: SandboxTask['steps'][number]): P
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: {
-        ...stepEnv(),
+        ...stepEnv(shell),
         ASP_TASK: taskForEnv(task.task),
         ASP_TASK_FILE: SANDBOX_TASK_TEXT_FILE,
         ASP_TASK_ID: task.taskId,
@@ -153,7 +153,10 @@ async function runStep(task: SandboxTask, step: SandboxTask['steps'][number]): P
   child.stderr.on('data', relay('stderr'));
 
   let timedOut = false;
+  /** Why the runner ended the step itself (the disk watchdog); exit 28. */
   let reason: string | undefined;
+  /** Why the step could not start at all; exit 127, as a shell says of a command it cannot find. */
+  let notStarted: string | undefined;
   const timer = setTimeout(
     () => {
       timedOut = true;
@@ -171,7 +174,10 @@ async function runStep(task: SandboxTask, step: SandboxTask['steps'][number]): P
   let linger: NodeJS.Timeout | undefined;
   const exitCode = await new Promise<number>((resolve) => {
     child.on('error', (error) => {
-      emit({ type: 'step.log', step: step.name, stream: 'stderr', data: `asp-sandbox: cannot start ${shell}: ${error.message}\n` });
+      // An image without a shell (distroless, scratch) cannot run a step given as a command line.
+      const noShell = (error as NodeJS.ErrnoException).code === 'ENOENT' && !existsSync(shell);
+      notStarted = noShell ? `the image has no ${shell}: a step given as a command line needs a POSIX shell in the image` : `cannot start ${shell}: ${error.message}`;
+      emit({ type: 'step.log', step: step.name, stream: 'stderr', data: `asp-sandbox: ${notStarted}\n` });
       resolve(127);
     });
     const status = (code: number | null, signal: NodeJS.Signals | null) => code ?? (signal ? 128 + signalNumber(signal) : 1);
@@ -204,6 +210,7 @@ async function runStep(task: SandboxTask, step: SandboxTask['steps'][number]): P
     emit({ type: 'warning', message: `step "${step.name}": ${reason}` });
   }
   const finalCode = timedOut ? EXIT_DEADLINE : survivors.length ? EXIT_UNKILLABLE : reason ? EXIT_DISK : exitCode;
+  reason ??= notStarted;
   const durationMs = Date.now() - started;
   emit({ type: 'step.end', step: step.name, exitCode: finalCode, durationMs, timedOut, droppedBytes, ...(reason ? { reason } : {}) });
   // Written as the step user: the runner never opens a path in the workspace, where a step may have planted a link.

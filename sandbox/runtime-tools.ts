@@ -13,7 +13,7 @@ const RUNTIME = process.env.ASP_RUNTIME || undefined;
 /** The uid/gid of every step: /workspace must be theirs to write in. */
 const STEP_UID = 1000;
 
-export type RunnerTool = 'git' | 'tar' | 'chmod' | 'sh';
+export type RunnerTool = 'git' | 'tar' | 'chmod' | 'mkdir' | 'sh';
 
 /** The program to spawn for `name`. */
 export function tool(name: RunnerTool): string {
@@ -27,10 +27,17 @@ export function toolEnv(base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEn
   return { ...base, PATH: `${RUNTIME}/bin`, LD_LIBRARY_PATH: `${RUNTIME}/lib`, GIT_EXEC_PATH: `${RUNTIME}/git-core` };
 }
 
-/** A step's environment: the runner's without the runtime's own variables. */
-export function stepEnv(base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+/** Variables the host empties so that the image's values cannot change the runner (container-spec.ts). */
+const RUNNER_NEUTRAL = ['LD_PRELOAD', 'LD_AUDIT', 'NODE_OPTIONS'];
+
+/**
+ * A step's environment: the runner's without the runtime's own variables, without the emptied ones (an empty
+ * LD_PRELOAD is nothing a step needs to see), and with SHELL naming the shell that runs it.
+ */
+export function stepEnv(shell: string, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   const { ASP_RUNTIME: _runtime, ...rest } = base;
-  return rest;
+  for (const name of RUNNER_NEUTRAL) if (rest[name] === '') delete rest[name];
+  return { ...rest, SHELL: shell };
 }
 
 /**

@@ -66,12 +66,20 @@ export async function runBatch(list: TaskList, options: BatchOptions, deps: Batc
     await deps.backend.prepareImage({ onBuildStart: (tag) => deps.log.info({ image: tag }, `building the sandbox image ${tag}; this takes a minute`) });
   }
 
+  // Each image a line names, checked once before the pool (and the runner runtime made, for an image that is not
+  // asp's): a missing one is that line's bad input, said with its line number, not one failure per attempt.
+  const refused = new Map<string, string>();
+  for (const image of new Set(list.entries.flatMap((entry) => (entry.spec.image && !done.has(entry.key) ? [entry.spec.image] : [])))) {
+    await deps.backend.prepareImage({ image }).catch((error: unknown) => refused.set(image, errorMessage(error)));
+  }
+
   await mapBounded(list.entries, options.concurrency, async (entry) => {
     const previous = done.get(entry.key);
     // After an interrupt nothing new starts: what is left is reported as not run.
     if (!previous && deps.signal?.aborted) return;
     if (!previous) deps.progress.started(entry.key);
-    const outcome = previous ? fromJournal(entry, previous) : await runWithRetries(entry, options, deps, journal, mirrors);
+    const imageRefused = entry.spec.image ? refused.get(entry.spec.image) : undefined;
+    const outcome = previous ? fromJournal(entry, previous) : imageRefused ? badImage(entry, imageRefused) : await runWithRetries(entry, options, deps, journal, mirrors);
     outcomes.set(entry.key, outcome);
     deps.progress.finished(outcome);
   });
@@ -215,6 +223,12 @@ function fromJournal(entry: BatchEntry, record: FinishedRecord): TaskOutcome {
     error: record.error ?? null,
     resumed: true,
   };
+}
+
+/** A line whose image the daemon cannot run: bad input of that line (exit 2), never run, never retried. */
+function badImage(entry: BatchEntry, why: string): TaskOutcome {
+  const error = `line ${entry.line}: ${why}`;
+  return { ...notRun(entry), status: 'error', exitCode: EXIT.badInput, failure: error, error };
 }
 
 function notRun(entry: BatchEntry): TaskOutcome {

@@ -38,7 +38,7 @@ async function reapCommand(flags: ReapFlags): Promise<number> {
     const context = makeContext({ json, debug });
     const report = await reap(
       { backend: context.backend, workspacesRoot: context.settings.workspacesRoot, clock: systemClock },
-      { dryRun: Boolean(flags.dryRun), all: Boolean(flags.all), olderThanMs },
+      { dryRun: Boolean(flags.dryRun), all: Boolean(flags.all), olderThanMs, runtimes: true },
     );
     const failed = report.items.some((item) => item.outcome === 'failed');
     const exitCode = failed || !report.docker.ok ? EXIT.infrastructure : EXIT.ok;

@@ -26,6 +26,11 @@ export interface ReapOptions {
   dryRun: boolean;
   all: boolean;
   olderThanMs?: number | undefined;
+  /**
+   * Also remove the runner runtimes of other asp versions (`asp reap` does; the sweep at every start does not: an
+   * older asp still running a batch on the same daemon mounts its own runtime between tasks).
+   */
+  runtimes?: boolean | undefined;
 }
 
 /**
@@ -61,7 +66,7 @@ export async function reap(deps: ReapDeps, options: ReapOptions): Promise<ReapRe
     }
     const items = options.dryRun ? targets.map(plannedItem) : await removeSandboxes(deps.backend, targets, concurrency);
     // Runtimes belong to no run: a runtime of another asp version goes whenever no sandbox mounts it.
-    report.runtimes = await deps.backend.removeStaleRuntimes({ dryRun: options.dryRun }).catch(() => []);
+    if (options.runtimes) report.runtimes = await deps.backend.removeStaleRuntimes({ dryRun: options.dryRun }).catch(() => []);
     return items;
   };
   const workspacePart = async () => {

@@ -224,9 +224,11 @@ function failedStep(task: ClaimedTask, steps: StepResult[], check: CheckResult |
   const step = own ?? checked;
   if (!step) return null;
   const name = checked ? `${CHECK_STEP_PREFIX}${step.name}` : step.name;
-  const tail = task.events.steps.record(name, step.exitCode)?.outputTail;
-  const reason = step.status === 'failed' ? `step ${name} exited ${step.exitCode}` : `step ${name} ${step.status === 'timeout' ? 'passed its deadline' : 'was interrupted'}`;
-  return { step: name, status: step.status, exitCode: step.exitCode, reason, outputTail: tail || null };
+  const record = task.events.steps.record(name, step.exitCode);
+  // The runner's own word on a step it ended or could not start (the disk limit, no shell in the image), when it said.
+  const said = step.status === 'failed' && record?.reason ? `: ${record.reason.slice(0, 300)}` : '';
+  const reason = step.status === 'failed' ? `step ${name} exited ${step.exitCode}${said}` : `step ${name} ${step.status === 'timeout' ? 'passed its deadline' : 'was interrupted'}`;
+  return { step: name, status: step.status, exitCode: step.exitCode, reason, outputTail: record?.outputTail || null };
 }
 
 async function settleBoth<A, B>(first: Promise<A>, second: Promise<B>): Promise<[A, B]> {

@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { asp } from '../helpers/cli.js';
 import { dockerAvailable, leftovers } from '../helpers/docker.js';
 import { repoWith } from '../helpers/repos.js';
+import { ensureTestImage } from '../helpers/test-images.js';
 
 const main = path.resolve(import.meta.dirname, '..', '..', 'dist', 'src', 'cli', 'main.js');
 
@@ -28,6 +29,26 @@ describe.skipIf(!dockerAvailable)('asp batch against the real Docker engine', ()
   afterAll(async () => {
     expect(await leftovers()).toEqual({ containers: [], volumes: [] });
   });
+
+  it('checks each image a line names once before the pool: a missing one is bad input of its line, the others run', async () => {
+    const { dir, env } = scratch();
+    const repo = repoWith({ 'README.md': 'images\n' });
+    const busybox = await ensureTestImage('busybox');
+    const lines = [
+      { id: 'on-busybox', repo, steps: [{ name: 'work', run: 'test ! -e /bin/bash && echo busybox' }], image: busybox },
+      { id: 'on-nothing', repo, steps: [{ name: 'work', run: 'true' }], image: 'asp-no-such-image:1' },
+      { id: 'on-asp', repo, steps: [{ name: 'work', run: 'echo asp' }] },
+      { id: 'on-busybox-too', repo, steps: [{ name: 'work', run: 'true' }], image: busybox },
+    ];
+    writeFileSync(path.join(dir, 'tasks.jsonl'), lines.map((line) => JSON.stringify(line)).join('\n') + '\n');
+    const result = await asp(['batch', path.join(dir, 'tasks.jsonl'), '--json'], env);
+    expect(result.code).toBe(2);
+    const summary = JSON.parse(result.stdout);
+    expect(summary).toMatchObject({ total: 4, passed: 3, errors: 1, exitCode: 2 });
+    const missing = summary.tasks.find((task: { key: string }) => task.key === 'on-nothing');
+    expect(missing).toMatchObject({ status: 'error', exitCode: 2, taskId: null, attempts: 0 });
+    expect(missing.error).toMatch(/^line 2: image asp-no-such-image:1 is not present/);
+  }, 120_000);
 
   it('runs 12 tasks at concurrency 2, skips the invalid line, and reports in JSON and JUnit', async () => {
     const { dir, env } = scratch();

@@ -1,5 +1,6 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { DockerBackend } from '../../src/docker/docker-backend.js';
+import { imageContext } from '../../src/docker/sandbox-image.js';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -80,8 +81,22 @@ describe('reap', () => {
     const docker = new FakeDocker();
     for (let index = 0; index < 20; index += 1) addRun(docker, `run${index}`);
     await reapNow(docker);
-    // Containers and volumes of runs, then the runner runtimes (one per asp image) to see whether one is stale.
-    expect(docker.calls.filter((call) => call.startsWith('list'))).toEqual(['listContainers', 'listVolumes', 'listVolumes']);
+    expect(docker.calls.filter((call) => call.startsWith('list'))).toEqual(['listContainers', 'listVolumes']);
+  });
+
+  it('removes the runner runtimes of other asp images when asked (asp reap), never the current one nor one in use', async () => {
+    const docker = new FakeDocker();
+    const current = imageContext().tag.split(':')[1] ?? '';
+    docker.addVolume(`asp-runtime-${current}`, { 'asp.runtime': current, 'asp.kind': 'runtime' });
+    docker.addVolume('asp-runtime-old', { 'asp.runtime': 'old', 'asp.kind': 'runtime' });
+    docker.addVolume('asp-runtime-older', { 'asp.runtime': 'older', 'asp.kind': 'runtime' });
+    docker.addContainer('still-on-older', {}, { volume: 'asp-runtime-older' });
+    // The sweep at every start leaves runtimes alone: another asp version may still mount its own between tasks.
+    expect((await reapNow(docker)).runtimes).toEqual([]);
+    expect((await reapNow(docker, undefined, { runtimes: true, dryRun: true })).runtimes).toEqual(['asp-runtime-old', 'asp-runtime-older']);
+    expect(docker.volumes.size).toBe(3);
+    expect((await reapNow(docker, undefined, { runtimes: true })).runtimes).toEqual(['asp-runtime-old']);
+    expect([...docker.volumes.keys()].sort()).toEqual([`asp-runtime-${current}`, 'asp-runtime-older']);
   });
 
   it("leaves unlabelled, damaged, live, kept and other hosts' unexpired objects alone", async () => {

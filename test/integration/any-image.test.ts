@@ -1,0 +1,399 @@
+import { execFileSync } from 'node:child_process';
+import { chmodSync, copyFileSync, lstatSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AspError } from '../../src/core/asp-error.js';
+import type { TaskSpecInput } from '../../src/config/task-spec.js';
+import { runtimeVersion } from '../../src/docker/runtime-volume.js';
+import { imageContext } from '../../src/docker/sandbox-image.js';
+import type { TaskResult } from '../../src/supervisor/run-task.js';
+import { keyValues } from '../fixtures/hostile/privilege-probe.js';
+import { docker, dockerAvailable, leftovers, testSettings } from '../helpers/docker.js';
+import { gitIn, repoWith } from '../helpers/repos.js';
+import { artifact, run, workspaceDirs } from '../helpers/run.js';
+import { ensureTestImage } from '../helpers/test-images.js';
+
+/** Everything this file makes itself (the one-file images, the container it copies busybox out of) carries this label, and goes in afterAll. */
+const RUN_LABEL = `asp.test-run=any-image-${process.pid}-${Date.now()}`;
+
+interface ImageCase {
+  name: string;
+  /** A test image of test/helpers/test-images.ts; none: asp's own image (no `image` in the spec). */
+  kind: 'python' | 'busybox' | undefined;
+  /** The shell asp runs steps with there: bash where the image has it, else its /bin/sh. */
+  shell: RegExp;
+  /** Whether the image has git on PATH, so that a step can commit by itself. */
+  git: boolean;
+}
+
+const IMAGES: ImageCase[] = [
+  { name: "asp's own image", kind: undefined, shell: /\/bash$/, git: true },
+  { name: 'a python image with no bash, git or node and a hostile USER/WORKDIR', kind: 'python', shell: /\/dash$/, git: false },
+  { name: 'a busybox image with no libc', kind: 'busybox', shell: /\/busybox$/, git: false },
+];
+
+/** What asp gives every step, whatever the image: its task, where artifacts go, git's identity, a fixed base environment. */
+const ASP_STEP_ENV = [
+  'ASP_ARTIFACTS',
+  'ASP_STEP',
+  'ASP_TASK',
+  'ASP_TASK_FILE',
+  'ASP_TASK_ID',
+  'CI',
+  'GIT_AUTHOR_EMAIL',
+  'GIT_AUTHOR_NAME',
+  'GIT_COMMITTER_EMAIL',
+  'GIT_COMMITTER_NAME',
+  'HOME',
+  'LANG',
+  'PATH',
+  'TERM',
+];
+
+/**
+ * What a step sees of its sandbox, as key=value lines in $ASP_ARTIFACTS/hardening.txt. POSIX sh only (dash, bash and
+ * busybox ash all run it), and shell builtins wherever a fact is read from /proc, so it needs almost nothing of the image.
+ */
+const PROBE = `
+out=$ASP_ARTIFACTS/hardening.txt
+say() { printf '%s=%s\\n' "$1" "$2" >> "$out"; }
+while read -r key value rest; do
+  case $key in
+    Uid:|Gid:) say "\${key%:}" "$value $rest" ;;
+    Groups:|CapEff:|CapPrm:|CapAmb:|NoNewPrivs:|Seccomp:) say "\${key%:}" "$value" ;;
+  esac
+done < /proc/self/status
+say shell "$(readlink /proc/$$/exe)"
+say cwd "$(pwd -P)"
+netdevs=
+{ read -r _; read -r _; while read -r dev rest; do netdevs="$netdevs\${dev%%:*},"; done; } < /proc/net/dev
+say netdevs "$netdevs"
+while read -r dev mnt type opts rest; do
+  case $mnt in /|/opt/asp) say "mount:$mnt" "\${opts%%,*}" ;; esac
+done < /proc/mounts
+for dir in /etc /bin /opt/asp; do
+  if [ -d "$dir" ]; then (: > "$dir/asp-probe") 2>/dev/null && say "write:$dir" written || say "write:$dir" refused; else say "write:$dir" absent; fi
+done
+[ -d /opt/asp ] && say owner:/opt/asp "$(stat -c %u:%g /opt/asp)"
+(: > /tmp/asp-probe) && say write:/tmp written
+say LD_LIBRARY_PATH "\${LD_LIBRARY_PATH-unset}"
+say ASP_RUNTIME "\${ASP_RUNTIME-unset}"
+say PYTHONDONTWRITEBYTECODE "\${PYTHONDONTWRITEBYTECODE-unset}"
+for tool in bash git node python3; do command -v "$tool" > /dev/null && say "tool:$tool" present || say "tool:$tool" absent; done
+say pids "$(cat /sys/fs/cgroup/pids/pids.max 2> /dev/null || cat /sys/fs/cgroup/pids.max)"
+say envnames "$(env | cut -d= -f1 | sort | tr '\\n' ',')"
+# Last, as the pids it takes are only freed when the step ends. sh, not bash: bash retries a failed fork for 15 s.
+sh -c 'i=0; while [ $i -lt 100 ]; do sleep 5 & i=$((i + 1)); done; echo all-forked' > /tmp/fork.out 2>&1
+read -r forked < /tmp/fork.out
+say fork "$forked"
+`;
+
+/** A clone of the original repository with the task's bundle fetched into `incoming`, as a reviewer would check it. */
+function fetchBundle(repo: string, result: TaskResult): string {
+  const check = path.join(mkdtempSync(path.join(os.tmpdir(), 'asp-bundle-')), 'check');
+  execFileSync('git', ['clone', '-q', repo, check]);
+  execFileSync('git', ['-C', check, 'fetch', '-q', path.join(result.workspacePath, '.asp', 'change.bundle'), `asp/${result.taskId}:incoming`]);
+  return check;
+}
+
+describe.skipIf(!dockerAvailable)('--image takes any image, against the real Docker engine', () => {
+  const settings = testSettings();
+
+  afterAll(async () => {
+    // The leak check: nothing asp made for a task outlives the suite...
+    expect(await leftovers()).toEqual({ containers: [], volumes: [] });
+    // ...and the only asp volumes left are runtime volumes: asp's shared object, of no task and no run.
+    const volumes = (await docker.listVolumes([])).filter((volume) => volume.name.startsWith('asp-'));
+    // The runtime of this build's asp image is among them: the tasks on the test images ran from it.
+    expect(volumes.map((volume) => volume.name)).toContain(`asp-runtime-${runtimeVersion(imageContext().tag)}`);
+    for (const volume of volumes) {
+      expect(volume.name).toMatch(/^asp-runtime-[0-9a-f]{12}$/);
+      expect(volume.labels).toMatchObject({ 'asp.kind': 'runtime', 'asp.runtime': volume.name.slice('asp-runtime-'.length) });
+      expect(volume.labels).not.toHaveProperty('asp.managed');
+    }
+  });
+
+  describe.each(IMAGES)('on $name', (image) => {
+    let tag: string | undefined;
+    beforeAll(async () => {
+      tag = image.kind ? await ensureTestImage(image.kind) : undefined;
+    }, 300_000);
+    /** The task on this image: asp's own one is the default, named by no `image` at all. */
+    const on = (input: TaskSpecInput): TaskSpecInput => ({ ...input, ...(tag ? { image: tag } : {}) });
+
+    it('runs a step as uid 1000 with no capabilities, no network, a read-only root and the pids limit, in /workspace/repo', async () => {
+      const { result } = await run(settings, on({ repo: repoWith({ 'probe.sh': PROBE }), steps: [{ name: 'probe', run: '. ./probe.sh' }], limits: { pids: 64 } }));
+      expect(result.exitCode, result.error ?? result.failedStep?.outputTail ?? '').toBe(0);
+      if (tag) expect(result.image).toBe(tag);
+      else expect(result.image).toMatch(/^asp-sandbox:[0-9a-f]{12}$/);
+      const facts = keyValues(readFileSync(path.join(result.workspacePath, '.asp', 'hardening.txt'), 'utf8'));
+      expect(facts.Uid?.split(/\s+/)).toEqual(['1000', '1000', '1000', '1000']); // real, effective, saved, file system
+      expect(facts.Gid?.split(/\s+/)).toEqual(['1000', '1000', '1000', '1000']);
+      expect(facts.Groups).toBe('');
+      expect(facts.CapEff).toBe('0000000000000000');
+      expect(facts.CapPrm).toBe('0000000000000000');
+      expect(facts.CapAmb).toBe('0000000000000000');
+      expect(facts.NoNewPrivs).toBe('1');
+      expect(facts.Seccomp).toBe('2');
+      expect(facts.netdevs).toBe('lo,');
+      expect(facts['mount:/']).toBe('ro');
+      expect(facts['write:/etc']).toBe('refused');
+      expect(facts['write:/bin']).toBe('refused');
+      expect(facts['write:/tmp']).toBe('written');
+      expect(facts['write:/opt/asp']).toBe('refused');
+      expect(facts['owner:/opt/asp']).toBe('0:0');
+      // Not the image's USER or WORKDIR (the python image says 65534 and /srv): asp's.
+      expect(facts.cwd).toBe('/workspace/repo');
+      expect(facts.shell).toMatch(image.shell);
+      // The runtime's libraries are for the runner's own programs: a step loads the image's.
+      expect(facts.LD_LIBRARY_PATH).toBe('unset');
+      expect(facts.ASP_RUNTIME).toBe('unset');
+      const names = facts.envnames?.split(',').filter(Boolean);
+      expect(names).toEqual(expect.arrayContaining(ASP_STEP_ENV));
+      expect(names).not.toContain('GIT_EXEC_PATH');
+      expect(facts.envnames).not.toMatch(/LANGFUSE|DOCKER|AWS|GITHUB|SSH_AUTH/);
+      expect(facts.pids).toBe('64');
+      expect(facts.fork).not.toBe('all-forked');
+      // asp's own image carries the runner; any other runs it from the runtime volume, mounted read-only.
+      if (image.kind) expect(facts['mount:/opt/asp']).toBe('ro');
+      else expect(facts['mount:/opt/asp']).toBeUndefined();
+      if (image.kind === 'python') {
+        expect([facts['tool:bash'], facts['tool:git'], facts['tool:node'], facts['tool:python3']]).toEqual(['absent', 'absent', 'absent', 'present']);
+        expect(facts.PYTHONDONTWRITEBYTECODE).toBe('1');
+      }
+    });
+
+    it('brings an edit a step left uncommitted back as a commit on top of the base', async () => {
+      const repo = repoWith({ 'README.md': 'old\n', 'src/a.txt': 'a\n' });
+      const base = gitIn(repo, 'rev-parse', 'HEAD');
+      const { result } = await run(settings, on({ repo, task: 'edit the readme', steps: [{ name: 'edit', run: 'echo new > README.md && echo b > src/b.txt' }] }));
+      expect(result.exitCode, result.warnings.join('\n')).toBe(0);
+      expect(result.change).toMatchObject({ branch: `asp/${result.taskId}`, base, commits: 1, filesChanged: 2, insertions: 2, deletions: 1 });
+      const check = fetchBundle(repo, result);
+      expect(execFileSync('git', ['-C', check, 'show', 'incoming:README.md']).toString()).toBe('new\n');
+      expect(execFileSync('git', ['-C', check, 'show', 'incoming:src/b.txt']).toString()).toBe('b\n');
+      expect(execFileSync('git', ['-C', check, 'rev-parse', 'incoming~1']).toString().trim()).toBe(base);
+      expect(execFileSync('git', ['-C', check, 'log', '-1', '--format=%an <%ae>', 'incoming']).toString().trim()).toBe('asp <asp@sandbox.invalid>');
+    });
+
+    if (image.git) {
+      it("keeps a step's own commit and commits what the next step left on top of it", async () => {
+        const repo = repoWith({ 'README.md': 'old\n' });
+        const base = gitIn(repo, 'rev-parse', 'HEAD');
+        const { result } = await run(
+          settings,
+          on({
+            repo,
+            steps: [
+              { name: 'commit', run: 'echo committed > README.md && git commit -qam "the step\'s own commit"' },
+              { name: 'edit', run: 'echo uncommitted > NOTES.md' },
+            ],
+          }),
+        );
+        expect(result.exitCode, result.warnings.join('\n')).toBe(0);
+        expect(result.change).toMatchObject({ base, commits: 2, filesChanged: 2 });
+        const check = fetchBundle(repo, result);
+        expect(execFileSync('git', ['-C', check, 'log', '--format=%s', `${base}..incoming`]).toString()).toMatch(/^asp: .+\nthe step's own commit\n$/);
+        expect(execFileSync('git', ['-C', check, 'show', 'incoming:README.md']).toString()).toBe('committed\n');
+        expect(execFileSync('git', ['-C', check, 'show', 'incoming:NOTES.md']).toString()).toBe('uncommitted\n');
+      });
+    }
+
+    it('copies the files a step writes to $ASP_ARTIFACTS out to .asp/, and a symlink there not at all', async () => {
+      const { result } = await run(
+        settings,
+        on({
+          repo: repoWith({ 'README.md': 'x\n' }),
+          steps: [{ name: 'write', run: 'echo fine > $ASP_ARTIFACTS/ok.txt; mkdir -p $ASP_ARTIFACTS/sub && echo deep > $ASP_ARTIFACTS/sub/deep.txt; ln -s /etc/passwd $ASP_ARTIFACTS/passwd' }],
+        }),
+      );
+      expect(result.exitCode).toBe(0);
+      const asp = path.join(result.workspacePath, '.asp');
+      expect(readFileSync(path.join(asp, 'ok.txt'), 'utf8')).toBe('fine\n');
+      expect(readFileSync(path.join(asp, 'sub', 'deep.txt'), 'utf8')).toBe('deep\n');
+      expect(result.artifacts).toEqual(expect.arrayContaining(['ok.txt', 'sub/deep.txt', 'write.json']));
+      // Neither the link nor what it names on the host: lstat sees nothing there.
+      expect(() => lstatSync(path.join(asp, 'passwd'))).toThrow(/ENOENT/);
+      expect(result.artifacts).not.toContain('passwd');
+      expect(result.warnings.join('\n')).toMatch(/passwd \(symlink entries are not allowed\)/);
+    });
+
+    it('kills the container when a step passes its deadline: exit 124, nothing left', async () => {
+      const started = Date.now();
+      const { result } = await run(
+        settings,
+        on({
+          repo: repoWith({ 'README.md': 'x\n' }),
+          steps: [
+            { name: 'slow', run: 'echo started; sleep 60', timeout: '2s' },
+            { name: 'after', run: 'true' },
+          ],
+        }),
+      );
+      expect(Date.now() - started).toBeLessThan(30_000);
+      expect(result.status).toBe('timeout');
+      expect(result.exitCode).toBe(124);
+      expect(result.steps.map((step) => step.status)).toEqual(['timeout', 'skipped']);
+      expect(result.failedStep).toMatchObject({ step: 'slow', status: 'timeout', outputTail: 'started\n' });
+      expect(artifact(result, 'slow.json')).toMatchObject({ exitCode: 124, timedOut: true, reason: 'step "slow" passed its 2000 ms deadline' });
+      expect(await leftovers()).toEqual({ containers: [], volumes: [] });
+    });
+
+    it('stops and cleans up when interrupted during a step: exit 130, nothing left', async () => {
+      const controller = new AbortController();
+      let printed = '';
+      const started = Date.now();
+      const { result } = await run(settings, on({ repo: repoWith({ 'README.md': 'x\n' }), steps: [{ name: 'wait', run: 'echo partial > $ASP_ARTIFACTS/partial.txt; echo started; sleep 30' }] }), {
+        signal: controller.signal,
+        // Interrupted once the step is seen running, not after a guessed delay.
+        writeOutput: (text) => {
+          printed += text;
+          if (printed.includes('[wait] started')) controller.abort();
+        },
+      });
+      expect(controller.signal.aborted).toBe(true);
+      expect(Date.now() - started).toBeLessThan(20_000);
+      expect(result.status).toBe('interrupted');
+      expect(result.exitCode).toBe(130);
+      expect(result.steps[0]).toMatchObject({ name: 'wait', status: 'interrupted' });
+      expect(result.artifacts).toContain('partial.txt');
+      expect(await leftovers()).toEqual({ containers: [], volumes: [] });
+    });
+  });
+
+  describe('a real test suite on the python image', () => {
+    let python: string;
+    beforeAll(async () => {
+      python = await ensureTestImage('python');
+    }, 300_000);
+    const project = {
+      'greet.py': 'def greet(name):\n    return f"Hello, {name}!"\n',
+      'test_greet.py': 'from greet import greet\n\n\ndef test_greets_by_name():\n    assert greet("py") == "Hello, py!"\n',
+    };
+    // No cache dir: a passing run must leave the tree as it found it.
+    const pytest = { name: 'tests', run: 'python3 -m pytest -p no:cacheprovider' };
+
+    it("passes with pytest, and leaves no __pycache__ behind (the image's PYTHONDONTWRITEBYTECODE reached the step)", async () => {
+      const { result, output } = await run(settings, { repo: repoWith(project), image: python, steps: [pytest] });
+      expect(result.exitCode, output).toBe(0);
+      expect(result.status).toBe('passed');
+      expect(output).toMatch(/\[tests\] .*1 passed/);
+      expect(result.change).toBeNull();
+    });
+
+    it('fails the task (exit 1) when a test fails, naming the step and showing what pytest said', async () => {
+      const failing = { ...project, 'test_shout.py': 'from greet import greet\n\n\ndef test_shouts():\n    assert greet("py") == "HELLO, PY!"\n' };
+      const { result } = await run(settings, { repo: repoWith(failing), image: python, steps: [pytest, { name: 'after', run: 'true' }] });
+      expect(result.status).toBe('failed');
+      expect(result.exitCode).toBe(1);
+      expect(result.steps.map((step) => [step.name, step.status, step.exitCode])).toEqual([
+        ['tests', 'failed', 1],
+        ['after', 'skipped', null],
+      ]);
+      expect(result.failedStep).toMatchObject({ step: 'tests', status: 'failed', exitCode: 1, reason: 'step tests exited 1' });
+      expect(result.failedStep?.outputTail).toContain("AssertionError: assert 'Hello, py!' == 'HELLO, PY!'");
+      expect(result.failedStep?.outputTail).toMatch(/1 failed, 1 passed/);
+      expect(result.change).toBeNull();
+    });
+  });
+
+  describe('bad input', () => {
+    /** An image of one file, and that not a shell: `docker import` of a tar holding busybox as /bin/true-not-sh. */
+    const noShell = `asp-test-no-shell:${process.pid}`;
+    /** The same, the file named /bin/sh: busybox then is ash, with its builtins and no other program at all (no mkdir, cat, ...). */
+    const onlySh = `asp-test-only-sh:${process.pid}`;
+    beforeAll(async () => {
+      const busybox = await ensureTestImage('busybox');
+      const holder = execFileSync('docker', ['create', '--label', RUN_LABEL, busybox]).toString().trim();
+      const binary = path.join(mkdtempSync(path.join(os.tmpdir(), 'asp-no-shell-')), 'busybox');
+      try {
+        execFileSync('docker', ['cp', `${holder}:/bin/busybox`, binary]);
+      } finally {
+        execFileSync('docker', ['rm', '-f', holder], { stdio: 'ignore' });
+      }
+      importImageOf(noShell, binary, 'bin/true-not-sh');
+      importImageOf(onlySh, binary, 'bin/sh');
+    }, 300_000);
+    afterAll(() => {
+      for (const kind of ['images', 'ps -a'] as const) {
+        const ids = execFileSync('docker', [...kind.split(' '), '-q', '--filter', `label=${RUN_LABEL}`])
+          .toString()
+          .split('\n')
+          .filter(Boolean);
+        for (const id of ids) execFileSync('docker', kind === 'images' ? ['rmi', '-f', id] : ['rm', '-f', id], { stdio: 'ignore' });
+      }
+    });
+
+    it('an image that is not there: IMAGE_UNAVAILABLE naming it, nothing made', async () => {
+      const clean = testSettings();
+      const error = await run(clean, { repo: repoWith({ 'README.md': 'x\n' }), image: 'asp-no-such-image:latest', steps: [{ name: 'a', run: 'true' }] }).then(
+        () => undefined,
+        (caught: unknown) => caught,
+      );
+      expect(error).toBeInstanceOf(AspError);
+      expect((error as AspError).code).toBe('IMAGE_UNAVAILABLE');
+      expect((error as AspError).message).toContain('asp-no-such-image:latest is not present');
+      expect(workspaceDirs(clean)).toEqual([]);
+      expect(await leftovers()).toEqual({ containers: [], volumes: [] });
+    });
+
+    const noShellTask = () =>
+      run(settings, {
+        repo: repoWith({ 'README.md': 'x\n' }),
+        image: noShell,
+        steps: [
+          { name: 'build', run: 'echo hello' },
+          { name: 'after', run: 'true' },
+        ],
+      });
+
+    it('an image with no shell at all: the step fails at once and says why, the task ends with exit 1, nothing is left', async () => {
+      const started = Date.now();
+      const { result } = await noShellTask();
+      expect(Date.now() - started).toBeLessThan(30_000);
+      expect(result.status).toBe('failed');
+      expect(result.exitCode).toBe(1);
+      expect(result.steps.map((step) => [step.name, step.status])).toEqual([
+        ['build', 'failed'],
+        ['after', 'skipped'],
+      ]);
+      expect(result.failedStep).toMatchObject({ step: 'build', status: 'failed' });
+      expect(result.failedStep?.outputTail).toBe('asp-sandbox: the image has no /bin/sh: a step given as a command line needs a POSIX shell in the image\n');
+      expect(artifact(result, 'build.json')).toMatchObject({ reason: 'the image has no /bin/sh: a step given as a command line needs a POSIX shell in the image' });
+      expect(await leftovers()).toEqual({ containers: [], volumes: [] });
+    });
+
+    // The runner's own word reaches the one line a batch report or CI shows, not only the step record.
+    it('an image with no shell at all: the one-line reason of the failed step says the image has no /bin/sh', async () => {
+      const { result } = await noShellTask();
+      expect(`${result.error ?? ''}\n${result.failedStep?.reason ?? ''}`).toMatch(/image has no \/bin\/sh/);
+    });
+
+    // 127 as a shell says of a command it cannot find; never 28, which means the step was stopped at the disk limit.
+    it("an image with no shell at all: the step exits 127 (command not found), not the disk limit's 28", async () => {
+      const { result } = await noShellTask();
+      expect(result.failedStep?.exitCode).toBe(127);
+    });
+
+    // Every program the runner itself runs is the runtime's, mkdir for the bundle's directory too: nothing of the image's.
+    it('an image with nothing but a /bin/sh: a change made with shell builtins still comes back as a commit', async () => {
+      const repo = repoWith({ 'README.md': 'old\n' });
+      const { result } = await run(settings, { repo, image: onlySh, steps: [{ name: 'edit', run: 'echo new > README.md' }] });
+      expect(result.exitCode).toBe(0);
+      expect(result.change, result.warnings.join('\n')).toMatchObject({ commits: 1, filesChanged: 1 });
+      expect(result.warnings).toEqual([]);
+      expect(execFileSync('git', ['-C', fetchBundle(repo, result), 'show', 'incoming:README.md']).toString()).toBe('new\n');
+    });
+  });
+});
+
+/** `docker import`s an image (labelled RUN_LABEL) whose whole file system is `file` at `inside`, root's, mode 755. */
+function importImageOf(tag: string, file: string, inside: string): void {
+  const root = mkdtempSync(path.join(os.tmpdir(), 'asp-image-root-'));
+  mkdirSync(path.join(root, path.dirname(inside)), { recursive: true });
+  copyFileSync(file, path.join(root, inside));
+  chmodSync(path.join(root, inside), 0o755);
+  const tar = execFileSync('tar', ['-C', root, '--numeric-owner', '--owner=0', '--group=0', '-c', '.'], { maxBuffer: 64 * 1024 * 1024 });
+  execFileSync('docker', ['import', '--change', `LABEL ${RUN_LABEL}`, '-', tag], { input: tar, stdio: ['pipe', 'ignore', 'pipe'] });
+}
