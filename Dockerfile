@@ -23,8 +23,12 @@ COPY prompts/ /opt/asp/prompts/
 # The runtime every sandbox of another image runs the runner from (src/docker/runtime-volume.ts fills a volume with
 # it): this image's Node, git, tar and the few tools the runner calls, with every library they load and their own
 # loader, so they run on any libc or none. Root's, read-only to steps.
+# Only the default image is ever a runtime's source: on another base (`asp image build --base X`) a runtime that
+# cannot be packed (a base without dash or bash) leaves that image as it was, carrying its runner.
 ARG ASP_RUNTIME_VERSION=unversioned
-RUN mkdir -p /opt/asp-runtime && node /opt/asp/sandbox/asp-runtime-pack.mjs /opt/asp-runtime "$ASP_RUNTIME_VERSION" >/dev/null
+ARG ASP_RUNTIME_REQUIRED=1
+RUN mkdir -p /opt/asp-runtime \
+ && { node /opt/asp/sandbox/asp-runtime-pack.mjs /opt/asp-runtime "$ASP_RUNTIME_VERSION" >/dev/null || [ "$ASP_RUNTIME_REQUIRED" = 0 ]; }
 RUN printf '#!/bin/sh\nexec node /opt/asp/sandbox/asp-sandbox.mjs "$@"\n' > /usr/local/bin/asp-sandbox \
  && printf '#!/bin/sh\nexec node /opt/asp/sandbox/asp-agent.mjs "$@"\n' > /usr/local/bin/asp-agent \
  && chmod 755 /usr/local/bin/asp-sandbox /usr/local/bin/asp-agent

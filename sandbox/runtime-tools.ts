@@ -46,8 +46,9 @@ export function stepEnv(shell: string, base: NodeJS.ProcessEnv = process.env): N
  * there (the check dir) stays its own. No capability is needed for a chmod of one's own directory.
  */
 export function openWorkspaceToSteps(dir: string): void {
-  const info = statSync(dir);
-  if (info.uid === STEP_UID) return;
+  // Outside a container (a test that starts the runner on its own) there is no mount point: nothing to open.
+  const info = statSync(dir, { throwIfNoEntry: false });
+  if (!info || info.uid === STEP_UID) return;
   if (info.uid !== process.getuid?.()) throw new Error(`${dir} belongs to uid ${info.uid}: the image's /workspace is neither the step user's nor the runner's`);
   chmodSync(dir, 0o1777);
 }

@@ -89,7 +89,16 @@ function contextTar(context: ImageContext): Readable {
 export async function buildSandboxImage(docker: DockerPort, context: ImageContext, onProgress: (line: string) => void): Promise<void> {
   await docker.buildImage(
     contextTar(context),
-    { tag: context.tag, buildArgs: { BASE_IMAGE: context.baseImage, ASP_RUNTIME_VERSION: context.tag.slice(context.tag.lastIndexOf(':') + 1) }, labels: { [ASP_IMAGE_LABEL]: ASP_IMAGE_KIND } },
+    {
+      tag: context.tag,
+      buildArgs: {
+        BASE_IMAGE: context.baseImage,
+        ASP_RUNTIME_VERSION: context.tag.slice(context.tag.lastIndexOf(':') + 1),
+        // Only the default image is a runtime's source (runtime-volume.ts): another base may go without one.
+        ASP_RUNTIME_REQUIRED: context.baseImage === DEFAULT_BASE_IMAGE ? '1' : '0',
+      },
+      labels: { [ASP_IMAGE_LABEL]: ASP_IMAGE_KIND },
+    },
     onProgress,
   );
 }
