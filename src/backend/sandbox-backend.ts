@@ -31,6 +31,14 @@ export interface ImageRequest {
   onProgress?: ((line: string) => void) | undefined;
 }
 
+/** The image a task runs in, as the engine knows it. */
+export interface PreparedImage {
+  /** What to run: the tag (or id) asked for, or asp's own image. */
+  ref: string;
+  /** The image's content-addressed id (`sha256:…`), for the trace: which image ran, whatever the tag says later. */
+  id: string | undefined;
+}
+
 /** One sandbox, as the supervisor asks for it: the hardening itself is not negotiable and not part of the request. */
 export interface SandboxRequest {
   taskId: string;
@@ -84,8 +92,8 @@ export interface SandboxBackend {
   /** Its name in logs and results ("docker"). */
   readonly name: string;
   describe(): Promise<EngineInfo>;
-  /** Makes sure the image is there (building asp's own when it is missing) and returns the reference to run. */
-  prepareImage(request: ImageRequest): Promise<string>;
+  /** Makes sure the image is there (building asp's own when it is missing): what to run, and which image it is. */
+  prepareImage(request: ImageRequest): Promise<PreparedImage>;
   /**
    * Creates the sandbox and its workspace, hardened as DESIGN.md says, and reads it back before it starts: one the
    * engine did not harden as asked is removed unstarted (HARDENING_IGNORED). The removal of each thing it makes

@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import { AspError } from '../core/asp-error.js';
 import type { CleanupScope } from '../core/cleanup-stack.js';
 import { retry } from '../core/retry.js';
-import type { EngineInfo, ImageRequest, OwnedObject, Sandbox, SandboxBackend, SandboxRequest, SandboxStreams } from '../backend/sandbox-backend.js';
+import type { EngineInfo, ImageRequest, OwnedObject, PreparedImage, Sandbox, SandboxBackend, SandboxRequest, SandboxStreams } from '../backend/sandbox-backend.js';
 import { SANDBOX_ARTIFACTS_DIR } from '../protocol/messages.js';
 import { containerSpec } from './container-spec.js';
 import { createHardenedContainer } from './hardened-container.js';
@@ -21,8 +21,8 @@ const IN_USE_BACKOFF_MS = 250;
  */
 export class DockerBackend implements SandboxBackend {
   readonly name = 'docker';
-  /** For each image prepared: the runtime volume its sandboxes mount, when it is not asp's own image. */
-  private readonly runtimes = new Map<string, string | undefined>();
+  /** For each image prepared: its id, and the runtime volume its sandboxes mount when it is not asp's own image. */
+  private readonly prepared = new Map<string, { id: string | undefined; runtime: string | undefined }>();
 
   constructor(private readonly docker: DockerPort) {}
 
@@ -34,10 +34,12 @@ export class DockerBackend implements SandboxBackend {
    * asp's own image (or one built on it, `asp image build`) carries the runner. Any other image gets it from the
    * runtime volume of asp's image, made once per daemon: asp's image is prepared for that too.
    */
-  async prepareImage(request: ImageRequest): Promise<string> {
+  async prepareImage(request: ImageRequest): Promise<PreparedImage> {
     const image = await ensureSandboxImage(this.docker, request);
-    if (!request.image || this.runtimes.has(image)) return image;
+    const known = this.prepared.get(image);
+    if (known) return { ref: image, id: known.id };
     const [summary, info] = await Promise.all([this.docker.inspectImage(image), this.docker.info()]);
+    const id = summary?.id;
     if (summary?.architecture && info.arch && summary.architecture !== info.arch) {
       throw new AspError(
         'BAD_INPUT',
@@ -45,13 +47,13 @@ export class DockerBackend implements SandboxBackend {
         `use an image for ${info.arch}, or leave out --image`,
       );
     }
-    if (summary?.labels[ASP_IMAGE_LABEL] === ASP_IMAGE_KIND) {
-      this.runtimes.set(image, undefined);
-      return image;
+    if (!request.image || summary?.labels[ASP_IMAGE_LABEL] === ASP_IMAGE_KIND) {
+      this.prepared.set(image, { id, runtime: undefined });
+      return { ref: image, id };
     }
     const own = await ensureSandboxImage(this.docker, { onBuildStart: request.onBuildStart, onProgress: request.onProgress });
-    this.runtimes.set(image, await ensureRuntimeVolume(this.docker, own));
-    return image;
+    this.prepared.set(image, { id, runtime: await ensureRuntimeVolume(this.docker, own) });
+    return { ref: image, id };
   }
 
   async createSandbox(request: SandboxRequest, scope: CleanupScope): Promise<Sandbox> {
@@ -73,7 +75,7 @@ export class DockerBackend implements SandboxBackend {
         allowedEnv: request.env,
         runtime: request.runtime,
         checkDir: request.checkDir,
-        runnerRuntime: this.runtimes.get(request.image),
+        runnerRuntime: this.prepared.get(request.image)?.runtime,
       }),
     );
     scope.defer(`container ${name}`, () => docker.removeContainer(id), { keepable: true });

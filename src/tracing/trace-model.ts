@@ -27,6 +27,8 @@ export interface TraceMetadata {
   run_id: string;
   commit: string | null;
   image: string | null;
+  /** The image's content-addressed id (sha256:…): which image ran, whatever its tag names later. */
+  image_id?: string;
   limits: Record<string, number>;
   exit_status: TaskStatus;
   exit_code: number;

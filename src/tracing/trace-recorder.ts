@@ -38,6 +38,7 @@ export class TraceRecorder {
   private readonly started: Date;
   private commit: string | null = null;
   private image: string | null = null;
+  private imageId: string | undefined;
   private branch: string;
   private generationCount = 0;
 
@@ -69,8 +70,9 @@ export class TraceRecorder {
     this.branch = branch;
   }
 
-  setImage(image: string): void {
+  setImage(image: string, id?: string | undefined): void {
     this.image = image;
+    this.imageId = id;
   }
 
   onMessage(message: ProtocolMessage): void {
@@ -179,6 +181,7 @@ export class TraceRecorder {
       run_id: this.start.runId,
       commit: this.commit,
       image: this.image,
+      ...(this.imageId ? { image_id: this.imageId } : {}),
       limits: this.start.limits,
       exit_status: outcome.status,
       exit_code: outcome.exitCode,

@@ -26,6 +26,7 @@ const metadataSchema = z.looseObject({
   run_id: z.string(),
   commit: z.string().nullable(),
   image: z.string().nullable(),
+  image_id: z.string().max(200).optional(),
   limits: numbers,
   exit_status: z.enum(['passed', 'failed', 'timeout', 'interrupted', 'error']),
   exit_code: z.number().int(),

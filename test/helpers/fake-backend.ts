@@ -2,7 +2,7 @@ import { PassThrough, Readable, Writable } from 'node:stream';
 import tarStream from 'tar-stream';
 import { AspError } from '../../src/core/asp-error.js';
 import type { CleanupScope } from '../../src/core/cleanup-stack.js';
-import type { EngineInfo, ImageRequest, OwnedObject, Sandbox, SandboxBackend, SandboxRequest, SandboxStreams } from '../../src/backend/sandbox-backend.js';
+import type { EngineInfo, ImageRequest, OwnedObject, PreparedImage, Sandbox, SandboxBackend, SandboxRequest, SandboxStreams } from '../../src/backend/sandbox-backend.js';
 import { runnerCapEff } from '../../src/backend/sandbox-policy.js';
 import { HostFrameReader, type HostMessage } from '../../src/protocol/host-messages.js';
 import { encodeMessage, PROTOCOL_VERSION, type ProtocolMessage, type RunnerIdentity, type SandboxTask } from '../../src/protocol/messages.js';
@@ -92,9 +92,9 @@ export class FakeBackend implements SandboxBackend {
     return { endpoint: 'fake://engine', serverVersion: '27.0.0', apiVersion: '1.46', os: 'linux', arch: 'x86_64', runtimes: ['runc'], cpus: 8, memoryBytes: 16 * 1024 ** 3 };
   }
 
-  async prepareImage(request: ImageRequest): Promise<string> {
+  async prepareImage(request: ImageRequest): Promise<PreparedImage> {
     await this.enter('prepareImage');
-    return request.image ?? 'asp-sandbox:fake';
+    return { ref: request.image ?? 'asp-sandbox:fake', id: undefined };
   }
 
   async createSandbox(request: SandboxRequest, scope: CleanupScope): Promise<Sandbox> {

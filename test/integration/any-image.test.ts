@@ -11,7 +11,7 @@ import type { TaskResult } from '../../src/supervisor/run-task.js';
 import { keyValues } from '../fixtures/hostile/privilege-probe.js';
 import { docker, dockerAvailable, leftovers, testSettings } from '../helpers/docker.js';
 import { gitIn, repoWith } from '../helpers/repos.js';
-import { artifact, run, workspaceDirs } from '../helpers/run.js';
+import { artifact, run, trace, workspaceDirs } from '../helpers/run.js';
 import { ensureTestImage } from '../helpers/test-images.js';
 
 /** Everything this file makes itself (the one-file images, the container it copies busybox out of) carries this label, and goes in afterAll. */
@@ -280,6 +280,9 @@ describe.skipIf(!dockerAvailable)('--image takes any image, against the real Doc
       expect(result.status).toBe('passed');
       expect(output).toMatch(/\[tests\] .*1 passed/);
       expect(result.change).toBeNull();
+      // The trace says which image ran, by its content-addressed id, whatever the tag names later.
+      const id = execFileSync('docker', ['image', 'inspect', '--format', '{{.Id}}', python], { encoding: 'utf8' }).trim();
+      expect(trace(result).trace.metadata).toMatchObject({ image: python, image_id: id });
     });
 
     it('fails the task (exit 1) when a test fails, naming the step and showing what pytest said', async () => {

@@ -57,7 +57,7 @@ describe('the Docker backend, image by image', () => {
   it("runs asp's own image (and one built on it) with the runner it carries: no runtime volume", async () => {
     const { port, calls, created } = daemon({ 'team/baked:1': { id: 'sha256:b', architecture: 'amd64', os: 'linux', labels: { 'asp.image': 'sandbox' } } });
     const backend = new DockerBackend(port);
-    await backend.prepareImage({ image: 'team/baked:1' });
+    expect(await backend.prepareImage({ image: 'team/baked:1' })).toEqual({ ref: 'team/baked:1', id: 'sha256:b' });
     await backend.createSandbox(request('team/baked:1'), new CleanupStack());
     expect(calls.filter((call) => call.includes('runtime'))).toEqual([]);
     expect(created[0]?.Cmd).toEqual(['asp-sandbox']);

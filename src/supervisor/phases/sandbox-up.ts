@@ -22,14 +22,15 @@ export async function bringSandboxUp(plan: TaskPlan, task: ClaimedTask, deps: { 
   const info = await backend.describe();
   checkLimitsFit(spec.limits, info);
   checkRuntime(spec.runtime, info);
-  const image = await task.trace.phase('image', () =>
+  const prepared = await task.trace.phase('image', () =>
     backend.prepareImage({
       image: spec.image,
       onBuildStart: (tag) => log.info({ image: tag }, `building the sandbox image ${tag} (first run, or asp changed); this takes a minute`),
       onProgress: (line) => log.debug({}, line),
     }),
   );
-  task.trace.setImage(image);
+  const image = prepared.ref;
+  task.trace.setImage(image, prepared.id);
   const sandbox = await task.trace.phase('container-create', () =>
     backend.createSandbox(
       { taskId: task.taskId, runId: task.runId, role: 'task', image, labels: ownershipLabels(task.owner), limits: spec.limits, env: plan.sandboxEnv, runtime: spec.runtime, checkDir: false },
