@@ -100,10 +100,12 @@ async function runStep(task: SandboxTask, step: SandboxTask['steps'][number]): P
   currentStep = step.name;
   emit({ type: 'step.start', step: step.name, run: step.run, timeoutMs: step.timeoutMs, at: new Date(started).toISOString() });
   const shell = existsSync('/bin/bash') ? '/bin/bash' : '/bin/sh';
+  // A step given as a list runs as it is (found on the image's PATH), without a shell: an image may have none.
+  const [program = shell, ...args] = step.argv?.length ? step.argv : [shell, '-c', step.run];
   // The step user: it can touch nothing of the runner's (step-user.ts).
   const child = spawn(
-    shell,
-    ['-c', step.run],
+    program,
+    args,
     asStepUser({
       cwd: SANDBOX_REPO_DIR,
       detached: true,
@@ -174,9 +176,11 @@ async function runStep(task: SandboxTask, step: SandboxTask['steps'][number]): P
   let linger: NodeJS.Timeout | undefined;
   const exitCode = await new Promise<number>((resolve) => {
     child.on('error', (error) => {
+      const missing = (error as NodeJS.ErrnoException).code === 'ENOENT';
+      if (step.argv?.length) notStarted = missing ? `the image has no program ${program} (looked for on its PATH)` : `cannot start ${program}: ${error.message}`;
       // An image without a shell (distroless, scratch) cannot run a step given as a command line.
-      const noShell = (error as NodeJS.ErrnoException).code === 'ENOENT' && !existsSync(shell);
-      notStarted = noShell ? `the image has no ${shell}: a step given as a command line needs a POSIX shell in the image` : `cannot start ${shell}: ${error.message}`;
+      else if (missing && !existsSync(shell)) notStarted = `the image has no ${shell}: a step given as a command line needs a POSIX shell in the image; give it as a list of arguments instead`;
+      else notStarted = `cannot start ${shell}: ${error.message}`;
       emit({ type: 'step.log', step: step.name, stream: 'stderr', data: `asp-sandbox: ${notStarted}\n` });
       resolve(127);
     });

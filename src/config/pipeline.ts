@@ -10,8 +10,16 @@ const MAX_PIPELINE_BYTES = 1024 * 1024;
 
 export interface ResolvedStep {
   name: string;
+  /** The command as people read it (the trace, the log): the shell command, or the argv list quoted as a shell would. */
   run: string;
+  /** Run as it is, without a shell: the step was given as a list. */
+  argv?: string[] | undefined;
   timeoutMs: number;
+}
+
+/** An argv list as a shell command that means the same: for people to read, never to run. */
+function quoted(argv: string[]): string {
+  return argv.map((arg) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, "'\\''")}'`)).join(' ');
 }
 
 /** Reads and validates a pipeline file; the error names the file and the field. */
@@ -77,7 +85,11 @@ export async function resolvePipeline(spec: TaskSpec, repoDir: string, cwd: stri
     steps = pipeline.steps;
     check ??= pipeline.check;
   }
-  const resolve = (step: Step): ResolvedStep => ({ name: step.name, run: step.run, timeoutMs: Math.min(step.timeout ?? spec.limits.timeout, spec.limits.timeout) });
+  const resolve = (step: Step): ResolvedStep => ({
+    name: step.name,
+    ...(typeof step.run === 'string' ? { run: step.run } : { run: quoted(step.run), argv: step.run }),
+    timeoutMs: Math.min(step.timeout ?? spec.limits.timeout, spec.limits.timeout),
+  });
   return { steps: steps.map(resolve), check: (check ?? []).map(resolve) };
 }
 

@@ -35,7 +35,19 @@ export const stepSchema = z.strictObject({
     .string()
     .regex(STEP_NAME_PATTERN, 'must be letters, digits, ".", "_" or "-" (at most 63), starting with a letter or digit')
     .refine((name) => !RESERVED_STEP_NAMES.has(name), { message: "is reserved for asp's own files; pick another name" }),
-  run: z.string().min(1, 'must be a shell command'),
+  // A command line for the image's shell, or an argv list run as it is, without a shell (for images that have none).
+  run: z.union(
+    [
+      z.string().min(1, 'must be a shell command'),
+      z
+        .array(z.string().max(64 * 1024))
+        .min(1, 'must name a program')
+        .max(256),
+    ],
+    {
+      error: 'must be a shell command (a string) or a program with its arguments (a list of strings)',
+    },
+  ),
   timeout: duration.optional(),
 });
 

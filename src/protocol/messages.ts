@@ -129,7 +129,8 @@ export const ARTIFACTS_CHUNK_BYTES = 384 * 1024;
 export interface SandboxTask {
   taskId: string;
   task: string;
-  steps: Array<{ name: string; run: string; timeoutMs: number }>;
+  /** `argv`, when set, runs as it is, without a shell; `run` is then only how people read it. */
+  steps: Array<{ name: string; run: string; argv?: string[] | undefined; timeoutMs: number }>;
   /** Wall-clock deadline (epoch ms) for the whole task: the runner's own backstop. */
   deadlineAt: number;
   /** Bytes of output kept per step; the rest is dropped with a marker. */

@@ -306,6 +306,8 @@ describe.skipIf(!dockerAvailable)('--image takes any image, against the real Doc
     const noShell = `asp-test-no-shell:${process.pid}`;
     /** The same, the file named /bin/sh: busybox then is ash, with its builtins and no other program at all (no mkdir, cat, ...). */
     const onlySh = `asp-test-only-sh:${process.pid}`;
+    /** busybox under its own name and nothing else: no /bin/sh, but a program a step can name with its arguments. */
+    const onlyBusybox = `asp-test-only-busybox:${process.pid}`;
     beforeAll(async () => {
       const busybox = await ensureTestImage('busybox');
       const holder = execFileSync('docker', ['create', '--label', RUN_LABEL, busybox]).toString().trim();
@@ -317,6 +319,7 @@ describe.skipIf(!dockerAvailable)('--image takes any image, against the real Doc
       }
       importImageOf(noShell, binary, 'bin/true-not-sh');
       importImageOf(onlySh, binary, 'bin/sh');
+      importImageOf(onlyBusybox, binary, 'bin/busybox');
     }, 300_000);
     afterAll(() => {
       for (const kind of ['images', 'ps -a'] as const) {
@@ -326,6 +329,27 @@ describe.skipIf(!dockerAvailable)('--image takes any image, against the real Doc
           .filter(Boolean);
         for (const id of ids) execFileSync('docker', kind === 'images' ? ['rmi', '-f', id] : ['rm', '-f', id], { stdio: 'ignore' });
       }
+    });
+
+    it('an image with no shell runs a step given as a list of arguments, without a shell, and says which program is missing', async () => {
+      const repo = repoWith({ 'README.md': 'old\n' });
+      const { result, output } = await run(settings, {
+        repo,
+        image: onlyBusybox,
+        steps: [
+          { name: 'argv', run: ['/bin/busybox', 'echo', 'no shell; $HOME is not expanded'] },
+          { name: 'missing', run: ['pytest', '-q'] },
+        ],
+      });
+      expect(output).toContain('[argv] no shell; $HOME is not expanded\n');
+      expect(result.steps.map((step) => [step.name, step.status, step.exitCode])).toEqual([
+        ['argv', 'passed', 0],
+        ['missing', 'failed', 127],
+      ]);
+      expect(result.failedStep?.reason).toBe('step missing exited 127: the image has no program pytest (looked for on its PATH)');
+      // The trace shows the list as a shell would read it.
+      expect(artifact(result, 'argv.json')).toMatchObject({ command: "/bin/busybox echo 'no shell; $HOME is not expanded'" });
+      expect(await leftovers()).toEqual({ containers: [], volumes: [] });
     });
 
     it('an image that is not there: IMAGE_UNAVAILABLE naming it, nothing made', async () => {
@@ -362,8 +386,10 @@ describe.skipIf(!dockerAvailable)('--image takes any image, against the real Doc
         ['after', 'skipped'],
       ]);
       expect(result.failedStep).toMatchObject({ step: 'build', status: 'failed' });
-      expect(result.failedStep?.outputTail).toBe('asp-sandbox: the image has no /bin/sh: a step given as a command line needs a POSIX shell in the image\n');
-      expect(artifact(result, 'build.json')).toMatchObject({ reason: 'the image has no /bin/sh: a step given as a command line needs a POSIX shell in the image' });
+      expect(result.failedStep?.outputTail).toBe('asp-sandbox: the image has no /bin/sh: a step given as a command line needs a POSIX shell in the image; give it as a list of arguments instead\n');
+      expect(artifact(result, 'build.json')).toMatchObject({
+        reason: 'the image has no /bin/sh: a step given as a command line needs a POSIX shell in the image; give it as a list of arguments instead',
+      });
       expect(await leftovers()).toEqual({ containers: [], volumes: [] });
     });
 

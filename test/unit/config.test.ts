@@ -62,6 +62,9 @@ describe('task spec', () => {
     [{ repo: '.', steps: [{ name: '../x', run: 'true' }] }, 'steps.0.name must be letters'],
     [{ repo: '.', steps: [{ name: 'trace', run: 'true' }] }, 'steps.0.name is reserved'],
     [{ repo: '.', steps: [{ name: 'a', run: '' }] }, 'steps.0.run must be a shell command'],
+    [{ repo: '.', steps: [{ name: 'a', run: [] }] }, 'steps.0.run must name a program'],
+    [{ repo: '.', steps: [{ name: 'a', run: ['ok', 7] }] }, 'steps.0.run'],
+    [{ repo: '.', steps: [{ name: 'a', run: { cmd: 'x' } }] }, 'steps.0.run must be a shell command (a string) or a program with its arguments (a list of strings)'],
     [
       {
         repo: '.',
@@ -140,6 +143,13 @@ describe('pipeline files', () => {
       { name: 'b', run: 'y', timeoutMs: 600_000 },
     ]);
     await expect(resolveSteps(parseTaskSpec({ repo: '.' }), dir, dir)).rejects.toThrow('no steps to run');
+  });
+
+  it('runs a step given as a list as it is, and shows it as a shell would read it', async () => {
+    const spec = parseTaskSpec({ repo: '.', steps: [{ name: 'argv', run: ['/app/test', '--name', "it's $HOME", 'a,b=c'] }] });
+    expect(await resolveSteps(spec, dir, dir)).toEqual([
+      { name: 'argv', run: "/app/test --name 'it'\\''s $HOME' a,b=c", argv: ['/app/test', '--name', "it's $HOME", 'a,b=c'], timeoutMs: 30 * 60_000 },
+    ]);
   });
 });
 
