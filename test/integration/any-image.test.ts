@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, lstatSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { chmodSync, copyFileSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -352,6 +353,21 @@ describe.skipIf(!dockerAvailable)('--image takes any image, against the real Doc
       expect(await leftovers()).toEqual({ containers: [], volumes: [] });
     });
 
+    it('an image built for another architecture: bad input (exit 2) naming both, before anything is made', async () => {
+      const foreign = `asp-test-arm64:${process.pid}`;
+      loadImageFor('arm64', foreign);
+      const clean = testSettings();
+      const error = await run(clean, { repo: repoWith({ 'README.md': 'x\n' }), image: foreign, steps: [{ name: 'a', run: 'true' }] }).then(
+        () => undefined,
+        (caught: unknown) => caught,
+      );
+      expect(error).toBeInstanceOf(AspError);
+      expect((error as AspError).code).toBe('BAD_INPUT');
+      expect((error as AspError).message).toBe(`image ${foreign} is built for linux/arm64, the Docker daemon runs linux/amd64`);
+      expect(workspaceDirs(clean)).toEqual([]);
+      expect(await leftovers()).toEqual({ containers: [], volumes: [] });
+    });
+
     it('an image that is not there: IMAGE_UNAVAILABLE naming it, nothing made', async () => {
       const clean = testSettings();
       const error = await run(clean, { repo: repoWith({ 'README.md': 'x\n' }), image: 'asp-no-such-image:latest', steps: [{ name: 'a', run: 'true' }] }).then(
@@ -416,6 +432,30 @@ describe.skipIf(!dockerAvailable)('--image takes any image, against the real Doc
     });
   });
 });
+
+/**
+ * `docker load`s an image whose config says it is for `arch` (`docker import --platform` is ignored by this Docker):
+ * the save format by hand, one layer holding one file, labelled RUN_LABEL.
+ */
+function loadImageFor(arch: string, tag: string): void {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'asp-foreign-image-'));
+  mkdirSync(path.join(dir, 'root'));
+  mkdirSync(path.join(dir, 'layer'));
+  writeFileSync(path.join(dir, 'root', 'x'), 'x\n');
+  execFileSync('tar', ['-C', path.join(dir, 'root'), '-cf', path.join(dir, 'layer', 'layer.tar'), '.']);
+  const digest = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
+  const config = JSON.stringify({
+    architecture: arch,
+    os: 'linux',
+    config: { Cmd: ['/x'], Labels: { [RUN_LABEL.split('=')[0] ?? RUN_LABEL]: RUN_LABEL.split('=')[1] ?? '' } },
+    rootfs: { type: 'layers', diff_ids: [`sha256:${digest(path.join(dir, 'layer', 'layer.tar'))}`] },
+  });
+  const configName = `${createHash('sha256').update(config).digest('hex')}.json`;
+  writeFileSync(path.join(dir, configName), config);
+  writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify([{ Config: configName, RepoTags: [tag], Layers: ['layer/layer.tar'] }]));
+  execFileSync('tar', ['-C', dir, '-cf', path.join(dir, 'image.tar'), 'manifest.json', configName, 'layer']);
+  execFileSync('docker', ['load', '-i', path.join(dir, 'image.tar')], { stdio: 'ignore' });
+}
 
 /** `docker import`s an image (labelled RUN_LABEL) whose whole file system is `file` at `inside`, root's, mode 755. */
 function importImageOf(tag: string, file: string, inside: string): void {
