@@ -2,7 +2,7 @@ import { mkdir, statfs } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { AspError, errorMessage, EXIT } from '../core/asp-error.js';
 import { formatBytes } from '../config/units.js';
-import { runtimeVersion } from '../docker/runtime-volume.js';
+import { describeRuntimeVolume, runtimeVersion } from '../docker/runtime-volume.js';
 import { imageContext } from '../docker/sandbox-image.js';
 import { makeContext, reportFailure } from './cli-context.js';
 
@@ -60,15 +60,17 @@ export function registerDoctorCommand(program: Command): void {
           // The runner's runtime for images other than asp's own: made on the first such task, reused after.
           try {
             const { tag } = imageContext();
-            const version = runtimeVersion(tag);
-            const volumes = await context.docker.listVolumes([`asp.runtime=${version}`]);
+            const state = (await context.docker.imageExists(tag)) ? await describeRuntimeVolume(context.docker, tag) : undefined;
+            const manifest = state?.manifest;
             checks.push({
               name: 'runtime',
-              ok: volumes.length > 0,
+              ok: Boolean(manifest),
               advisory: true,
-              detail: volumes.length
-                ? `asp-runtime-${version} prepared (for --image of any image; read-only at /opt/asp)`
-                : `asp-runtime-${version} not prepared yet: the first task with --image of another image makes it (a few seconds)`,
+              detail: !state
+                ? `asp-runtime-${runtimeVersion(tag)} not prepared yet: the first task with --image of another image makes it (a few seconds)`
+                : manifest
+                  ? `${state.volume} prepared: version ${manifest.version}, ${manifest.arch}, ${manifest.files} files, ${formatBytes(manifest.bytes)} (for --image of any image; read-only at /opt/asp)`
+                  : `${state.volume} is there but holds no runtime manifest: remove it (docker volume rm ${state.volume}) and the next task makes it again`,
             });
           } catch (error) {
             checks.push({ name: 'runtime', ok: false, advisory: true, detail: errorMessage(error) });

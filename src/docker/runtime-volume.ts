@@ -1,5 +1,8 @@
+import type { Readable } from 'node:stream';
+import tarStream from 'tar-stream';
+import { z } from 'zod';
+import { limitsSchema, parseJsonWith } from '../config/task-spec.js';
 import { containerSpec } from './container-spec.js';
-import { limitsSchema } from '../config/task-spec.js';
 import type { DockerPort } from './port.js';
 
 /** Where asp's own image holds the runtime it was built with (Dockerfile: asp-runtime-pack). */
@@ -67,4 +70,63 @@ export async function pruneRuntimeVolumes(docker: DockerPort, currentAspImage: s
     if (gone) removed.push(volume.name);
   }
   return removed;
+}
+
+const manifestSchema = z.object({ schema: z.literal('asp.runtime/v1'), version: z.string(), arch: z.string(), files: z.number().int().min(0), bytes: z.number().int().min(0) });
+
+/** What `asp doctor` says of the runtime: its volume, and the manifest the packer wrote last (its presence means it is whole). */
+export interface RuntimeState {
+  volume: string;
+  manifest: z.infer<typeof manifestSchema> | undefined;
+}
+
+/**
+ * The runtime volume of asp's image and its manifest, read through a container that mounts it and is never
+ * started (the Engine API reads files only out of containers); undefined when the volume is not there yet.
+ */
+export async function describeRuntimeVolume(docker: DockerPort, aspImage: string): Promise<RuntimeState | undefined> {
+  const version = runtimeVersion(aspImage);
+  const volume = `asp-runtime-${version}`;
+  if (!(await docker.listVolumes([`${RUNTIME_LABEL}=${version}`])).some((entry) => entry.name === volume)) return undefined;
+  const labels = { [RUNTIME_LABEL]: version, 'asp.kind': 'runtime' };
+  const spec = containerSpec({ name: `asp-runtime-read-${version}-${process.pid}`, image: aspImage, volume, labels, limits: limitsSchema.parse({}), allowedEnv: {} });
+  const reader = await docker.createContainer({
+    ...spec,
+    HostConfig: { ...spec.HostConfig, Mounts: [{ Type: 'volume', Source: volume, Target: '/opt/asp-read', ReadOnly: true, VolumeOptions: { NoCopy: true } }] },
+  });
+  try {
+    const archive = await docker.getArchive(reader, '/opt/asp-read/runtime.json').catch(() => undefined);
+    if (!archive) return { volume, manifest: undefined };
+    const text = await firstFileOf(archive);
+    const parsed = text === undefined ? undefined : parseJsonWith(text, manifestSchema);
+    return { volume, manifest: parsed && 'value' in parsed ? parsed.value : undefined };
+  } finally {
+    await docker.removeContainer(reader);
+  }
+}
+
+/** The content of the first regular file of a tar (at most 64 KiB: a manifest is small). */
+function firstFileOf(archive: Readable): Promise<string | undefined> {
+  return new Promise((resolve, reject) => {
+    const extract = tarStream.extract();
+    let found: string | undefined;
+    extract.on('entry', (header, stream, next) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      stream.on('data', (chunk: unknown) => {
+        const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk));
+        size += bytes.length;
+        if (size <= 64 * 1024) chunks.push(bytes);
+      });
+      stream.on('end', () => {
+        if (found === undefined && header.type === 'file' && size <= 64 * 1024) found = Buffer.concat(chunks).toString('utf8');
+        next();
+      });
+      stream.resume();
+    });
+    extract.on('finish', () => resolve(found));
+    extract.on('error', reject);
+    archive.on('error', reject);
+    archive.pipe(extract);
+  });
 }

@@ -13,6 +13,7 @@ import { keyValues } from '../fixtures/hostile/privilege-probe.js';
 import { docker, dockerAvailable, leftovers, testSettings } from '../helpers/docker.js';
 import { gitIn, repoWith } from '../helpers/repos.js';
 import { artifact, run, trace, workspaceDirs } from '../helpers/run.js';
+import { asp } from '../helpers/cli.js';
 import { ensureTestImage } from '../helpers/test-images.js';
 
 /** Everything this file makes itself (the one-file images, the container it copies busybox out of) carries this label, and goes in afterAll. */
@@ -114,6 +115,18 @@ describe.skipIf(!dockerAvailable)('--image takes any image, against the real Doc
       expect(volume.labels).not.toHaveProperty('asp.managed');
     }
   });
+
+  it('asp doctor reports the prepared runtime: its version, files and size, read from the manifest the packer wrote last', async () => {
+    await run(settings, { repo: repoWith({ 'README.md': 'x\n' }), image: await ensureTestImage('busybox'), steps: [{ name: 'a', run: 'true' }] });
+    const doctor = await asp(['doctor', '--json'], {});
+    const check = (JSON.parse(doctor.stdout) as { checks: Array<{ name: string; ok: boolean; detail: string }> }).checks.find((entry) => entry.name === 'runtime');
+    const version = runtimeVersion(imageContext().tag);
+    expect(check?.ok).toBe(true);
+    expect(check?.detail).toMatch(new RegExp(`^asp-runtime-${version} prepared: version ${version}, x64, \\d+ files, \\d+(\\.\\d)? MiB`));
+    // Reading the manifest took a container, created and never started: it is gone.
+    expect(await leftovers()).toEqual({ containers: [], volumes: [] });
+    expect(execFileSync('docker', ['ps', '-aq', '--filter', 'label=asp.kind=runtime'], { encoding: 'utf8' }).trim()).toBe('');
+  }, 120_000);
 
   describe.each(IMAGES)('on $name', (image) => {
     let tag: string | undefined;
