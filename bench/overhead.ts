@@ -19,6 +19,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { EngineAdapter } from '../src/docker/engine-adapter.js';
+import { runtimeVolumeName } from '../src/docker/runtime-volume.js';
 import { ensureSandboxImage } from '../src/docker/sandbox-image.js';
 
 const ROUNDS = Number(process.env.ROUNDS ?? 10);
@@ -58,7 +59,7 @@ async function main(): Promise<void> {
   const python = (await ensureTestImage('python')).tag;
   const pythonArgs = [...aspArgs, '--image', python];
   // The first task on a daemon without the runtime volume makes it: timed apart, once, from a daemon without it.
-  const runtimeVolume = `asp-runtime-${image.slice(image.lastIndexOf(':') + 1)}`;
+  const runtimeVolume = runtimeVolumeName(image);
   spawnSync('docker', ['volume', 'rm', runtimeVolume], { stdio: 'ignore' });
   const firstOnFreshDaemon = timed(process.execPath, pythonArgs, env);
 

@@ -2,7 +2,7 @@ import { mkdir, statfs } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { AspError, errorMessage, EXIT } from '../core/asp-error.js';
 import { formatBytes } from '../config/units.js';
-import { describeRuntimeVolume, runtimeVersion } from '../docker/runtime-volume.js';
+import { describeRuntimeVolume, runtimeVolumeName } from '../docker/runtime-volume.js';
 import { imageContext } from '../docker/sandbox-image.js';
 import { makeContext, reportFailure } from './cli-context.js';
 
@@ -67,7 +67,7 @@ export function registerDoctorCommand(program: Command): void {
               ok: Boolean(manifest),
               advisory: true,
               detail: !state
-                ? `asp-runtime-${runtimeVersion(tag)} not prepared yet: the first task with --image of another image makes it (a few seconds)`
+                ? `${runtimeVolumeName(tag)} not prepared yet: the first task with --image of another image makes it (a few seconds)`
                 : manifest
                   ? `${state.volume} prepared: version ${manifest.version}, ${manifest.arch}, ${manifest.files} files, ${formatBytes(manifest.bytes)} (for --image of any image; read-only at /opt/asp)`
                   : `${state.volume} is there but holds no runtime manifest: remove it (docker volume rm ${state.volume}) and the next task makes it again`,

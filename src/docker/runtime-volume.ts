@@ -3,7 +3,7 @@ import tarStream from 'tar-stream';
 import { z } from 'zod';
 import { limitsSchema, parseJsonWith } from '../config/task-spec.js';
 import { containerSpec } from './container-spec.js';
-import type { DockerPort } from './port.js';
+import type { ContainerCreateBody, DockerPort } from './port.js';
 
 /** Where asp's own image holds the runtime it was built with (Dockerfile: asp-runtime-pack). */
 const RUNTIME_IN_IMAGE = '/opt/asp-runtime';
@@ -36,14 +36,10 @@ export function ensureRuntimeVolume(docker: DockerPort, aspImage: string): Promi
 }
 
 async function makeRuntimeVolume(docker: DockerPort, aspImage: string): Promise<string> {
-  const version = runtimeVersion(aspImage);
-  const name = `asp-runtime-${version}`;
-  const present = await docker.listVolumes([`${RUNTIME_LABEL}=${version}`]);
-  if (present.some((volume) => volume.name === name)) return name;
-  const labels = { [RUNTIME_LABEL]: version, 'asp.kind': 'runtime' };
-  await docker.createVolume(name, labels);
-  const spec = containerSpec({ name: `asp-runtime-fill-${version}-${process.pid}`, image: aspImage, volume: name, labels, limits: limitsSchema.parse({}), allowedEnv: {} });
-  const filler = await docker.createContainer({ ...spec, HostConfig: { ...spec.HostConfig, Mounts: [{ Type: 'volume', Source: name, Target: RUNTIME_IN_IMAGE, ReadOnly: false }] } });
+  const name = runtimeVolumeName(aspImage);
+  if (await hasRuntimeVolume(docker, aspImage)) return name;
+  await docker.createVolume(name, runtimeLabels(aspImage));
+  const filler = await createUnstarted(docker, aspImage, 'fill', { Type: 'volume', Source: name, Target: RUNTIME_IN_IMAGE, ReadOnly: false });
   await docker.removeContainer(filler);
   return name;
 }
@@ -51,6 +47,36 @@ async function makeRuntimeVolume(docker: DockerPort, aspImage: string): Promise<
 /** The runtime's version is the hash of asp's image: the same runner bundle, built into the same runtime. */
 export function runtimeVersion(aspImage: string): string {
   return aspImage.slice(aspImage.lastIndexOf(':') + 1);
+}
+
+/** The volume that holds the runtime of asp's image `aspImage`. */
+export function runtimeVolumeName(aspImage: string): string {
+  return `asp-runtime-${runtimeVersion(aspImage)}`;
+}
+
+function runtimeLabels(aspImage: string): Record<string, string> {
+  return { [RUNTIME_LABEL]: runtimeVersion(aspImage), 'asp.kind': 'runtime' };
+}
+
+async function hasRuntimeVolume(docker: DockerPort, aspImage: string): Promise<boolean> {
+  const name = runtimeVolumeName(aspImage);
+  return (await docker.listVolumes([`${RUNTIME_LABEL}=${runtimeVersion(aspImage)}`])).some((volume) => volume.name === name);
+}
+
+/**
+ * A container of asp's image, hardened as every sandbox and never started, that mounts the runtime volume as
+ * `mount` says: Docker fills an empty volume when it is created, and reads files only out of containers.
+ */
+function createUnstarted(docker: DockerPort, aspImage: string, purpose: string, mount: ContainerCreateBody['HostConfig']['Mounts'][number]): Promise<string> {
+  const spec = containerSpec({
+    name: `asp-runtime-${purpose}-${runtimeVersion(aspImage)}-${process.pid}`,
+    image: aspImage,
+    volume: mount.Source,
+    labels: runtimeLabels(aspImage),
+    limits: limitsSchema.parse({}),
+    allowedEnv: {},
+  });
+  return docker.createContainer({ ...spec, HostConfig: { ...spec.HostConfig, Mounts: [mount] } });
 }
 
 /** Removes the runtime volumes of other asp images; one a sandbox still mounts is left (the daemon refuses). */
@@ -85,15 +111,9 @@ export interface RuntimeState {
  * started (the Engine API reads files only out of containers); undefined when the volume is not there yet.
  */
 export async function describeRuntimeVolume(docker: DockerPort, aspImage: string): Promise<RuntimeState | undefined> {
-  const version = runtimeVersion(aspImage);
-  const volume = `asp-runtime-${version}`;
-  if (!(await docker.listVolumes([`${RUNTIME_LABEL}=${version}`])).some((entry) => entry.name === volume)) return undefined;
-  const labels = { [RUNTIME_LABEL]: version, 'asp.kind': 'runtime' };
-  const spec = containerSpec({ name: `asp-runtime-read-${version}-${process.pid}`, image: aspImage, volume, labels, limits: limitsSchema.parse({}), allowedEnv: {} });
-  const reader = await docker.createContainer({
-    ...spec,
-    HostConfig: { ...spec.HostConfig, Mounts: [{ Type: 'volume', Source: volume, Target: '/opt/asp-read', ReadOnly: true, VolumeOptions: { NoCopy: true } }] },
-  });
+  const volume = runtimeVolumeName(aspImage);
+  if (!(await hasRuntimeVolume(docker, aspImage))) return undefined;
+  const reader = await createUnstarted(docker, aspImage, 'read', { Type: 'volume', Source: volume, Target: '/opt/asp-read', ReadOnly: true, VolumeOptions: { NoCopy: true } });
   try {
     const archive = await docker.getArchive(reader, '/opt/asp-read/runtime.json').catch(() => undefined);
     if (!archive) return { volume, manifest: undefined };

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import tarStream from 'tar-stream';
 import { AspError } from '../core/asp-error.js';
 import type { DockerPort } from './port.js';
+import { runtimeVersion } from './runtime-volume.js';
 
 export const IMAGE_REPOSITORY = 'asp-sandbox';
 export const DEFAULT_BASE_IMAGE = 'node:20-bookworm-slim';
@@ -93,7 +94,7 @@ export async function buildSandboxImage(docker: DockerPort, context: ImageContex
       tag: context.tag,
       buildArgs: {
         BASE_IMAGE: context.baseImage,
-        ASP_RUNTIME_VERSION: context.tag.slice(context.tag.lastIndexOf(':') + 1),
+        ASP_RUNTIME_VERSION: runtimeVersion(context.tag),
         // Only the default image is a runtime's source (runtime-volume.ts): another base may go without one.
         ASP_RUNTIME_REQUIRED: context.baseImage === DEFAULT_BASE_IMAGE ? '1' : '0',
       },

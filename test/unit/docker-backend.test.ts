@@ -4,6 +4,7 @@ import { CleanupStack } from '../../src/core/cleanup-stack.js';
 import { limitsSchema } from '../../src/config/task-spec.js';
 import { DockerBackend } from '../../src/docker/docker-backend.js';
 import type { ContainerCreateBody, DaemonInfo, DockerPort, ImageSummary } from '../../src/docker/port.js';
+import { runtimeVolumeName } from '../../src/docker/runtime-volume.js';
 import { imageContext } from '../../src/docker/sandbox-image.js';
 
 /** A daemon that has every image asked for, with the given summaries, and records what asp makes on it. */
@@ -71,7 +72,7 @@ describe('the Docker backend, image by image', () => {
     const backend = new DockerBackend(port);
     await backend.prepareImage({ image: 'python:3.12' });
     await backend.prepareImage({ image: 'busybox:1' });
-    const volume = `asp-runtime-${own.slice(own.lastIndexOf(':') + 1)}`;
+    const volume = runtimeVolumeName(own);
     // One volume, filled by a container of asp's image that is created (the daemon copies the image's runtime into
     // the empty volume then) and removed without ever starting.
     expect(calls).toEqual([`create volume ${volume}`, expect.stringMatching(/^create container asp-runtime-fill-/), 'remove container id-1']);
