@@ -1,5 +1,5 @@
 // Prebuilds the images that are not asp's (issue 16), so a CI job can pay for them before the tests do.
-// Usage: node scripts/build-test-images.mjs [python|busybox ...]   (default: all; the python image needs root)
+// Usage: node scripts/build-test-images.mjs [python|busybox|musl ...]   (default: all; the python image needs root)
 // Prints one JSON object on stdout (tag, whether it was built now, seconds, size per image); progress goes to stderr.
 import { execFileSync } from 'node:child_process';
 import { ensureTestImage, TEST_IMAGE_KINDS } from './test-images.mjs';

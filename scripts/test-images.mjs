@@ -1,7 +1,7 @@
 // Images that are NOT asp's sandbox image, for the tests of issue 16 (asp must run a task on an image someone else
-// made). No image registry is reachable from the machines this project is built on, so both are made from Debian's
-// packages and `docker import`ed: a Debian root with python3 and pytest but without bash, git or node, and a
-// busybox root without any libc. Each is cached on the daemon under a tag derived from a hash of the recipes (this
+// made). No image registry is reachable from the machines this project is built on, so all are made from Debian's
+// packages and `docker import`ed: a Debian root with python3 and pytest but without bash, git or node, a busybox
+// root without any libc, and a musl root laid out as Alpine's is (musl's loader, a shell linked against it, no glibc). Each is cached on the daemon under a tag derived from a hash of the recipes (this
 // file), so a second call is one `docker image inspect`, and editing a recipe gives a new tag, never a stale image.
 //
 // Plain JavaScript so that CI can prebuild the images (scripts/build-test-images.mjs) without compiling anything;
@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const TEST_IMAGE_KINDS = ['python', 'busybox'];
+export const TEST_IMAGE_KINDS = ['python', 'busybox', 'musl'];
 
 /** Cap on the stderr kept for an error message: enough for the cause, never a whole debootstrap log. */
 const STDERR_TAIL = 4000;
@@ -57,6 +57,53 @@ async function buildPythonRoot(root, log) {
 
 /** busybox-static alone: bin/busybox, a symlink per applet, /tmp and an /etc/passwd with root and nobody. */
 async function buildBusyboxRoot(root, log, work) {
+  await addBusybox(root, log, work, { except: [] });
+}
+
+/**
+ * What Alpine is made of, from Debian's packages: musl's dynamic loader (which is its libc) at the path Alpine has
+ * it, /bin/sh a dash compiled here against musl (so the shell the steps run in loads musl, never glibc), and
+ * busybox-static for the other commands, as Alpine's busybox gives them. No glibc file anywhere in the image.
+ */
+async function buildMuslRoot(root, log, work) {
+  const loaderName = `ld-musl-${MUSL_ARCH[process.arch] ?? process.arch}.so.1`;
+  if (!MUSL_ARCH[process.arch]) throw new Error(`the musl test image is made for x86_64 and aarch64 only, not ${process.arch}`);
+  await ensureDebianPackage('musl-gcc', 'musl-tools', log);
+  const source = path.join(work, 'dash.tar.gz');
+  const url = `${debianMirror().replace(/\/$/, '')}/pool/main/d/dash/${DASH_SOURCE.file}`;
+  log(`fetching ${url}`);
+  const response = await fetch(url).catch((cause) => {
+    throw new Error(`fetching ${url} failed: ${cause.message} (is the Debian mirror reachable?)`, { cause });
+  });
+  if (!response.ok) throw new Error(`fetching ${url} failed: HTTP ${response.status} (is the Debian mirror reachable?)`);
+  const bytes = Buffer.from(await response.arrayBuffer());
+  const digest = createHash('sha256').update(bytes).digest('hex');
+  if (digest !== DASH_SOURCE.sha256) throw new Error(`${url} has sha256 ${digest}, not the ${DASH_SOURCE.sha256} Debian's Sources index lists`);
+  writeFileSync(source, bytes);
+  await run('tar', ['-C', work, '-xzf', source], { what: `tar -xzf ${DASH_SOURCE.file}` });
+  const tree = path.join(work, DASH_SOURCE.dir);
+  log('building dash against musl (a few seconds)');
+  await run('./configure', ['CC=musl-gcc', '--quiet'], { cwd: tree, what: 'dash ./configure CC=musl-gcc' });
+  await run('make', ['-s', `-j${os.availableParallelism()}`], { cwd: tree, what: 'make dash' });
+
+  await addBusybox(root, log, work, { except: ['sh', 'ash'] });
+  await run('strip', ['-o', path.join(root, 'bin', 'dash'), path.join(tree, 'src', 'dash')], { what: 'strip dash' });
+  chmodSync(path.join(root, 'bin', 'dash'), 0o755);
+  symlinkSync('dash', path.join(root, 'bin', 'sh'));
+  mkdirSync(path.join(root, 'lib'));
+  // Debian's loader is a link into its multiarch directory; Alpine's is the file itself.
+  copyFileSync(realpathSync(path.join('/lib', loaderName)), path.join(root, 'lib', loaderName));
+  chmodSync(path.join(root, 'lib', loaderName), 0o755);
+}
+
+/** Debian's names for the architectures musl's loader is named after. */
+const MUSL_ARCH = { x64: 'x86_64', arm64: 'aarch64' };
+
+/** dash's source as Debian bookworm ships it (the Sources index's sha256), built against musl for the musl image. */
+const DASH_SOURCE = { file: 'dash_0.5.12.orig.tar.gz', dir: 'dash-0.5.12', sha256: '6a474ac46e8b0b32916c4c60df694c82058d3297d8b385b74508030ca4a8f28a' };
+
+/** bin/busybox from busybox-static and a symlink per applet but those in `except`, /tmp, and an /etc/passwd. */
+async function addBusybox(root, log, work, { except }) {
   log('apt-get download busybox-static');
   await run('apt-get', ['download', '-o', 'APT::Sandbox::User=root', 'busybox-static'], {
     cwd: work,
@@ -77,7 +124,7 @@ async function buildBusyboxRoot(root, log, work) {
   copyFileSync(binary, path.join(root, 'bin', 'busybox'));
   chmodSync(path.join(root, 'bin', 'busybox'), 0o755);
   // The binary is static, so the host can ask it for its applets.
-  const applets = (await run(binary, ['--list'], { what: 'busybox --list' })).split('\n').filter((name) => name !== '' && name !== 'busybox');
+  const applets = (await run(binary, ['--list'], { what: 'busybox --list' })).split('\n').filter((name) => name !== '' && name !== 'busybox' && !except.includes(name));
   for (const name of applets) {
     if (!/^[\w.[\]-]+$/.test(name)) throw new Error(`busybox --list gave an unexpected applet name ${JSON.stringify(name)}`);
     symlinkSync('busybox', path.join(root, 'bin', name));
@@ -104,6 +151,13 @@ const RECIPES = {
     rootOwned: true,
     // Runs at all only because busybox needs no libc: there is none in the image.
     check: ['sh', '-c', 'echo ok'],
+  },
+  musl: {
+    buildRoot: buildMuslRoot,
+    changes: ['CMD ["sh"]', 'LABEL asp.test-image=musl'],
+    rootOwned: true,
+    // The shell is the musl-linked dash, and no glibc loader or libc is anywhere in the image.
+    check: ['sh', '-c', 'test "$(readlink /proc/$$/exe)" = /bin/dash && ls /lib/ld-musl-* && ! find / -xdev -name "ld-linux*" -o -xdev -name "libc.so.6" | grep .'],
   },
 };
 
@@ -183,12 +237,18 @@ async function imageExists(tag) {
 }
 
 async function ensureDebootstrap(log) {
-  if (await run('sh', ['-c', 'command -v debootstrap'], { what: 'command -v debootstrap' }).catch(() => '')) return;
-  log('installing debootstrap');
+  await ensureDebianPackage('debootstrap', 'debootstrap', log);
+}
+
+/** Installs Debian's `pkg` unless `program` is on PATH already (needs root, as every image built here does). */
+async function ensureDebianPackage(program, pkg, log) {
+  if (await run('sh', ['-c', `command -v ${program}`], { what: `command -v ${program}` }).catch(() => '')) return;
+  if (process.getuid?.() !== 0) throw new Error(`${program} is not installed and installing ${pkg} needs root: run \`sudo apt-get install ${pkg}\`, or prebuild the images as root`);
+  log(`installing ${pkg}`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   const hint = 'is the Debian mirror reachable?';
   await run('apt-get', ['update', '-qq'], { env, what: 'apt-get update', hint });
-  await run('apt-get', ['install', '-y', '-qq', 'debootstrap'], { env, what: 'apt-get install debootstrap', hint });
+  await run('apt-get', ['install', '-y', '-qq', pkg], { env, what: `apt-get install ${pkg}`, hint });
 }
 
 /** The mirror apt is configured with (deb822 sources first, then the classic list), as docker-engine-up finds it. */

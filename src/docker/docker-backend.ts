@@ -21,8 +21,8 @@ const IN_USE_BACKOFF_MS = 250;
  */
 export class DockerBackend implements SandboxBackend {
   readonly name = 'docker';
-  /** For each image prepared: its id, and the runtime volume its sandboxes mount when it is not asp's own image. */
-  private readonly prepared = new Map<string, { id: string | undefined; runtime: string | undefined }>();
+  /** For each image prepared: its id, and when it is not asp's own image, the asp image whose runtime its sandboxes mount. */
+  private readonly prepared = new Map<string, { id: string | undefined; runtimeOf: string | undefined }>();
 
   constructor(private readonly docker: DockerPort) {}
 
@@ -48,11 +48,12 @@ export class DockerBackend implements SandboxBackend {
       );
     }
     if (!request.image || summary?.labels[ASP_IMAGE_LABEL] === ASP_IMAGE_KIND) {
-      this.prepared.set(image, { id, runtime: undefined });
+      this.prepared.set(image, { id, runtimeOf: undefined });
       return { ref: image, id };
     }
     const own = await ensureSandboxImage(this.docker, { onBuildStart: request.onBuildStart, onProgress: request.onProgress });
-    this.prepared.set(image, { id, runtime: await ensureRuntimeVolume(this.docker, own) });
+    await ensureRuntimeVolume(this.docker, own);
+    this.prepared.set(image, { id, runtimeOf: own });
     return { ref: image, id };
   }
 
@@ -61,6 +62,9 @@ export class DockerBackend implements SandboxBackend {
     // The run id is part of both names: a rerun of the same task id must never adopt the volume of a run that died.
     const volume = request.role === 'check' ? `asp-ck-${request.taskId}-${request.runId}` : `asp-ws-${request.taskId}-${request.runId}`;
     const name = request.role === 'check' ? `asp-${request.taskId}-${request.runId}-check` : `asp-${request.taskId}-${request.runId}`;
+    // Asked again for each sandbox (one inspect): a runtime removed since prepareImage is made again, not mounted empty.
+    const runtimeOf = this.prepared.get(request.image)?.runtimeOf;
+    const runnerRuntime = runtimeOf ? await ensureRuntimeVolume(docker, runtimeOf) : undefined;
     await docker.createVolume(volume, request.labels);
     // Deferred first, so undone last: a volume a container still mounts cannot be removed.
     scope.defer(`volume ${volume}`, () => docker.removeVolume(volume), { keepable: true });
@@ -75,7 +79,7 @@ export class DockerBackend implements SandboxBackend {
         allowedEnv: request.env,
         runtime: request.runtime,
         checkDir: request.checkDir,
-        runnerRuntime: this.prepared.get(request.image)?.runtime,
+        runnerRuntime,
       }),
     );
     scope.defer(`container ${name}`, () => docker.removeContainer(id), { keepable: true });

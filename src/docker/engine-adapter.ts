@@ -12,7 +12,8 @@ const labelsReply = z.record(z.string(), z.string()).nullish();
 const versionReply = z.object({ Version: z.string(), ApiVersion: z.string(), Os: z.string(), Arch: z.string() });
 // NCPU and MemTotal are left to readInfo, which reads them with Number() and takes 0 or NaN as "not said".
 const infoReply = z.object({ Runtimes: z.record(z.string(), z.unknown()).nullish(), NCPU: z.unknown(), MemTotal: z.unknown() });
-const volumesReply = z.object({ Volumes: z.array(z.object({ Name: z.string(), Labels: labelsReply, CreatedAt: z.string().nullish() })).nullish() });
+const volumeReply = z.object({ Name: z.string(), Labels: labelsReply, CreatedAt: z.string().nullish() });
+const volumesReply = z.object({ Volumes: z.array(volumeReply).nullish() });
 const createdReply = z.object({ Id: z.string() });
 // Inspect is read field by field, each checked for its type where it is read (inspectContainer).
 const inspectReply = z.object({ Config: z.object({ User: z.unknown() }).nullish(), HostConfig: z.record(z.string(), z.unknown()).nullish() });
@@ -147,7 +148,16 @@ export class EngineAdapter implements DockerPort {
         query: { filters: JSON.stringify({ label: labelFilters }) },
       }),
     );
-    return (result.Volumes ?? []).map((volume) => ({ name: volume.Name, labels: volume.Labels ?? {}, createdAt: parsedDate(volume.CreatedAt) }));
+    return (result.Volumes ?? []).map(volumeSummary);
+  }
+
+  async inspectVolume(name: string): Promise<VolumeSummary | undefined> {
+    try {
+      return volumeSummary(await this.engine.json('GET', `/volumes/${encodeURIComponent(name)}`, volumeReply));
+    } catch (error) {
+      if (statusOf(error) === 404) return undefined;
+      throw this.translate(error, `inspect volume ${name}`);
+    }
   }
 
   async createContainer(body: ContainerCreateBody): Promise<string> {
@@ -300,4 +310,8 @@ function statusOf(error: unknown): number | undefined {
 function daemonMessage(error: unknown): string {
   const message = error instanceof EngineApiError ? error.json?.message : undefined;
   return (message ?? errorMessage(error)).trim();
+}
+
+function volumeSummary(volume: z.infer<typeof volumeReply>): VolumeSummary {
+  return { name: volume.Name, labels: volume.Labels ?? {}, createdAt: parsedDate(volume.CreatedAt) };
 }

@@ -112,6 +112,8 @@ export interface DockerPort {
   /** Removes a volume; one already gone is success. One still mounted by a container fails with DOCKER_CONFLICT. */
   removeVolume(name: string): Promise<void>;
   listVolumes(labelFilters: string[]): Promise<VolumeSummary[]>;
+  /** One volume by its name; undefined when the daemon has none of that name. */
+  inspectVolume(name: string): Promise<VolumeSummary | undefined>;
   createContainer(body: ContainerCreateBody): Promise<string>;
   /** What the daemon made of a created container's hardening fields; NOT_FOUND when it is gone. */
   inspectContainer(containerId: string): Promise<ContainerHardening>;

@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import tarStream from 'tar-stream';
 import { z } from 'zod';
 import { limitsSchema, parseJsonWith } from '../config/task-spec.js';
+import { AspError } from '../core/asp-error.js';
 import { containerSpec } from './container-spec.js';
 import type { ContainerCreateBody, DockerPort } from './port.js';
 
@@ -14,34 +15,56 @@ const RUNTIME_IN_IMAGE = '/opt/asp-runtime';
  */
 const RUNTIME_LABEL = 'asp.runtime';
 
-/** Runtime volumes already known to be on a daemon, per port: a batch asks once, not once per task. */
-const known = new WeakMap<DockerPort, Map<string, Promise<string>>>();
+/** Runtime volumes being made, per port: the tasks of a batch that start together wait for one fill, not one each. */
+const making = new WeakMap<DockerPort, Map<string, Promise<string>>>();
 
 /**
  * The runtime volume of asp's image `aspImage` (asp-sandbox:<hash>), made when missing. Docker copies an image's
  * content into an empty named volume when a container that mounts it is created: a container of asp's image,
  * created and never started, fills the volume with the runtime the image was built with, and goes. That works on
  * a remote daemon (nothing comes from the host's file system) and needs no registry.
+ *
+ * Asked before every sandbox that mounts it (one inspect), not once per process: a runtime removed in the middle
+ * of a batch is made again, rather than Docker making an empty volume of that name when the next sandbox mounts it.
+ * A volume of that name that is not asp's runtime is never used, filled or removed: the caller is told to remove it.
  */
-export function ensureRuntimeVolume(docker: DockerPort, aspImage: string): Promise<string> {
-  let perDaemon = known.get(docker);
-  if (!perDaemon) known.set(docker, (perDaemon = new Map<string, Promise<string>>()));
-  let made = perDaemon.get(aspImage);
-  if (!made) {
-    made = makeRuntimeVolume(docker, aspImage);
-    perDaemon.set(aspImage, made);
-    made.catch(() => perDaemon.delete(aspImage));
-  }
+export async function ensureRuntimeVolume(docker: DockerPort, aspImage: string): Promise<string> {
+  let perDaemon = making.get(docker);
+  if (!perDaemon) making.set(docker, (perDaemon = new Map<string, Promise<string>>()));
+  const inFlight = perDaemon.get(aspImage);
+  if (inFlight) return inFlight;
+  const name = runtimeVolumeName(aspImage);
+  if ((await runtimeVolumeState(docker, aspImage)) === 'ready') return name;
+  const again = perDaemon.get(aspImage);
+  if (again) return again;
+  const made = makeRuntimeVolume(docker, aspImage).finally(() => perDaemon.delete(aspImage));
+  perDaemon.set(aspImage, made);
   return made;
 }
 
 async function makeRuntimeVolume(docker: DockerPort, aspImage: string): Promise<string> {
   const name = runtimeVolumeName(aspImage);
-  if (await hasRuntimeVolume(docker, aspImage)) return name;
   await docker.createVolume(name, runtimeLabels(aspImage));
   const filler = await createUnstarted(docker, aspImage, 'fill', { Type: 'volume', Source: name, Target: RUNTIME_IN_IMAGE, ReadOnly: false });
   await docker.removeContainer(filler);
   return name;
+}
+
+/**
+ * Whether the runtime volume of `aspImage` is there ('ready') or not ('missing'); a volume of its name without the
+ * runtime's labels (someone's own, or an empty one Docker made for a sandbox that mounted a removed runtime) is an
+ * error that says to remove it.
+ */
+async function runtimeVolumeState(docker: DockerPort, aspImage: string): Promise<'ready' | 'missing'> {
+  const name = runtimeVolumeName(aspImage);
+  const volume = await docker.inspectVolume(name);
+  if (!volume) return 'missing';
+  if (volume.labels[RUNTIME_LABEL] === runtimeVersion(aspImage)) return 'ready';
+  throw new AspError(
+    'DOCKER_CONFLICT',
+    `volume ${name} is not asp's runtime (it has no ${RUNTIME_LABEL}=${runtimeVersion(aspImage)} label)`,
+    `remove it (docker volume rm ${name}) and asp makes its runtime again`,
+  );
 }
 
 /** The runtime's version is the hash of asp's image: the same runner bundle, built into the same runtime. */
@@ -56,11 +79,6 @@ export function runtimeVolumeName(aspImage: string): string {
 
 function runtimeLabels(aspImage: string): Record<string, string> {
   return { [RUNTIME_LABEL]: runtimeVersion(aspImage), 'asp.kind': 'runtime' };
-}
-
-async function hasRuntimeVolume(docker: DockerPort, aspImage: string): Promise<boolean> {
-  const name = runtimeVolumeName(aspImage);
-  return (await docker.listVolumes([`${RUNTIME_LABEL}=${runtimeVersion(aspImage)}`])).some((volume) => volume.name === name);
 }
 
 /**
@@ -112,7 +130,7 @@ export interface RuntimeState {
  */
 export async function describeRuntimeVolume(docker: DockerPort, aspImage: string): Promise<RuntimeState | undefined> {
   const volume = runtimeVolumeName(aspImage);
-  if (!(await hasRuntimeVolume(docker, aspImage))) return undefined;
+  if ((await runtimeVolumeState(docker, aspImage)) === 'missing') return undefined;
   const reader = await createUnstarted(docker, aspImage, 'read', { Type: 'volume', Source: volume, Target: '/opt/asp-read', ReadOnly: true, VolumeOptions: { NoCopy: true } });
   try {
     const archive = await docker.getArchive(reader, '/opt/asp-read/runtime.json').catch(() => undefined);

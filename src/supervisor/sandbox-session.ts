@@ -139,9 +139,14 @@ export async function runSession(
     },
     (dropped) => hooks.onWarning(`ignored a protocol line of ${dropped} bytes (over ${MAX_LINE_BYTES})`),
   );
+  /** The runner's last line on stderr: what a runner that never started says of why (tini's exec error, a loader's). */
+  let lastStderr = '';
   const stderrDone = pump(
     streams.stderr,
-    (line) => hooks.onRunnerStderr(line),
+    (line) => {
+      if (line.trim()) lastStderr = line.trim().slice(0, 300);
+      hooks.onRunnerStderr(line);
+    },
     () => {},
   );
 
@@ -174,8 +179,8 @@ export async function runSession(
   if (end.kind === 'exited' && !helloSeen && end.statusCode !== 0) {
     throw new AspError(
       'PROTOCOL_MISMATCH',
-      `the sandbox exited with ${end.statusCode} before saying hello`,
-      'the image may not contain asp-sandbox: use the asp sandbox image (leave out --image) or run `asp image build`',
+      `the sandbox exited with ${end.statusCode} before saying hello${lastStderr ? `: ${lastStderr}` : ''}`,
+      "the runner did not start: `asp doctor` checks the image and the runtime volume; an image built on asp's needs `asp image build` after an upgrade",
     );
   }
   return end;

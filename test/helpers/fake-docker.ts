@@ -36,6 +36,11 @@ export class FakeDocker implements DockerPort {
     return [...this.volumes.values()].filter((volume) => matches(volume.labels, filters));
   }
 
+  async inspectVolume(name: string): Promise<VolumeSummary | undefined> {
+    this.record('inspectVolume');
+    return this.volumes.get(name);
+  }
+
   async removeContainer(id: string): Promise<void> {
     await this.slow(`removeContainer ${id}`, () => {
       this.containers.delete(id);

@@ -22,7 +22,7 @@ const RUN_LABEL = `asp.test-run=any-image-${process.pid}-${Date.now()}`;
 interface ImageCase {
   name: string;
   /** A test image of test/helpers/test-images.ts; none: asp's own image (no `image` in the spec). */
-  kind: 'python' | 'busybox' | undefined;
+  kind: 'python' | 'busybox' | 'musl' | undefined;
   /** The shell asp runs steps with there: bash where the image has it, else its /bin/sh. */
   shell: RegExp;
   /** Whether the image has git on PATH, so that a step can commit by itself. */
@@ -33,6 +33,8 @@ const IMAGES: ImageCase[] = [
   { name: "asp's own image", kind: undefined, shell: /\/bash$/, git: true },
   { name: 'a python image with no bash, git or node and a hostile USER/WORKDIR', kind: 'python', shell: /\/dash$/, git: false },
   { name: 'a busybox image with no libc', kind: 'busybox', shell: /\/busybox$/, git: false },
+  // Alpine's make-up: musl's loader and libc, a shell that loads them, no glibc file anywhere.
+  { name: 'a musl image with no glibc, its shell linked against musl', kind: 'musl', shell: /^\/bin\/dash$/, git: false },
 ];
 
 /** What asp gives every step, whatever the image: its task, where artifacts go, git's identity, a fixed base environment. */
@@ -322,6 +324,8 @@ describe.skipIf(!dockerAvailable)('--image takes any image, against the real Doc
     const onlySh = `asp-test-only-sh:${process.pid}`;
     /** busybox under its own name and nothing else: no /bin/sh, but a program a step can name with its arguments. */
     const onlyBusybox = `asp-test-only-busybox:${process.pid}`;
+    /** busybox as /bin/sh, labelled as asp's own image would be (asp.image=sandbox), but without the runner in it. */
+    const fakeAsp = `asp-test-fake-asp:${process.pid}`;
     beforeAll(async () => {
       const busybox = await ensureTestImage('busybox');
       const holder = execFileSync('docker', ['create', '--label', RUN_LABEL, busybox]).toString().trim();
@@ -334,6 +338,7 @@ describe.skipIf(!dockerAvailable)('--image takes any image, against the real Doc
       importImageOf(noShell, binary, 'bin/true-not-sh');
       importImageOf(onlySh, binary, 'bin/sh');
       importImageOf(onlyBusybox, binary, 'bin/busybox');
+      importImageOf(fakeAsp, binary, 'bin/sh', ['LABEL asp.image=sandbox']);
     }, 300_000);
     afterAll(() => {
       for (const kind of ['images', 'ps -a'] as const) {
@@ -378,6 +383,19 @@ describe.skipIf(!dockerAvailable)('--image takes any image, against the real Doc
       expect((error as AspError).code).toBe('BAD_INPUT');
       expect((error as AspError).message).toBe(`image ${foreign} is built for linux/arm64, the Docker daemon runs linux/amd64`);
       expect(workspaceDirs(clean)).toEqual([]);
+      expect(await leftovers()).toEqual({ containers: [], volumes: [] });
+    });
+
+    it("an image labelled as asp's own but without the runner: the error says what failed to start and where to look, nothing is left", async () => {
+      const error = await run(testSettings(), { repo: repoWith({ 'README.md': 'x\n' }), image: fakeAsp, steps: [{ name: 'a', run: 'true' }] }).then(
+        () => undefined,
+        (caught: unknown) => caught,
+      );
+      expect(error).toBeInstanceOf(AspError);
+      expect((error as AspError).code).toBe('PROTOCOL_MISMATCH');
+      // tini's own words on why the runner did not start, not only an exit code.
+      expect((error as AspError).message).toMatch(/^the sandbox exited with 127 before saying hello: .*asp-sandbox.*No such file or directory/);
+      expect((error as AspError).hint).toContain('asp doctor');
       expect(await leftovers()).toEqual({ containers: [], volumes: [] });
     });
 
@@ -471,11 +489,11 @@ function loadImageFor(arch: string, tag: string): void {
 }
 
 /** `docker import`s an image (labelled RUN_LABEL) whose whole file system is `file` at `inside`, root's, mode 755. */
-function importImageOf(tag: string, file: string, inside: string): void {
+function importImageOf(tag: string, file: string, inside: string, changes: string[] = []): void {
   const root = mkdtempSync(path.join(os.tmpdir(), 'asp-image-root-'));
   mkdirSync(path.join(root, path.dirname(inside)), { recursive: true });
   copyFileSync(file, path.join(root, inside));
   chmodSync(path.join(root, inside), 0o755);
   const tar = execFileSync('tar', ['-C', root, '--numeric-owner', '--owner=0', '--group=0', '-c', '.'], { maxBuffer: 64 * 1024 * 1024 });
-  execFileSync('docker', ['import', '--change', `LABEL ${RUN_LABEL}`, '-', tag], { input: tar, stdio: ['pipe', 'ignore', 'pipe'] });
+  execFileSync('docker', ['import', '--change', `LABEL ${RUN_LABEL}`, ...changes.flatMap((change) => ['--change', change]), '-', tag], { input: tar, stdio: ['pipe', 'ignore', 'pipe'] });
 }

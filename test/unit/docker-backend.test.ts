@@ -8,7 +8,7 @@ import { runtimeVolumeName } from '../../src/docker/runtime-volume.js';
 import { imageContext } from '../../src/docker/sandbox-image.js';
 
 /** A daemon that has every image asked for, with the given summaries, and records what asp makes on it. */
-function daemon(images: Record<string, ImageSummary>, arch = 'amd64') {
+function daemon(images: Record<string, ImageSummary>, arch = 'amd64', volumes = new Map<string, Record<string, string>>()) {
   const calls: string[] = [];
   const created: ContainerCreateBody[] = [];
   const info: DaemonInfo = { endpoint: 'unix:///fake.sock', serverVersion: '20.10', apiVersion: '1.41', os: 'linux', arch, runtimes: ['runc'] };
@@ -17,7 +17,11 @@ function daemon(images: Record<string, ImageSummary>, arch = 'amd64') {
     imageExists: () => Promise.resolve(true),
     inspectImage: (tag) => Promise.resolve(images[tag]),
     listVolumes: () => Promise.resolve([]),
-    createVolume: (name) => (calls.push(`create volume ${name}`), Promise.resolve()),
+    inspectVolume: (name) => {
+      const labels = volumes.get(name);
+      return Promise.resolve(labels ? { name, labels, createdAt: undefined } : undefined);
+    },
+    createVolume: (name, labels) => (calls.push(`create volume ${name}`), volumes.set(name, labels), Promise.resolve()),
     createContainer: (body) => (calls.push(`create container ${body.name}`), created.push(body), Promise.resolve(`id-${created.length}`)),
     // What the daemon reports back is what asp asked for: the post-create check passes.
     inspectContainer: (id) => {
@@ -80,6 +84,27 @@ describe('the Docker backend, image by image', () => {
     expect(created[0]?.HostConfig.Mounts).toEqual([{ Type: 'volume', Source: volume, Target: '/opt/asp-runtime', ReadOnly: false }]);
     await backend.createSandbox(request('python:3.12'), new CleanupStack());
     expect(created[1]?.HostConfig.Mounts[1]).toEqual({ Type: 'volume', Source: volume, Target: '/opt/asp', ReadOnly: true, VolumeOptions: { NoCopy: true } });
+  });
+
+  it('asks for the runtime volume again before each sandbox, and makes it again when it went since', async () => {
+    const volumes = new Map<string, Record<string, string>>();
+    const { port, calls } = daemon({ 'python:3.12': { id: 'sha256:p', architecture: 'amd64', os: 'linux', labels: {} } }, 'amd64', volumes);
+    const backend = new DockerBackend(port);
+    await backend.prepareImage({ image: 'python:3.12' });
+    const volume = runtimeVolumeName(own);
+    volumes.delete(volume);
+    calls.length = 0;
+    await backend.createSandbox(request('python:3.12'), new CleanupStack());
+    expect(calls.slice(0, 3)).toEqual([`create volume ${volume}`, expect.stringMatching(/^create container asp-runtime-fill-/), 'remove container id-2']);
+    expect(volumes.get(volume)).toEqual({ 'asp.runtime': volume.slice('asp-runtime-'.length), 'asp.kind': 'runtime' });
+  });
+
+  it("never uses, fills or removes a volume of the runtime's name that lacks its label: DOCKER_CONFLICT saying to remove it", async () => {
+    const volume = runtimeVolumeName(own);
+    const { port, calls } = daemon({ 'python:3.12': { id: 'sha256:p', architecture: 'amd64', os: 'linux', labels: {} } }, 'amd64', new Map([[volume, { owner: 'someone' }]]));
+    const failure = await new DockerBackend(port).prepareImage({ image: 'python:3.12' }).catch((error: unknown) => error);
+    expect(failure).toMatchObject({ code: 'DOCKER_CONFLICT', message: `volume ${volume} is not asp's runtime (it has no asp.runtime=${volume.slice('asp-runtime-'.length)} label)` });
+    expect(calls).toEqual([]);
   });
 
   it("refuses an image built for another architecture than the daemon's, as bad input", async () => {
