@@ -49,7 +49,7 @@ function timed(command: string, args: string[], env: NodeJS.ProcessEnv, input?: 
 
 const better = (a: Timing, b: Timing): Timing => (a.ms <= b.ms ? a : b);
 
-const image = await ensureSandboxImage(new EngineAdapter(process.env.DOCKER_HOST || undefined), {});
+const image = await ensureSandboxImage(EngineAdapter.fromEnvironment(process.env), {});
 const scratch = mkdtempSync(path.join(os.tmpdir(), 'asp-bench-batch-'));
 const repo = path.join(scratch, 'repo');
 makeRepoFromDir(path.join(root, 'examples', 'hello-repo'), repo);

@@ -60,7 +60,7 @@ function round(repo: string, env: NodeJS.ProcessEnv, limit: string, writer: stri
 }
 
 async function main(): Promise<void> {
-  const image = await ensureSandboxImage(new EngineAdapter(process.env.DOCKER_HOST || undefined), {});
+  const image = await ensureSandboxImage(EngineAdapter.fromEnvironment(process.env), {});
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'asp-bench-disk-'));
   try {
     const repo = path.join(scratch, 'repo');

@@ -24,7 +24,7 @@ const mb = (bytes: number) => `${(bytes / 1000 ** 2).toFixed(1)} MB`;
 
 async function main(): Promise<void> {
   // Built (or found) before the measured run, so the image build is not part of the figure.
-  const image = await ensureSandboxImage(new EngineAdapter(process.env.DOCKER_HOST || undefined), {});
+  const image = await ensureSandboxImage(EngineAdapter.fromEnvironment(process.env), {});
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'asp-bench-flood-'));
   try {
     const repo = path.join(scratch, 'repo');

@@ -47,7 +47,7 @@ function median(values: number[]): number {
 }
 
 async function main(): Promise<void> {
-  const image = await ensureSandboxImage(new EngineAdapter(process.env.DOCKER_HOST || undefined), {});
+  const image = await ensureSandboxImage(EngineAdapter.fromEnvironment(process.env), {});
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'asp-bench-'));
   const repo = path.join(scratch, 'repo');
   makeRepoFromDir(path.join(root, 'examples', 'hello-repo'), repo);

@@ -26,7 +26,7 @@ const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const BENCH_LABEL = 'asp-bench.reap';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const cli = path.join(root, 'dist', 'src', 'cli', 'main.js');
-const docker = new EngineAdapter(process.env.DOCKER_HOST || undefined);
+const docker = EngineAdapter.fromEnvironment(process.env);
 const benchId = randomBytes(4).toString('hex');
 
 interface Orphans {

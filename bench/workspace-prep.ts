@@ -87,7 +87,7 @@ function baselinePrep(repo: string, image: string): number {
   return elapsed;
 }
 
-const image = await ensureSandboxImage(new EngineAdapter(process.env.DOCKER_HOST || undefined), {});
+const image = await ensureSandboxImage(EngineAdapter.fromEnvironment(process.env), {});
 const repo = path.join(scratch, 'big-repo');
 const generating = performance.now();
 generateRepo(repo);

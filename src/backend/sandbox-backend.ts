@@ -12,6 +12,10 @@ import type { CleanupScope } from '../core/cleanup-stack.js';
 /** What the engine behind a backend is and can run: the limits and the runtime of a task are checked against it. */
 export interface EngineInfo {
   endpoint: string;
+  /** Why this engine (DOCKER_HOST, a context, a well-known socket), as discovery found it. */
+  source?: string | undefined;
+  /** Which make the engine says it is: Podman's Docker-compatible service answers as Docker does, mostly. */
+  product?: 'docker' | 'podman' | undefined;
   serverVersion: string;
   apiVersion: string;
   os: string;

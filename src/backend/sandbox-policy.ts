@@ -76,6 +76,23 @@ export function identityMismatch(identity: RunnerIdentity | undefined): string |
 }
 
 /**
+ * The lowest pids limit a gVisor sandbox runs under. The pids cgroup counts the threads of gVisor's own kernel, which
+ * grow with the processes in it, and a sandbox that reaches the limit dies (exit 2) instead of failing the fork:
+ * measured with runsc 20221219, a step of a shell pipeline died at 128 and 256, one with 20 background processes
+ * at 256 and ran at 384. asp's default (512) is the floor: lower asks are raised to it, and the task says so.
+ */
+export const GVISOR_MIN_PIDS = 512;
+
+/** The limits a task runs under on `runtime`: `limits` unless gVisor needs more; `note` says what changed. */
+export function runtimeLimits<L extends { pids: number }>(runtime: string | undefined, limits: L): { limits: L; note?: string } {
+  if (!isGvisor(runtime) || limits.pids >= GVISOR_MIN_PIDS) return { limits };
+  return {
+    limits: { ...limits, pids: GVISOR_MIN_PIDS },
+    note: `--pids ${limits.pids} raised to ${GVISOR_MIN_PIDS} under ${runtime}: gVisor's own threads count against the limit, and a sandbox that reaches it dies instead of failing the fork`,
+  };
+}
+
+/**
  * Whether the daemon can run the runtime asked for, hardened: it must be registered, and gVisor must load the
  * container's seccomp profile (runsc ignores it without --oci-seccomp, and asp's profile would silently not apply).
  */
@@ -89,6 +106,15 @@ export function checkRuntime(runtime: string | undefined, info: EngineInfo): voi
     );
   }
   const args = info.runtimeArgs?.[runtime] ?? [];
+  if (isGvisor(runtime) && !args.some((arg) => /^--?network[= ]none$/.test(arg))) {
+    // Without it runsc refuses every start ("cannot run with network enabled in root network namespace") and leaves
+    // its gofer and sandbox processes behind.
+    throw new AspError(
+      'RUNTIME_UNAVAILABLE',
+      `the runtime "${runtime}" is registered without --network=none, so gVisor cannot start a sandbox that has no network`,
+      `add "--network=none" to its runtimeArgs in /etc/docker/daemon.json and reload dockerd (README: gVisor; scripts/enable-gvisor.sh does both)`,
+    );
+  }
   if (isGvisor(runtime) && !args.some((arg) => /^--?oci-seccomp(=true)?$/.test(arg))) {
     throw new AspError(
       'RUNTIME_UNAVAILABLE',

@@ -25,7 +25,8 @@ export function makeContext(options: { json?: boolean; debug?: boolean }): CliCo
   const settings = readSettings();
   const debug = Boolean(options.debug) || settings.debug;
   const json = Boolean(options.json);
-  const docker = new EngineAdapter(settings.dockerHost);
+  // Found on the first call (DOCKER_HOST, a context, the usual sockets): a command that never talks to Docker never looks.
+  const docker = EngineAdapter.fromEnvironment(settings.hostEnv, { timeoutMs: settings.dockerTimeoutMs, sshCommand: settings.sshCommand });
   return {
     settings,
     debug,

@@ -34,7 +34,7 @@ export function registerDoctorCommand(program: Command): void {
           checks.push({
             name: 'docker',
             ok: true,
-            detail: `Docker ${info.serverVersion} (API ${info.apiVersion}, ${info.os}/${info.arch}) at ${info.endpoint}; runtimes: ${info.runtimes.join(', ') || 'default'}`,
+            detail: `${info.product === 'podman' ? 'Podman' : 'Docker'} ${info.serverVersion} (API ${info.apiVersion}, ${info.os}/${info.arch}) at ${info.endpoint}${info.source ? ` (${info.source})` : ''}; runtimes: ${info.runtimes.join(', ') || 'default'}`,
           });
         } catch (error) {
           // A FAIL line says what to do too, like every other error of asp.

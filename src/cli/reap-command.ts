@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { printableLine } from '../core/printable.js';
-import { EXIT } from '../core/asp-error.js';
+import { EXIT, exitCodeFor } from '../core/asp-error.js';
 import { reap } from '../reaper/reap.js';
 import type { ReapItem, ReapReport } from '../reaper/reap-report.js';
 import { tally } from '../reaper/reap-report.js';
@@ -41,7 +41,7 @@ async function reapCommand(flags: ReapFlags): Promise<number> {
       { dryRun: Boolean(flags.dryRun), all: Boolean(flags.all), olderThanMs, runtimes: true },
     );
     const failed = report.items.some((item) => item.outcome === 'failed');
-    const exitCode = failed || !report.docker.ok ? EXIT.infrastructure : EXIT.ok;
+    const exitCode = !report.docker.ok ? exitCodeFor(report.docker.code ?? 'DOCKER_UNAVAILABLE') : failed ? EXIT.infrastructure : EXIT.ok;
     if (json) context.stdout(JSON.stringify({ ...report, exitCode }) + '\n');
     else context.stdout(describe(report));
     if (!report.docker.ok)

@@ -11,7 +11,10 @@ export interface Settings {
   home: string;
   /** How long `.asp/` of finished tasks is kept, in ms. */
   retentionMs: number;
-  dockerHost: string | undefined;
+  /** How long a call to the engine may go unanswered (ASP_DOCKER_TIMEOUT, default 30 s). */
+  dockerTimeoutMs: number;
+  /** The program (and its options) that carries an ssh:// daemon connection (ASP_SSH_COMMAND, default ssh). */
+  sshCommand: string | undefined;
   langfuse: { publicKey: string; secretKey: string; baseUrl: string } | undefined;
   /** GitHub (or GitHub Enterprise) for --push/--pr: the token stays on the host. */
   github: { token: string | undefined; apiUrl: string; webHost: string };
@@ -47,13 +50,24 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     workspacesRoot: path.resolve(env.ASP_WORKSPACES || '/tmp/asp-workspaces'),
     home: path.resolve(env.ASP_HOME || path.join(os.homedir(), '.asp')),
     retentionMs,
-    dockerHost: env.DOCKER_HOST || undefined,
+    dockerTimeoutMs: dockerTimeout(env),
+    sshCommand: env.ASP_SSH_COMMAND?.trim() || undefined,
     langfuse: publicKey && secretKey ? { publicKey, secretKey, baseUrl: (env.LANGFUSE_BASE_URL || env.LANGFUSE_HOST || LANGFUSE_DEFAULT_BASE_URL).replace(/\/+$/, '') } : undefined,
     github: githubSettings(env),
     debug: env.ASP_DEBUG === '1',
     models: modelSettings(env),
     hostEnv: env,
   };
+}
+
+function dockerTimeout(env: NodeJS.ProcessEnv): number {
+  const text = env.ASP_DOCKER_TIMEOUT?.trim();
+  if (!text) return 30_000;
+  const ms = parseDuration(/^\d+$/.test(text) ? `${text}s` : text);
+  if (ms === undefined || ms < 1000) {
+    throw new AspError('BAD_INPUT', `ASP_DOCKER_TIMEOUT="${text}" is not a duration of a second or more`, 'use seconds (30) or a duration such as 2m');
+  }
+  return ms;
 }
 
 function githubSettings(env: NodeJS.ProcessEnv): Settings['github'] {

@@ -3,13 +3,21 @@ import { z } from 'zod';
 import { describeIssue } from '../config/task-spec.js';
 import { AspError, errorMessage, systemErrorCode } from '../core/asp-error.js';
 import { valueAt } from '../core/record-guard.js';
-import { demultiplex, EngineApiError, EngineClient, engineTarget, type Query } from './engine-client.js';
+import { DEFAULT_SOCKET, discoverDaemon, realWorld, type DaemonAddress } from './daemon-address.js';
+import { demultiplex, EngineApiError, EngineClient, engineTarget, EngineTimeoutError, SshConnectionError, type Query } from './engine-client.js';
 import type { AttachedStreams, ContainerHardening, ContainerCreateBody, ContainerSummary, DaemonInfo, DockerPort, ImageSummary, VolumeSummary } from './port.js';
 
 // The answers asp reads, each only as far as it relies on them (zod drops the rest). `.nullish()` where the code below
 // already takes null for "none": the daemon sends `null` for an empty list or map.
 const labelsReply = z.record(z.string(), z.string()).nullish();
-const versionReply = z.object({ Version: z.string(), ApiVersion: z.string(), Os: z.string(), Arch: z.string() });
+const versionReply = z.object({
+  Version: z.string(),
+  ApiVersion: z.string(),
+  MinAPIVersion: z.string().nullish(),
+  Os: z.string(),
+  Arch: z.string(),
+  Components: z.array(z.object({ Name: z.string() })).nullish(),
+});
 // NCPU and MemTotal are left to readInfo, which reads them with Number() and takes 0 or NaN as "not said".
 const infoReply = z.object({ Runtimes: z.record(z.string(), z.unknown()).nullish(), NCPU: z.unknown(), MemTotal: z.unknown() });
 const volumeReply = z.object({ Name: z.string(), Labels: labelsReply, CreatedAt: z.string().nullish() });
@@ -23,16 +31,102 @@ const containersReply = z.array(z.object({ Id: z.string(), Names: z.array(z.stri
 /** One line of build progress: output in `stream`, a failure in `error`/`errorDetail`. */
 const buildEvent = z.object({ stream: z.string().optional(), error: z.string().optional(), errorDetail: z.object({ message: z.string().optional() }).optional() });
 
+/** The oldest Engine API asp speaks (Docker 19.03): older daemons ignore fields asp's hardening depends on. */
+export const MIN_API_VERSION = '1.40';
+/**
+ * The newest Engine API asp asks for: a newer daemon is spoken to at this version (the docker CLI's negotiation, with
+ * asp's own ceiling), an older one at its own.
+ */
+export const MAX_API_VERSION = '1.47';
+
+/** How long a build may go without a progress line: a RUN step can be quiet for minutes. */
+const BUILD_SILENCE_MS = 10 * 60_000;
+/** Removal answers when the files are gone (a big volume takes a while); an archive waits for its reader. */
+const LONG_SILENCE_MS = 120_000;
+
+export interface EngineOptions {
+  /** How long an ordinary call may go without an answer (ASP_DOCKER_TIMEOUT). */
+  timeoutMs?: number | undefined;
+  /** What runs ssh for an ssh:// daemon (ASP_SSH_COMMAND). */
+  sshCommand?: string | undefined;
+}
+
 /** The one place that speaks the Docker Engine API. It translates daemon errors into AspErrors with a hint. */
 export class EngineAdapter implements DockerPort {
-  private readonly engine: EngineClient;
-  private readonly endpoint: string;
+  private connection: { client: EngineClient; address: DaemonAddress } | undefined;
+  private negotiated: Promise<z.infer<typeof versionReply>> | undefined;
+  /** The daemon's answer to GET /version, once negotiated. */
+  private version: z.infer<typeof versionReply> | undefined;
   private daemonInfo: Promise<DaemonInfo> | undefined;
+  private readonly locate: () => DaemonAddress;
 
-  /** `dockerHost` is DOCKER_HOST as settings read it (settings stay the only reader of the environment). */
-  constructor(dockerHost?: string) {
-    this.engine = new EngineClient(engineTarget(dockerHost));
-    this.endpoint = dockerHost ?? 'unix:///var/run/docker.sock';
+  /**
+   * `where` is a daemon address (DOCKER_HOST's syntax, or what discovery found), or a function that finds it the
+   * first time a call needs it (a bad context then fails that call, not a command that never talks to Docker).
+   */
+  constructor(
+    where?: string | DaemonAddress | (() => DaemonAddress),
+    private readonly options: EngineOptions = {},
+  ) {
+    this.locate =
+      typeof where === 'function'
+        ? where
+        : () => (typeof where === 'object' ? where : { host: where ?? `unix://${DEFAULT_SOCKET}`, source: where ? 'DOCKER_HOST' : 'the default socket', tls: undefined });
+  }
+
+  /** The daemon the environment names, found as the docker CLI finds it (daemon-address.ts). */
+  static fromEnvironment(env: NodeJS.ProcessEnv, options: EngineOptions = {}): EngineAdapter {
+    return new EngineAdapter(() => discoverDaemon(realWorld(env)), options);
+  }
+
+  /** Where the calls go; found on first use. */
+  get address(): DaemonAddress {
+    return this.connect().address;
+  }
+
+  private get endpoint(): string {
+    return this.connection?.address.host ?? 'the Docker daemon';
+  }
+
+  private connect(): { client: EngineClient; address: DaemonAddress } {
+    if (!this.connection) {
+      const address = this.locate();
+      const client = new EngineClient(engineTarget(address.host, { tls: address.tls, sshCommand: this.options.sshCommand }), this.options.timeoutMs);
+      this.connection = { client, address };
+    }
+    return this.connection;
+  }
+
+  /**
+   * The client, once the daemon's API version is known and new enough: asked once per process (GET /version,
+   * unversioned), then every path carries the version asp speaks to it at. A failed answer is not kept.
+   */
+  private async engine(): Promise<EngineClient> {
+    const { client } = this.connect();
+    this.negotiated ??= this.negotiate(client).catch((error: unknown) => {
+      this.negotiated = undefined;
+      throw error;
+    });
+    await this.negotiated;
+    return client;
+  }
+
+  private async negotiate(client: EngineClient): Promise<z.infer<typeof versionReply>> {
+    const version = await this.call('reach the Docker daemon', () => client.json('GET', '/version', versionReply, { unversioned: true }));
+    if (compareApi(version.ApiVersion, MIN_API_VERSION) < 0) {
+      throw new AspError(
+        'DOCKER_FAILED',
+        `Docker at ${this.endpoint} speaks Engine API ${version.ApiVersion}; asp needs ${MIN_API_VERSION} or newer (Docker 19.03+)`,
+        'upgrade the daemon: an older one silently ignores hardening fields asp sets (Init, Mounts, NanoCpus)',
+      );
+    }
+    const speak = compareApi(version.ApiVersion, MAX_API_VERSION) > 0 ? MAX_API_VERSION : version.ApiVersion;
+    if (version.MinAPIVersion && compareApi(speak, version.MinAPIVersion) < 0) {
+      throw new AspError('DOCKER_FAILED', `Docker at ${this.endpoint} accepts Engine API ${version.MinAPIVersion} and newer only; this asp speaks up to ${MAX_API_VERSION}`, 'upgrade asp');
+    }
+    client.apiVersion = speak;
+    this.version = version;
+    return version;
   }
 
   /** Asked once per process (a batch asks per task); a failed answer is not kept. */
@@ -45,9 +139,15 @@ export class EngineAdapter implements DockerPort {
   }
 
   private async readInfo(): Promise<DaemonInfo> {
-    const [version, info] = await this.call('reach the Docker daemon', () => Promise.all([this.engine.json('GET', '/version', versionReply), this.engine.json('GET', '/info', infoReply)]));
+    const engine = await this.engine();
+    const version = this.version;
+    if (!version) throw new Error('the daemon version is known once engine() resolved');
+    const info = await this.call('reach the Docker daemon', () => engine.json('GET', '/info', infoReply));
+    const podman = (version.Components ?? []).some((component) => /podman/i.test(component.Name));
     return {
       endpoint: this.endpoint,
+      source: this.connection?.address.source,
+      product: podman ? 'podman' : 'docker',
       serverVersion: version.Version,
       apiVersion: version.ApiVersion,
       os: version.Os,
@@ -66,7 +166,7 @@ export class EngineAdapter implements DockerPort {
 
   async imageExists(tag: string): Promise<boolean> {
     try {
-      await this.engine.command('GET', `/images/${encodeURIComponent(tag)}/json`);
+      await (await this.engine()).command('GET', `/images/${encodeURIComponent(tag)}/json`);
       return true;
     } catch (error) {
       if (statusOf(error) === 404) return false;
@@ -76,7 +176,7 @@ export class EngineAdapter implements DockerPort {
 
   async inspectImage(tag: string): Promise<ImageSummary | undefined> {
     try {
-      const image = await this.engine.json('GET', `/images/${encodeURIComponent(tag)}/json`, imageReply);
+      const image = await (await this.engine()).json('GET', `/images/${encodeURIComponent(tag)}/json`, imageReply);
       return { id: image.Id, architecture: image.Architecture ?? undefined, os: image.Os ?? undefined, labels: image.Config?.Labels ?? {} };
     } catch (error) {
       if (statusOf(error) === 404) return undefined;
@@ -87,7 +187,9 @@ export class EngineAdapter implements DockerPort {
   async buildImage(context: Readable, options: { tag: string; buildArgs: Record<string, string>; labels: Record<string, string> }, onProgress: (line: string) => void): Promise<void> {
     // No registry is reachable from most places asp runs: the build uses the local base image (no pull).
     const query: Query = { t: options.tag, buildargs: JSON.stringify(options.buildArgs), labels: JSON.stringify(options.labels), rm: 1, forcerm: 1 };
-    const progress = await this.call(`build image ${options.tag}`, () => this.engine.stream('POST', '/build', { query, stream: context, contentType: 'application/x-tar' }));
+    const progress = await this.call(`build image ${options.tag}`, async () =>
+      (await this.engine()).stream('POST', '/build', { query, stream: context, contentType: 'application/x-tar', idleMs: BUILD_SILENCE_MS }),
+    );
     // The answer is one JSON object per line (buildEvent). A line that is not JSON is skipped; one of another shape
     // fails the build, as one that says nothing asp can read about whether the build worked.
     let failed: string | undefined;
@@ -126,12 +228,12 @@ export class EngineAdapter implements DockerPort {
   }
 
   async createVolume(name: string, labels: Record<string, string>): Promise<void> {
-    await this.call(`create volume ${name}`, () => this.engine.command('POST', '/volumes/create', { body: { Name: name, Labels: labels } }));
+    await this.call(`create volume ${name}`, async () => (await this.engine()).command('POST', '/volumes/create', { body: { Name: name, Labels: labels } }));
   }
 
   async removeVolume(name: string): Promise<void> {
     try {
-      await this.engine.command('DELETE', `/volumes/${encodeURIComponent(name)}`, { query: { force: true } });
+      await (await this.engine()).command('DELETE', `/volumes/${encodeURIComponent(name)}`, { query: { force: true }, idleMs: LONG_SILENCE_MS });
     } catch (error) {
       if (statusOf(error) === 404) return;
       // 409: still mounted by a container (perhaps one whose removal is in progress); the caller decides whether to retry.
@@ -143,8 +245,8 @@ export class EngineAdapter implements DockerPort {
   }
 
   async listVolumes(labelFilters: string[]): Promise<VolumeSummary[]> {
-    const result = await this.call('list volumes', () =>
-      this.engine.json('GET', '/volumes', volumesReply, {
+    const result = await this.call('list volumes', async () =>
+      (await this.engine()).json('GET', '/volumes', volumesReply, {
         query: { filters: JSON.stringify({ label: labelFilters }) },
       }),
     );
@@ -153,7 +255,7 @@ export class EngineAdapter implements DockerPort {
 
   async inspectVolume(name: string): Promise<VolumeSummary | undefined> {
     try {
-      return volumeSummary(await this.engine.json('GET', `/volumes/${encodeURIComponent(name)}`, volumeReply));
+      return volumeSummary(await (await this.engine()).json('GET', `/volumes/${encodeURIComponent(name)}`, volumeReply));
     } catch (error) {
       if (statusOf(error) === 404) return undefined;
       throw this.translate(error, `inspect volume ${name}`);
@@ -162,14 +264,14 @@ export class EngineAdapter implements DockerPort {
 
   async createContainer(body: ContainerCreateBody): Promise<string> {
     const { name, ...config } = body;
-    const created = await this.call(`create container ${name}`, () => this.engine.json('POST', '/containers/create', createdReply, { query: { name }, body: config }));
+    const created = await this.call(`create container ${name}`, async () => (await this.engine()).json('POST', '/containers/create', createdReply, { query: { name }, body: config }));
     return created.Id;
   }
 
   async inspectContainer(containerId: string): Promise<ContainerHardening> {
     let inspected: z.infer<typeof inspectReply>;
     try {
-      inspected = await this.engine.json('GET', `/containers/${containerId}/json`, inspectReply);
+      inspected = await (await this.engine()).json('GET', `/containers/${containerId}/json`, inspectReply);
     } catch (error) {
       if (statusOf(error) === 404) throw new AspError('NOT_FOUND', `container ${containerId} is gone: ${daemonMessage(error)}`, undefined, { cause: error });
       throw this.translate(error, `inspect container ${containerId}`);
@@ -200,7 +302,7 @@ export class EngineAdapter implements DockerPort {
 
   async getArchive(containerId: string, path: string): Promise<Readable> {
     try {
-      return await this.engine.stream('GET', `/containers/${containerId}/archive`, { query: { path } });
+      return await (await this.engine()).stream('GET', `/containers/${containerId}/archive`, { query: { path }, idleMs: LONG_SILENCE_MS });
     } catch (error) {
       if (statusOf(error) === 404) throw new AspError('NOT_FOUND', `${path} is not in the container: ${daemonMessage(error)}`, undefined, { cause: error });
       throw this.translate(error, `copy ${path} out of the container`);
@@ -209,7 +311,7 @@ export class EngineAdapter implements DockerPort {
 
   async attach(containerId: string): Promise<AttachedStreams> {
     // stdin needs a hijacked (two-way) connection.
-    const socket = await this.call('attach to the container', () => this.engine.hijack(`/containers/${containerId}/attach`, { stream: 1, stdin: 1, stdout: 1, stderr: 1, logs: 0 }));
+    const socket = await this.call('attach to the container', async () => (await this.engine()).hijack(`/containers/${containerId}/attach`, { stream: 1, stdin: 1, stdout: 1, stderr: 1, logs: 0 }));
     const stdout = new PassThrough();
     const stderr = new PassThrough();
     // Tty is false, so the stream is multiplexed; demux it into two plain streams.
@@ -225,17 +327,17 @@ export class EngineAdapter implements DockerPort {
   }
 
   async start(containerId: string): Promise<void> {
-    await this.call('start the container', () => this.engine.command('POST', `/containers/${containerId}/start`));
+    await this.call('start the container', async () => (await this.engine()).command('POST', `/containers/${containerId}/start`));
   }
 
   async wait(containerId: string): Promise<number> {
-    const result = await this.call('wait for the container', () => this.engine.json('POST', `/containers/${containerId}/wait`, waitReply));
+    const result = await this.call('wait for the container', async () => (await this.engine()).json('POST', `/containers/${containerId}/wait`, waitReply, { idleMs: 0 }));
     return result.StatusCode;
   }
 
   async kill(containerId: string): Promise<void> {
     try {
-      await this.engine.command('POST', `/containers/${containerId}/kill`, { query: { signal: 'SIGKILL' } });
+      await (await this.engine()).command('POST', `/containers/${containerId}/kill`, { query: { signal: 'SIGKILL' } });
     } catch (error) {
       // 404: gone; 409: not running. Both mean there is nothing left to kill.
       if (statusOf(error) === 404 || statusOf(error) === 409) return;
@@ -245,7 +347,7 @@ export class EngineAdapter implements DockerPort {
 
   async removeContainer(containerId: string): Promise<void> {
     try {
-      await this.engine.command('DELETE', `/containers/${containerId}`, { query: { force: true, v: true } });
+      await (await this.engine()).command('DELETE', `/containers/${containerId}`, { query: { force: true, v: true }, idleMs: LONG_SILENCE_MS });
     } catch (error) {
       // 404: already gone; 409 "removal already in progress": someone else is removing it.
       if (statusOf(error) === 404 || statusOf(error) === 409) return;
@@ -254,8 +356,8 @@ export class EngineAdapter implements DockerPort {
   }
 
   async listContainers(labelFilters: string[]): Promise<ContainerSummary[]> {
-    const containers = await this.call('list containers', () =>
-      this.engine.json('GET', '/containers/json', containersReply, {
+    const containers = await this.call('list containers', async () =>
+      (await this.engine()).json('GET', '/containers/json', containersReply, {
         query: { all: true, filters: JSON.stringify({ label: labelFilters }) },
       }),
     );
@@ -278,14 +380,57 @@ export class EngineAdapter implements DockerPort {
 
   private translate(error: unknown, what: string): AspError {
     if (error instanceof AspError) return error;
+    const unavailable = (message: string, hint: string) => new AspError('DOCKER_UNAVAILABLE', `cannot ${what}: ${message}`, hint, { cause: error });
+    const where = `Docker at ${this.endpoint}`;
+    const found = this.connection ? `; ${this.connection.address.source}` : '';
+    const start = 'start the Docker daemon, or point DOCKER_HOST at one; `asp doctor` checks';
+    if (error instanceof EngineTimeoutError) {
+      return unavailable(
+        `${where} accepted the connection and sent nothing for ${error.after}`,
+        'the daemon is hung or overloaded: check `docker info` and its log; ASP_DOCKER_TIMEOUT=2m waits longer',
+      );
+    }
+    if (error instanceof SshConnectionError) {
+      return unavailable(
+        `ssh to ${where} failed (${error.message})`,
+        'check that `ssh HOST docker system dial-stdio` works from this shell without a prompt (keys, known_hosts), or set ASP_SSH_COMMAND',
+      );
+    }
     const code = systemErrorCode(error);
-    if (code === 'ECONNREFUSED' || code === 'ENOENT' || code === 'EACCES' || code === 'ECONNRESET' || code === 'EHOSTUNREACH' || code === 'ETIMEDOUT' || code === 'ENOTFOUND') {
-      return new AspError('DOCKER_UNAVAILABLE', `cannot ${what}: Docker at ${this.endpoint} does not answer (${code})`, 'start the Docker daemon, or point DOCKER_HOST at one; `asp doctor` checks', {
-        cause: error,
-      });
+    switch (code) {
+      case 'ENOENT':
+        return unavailable(`${where} does not answer (ENOENT: no socket there${found})`, start);
+      case 'ECONNREFUSED':
+        return unavailable(`${where} does not answer (ECONNREFUSED: nothing listens there, the daemon is not running${found})`, start);
+      case 'EACCES':
+      case 'EPERM':
+        return unavailable(
+          `permission denied on ${this.endpoint} (${code}${found})`,
+          "add your user to the socket's group (for Docker: sudo usermod -aG docker $USER, then log in again), or use a rootless daemon's socket",
+        );
+      case 'ECONNRESET':
+      case 'EPIPE':
+        return unavailable(`${where} closed the connection (${code})`, 'the daemon restarted or dropped the connection: check `docker info` and retry');
+      case 'EHOSTUNREACH':
+      case 'ENETUNREACH':
+      case 'ETIMEDOUT':
+      case 'ENOTFOUND':
+      case 'EAI_AGAIN':
+        return unavailable(`${where} does not answer (${code}: cannot reach that host${found})`, 'check the host name and the network, or point DOCKER_HOST at a daemon that is reachable');
+      default:
+        break;
+    }
+    if (code && (/^ERR_(TLS|SSL)_/.test(code) || TLS_FAILURES.has(code))) {
+      return unavailable(
+        `TLS with ${where} failed (${code}: ${errorMessage(error)})`,
+        "check DOCKER_CERT_PATH: ca.pem must have signed the daemon's certificate, and cert.pem/key.pem must be a client certificate the daemon trusts",
+      );
     }
     const status = statusOf(error);
     const detail = daemonMessage(error);
+    if (status === 400 && /HTTP request to an HTTPS server/i.test(detail)) {
+      return unavailable(`${where} speaks TLS and asp spoke plain HTTP`, 'set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH to the directory with ca.pem, cert.pem and key.pem');
+    }
     if (status === 404 && /image/i.test(detail)) {
       return new AspError('IMAGE_UNAVAILABLE', `cannot ${what}: ${detail}`, 'run `asp image build`, or pass --image with an image that exists', { cause: error });
     }
@@ -294,6 +439,29 @@ export class EngineAdapter implements DockerPort {
     }
     return new AspError('DOCKER_FAILED', `cannot ${what}: ${detail}`, 'see the Docker daemon log; rerun with --debug for details', { cause: error });
   }
+}
+
+/** Node's codes for a TLS handshake that failed on the certificate (besides ERR_TLS_* and ERR_SSL_*). */
+const TLS_FAILURES = new Set([
+  'EPROTO',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_SIGNATURE_FAILURE',
+]);
+
+/** Compares two Engine API versions ("1.41" < "1.100"), as numbers part by part. */
+export function compareApi(a: string, b: string): number {
+  const left = a.split('.').map(Number);
+  const right = b.split('.').map(Number);
+  for (let index = 0; index < Math.max(left.length, right.length); index += 1) {
+    const difference = (left[index] ?? 0) - (right[index] ?? 0);
+    if (difference !== 0) return Math.sign(difference);
+  }
+  return 0;
 }
 
 /** CreatedAt of a volume, in the Engine API since 1.30. */

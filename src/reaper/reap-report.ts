@@ -1,3 +1,4 @@
+import type { AspErrorCode } from '../core/asp-error.js';
 import type { ReapReason, SkipReason } from './reap-policy.js';
 
 export type ReapKind = 'container' | 'volume' | 'workspace';
@@ -26,7 +27,8 @@ export interface ReapReport {
   /** Runner runtimes of other asp versions removed (or, with --dry-run, to be removed): asp's image changed. */
   runtimes: string[];
   /** Whether the daemon could be listed: when it cannot, host dirs are still reaped and the report says why. */
-  docker: { ok: boolean; error?: string; hint?: string };
+  /** `code`: why the daemon part failed, so that a bad address is bad input (exit 2), not a daemon failure. */
+  docker: { ok: boolean; error?: string; hint?: string; code?: AspErrorCode };
 }
 
 export function countSkipped(into: ReapReport['skipped'], reason: SkipReason | 'nothing-left'): void {

@@ -61,7 +61,7 @@ export async function reap(deps: ReapDeps, options: ReapOptions): Promise<ReapRe
     try {
       targets = await findDeadSandboxes(deps.backend, policy, report.skipped);
     } catch (error) {
-      report.docker = { ok: false, error: errorMessage(error), ...(error instanceof AspError && error.hint ? { hint: error.hint } : {}) };
+      report.docker = { ok: false, error: errorMessage(error), ...(error instanceof AspError ? { code: error.code, ...(error.hint ? { hint: error.hint } : {}) } : {}) };
       return [];
     }
     const items = options.dryRun ? targets.map(plannedItem) : await removeSandboxes(deps.backend, targets, concurrency);

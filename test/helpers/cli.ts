@@ -12,12 +12,14 @@ export interface CliRun {
 }
 
 /** Runs the built `asp` CLI as a user would, with a controlled environment. */
-export function asp(args: string[], env: Record<string, string | undefined> = {}): Promise<CliRun> {
+export function asp(args: string[], env: Record<string, string | undefined> = {}, options: { uid?: number; gid?: number } = {}): Promise<CliRun> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [main, ...args], {
       // A private ASP_HOME unless the test names one: no test writes into the real ~/.asp.
       env: { PATH: process.env.PATH, HOME: process.env.HOME, ASP_HOME: scratchHome(), ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
+      // Another user's asp (root only can start one): what that user may and may not open.
+      ...options,
     });
     let stdout = '';
     let stderr = '';

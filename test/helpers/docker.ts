@@ -6,7 +6,7 @@ import { EngineAdapter } from '../../src/docker/engine-adapter.js';
 import { labelFilter } from '../../src/backend/ownership-labels.js';
 import type { DockerPort } from '../../src/docker/port.js';
 
-export const docker: DockerPort = new EngineAdapter(process.env.DOCKER_HOST || undefined);
+export const docker: DockerPort = EngineAdapter.fromEnvironment(process.env);
 
 /** Integration suites skip only when no daemon answers; .ci/run fails the build when anything was skipped. */
 export const dockerAvailable = await docker.info().then(

@@ -6,7 +6,7 @@ import { buildSandboxImage, imageContext } from '../../src/docker/sandbox-image.
  * does not pay for it inside its own timeout. Needs `npm run build` (npm test runs it first).
  */
 export default async function setup(): Promise<void> {
-  const docker = new EngineAdapter(process.env.DOCKER_HOST || undefined);
+  const docker = EngineAdapter.fromEnvironment(process.env);
   const up = await docker.info().then(
     () => true,
     () => false,

@@ -1,5 +1,5 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { EngineAdapter } from '../../src/docker/engine-adapter.js';
@@ -14,6 +14,10 @@ import type { DockerPort } from '../../src/docker/port.js';
 export interface SecondDaemon {
   /** DOCKER_HOST for it: tcp://127.0.0.1:PORT. */
   host: string;
+  /** What a client needs in its environment to reach it: DOCKER_HOST, and with TLS DOCKER_TLS_VERIFY and DOCKER_CERT_PATH. */
+  env: Record<string, string>;
+  /** With TLS: the directories of PEM files made for it (ca.pem, cert.pem, key.pem of a client; a CA it does not trust). */
+  certs?: { client: string; caOnly: string; otherCa: string } | undefined;
   docker: DockerPort;
   /** The daemon's log so far, for a failing test's message. */
   log(): string;
@@ -27,12 +31,14 @@ export interface SecondDaemon {
 
 export const canRunSecondDaemon = process.getuid?.() === 0 && commandExists('dockerd') && commandExists('unshare');
 
-export async function startSecondDaemon(options: { hide?: string[] } = {}): Promise<SecondDaemon> {
+export async function startSecondDaemon(options: { hide?: string[]; tls?: boolean } = {}): Promise<SecondDaemon> {
   if (!canRunSecondDaemon) throw new Error('a second dockerd needs root, dockerd and unshare (run ../shared/tools/docker-engine-up as root first)');
   // Not under a hidden directory (the socket and data root must be reachable from both sides), and short enough for a unix socket path.
   const dir = mkdtempSync('/var/tmp/asp-dockerd-');
   const port = await freePort();
   const host = `tcp://127.0.0.1:${port}`;
+  const certs = options.tls ? makeCertificates(path.join(dir, 'pki')) : undefined;
+  const tlsFlags = certs ? ['--tlsverify', `--tlscacert=${certs.server}/ca.pem`, `--tlscert=${certs.server}/cert.pem`, `--tlskey=${certs.server}/key.pem`] : [];
   const dockerd = [
     'dockerd',
     `--data-root=${dir}/data`,
@@ -43,6 +49,7 @@ export async function startSecondDaemon(options: { hide?: string[] } = {}): Prom
     '--bridge=none',
     '--iptables=false',
     '--ip6tables=false',
+    ...tlsFlags,
   ];
   const hide = options.hide ?? [];
   for (const hidden of hide) if (dir.startsWith(hidden + path.sep) || hidden === '/') throw new Error(`cannot hide ${hidden}: the daemon's own directory ${dir} is under it`);
@@ -54,8 +61,9 @@ export async function startSecondDaemon(options: { hide?: string[] } = {}): Prom
   child.stdout?.on('data', append);
   child.stderr?.on('data', append);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const docker = new EngineAdapter(host);
-  const env = { ...process.env, DOCKER_HOST: host };
+  const clientEnv: Record<string, string> = certs ? { DOCKER_HOST: host, DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: certs.client } : { DOCKER_HOST: host };
+  const docker = EngineAdapter.fromEnvironment(clientEnv);
+  const env = { ...process.env, ...clientEnv };
 
   let stopped = false;
   const stop = async (): Promise<void> => {
@@ -94,6 +102,8 @@ export async function startSecondDaemon(options: { hide?: string[] } = {}): Prom
   const cli = (args: string[], input?: Buffer) => execFileSync('docker', args, { env, input, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }).trim();
   return {
     host,
+    env: clientEnv,
+    certs: certs ? { client: certs.client, caOnly: certs.caOnly, otherCa: certs.otherCa } : undefined,
     docker,
     log: () => log,
     cli,
@@ -105,6 +115,50 @@ export async function startSecondDaemon(options: { hide?: string[] } = {}): Prom
     },
     stop,
   };
+}
+
+/**
+ * A CA, a server certificate for 127.0.0.1 and a client certificate it signed, made with openssl, as `dockerd
+ * --tlsverify` and a client want them; plus a directory with the CA alone (no client certificate) and one with a CA
+ * the daemon's certificate is not signed by.
+ */
+function makeCertificates(root: string): { server: string; client: string; caOnly: string; otherCa: string } {
+  const dirs = { server: path.join(root, 'server'), client: path.join(root, 'client'), caOnly: path.join(root, 'ca-only'), otherCa: path.join(root, 'other-ca') };
+  for (const dir of Object.values(dirs)) mkdirSync(dir, { recursive: true });
+  const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
+  const ca = (name: string) => {
+    ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', `/CN=${name}`, '-keyout', `${name}-key.pem`, '-out', `${name}.pem`);
+  };
+  ca('asp-test-ca');
+  ca('asp-other-ca');
+  const signed = (name: string, ext: string, out: string) => {
+    ssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${name}`, '-keyout', path.join(out, 'key.pem'), '-out', `${name}.csr`);
+    writeFileSync(path.join(root, `${name}.ext`), ext);
+    ssl(
+      'x509',
+      '-req',
+      '-days',
+      '2',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      'asp-test-ca.pem',
+      '-CAkey',
+      'asp-test-ca-key.pem',
+      '-CAcreateserial',
+      '-extfile',
+      `${name}.ext`,
+      '-out',
+      path.join(out, 'cert.pem'),
+    );
+  };
+  signed('127.0.0.1', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n', dirs.server);
+  signed('asp-client', 'extendedKeyUsage=clientAuth\n', dirs.client);
+  for (const dir of [dirs.server, dirs.client, dirs.caOnly]) copyFileSync(path.join(root, 'asp-test-ca.pem'), path.join(dir, 'ca.pem'));
+  copyFileSync(path.join(root, 'asp-other-ca.pem'), path.join(dirs.otherCa, 'ca.pem'));
+  copyFileSync(path.join(dirs.client, 'cert.pem'), path.join(dirs.otherCa, 'cert.pem'));
+  copyFileSync(path.join(dirs.client, 'key.pem'), path.join(dirs.otherCa, 'key.pem'));
+  return dirs;
 }
 
 function freePort(): Promise<number> {

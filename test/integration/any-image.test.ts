@@ -15,6 +15,7 @@ import { gitIn, repoWith } from '../helpers/repos.js';
 import { artifact, run, trace, workspaceDirs } from '../helpers/run.js';
 import { asp } from '../helpers/cli.js';
 import { ensureTestImage } from '../helpers/test-images.js';
+import { ASP_STEP_ENV, PROBE } from '../fixtures/sandbox-probe.js';
 
 /** Everything this file makes itself (the one-file images, the container it copies busybox out of) carries this label, and goes in afterAll. */
 const RUN_LABEL = `asp.test-run=any-image-${process.pid}-${Date.now()}`;
@@ -36,62 +37,6 @@ const IMAGES: ImageCase[] = [
   // Alpine's make-up: musl's loader and libc, a shell that loads them, no glibc file anywhere.
   { name: 'a musl image with no glibc, its shell linked against musl', kind: 'musl', shell: /^\/bin\/dash$/, git: false },
 ];
-
-/** What asp gives every step, whatever the image: its task, where artifacts go, git's identity, a fixed base environment. */
-const ASP_STEP_ENV = [
-  'ASP_ARTIFACTS',
-  'ASP_STEP',
-  'ASP_TASK',
-  'ASP_TASK_FILE',
-  'ASP_TASK_ID',
-  'CI',
-  'GIT_AUTHOR_EMAIL',
-  'GIT_AUTHOR_NAME',
-  'GIT_COMMITTER_EMAIL',
-  'GIT_COMMITTER_NAME',
-  'HOME',
-  'LANG',
-  'PATH',
-  'TERM',
-];
-
-/**
- * What a step sees of its sandbox, as key=value lines in $ASP_ARTIFACTS/hardening.txt. POSIX sh only (dash, bash and
- * busybox ash all run it), and shell builtins wherever a fact is read from /proc, so it needs almost nothing of the image.
- */
-const PROBE = `
-out=$ASP_ARTIFACTS/hardening.txt
-say() { printf '%s=%s\\n' "$1" "$2" >> "$out"; }
-while read -r key value rest; do
-  case $key in
-    Uid:|Gid:) say "\${key%:}" "$value $rest" ;;
-    Groups:|CapEff:|CapPrm:|CapAmb:|NoNewPrivs:|Seccomp:) say "\${key%:}" "$value" ;;
-  esac
-done < /proc/self/status
-say shell "$(readlink /proc/$$/exe)"
-say cwd "$(pwd -P)"
-netdevs=
-{ read -r _; read -r _; while read -r dev rest; do netdevs="$netdevs\${dev%%:*},"; done; } < /proc/net/dev
-say netdevs "$netdevs"
-while read -r dev mnt type opts rest; do
-  case $mnt in /|/opt/asp) say "mount:$mnt" "\${opts%%,*}" ;; esac
-done < /proc/mounts
-for dir in /etc /bin /opt/asp; do
-  if [ -d "$dir" ]; then (: > "$dir/asp-probe") 2>/dev/null && say "write:$dir" written || say "write:$dir" refused; else say "write:$dir" absent; fi
-done
-[ -d /opt/asp ] && say owner:/opt/asp "$(stat -c %u:%g /opt/asp)"
-(: > /tmp/asp-probe) && say write:/tmp written
-say LD_LIBRARY_PATH "\${LD_LIBRARY_PATH-unset}"
-say ASP_RUNTIME "\${ASP_RUNTIME-unset}"
-say PYTHONDONTWRITEBYTECODE "\${PYTHONDONTWRITEBYTECODE-unset}"
-for tool in bash git node python3; do command -v "$tool" > /dev/null && say "tool:$tool" present || say "tool:$tool" absent; done
-say pids "$(cat /sys/fs/cgroup/pids/pids.max 2> /dev/null || cat /sys/fs/cgroup/pids.max)"
-say envnames "$(env | cut -d= -f1 | sort | tr '\\n' ',')"
-# Last, as the pids it takes are only freed when the step ends. sh, not bash: bash retries a failed fork for 15 s.
-sh -c 'i=0; while [ $i -lt 100 ]; do sleep 5 & i=$((i + 1)); done; echo all-forked' > /tmp/fork.out 2>&1
-read -r forked < /tmp/fork.out
-say fork "$forked"
-`;
 
 /** A clone of the original repository with the task's bundle fetched into `incoming`, as a reviewer would check it. */
 function fetchBundle(repo: string, result: TaskResult): string {

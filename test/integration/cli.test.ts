@@ -1,4 +1,5 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync } from 'node:fs';
+import { createServer as createNetServer, type Socket } from 'node:net';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -56,6 +57,50 @@ describe('asp CLI: bad input, before anything is made', () => {
     expect(JSON.parse(result.stdout).error.code).toBe('DOCKER_UNAVAILABLE');
     expect(readdirSync(root)).toEqual([]);
   });
+
+  it('a daemon that accepts the connection and never answers: asp run fails at ASP_DOCKER_TIMEOUT, exit 3, one line, nothing made', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'asp-hung-'));
+    const socketPath = path.join(dir, 'docker.sock');
+    const held: Socket[] = [];
+    const server = createNetServer((socket) => held.push(socket));
+    await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+    try {
+      const root = workspaces();
+      const started = Date.now();
+      const result = await asp(['run', '--repo', helloRepo(), '--step', 'a=true'], { ASP_WORKSPACES: root, DOCKER_HOST: `unix://${socketPath}`, ASP_DOCKER_TIMEOUT: '1s' });
+      expect(Date.now() - started).toBeLessThan(15_000);
+      expect(result.code).toBe(3);
+      const errors = result.stderr.split('\n').filter((line) => line.startsWith('asp: error:'));
+      expect(errors).toEqual([
+        `asp: error: cannot reach the Docker daemon: Docker at unix://${socketPath} accepted the connection and sent nothing for 1 s — the daemon is hung or overloaded: check \`docker info\` and its log; ASP_DOCKER_TIMEOUT=2m waits longer`,
+      ]);
+      expect(readdirSync(root)).toEqual([]);
+    } finally {
+      for (const socket of held) socket.destroy();
+      server.close();
+    }
+  });
+
+  it('ASP_DOCKER_TIMEOUT that is not a duration: bad input (exit 2) saying what to write', async () => {
+    const result = await asp(['doctor'], { ASP_DOCKER_TIMEOUT: 'soon' });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/^asp: error: ASP_DOCKER_TIMEOUT="soon" is not a duration of a second or more — use seconds \(30\) or a duration such as 2m\n$/);
+  });
+
+  // Root opens any socket, so the refusal is seen as another user: asp started as nobody, against the daemon's own socket.
+  it.skipIf(!dockerAvailable || process.getuid?.() !== 0 || process.env.DOCKER_HOST)(
+    'a socket the user may not open: permission denied and how to get it, not "does not answer" (exit 3)',
+    async () => {
+      const open = mkdtempSync(path.join(os.tmpdir(), 'asp-nobody-'));
+      chmodSync(open, 0o777);
+      const result = await asp(['reap', '--dry-run'], { HOME: open, ASP_HOME: path.join(open, 'home'), ASP_WORKSPACES: path.join(open, 'ws') }, { uid: 65534, gid: 65534 });
+      expect(result.code).toBe(3);
+      expect(result.stderr).toMatch(
+        /^asp: error: cannot reach the Docker daemon: permission denied on unix:\/\/\/var\/run\/docker\.sock \(EACCES; the Docker socket\) — add your user to the socket's group \(for Docker: sudo usermod -aG docker \$USER/,
+      );
+      expect(result.stderr).not.toMatch(/does not answer/);
+    },
+  );
 
   it('reports an unreachable Docker in doctor with exit 3', async () => {
     const result = await asp(['doctor'], { DOCKER_HOST: 'unix:///tmp/asp-no-docker-here.sock' });

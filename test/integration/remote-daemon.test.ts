@@ -29,7 +29,7 @@ describe.skipIf(!dockerAvailable || !canRunSecondDaemon)('a daemon that cannot s
   let busybox: string;
   const hidden = [...new Set([os.tmpdir(), path.dirname(packageRoot()), os.homedir()])];
   const workspaces = () => mkdtempSync(path.join(os.tmpdir(), 'asp-remote-ws-'));
-  const env = () => ({ DOCKER_HOST: daemon.host, ASP_WORKSPACES: workspaces() });
+  const env = () => ({ ...daemon.env, ASP_WORKSPACES: workspaces() });
 
   beforeAll(async () => {
     [python, busybox] = await Promise.all([ensureTestImage('python'), ensureTestImage('busybox')]);

@@ -1,13 +1,14 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import { createServer as createNetServer, type Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AspError } from '../../src/core/asp-error.js';
+import { AspError, exitCodeFor } from '../../src/core/asp-error.js';
 import { demultiplex, engineTarget } from '../../src/docker/engine-client.js';
-import { EngineAdapter } from '../../src/docker/engine-adapter.js';
+import { EngineAdapter, MAX_API_VERSION } from '../../src/docker/engine-adapter.js';
+import { DOCKER_20_VERSION, routeOf } from '../helpers/engine-api.js';
 
 /** One request as the fake daemon saw it. */
 interface Seen {
@@ -25,17 +26,25 @@ afterEach(() => {
 });
 
 /** A stand-in for the Docker daemon on a unix socket: routes by "METHOD /path", records every request. */
-async function fakeDaemon(routes: Record<string, Route>, onUpgrade?: (request: IncomingMessage, socket: Socket) => void): Promise<{ adapter: EngineAdapter; seen: Seen[] }> {
+async function fakeDaemon(
+  routes: Record<string, Route>,
+  onUpgrade?: (request: IncomingMessage, socket: Socket) => void,
+): Promise<{ adapter: EngineAdapter; seen: Seen[]; versions: string[]; socketPath: string }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'asp-engine-'));
   const socketPath = path.join(dir, 'docker.sock');
   const seen: Seen[] = [];
+  const versions: string[] = [];
   const server: Server = createServer((request, response) => {
     const parts: Buffer[] = [];
     request.on('data', (chunk: Buffer) => parts.push(chunk));
     request.on('end', () => {
       const body = Buffer.concat(parts).toString('utf8');
-      seen.push({ method: request.method ?? '', url: request.url ?? '', contentType: request.headers['content-type'], body });
-      const route = routes[`${request.method} ${(request.url ?? '').split('?')[0]}`];
+      // Recorded without the version prefix, and without the one /version call: what each test is about.
+      const url = (request.url ?? '').replace(/^\/v\d+\.\d+\//, '/');
+      versions.push(request.url ?? '');
+      if (request.url !== '/version') seen.push({ method: request.method ?? '', url, contentType: request.headers['content-type'], body });
+      // Every path but the first /version carries the API version asp settled on: routed without it.
+      const route = routes[routeOf(request)] ?? (request.url === '/version' ? json(200, VERSION) : undefined);
       if (route) route(request, response, body);
       else {
         response.writeHead(404, { 'content-type': 'application/json' });
@@ -50,8 +59,10 @@ async function fakeDaemon(routes: Record<string, Route>, onUpgrade?: (request: I
     server.close();
     rmSync(dir, { recursive: true, force: true });
   });
-  return { adapter: new EngineAdapter(`unix://${socketPath}`), seen };
+  return { adapter: new EngineAdapter(`unix://${socketPath}`), seen, versions, socketPath };
 }
+
+const VERSION = DOCKER_20_VERSION;
 
 const json =
   (status: number, body: unknown): Route =>
@@ -68,6 +79,17 @@ function frame(stream: 1 | 2, text: string): Buffer {
   return Buffer.concat([header, payload]);
 }
 
+/** A tcp port on 127.0.0.1 that nothing listens on (it was free a moment ago). */
+function closedPort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createNetServer();
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 1));
+    });
+  });
+}
+
 async function text(stream: NodeJS.ReadableStream): Promise<string> {
   let out = '';
   for await (const chunk of stream as AsyncIterable<Buffer>) out += chunk.toString('utf8');
@@ -79,10 +101,54 @@ describe('the Engine API client', () => {
     expect(engineTarget(undefined)).toEqual({ socketPath: '/var/run/docker.sock', protocol: 'http' });
     expect(engineTarget('unix:///run/user/1000/docker.sock')).toEqual({ socketPath: '/run/user/1000/docker.sock', protocol: 'http' });
     expect(engineTarget('tcp://10.0.0.5')).toEqual({ host: '10.0.0.5', port: 2375, protocol: 'http' });
-    expect(engineTarget('https://docker.example:3000')).toEqual({ host: 'docker.example', port: 3000, protocol: 'https' });
-    for (const bad of ['ssh://me@host', 'npipe:////./pipe/docker_engine', 'not a url', 'tcp://']) {
+    expect(engineTarget('https://docker.example:3000')).toEqual({
+      host: 'docker.example',
+      port: 3000,
+      protocol: 'https',
+      tls: { ca: undefined, cert: undefined, key: undefined, rejectUnauthorized: true },
+    });
+    // TLS from discovery turns a tcp:// host into https, on 2376 unless the port is given.
+    expect(engineTarget('tcp://d', { tls: { verify: false, ca: undefined, cert: 'C', key: 'K', from: '/c' } })).toEqual({
+      host: 'd',
+      port: 2376,
+      protocol: 'https',
+      tls: { ca: undefined, cert: 'C', key: 'K', rejectUnauthorized: false },
+    });
+    for (const bad of ['npipe:////./pipe/docker_engine', 'not a url', 'tcp://']) {
       expect(() => engineTarget(bad)).toThrow(expect.objectContaining({ code: 'BAD_INPUT', message: `DOCKER_HOST=${bad} is not a daemon address asp can use` }));
     }
+  });
+
+  it("ssh://: the docker CLI's command line, ASP_SSH_COMMAND in place of ssh, and no host or user that ssh would read as an option", () => {
+    expect(engineTarget('ssh://me@build.example:2222')).toEqual({
+      protocol: 'http',
+      ssh: { command: 'ssh', args: ['-o', 'ConnectTimeout=30', '-o', 'BatchMode=yes', '-l', 'me', '-p', '2222', '--', 'build.example', 'docker', 'system', 'dial-stdio'] },
+    });
+    expect(engineTarget('ssh://host', { sshCommand: 'ssh -i /k/id -F /dev/null' }).ssh).toEqual({
+      command: 'ssh',
+      args: ['-i', '/k/id', '-F', '/dev/null', '-o', 'ConnectTimeout=30', '-o', 'BatchMode=yes', '--', 'host', 'docker', 'system', 'dial-stdio'],
+    });
+    for (const bad of ['ssh://-oProxyCommand=x', 'ssh://me:secret@host', 'ssh://host/path', 'ssh://']) {
+      expect(() => engineTarget(bad)).toThrow(expect.objectContaining({ code: 'BAD_INPUT' }));
+    }
+  });
+
+  it("asks /version once, unversioned, then speaks the API it settled on: its own below asp's ceiling, the ceiling above it", async () => {
+    const { adapter, versions } = await fakeDaemon({ 'GET /volumes': json(200, { Volumes: [] }) });
+    await adapter.listVolumes([]);
+    await adapter.listVolumes([]);
+    expect(versions.map((url) => url.split('?')[0])).toEqual(['/version', '/v1.41/volumes', '/v1.41/volumes']);
+    const newer = await fakeDaemon({ 'GET /version': json(200, { ...VERSION, ApiVersion: '1.52', MinAPIVersion: '1.44' }), 'GET /volumes': json(200, { Volumes: [] }) });
+    await newer.adapter.listVolumes([]);
+    expect(newer.versions[1]?.split('?')[0]).toBe(`/v${MAX_API_VERSION}/volumes`);
+  });
+
+  it("refuses a daemon older than the API asp needs, and one that no longer speaks asp's, in one line each (exit 3)", async () => {
+    const old = await fakeDaemon({ 'GET /version': json(200, { ...VERSION, ApiVersion: '1.39' }) });
+    await expect(old.adapter.listVolumes([])).rejects.toMatchObject({ code: 'DOCKER_FAILED', message: expect.stringMatching(/speaks Engine API 1\.39; asp needs 1\.40 or newer/) });
+    const tooNew = await fakeDaemon({ 'GET /version': json(200, { ...VERSION, ApiVersion: '1.60', MinAPIVersion: '1.50' }) });
+    await expect(tooNew.adapter.listVolumes([])).rejects.toMatchObject({ code: 'DOCKER_FAILED', message: expect.stringMatching(/accepts Engine API 1\.50 and newer only/) });
+    expect(exitCodeFor('DOCKER_FAILED')).toBe(3);
   });
 
   it('sends JSON bodies and label filters the way the daemon reads them, and reads its answers', async () => {
@@ -139,11 +205,78 @@ describe('the Engine API client', () => {
     });
   });
 
-  it('says the daemon does not answer when nothing listens', async () => {
-    const adapter = new EngineAdapter('unix:///nonexistent/docker.sock');
-    const error = await adapter.info().catch((caught: unknown) => caught);
-    expect(error).toBeInstanceOf(AspError);
-    expect(error).toMatchObject({ code: 'DOCKER_UNAVAILABLE', message: 'cannot reach the Docker daemon: Docker at unix:///nonexistent/docker.sock does not answer (ENOENT)' });
+  it('says the daemon does not answer when there is no socket, or nothing listens, naming which and how it was found', async () => {
+    const missing = await new EngineAdapter('unix:///nonexistent/docker.sock').info().catch((caught: unknown) => caught);
+    expect(missing).toBeInstanceOf(AspError);
+    expect(missing).toMatchObject({
+      code: 'DOCKER_UNAVAILABLE',
+      message: 'cannot reach the Docker daemon: Docker at unix:///nonexistent/docker.sock does not answer (ENOENT: no socket there; DOCKER_HOST)',
+    });
+    const port = await closedPort();
+    const refused = await new EngineAdapter(`tcp://127.0.0.1:${port}`).info().catch((caught: unknown) => caught);
+    expect(refused).toMatchObject({
+      code: 'DOCKER_UNAVAILABLE',
+      message: `cannot reach the Docker daemon: Docker at tcp://127.0.0.1:${port} does not answer (ECONNREFUSED: nothing listens there, the daemon is not running; DOCKER_HOST)`,
+    });
+    expect((refused as AspError).hint).toMatch(/start the Docker daemon/);
+  });
+
+  it('a daemon that accepts the connection and never answers: the call fails at its timeout, in one line', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'asp-engine-hang-'));
+    const socketPath = path.join(dir, 'docker.sock');
+    const held: Socket[] = [];
+    const server = createNetServer((socket) => held.push(socket)); // reads nothing, writes nothing
+    await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+    cleanups.push(() => {
+      for (const socket of held) socket.destroy();
+      server.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const started = Date.now();
+    const error = await new EngineAdapter(`unix://${socketPath}`, { timeoutMs: 300 }).info().catch((caught: unknown) => caught);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(error).toMatchObject({ code: 'DOCKER_UNAVAILABLE', message: `cannot reach the Docker daemon: Docker at unix://${socketPath} accepted the connection and sent nothing for 0.3 s` });
+    expect((error as AspError).hint).toMatch(/ASP_DOCKER_TIMEOUT/);
+    expect(exitCodeFor('DOCKER_UNAVAILABLE')).toBe(3);
+  });
+
+  it('waits for a container as long as it runs: wait has no timeout', async () => {
+    const { socketPath } = await fakeDaemon({
+      'POST /containers/slow/wait': (_request, response) => {
+        setTimeout(() => json(200, { StatusCode: 0 })(_request, response, ''), 600);
+      },
+    });
+    const fast = new EngineAdapter(`unix://${socketPath}`, { timeoutMs: 200 });
+    expect(await fast.wait('slow')).toBe(0);
+  });
+
+  it('a kept-alive socket the daemon dropped is retried once for a GET, and reported (not retried) for a POST', async () => {
+    let requests = 0;
+    const server = createServer((request, response) => {
+      requests += 1;
+      const count = ((request.socket as Socket & { served?: number }).served = ((request.socket as Socket & { served?: number }).served ?? 0) + 1);
+      // The second request on a connection finds it gone, as after a daemon dropped its idle kept-alive sockets.
+      if (count > 1) {
+        request.socket.destroy();
+        return;
+      }
+      response.writeHead(200, { 'content-type': 'application/json', connection: 'keep-alive' });
+      response.end(request.url === '/version' ? JSON.stringify(VERSION) : request.method === 'POST' ? JSON.stringify({ Id: 'c1' }) : JSON.stringify({ Volumes: [] }));
+    });
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'asp-engine-ka-'));
+    const socketPath = path.join(dir, 'docker.sock');
+    await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+    cleanups.push(() => {
+      server.closeAllConnections();
+      server.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const adapter = new EngineAdapter(`unix://${socketPath}`);
+    await adapter.listVolumes([]); // /version, then /volumes on the same kept-alive socket: dropped, retried on a new one
+    expect(await adapter.listVolumes([])).toEqual([]);
+    expect(requests).toBeGreaterThanOrEqual(4);
+    const created = await adapter.createContainer({ name: 'x' } as unknown as Parameters<EngineAdapter['createContainer']>[0]).catch((caught: unknown) => caught);
+    expect(created).toMatchObject({ code: 'DOCKER_UNAVAILABLE', message: expect.stringMatching(/^cannot create container x: Docker at unix:\/\/.* closed the connection \((ECONNRESET|EPIPE)\)$/) });
   });
 
   it('streams a build context in and reports progress, and a failed build in one line', async () => {
@@ -172,7 +305,7 @@ describe('the Engine API client', () => {
 
   it('attaches over a hijacked connection: stdin goes in, stdout and stderr come out apart, and end with it', async () => {
     const { adapter } = await fakeDaemon({}, (request, socket) => {
-      expect(request.url).toBe('/containers/c9/attach?stream=1&stdin=1&stdout=1&stderr=1&logs=0');
+      expect(request.url).toBe('/v1.41/containers/c9/attach?stream=1&stdin=1&stdout=1&stderr=1&logs=0');
       expect([request.headers.connection, request.headers.upgrade]).toEqual(['Upgrade', 'tcp']);
       // A frame rides along with the 101, in the same write: the client must not lose it.
       socket.write(Buffer.concat([Buffer.from('HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n'), frame(1, 'hello ')]));

@@ -1,5 +1,6 @@
 import { mkdtempSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { DOCKER_20_VERSION, routeOf } from '../helpers/engine-api.js';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -9,7 +10,7 @@ import { EngineAdapter } from '../../src/docker/engine-adapter.js';
 import type { DaemonInfo } from '../../src/docker/port.js';
 import { containerSpec as specOf } from '../../src/docker/container-spec.js';
 import { createHardenedContainer } from '../../src/docker/hardened-container.js';
-import { checkRuntime, identityMismatch, runnerCapEff } from '../../src/backend/sandbox-policy.js';
+import { GVISOR_MIN_PIDS, runtimeLimits, checkRuntime, identityMismatch, runnerCapEff } from '../../src/backend/sandbox-policy.js';
 
 const spec = (runtime?: string) =>
   specOf({ name: 'asp-t-r', image: 'asp-sandbox:x', volume: 'asp-ws-t-r', labels: { 'asp.managed': 'true' }, limits: limitsSchema.parse({}), allowedEnv: {}, runtime });
@@ -31,9 +32,13 @@ async function forgetfulEngine(drops: Array<'Runtime' | 'CapDrop' | 'SecurityOpt
     let body = '';
     request.on('data', (chunk: Buffer) => (body += chunk.toString('utf8')));
     request.on('end', () => {
-      const route = `${request.method} ${(request.url ?? '').split('?')[0]}`;
-      calls.push(route);
+      const route = routeOf(request);
       response.setHeader('content-type', 'application/json');
+      if (route === 'GET /version') {
+        response.end(JSON.stringify(DOCKER_20_VERSION));
+        return;
+      }
+      calls.push(route);
       if (route === 'POST /containers/create') {
         const created = JSON.parse(body) as { User: string; HostConfig: Record<string, unknown> };
         for (const field of drops) delete created.HostConfig[field];
@@ -118,6 +123,23 @@ describe('the runtime asked for', () => {
     expect(() => checkRuntime('runsc', info({ runc: [], runsc: ['--network=none'] }))).toThrow(/without --oci-seccomp/);
     expect(() => checkRuntime('runsc', info({ runc: [], runsc: ['--network=none', '--oci-seccomp'] }))).not.toThrow();
     expect(() => checkRuntime(undefined, info({ runc: [] }))).not.toThrow();
+  });
+
+  it('must, for gVisor, be registered with --network=none (without it every start fails and leaves runsc processes behind)', () => {
+    expect(() => checkRuntime('runsc', info({ runc: [], runsc: ['--oci-seccomp'] }))).toThrow(
+      expect.objectContaining({ code: 'RUNTIME_UNAVAILABLE', message: 'the runtime "runsc" is registered without --network=none, so gVisor cannot start a sandbox that has no network' }),
+    );
+  });
+});
+
+describe('limits under gVisor', () => {
+  it(`raises a pids limit below ${GVISOR_MIN_PIDS} to it and says why; leaves other runtimes and higher limits alone`, () => {
+    const raised = runtimeLimits('runsc', { pids: 64, memory: 1 });
+    expect(raised.limits).toEqual({ pids: GVISOR_MIN_PIDS, memory: 1 });
+    expect(raised.note).toMatch(/^--pids 64 raised to 512 under runsc: gVisor's own threads count against the limit/);
+    expect(runtimeLimits('runsc', { pids: 2048 })).toEqual({ limits: { pids: 2048 } });
+    expect(runtimeLimits(undefined, { pids: 64 })).toEqual({ limits: { pids: 64 } });
+    expect(runtimeLimits('runc', { pids: 64 })).toEqual({ limits: { pids: 64 } });
   });
 });
 

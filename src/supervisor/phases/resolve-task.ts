@@ -1,3 +1,4 @@
+import { runtimeLimits } from '../../backend/sandbox-policy.js';
 import { AspError } from '../../core/asp-error.js';
 import { readPipelineEarly } from '../../config/pipeline.js';
 import type { Settings } from '../../config/settings.js';
@@ -31,7 +32,9 @@ export interface TaskPlan {
 
 /** The first phase: the spec, the sources, the model, the sandbox's environment. */
 export async function resolveTask(input: TaskSpec, deps: { settings: Settings; cwd: string; now: Date }): Promise<TaskPlan> {
-  const spec = await readPipelineEarly(input, deps.cwd);
+  const read = await readPipelineEarly(input, deps.cwd);
+  const fitted = runtimeLimits(read.runtime, read.limits);
+  const spec = fitted.note ? { ...read, limits: fitted.limits } : read;
   const checkDir = await checkDirOf(spec.checkDir, deps.cwd);
   // Steps from flags or a --pipeline file: whether there are check steps is known now. From the repository's own
   // asp.pipeline.json: once it is cloned (feed-workspace.ts).
@@ -47,7 +50,7 @@ export async function resolveTask(input: TaskSpec, deps: { settings: Settings; c
     const value = deps.settings.hostEnv[name];
     if (value !== undefined) sandboxEnv[name] = value;
   }
-  const notes: string[] = [];
+  const notes: string[] = fitted.note ? [fitted.note] : [];
   if (modelChoice) {
     for (const name of MODEL_KEY_VARIABLES.filter((variable) => variable in sandboxEnv)) {
       delete sandboxEnv[name];
