@@ -41,7 +41,11 @@ interface EngineCase {
   gvisor: boolean;
 }
 
-const mainEngine = (): Promise<Engine> => Promise.resolve({ env: process.env.DOCKER_HOST ? { DOCKER_HOST: process.env.DOCKER_HOST } : {}, docker });
+const mainEngine = (): Promise<Engine> => {
+  const env: Record<string, string> = {};
+  if (process.env.DOCKER_HOST) env.DOCKER_HOST = process.env.DOCKER_HOST;
+  return Promise.resolve({ env, docker });
+};
 
 const ENGINES: EngineCase[] = [
   { name: 'Docker under runc', start: mainEngine, runFlags: [], gvisor: false },
