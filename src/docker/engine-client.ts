@@ -123,7 +123,9 @@ function sshTarget(dockerHost: string, sshCommand: string | undefined): EngineTa
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
   const user = decodeURIComponent(url.username);
   if (!host || host.startsWith('-') || user.startsWith('-') || url.password || (url.pathname && url.pathname !== '/')) {
-    throw new AspError('BAD_INPUT', `DOCKER_HOST=${dockerHost} is not an ssh address asp can use`, 'use ssh://[user@]host[:port], without a password or a path');
+    // Never the password itself in a message that may end up in a CI log.
+    const shown = url.password ? dockerHost.replace(`:${url.password}@`, ':***@') : dockerHost;
+    throw new AspError('BAD_INPUT', `DOCKER_HOST=${shown} is not an ssh address asp can use`, 'use ssh://[user@]host[:port], without a password or a path');
   }
   const words = (sshCommand?.trim() || 'ssh').split(/\s+/);
   const [command = 'ssh', ...options] = words;
@@ -294,11 +296,11 @@ export class EngineClient {
       path: `${path}${search.size ? `?${search}` : ''}`,
       // A socket or a pipe has no host name to say; over tcp the real one, which TLS checks the certificate against.
       headers: target.host ? headers : { Host: 'docker', ...headers },
-      // A hijacked socket leaves the pool for good: give it a connection of its own.
-      agent: pooled ? this.agent : false,
       ...(target.socketPath ? { socketPath: target.socketPath } : { host: target.host, port: target.port }),
       ...(!pooled && target.tls ? target.tls : {}),
-      ...(!pooled && ssh ? { createConnection: () => sshConnection(ssh) } : {}),
+      // A hijacked socket leaves the pool for good: it gets a connection of its own (over ssh, its own ssh process:
+      // node uses createConnection only when no agent is named at all, not with agent: false).
+      ...(pooled ? { agent: this.agent } : ssh ? { createConnection: () => sshConnection(ssh) } : { agent: false }),
     };
     return target.protocol === 'https' ? https.request(options) : http.request(options);
   }
@@ -336,7 +338,8 @@ export function sshConnection(ssh: NonNullable<EngineTarget['ssh']>): Duplex {
   let ended = false;
   const connection = new Duplex({
     write(chunk: Buffer, _encoding, callback) {
-      child.stdin.write(chunk, callback);
+      // A write into an ssh that already failed is not the error to report: its exit status and stderr are.
+      child.stdin.write(chunk, () => callback());
     },
     final(callback) {
       child.stdin.end(callback);
@@ -353,13 +356,15 @@ export function sshConnection(ssh: NonNullable<EngineTarget['ssh']>): Duplex {
   child.stdout.on('data', (chunk: Buffer) => {
     if (!connection.push(chunk)) child.stdout.pause();
   });
-  child.stdout.on('end', () => connection.push(null));
+  // The end of the connection is when ssh ends: then its exit status says whether that was an error (a refused
+  // connection, an unknown host) or the daemon closing, which stdout's end alone cannot tell.
   child.stdin.on('error', () => {}); // the exit status says why
   child.on('error', (error) => connection.destroy(systemErrorCode(error) === 'ENOENT' ? new SshConnectionError(null, `${ssh.command} is not installed or not on PATH`) : error));
-  child.on('exit', (code) => {
+  child.on('close', (code) => {
     if (ended) return;
     ended = true;
-    if (code !== 0) connection.destroy(new SshConnectionError(code, stderr.trim().split('\n').slice(-2).join('; ')));
+    if (code === 0) connection.push(null);
+    else connection.destroy(new SshConnectionError(code, stderr.trim().split('\n').slice(-2).join('; ')));
   });
   // What http's client calls on a net.Socket; a pipe has no Nagle, keep-alive probes or timeouts of its own. A
   // connection resting in the pool is unref'd: the ssh process under it must not keep asp from exiting either.

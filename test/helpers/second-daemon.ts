@@ -1,7 +1,7 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
+import { freePort } from './ports.js';
 import { EngineAdapter } from '../../src/docker/engine-adapter.js';
 import type { DockerPort } from '../../src/docker/port.js';
 
@@ -159,17 +159,6 @@ function makeCertificates(root: string): { server: string; client: string; caOnl
   copyFileSync(path.join(dirs.client, 'cert.pem'), path.join(dirs.otherCa, 'cert.pem'));
   copyFileSync(path.join(dirs.client, 'key.pem'), path.join(dirs.otherCa, 'key.pem'));
   return dirs;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 function readPid(file: string): number | undefined {
