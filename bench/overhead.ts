@@ -11,6 +11,8 @@
  * no node, git or bash: scripts/test-images.mjs), whose sandbox mounts the runtime volume and starts the runner
  * from it. Goal: at most 50 ms per task over asp's own image on a prepared daemon. The first such task on a daemon
  * without the runtime volume (it is made then) is timed apart, once.
+ *
+ * And Docker/runsc (issue 17), where gVisor is registered: asp under --runtime runsc against a bare docker run under it.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -71,12 +73,26 @@ async function main(): Promise<void> {
   const withCheck: number[] = [];
   const tenSteps: number[] = [];
   const onPython: number[] = [];
+  // Docker/runsc, where gVisor is registered: asp under runsc against a bare `docker run --runtime runsc`.
+  const gvisor = (await EngineAdapter.fromEnvironment(process.env).info()).runtimes.includes('runsc');
+  const aspGvisor: number[] = [];
+  const dockerGvisor: number[] = [];
+  const gvisorAspArgs = [...aspArgs, '--runtime', 'runsc'];
+  const gvisorDockerArgs = ['run', '--rm', '--network', 'none', '--runtime', 'runsc', image, 'true'];
+  if (gvisor) {
+    timed(process.execPath, gvisorAspArgs, env);
+    timed('docker', gvisorDockerArgs, env);
+  }
   for (let round = 0; round < ROUNDS; round += 1) {
     asp.push(timed(process.execPath, aspArgs, env));
     onPython.push(timed(process.execPath, pythonArgs, env));
     docker.push(timed('docker', dockerArgs, env));
     withCheck.push(timed(process.execPath, checkArgs, env));
     tenSteps.push(timed(process.execPath, tenStepArgs, env));
+    if (gvisor) {
+      aspGvisor.push(timed(process.execPath, gvisorAspArgs, env));
+      dockerGvisor.push(timed('docker', gvisorDockerArgs, env));
+    }
   }
   rmSync(scratch, { recursive: true, force: true });
   const aspMedian = median(asp);
@@ -96,6 +112,13 @@ async function main(): Promise<void> {
   console.log(`  asp run --image ${python} (runner from its runtime): median ${pythonMedian.toFixed(0)} ms   [${fmt(onPython)}]`);
   console.log(`    the injected runtime costs ${(pythonMedian - aspMedian).toFixed(0)} ms per task over asp's own image (goal ≤ 50 ms)`);
   console.log(`    the first such task on a daemon without the runtime volume: ${firstOnFreshDaemon.toFixed(0)} ms (the volume is made then)`);
+  if (gvisor) {
+    const aspOnGvisor = median(aspGvisor);
+    const dockerOnGvisor = median(dockerGvisor);
+    console.log(`  asp run --runtime runsc:           median ${aspOnGvisor.toFixed(0)} ms   [${fmt(aspGvisor)}]`);
+    console.log(`  docker run --runtime runsc:        median ${dockerOnGvisor.toFixed(0)} ms   [${fmt(dockerGvisor)}]`);
+    console.log(`  ratio asp/docker under gVisor: ${(aspOnGvisor / dockerOnGvisor).toFixed(2)}`);
+  } else console.log('  gVisor: runsc is not registered with this daemon (scripts/enable-gvisor.sh), no Docker/runsc row');
 }
 
 await main();

@@ -4,6 +4,7 @@ import { AspError, errorMessage, EXIT } from '../core/asp-error.js';
 import { formatBytes } from '../config/units.js';
 import { describeRuntimeVolume, runtimeVolumeName } from '../docker/runtime-volume.js';
 import { imageContext } from '../docker/sandbox-image.js';
+import { podmanUnsupported } from '../docker/docker-backend.js';
 import { makeContext, reportFailure } from './cli-context.js';
 
 interface Check {
@@ -34,8 +35,15 @@ export function registerDoctorCommand(program: Command): void {
           checks.push({
             name: 'docker',
             ok: true,
-            detail: `${info.product === 'podman' ? 'Podman' : 'Docker'} ${info.serverVersion} (API ${info.apiVersion}, ${info.os}/${info.arch}) at ${info.endpoint}${info.source ? ` (${info.source})` : ''}; runtimes: ${info.runtimes.join(', ') || 'default'}`,
+            detail: `${info.product === 'podman' ? 'Podman' : 'Docker'} ${info.serverVersion} (API ${info.apiVersion}, ${info.os}/${info.arch}) at ${info.endpoint}${info.source ? ` (${info.source})` : ''}; ${
+              // Podman lists every runtime it has a name for, installed or not, and runs each container under its default anyway.
+              info.product === 'podman' ? "runtime: Podman's default (it ignores the runtime a container asks for)" : `runtimes: ${info.runtimes.join(', ') || 'default'}`
+            }`,
           });
+          if (info.product === 'podman') {
+            const unsupported = podmanUnsupported();
+            checks.push({ name: 'engine', ok: false, detail: `${unsupported.message} — ${unsupported.hint ?? ''}` });
+          }
         } catch (error) {
           // A FAIL line says what to do too, like every other error of asp.
           checks.push({ name: 'docker', ok: false, detail: `${errorMessage(error)}${error instanceof AspError && error.hint ? ` — ${error.hint}` : ''}` });

@@ -475,10 +475,19 @@ function statusOf(error: unknown): number | undefined {
 }
 
 /** The daemon's own words for an error (its JSON `message`), else the error's message. */
+/**
+ * The daemon's own words for an error (its JSON `message`), else the error's message: one line, at most
+ * DAEMON_MESSAGE_CHARS (an engine may quote a whole request field back, such as a seccomp profile of 10 kB).
+ */
 function daemonMessage(error: unknown): string {
   const message = error instanceof EngineApiError ? error.json?.message : undefined;
-  return (message ?? errorMessage(error)).trim();
+  const line = (message ?? errorMessage(error)).trim().replace(/\s*\n\s*/g, ' ');
+  if (line.length <= DAEMON_MESSAGE_CHARS) return line;
+  const keep = DAEMON_MESSAGE_CHARS / 2;
+  return `${line.slice(0, keep)} … (${line.length - 2 * keep} characters left out) … ${line.slice(-keep)}`;
 }
+
+const DAEMON_MESSAGE_CHARS = 400;
 
 function volumeSummary(volume: z.infer<typeof volumeReply>): VolumeSummary {
   return { name: volume.Name, labels: volume.Labels ?? {}, createdAt: parsedDate(volume.CreatedAt) };

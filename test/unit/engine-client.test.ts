@@ -279,6 +279,16 @@ describe('the Engine API client', () => {
     expect(created).toMatchObject({ code: 'DOCKER_UNAVAILABLE', message: expect.stringMatching(/^cannot create container x: Docker at unix:\/\/.* closed the connection \((ECONNRESET|EPIPE)\)$/) });
   });
 
+  it("keeps a daemon's error to one bounded line, even when it quotes a whole request field back", async () => {
+    const { adapter } = await fakeDaemon({ 'POST /containers/create': json(500, { message: `opening seccomp profile failed: open {${'"x",'.repeat(3000)}}: file name too long\nsecond line` }) });
+    const error = await adapter.createContainer({ name: 'x' } as unknown as Parameters<EngineAdapter['createContainer']>[0]).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(AspError);
+    const message = (error as AspError).message;
+    expect(message.length).toBeLessThan(600);
+    expect(message).not.toContain('\n');
+    expect(message).toMatch(/^cannot create container x: opening seccomp profile failed: open .* … \(\d+ characters left out\) … .*file name too long second line$/);
+  });
+
   it('streams a build context in and reports progress, and a failed build in one line', async () => {
     let received = 0;
     const { adapter, seen } = await fakeDaemon({
