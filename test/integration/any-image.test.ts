@@ -15,7 +15,7 @@ import { gitIn, repoWith } from '../helpers/repos.js';
 import { artifact, run, trace, workspaceDirs } from '../helpers/run.js';
 import { asp } from '../helpers/cli.js';
 import { ensureTestImage } from '../helpers/test-images.js';
-import { ASP_STEP_ENV, PROBE } from '../fixtures/sandbox-probe.js';
+import { ASP_STEP_ENV, expectHardenedStep, PROBE } from '../fixtures/sandbox-probe.js';
 
 /** Everything this file makes itself (the one-file images, the container it copies busybox out of) carries this label, and goes in afterAll. */
 const RUN_LABEL = `asp.test-run=any-image-${process.pid}-${Date.now()}`;
@@ -89,19 +89,9 @@ describe.skipIf(!dockerAvailable)('--image takes any image, against the real Doc
       if (tag) expect(result.image).toBe(tag);
       else expect(result.image).toMatch(/^asp-sandbox:[0-9a-f]{12}$/);
       const facts = keyValues(readFileSync(path.join(result.workspacePath, '.asp', 'hardening.txt'), 'utf8'));
-      expect(facts.Uid?.split(/\s+/)).toEqual(['1000', '1000', '1000', '1000']); // real, effective, saved, file system
-      expect(facts.Gid?.split(/\s+/)).toEqual(['1000', '1000', '1000', '1000']);
-      expect(facts.Groups).toBe('');
-      expect(facts.CapEff).toBe('0000000000000000');
-      expect(facts.CapPrm).toBe('0000000000000000');
+      expectHardenedStep(facts);
       expect(facts.CapAmb).toBe('0000000000000000');
-      expect(facts.NoNewPrivs).toBe('1');
-      expect(facts.Seccomp).toBe('2');
-      expect(facts.netdevs).toBe('lo,');
-      expect(facts['mount:/']).toBe('ro');
-      expect(facts['write:/etc']).toBe('refused');
       expect(facts['write:/bin']).toBe('refused');
-      expect(facts['write:/tmp']).toBe('written');
       expect(facts['write:/opt/asp']).toBe('refused');
       expect(facts['owner:/opt/asp']).toBe('0:0');
       // Not the image's USER or WORKDIR (the python image says 65534 and /srv): asp's.
@@ -113,7 +103,6 @@ describe.skipIf(!dockerAvailable)('--image takes any image, against the real Doc
       const names = facts.envnames?.split(',').filter(Boolean);
       expect(names).toEqual(expect.arrayContaining(ASP_STEP_ENV));
       expect(names).not.toContain('GIT_EXEC_PATH');
-      expect(facts.envnames).not.toMatch(/LANGFUSE|DOCKER|AWS|GITHUB|SSH_AUTH/);
       expect(facts.pids).toBe('64');
       expect(facts.fork).not.toBe('all-forked');
       // asp's own image carries the runner; any other runs it from the runtime volume, mounted read-only.
