@@ -98,6 +98,14 @@ export function runtimeLimits<L extends { pids: number }>(runtime: string | unde
  */
 export function checkRuntime(runtime: string | undefined, info: EngineInfo): void {
   if (!runtime) return;
+  if (info.product === 'podman') {
+    // Podman's Docker API takes HostConfig.Runtime and runs the container under its default anyway.
+    throw new AspError(
+      'RUNTIME_UNAVAILABLE',
+      `Podman ignores the runtime a container asks for: --runtime ${runtime} would run under Podman's default runtime`,
+      "drop --runtime, or set Podman's runtime in containers.conf ([engine] runtime), or use a Docker daemon for --runtime",
+    );
+  }
   if (!info.runtimes.includes(runtime)) {
     throw new AspError(
       'RUNTIME_UNAVAILABLE',

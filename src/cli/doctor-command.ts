@@ -4,7 +4,6 @@ import { AspError, errorMessage, EXIT } from '../core/asp-error.js';
 import { formatBytes } from '../config/units.js';
 import { describeRuntimeVolume, runtimeVolumeName } from '../docker/runtime-volume.js';
 import { imageContext } from '../docker/sandbox-image.js';
-import { podmanUnsupported } from '../docker/docker-backend.js';
 import { makeContext, reportFailure } from './cli-context.js';
 
 interface Check {
@@ -40,10 +39,6 @@ export function registerDoctorCommand(program: Command): void {
               info.product === 'podman' ? "runtime: Podman's default (it ignores the runtime a container asks for)" : `runtimes: ${info.runtimes.join(', ') || 'default'}`
             }`,
           });
-          if (info.product === 'podman') {
-            const unsupported = podmanUnsupported();
-            checks.push({ name: 'engine', ok: false, detail: `${unsupported.message} — ${unsupported.hint ?? ''}` });
-          }
         } catch (error) {
           // A FAIL line says what to do too, like every other error of asp.
           checks.push({ name: 'docker', ok: false, detail: `${errorMessage(error)}${error instanceof AspError && error.hint ? ` — ${error.hint}` : ''}` });

@@ -35,8 +35,6 @@ export class DockerBackend implements SandboxBackend {
    * runtime volume of asp's image, made once per daemon: asp's image is prepared for that too.
    */
   async prepareImage(request: ImageRequest): Promise<PreparedImage> {
-    // Before any build or fill: nothing would run there after it.
-    if ((await this.docker.info()).product === 'podman') throw podmanUnsupported();
     const image = await ensureSandboxImage(this.docker, request);
     const known = this.prepared.get(image);
     if (known) return { ref: image, id: known.id };
@@ -158,17 +156,4 @@ class DockerSandbox implements Sandbox {
       throw error;
     });
   }
-}
-
-/**
- * Podman 4.3's Docker API takes `seccomp=` in SecurityOpt as the path of a file on Podman's own host, where Docker
- * takes the profile itself: asp's profile (sent inline, so that a remote engine gets it too) fails the create with a
- * "file name too long". Said before anything is made, in one line, rather than as that create error.
- */
-export function podmanUnsupported(): AspError {
-  return new AspError(
-    'DOCKER_FAILED',
-    'the engine is Podman, whose Docker API reads a seccomp profile only from a file on its own host, and asp sends its profile inline: tasks cannot run on Podman yet',
-    'use a Docker daemon (rootful or rootless) for now; `asp doctor` shows which engine asp found and why',
-  );
 }

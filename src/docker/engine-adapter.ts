@@ -1,3 +1,7 @@
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { z } from 'zod';
 import { describeIssue } from '../config/task-spec.js';
@@ -129,6 +133,11 @@ export class EngineAdapter implements DockerPort {
     return version;
   }
 
+  /** Whether the engine said it is Podman (its GET /version names a "Podman Engine" component); known once negotiated. */
+  private isPodman(): boolean {
+    return (this.version?.Components ?? []).some((component) => /podman/i.test(component.Name));
+  }
+
   /** Asked once per process (a batch asks per task); a failed answer is not kept. */
   info(): Promise<DaemonInfo> {
     this.daemonInfo ??= this.readInfo().catch((error: unknown) => {
@@ -143,11 +152,10 @@ export class EngineAdapter implements DockerPort {
     const version = this.version;
     if (!version) throw new Error('the daemon version is known once engine() resolved');
     const info = await this.call('reach the Docker daemon', () => engine.json('GET', '/info', infoReply));
-    const podman = (version.Components ?? []).some((component) => /podman/i.test(component.Name));
     return {
       endpoint: this.endpoint,
       source: this.connection?.address.source,
-      product: podman ? 'podman' : 'docker',
+      product: this.isPodman() ? 'podman' : 'docker',
       serverVersion: version.Version,
       apiVersion: version.ApiVersion,
       os: version.Os,
@@ -262,9 +270,36 @@ export class EngineAdapter implements DockerPort {
     }
   }
 
+  /** seccomp= options as Podman got them (a file's path) → as asp asked for them (the profile): inspect reads them back. */
+  private readonly podmanSeccomp = new Map<string, string>();
+
+  /**
+   * A create body in the terms of Podman's Docker API (4.3): `seccomp=` is the path of a file on Podman's own host,
+   * so the profile is written to a file of this process's (a local socket only: a remote Podman cannot read it), and
+   * /run and /var/tmp, which Podman adds to a read-only root as writable unsized tmpfs, are asked for read-only.
+   */
+  private forPodman(body: ContainerCreateBody): ContainerCreateBody {
+    if (!this.connection?.address.host.startsWith('unix://')) {
+      throw new AspError(
+        'DOCKER_FAILED',
+        `Podman at ${this.endpoint} is not on this host: its Docker API reads asp's seccomp profile only from a file on its own host`,
+        'run asp on the Podman host (its unix socket), or use a Docker daemon',
+      );
+    }
+    const securityOpt = body.HostConfig.SecurityOpt.map((option) => {
+      if (!option.startsWith('seccomp=') || option.startsWith('seccomp=/')) return option;
+      const written = `seccomp=${seccompFile(option.slice('seccomp='.length))}`;
+      this.podmanSeccomp.set(written, option);
+      return written;
+    });
+    const tmpfs = { '/run': PODMAN_CLOSED_TMPFS, '/var/tmp': PODMAN_CLOSED_TMPFS, ...body.HostConfig.Tmpfs };
+    return { ...body, HostConfig: { ...body.HostConfig, SecurityOpt: securityOpt, Tmpfs: tmpfs } };
+  }
+
   async createContainer(body: ContainerCreateBody): Promise<string> {
-    const { name, ...config } = body;
-    const created = await this.call(`create container ${name}`, async () => (await this.engine()).json('POST', '/containers/create', createdReply, { query: { name }, body: config }));
+    const engine = await this.engine();
+    const { name, ...config } = this.isPodman() ? this.forPodman(body) : body;
+    const created = await this.call(`create container ${name}`, () => engine.json('POST', '/containers/create', createdReply, { query: { name }, body: config }));
     return created.Id;
   }
 
@@ -277,6 +312,7 @@ export class EngineAdapter implements DockerPort {
       throw this.translate(error, `inspect container ${containerId}`);
     }
     const host = inspected.HostConfig ?? {};
+    const podman = this.isPodman();
     const text = (value: unknown) => (typeof value === 'string' ? value : undefined);
     const number = (value: unknown) => (typeof value === 'number' ? value : undefined);
     const flag = (value: unknown) => (typeof value === 'boolean' ? value : undefined);
@@ -285,18 +321,27 @@ export class EngineAdapter implements DockerPort {
       user: text(inspected.Config?.User),
       runtime: text(host.Runtime),
       readonlyRootfs: flag(host.ReadonlyRootfs),
-      capDrop: list(host.CapDrop),
+      // Podman lists the capabilities it took from its default set, never ALL: what the container holds is checked
+      // where it is true, in the runner's hello (CapEff as its kernel reports it).
+      capDrop: podman ? undefined : list(host.CapDrop),
       capAdd: list(host.CapAdd),
-      securityOpt: list(host.SecurityOpt),
+      securityOpt: list(host.SecurityOpt).map((option) => this.podmanSeccomp.get(option) ?? option),
       networkMode: text(host.NetworkMode),
       pidsLimit: number(host.PidsLimit),
       memory: number(host.Memory),
       memorySwap: number(host.MemorySwap),
       privileged: flag(host.Privileged),
       init: flag(host.Init),
-      binds: list(host.Binds),
+      // Podman reports a named volume in Binds (`name:/target:opts`) and not in HostConfig.Mounts: read as the mount it is.
+      binds: podman ? list(host.Binds).filter((bind) => bind.startsWith('/')) : list(host.Binds),
       devices: Array.isArray(host.Devices) ? host.Devices.length : 0,
-      mounts: Array.isArray(host.Mounts) ? host.Mounts.map((mount: { Type?: unknown; Target?: unknown }) => ({ type: String(mount?.Type ?? ''), target: String(mount?.Target ?? '') })) : [],
+      mounts: podman
+        ? list(host.Binds)
+            .filter((bind) => !bind.startsWith('/'))
+            .map((bind) => ({ type: 'volume', target: bind.split(':')[1] ?? '' }))
+        : Array.isArray(host.Mounts)
+          ? host.Mounts.map((mount: { Type?: unknown; Target?: unknown }) => ({ type: String(mount?.Type ?? ''), target: String(mount?.Target ?? '') }))
+          : [],
     };
   }
 
@@ -452,6 +497,24 @@ const TLS_FAILURES = new Set([
   'CERT_NOT_YET_VALID',
   'CERT_SIGNATURE_FAILURE',
 ]);
+
+/** /run and /var/tmp on Podman: read-only and tiny, as they are on Docker (part of the read-only root). */
+const PODMAN_CLOSED_TMPFS = 'ro,nosuid,nodev,noexec,size=64k';
+
+/** This process's own directory for the seccomp files it hands a local Podman (made fresh, 0700; gone at exit). */
+let seccompDir: string | undefined;
+
+/** Writes `profile` to a file named by its hash, once, and returns its path. */
+function seccompFile(profile: string): string {
+  if (!seccompDir) {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'asp-seccomp-'));
+    seccompDir = dir;
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  }
+  const file = path.join(seccompDir, `${createHash('sha256').update(profile).digest('hex').slice(0, 16)}.json`);
+  if (!existsSync(file)) writeFileSync(file, profile, { mode: 0o644 });
+  return file;
+}
 
 /** Compares two Engine API versions ("1.41" < "1.100"), as numbers part by part. */
 export function compareApi(a: string, b: string): number {

@@ -51,8 +51,10 @@ export function ignoredHardening(asked: ContainerCreateBody, seen: ContainerHard
   const mounts = seen.mounts.map((mount) => `${mount.type}:${mount.target}`).sort();
   const askedMounts = host.Mounts.map((mount) => `${mount.Type}:${mount.Target}`).sort();
   if (mounts.join(',') !== askedMounts.join(',')) ignored.push(`Mounts ${askedMounts.join(',')} came back as ${mounts.join(',') || 'nothing'}`);
-  const dropped = new Set(seen.capDrop.map(capName));
-  for (const cap of host.CapDrop.map(capName)) if (!dropped.has(cap)) ignored.push(`CapDrop ${cap} is missing`);
+  if (seen.capDrop) {
+    const dropped = new Set(seen.capDrop.map(capName));
+    for (const cap of host.CapDrop.map(capName)) if (!dropped.has(cap)) ignored.push(`CapDrop ${cap} is missing`);
+  }
   const allowed = new Set(host.CapAdd.map(capName));
   for (const cap of seen.capAdd.map(capName)) if (!allowed.has(cap)) ignored.push(`CapAdd holds ${cap}, which asp did not ask for`);
   for (const option of host.SecurityOpt) {

@@ -56,7 +56,8 @@ export interface ContainerHardening {
   user: string | undefined;
   runtime: string | undefined;
   readonlyRootfs: boolean | undefined;
-  capDrop: string[];
+  /** Undefined: the engine does not report it in comparable form (Podman); the runner's hello checks CapEff instead. */
+  capDrop: string[] | undefined;
   capAdd: string[];
   securityOpt: string[];
   networkMode: string | undefined;

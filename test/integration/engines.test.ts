@@ -6,12 +6,14 @@ import { labelFilter } from '../../src/backend/ownership-labels.js';
 import { DEFAULT_BASE_IMAGE } from '../../src/docker/sandbox-image.js';
 import type { DockerPort } from '../../src/docker/port.js';
 import { keyValues } from '../fixtures/hostile/privilege-probe.js';
-import { expectHardenedStep, PROBE, PROBE_FACTS } from '../fixtures/sandbox-probe.js';
+import { expectHardenedStep, PROBE_FACTS, PROBE_FORK } from '../fixtures/sandbox-probe.js';
 import { asp, type CliRun } from '../helpers/cli.js';
 import { docker, dockerAvailable } from '../helpers/docker.js';
 import { helloRepo, repoWith } from '../helpers/repos.js';
 import { canRunSecondDaemon, startSecondDaemon, type SecondDaemon } from '../helpers/second-daemon.js';
 import { canRunSshServer, startSshServer } from '../helpers/ssh-server.js';
+import { canRunPodman, startPodmanService } from '../helpers/podman-service.js';
+import { imageContext } from '../../src/docker/sandbox-image.js';
 
 /**
  * Issue 17: the same task on every engine this machine can run — the main dockerd under runc and under gVisor, and a
@@ -40,6 +42,8 @@ interface EngineCase {
    * leaves out the fork test and those two facts.
    */
   gvisor: boolean;
+  /** Podman: /run and /var/tmp, which it adds as writable tmpfs, must come out read-only. */
+  podman?: boolean;
 }
 
 const mainEngine = (): Promise<Engine> => {
@@ -78,6 +82,21 @@ const ENGINES: EngineCase[] = [
         },
       ]
     : []),
+  ...(canRunPodman || process.env.CI === 'true'
+    ? [
+        {
+          name: "Podman 4.3 (its Docker-compatible service, asp's image loaded into its store)",
+          start: async (): Promise<Engine> => {
+            const podman = await startPodmanService();
+            podman.load([imageContext().tag]);
+            return { env: { DOCKER_HOST: podman.host }, docker: podman.docker, stop: () => podman.stop() };
+          },
+          runFlags: [],
+          gvisor: false,
+          podman: true,
+        },
+      ]
+    : []),
 ];
 
 interface RunJson {
@@ -91,8 +110,8 @@ interface RunJson {
 }
 
 describe.skipIf(!dockerAvailable)('every engine: the same task, hardened the same way', () => {
-  it('CI runs every engine of this suite: gVisor, the TLS daemon and ssh included', () => {
-    if (process.env.CI === 'true') expect(ENGINES.map((engine) => engine.name)).toHaveLength(4);
+  it('CI runs every engine of this suite: gVisor, the TLS daemon, ssh and Podman included', () => {
+    if (process.env.CI === 'true') expect(ENGINES.map((engine) => engine.name)).toHaveLength(5);
     else expect(ENGINES.length).toBeGreaterThanOrEqual(1);
   });
 
@@ -131,11 +150,15 @@ describe.skipIf(!dockerAvailable)('every engine: the same task, hardened the sam
     }, 60_000);
 
     it('the hardening probe from inside: uid 1000, no capabilities, no new privileges, seccomp, only lo, a read-only root, the pids limit', async () => {
-      const probe = engine.gvisor ? PROBE_FACTS : PROBE;
+      const closed = `for dir in /run /var/tmp; do (: > "$dir/asp-probe") 2>/dev/null && say "write:$dir" written || say "write:$dir" refused; done\n`;
+      // Before the fork test, which holds every pid until the step ends.
+      const probe = PROBE_FACTS + closed + (engine.gvisor ? '' : PROBE_FORK);
       const { cli: ran, result } = await run(['--repo', repoWith({ 'probe.sh': probe }), '--step', 'probe=. ./probe.sh', '--pids', '64']);
       expect(result.exitCode, ran.stderr).toBe(0);
       const facts = keyValues(readFileSync(path.join(result.workspacePath, '.asp', 'hardening.txt'), 'utf8'));
       expectHardenedStep(facts, { noNewPrivsReported: !engine.gvisor });
+      // Read-only as the rest of the root: Podman's own writable tmpfs there are replaced by read-only ones.
+      expect([facts['write:/run'], facts['write:/var/tmp']]).toEqual(['refused', 'refused']);
       if (engine.gvisor) {
         expect(result.warnings).toContainEqual(expect.stringMatching(/^--pids 64 raised to 512 under runsc: /));
       } else {
@@ -195,7 +218,7 @@ describe.skipIf(!dockerAvailable)('every engine: the same task, hardened the sam
       expect(check?.ok).toBe(true);
       expect(check?.detail).toMatch(
         new RegExp(
-          `^Docker \\S+ \\(API [\\d.]+, linux/\\w+\\) at ${started.env.DOCKER_HOST ? started.env.DOCKER_HOST.replace(/[.*+?^${}()|[\]\\]/g, '\\$&') : 'unix:///var/run/docker.sock'} \\((DOCKER_HOST|the Docker socket)\\)`,
+          `^${engine.podman ? 'Podman' : 'Docker'} \\S+ \\(API [\\d.]+, linux/\\w+\\) at ${started.env.DOCKER_HOST ? started.env.DOCKER_HOST.replace(/[.*+?^${}()|[\]\\]/g, '\\$&') : 'unix:///var/run/docker.sock'} \\((DOCKER_HOST|the Docker socket)\\)`,
         ),
       );
     }, 60_000);

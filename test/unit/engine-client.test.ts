@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createNetServer, type Socket } from 'node:net';
 import os from 'node:os';
@@ -287,6 +287,55 @@ describe('the Engine API client', () => {
     expect(message.length).toBeLessThan(600);
     expect(message).not.toContain('\n');
     expect(message).toMatch(/^cannot create container x: opening seccomp profile failed: open .* … \(\d+ characters left out\) … .*file name too long second line$/);
+  });
+
+  it("speaks Podman's dialect: the seccomp profile as a file of its own, /run and /var/tmp read-only, its inspect read back in asp's terms", async () => {
+    const podmanVersion = { ...VERSION, Version: '4.3.1', Components: [{ Name: 'Podman Engine' }] };
+    const { adapter, seen } = await fakeDaemon({
+      'GET /version': json(200, podmanVersion),
+      'POST /containers/create': json(201, { Id: 'p1' }),
+      'GET /containers/p1/json': (request, response) => {
+        const created = JSON.parse(seen.find((entry) => entry.url.startsWith('/containers/create'))?.body ?? '{}') as { HostConfig: { SecurityOpt: string[] } };
+        json(200, {
+          Config: { User: '0:0' },
+          HostConfig: {
+            SecurityOpt: created.HostConfig.SecurityOpt,
+            Binds: ['asp-ws-t1:/workspace:rw,rprivate,nosuid,nodev,rbind'],
+            CapDrop: ['CHOWN', 'MKNOD'],
+            CapAdd: ['DAC_READ_SEARCH'],
+            Mounts: null,
+          },
+        })(request, response, '');
+      },
+    });
+    const profile = JSON.stringify({ defaultAction: 'SCMP_ACT_ERRNO' });
+    const body = { name: 'p', Image: 'img', HostConfig: { SecurityOpt: ['no-new-privileges', `seccomp=${profile}`], Tmpfs: { '/tmp': 'rw,size=1m' } } };
+    expect(await adapter.createContainer(body as unknown as Parameters<EngineAdapter['createContainer']>[0])).toBe('p1');
+    const sent = JSON.parse(seen.find((entry) => entry.url.startsWith('/containers/create'))?.body ?? '{}') as { HostConfig: { SecurityOpt: string[]; Tmpfs: Record<string, string> } };
+    const file = sent.HostConfig.SecurityOpt[1]?.replace(/^seccomp=/, '') ?? '';
+    expect(file).toMatch(/^\/.*asp-seccomp-.*\.json$/);
+    expect(readFileSync(file, 'utf8')).toBe(profile);
+    expect(sent.HostConfig.Tmpfs).toEqual({ '/run': 'ro,nosuid,nodev,noexec,size=64k', '/var/tmp': 'ro,nosuid,nodev,noexec,size=64k', '/tmp': 'rw,size=1m' });
+    const inspected = await adapter.inspectContainer('p1');
+    // The profile as asp asked for it; the named volume as the mount it is; no host path; CapDrop left to the runner's hello.
+    expect(inspected.securityOpt).toEqual(['no-new-privileges', `seccomp=${profile}`]);
+    expect(inspected.mounts).toEqual([{ type: 'volume', target: '/workspace' }]);
+    expect(inspected.binds).toEqual([]);
+    expect(inspected.capDrop).toBeUndefined();
+  });
+
+  it('refuses a Podman that is not on this host: it could not read the profile file', async () => {
+    const port = await closedPort();
+    const server = createServer((request, response) => {
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.end(JSON.stringify({ ...VERSION, Components: [{ Name: 'Podman Engine' }] }));
+    });
+    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+    cleanups.push(() => server.close());
+    const error = await new EngineAdapter(`tcp://127.0.0.1:${port}`)
+      .createContainer({ name: 'x', HostConfig: { SecurityOpt: ['seccomp={}'], Tmpfs: {} } } as unknown as Parameters<EngineAdapter['createContainer']>[0])
+      .catch((caught: unknown) => caught);
+    expect(error).toMatchObject({ code: 'DOCKER_FAILED', message: expect.stringMatching(/^Podman at tcp:\/\/127\.0\.0\.1:\d+ is not on this host/) });
   });
 
   it('streams a build context in and reports progress, and a failed build in one line', async () => {

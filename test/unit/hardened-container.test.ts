@@ -10,6 +10,7 @@ import { EngineAdapter } from '../../src/docker/engine-adapter.js';
 import type { DaemonInfo } from '../../src/docker/port.js';
 import { containerSpec as specOf } from '../../src/docker/container-spec.js';
 import { createHardenedContainer } from '../../src/docker/hardened-container.js';
+import type { EngineInfo } from '../../src/backend/sandbox-backend.js';
 import { GVISOR_MIN_PIDS, runtimeLimits, checkRuntime, identityMismatch, runnerCapEff } from '../../src/backend/sandbox-policy.js';
 
 const spec = (runtime?: string) =>
@@ -129,6 +130,16 @@ describe('the runtime asked for', () => {
     expect(() => checkRuntime('runsc', info({ runc: [], runsc: ['--oci-seccomp'] }))).toThrow(
       expect.objectContaining({ code: 'RUNTIME_UNAVAILABLE', message: 'the runtime "runsc" is registered without --network=none, so gVisor cannot start a sandbox that has no network' }),
     );
+  });
+});
+
+describe('runtimes on Podman', () => {
+  it('refuses --runtime on Podman, which takes the field and runs its default runtime anyway', () => {
+    const podman: EngineInfo = { endpoint: 'unix:///run/podman/podman.sock', product: 'podman', serverVersion: '4.3.1', apiVersion: '1.41', os: 'linux', arch: 'amd64', runtimes: ['runc', 'runsc'] };
+    expect(() => checkRuntime('runsc', podman)).toThrow(
+      expect.objectContaining({ code: 'RUNTIME_UNAVAILABLE', message: "Podman ignores the runtime a container asks for: --runtime runsc would run under Podman's default runtime" }),
+    );
+    expect(() => checkRuntime(undefined, podman)).not.toThrow();
   });
 });
 
