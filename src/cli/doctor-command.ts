@@ -4,6 +4,9 @@ import { AspError, errorMessage, EXIT } from '../core/asp-error.js';
 import { formatBytes } from '../config/units.js';
 import { describeRuntimeVolume, runtimeVolumeName } from '../docker/runtime-volume.js';
 import { imageContext } from '../docker/sandbox-image.js';
+import { probeSandboxStart } from '../docker/engine-probe.js';
+import { checkRuntime } from '../backend/sandbox-policy.js';
+import { isGvisor } from '../backend/seccomp-profile.js';
 import { makeContext, reportFailure } from './cli-context.js';
 
 interface Check {
@@ -28,6 +31,7 @@ export function registerDoctorCommand(program: Command): void {
         const context = makeContext({ json });
         const checks: Check[] = [];
         let dockerUp = false;
+        let podman = false;
         try {
           const info = await context.docker.info();
           dockerUp = true;
@@ -39,6 +43,17 @@ export function registerDoctorCommand(program: Command): void {
               info.product === 'podman' ? "runtime: Podman's default (it ignores the runtime a container asks for)" : `runtimes: ${info.runtimes.join(', ') || 'default'}`
             }`,
           });
+          // gVisor where the daemon has it: registered so that asp can use it, or how to make it so.
+          const gvisor = info.product === 'podman' ? undefined : info.runtimes.find(isGvisor);
+          if (gvisor) {
+            try {
+              checkRuntime(gvisor, info);
+              checks.push({ name: 'gvisor', ok: true, detail: `${gvisor} registered with --network=none and --oci-seccomp: --runtime ${gvisor} works` });
+            } catch (error) {
+              checks.push({ name: 'gvisor', ok: false, advisory: true, detail: `${errorMessage(error)}${error instanceof AspError && error.hint ? ` — ${error.hint}` : ''}` });
+            }
+          }
+          podman = info.product === 'podman';
         } catch (error) {
           // A FAIL line says what to do too, like every other error of asp.
           checks.push({ name: 'docker', ok: false, detail: `${errorMessage(error)}${error instanceof AspError && error.hint ? ` — ${error.hint}` : ''}` });
@@ -77,6 +92,24 @@ export function registerDoctorCommand(program: Command): void {
             });
           } catch (error) {
             checks.push({ name: 'runtime', ok: false, advisory: true, detail: errorMessage(error) });
+          }
+        }
+        if (podman) {
+          // Podman's prerequisites (an init binary it finds, rlimits this host allows) show only when a container starts.
+          const { tag } = imageContext();
+          if (!(await context.docker.imageExists(tag).catch(() => false))) {
+            checks.push({ name: 'podman', ok: false, advisory: true, detail: `cannot try a sandbox start without ${tag}: asp run builds it (or asp image build)` });
+          } else {
+            const failure = await probeSandboxStart(context.docker, tag);
+            checks.push(
+              failure === undefined
+                ? { name: 'podman', ok: true, detail: 'a hardened sandbox (Init, limits, seccomp, no network) started and ended' }
+                : {
+                    name: 'podman',
+                    ok: false,
+                    detail: `a hardened sandbox did not start: ${failure} — Podman needs catatonit for Init (init_path in containers.conf) and default_ulimits this host allows; without systemd, cgroup_manager = "cgroupfs" (README: Which daemon)`,
+                  },
+            );
           }
         }
         try {

@@ -21,14 +21,21 @@ export interface PodmanService {
 
 export const canRunPodman = process.getuid?.() === 0 && existsSync('/usr/bin/podman') && existsSync('/usr/bin/catatonit');
 
-export async function startPodmanService(): Promise<PodmanService> {
+/** `ulimits: false` leaves default_ulimits out of containers.conf: Podman's own rlimits, which this VM refuses. */
+export async function startPodmanService(options: { ulimits?: boolean } = {}): Promise<PodmanService> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'asp-podman-'));
   const conf = path.join(dir, 'containers.conf');
   writeFileSync(
     conf,
-    ['[containers]', 'default_ulimits = ["nofile=10000:10000", "nproc=10000:10000"]', 'init_path = "/usr/bin/catatonit"', '[engine]', 'cgroup_manager = "cgroupfs"', 'events_logger = "file"', ''].join(
-      '\n',
-    ),
+    [
+      '[containers]',
+      ...(options.ulimits === false ? [] : ['default_ulimits = ["nofile=10000:10000", "nproc=10000:10000"]']),
+      'init_path = "/usr/bin/catatonit"',
+      '[engine]',
+      'cgroup_manager = "cgroupfs"',
+      'events_logger = "file"',
+      '',
+    ].join('\n'),
   );
   const socket = path.join(dir, 'podman.sock');
   const env = { ...process.env, CONTAINERS_CONF: conf };

@@ -212,16 +212,36 @@ describe.skipIf(!dockerAvailable)('every engine: the same task, hardened the sam
       expect(await names()).toEqual([]);
     }, 120_000);
 
-    it('asp doctor names the engine and how it was found', async () => {
+    it('asp doctor names the engine and how it was found, and checks what that engine needs', async () => {
       const doctor = await cli(['doctor', '--json']);
-      const check = (JSON.parse(doctor.stdout) as { checks: Array<{ name: string; ok: boolean; detail: string }> }).checks.find((entry) => entry.name === 'docker');
+      const checks = (JSON.parse(doctor.stdout) as { checks: Array<{ name: string; ok: boolean; detail: string }> }).checks;
+      const check = checks.find((entry) => entry.name === 'docker');
       expect(check?.ok).toBe(true);
+      if (engine.podman) expect(checks.find((entry) => entry.name === 'podman')).toMatchObject({ ok: true, detail: 'a hardened sandbox (Init, limits, seccomp, no network) started and ended' });
+      if (engine.gvisor) expect(checks.find((entry) => entry.name === 'gvisor')).toMatchObject({ ok: true, detail: 'runsc registered with --network=none and --oci-seccomp: --runtime runsc works' });
       expect(check?.detail).toMatch(
         new RegExp(
           `^${engine.podman ? 'Podman' : 'Docker'} \\S+ \\(API [\\d.]+, linux/\\w+\\) at ${started.env.DOCKER_HOST ? started.env.DOCKER_HOST.replace(/[.*+?^${}()|[\]\\]/g, '\\$&') : 'unix:///var/run/docker.sock'} \\((DOCKER_HOST|the Docker socket)\\)`,
         ),
       );
     }, 60_000);
+  });
+
+  describe.skipIf(!canRunPodman && process.env.CI !== 'true')('Podman without the rlimits this host allows (no default_ulimits)', () => {
+    it('asp doctor fails the podman check (exit 3), saying what Podman needs', async () => {
+      const podman = await startPodmanService({ ulimits: false });
+      try {
+        podman.load([imageContext().tag]);
+        const doctor = await asp(['doctor', '--json'], { DOCKER_HOST: podman.host });
+        expect(doctor.code).toBe(3);
+        const check = (JSON.parse(doctor.stdout) as { checks: Array<{ name: string; ok: boolean; detail: string }> }).checks.find((entry) => entry.name === 'podman');
+        expect(check?.ok).toBe(false);
+        expect(check?.detail).toMatch(/^a hardened sandbox did not start: .+ — Podman needs catatonit for Init/);
+        expect(await podman.docker.listContainers(labelFilter())).toEqual([]);
+      } finally {
+        await podman.stop();
+      }
+    }, 300_000);
   });
 
   describe.skipIf(!canRunSecondDaemon)('TLS: bad input and mismatches, each one line (exit 3)', () => {
