@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -225,6 +226,29 @@ describe.skipIf(!dockerAvailable)('every engine: the same task, hardened the sam
         ),
       );
     }, 60_000);
+
+    if (engine.gvisor) {
+      it('a step that starts more processes than gVisor allows ends the sandbox: the task fails, and no container, volume or runsc process of it is left', async () => {
+        const storm = "sh -c 'i=0; while [ $i -lt 300 ]; do sleep 30 & i=$((i + 1)); done; wait'";
+        const { result } = await run(['--repo', repoWith({ 'README.md': 'x\n' }), '--step', `storm=${storm}`]);
+        expect(result.exitCode).toBe(1);
+        expect(result.steps).toEqual([expect.objectContaining({ name: 'storm', status: 'failed' })]);
+        const ours = [...(await started.docker.listContainers(labelFilter())), ...(await started.docker.listVolumes(labelFilter()))].filter((object) => object.labels['asp.task'] === result.taskId);
+        expect(ours).toEqual([]);
+        // gVisor's own processes (runsc-gofer, runsc-sandbox) name the container they serve: each left must serve a
+        // container that still exists (other suites run runsc beside this one). They go within moments of the container.
+        const orphans = (): string[] => {
+          const live = new Set(execFileSync('docker', ['ps', '-q', '--no-trunc'], { encoding: 'utf8' }).split('\n').filter(Boolean));
+          const processes = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })
+            .split('\n')
+            .filter((line) => /^runsc-(gofer|sandbox)\b/.test(line));
+          return processes.filter((line) => !(line.match(/\b[0-9a-f]{64}\b/g) ?? []).some((id) => live.has(id)));
+        };
+        const deadline = Date.now() + 10_000;
+        while (orphans().length && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 250));
+        expect(orphans()).toEqual([]);
+      }, 180_000);
+    }
   });
 
   describe.skipIf(!canRunPodman && process.env.CI !== 'true')('Podman without the rlimits this host allows (no default_ulimits)', () => {
