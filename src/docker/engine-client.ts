@@ -6,7 +6,7 @@ import type { z } from 'zod';
 import { parseJsonWith } from '../config/task-spec.js';
 import { AspError, systemErrorCode } from '../core/asp-error.js';
 import { valueAt } from '../core/record-guard.js';
-import type { DaemonAddress } from './daemon-address.js';
+import { DEFAULT_SOCKET, type DaemonAddress } from './daemon-address.js';
 
 /**
  * A small client of the Docker Engine API over HTTP (a unix socket, tcp:// in plain HTTP or TLS, or ssh:// through
@@ -85,7 +85,7 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'DELETE']);
 
 /** Parses a daemon address (DOCKER_HOST's syntax) into where to connect; `tls` and `sshCommand` as discovery found them. */
 export function engineTarget(dockerHost: string | undefined, options: { tls?: DaemonAddress['tls']; sshCommand?: string | undefined } = {}): EngineTarget {
-  if (!dockerHost) return { socketPath: '/var/run/docker.sock', protocol: 'http' };
+  if (!dockerHost) return { socketPath: DEFAULT_SOCKET, protocol: 'http' };
   if (dockerHost.startsWith('unix://')) return { socketPath: dockerHost.slice('unix://'.length), protocol: 'http' };
   if (dockerHost.startsWith('ssh://')) return sshTarget(dockerHost, options.sshCommand);
   let url: URL | undefined;
