@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { EngineAdapter } from '../../src/docker/engine-adapter.js';
 import type { DockerPort } from '../../src/docker/port.js';
+import { succeeds, waitForServer } from './server-process.js';
 
 /**
  * Debian's Podman (4.3) serving its Docker-compatible API on a unix socket of its own (ENVIRONMENT.md, "Podman"):
@@ -45,19 +46,14 @@ export async function startPodmanService(options: { ulimits?: boolean } = {}): P
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const host = `unix://${socket}`;
   const docker = new EngineAdapter(host);
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`podman system service exited (${child.exitCode}): ${log}`);
-    if (
-      await docker.info().then(
-        () => true,
-        () => false,
-      )
-    )
-      break;
-    if (Date.now() > deadline) throw new Error(`podman system service did not answer on ${host} within 30 s: ${log}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null) {
+      child.kill('SIGTERM');
+      await exited;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  await waitForServer(child, () => succeeds(() => docker.info()), { what: `podman system service on ${host}`, timeoutMs: 30_000, log: () => log, stop });
   return {
     host,
     docker,
@@ -76,12 +72,6 @@ export async function startPodmanService(options: { ulimits?: boolean } = {}): P
         execFileSync('podman', ['load', '-q'], { env, input: saved, stdio: ['pipe', 'ignore', 'pipe'], maxBuffer: 64 * 1024 * 1024 });
       }
     },
-    stop: async () => {
-      if (child.exitCode === null) {
-        child.kill('SIGTERM');
-        await exited;
-      }
-      rmSync(dir, { recursive: true, force: true });
-    },
+    stop,
   };
 }

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -26,4 +27,15 @@ export function repoWith(files: Record<string, string | Buffer>): string {
 
 export function gitIn(dir: string, ...args: string[]): string {
   return git(dir, ...args);
+}
+
+/**
+ * A clone of the original repository with a task's change bundle fetched into the branch `incoming`, as a reviewer
+ * would check it: the bundle must apply on top of the base the repository already has.
+ */
+export function fetchBundle(repo: string, result: { workspacePath: string; taskId: string }): string {
+  const check = path.join(mkdtempSync(path.join(os.tmpdir(), 'asp-bundle-')), 'check');
+  execFileSync('git', ['clone', '-q', repo, check]);
+  execFileSync('git', ['-C', check, 'fetch', '-q', path.join(result.workspacePath, '.asp', 'change.bundle'), `asp/${result.taskId}:incoming`]);
+  return check;
 }

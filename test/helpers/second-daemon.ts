@@ -2,6 +2,7 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { freePort } from './ports.js';
+import { succeeds, waitForServer } from './server-process.js';
 import { EngineAdapter } from '../../src/docker/engine-adapter.js';
 import type { DockerPort } from '../../src/docker/port.js';
 
@@ -82,22 +83,7 @@ export async function startSecondDaemon(options: { hide?: string[]; tls?: boolea
     rmSync(dir, { recursive: true, force: true });
   };
 
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`the second dockerd exited (${child.exitCode}) before it answered:\n${log}`);
-    if (
-      await docker.info().then(
-        () => true,
-        () => false,
-      )
-    )
-      break;
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`the second dockerd did not answer on ${host} within 60 s:\n${log}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
+  await waitForServer(child, () => succeeds(() => docker.info()), { what: `the second dockerd on ${host}`, timeoutMs: 60_000, log: () => log, stop });
 
   const cli = (args: string[], input?: Buffer) => execFileSync('docker', args, { env, input, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }).trim();
   return {

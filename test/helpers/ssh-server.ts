@@ -4,6 +4,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from './ports.js';
+import { waitForServer } from './server-process.js';
 
 /**
  * Debian's sshd on 127.0.0.1, with a host key and a client key made for it: an ssh:// Docker host for the tests,
@@ -49,22 +50,18 @@ export async function startSshServer(): Promise<SshServer> {
   let log = '';
   child.stderr.on('data', (chunk: Buffer) => (log = (log + chunk.toString()).slice(-4000)));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const deadline = Date.now() + 20_000;
-  while (!(await listening(port))) {
-    if (child.exitCode !== null) throw new Error(`sshd exited (${child.exitCode}) before it listened: ${log}`);
-    if (Date.now() > deadline) throw new Error(`sshd did not listen on 127.0.0.1:${port} within 20 s: ${log}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null) {
+      child.kill('SIGTERM');
+      await exited;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  await waitForServer(child, () => listening(port), { what: `sshd on 127.0.0.1:${port}`, timeoutMs: 20_000, everyMs: 100, log: () => log, stop });
   return {
     host: `ssh://root@127.0.0.1:${port}`,
     sshCommand: `ssh -i ${path.join(dir, 'client')} -F /dev/null -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR`,
-    stop: async () => {
-      if (child.exitCode === null) {
-        child.kill('SIGTERM');
-        await exited;
-      }
-      rmSync(dir, { recursive: true, force: true });
-    },
+    stop,
   };
 }
 

@@ -8,10 +8,9 @@ import { AspError } from '../../src/core/asp-error.js';
 import type { TaskSpecInput } from '../../src/config/task-spec.js';
 import { runtimeVersion } from '../../src/docker/runtime-volume.js';
 import { imageContext } from '../../src/docker/sandbox-image.js';
-import type { TaskResult } from '../../src/supervisor/run-task.js';
 import { keyValues } from '../fixtures/hostile/privilege-probe.js';
 import { docker, dockerAvailable, leftovers, testSettings } from '../helpers/docker.js';
-import { gitIn, repoWith } from '../helpers/repos.js';
+import { fetchBundle, gitIn, repoWith } from '../helpers/repos.js';
 import { artifact, run, trace, workspaceDirs } from '../helpers/run.js';
 import { asp } from '../helpers/cli.js';
 import { ensureTestImage } from '../helpers/test-images.js';
@@ -37,14 +36,6 @@ const IMAGES: ImageCase[] = [
   // Alpine's make-up: musl's loader and libc, a shell that loads them, no glibc file anywhere.
   { name: 'a musl image with no glibc, its shell linked against musl', kind: 'musl', shell: /^\/bin\/dash$/, git: false },
 ];
-
-/** A clone of the original repository with the task's bundle fetched into `incoming`, as a reviewer would check it. */
-function fetchBundle(repo: string, result: TaskResult): string {
-  const check = path.join(mkdtempSync(path.join(os.tmpdir(), 'asp-bundle-')), 'check');
-  execFileSync('git', ['clone', '-q', repo, check]);
-  execFileSync('git', ['-C', check, 'fetch', '-q', path.join(result.workspacePath, '.asp', 'change.bundle'), `asp/${result.taskId}:incoming`]);
-  return check;
-}
 
 describe.skipIf(!dockerAvailable)('--image takes any image, against the real Docker engine', () => {
   const settings = testSettings();

@@ -1,10 +1,9 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { dockerAvailable, leftovers, testSettings } from '../helpers/docker.js';
-import { gitIn, repoWith } from '../helpers/repos.js';
+import { fetchBundle, gitIn, repoWith } from '../helpers/repos.js';
 import { artifact, run } from '../helpers/run.js';
 
 describe.skipIf(!dockerAvailable)('changes, secrets and the disk limit, against the real Docker engine', () => {
@@ -27,9 +26,7 @@ describe.skipIf(!dockerAvailable)('changes, secrets and the disk limit, against 
     expect(readFileSync(path.join(result.workspacePath, '.asp', 'diff.patch'), 'utf8')).toContain('+new');
 
     // The bundle is a plain git bundle on top of the base: a clone of the original plus a fetch reproduces the change.
-    const check = path.join(mkdtempSync(path.join(os.tmpdir(), 'asp-bundle-')), 'check');
-    execFileSync('git', ['clone', '-q', repo, check]);
-    execFileSync('git', ['-C', check, 'fetch', '-q', path.join(result.workspacePath, '.asp', 'change.bundle'), `asp/${result.taskId}:incoming`]);
+    const check = fetchBundle(repo, result);
     expect(execFileSync('git', ['-C', check, 'show', 'incoming:README.md']).toString()).toBe('new\n');
     expect(execFileSync('git', ['-C', check, 'rev-parse', 'incoming~1']).toString().trim()).toBe(base);
   });

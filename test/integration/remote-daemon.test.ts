@@ -8,7 +8,7 @@ import { DEFAULT_BASE_IMAGE, imageContext, packageRoot } from '../../src/docker/
 import { runtimeVersion } from '../../src/docker/runtime-volume.js';
 import { asp } from '../helpers/cli.js';
 import { dockerAvailable } from '../helpers/docker.js';
-import { gitIn, repoWith } from '../helpers/repos.js';
+import { fetchBundle, gitIn, repoWith } from '../helpers/repos.js';
 import { AspError } from '../../src/core/asp-error.js';
 import { DockerBackend } from '../../src/docker/docker-backend.js';
 import { run, workspaceDirs } from '../helpers/run.js';
@@ -66,9 +66,7 @@ describe.skipIf(!dockerAvailable || !canRunSecondDaemon)('a daemon that cannot s
     const result = JSON.parse(run.stdout) as { status: string; workspacePath: string; taskId: string; change: { base: string; commits: number; filesChanged: number } | null };
     expect(result.status).toBe('passed');
     expect(result.change).toMatchObject({ base, commits: 1, filesChanged: 1 });
-    const check = path.join(mkdtempSync(path.join(os.tmpdir(), 'asp-remote-check-')), 'check');
-    execFileSync('git', ['clone', '-q', repo, check]);
-    execFileSync('git', ['-C', check, 'fetch', '-q', path.join(result.workspacePath, '.asp', 'change.bundle'), `asp/${result.taskId}:incoming`]);
+    const check = fetchBundle(repo, result);
     expect(execFileSync('git', ['-C', check, 'show', 'incoming:NOTES.md'], { encoding: 'utf8' })).toBe('remote\n');
     // asp's image was built on that daemon from the context sent over the API, and the runtime filled from it there.
     const tag = imageContext().tag;

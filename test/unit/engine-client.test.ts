@@ -9,6 +9,7 @@ import { AspError, exitCodeFor } from '../../src/core/asp-error.js';
 import { demultiplex, engineTarget } from '../../src/docker/engine-client.js';
 import { EngineAdapter, MAX_API_VERSION } from '../../src/docker/engine-adapter.js';
 import { DOCKER_20_VERSION, routeOf } from '../helpers/engine-api.js';
+import { freePort } from '../helpers/ports.js';
 
 /** One request as the fake daemon saw it. */
 interface Seen {
@@ -77,17 +78,6 @@ function frame(stream: 1 | 2, text: string): Buffer {
   header[0] = stream;
   header.writeUInt32BE(payload.length, 4);
   return Buffer.concat([header, payload]);
-}
-
-/** A tcp port on 127.0.0.1 that nothing listens on (it was free a moment ago). */
-function closedPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createNetServer();
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 1));
-    });
-  });
 }
 
 async function text(stream: NodeJS.ReadableStream): Promise<string> {
@@ -212,7 +202,7 @@ describe('the Engine API client', () => {
       code: 'DOCKER_UNAVAILABLE',
       message: 'cannot reach the Docker daemon: Docker at unix:///nonexistent/docker.sock does not answer (ENOENT: no socket there; DOCKER_HOST)',
     });
-    const port = await closedPort();
+    const port = await freePort();
     const refused = await new EngineAdapter(`tcp://127.0.0.1:${port}`).info().catch((caught: unknown) => caught);
     expect(refused).toMatchObject({
       code: 'DOCKER_UNAVAILABLE',
@@ -325,7 +315,7 @@ describe('the Engine API client', () => {
   });
 
   it('refuses a Podman that is not on this host: it could not read the profile file', async () => {
-    const port = await closedPort();
+    const port = await freePort();
     const server = createServer((request, response) => {
       response.writeHead(200, { 'content-type': 'application/json' });
       response.end(JSON.stringify({ ...VERSION, Components: [{ Name: 'Podman Engine' }] }));
