@@ -259,6 +259,15 @@ async function main(): Promise<void> {
   // SIGUSR1 would open Node's inspector on 127.0.0.1:9229, where a step could rewrite the runner. Steps cannot
   // signal the runner (another uid), and even so: with a listener installed, Node starts no inspector.
   process.on('SIGUSR1', () => {});
+  // On Kubernetes the pod starts before asp can attach, and what the runner writes before that is lost: there it
+  // says hello only once the host's first bytes arrived (the host writes only once it is attached).
+  if (process.env.ASP_HELLO_AFTER_INPUT === '1') {
+    await firstInput();
+    if (process.stdin.readableEnded || process.stdin.destroyed) {
+      process.exitCode = 70;
+      return;
+    }
+  }
   emit({ type: 'hello', protocolVersion: PROTOCOL_VERSION, runner: RUNNER, ...(await ownIdentity()) });
   if (!canDropToStepUser()) {
     // Without root the runner cannot run steps as another uid, and a step of its own uid could take it over.
@@ -324,6 +333,24 @@ async function main(): Promise<void> {
   // An open stdin would keep the runner (and so the container) alive after the last step.
   process.stdin.destroy();
   finish(status, status === 'passed' ? 0 : status === 'timeout' ? EXIT_DEADLINE : 1);
+}
+
+/**
+ * Resolves when stdin has bytes to read (or ended), reading none of them: HostInput reads them all from the start.
+ * Once the 'readable' listener is gone, stdin is neither paused nor flowing, so HostInput's 'data' listener starts it.
+ */
+function firstInput(): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      process.stdin.off('readable', done);
+      process.stdin.off('end', done);
+      process.stdin.off('close', done);
+      resolve();
+    };
+    process.stdin.on('readable', done);
+    process.stdin.on('end', done);
+    process.stdin.on('close', done);
+  });
 }
 
 /**

@@ -15,12 +15,14 @@ export interface EngineInfo {
   /** Why this engine (DOCKER_HOST, a context, a well-known socket), as discovery found it. */
   source?: string | undefined;
   /** Which make the engine says it is: Podman's Docker-compatible service answers as Docker does, mostly. */
-  product?: 'docker' | 'podman' | undefined;
+  product?: 'docker' | 'podman' | 'kubernetes' | undefined;
   serverVersion: string;
   apiVersion: string;
   os: string;
   arch: string;
   runtimes: string[];
+  /** The engine would not say which runtimes it has (a namespaced service account cannot list RuntimeClasses). */
+  runtimesUnknown?: boolean | undefined;
   /** The arguments each runtime is registered with (`runtimeArgs` in daemon.json), when the engine says. */
   runtimeArgs?: Record<string, string[]> | undefined;
   /** CPUs and memory of the engine's machine, when it says. */
@@ -68,8 +70,10 @@ export interface SandboxStreams {
 }
 
 export interface Sandbox {
-  /** The backend's id for it (a container id), for logs. */
+  /** The backend's id for it (a container id, a pod name), for logs. */
   readonly id: string;
+  /** The image's content digest as the engine ran it, when only starting the sandbox tells it (a pod's imageID). */
+  readonly imageId?: string | undefined;
   /** Connects the streams and starts the runner; nothing it says is missed. Once per sandbox. */
   open(): Promise<SandboxStreams>;
   /** Resolves with the runner's exit status when the sandbox stops. */

@@ -1,5 +1,5 @@
 import { AspError } from '../core/asp-error.js';
-import type { RunnerIdentity } from '../protocol/messages.js';
+import { SANDBOX_RUNTIME_DIR, type RunnerIdentity } from '../protocol/messages.js';
 import type { EngineInfo } from './sandbox-backend.js';
 import { isGvisor } from './seccomp-profile.js';
 
@@ -59,6 +59,37 @@ export function sandboxEnv(allowed: Record<string, string>): string[] {
 }
 
 /**
+ * Variables of an image's ENV that would change the runner itself (a library preloaded into root's process, Node's
+ * own options): emptied, which the loader and Node both take as unset. The rest of the image's ENV is the steps'.
+ */
+const RUNNER_NEUTRAL_ENV = ['LD_PRELOAD=', 'LD_AUDIT=', 'NODE_OPTIONS='];
+/** git's identity for the runner's commits, which asp's own image sets in its ENV. */
+const GIT_IDENTITY_ENV = ['GIT_AUTHOR_NAME=asp', 'GIT_AUTHOR_EMAIL=asp@sandbox.invalid', 'GIT_COMMITTER_NAME=asp', 'GIT_COMMITTER_EMAIL=asp@sandbox.invalid'];
+
+/** How the runner starts: its command (undefined: the image's own ENTRYPOINT), its arguments, its whole environment. */
+export interface RunnerLaunch {
+  entrypoint: string[] | undefined;
+  cmd: string[];
+  env: string[];
+}
+
+/**
+ * In asp's own image the runner is its CMD. On any other image it comes from the runtime mounted at /opt/asp: Node
+ * through the runtime's own loader and libraries (the image may have another libc, or none), so nothing of the
+ * image's runs before the runner, whatever its ENTRYPOINT, CMD, USER, WORKDIR or ENV say.
+ */
+export function runnerLaunch(allowedEnv: Record<string, string>, fromRuntime: boolean, extraEnv: string[] = []): RunnerLaunch {
+  const env = [...sandboxEnv(allowedEnv), ...extraEnv];
+  if (!fromRuntime) return { entrypoint: undefined, cmd: ['asp-sandbox'], env };
+  const dir = SANDBOX_RUNTIME_DIR;
+  return {
+    entrypoint: [`${dir}/lib/ld.so`, '--library-path', `${dir}/lib`, `${dir}/bin/node`],
+    cmd: [`${dir}/sandbox/asp-sandbox.mjs`],
+    env: [...env, `ASP_RUNTIME=${dir}`, ...RUNNER_NEUTRAL_ENV, ...GIT_IDENTITY_ENV],
+  };
+}
+
+/**
  * What the runner's own kernel says of it (HelloMessage.identity) against what asp asked for: uid 0 holding exactly
  * RUNNER_CAPABILITIES, a seccomp filter, no-new-privileges (where the kernel reports it; gVisor does not). An engine
  * can echo a field back in inspect and still not apply it; the running process cannot pretend. Undefined when right.
@@ -105,6 +136,17 @@ export function checkRuntime(runtime: string | undefined, info: EngineInfo): voi
       `Podman ignores the runtime a container asks for: --runtime ${runtime} would run under Podman's default runtime`,
       "drop --runtime, or set Podman's runtime in containers.conf ([engine] runtime), or use a Docker daemon for --runtime",
     );
+  }
+  if (info.product === 'kubernetes') {
+    // A runtime on a cluster is a RuntimeClass; gVisor's own configuration there is the node's, not asp's to check.
+    if (!info.runtimesUnknown && !info.runtimes.includes(runtime)) {
+      throw new AspError(
+        'RUNTIME_UNAVAILABLE',
+        `the cluster has no RuntimeClass "${runtime}" (it has: ${info.runtimes.join(', ') || 'none'})`,
+        'install the runtime on the nodes with its RuntimeClass (gVisor: a RuntimeClass with handler runsc), or drop --runtime',
+      );
+    }
+    return;
   }
   if (!info.runtimes.includes(runtime)) {
     throw new AspError(

@@ -1,5 +1,7 @@
 import { AspError, errorMessage, EXIT, exitCodeFor } from '../core/asp-error.js';
-import { readSettings, type Settings } from '../config/settings.js';
+import { backendName, namespaceName, readSettings, type BackendName, type Settings } from '../config/settings.js';
+import { KubernetesBackend } from '../k8s/k8s-backend.js';
+import { imageContext } from '../docker/sandbox-image.js';
 import { EngineAdapter } from '../docker/engine-adapter.js';
 import type { DockerPort } from '../docker/port.js';
 import { DockerBackend } from '../docker/docker-backend.js';
@@ -15,29 +17,63 @@ export interface CliContext {
   settings: Settings;
   log: Log;
   docker: DockerPort;
+  /** The backend of `--backend` (else ASP_BACKEND, else docker). */
   backend: SandboxBackend;
+  /** Each backend by name, made on first use (a batch line may name its own). */
+  backendFor: (name: BackendName) => SandboxBackend;
   json: boolean;
   debug: boolean;
   stdout: (text: string) => void;
 }
 
-export function makeContext(options: { json?: boolean; debug?: boolean }): CliContext {
-  const settings = readSettings();
+export function makeContext(options: { json?: boolean; debug?: boolean; backend?: string; namespace?: string }): CliContext {
+  const read = readSettings();
+  const namespace = namespaceName(options.namespace, '--namespace');
+  const settings: Settings = {
+    ...read,
+    backend: backendName(options.backend, '--backend') ?? read.backend,
+    k8s: { ...read.k8s, ...(namespace ? { namespace } : {}) },
+  };
   const debug = Boolean(options.debug) || settings.debug;
   const json = Boolean(options.json);
   // Found on the first call (DOCKER_HOST, a context, the usual sockets): a command that never talks to Docker never looks.
   const docker = EngineAdapter.fromEnvironment(settings.hostEnv, { timeoutMs: settings.dockerTimeoutMs, sshCommand: settings.sshCommand });
+  const log = json ? jsonLog(debug) : humanLog(debug);
+  const made = new Map<BackendName, SandboxBackend>();
+  const backendFor = (name: BackendName): SandboxBackend => {
+    let backend = made.get(name);
+    if (!backend) {
+      backend = name === 'k8s' ? kubernetesBackend(settings, log) : new DockerBackend(docker);
+      made.set(name, backend);
+    }
+    return backend;
+  };
   return {
     settings,
     debug,
     json,
-    log: json ? jsonLog(debug) : humanLog(debug),
+    log,
     docker,
-    backend: new DockerBackend(docker),
+    backend: backendFor(settings.backend),
+    backendFor,
     // Tables, timelines and reports carry task, step and file names from sandboxes: printed escaped. JSON output
     // passes unchanged in meaning (printable keeps it valid JSON of the same value).
     stdout: (text) => process.stdout.write(printable(text)),
   };
+}
+
+/** The Kubernetes backend as the settings say: its API is found (kubeconfig) on its first call, not here. */
+export function kubernetesBackend(settings: Settings, log: Log): KubernetesBackend {
+  return new KubernetesBackend({
+    env: settings.hostEnv,
+    namespace: settings.k8s.namespace,
+    context: settings.k8s.context,
+    runnerImage: settings.k8s.image ?? imageContext().tag,
+    seccompProfile: settings.k8s.seccompProfile,
+    timeoutMs: settings.dockerTimeoutMs,
+    startTimeoutMs: settings.k8s.startTimeoutMs,
+    warn: (message) => log.warn({}, message),
+  });
 }
 
 /**

@@ -11,6 +11,7 @@ import { deliverTask } from '../delivery/deliver-task.js';
 import { runTask, type TaskResult } from '../supervisor/run-task.js';
 import { resolveTraceMode } from '../tracing/trace-mode.js';
 import { makeContext, reportFailure } from './cli-context.js';
+import { dryRunManifests, formatManifests } from './dry-run.js';
 import { askAtTerminal } from './hitl-prompt.js';
 import { installInterruptHandlers } from './interrupts.js';
 
@@ -46,6 +47,9 @@ interface RunFlags {
   trace?: string;
   maxCost?: string;
   maxTokens?: string;
+  backend?: string;
+  namespace?: string;
+  dryRun?: boolean;
   json?: boolean;
   debug?: boolean;
 }
@@ -68,7 +72,10 @@ export function registerRunCommand(program: Command): void {
     .option('--max-cost <usd>', 'model budget of the task in USD, enforced on the host (needs a model: OPENAI_API_KEY, ANTHROPIC_API_KEY or ASP_MODEL)')
     .option('--max-tokens <n>', 'model budget of the task in tokens, enforced on the host')
     .option('--image <image>', 'run in this image instead of the asp sandbox image')
-    .option('--runtime <name>', 'container runtime, e.g. runsc (gVisor) where installed')
+    .option('--runtime <name>', 'container runtime, e.g. runsc (gVisor) where installed; on Kubernetes a RuntimeClass')
+    .option('--backend <name>', 'where the sandbox runs: docker or k8s (default: ASP_BACKEND, else docker)')
+    .option('--namespace <name>', "Kubernetes namespace of the pod (default: ASP_K8S_NAMESPACE, else the kubeconfig context's)")
+    .option('--dry-run', 'print what would be created (the pod and its NetworkPolicy on k8s, the container on docker) and stop')
     .option('--timeout <duration>', 'deadline for the whole task', '30m')
     .option('--memory <size>', 'memory limit (no swap)', '2g')
     .option('--cpus <n>', 'CPU limit', '1')
@@ -99,7 +106,11 @@ async function runCommand(flags: RunFlags): Promise<number> {
   const debug = Boolean(flags.debug);
   try {
     const spec = parseTaskSpec({ ...specFromFlags(flags), task: await taskText(flags) }, 'asp run');
-    const context = makeContext({ json, debug });
+    const context = makeContext({ json, debug, backend: flags.backend, namespace: flags.namespace });
+    if (flags.dryRun) {
+      context.stdout(formatManifests(await dryRunManifests(spec, context), json));
+      return EXIT.ok;
+    }
     if (spec.pr && !context.settings.github.token) throw new AspError('BAD_INPUT', '--pr needs a GitHub token', 'set GITHUB_TOKEN (or GH_TOKEN) on the host; it never enters the sandbox');
     const traceMode = resolveTraceMode(flags.trace, context.settings);
     const interrupts = installInterruptHandlers(context.log);
@@ -108,6 +119,7 @@ async function runCommand(flags: RunFlags): Promise<number> {
     try {
       const run = await runTask(spec, {
         backend: context.backend,
+        backendFor: context.backendFor,
         settings: context.settings,
         clock: systemClock,
         log: context.log,

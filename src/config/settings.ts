@@ -15,6 +15,9 @@ export interface Settings {
   dockerTimeoutMs: number;
   /** The program (and its options) that carries an ssh:// daemon connection (ASP_SSH_COMMAND, default ssh). */
   sshCommand: string | undefined;
+  /** Where sandboxes run (ASP_BACKEND, `--backend`): a Docker engine, or a Kubernetes cluster. */
+  backend: BackendName;
+  k8s: KubernetesSettings;
   langfuse: { publicKey: string; secretKey: string; baseUrl: string } | undefined;
   /** GitHub (or GitHub Enterprise) for --push/--pr: the token stays on the host. */
   github: { token: string | undefined; apiUrl: string; webHost: string };
@@ -23,6 +26,22 @@ export interface Settings {
   models: ModelSettings;
   /** The host environment, for the explicit `--env NAME` allowlist only. */
   hostEnv: Readonly<Record<string, string | undefined>>;
+}
+
+export const BACKENDS = ['docker', 'k8s'] as const;
+export type BackendName = (typeof BACKENDS)[number];
+
+export interface KubernetesSettings {
+  /** ASP_K8S_NAMESPACE (`--namespace` wins); else the kubeconfig context's namespace. */
+  namespace: string | undefined;
+  /** ASP_K8S_CONTEXT; else the kubeconfig's current context. */
+  context: string | undefined;
+  /** ASP_K8S_IMAGE: asp's sandbox image as the cluster pulls it (a registry's name for it); else its local tag. */
+  image: string | undefined;
+  /** ASP_K8S_SECCOMP_PROFILE: asp's seccomp profile as a Localhost profile on the nodes (path under the kubelet's seccomp dir). */
+  seccompProfile: string | undefined;
+  /** ASP_K8S_START_TIMEOUT: how long a pod may take to be scheduled and pull its image (default 5m). */
+  startTimeoutMs: number;
 }
 
 export interface ModelSettings {
@@ -52,6 +71,8 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     retentionMs,
     dockerTimeoutMs: dockerTimeout(env),
     sshCommand: env.ASP_SSH_COMMAND?.trim() || undefined,
+    backend: backendName(env.ASP_BACKEND, 'ASP_BACKEND') ?? 'docker',
+    k8s: kubernetesSettings(env),
     langfuse: publicKey && secretKey ? { publicKey, secretKey, baseUrl: (env.LANGFUSE_BASE_URL || env.LANGFUSE_HOST || LANGFUSE_DEFAULT_BASE_URL).replace(/\/+$/, '') } : undefined,
     github: githubSettings(env),
     debug: env.ASP_DEBUG === '1',
@@ -68,6 +89,43 @@ function dockerTimeout(env: NodeJS.ProcessEnv): number {
     throw new AspError('BAD_INPUT', `ASP_DOCKER_TIMEOUT="${text}" is not a duration of a second or more`, 'use seconds (30) or a duration such as 2m');
   }
   return ms;
+}
+
+/** A backend's name from a flag or a variable (`origin` says which); undefined when unset. */
+export function backendName(text: string | undefined, origin: string): BackendName | undefined {
+  const name = text?.trim();
+  if (!name) return undefined;
+  if ((BACKENDS as readonly string[]).includes(name)) return name as BackendName;
+  throw new AspError('BAD_INPUT', `${origin} "${name}" is not a backend`, `use ${BACKENDS.join(' or ')}`);
+}
+
+/** A Kubernetes namespace name (RFC 1123 label), as `--namespace` or ASP_K8S_NAMESPACE gives it. */
+export function namespaceName(text: string | undefined, origin: string): string | undefined {
+  const name = text?.trim();
+  if (!name) return undefined;
+  if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(name)) {
+    throw new AspError('BAD_INPUT', `${origin} "${name}" is not a namespace name`, 'use at most 63 lower-case letters, digits and "-", starting and ending with a letter or digit');
+  }
+  return name;
+}
+
+function kubernetesSettings(env: NodeJS.ProcessEnv): KubernetesSettings {
+  const start = env.ASP_K8S_START_TIMEOUT?.trim();
+  const startTimeoutMs = start ? parseDuration(/^\d+$/.test(start) ? `${start}s` : start) : 5 * 60_000;
+  if (startTimeoutMs === undefined || startTimeoutMs < 1000) {
+    throw new AspError('BAD_INPUT', `ASP_K8S_START_TIMEOUT="${start}" is not a duration of a second or more`, 'use seconds (300) or a duration such as 5m');
+  }
+  const profile = env.ASP_K8S_SECCOMP_PROFILE?.trim() || undefined;
+  if (profile && (profile.startsWith('/') || profile.split('/').includes('..'))) {
+    throw new AspError('BAD_INPUT', `ASP_K8S_SECCOMP_PROFILE="${profile}" is not a path relative to the kubelet's seccomp dir`, 'give it as the nodes know it, e.g. profiles/asp.json');
+  }
+  return {
+    namespace: namespaceName(env.ASP_K8S_NAMESPACE, 'ASP_K8S_NAMESPACE'),
+    context: env.ASP_K8S_CONTEXT?.trim() || undefined,
+    image: env.ASP_K8S_IMAGE?.trim() || undefined,
+    seccompProfile: profile,
+    startTimeoutMs,
+  };
 }
 
 function githubSettings(env: NodeJS.ProcessEnv): Settings['github'] {

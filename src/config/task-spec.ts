@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { BACKENDS } from './settings.js';
 import { AspError } from '../core/asp-error.js';
 import { CREDENTIALS_HINT, hasCredentials } from './repo-url.js';
 import { parseDuration, parseSize } from './units.js';
@@ -137,6 +138,8 @@ export const taskSpecSchema = z.strictObject({
   pipeline: z.string().min(1).optional(),
   image: z.string().min(1).optional(),
   runtime: z.string().min(1).optional(),
+  /** Where this task's sandbox runs (`--backend`, a batch line's "backend"); default: ASP_BACKEND, else docker. */
+  backend: z.enum(BACKENDS).optional(),
   limits: limitsSchema.default(limitsSchema.parse({})),
   env: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name')).default([]),
   keep: z.boolean().default(false),

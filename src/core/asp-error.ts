@@ -12,6 +12,9 @@ export type AspErrorCode =
   | 'PROTOCOL_MISMATCH' // the sandbox speaks another protocol version
   | 'NOT_FOUND' // a task, trace or workspace asked for by name does not exist
   | 'FORGE_FAILED' // the code host (GitHub API) refused or did not answer
+  | 'K8S_UNAVAILABLE' // the Kubernetes API server does not answer, or asp cannot authenticate to it
+  | 'K8S_FORBIDDEN' // the API server refused a verb (RBAC): the message names the verb and the resource
+  | 'K8S_FAILED' // the API server or the kubelet answered with another error
   | 'PUSH_REJECTED'; // the remote refused the branch (non-fast-forward, no permission): the work is kept
 
 export class AspError extends Error {
@@ -46,6 +49,9 @@ export function exitCodeFor(code: AspErrorCode): number {
     case 'PUSH_REJECTED':
       return EXIT.taskFailed;
     case 'FORGE_FAILED':
+    case 'K8S_UNAVAILABLE':
+    case 'K8S_FORBIDDEN':
+    case 'K8S_FAILED':
       return EXIT.infrastructure;
     case 'DOCKER_UNAVAILABLE':
     case 'DOCKER_FAILED':

@@ -2,7 +2,7 @@ import type { Limits } from '../config/task-spec.js';
 import type { ContainerCreateBody } from './port.js';
 import { SANDBOX_CHECK_DIR, SANDBOX_RUNTIME_DIR as RUNTIME_MOUNT, SANDBOX_WORKSPACE } from '../protocol/messages.js';
 import { seccompSecurityOpt } from '../backend/seccomp-profile.js';
-import { RUNNER_CAPABILITIES, RUNNER_USER, sandboxEnv } from '../backend/sandbox-policy.js';
+import { RUNNER_CAPABILITIES, RUNNER_USER, runnerLaunch } from '../backend/sandbox-policy.js';
 
 export interface ContainerSpecInput {
   name: string;
@@ -25,14 +25,6 @@ export interface ContainerSpecInput {
   runnerRuntime?: string | undefined;
 }
 
-/**
- * Variables of an image's ENV that would change the runner itself (a library preloaded into root's process, Node's
- * own options): emptied, which the loader and Node both take as unset. The rest of the image's ENV is the steps'.
- */
-const RUNNER_NEUTRAL_ENV = ['LD_PRELOAD=', 'LD_AUDIT=', 'NODE_OPTIONS='];
-/** git's identity for the runner's commits, which asp's own image sets in its ENV. */
-const GIT_IDENTITY_ENV = ['GIT_AUTHOR_NAME=asp', 'GIT_AUTHOR_EMAIL=asp@sandbox.invalid', 'GIT_COMMITTER_NAME=asp', 'GIT_COMMITTER_EMAIL=asp@sandbox.invalid'];
-
 /** Docker's json-file log of a sandbox is capped: the protocol is read live, the log is only a fallback. */
 const LOG_MAX_SIZE = '10m';
 
@@ -42,15 +34,15 @@ const LOG_MAX_SIZE = '10m';
  */
 export function containerSpec(input: ContainerSpecInput): ContainerCreateBody {
   const { limits } = input;
+  const launch = runnerLaunch(input.allowedEnv, Boolean(input.runnerRuntime));
   return {
     name: input.name,
     Image: input.image,
     // On any other image the runner comes from the runtime: Node through the runtime's own loader and libraries
     // (the image may have another libc, or none), so nothing of the image's runs before the runner.
-    ...(input.runnerRuntime
-      ? { Entrypoint: [`${RUNTIME_MOUNT}/lib/ld.so`, '--library-path', `${RUNTIME_MOUNT}/lib`, `${RUNTIME_MOUNT}/bin/node`], Cmd: [`${RUNTIME_MOUNT}/sandbox/asp-sandbox.mjs`] }
-      : { Cmd: ['asp-sandbox'] }),
-    Env: [...sandboxEnv(input.allowedEnv), ...(input.runnerRuntime ? [`ASP_RUNTIME=${RUNTIME_MOUNT}`, ...RUNNER_NEUTRAL_ENV, ...GIT_IDENTITY_ENV] : [])],
+    ...(launch.entrypoint ? { Entrypoint: launch.entrypoint } : {}),
+    Cmd: launch.cmd,
+    Env: launch.env,
     User: RUNNER_USER,
     WorkingDir: SANDBOX_WORKSPACE,
     Labels: input.labels,

@@ -1,6 +1,6 @@
 import { AspError, errorMessage, EXIT, exitCodeFor } from '../core/asp-error.js';
 import { CleanupStack } from '../core/cleanup-stack.js';
-import type { Settings } from '../config/settings.js';
+import type { BackendName, Settings } from '../config/settings.js';
 import type { TaskSpec } from '../config/task-spec.js';
 import type { Clock } from '../core/clock.js';
 import type { Log } from '../core/log.js';
@@ -27,8 +27,10 @@ import type { Deliverable, StepFailure, TaskResult, TaskRun } from './task-resul
 export type { Deliverable, StepFailure, StepResult, TaskResult, TaskRun };
 
 export interface RunDeps {
-  /** Where sandboxes are made: Docker today (src/docker/docker-backend.ts). */
+  /** Where sandboxes are made: Docker (src/docker/docker-backend.ts) or Kubernetes (src/k8s/k8s-backend.ts). */
   backend: SandboxBackend;
+  /** The backend a task names (`"backend"` of a batch line), when it is not `backend`'s. */
+  backendFor?: ((name: BackendName) => SandboxBackend) | undefined;
   settings: Settings;
   clock: Clock;
   log: Log;
@@ -68,7 +70,8 @@ interface Ran {
  * cleanup stack, undone in reverse order on every path (interrupts and failures included) at the cleanup phase.
  * Delivery (the HITL gate, push, PR) is not in here: it follows the run (src/delivery/deliver-task.ts).
  */
-export async function runTask(input: TaskSpec, deps: RunDeps): Promise<TaskRun> {
+export async function runTask(input: TaskSpec, given: RunDeps): Promise<TaskRun> {
+  const deps = input.backend && given.backendFor ? { ...given, backend: given.backendFor(input.backend) } : given;
   const plan = await resolveTask(input, { settings: deps.settings, cwd: deps.cwd, now: deps.clock.now() });
   let report = (message: string) => deps.log.warn({}, message);
   await using stack = new CleanupStack(({ error }) => report(`cleanup incomplete: ${errorMessage(error)} (asp reap will finish it)`));

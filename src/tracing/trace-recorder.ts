@@ -75,6 +75,11 @@ export class TraceRecorder {
     this.imageId = id;
   }
 
+  /** The image's digest, when the engine told it only once the sandbox ran (a pod's imageID). */
+  setImageId(id: string): void {
+    this.imageId = id;
+  }
+
   onMessage(message: ProtocolMessage): void {
     switch (message.type) {
       case 'step.start': {

@@ -57,6 +57,8 @@ export async function runSteps(
       },
     },
   );
+  // A pod says which image it ran (its digest) only once it started.
+  if (sandbox.imageId) trace.setImageId(sandbox.imageId);
   let outcome = outcomeOf(end);
   events.steps.stop(deps.clock.now(), whyStopped(end));
   if (end.kind === 'exited' && !end.taskEnd && events.stepStarts.size === 0 && steps.length > 0) {

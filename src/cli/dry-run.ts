@@ -1,0 +1,52 @@
+import yaml from 'js-yaml';
+import type { TaskSpec } from '../config/task-spec.js';
+import { generateTaskId } from '../config/task-id.js';
+import type { SandboxRequest } from '../backend/sandbox-backend.js';
+import { currentSupervisor, ownershipLabels } from '../backend/ownership-labels.js';
+import { containerSpec } from '../docker/container-spec.js';
+import { imageContext } from '../docker/sandbox-image.js';
+import { KubernetesBackend } from '../k8s/k8s-backend.js';
+import { resolveTask } from '../supervisor/phases/resolve-task.js';
+import type { CliContext } from './cli-context.js';
+
+/** The run id a dry run's names carry: no run happens. */
+const DRY_RUN_ID = 'dry-run';
+
+/**
+ * What `asp run --dry-run` would make for one task, without making it: on Kubernetes the deny-all NetworkPolicy and
+ * the pod, on Docker the container's create body. Nothing is cloned, pulled or sent; only the kubeconfig is read
+ * (for the namespace), so reviewers can read exactly what runs.
+ */
+export async function dryRunManifests(spec: TaskSpec, context: CliContext): Promise<object[]> {
+  const now = new Date();
+  const plan = await resolveTask(spec, { settings: context.settings, cwd: process.cwd(), now });
+  const taskId = plan.spec.id ?? generateTaskId(plan.spec.task, now);
+  const labels = ownershipLabels({ taskId, runId: DRY_RUN_ID, supervisor: currentSupervisor(), expiresAt: new Date(now.getTime() + plan.spec.limits.timeout), keep: plan.spec.keep });
+  const backend = spec.backend ? context.backendFor(spec.backend) : context.backend;
+  if (backend instanceof KubernetesBackend) {
+    const prepared = await backend.prepareImage({ image: plan.spec.image });
+    const request: SandboxRequest = { taskId, runId: DRY_RUN_ID, role: 'task', image: prepared.ref, labels, limits: plan.spec.limits, env: plan.sandboxEnv, runtime: plan.spec.runtime, checkDir: false };
+    const { pod, networkPolicy } = await backend.manifests(request);
+    return [networkPolicy, pod];
+  }
+  const image = plan.spec.image ?? imageContext().tag;
+  return [
+    containerSpec({
+      name: `asp-${taskId}-${DRY_RUN_ID}`,
+      image,
+      volume: `asp-ws-${taskId}-${DRY_RUN_ID}`,
+      labels,
+      limits: plan.spec.limits,
+      allowedEnv: plan.sandboxEnv,
+      runtime: plan.spec.runtime,
+      // The runtime volume's name is known only to a daemon that made it: shown as what it is.
+      runnerRuntime: plan.spec.image ? 'asp-runtime-<asp image>' : undefined,
+    }),
+  ];
+}
+
+/** Manifests as YAML documents (kubectl's form), or one JSON array with `--json`. */
+export function formatManifests(manifests: object[], json: boolean): string {
+  if (json) return JSON.stringify(manifests, null, 2) + '\n';
+  return manifests.map((manifest) => `---\n${yaml.dump(manifest, { noRefs: true, lineWidth: -1 })}`).join('');
+}

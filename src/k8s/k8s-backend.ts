@@ -1,0 +1,370 @@
+import { PassThrough, type Readable } from 'node:stream';
+import { AspError } from '../core/asp-error.js';
+import type { CleanupScope } from '../core/cleanup-stack.js';
+import type { EngineInfo, ImageRequest, OwnedObject, PreparedImage, Sandbox, SandboxBackend, SandboxRequest, SandboxStreams } from '../backend/sandbox-backend.js';
+import { attachContainer, type AttachSession } from './attach-stream.js';
+import { findKubeTarget } from './kube-config.js';
+import { KubeApi } from './kube-api.js';
+import { labelSelector, ownershipOfMetadata } from './k8s-labels.js';
+import { deniesAll, KEEPER_CONTAINER, NETWORK_POLICY_NAME, networkPolicyManifest, podManifest, RUNTIME_CONTAINER, TASK_CONTAINER, type PodManifest, type SeccompChoice } from './pod-manifest.js';
+import { containerState, podName, startFailure, type Pod } from './pod-status.js';
+
+export interface KubernetesOptions {
+  env: Readonly<Record<string, string | undefined>>;
+  /** `--namespace` / ASP_K8S_NAMESPACE; else the context's namespace. */
+  namespace?: string | undefined;
+  /** ASP_K8S_CONTEXT; else the kubeconfig's current context. */
+  context?: string | undefined;
+  /** asp's sandbox image as the cluster pulls it (ASP_K8S_IMAGE); the local tag of this asp's image by default. */
+  runnerImage: string;
+  /** A Localhost seccomp profile the nodes hold (ASP_K8S_SECCOMP_PROFILE, relative to the kubelet's seccomp dir). */
+  seccompProfile?: string | undefined;
+  timeoutMs: number;
+  /** How long a pod may take to start (scheduling, image pull) before the task ends as infrastructure. */
+  startTimeoutMs: number;
+  /** Said once per process: the pods run under the runtime's default seccomp profile, not asp's. */
+  warn: (message: string) => void;
+}
+
+const POD_PURPOSE = (verb: 'get' | 'list' | 'watch' | 'create' | 'delete') => ({ verb, resource: 'pods' });
+const POLICY_PURPOSE = (verb: 'get' | 'list' | 'create' | 'delete') => ({ verb, resource: 'networkpolicies' });
+
+/**
+ * The sandbox backend on a Kubernetes cluster: one pod per sandbox, hardened as the Docker container is (pod-manifest.ts),
+ * behind asp's deny-all NetworkPolicy, the task protocol over the task container's attach stream. Nothing in the pod
+ * has a network: the workspace goes in, the protocol, model calls and `.asp/` come out, all over attach.
+ */
+export class KubernetesBackend implements SandboxBackend {
+  readonly name = 'k8s';
+  private connection: Promise<{ api: KubeApi; namespace: string }> | undefined;
+  private readonly policies = new Map<string, Promise<void>>();
+  private readonly injected = new Map<string, boolean>();
+  private seccompWarned = false;
+
+  constructor(private readonly options: KubernetesOptions) {}
+
+  /** The API and the namespace, found once (kubeconfig as kubectl finds it). */
+  connect(): Promise<{ api: KubeApi; namespace: string }> {
+    this.connection ??= findKubeTarget(this.options.env, this.options.context).then((target) => ({
+      api: new KubeApi(target, this.options.timeoutMs),
+      namespace: this.options.namespace || target.namespace,
+    }));
+    return this.connection;
+  }
+
+  async describe(): Promise<EngineInfo> {
+    const { api, namespace } = await this.connect();
+    const version = await api.call<{ gitVersion?: string; platform?: string }>('GET', '/version', { verb: 'get', resource: 'version' });
+    const [os, arch] = (version?.platform ?? 'linux/amd64').split('/');
+    // RuntimeClasses are cluster-wide: a namespaced service account may not list them, and then the pod's create says.
+    const classes = await api
+      .call<{ items?: Array<{ metadata?: { name?: string } }> }>('GET', '/apis/node.k8s.io/v1/runtimeclasses', { verb: 'list', resource: 'runtimeclasses' })
+      .then((list) => (list?.items ?? []).map((item) => item.metadata?.name ?? '').filter(Boolean))
+      .catch(() => undefined);
+    return {
+      endpoint: `${api.server} (namespace ${namespace})`,
+      source: api.target.source,
+      product: 'kubernetes',
+      serverVersion: version?.gitVersion ?? 'unknown',
+      apiVersion: 'v1',
+      os: os ?? 'linux',
+      arch: arch ?? 'amd64',
+      runtimes: classes ?? [],
+      runtimesUnknown: classes === undefined,
+    };
+  }
+
+  /**
+   * Nothing to build or check on a cluster from here: the kubelet pulls. asp's own image runs as it is; any other
+   * image gets the runtime from asp's image by an init container. The image's digest comes from the pod's status.
+   */
+  prepareImage(request: ImageRequest): Promise<PreparedImage> {
+    const ref = request.image ?? this.options.runnerImage;
+    this.injected.set(ref, ref !== this.options.runnerImage);
+    return Promise.resolve({ ref, id: undefined });
+  }
+
+  /** The manifests `createSandbox` would send, for `--dry-run`: no call to the cluster but the kubeconfig read. */
+  async manifests(request: SandboxRequest): Promise<{ pod: PodManifest; networkPolicy: ReturnType<typeof networkPolicyManifest> }> {
+    const namespace = this.options.namespace || (await this.connect().catch(() => ({ namespace: 'default' }))).namespace;
+    return { pod: this.podFor(request, namespace), networkPolicy: networkPolicyManifest(namespace) };
+  }
+
+  async createSandbox(request: SandboxRequest, scope: CleanupScope): Promise<Sandbox> {
+    const { api, namespace } = await this.connect();
+    await this.ensurePolicy(api, namespace);
+    const pod = this.podFor(request, namespace);
+    const name = pod.metadata.name;
+    await api.call('POST', `/api/v1/namespaces/${namespace}/pods`, POD_PURPOSE('create'), { body: pod });
+    scope.defer(`pod ${name}`, () => deletePod(api, namespace, name), { keepable: true });
+    return new KubernetesSandbox(api, namespace, name, this.options.startTimeoutMs);
+  }
+
+  async listOwned(labelFilters: string[]): Promise<OwnedObject[]> {
+    const { api, namespace } = await this.connect();
+    const { selector, rest } = labelSelector(labelFilters);
+    const list = await api.call<{ items?: Pod[] }>('GET', `/api/v1/namespaces/${namespace}/pods`, POD_PURPOSE('list'), { query: selector ? { labelSelector: selector } : {} });
+    return (list?.items ?? [])
+      .map((pod): OwnedObject => {
+        const name = pod.metadata?.name ?? '';
+        const created = pod.metadata?.creationTimestamp;
+        return { kind: 'sandbox', ref: name, name, labels: ownershipOfMetadata(pod.metadata), createdAt: created ? new Date(created) : undefined };
+      })
+      .filter((object) => rest.every(([key, value]) => object.labels[key] === value));
+  }
+
+  async removeOwned(object: OwnedObject): Promise<void> {
+    const { api, namespace } = await this.connect();
+    await deletePod(api, namespace, object.ref);
+  }
+
+  /** A pod's runtime lives and dies with the pod: there is nothing shared to prune on a cluster. */
+  removeStaleRuntimes(): Promise<string[]> {
+    return Promise.resolve([]);
+  }
+
+  /** Removes asp's NetworkPolicy from the namespace (`asp reap --backend k8s --all` when no pod of asp is left). */
+  async removePolicy(): Promise<boolean> {
+    const { api, namespace } = await this.connect();
+    const gone = await api.call('DELETE', `/apis/networking.k8s.io/v1/namespaces/${namespace}/networkpolicies/${NETWORK_POLICY_NAME}`, POLICY_PURPOSE('delete'), { allowMissing: true });
+    return gone !== undefined;
+  }
+
+  private podFor(request: SandboxRequest, namespace: string): PodManifest {
+    return podManifest({
+      name: podName(request.role === 'check' ? `asp-${request.taskId}-${request.runId}-check` : `asp-${request.taskId}-${request.runId}`),
+      namespace,
+      image: request.image,
+      runnerImage: this.options.runnerImage,
+      injectRuntime: this.injected.get(request.image) ?? request.image !== this.options.runnerImage,
+      labels: request.labels,
+      limits: request.limits,
+      allowedEnv: request.env,
+      runtime: request.runtime,
+      checkDir: request.checkDir,
+      deadlineMs: request.limits.timeout,
+      seccomp: this.seccomp(),
+      imagePullPolicy: 'IfNotPresent',
+    });
+  }
+
+  private seccomp(): SeccompChoice {
+    if (this.options.seccompProfile) return { type: 'Localhost', localhostProfile: this.options.seccompProfile };
+    if (!this.seccompWarned) {
+      this.seccompWarned = true;
+      this.options.warn(
+        "pods run under the container runtime's default seccomp profile (RuntimeDefault), not asp's own: install asp's profile on the nodes and set ASP_K8S_SECCOMP_PROFILE (README: Kubernetes)",
+      );
+    }
+    return { type: 'RuntimeDefault' };
+  }
+
+  /**
+   * asp's deny-all NetworkPolicy, made or checked once per namespace. A pod never starts without it: a policy of
+   * that name that does not deny everything, or RBAC that hides policies, stops the task before any pod exists.
+   */
+  private ensurePolicy(api: KubeApi, namespace: string): Promise<void> {
+    let known = this.policies.get(namespace);
+    if (!known) {
+      known = ensureNetworkPolicy(api, namespace);
+      known.catch(() => this.policies.delete(namespace));
+      this.policies.set(namespace, known);
+    }
+    return known;
+  }
+}
+
+async function ensureNetworkPolicy(api: KubeApi, namespace: string): Promise<void> {
+  const path = `/apis/networking.k8s.io/v1/namespaces/${namespace}/networkpolicies`;
+  const check = (policy: Parameters<typeof deniesAll>[0]) => {
+    if (!deniesAll(policy)) {
+      throw new AspError(
+        'K8S_FAILED',
+        `the NetworkPolicy ${NETWORK_POLICY_NAME} in namespace ${namespace} does not deny all ingress and egress of asp's pods, so asp will not start a pod there`,
+        `delete it (kubectl -n ${namespace} delete networkpolicy ${NETWORK_POLICY_NAME}) and asp makes its own`,
+      );
+    }
+  };
+  const existing = await api.call<Parameters<typeof deniesAll>[0]>('GET', `${path}/${NETWORK_POLICY_NAME}`, POLICY_PURPOSE('get'), { allowMissing: true });
+  if (existing) return check(existing);
+  try {
+    await api.call('POST', path, POLICY_PURPOSE('create'), { body: networkPolicyManifest(namespace) });
+  } catch (error) {
+    // Another supervisor made it in between: check that one.
+    if (!(error instanceof AspError && /answered create networkpolicies with 409/.test(error.message))) throw error;
+    const made = await api.call<Parameters<typeof deniesAll>[0]>('GET', `${path}/${NETWORK_POLICY_NAME}`, POLICY_PURPOSE('get'));
+    if (made) check(made);
+  }
+}
+
+async function deletePod(api: KubeApi, namespace: string, name: string): Promise<void> {
+  await api.call('DELETE', `/api/v1/namespaces/${namespace}/pods/${name}`, POD_PURPOSE('delete'), {
+    allowMissing: true,
+    query: { gracePeriodSeconds: '0' },
+    body: { kind: 'DeleteOptions', apiVersion: 'v1', gracePeriodSeconds: 0, propagationPolicy: 'Background' },
+  });
+}
+
+/** The exit status a sandbox reports when its pod was deleted under it (killed, like a SIGKILLed container). */
+const KILLED_STATUS = 137;
+
+class KubernetesSandbox implements Sandbox {
+  private attached: AttachSession | undefined;
+  private killed = false;
+  /** The task image's digest as the kubelet ran it (`imageID`), once the pod started. */
+  imageId: string | undefined;
+
+  constructor(
+    private readonly api: KubeApi,
+    private readonly namespace: string,
+    readonly id: string,
+    private readonly startTimeoutMs: number,
+  ) {}
+
+  async open(): Promise<SandboxStreams> {
+    const pod = await this.until((pod) => {
+      const failure = startFailure(pod, this.id);
+      if (failure) throw failure;
+      const task = containerState(pod, TASK_CONTAINER);
+      return task.running || task.terminated ? pod : undefined;
+    }, this.startTimeoutMs);
+    const task = containerState(pod, TASK_CONTAINER);
+    this.imageId = task.status?.imageID || undefined;
+    if (task.terminated) {
+      throw new AspError('K8S_FAILED', `the runner of pod ${this.id} exited ${task.terminated.exitCode} before asp attached${task.terminated.message ? `: ${lastLine(task.terminated.message)}` : ''}`, 'run asp doctor --backend k8s');
+    }
+    // The runner says nothing before its first input (ASP_HELLO_AFTER_INPUT): attaching after it started loses nothing.
+    this.attached = await attachContainer(this.api, this.namespace, this.id, TASK_CONTAINER, { stdin: true });
+    const session = this.attached;
+    const stdin = session.stdin;
+    stdin.on('close', () => session.close());
+    return { stdout: session.stdout, stderr: session.stderr, stdin };
+  }
+
+  async wait(): Promise<number> {
+    let deleted = false;
+    const pod = await this.until(
+      (pod, type) => {
+        if (type === 'DELETED') return ((deleted = true), pod);
+        const task = containerState(pod, TASK_CONTAINER);
+        if (task.terminated) return pod;
+        // A pod that ended without its task container running (deadline, eviction) is over too.
+        return pod.status?.phase === 'Failed' || pod.status?.phase === 'Succeeded' ? pod : undefined;
+      },
+      undefined,
+      true,
+    );
+    if (!pod || deleted) return KILLED_STATUS;
+    return containerState(pod, TASK_CONTAINER).terminated?.exitCode ?? KILLED_STATUS;
+  }
+
+  /** Deletes the pod at once (grace 0): every process of it ends, which is what a kill is. */
+  async kill(): Promise<void> {
+    this.killed = true;
+    this.attached?.close();
+    await deletePod(this.api, this.namespace, this.id);
+  }
+
+  /**
+   * `.asp/` from the keeper: attach, send a line, read its tar. Nothing when the pod is gone (a kill deletes it) or
+   * the keeper has nothing to send (no `.asp/` yet).
+   */
+  async fetchArtifacts(): Promise<Readable | undefined> {
+    if (this.killed) return undefined;
+    const pod = await this.api.call<Pod>('GET', `/api/v1/namespaces/${this.namespace}/pods/${this.id}`, POD_PURPOSE('get'), { allowMissing: true });
+    if (!pod || !containerState(pod, KEEPER_CONTAINER).running) return undefined;
+    const keeper = await attachContainer(this.api, this.namespace, this.id, KEEPER_CONTAINER, { stdin: true });
+    keeper.stdin.end('send\n');
+    keeper.stderr.resume();
+    // The first chunk, or the end: a keeper that found no `.asp/` writes no tar at all.
+    const first = await new Promise<Buffer | undefined>((resolve) => {
+      keeper.stdout.once('data', (chunk: Buffer) => {
+        keeper.stdout.pause();
+        resolve(chunk);
+      });
+      keeper.stdout.once('end', () => resolve(undefined));
+    });
+    if (!first) {
+      keeper.close();
+      return undefined;
+    }
+    const archive = new PassThrough();
+    archive.write(first);
+    keeper.stdout.pipe(archive);
+    keeper.stdout.resume();
+    archive.on('close', () => keeper.close());
+    return archive;
+  }
+
+  /**
+   * Watches the pod until `decide` returns something (or throws), reading it first so no change is missed; a watch
+   * the server ends is started again. `withinMs` bounds it; `orGone` makes a deleted pod an answer (undefined).
+   */
+  private async until<T>(decide: (pod: Pod, type: string) => T | undefined, withinMs: number | undefined, orGone = false): Promise<T> {
+    const abort = new AbortController();
+    const timer = withinMs === undefined ? undefined : setTimeout(() => abort.abort(), withinMs);
+    try {
+      for (;;) {
+        const path = `/api/v1/namespaces/${this.namespace}/pods`;
+        const current = await this.api.call<Pod>('GET', `${path}/${this.id}`, POD_PURPOSE('get'), { allowMissing: true });
+        if (!current) {
+          if (orGone) return decide({ metadata: { name: this.id } }, 'DELETED') as T;
+          throw new AspError('K8S_FAILED', `pod ${this.id} was deleted before it ${withinMs === undefined ? 'ended' : 'started'}`, 'something else deletes asp pods: check kubectl get events');
+        }
+        const now = decide(current, 'MODIFIED');
+        if (now !== undefined) return now;
+        let answer: T | undefined;
+        let failure: unknown;
+        const settled = await this.api.watch<Pod>(
+          path,
+          { fieldSelector: `metadata.name=${this.id}`, resourceVersion: current.metadata?.resourceVersion ?? '0', timeoutSeconds: '300' },
+          POD_PURPOSE('watch'),
+          (event) => {
+            try {
+              if (event.type === 'DELETED' && !orGone) throw new AspError('K8S_FAILED', `pod ${this.id} was deleted before it ${withinMs === undefined ? 'ended' : 'started'}`);
+              answer = decide(event.object, event.type);
+            } catch (error) {
+              failure = error ?? new Error('failed');
+            }
+            return answer !== undefined || failure !== undefined;
+          },
+          abort.signal,
+        );
+        if (failure !== undefined) throw failure;
+        if (answer !== undefined) return answer;
+        if (abort.signal.aborted) {
+          const pod = await this.api.call<Pod>('GET', `${path}/${this.id}`, POD_PURPOSE('get'), { allowMissing: true });
+          throw new AspError(
+            'K8S_FAILED',
+            `pod ${this.id} did not start within ${Math.round((withinMs ?? 0) / 1000)} s${pod ? `: ${pendingReason(pod)}` : ''}`,
+            'check the cluster has room and can pull the image (kubectl describe pod), or raise ASP_K8S_START_TIMEOUT',
+          );
+        }
+        if (!settled) continue;
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+function pendingReason(pod: Pod): string {
+  const unscheduled = pod.status?.conditions?.find((condition) => condition.type === 'PodScheduled' && condition.status === 'False');
+  if (unscheduled) return `not scheduled (${unscheduled.reason ?? 'Unschedulable'}: ${lastLine(unscheduled.message ?? '')})`;
+  for (const name of [RUNTIME_CONTAINER, TASK_CONTAINER, KEEPER_CONTAINER]) {
+    const waiting = containerState(pod, name).waiting;
+    if (waiting?.reason) return `${name} is waiting (${waiting.reason}${waiting.message ? `: ${lastLine(waiting.message)}` : ''})`;
+  }
+  return `phase ${pod.status?.phase ?? 'unknown'}`;
+}
+
+function lastLine(text: string): string {
+  return (
+    text
+      .trim()
+      .split('\n')
+      .filter((line) => line.trim())
+      .pop()
+      ?.slice(0, 300) ?? ''
+  );
+}
