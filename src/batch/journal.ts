@@ -3,6 +3,7 @@ import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { parseJsonWith, TASK_ID_PATTERN } from '../config/task-spec.js';
+import type { Shard } from './shard.js';
 
 const line = (max: number) => z.string().max(max);
 
@@ -90,14 +91,28 @@ export class BatchJournal {
   }
 }
 
-/** A batch is known by its file's path and content: the same list resumes, an edited list is a new batch. */
-export function batchIdFor(file: string, content: string): string {
+/**
+ * A batch is known by its file's path and content: the same list resumes, an edited list is a new batch. A shard is
+ * a batch of its own (`<name>-<hash>-shard-2-of-8`): shards of one list started side by side under one ASP_HOME
+ * keep one journal each, and `--resume --shard 2/8` continues shard 2 only.
+ */
+export function batchIdFor(file: string, content: string, shard?: Shard): string {
   const hash = createHash('sha256').update(path.resolve(file)).update('\0').update(content).digest('hex').slice(0, 12);
-  return `${path
+  const name = path
     .basename(file)
     .replace(/\.[^.]*$/, '')
     .replace(/[^A-Za-z0-9._-]/g, '-')
-    .slice(0, 40)}-${hash}`;
+    .slice(0, 40);
+  return `${name}-${hash}${shard ? shardSuffix(shard) : ''}`;
+}
+
+function shardSuffix(shard: Shard): string {
+  return `-shard-${shard.index}-of-${shard.count}`;
+}
+
+/** The batch id of the whole list a shard's batch id belongs to. */
+export function unshardedBatchId(batchId: string): string {
+  return batchId.replace(/-shard-\d+-of-\d+$/, '');
 }
 
 function isFinal(status: string): status is FinalStatus {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { AspError, errorMessage } from '../core/asp-error.js';
 import { readInputFile } from '../config/input-file.js';
 import { describeIssue, taskSpecSchema, type TaskSpec } from '../config/task-spec.js';
@@ -7,6 +8,11 @@ const MAX_TASK_FILE_BYTES = 64 * 1024 * 1024;
 export interface BatchEntry {
   /** Stable key of the task within the batch (its id, or its line), for the journal and the reports. */
   key: string;
+  /**
+   * What --shard hashes: `id:<id>`, or for a task without an id its line's content (`content:<canonical JSON>`),
+   * never its line number, so a task keeps its shard when lines are reordered, added or removed.
+   */
+  shardKey: string;
   line: number;
   spec: TaskSpec;
 }
@@ -19,6 +25,8 @@ export interface InvalidLine {
 export interface TaskList {
   entries: BatchEntry[];
   invalid: InvalidLine[];
+  /** `sha256:<hex>` of the list's text: which list a report is of, wherever the file sat (shards on other machines). */
+  digest: string;
 }
 
 /**
@@ -48,12 +56,31 @@ export async function readTaskList(file: string): Promise<TaskList> {
       continue;
     }
     seen.set(key, item.line);
-    entries.push({ key, line: item.line, spec: parsed.data });
+    const shardKey = parsed.data.id !== undefined ? `id:${parsed.data.id}` : `content:${canonicalJson(item.value)}`;
+    entries.push({ key, shardKey, line: item.line, spec: parsed.data });
   }
   if (entries.length === 0 && invalid.length === 0) {
     throw new AspError('BAD_INPUT', `task list ${file} has no tasks`, 'write one task spec per line, e.g. {"repo": "...", "steps": [{"name": "test", "run": "npm test"}]}');
   }
-  return { entries, invalid };
+  return { entries, invalid, digest: listDigest(text) };
+}
+
+export function listDigest(text: string): string {
+  return `sha256:${createHash('sha256').update(text).digest('hex')}`;
+}
+
+/**
+ * JSON with every object's keys sorted and no spacing: the same task written with its fields in another order or
+ * with other spacing is the same text. It is the line as written, not the parsed spec, whose defaults may change
+ * from one asp version to the next and would move tasks between shards.
+ */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const fields = Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${fields.map(([name, field]) => `${JSON.stringify(name)}:${canonicalJson(field)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
 }
 
 type RawItem = { line: number; value: unknown } | { line: number; error: string };
