@@ -97,8 +97,10 @@ export interface OwnedObject {
 }
 
 export interface SandboxBackend {
-  /** Its name in logs and results ("docker"). */
+  /** Its name in logs and results ("docker", "k8s"). */
   readonly name: string;
+  /** What a sandbox is there, in reports: a container, or a pod. */
+  readonly sandboxKind: 'container' | 'pod';
   describe(): Promise<EngineInfo>;
   /** Makes sure the image is there (building asp's own when it is missing): what to run, and which image it is. */
   prepareImage(request: ImageRequest): Promise<PreparedImage>;

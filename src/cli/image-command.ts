@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { EXIT } from '../core/asp-error.js';
 import { printable } from '../core/printable.js';
 import { buildSandboxImage, imageContext } from '../docker/sandbox-image.js';
+import { seccompProfile } from '../backend/seccomp-profile.js';
 import { makeContext, reportFailure } from './cli-context.js';
 
 export function registerImageCommand(program: Command): void {
@@ -26,5 +27,13 @@ export function registerImageCommand(program: Command): void {
       } catch (error) {
         process.exitCode = reportFailure(error, { json, debug: false });
       }
+    });
+  image
+    .command('seccomp-profile')
+    .description("print asp's seccomp profile as JSON: on Kubernetes, install it on every node and set ASP_K8S_SECCOMP_PROFILE")
+    .option('--gvisor', 'the variant for gVisor (runsc) nodes')
+    .action((flags: { gvisor?: boolean }) => {
+      process.stdout.write(JSON.stringify(seccompProfile({ gvisor: Boolean(flags.gvisor) }), null, 2) + '\n');
+      process.exitCode = EXIT.ok;
     });
 }

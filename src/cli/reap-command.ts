@@ -6,9 +6,12 @@ import type { ReapItem, ReapReport } from '../reaper/reap-report.js';
 import { tally } from '../reaper/reap-report.js';
 import { systemClock } from '../core/clock.js';
 import { parseAgeOption } from './age-option.js';
+import { KubernetesBackend } from '../k8s/k8s-backend.js';
 import { makeContext, reportFailure } from './cli-context.js';
 
 interface ReapFlags {
+  backend?: string;
+  namespace?: string;
   dryRun?: boolean;
   olderThan?: string;
   all?: boolean;
@@ -21,6 +24,8 @@ export function registerReapCommand(program: Command): void {
     .command('reap')
     .description("remove the containers, volumes and host clones of dead runs (asp-labelled only, never a live run's)")
     .option('--dry-run', 'list what would be removed and remove nothing')
+    .option('--backend <name>', 'docker or k8s: where to look for sandboxes (default: ASP_BACKEND, else docker)')
+    .option('--namespace <name>', 'the Kubernetes namespace to reap (default: ASP_K8S_NAMESPACE, else the context’s)')
     .option('--older-than <age>', 'only what was created at least this long ago (90m, 36h, 7d)')
     .option('--all', 'also what was kept with --keep (still only of runs whose supervisor is gone)')
     .option('--json', 'print the report as one JSON object on stdout')
@@ -35,11 +40,16 @@ async function reapCommand(flags: ReapFlags): Promise<number> {
   const debug = Boolean(flags.debug);
   try {
     const olderThanMs = flags.olderThan !== undefined ? parseAgeOption('--older-than', flags.olderThan) : undefined;
-    const context = makeContext({ json, debug });
+    const context = makeContext({ json, debug, backend: flags.backend, namespace: flags.namespace });
     const report = await reap(
       { backend: context.backend, workspacesRoot: context.settings.workspacesRoot, clock: systemClock },
       { dryRun: Boolean(flags.dryRun), all: Boolean(flags.all), olderThanMs, runtimes: true },
     );
+    // asp's NetworkPolicy goes only with --all and only when no pod of asp is left in the namespace to need it.
+    if (context.backend instanceof KubernetesBackend && flags.all && report.docker.ok) {
+      const policy = await context.backend.removePolicyWhenUnused({ dryRun: Boolean(flags.dryRun) });
+      if (policy) report.policies = [policy];
+    }
     const failed = report.items.some((item) => item.outcome === 'failed');
     const exitCode = !report.docker.ok ? exitCodeFor(report.docker.code ?? 'DOCKER_UNAVAILABLE') : failed ? EXIT.infrastructure : EXIT.ok;
     if (json) context.stdout(JSON.stringify({ ...report, exitCode }) + '\n');
@@ -61,8 +71,8 @@ function describe(report: ReapReport): string {
     const what = item.kind === 'workspace' ? `workspace ${item.name}${item.detail ? ` (${item.detail})` : ''}` : `${item.kind} ${item.name}`;
     return `${VERB[item.outcome]} ${what}: task ${item.taskId}, ${REASON[item.reason]}${item.error ? `: ${item.error}` : ''}`;
   });
-  const [containers, volumes, workspaces] = (['container', 'volume', 'workspace'] as const).map((kind) => tally(report.items, kind));
-  const counts = `${containers} containers, ${volumes} volumes and ${workspaces} workspace dirs`;
+  const [containers, pods, volumes, workspaces] = (['container', 'pod', 'volume', 'workspace'] as const).map((kind) => tally(report.items, kind));
+  const counts = pods ? `${pods} pods and ${workspaces} workspace dirs` : `${containers} containers, ${volumes} volumes and ${workspaces} workspace dirs`;
   const done = report.items.length ? `${report.dryRun ? 'would reap' : 'reaped'} ${counts}` : 'nothing to reap';
   const left = [
     report.skipped['supervisor-alive'] ? `${report.skipped['supervisor-alive']} of live runs` : '',
@@ -72,6 +82,7 @@ function describe(report: ReapReport): string {
     report.skipped['not-expired'] ? `${report.skipped['not-expired']} of other hosts, not yet expired` : '',
     report.skipped['not-asp'] ? `${report.skipped['not-asp']} with damaged labels` : '',
   ].filter(Boolean);
+  for (const policy of report.policies ?? []) lines.push(`${report.dryRun ? 'would remove' : 'removed'} NetworkPolicy ${policy}: no pod of asp is left`);
   for (const runtime of report.runtimes) lines.push(`${report.dryRun ? 'would remove' : 'removed'} runtime volume ${runtime}: asp's image changed`);
   lines.push(`asp reap: ${done}${left.length ? `; left alone: ${left.join(', ')}` : ''}`);
   return lines.join('\n') + '\n';

@@ -21,6 +21,7 @@ const IN_USE_BACKOFF_MS = 250;
  */
 export class DockerBackend implements SandboxBackend {
   readonly name = 'docker';
+  readonly sandboxKind = 'container';
   /** For each image prepared: its id, and when it is not asp's own image, the asp image whose runtime its sandboxes mount. */
   private readonly prepared = new Map<string, { id: string | undefined; runtimeOf: string | undefined }>();
 

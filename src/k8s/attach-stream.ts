@@ -1,5 +1,9 @@
 import { PassThrough, Writable } from 'node:stream';
+import { Agent } from 'node:http';
+import type { RequestOptions } from 'node:https';
 import WebSocket from 'ws';
+import { z } from 'zod';
+import { parseJsonWith } from '../config/task-spec.js';
 import { AspError, errorMessage } from '../core/asp-error.js';
 import type { KubeApi } from './kube-api.js';
 
@@ -17,6 +21,25 @@ const STATUS = 3;
 const CLOSE = 255;
 /** How much the socket may hold unsent before stdin's writes wait. */
 const SEND_HIGH_WATER = 1024 * 1024;
+
+const channelStatus = z.object({ status: z.string().nullish(), message: z.string().nullish() });
+
+/** The credentials, the CA and the agent of a request, in the WebSocket client's words. */
+function clientOptions(request: RequestOptions): WebSocket.ClientOptions {
+  const { agent, headers, ca, cert, key, pfx, passphrase, rejectUnauthorized, servername, auth } = request;
+  return {
+    ...(agent instanceof Agent ? { agent } : {}),
+    headers: Object.fromEntries(Object.entries(headers ?? {}).map(([name, value]) => [name, String(value)])),
+    ...(auth ? { auth } : {}),
+    ca,
+    cert,
+    key,
+    pfx,
+    passphrase,
+    ...(rejectUnauthorized !== undefined ? { rejectUnauthorized } : {}),
+    ...(servername ? { servername } : {}),
+  };
+}
 
 export interface AttachSession {
   stdout: PassThrough;
@@ -38,7 +61,7 @@ export async function attachContainer(api: KubeApi, namespace: string, pod: stri
     stderr: 'true',
     tty: 'false',
   });
-  const socket = new WebSocket(url, PROTOCOLS, { ...request, handshakeTimeout: 30_000, perMessageDeflate: false } as WebSocket.ClientOptions);
+  const socket = new WebSocket(url, PROTOCOLS, { ...clientOptions(request), handshakeTimeout: 30_000, perMessageDeflate: false });
   await new Promise<void>((resolve, reject) => {
     socket.once('open', () => resolve());
     socket.once('unexpected-response', (_request, response) => {
@@ -50,7 +73,9 @@ export async function attachContainer(api: KubeApi, namespace: string, pod: stri
       });
       response.on('error', () => reject(api.unreachable(new Error('the attach answer broke off'), purpose)));
     });
-    socket.once('error', (error) => reject(new AspError('K8S_UNAVAILABLE', `cannot attach to ${container} of pod ${pod}: ${errorMessage(error)}`, 'check that the API server and the kubelet answer (kubectl attach)')));
+    socket.once('error', (error) =>
+      reject(new AspError('K8S_UNAVAILABLE', `cannot attach to ${container} of pod ${pod}: ${errorMessage(error)}`, 'check that the API server and the kubelet answer (kubectl attach)')),
+    );
   });
   const protocol = socket.protocol;
   if (!PROTOCOLS.includes(protocol)) {
@@ -76,11 +101,10 @@ export async function attachContainer(api: KubeApi, namespace: string, pod: stri
       const target = channel === STDOUT ? stdout : stderr;
       if (payload.length && !target.write(payload)) socket.pause();
     } else if (channel === STATUS) {
-      try {
-        resolveStatus(JSON.parse(payload.toString('utf8')) as { status?: string; message?: string });
-      } catch {
-        resolveStatus({ status: 'Failure', message: payload.toString('utf8').slice(0, 400) });
-      }
+      const parsed = parseJsonWith(payload.toString('utf8'), channelStatus);
+      resolveStatus(
+        'value' in parsed ? { status: parsed.value.status ?? undefined, message: parsed.value.message ?? undefined } : { status: 'Failure', message: payload.toString('utf8').slice(0, 400) },
+      );
     } else if (channel === CLOSE) {
       if (payload[0] === STDOUT) stdout.end();
       if (payload[0] === STDERR) stderr.end();

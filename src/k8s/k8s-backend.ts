@@ -1,4 +1,5 @@
 import { PassThrough, type Readable } from 'node:stream';
+import { z } from 'zod';
 import { AspError } from '../core/asp-error.js';
 import type { CleanupScope } from '../core/cleanup-stack.js';
 import type { EngineInfo, ImageRequest, OwnedObject, PreparedImage, Sandbox, SandboxBackend, SandboxRequest, SandboxStreams } from '../backend/sandbox-backend.js';
@@ -7,7 +8,7 @@ import { findKubeTarget } from './kube-config.js';
 import { KubeApi } from './kube-api.js';
 import { labelSelector, ownershipOfMetadata } from './k8s-labels.js';
 import { deniesAll, KEEPER_CONTAINER, NETWORK_POLICY_NAME, networkPolicyManifest, podManifest, RUNTIME_CONTAINER, TASK_CONTAINER, type PodManifest, type SeccompChoice } from './pod-manifest.js';
-import { containerState, podName, startFailure, type Pod } from './pod-status.js';
+import { containerState, podListSchema, podName, podSchema, startFailure, type Pod } from './pod-status.js';
 
 export interface KubernetesOptions {
   env: Readonly<Record<string, string | undefined>>;
@@ -26,6 +27,29 @@ export interface KubernetesOptions {
   warn: (message: string) => void;
 }
 
+/** Every verb asp uses in its namespace (examples/k8s/rbac.yaml grants exactly these). */
+export const REQUIRED_PERMISSIONS: ReadonlyArray<{ verb: string; group: string; resource: string; subresource?: string }> = [
+  ...['create', 'get', 'list', 'watch', 'delete'].map((verb) => ({ verb, group: '', resource: 'pods' })),
+  { verb: 'create', group: '', resource: 'pods', subresource: 'attach' },
+  // The attach upgrade is a GET: clusters before 1.30 authorize it as get, later ones as create.
+  { verb: 'get', group: '', resource: 'pods', subresource: 'attach' },
+  ...['get', 'create', 'delete'].map((verb) => ({ verb, group: 'networking.k8s.io', resource: 'networkpolicies' })),
+];
+
+const versionSchema = z.object({ gitVersion: z.string().nullish(), platform: z.string().nullish() });
+const runtimeClassesSchema = z.object({ items: z.array(z.object({ metadata: z.object({ name: z.string().nullish() }).nullish() })).nullish() });
+const reviewSchema = z.object({ status: z.object({ allowed: z.boolean().nullish() }).nullish() });
+const policySchema = z.object({
+  spec: z
+    .object({
+      podSelector: z.object({ matchLabels: z.record(z.string(), z.string()).nullish(), matchExpressions: z.array(z.unknown()).nullish() }).nullish(),
+      policyTypes: z.array(z.string()).nullish(),
+      ingress: z.array(z.unknown()).nullish(),
+      egress: z.array(z.unknown()).nullish(),
+    })
+    .nullish(),
+});
+
 const POD_PURPOSE = (verb: 'get' | 'list' | 'watch' | 'create' | 'delete') => ({ verb, resource: 'pods' });
 const POLICY_PURPOSE = (verb: 'get' | 'list' | 'create' | 'delete') => ({ verb, resource: 'networkpolicies' });
 
@@ -36,6 +60,7 @@ const POLICY_PURPOSE = (verb: 'get' | 'list' | 'create' | 'delete') => ({ verb, 
  */
 export class KubernetesBackend implements SandboxBackend {
   readonly name = 'k8s';
+  readonly sandboxKind = 'pod';
   private connection: Promise<{ api: KubeApi; namespace: string }> | undefined;
   private readonly policies = new Map<string, Promise<void>>();
   private readonly injected = new Map<string, boolean>();
@@ -54,11 +79,11 @@ export class KubernetesBackend implements SandboxBackend {
 
   async describe(): Promise<EngineInfo> {
     const { api, namespace } = await this.connect();
-    const version = await api.call<{ gitVersion?: string; platform?: string }>('GET', '/version', { verb: 'get', resource: 'version' });
+    const version = await api.call('GET', '/version', { verb: 'get', resource: 'version' }, versionSchema);
     const [os, arch] = (version?.platform ?? 'linux/amd64').split('/');
     // RuntimeClasses are cluster-wide: a namespaced service account may not list them, and then the pod's create says.
     const classes = await api
-      .call<{ items?: Array<{ metadata?: { name?: string } }> }>('GET', '/apis/node.k8s.io/v1/runtimeclasses', { verb: 'list', resource: 'runtimeclasses' })
+      .call('GET', '/apis/node.k8s.io/v1/runtimeclasses', { verb: 'list', resource: 'runtimeclasses' }, runtimeClassesSchema)
       .then((list) => (list?.items ?? []).map((item) => item.metadata?.name ?? '').filter(Boolean))
       .catch(() => undefined);
     return {
@@ -95,7 +120,7 @@ export class KubernetesBackend implements SandboxBackend {
     await this.ensurePolicy(api, namespace);
     const pod = this.podFor(request, namespace);
     const name = pod.metadata.name;
-    await api.call('POST', `/api/v1/namespaces/${namespace}/pods`, POD_PURPOSE('create'), { body: pod });
+    await api.call('POST', `/api/v1/namespaces/${namespace}/pods`, POD_PURPOSE('create'), z.unknown(), { body: pod });
     scope.defer(`pod ${name}`, () => deletePod(api, namespace, name), { keepable: true });
     return new KubernetesSandbox(api, namespace, name, this.options.startTimeoutMs);
   }
@@ -103,7 +128,7 @@ export class KubernetesBackend implements SandboxBackend {
   async listOwned(labelFilters: string[]): Promise<OwnedObject[]> {
     const { api, namespace } = await this.connect();
     const { selector, rest } = labelSelector(labelFilters);
-    const list = await api.call<{ items?: Pod[] }>('GET', `/api/v1/namespaces/${namespace}/pods`, POD_PURPOSE('list'), { query: selector ? { labelSelector: selector } : {} });
+    const list = await api.call('GET', `/api/v1/namespaces/${namespace}/pods`, POD_PURPOSE('list'), podListSchema, { query: selector ? { labelSelector: selector } : {} });
     return (list?.items ?? [])
       .map((pod): OwnedObject => {
         const name = pod.metadata?.name ?? '';
@@ -118,16 +143,53 @@ export class KubernetesBackend implements SandboxBackend {
     await deletePod(api, namespace, object.ref);
   }
 
+  /**
+   * Which of the verbs asp needs in the namespace the API server would refuse, asked by SelfSubjectAccessReview
+   * (which every authenticated user may call): `asp doctor` names them before a task fails on one.
+   */
+  async missingPermissions(): Promise<string[]> {
+    const { api, namespace } = await this.connect();
+    const missing: string[] = [];
+    for (const need of REQUIRED_PERMISSIONS) {
+      const review = await api.call('POST', '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews', { verb: 'create', resource: 'selfsubjectaccessreviews' }, reviewSchema, {
+        body: {
+          apiVersion: 'authorization.k8s.io/v1',
+          kind: 'SelfSubjectAccessReview',
+          spec: { resourceAttributes: { namespace, verb: need.verb, group: need.group, resource: need.resource, ...(need.subresource ? { subresource: need.subresource } : {}) } },
+        },
+      });
+      if (!review?.status?.allowed) missing.push(`${need.verb} ${need.resource}${need.subresource ? `/${need.subresource}` : ''}`);
+    }
+    return missing;
+  }
+
+  /** The namespace asp would use, and the seccomp profile and runner image its pods get. */
+  async placement(): Promise<{ namespace: string; seccomp: string; runnerImage: string }> {
+    const { namespace } = await this.connect();
+    return {
+      namespace,
+      seccomp: this.options.seccompProfile ? `Localhost ${this.options.seccompProfile}` : 'RuntimeDefault',
+      runnerImage: this.options.runnerImage,
+    };
+  }
+
   /** A pod's runtime lives and dies with the pod: there is nothing shared to prune on a cluster. */
   removeStaleRuntimes(): Promise<string[]> {
     return Promise.resolve([]);
   }
 
-  /** Removes asp's NetworkPolicy from the namespace (`asp reap --backend k8s --all` when no pod of asp is left). */
-  async removePolicy(): Promise<boolean> {
+  /**
+   * Removes asp's NetworkPolicy from the namespace when no pod of asp is left there (`asp reap --backend k8s --all`);
+   * its name when it was there. A supervisor that starts a pod later makes it again: it is checked before every pod.
+   */
+  async removePolicyWhenUnused(options: { dryRun: boolean }): Promise<string | undefined> {
     const { api, namespace } = await this.connect();
-    const gone = await api.call('DELETE', `/apis/networking.k8s.io/v1/namespaces/${namespace}/networkpolicies/${NETWORK_POLICY_NAME}`, POLICY_PURPOSE('delete'), { allowMissing: true });
-    return gone !== undefined;
+    if ((await this.listOwned([])).some((object) => object.labels['asp.managed'] === 'true')) return undefined;
+    const path = `/apis/networking.k8s.io/v1/namespaces/${namespace}/networkpolicies/${NETWORK_POLICY_NAME}`;
+    const existing = await api.call('GET', path, POLICY_PURPOSE('get'), z.unknown(), { allowMissing: true });
+    if (!existing) return undefined;
+    if (!options.dryRun) await api.call('DELETE', path, POLICY_PURPOSE('delete'), z.unknown(), { allowMissing: true });
+    return `${namespace}/${NETWORK_POLICY_NAME}`;
   }
 
   private podFor(request: SandboxRequest, namespace: string): PodManifest {
@@ -153,24 +215,25 @@ export class KubernetesBackend implements SandboxBackend {
     if (!this.seccompWarned) {
       this.seccompWarned = true;
       this.options.warn(
-        "pods run under the container runtime's default seccomp profile (RuntimeDefault), not asp's own: install asp's profile on the nodes and set ASP_K8S_SECCOMP_PROFILE (README: Kubernetes)",
+        "pods run under the container runtime's default seccomp profile (RuntimeDefault), not asp's own: install asp's profile on the nodes (asp image seccomp-profile) and set ASP_K8S_SECCOMP_PROFILE (README: Kubernetes)",
       );
     }
     return { type: 'RuntimeDefault' };
   }
 
   /**
-   * asp's deny-all NetworkPolicy, made or checked once per namespace. A pod never starts without it: a policy of
+   * asp's deny-all NetworkPolicy, made or checked before each pod. A pod never starts without it: a policy of
    * that name that does not deny everything, or RBAC that hides policies, stops the task before any pod exists.
    */
   private ensurePolicy(api: KubeApi, namespace: string): Promise<void> {
-    let known = this.policies.get(namespace);
-    if (!known) {
-      known = ensureNetworkPolicy(api, namespace);
-      known.catch(() => this.policies.delete(namespace));
-      this.policies.set(namespace, known);
+    // The tasks of a batch that start together share one check; each later pod checks again (one GET), so a policy
+    // removed in the middle of a batch is made again before the next pod, never missing under it.
+    let inFlight = this.policies.get(namespace);
+    if (!inFlight) {
+      inFlight = ensureNetworkPolicy(api, namespace).finally(() => this.policies.delete(namespace));
+      this.policies.set(namespace, inFlight);
     }
-    return known;
+    return inFlight;
   }
 }
 
@@ -185,20 +248,20 @@ async function ensureNetworkPolicy(api: KubeApi, namespace: string): Promise<voi
       );
     }
   };
-  const existing = await api.call<Parameters<typeof deniesAll>[0]>('GET', `${path}/${NETWORK_POLICY_NAME}`, POLICY_PURPOSE('get'), { allowMissing: true });
+  const existing = await api.call('GET', `${path}/${NETWORK_POLICY_NAME}`, POLICY_PURPOSE('get'), policySchema, { allowMissing: true });
   if (existing) return check(existing);
   try {
-    await api.call('POST', path, POLICY_PURPOSE('create'), { body: networkPolicyManifest(namespace) });
+    await api.call('POST', path, POLICY_PURPOSE('create'), z.unknown(), { body: networkPolicyManifest(namespace) });
   } catch (error) {
     // Another supervisor made it in between: check that one.
     if (!(error instanceof AspError && /answered create networkpolicies with 409/.test(error.message))) throw error;
-    const made = await api.call<Parameters<typeof deniesAll>[0]>('GET', `${path}/${NETWORK_POLICY_NAME}`, POLICY_PURPOSE('get'));
+    const made = await api.call('GET', `${path}/${NETWORK_POLICY_NAME}`, POLICY_PURPOSE('get'), policySchema);
     if (made) check(made);
   }
 }
 
 async function deletePod(api: KubeApi, namespace: string, name: string): Promise<void> {
-  await api.call('DELETE', `/api/v1/namespaces/${namespace}/pods/${name}`, POD_PURPOSE('delete'), {
+  await api.call('DELETE', `/api/v1/namespaces/${namespace}/pods/${name}`, POD_PURPOSE('delete'), z.unknown(), {
     allowMissing: true,
     query: { gracePeriodSeconds: '0' },
     body: { kind: 'DeleteOptions', apiVersion: 'v1', gracePeriodSeconds: 0, propagationPolicy: 'Background' },
@@ -231,7 +294,11 @@ class KubernetesSandbox implements Sandbox {
     const task = containerState(pod, TASK_CONTAINER);
     this.imageId = task.status?.imageID || undefined;
     if (task.terminated) {
-      throw new AspError('K8S_FAILED', `the runner of pod ${this.id} exited ${task.terminated.exitCode} before asp attached${task.terminated.message ? `: ${lastLine(task.terminated.message)}` : ''}`, 'run asp doctor --backend k8s');
+      throw new AspError(
+        'K8S_FAILED',
+        `the runner of pod ${this.id} exited ${task.terminated.exitCode} before asp attached${task.terminated.message ? `: ${lastLine(task.terminated.message)}` : ''}`,
+        'run asp doctor --backend k8s',
+      );
     }
     // The runner says nothing before its first input (ASP_HELLO_AFTER_INPUT): attaching after it started loses nothing.
     this.attached = await attachContainer(this.api, this.namespace, this.id, TASK_CONTAINER, { stdin: true });
@@ -271,7 +338,7 @@ class KubernetesSandbox implements Sandbox {
    */
   async fetchArtifacts(): Promise<Readable | undefined> {
     if (this.killed) return undefined;
-    const pod = await this.api.call<Pod>('GET', `/api/v1/namespaces/${this.namespace}/pods/${this.id}`, POD_PURPOSE('get'), { allowMissing: true });
+    const pod = await this.api.call('GET', `/api/v1/namespaces/${this.namespace}/pods/${this.id}`, POD_PURPOSE('get'), podSchema, { allowMissing: true });
     if (!pod || !containerState(pod, KEEPER_CONTAINER).running) return undefined;
     const keeper = await attachContainer(this.api, this.namespace, this.id, KEEPER_CONTAINER, { stdin: true });
     keeper.stdin.end('send\n');
@@ -306,34 +373,38 @@ class KubernetesSandbox implements Sandbox {
     try {
       for (;;) {
         const path = `/api/v1/namespaces/${this.namespace}/pods`;
-        const current = await this.api.call<Pod>('GET', `${path}/${this.id}`, POD_PURPOSE('get'), { allowMissing: true });
+        const current = await this.api.call('GET', `${path}/${this.id}`, POD_PURPOSE('get'), podSchema, { allowMissing: true });
         if (!current) {
-          if (orGone) return decide({ metadata: { name: this.id } }, 'DELETED') as T;
+          if (orGone) {
+            const gone = decide({ metadata: { name: this.id } }, 'DELETED');
+            if (gone !== undefined) return gone;
+          }
           throw new AspError('K8S_FAILED', `pod ${this.id} was deleted before it ${withinMs === undefined ? 'ended' : 'started'}`, 'something else deletes asp pods: check kubectl get events');
         }
         const now = decide(current, 'MODIFIED');
         if (now !== undefined) return now;
         let answer: T | undefined;
         let failure: unknown;
-        const settled = await this.api.watch<Pod>(
+        const settled = await this.api.watch(
           path,
           { fieldSelector: `metadata.name=${this.id}`, resourceVersion: current.metadata?.resourceVersion ?? '0', timeoutSeconds: '300' },
           POD_PURPOSE('watch'),
+          podSchema,
           (event) => {
             try {
               if (event.type === 'DELETED' && !orGone) throw new AspError('K8S_FAILED', `pod ${this.id} was deleted before it ${withinMs === undefined ? 'ended' : 'started'}`);
               answer = decide(event.object, event.type);
             } catch (error) {
-              failure = error ?? new Error('failed');
+              failure = error;
             }
             return answer !== undefined || failure !== undefined;
           },
           abort.signal,
         );
-        if (failure !== undefined) throw failure;
+        if (failure !== undefined) throw failure instanceof Error ? failure : new Error(String(failure));
         if (answer !== undefined) return answer;
         if (abort.signal.aborted) {
-          const pod = await this.api.call<Pod>('GET', `${path}/${this.id}`, POD_PURPOSE('get'), { allowMissing: true });
+          const pod = await this.api.call('GET', `${path}/${this.id}`, POD_PURPOSE('get'), podSchema, { allowMissing: true });
           throw new AspError(
             'K8S_FAILED',
             `pod ${this.id} did not start within ${Math.round((withinMs ?? 0) / 1000)} s${pod ? `: ${pendingReason(pod)}` : ''}`,

@@ -19,7 +19,9 @@ export function podMetadata(ownership: Record<string, string>): { labels: Record
 }
 
 /** The ownership labels of an object read back: its annotations, with labels for any fact annotations lack. */
-export function ownershipOfMetadata(metadata: { labels?: Record<string, string> | undefined; annotations?: Record<string, string> | undefined } | undefined): Record<string, string> {
+export function ownershipOfMetadata(
+  metadata: { labels?: Record<string, string> | null | undefined; annotations?: Record<string, string> | null | undefined } | null | undefined,
+): Record<string, string> {
   const labels = metadata?.labels ?? {};
   const annotations = Object.fromEntries(Object.entries(metadata?.annotations ?? {}).filter(([key]) => key.startsWith('asp.')));
   return { ...labels, ...annotations };

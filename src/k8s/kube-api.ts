@@ -1,6 +1,8 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { IncomingMessage } from 'node:http';
+import { z } from 'zod';
+import { parseJsonWith } from '../config/task-spec.js';
 import { AspError, errorMessage, systemErrorCode } from '../core/asp-error.js';
 import type { KubeTarget } from './kube-config.js';
 
@@ -16,12 +18,8 @@ const MAX_ERROR_BYTES = 64 * 1024;
 const MAX_BODY_BYTES = 64 * 1024 * 1024;
 
 /** A Kubernetes `Status` as error bodies carry it. */
-interface Status {
-  kind?: string;
-  message?: string;
-  reason?: string;
-  code?: number;
-}
+const statusSchema = z.object({ message: z.string().nullish(), reason: z.string().nullish() });
+const watchEventSchema = z.object({ type: z.string(), object: z.unknown() });
 
 /**
  * The few calls asp makes to the Kubernetes API, over node:http(s) with the kubeconfig's credentials: JSON requests
@@ -40,7 +38,13 @@ export class KubeApi {
   }
 
   /** A JSON call; `undefined` for 404 when `allowMissing`. */
-  async call<T>(method: 'GET' | 'POST' | 'DELETE', path: string, purpose: CallPurpose, options: { body?: unknown; allowMissing?: boolean; query?: Record<string, string> } = {}): Promise<T | undefined> {
+  async call<S extends z.ZodType>(
+    method: 'GET' | 'POST' | 'DELETE',
+    path: string,
+    purpose: CallPurpose,
+    schema: S,
+    options: { body?: unknown; allowMissing?: boolean; query?: Record<string, string> } = {},
+  ): Promise<z.infer<S> | undefined> {
     const response = await this.send(method, path, purpose, options.query, options.body);
     const text = await readBody(response, response.statusCode && response.statusCode < 300 ? MAX_BODY_BYTES : MAX_ERROR_BYTES, this.timeoutMs).catch((error: unknown) => {
       throw this.unreachable(error, purpose);
@@ -48,18 +52,27 @@ export class KubeApi {
     const status = response.statusCode ?? 0;
     if (status === 404 && options.allowMissing) return undefined;
     if (status >= 300) throw this.refused(status, text, purpose);
-    try {
-      return JSON.parse(text) as T;
-    } catch {
-      throw new AspError('K8S_FAILED', `the Kubernetes API server answered ${method} ${path} with something that is not JSON`, 'check that the kubeconfig points at an API server, not a proxy page');
-    }
+    const parsed = parseJsonWith(text, schema);
+    if ('value' in parsed) return parsed.value;
+    throw new AspError(
+      'K8S_FAILED',
+      `the Kubernetes API server answered ${method} ${path} with ${'notJson' in parsed ? 'something that is not JSON' : `JSON asp cannot read (${parsed.issues})`}`,
+      'check that the kubeconfig points at an API server, not a proxy page',
+    );
   }
 
   /**
    * Watches `path` (a collection, narrowed by `query`): each event goes to `onEvent` until it returns true (done),
    * the server ends the watch (resolves false: the caller watches again), or `signal` aborts.
    */
-  async watch<T>(path: string, query: Record<string, string>, purpose: CallPurpose, onEvent: (event: { type: string; object: T }) => boolean, signal?: AbortSignal): Promise<boolean> {
+  async watch<S extends z.ZodType>(
+    path: string,
+    query: Record<string, string>,
+    purpose: CallPurpose,
+    schema: S,
+    onEvent: (event: { type: string; object: z.infer<S> }) => boolean,
+    signal?: AbortSignal,
+  ): Promise<boolean> {
     const response = await this.send('GET', path, purpose, { ...query, watch: 'true' }, undefined, { noTimeout: true, signal });
     if ((response.statusCode ?? 0) >= 300) throw this.refused(response.statusCode ?? 0, await readBody(response, MAX_ERROR_BYTES, this.timeoutMs).catch(() => ''), purpose);
     return new Promise<boolean>((resolve, reject) => {
@@ -81,19 +94,22 @@ export class KubeApi {
           const line = held.slice(0, newline).trim();
           held = held.slice(newline + 1);
           if (!line) continue;
-          let event: { type: string; object: T };
-          try {
-            event = JSON.parse(line) as { type: string; object: T };
-          } catch {
-            finish(new AspError('K8S_FAILED', `the Kubernetes API server sent a watch event that is not JSON on ${path}`));
+          const event = parseJsonWith(line, watchEventSchema);
+          if (!('value' in event)) {
+            finish(new AspError('K8S_FAILED', `the Kubernetes API server sent a watch event asp cannot read on ${path}`));
             return;
           }
-          if (event.type === 'ERROR') {
-            // 410 Gone: the resource version is too old. The caller lists again and watches from there.
+          // ERROR is 410 Gone (the resource version is too old): the caller reads again and watches from there.
+          if (event.value.type === 'ERROR') {
             finish(false);
             return;
           }
-          if (onEvent(event)) finish(true);
+          const object = schema.safeParse(event.value.object);
+          if (!object.success) {
+            finish(new AspError('K8S_FAILED', `the Kubernetes API server sent a watch event asp cannot read on ${path}`));
+            return;
+          }
+          if (onEvent({ type: event.value.type, object: object.data })) finish(true);
         }
         if (held.length > MAX_ERROR_BYTES * 16) finish(new AspError('K8S_FAILED', `a watch event on ${path} is longer than ${MAX_ERROR_BYTES * 16} bytes`));
       });
@@ -114,15 +130,16 @@ export class KubeApi {
 
   /** The error of an answer that is not a success: forbidden names its verb, the rest quote the server. */
   refused(status: number, text: string, purpose: CallPurpose): AspError {
-    let parsed: Status = {};
-    try {
-      parsed = JSON.parse(text) as Status;
-    } catch {
-      /* not a Status: quote the start of it */
-    }
-    const said = oneLine(parsed.message ?? text) || `HTTP ${status}`;
+    // Not a Status (a proxy's page): quote the start of it.
+    const parsed = parseJsonWith(text, statusSchema);
+    const said = oneLine(('value' in parsed ? parsed.value.message : undefined) ?? text) || `HTTP ${status}`;
     const rule = `${purpose.verb} ${purpose.resource}`;
-    if (status === 401) return new AspError('K8S_UNAVAILABLE', `the Kubernetes API server ${this.server} did not accept asp's credentials (401): ${said}`, 'log in again or refresh the kubeconfig (kubectl auth whoami)');
+    if (status === 401)
+      return new AspError(
+        'K8S_UNAVAILABLE',
+        `the Kubernetes API server ${this.server} did not accept asp's credentials (401): ${said}`,
+        'log in again or refresh the kubeconfig (kubectl auth whoami)',
+      );
     if (status === 403) {
       return new AspError('K8S_FORBIDDEN', `the Kubernetes API server refused to let asp ${rule} (403): ${said}`, `grant "${rule}" in the namespace (examples/k8s/rbac.yaml has every verb asp needs)`);
     }
@@ -135,7 +152,7 @@ export class KubeApi {
   unreachable(error: unknown, purpose: CallPurpose): AspError {
     if (error instanceof AspError) return error;
     const code = systemErrorCode(error);
-    const why = code === 'ETIMEDOUT' ? `no answer within ${Math.round(this.timeoutMs / 1000)} s` : code ?? errorMessage(error);
+    const why = code === 'ETIMEDOUT' ? `no answer within ${Math.round(this.timeoutMs / 1000)} s` : (code ?? errorMessage(error));
     return new AspError(
       'K8S_UNAVAILABLE',
       `the Kubernetes API server ${this.server} does not answer (${why}) to ${purpose.verb} ${purpose.resource} (${this.target.source})`,

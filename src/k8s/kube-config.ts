@@ -42,7 +42,11 @@ export async function findKubeTarget(env: Readonly<Record<string, string | undef
           config.mergeConfig(more, true);
         }
       } catch (error) {
-        throw new AspError('BAD_INPUT', `the kubeconfig ${file} cannot be read: ${errorMessage(error).split('\n')[0]}`, 'fix the file, or point KUBECONFIG at a valid one (kubectl config view checks it)');
+        throw new AspError(
+          'BAD_INPUT',
+          `the kubeconfig ${file} cannot be read: ${errorMessage(error).split('\n')[0]}`,
+          'fix the file, or point KUBECONFIG at a valid one (kubectl config view checks it)',
+        );
       }
     }
     source = `${listed.length ? 'KUBECONFIG' : 'kubeconfig'} ${files.join(path.delimiter)}`;
@@ -52,13 +56,24 @@ export async function findKubeTarget(env: Readonly<Record<string, string | undef
   } else {
     throw new AspError(
       'BAD_INPUT',
-      listed.length ? `no kubeconfig: none of the files KUBECONFIG names exists (${listed.join(path.delimiter)})` : `no kubeconfig: ${home ?? '~/.kube/config'} does not exist and asp does not run in a cluster`,
+      listed.length
+        ? `no kubeconfig: none of the files KUBECONFIG names exists (${listed.join(path.delimiter)})`
+        : `no kubeconfig: ${home ?? '~/.kube/config'} does not exist and asp does not run in a cluster`,
       'point KUBECONFIG at your cluster’s kubeconfig (kind get kubeconfig > FILE), or use --backend docker',
     );
   }
   if (context) {
     if (!config.getContextObject(context)) {
-      throw new AspError('BAD_INPUT', `the kubeconfig has no context "${context}" (it has: ${config.getContexts().map((entry) => entry.name).join(', ') || 'none'})`, 'set ASP_K8S_CONTEXT to one of those, or unset it');
+      throw new AspError(
+        'BAD_INPUT',
+        `the kubeconfig has no context "${context}" (it has: ${
+          config
+            .getContexts()
+            .map((entry) => entry.name)
+            .join(', ') || 'none'
+        })`,
+        'set ASP_K8S_CONTEXT to one of those, or unset it',
+      );
     }
     config.setCurrentContext(context);
   }
@@ -76,7 +91,11 @@ export async function findKubeTarget(env: Readonly<Record<string, string | undef
       try {
         await config.applyToHTTPSOptions(options);
       } catch (error) {
-        throw new AspError('K8S_UNAVAILABLE', `cannot authenticate to the Kubernetes API server ${cluster.server}: ${errorMessage(error).split('\n')[0]}`, 'check the user of your kubeconfig context (kubectl auth whoami)');
+        throw new AspError(
+          'K8S_UNAVAILABLE',
+          `cannot authenticate to the Kubernetes API server ${cluster.server}: ${errorMessage(error).split('\n')[0]}`,
+          'check the user of your kubeconfig context (kubectl auth whoami)',
+        );
       }
     },
   };

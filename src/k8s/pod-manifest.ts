@@ -232,8 +232,17 @@ export function networkPolicyManifest(namespace: string) {
 
 export type NetworkPolicyManifest = ReturnType<typeof networkPolicyManifest>;
 
+type Maybe<T> = T | null | undefined;
+
 /** Whether a policy the cluster holds denies everything for asp's pods, as `networkPolicyManifest` does. */
-export function deniesAll(policy: { spec?: { podSelector?: { matchLabels?: Record<string, string>; matchExpressions?: unknown[] }; policyTypes?: string[]; ingress?: unknown[]; egress?: unknown[] } }): boolean {
+export function deniesAll(policy: {
+  spec?: Maybe<{
+    podSelector?: Maybe<{ matchLabels?: Maybe<Record<string, string>>; matchExpressions?: Maybe<unknown[]> }>;
+    policyTypes?: Maybe<string[]>;
+    ingress?: Maybe<unknown[]>;
+    egress?: Maybe<unknown[]>;
+  }>;
+}): boolean {
   const spec = policy.spec;
   if (!spec) return false;
   const selector = spec.podSelector ?? {};

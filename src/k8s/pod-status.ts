@@ -1,28 +1,45 @@
+import { z } from 'zod';
 import { AspError } from '../core/asp-error.js';
 import { RUNTIME_CONTAINER } from './pod-manifest.js';
 
-/** What asp reads of a pod the API server returns. */
-export interface Pod {
-  metadata?: { name?: string; resourceVersion?: string; creationTimestamp?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
-  status?: {
-    phase?: string;
-    reason?: string;
-    message?: string;
-    conditions?: Array<{ type?: string; status?: string; reason?: string; message?: string }>;
-    initContainerStatuses?: ContainerStatus[];
-    containerStatuses?: ContainerStatus[];
-  };
-}
+const containerStatus = z.object({
+  name: z.string(),
+  imageID: z.string().nullish(),
+  state: z
+    .object({
+      waiting: z.object({ reason: z.string().nullish(), message: z.string().nullish() }).nullish(),
+      running: z.object({ startedAt: z.string().nullish() }).nullish(),
+      terminated: z.object({ exitCode: z.number(), reason: z.string().nullish(), message: z.string().nullish() }).nullish(),
+    })
+    .nullish(),
+});
 
-export interface ContainerStatus {
-  name: string;
-  imageID?: string;
-  state?: {
-    waiting?: { reason?: string; message?: string };
-    running?: { startedAt?: string };
-    terminated?: { exitCode: number; reason?: string; message?: string };
-  };
-}
+const objectMeta = z.object({
+  name: z.string().nullish(),
+  resourceVersion: z.string().nullish(),
+  creationTimestamp: z.string().nullish(),
+  labels: z.record(z.string(), z.string()).nullish(),
+  annotations: z.record(z.string(), z.string()).nullish(),
+});
+
+/** What asp reads of a pod the API server returns. */
+export const podSchema = z.object({
+  metadata: objectMeta.nullish(),
+  status: z
+    .object({
+      phase: z.string().nullish(),
+      reason: z.string().nullish(),
+      message: z.string().nullish(),
+      conditions: z.array(z.object({ type: z.string().nullish(), status: z.string().nullish(), reason: z.string().nullish(), message: z.string().nullish() })).nullish(),
+      initContainerStatuses: z.array(containerStatus).nullish(),
+      containerStatuses: z.array(containerStatus).nullish(),
+    })
+    .nullish(),
+});
+export const podListSchema = z.object({ metadata: z.object({ resourceVersion: z.string().nullish() }).nullish(), items: z.array(podSchema).nullish() });
+
+export type Pod = z.infer<typeof podSchema>;
+export type ContainerStatus = z.infer<typeof containerStatus>;
 
 /** One container's state in a pod's status; all undefined before the kubelet reports it. */
 export function containerState(pod: Pod, name: string): { status: ContainerStatus | undefined } & NonNullable<ContainerStatus['state']> {
@@ -47,12 +64,20 @@ export function startFailure(pod: Pod, name: string): AspError | undefined {
       );
     }
     if (waiting?.reason && CONFIG_FAILURES.has(waiting.reason)) {
-      return new AspError('K8S_FAILED', `the kubelet cannot start ${status.name} in pod ${name} (${waiting.reason}${waiting.message ? `: ${oneLine(waiting.message)}` : ''})`, 'kubectl describe pod says more; a Localhost seccomp profile must exist on every node');
+      return new AspError(
+        'K8S_FAILED',
+        `the kubelet cannot start ${status.name} in pod ${name} (${waiting.reason}${waiting.message ? `: ${oneLine(waiting.message)}` : ''})`,
+        'kubectl describe pod says more; a Localhost seccomp profile must exist on every node',
+      );
     }
   }
   const runtime = (pod.status?.initContainerStatuses ?? []).find((status) => status.name === RUNTIME_CONTAINER)?.state?.terminated;
   if (runtime && runtime.exitCode !== 0) {
-    return new AspError('K8S_FAILED', `copying asp's runtime into pod ${name} failed (exit ${runtime.exitCode}${runtime.message ? `: ${oneLine(runtime.message)}` : ''})`, 'check that ASP_K8S_IMAGE is asp’s sandbox image (asp image build)');
+    return new AspError(
+      'K8S_FAILED',
+      `copying asp's runtime into pod ${name} failed (exit ${runtime.exitCode}${runtime.message ? `: ${oneLine(runtime.message)}` : ''})`,
+      'check that ASP_K8S_IMAGE is asp’s sandbox image (asp image build)',
+    );
   }
   const phase = pod.status?.phase;
   if (phase === 'Failed' || phase === 'Succeeded') {

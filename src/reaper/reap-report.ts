@@ -1,7 +1,7 @@
 import type { AspErrorCode } from '../core/asp-error.js';
 import type { ReapReason, SkipReason } from './reap-policy.js';
 
-export type ReapKind = 'container' | 'volume' | 'workspace';
+export type ReapKind = 'container' | 'pod' | 'volume' | 'workspace';
 
 /** One object the reaper took (or, with --dry-run, would take). */
 export interface ReapItem {
@@ -28,6 +28,8 @@ export interface ReapReport {
   runtimes: string[];
   /** Whether the daemon could be listed: when it cannot, host dirs are still reaped and the report says why. */
   /** `code`: why the daemon part failed, so that a bad address is bad input (exit 2), not a daemon failure. */
+  /** NetworkPolicies removed (k8s, `--all`, none of asp's pods left). */
+  policies?: string[];
   docker: { ok: boolean; error?: string; hint?: string; code?: AspErrorCode };
 }
 

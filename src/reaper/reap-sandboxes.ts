@@ -7,7 +7,7 @@ import { countSkipped, type ReapItem, type ReapReport } from './reap-report.js';
 
 export interface SandboxTarget {
   /** The report's words for what a backend made: a sandbox is a container, its workspace a volume. */
-  kind: 'container' | 'volume';
+  kind: 'container' | 'pod' | 'volume';
   object: OwnedObject;
   name: string;
   owner: Ownership;
@@ -20,7 +20,7 @@ export async function findDeadSandboxes(backend: SandboxBackend, policy: ReapPol
   for (const object of await backend.listOwned(labelFilter())) {
     const owner = parseOwnership(object.labels);
     const verdict = judge(owner, object.createdAt, policy);
-    if (verdict.reap && owner) targets.push({ kind: object.kind === 'sandbox' ? 'container' : 'volume', object, name: object.name, owner, reason: verdict.reason });
+    if (verdict.reap && owner) targets.push({ kind: object.kind === 'sandbox' ? backend.sandboxKind : 'volume', object, name: object.name, owner, reason: verdict.reason });
     else if (!verdict.reap) countSkipped(skipped, verdict.reason);
   }
   return targets;

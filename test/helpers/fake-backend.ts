@@ -47,6 +47,7 @@ export const HARDENED_IDENTITY: RunnerIdentity = { uid: 0, capEff: runnerCapEff(
  */
 export class FakeBackend implements SandboxBackend {
   readonly name = 'fake';
+  readonly sandboxKind = 'container';
   readonly calls: string[] = [];
   /** What the fake runners said and heard, in order ('hello', 'task', 'workspace.end', 'start', 'step.start slow', 'exit 137'). */
   readonly runnerLog: string[] = [];
