@@ -1,4 +1,7 @@
-import { writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { rename, rm, writeFile } from 'node:fs/promises';
+import { EXIT } from '../core/asp-error.js';
+import type { Shard } from './shard.js';
 
 /** One task's line in the reports. */
 export interface TaskOutcome {
@@ -26,7 +29,8 @@ export interface TaskOutcome {
 export interface BatchSummary {
   batchId: string;
   file: string;
-  journal: string;
+  /** The batch's journal; null in a merged report, whose shards each name their own. */
+  journal: string | null;
   concurrency: number;
   total: number;
   passed: number;
@@ -37,11 +41,61 @@ export interface BatchSummary {
   invalid: number;
   durationMs: number;
   exitCode: number;
+  /** The list the batch took its tasks from: what merge-reports checks the shards' reports against. */
+  list: ListIdentity;
+  /** The share of the list this batch ran (--shard i/n); null when it ran the whole list, and in a merged report. */
+  shard: Shard | null;
+  /** A merged report only: the shard reports it was made of, one per shard. */
+  shards?: ShardSource[];
+  /** A merged report only: the shards of the list no input report covered (their tasks are not in it). */
+  missingShards?: number[];
   tasks: TaskOutcome[];
 }
 
+export interface ListIdentity {
+  /** `sha256:<hex>` of the task list's text. */
+  digest: string;
+  /** The list's valid tasks, in all its shards. */
+  tasks: number;
+}
+
+/** One shard's report as a merged report lists it. */
+export interface ShardSource extends Shard {
+  /** The report file it was read from. */
+  report: string;
+  batchId: string;
+  journal: string | null;
+  total: number;
+  exitCode: number;
+  durationMs: number;
+}
+
+/** What the exit code of a batch is computed from: its counts and its tasks. */
+export type BatchCounts = Pick<BatchSummary, 'errors' | 'interrupted' | 'failed' | 'invalid' | 'tasks'>;
+
+/** 130 interrupted, 3 or 2 for an error (3 when any was asp's own), 1 for a failed task or a skipped line, else 0. */
+export function batchExitCode(summary: BatchCounts, interrupted: boolean): number {
+  if (interrupted || summary.interrupted > 0) return EXIT.interrupted;
+  if (summary.errors > 0) return summary.tasks.some((task) => task.status === 'error' && task.exitCode === EXIT.infrastructure) ? EXIT.infrastructure : EXIT.badInput;
+  if (summary.failed > 0 || summary.invalid > 0) return EXIT.taskFailed;
+  return EXIT.ok;
+}
+
+/** The summary's counts, from its tasks. A denied change still ran and passed: the gate declined it, the task did not fail. */
+export function countOutcomes(tasks: TaskOutcome[]): Pick<BatchSummary, 'total' | 'passed' | 'failed' | 'errors' | 'interrupted' | 'notRun'> {
+  const count = (...statuses: TaskOutcome['status'][]) => tasks.filter((task) => statuses.includes(task.status)).length;
+  return {
+    total: tasks.length,
+    passed: count('passed', 'awaiting_approval', 'rejected'),
+    failed: count('failed', 'timeout'),
+    errors: count('error'),
+    interrupted: count('interrupted'),
+    notRun: count('not-run'),
+  };
+}
+
 export async function writeJsonReport(file: string, summary: BatchSummary): Promise<void> {
-  await writeFile(file, JSON.stringify(summary, null, 2) + '\n');
+  await writeAtomically(file, JSON.stringify(summary, null, 2) + '\n');
 }
 
 /**
@@ -81,7 +135,22 @@ export function junitXml(summary: BatchSummary, startedAt: Date): string {
 }
 
 export async function writeJunitReport(file: string, summary: BatchSummary, startedAt: Date): Promise<void> {
-  await writeFile(file, junitXml(summary, startedAt));
+  await writeAtomically(file, junitXml(summary, startedAt));
+}
+
+/**
+ * Written aside and renamed into place: a reader (a CI upload step, merge-reports, another shard's batch writing
+ * the same name by mistake) sees the old file or the new one, never half of one, and a failed write leaves nothing.
+ */
+export async function writeAtomically(file: string, content: string): Promise<void> {
+  const temporary = `${file}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
+  try {
+    await writeFile(temporary, content, { flag: 'wx' });
+    await rename(temporary, file);
+  } catch (error) {
+    await rm(temporary, { force: true });
+    throw error;
+  }
 }
 
 /** XML 1.0 cannot carry most control characters at all, escaped or not: drop them. */

@@ -13,8 +13,9 @@ import { workspacePaths } from '../workspace/host-workspace.js';
 import type { TraceMode } from '../tracing/trace-mode.js';
 import { RepoMirrors } from '../workspace/repo-mirror.js';
 import type { BatchProgress } from './batch-progress.js';
-import type { BatchSummary, TaskOutcome } from './batch-report.js';
+import { batchExitCode, countOutcomes, type BatchSummary, type ListIdentity, type TaskOutcome } from './batch-report.js';
 import { BatchJournal, type FinishedRecord } from './journal.js';
+import type { Shard } from './shard.js';
 import type { BatchEntry, TaskList } from './task-list.js';
 
 export interface BatchOptions {
@@ -27,6 +28,9 @@ export interface BatchOptions {
   /** Backoff before retry n is backoffMs * 2^(n-1). */
   backoffMs: number;
   invalidCount: number;
+  /** The whole list's identity, recorded in the report (the list given to runBatch may be one shard of it). */
+  listIdentity: ListIdentity;
+  shard: Shard | null;
 }
 
 export interface BatchDeps {
@@ -86,31 +90,19 @@ export async function runBatch(list: TaskList, options: BatchOptions, deps: Batc
   deps.progress.close();
 
   const tasks = list.entries.map((entry) => outcomes.get(entry.key) ?? notRun(entry));
-  const count = (...statuses: TaskOutcome['status'][]) => tasks.filter((task) => statuses.includes(task.status)).length;
   const summary: Omit<BatchSummary, 'exitCode'> = {
     batchId: options.batchId,
     file: options.file,
     journal: journal.file,
     concurrency: options.concurrency,
-    total: tasks.length,
-    // A denied change still ran and passed: the person at the gate declined it, the task did not fail.
-    passed: count('passed', 'awaiting_approval', 'rejected'),
-    failed: count('failed', 'timeout'),
-    errors: count('error'),
-    interrupted: count('interrupted'),
-    notRun: count('not-run'),
+    ...countOutcomes(tasks),
     invalid: options.invalidCount,
     durationMs: deps.clock.now().getTime() - startedAt.getTime(),
+    list: options.listIdentity,
+    shard: options.shard,
     tasks,
   };
   return { ...summary, exitCode: batchExitCode(summary, Boolean(deps.signal?.aborted)) };
-}
-
-function batchExitCode(summary: Omit<BatchSummary, 'exitCode'>, interrupted: boolean): number {
-  if (interrupted || summary.interrupted > 0) return EXIT.interrupted;
-  if (summary.errors > 0) return summary.tasks.some((task) => task.status === 'error' && task.exitCode === EXIT.infrastructure) ? EXIT.infrastructure : EXIT.badInput;
-  if (summary.failed > 0 || summary.invalid > 0) return EXIT.taskFailed;
-  return EXIT.ok;
 }
 
 async function runWithRetries(entry: BatchEntry, options: BatchOptions, deps: BatchDeps, journal: BatchJournal, mirrors: RepoMirrors): Promise<TaskOutcome> {
