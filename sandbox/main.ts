@@ -31,7 +31,7 @@ import { collectArtifacts, TAR_EXCLUDES } from './collect.js';
 import { watchDiskUsage } from './disk-watchdog.js';
 import { HostInput } from './host-input.js';
 import type { ModelEndpoint } from './model-endpoint.js';
-import { openWorkspaceToSteps, stepEnv, tool, toolEnv } from './runtime-tools.js';
+import { makeTmpSticky, openWorkspaceToSteps, stepEnv, tool, toolEnv } from './runtime-tools.js';
 import { asStepUser, canDropToStepUser, endStepProcesses, writeAsStepUser } from './step-user.js';
 
 const RUNNER = `asp-sandbox/${PROTOCOL_VERSION}`;
@@ -278,6 +278,7 @@ async function main(): Promise<void> {
   }
   try {
     openWorkspaceToSteps(SANDBOX_WORKSPACE);
+    makeTmpSticky();
   } catch (error) {
     emit({ type: 'warning', message: `the workspace cannot be opened to the steps: ${error instanceof Error ? error.message : String(error)}` });
     process.exitCode = 70;

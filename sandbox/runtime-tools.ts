@@ -52,3 +52,14 @@ export function openWorkspaceToSteps(dir: string): void {
   if (info.uid !== process.getuid?.()) throw new Error(`${dir} belongs to uid ${info.uid}: the image's /workspace is neither the step user's nor the runner's`);
   chmodSync(dir, 0o1777);
 }
+
+/**
+ * A Kubernetes emptyDir is root's with mode 0777, not sticky as Docker's tmpfs /tmp is: there any step could remove
+ * or replace what another process put in /tmp. The runner owns it and makes it sticky; a /tmp that is already sticky,
+ * or not its own, is left as it is.
+ */
+export function makeTmpSticky(dir = '/tmp'): void {
+  const info = statSync(dir, { throwIfNoEntry: false });
+  if (!info || info.uid !== process.getuid?.() || (info.mode & 0o1000) !== 0) return;
+  chmodSync(dir, 0o1777);
+}
