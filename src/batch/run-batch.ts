@@ -1,7 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { AspError, errorMessage, EXIT, exitCodeFor } from '../core/asp-error.js';
-import { githubToken, type Settings } from '../config/settings.js';
+import { githubToken, type BackendName, type Settings } from '../config/settings.js';
 import type { SandboxBackend } from '../backend/sandbox-backend.js';
 import { mapBounded } from '../core/bounded-pool.js';
 import type { Clock } from '../core/clock.js';
@@ -35,6 +35,8 @@ export interface BatchOptions {
 
 export interface BatchDeps {
   backend: SandboxBackend;
+  /** The backend a line names (`"backend": "k8s"`), when it is not `backend`'s. */
+  backendFor?: ((name: BackendName) => SandboxBackend) | undefined;
   settings: Settings;
   clock: Clock;
   log: Log;
@@ -65,16 +67,24 @@ export async function runBatch(list: TaskList, options: BatchOptions, deps: Batc
   const mirrors = new RepoMirrors(path.join(deps.settings.home, 'mirrors'), deps.settings.hostEnv, githubToken(deps.settings));
   const outcomes = new Map<string, TaskOutcome>();
 
-  // One image check (and build) for the whole batch, before the pool: concurrent first runs must not each build it.
-  if (list.entries.some((entry) => !entry.spec.image)) {
-    await deps.backend.prepareImage({ onBuildStart: (tag) => deps.log.info({ image: tag }, `building the sandbox image ${tag}; this takes a minute`) });
+  // One image check (and build) for the whole batch, before the pool, on each backend the lines use: concurrent
+  // first runs must not each build it.
+  const backendOf = (entry: BatchEntry) => (entry.spec.backend && deps.backendFor ? deps.backendFor(entry.spec.backend) : deps.backend);
+  for (const backend of new Set(list.entries.filter((entry) => !entry.spec.image).map(backendOf))) {
+    await backend.prepareImage({ onBuildStart: (tag) => deps.log.info({ image: tag }, `building the sandbox image ${tag}; this takes a minute`) });
   }
 
-  // Each image a line names, checked once before the pool (and the runner runtime made, for an image that is not
-  // asp's): a missing one is that line's bad input, said with its line number, not one failure per attempt.
+  // Each image a line names, checked once per backend before the pool (and the runner runtime made, for an image
+  // that is not asp's): a missing one is that line's bad input, said with its line number, not one failure per attempt.
   const refused = new Map<string, string>();
-  for (const image of new Set(list.entries.flatMap((entry) => (entry.spec.image && !done.has(entry.key) ? [entry.spec.image] : [])))) {
-    await deps.backend.prepareImage({ image }).catch((error: unknown) => refused.set(image, errorMessage(error)));
+  const imageKey = (entry: BatchEntry) => `${backendOf(entry).name}\n${entry.spec.image ?? ''}`;
+  for (const entry of list.entries) {
+    const key = imageKey(entry);
+    if (!entry.spec.image || done.has(entry.key) || refused.has(key)) continue;
+    refused.set(key, '');
+    await backendOf(entry)
+      .prepareImage({ image: entry.spec.image })
+      .catch((error: unknown) => refused.set(key, errorMessage(error)));
   }
 
   await mapBounded(list.entries, options.concurrency, async (entry) => {
@@ -82,7 +92,7 @@ export async function runBatch(list: TaskList, options: BatchOptions, deps: Batc
     // After an interrupt nothing new starts: what is left is reported as not run.
     if (!previous && deps.signal?.aborted) return;
     if (!previous) deps.progress.started(entry.key);
-    const imageRefused = entry.spec.image ? refused.get(entry.spec.image) : undefined;
+    const imageRefused = entry.spec.image ? refused.get(imageKey(entry)) || undefined : undefined;
     const outcome = previous ? fromJournal(entry, previous) : imageRefused ? badImage(entry, imageRefused) : await runWithRetries(entry, options, deps, journal, mirrors);
     outcomes.set(entry.key, outcome);
     deps.progress.finished(outcome);
@@ -145,6 +155,7 @@ async function attemptTask(entry: BatchEntry, attempt: number, deps: BatchDeps, 
   try {
     const run = await runTask(entry.spec, {
       backend: deps.backend,
+      backendFor: deps.backendFor,
       settings: deps.settings,
       clock: deps.clock,
       log: deps.log,

@@ -17,6 +17,7 @@ import { resolveTraceMode } from '../tracing/trace-mode.js';
 import type { Log } from '../core/log.js';
 import { printable, printableLines } from '../core/printable.js';
 import { makeContext, reportFailure } from './cli-context.js';
+import { dryRunManifests, formatManifests } from './dry-run.js';
 import { installInterruptHandlers } from './interrupts.js';
 
 interface BatchFlags {
@@ -28,6 +29,9 @@ interface BatchFlags {
   junit?: string;
   trace?: string;
   shard?: string;
+  backend?: string;
+  namespace?: string;
+  dryRun?: boolean;
   json?: boolean;
   debug?: boolean;
 }
@@ -50,6 +54,9 @@ export function registerBatchCommand(program: Command): void {
     .option('--junit <file>', 'write a JUnit XML report (one testcase per task)')
     .option('--trace <mode>', 'langfuse | json | off, for every task, as for asp run')
     .option('--shard <i/n>', 'run shard i of n (0 <= i < n) of the list, e.g. $JOB_COMPLETION_INDEX/8 (or ASP_SHARD=i/n)')
+    .option('--backend <name>', 'docker or k8s, for every line that names none (default: ASP_BACKEND, else docker)')
+    .option('--namespace <name>', 'the Kubernetes namespace of the pods (default: ASP_K8S_NAMESPACE, else the context’s)')
+    .option('--dry-run', "print what each task of the (shard's) list would create, and stop")
     .option('--json', 'print one JSON summary on stdout; logs go to stderr')
     .option('--debug', 'verbose logs and stack traces')
     .action(async (file: string, flags: BatchFlags) => {
@@ -91,7 +98,13 @@ async function batchCommand(file: string, flags: BatchFlags): Promise<number> {
     }
     const taken = shard ? takeShard(list, shard) : list;
     const concurrency = flags.concurrency !== undefined ? wholeNumber('--concurrency', flags.concurrency, 1, 256) : defaultConcurrency(taken.entries);
-    const context = makeContext({ json, debug });
+    const context = makeContext({ json, debug, backend: flags.backend, namespace: flags.namespace });
+    if (flags.dryRun) {
+      const manifests: object[] = [];
+      for (const entry of taken.entries) manifests.push(...(await dryRunManifests(entry.spec, context, path.dirname(path.resolve(file)))));
+      context.stdout(formatManifests(manifests, json));
+      return EXIT.ok;
+    }
     const traceMode = resolveTraceMode(flags.trace, context.settings);
     if (list.invalid.length) context.log.warn({ invalid: list.invalid }, `skipping ${list.invalid.length} invalid task(s):\n${describeInvalid(file, list.invalid)}`);
     const content = await readFile(file, 'utf8');
@@ -130,6 +143,7 @@ async function batchCommand(file: string, flags: BatchFlags): Promise<number> {
         },
         {
           backend: context.backend,
+          backendFor: context.backendFor,
           settings: context.settings,
           clock: systemClock,
           // Per-task step lines would drown the progress; warnings and errors still show.

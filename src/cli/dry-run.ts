@@ -17,15 +17,25 @@ const DRY_RUN_ID = 'dry-run';
  * the pod, on Docker the container's create body. Nothing is cloned, pulled or sent; only the kubeconfig is read
  * (for the namespace), so reviewers can read exactly what runs.
  */
-export async function dryRunManifests(spec: TaskSpec, context: CliContext): Promise<object[]> {
+export async function dryRunManifests(spec: TaskSpec, context: CliContext, cwd = process.cwd()): Promise<object[]> {
   const now = new Date();
-  const plan = await resolveTask(spec, { settings: context.settings, cwd: process.cwd(), now });
+  const plan = await resolveTask(spec, { settings: context.settings, cwd, now });
   const taskId = plan.spec.id ?? generateTaskId(plan.spec.task, now);
   const labels = ownershipLabels({ taskId, runId: DRY_RUN_ID, supervisor: currentSupervisor(), expiresAt: new Date(now.getTime() + plan.spec.limits.timeout), keep: plan.spec.keep });
   const backend = spec.backend ? context.backendFor(spec.backend) : context.backend;
   if (backend instanceof KubernetesBackend) {
     const prepared = await backend.prepareImage({ image: plan.spec.image });
-    const request: SandboxRequest = { taskId, runId: DRY_RUN_ID, role: 'task', image: prepared.ref, labels, limits: plan.spec.limits, env: plan.sandboxEnv, runtime: plan.spec.runtime, checkDir: false };
+    const request: SandboxRequest = {
+      taskId,
+      runId: DRY_RUN_ID,
+      role: 'task',
+      image: prepared.ref,
+      labels,
+      limits: plan.spec.limits,
+      env: plan.sandboxEnv,
+      runtime: plan.spec.runtime,
+      checkDir: false,
+    };
     const { pod, networkPolicy } = await backend.manifests(request);
     return [networkPolicy, pod];
   }
@@ -45,8 +55,16 @@ export async function dryRunManifests(spec: TaskSpec, context: CliContext): Prom
   ];
 }
 
-/** Manifests as YAML documents (kubectl's form), or one JSON array with `--json`. */
-export function formatManifests(manifests: object[], json: boolean): string {
+/** Manifests as YAML documents (kubectl's form), or one JSON array with `--json`; a batch's shared NetworkPolicy once. */
+export function formatManifests(all: object[], json: boolean): string {
+  const seen = new Set<string>();
+  const manifests = all.filter((manifest) => {
+    if (!('kind' in manifest) || manifest.kind !== 'NetworkPolicy') return true;
+    const text = JSON.stringify(manifest);
+    if (seen.has(text)) return false;
+    seen.add(text);
+    return true;
+  });
   if (json) return JSON.stringify(manifests, null, 2) + '\n';
   return manifests.map((manifest) => `---\n${yaml.dump(manifest, { noRefs: true, lineWidth: -1 })}`).join('');
 }
