@@ -1,5 +1,5 @@
 import type { Limits } from '../config/task-spec.js';
-import { RUNNER_CAPABILITIES, runnerLaunch } from '../backend/sandbox-policy.js';
+import { RUNNER_CAPABILITIES, runnerLaunch, type RunnerLaunch } from '../backend/sandbox-policy.js';
 import { SANDBOX_ARTIFACTS_DIR, SANDBOX_CHECK_DIR, SANDBOX_RUNTIME_DIR, SANDBOX_WORKSPACE } from '../protocol/messages.js';
 import { podMetadata } from './k8s-labels.js';
 
@@ -105,38 +105,7 @@ export function podManifest(input: PodInput) {
         supplementalGroups: [],
       },
       ...(input.injectRuntime ? { initContainers: [runtimeContainer(input)] } : {}),
-      containers: [
-        {
-          name: TASK_CONTAINER,
-          image: input.image,
-          ...(input.imagePullPolicy ? { imagePullPolicy: input.imagePullPolicy } : {}),
-          ...(launch.entrypoint ? { command: launch.entrypoint } : {}),
-          args: launch.cmd,
-          env: launch.env.map(envVar),
-          workingDir: SANDBOX_WORKSPACE,
-          // stdin carries the task, the workspace and model answers; it closes when asp detaches (stdinOnce).
-          stdin: true,
-          stdinOnce: true,
-          tty: false,
-          // A runner that dies before its hello leaves its last words here, read without pods/log.
-          terminationMessagePolicy: 'FallbackToLogsOnError' as const,
-          securityContext: {
-            // The runner is root in the container (sandbox-policy.ts says why), holding only its capabilities.
-            runAsUser: 0,
-            runAsGroup: 0,
-            runAsNonRoot: false,
-            readOnlyRootFilesystem: true,
-            allowPrivilegeEscalation: false,
-            privileged: false,
-            capabilities: { drop: ['ALL'], add: RUNNER_CAPABILITIES.map((entry) => entry.cap) },
-            seccompProfile: input.seccomp,
-          },
-          // Requests equal limits: the pod is Guaranteed, never squeezed by its neighbours.
-          resources: { requests: resources, limits: resources },
-          volumeMounts: taskMounts,
-        },
-        keeperContainer(input),
-      ],
+      containers: [taskContainer(input, launch, resources, taskMounts), keeperContainer(input)] as const,
       volumes: [
         { name: 'workspace', emptyDir: { sizeLimit: byteQuantity(limits.disk) } },
         { name: 'tmp', emptyDir: { medium: 'Memory', sizeLimit: byteQuantity(limits.tmpfs) } },
@@ -148,6 +117,39 @@ export function podManifest(input: PodInput) {
 }
 
 export type PodManifest = ReturnType<typeof podManifest>;
+
+/** The runner's container: the one asp attaches to, hardened as the Docker container is. */
+function taskContainer(input: PodInput, launch: RunnerLaunch, resources: Record<string, string>, volumeMounts: Array<ReturnType<typeof volumeMount>>) {
+  return {
+    name: TASK_CONTAINER,
+    image: input.image,
+    ...(input.imagePullPolicy ? { imagePullPolicy: input.imagePullPolicy } : {}),
+    ...(launch.entrypoint ? { command: launch.entrypoint } : {}),
+    args: launch.cmd,
+    env: launch.env.map(envVar),
+    workingDir: SANDBOX_WORKSPACE,
+    // stdin carries the task, the workspace and model answers; it closes when asp detaches (stdinOnce).
+    stdin: true,
+    stdinOnce: true,
+    tty: false,
+    // A runner that dies before its hello leaves its last words here, read without pods/log.
+    terminationMessagePolicy: 'FallbackToLogsOnError' as const,
+    securityContext: {
+      // The runner is root in the container (sandbox-policy.ts says why), holding only its capabilities.
+      runAsUser: 0,
+      runAsGroup: 0,
+      runAsNonRoot: false,
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      privileged: false,
+      capabilities: { drop: ['ALL'], add: RUNNER_CAPABILITIES.map((entry) => entry.cap) },
+      seccompProfile: input.seccomp,
+    },
+    // Requests equal limits: the pod is Guaranteed, never squeezed by its neighbours.
+    resources: { requests: resources, limits: resources },
+    volumeMounts,
+  };
+}
 
 const envVar = (entry: string) => {
   const at = entry.indexOf('=');

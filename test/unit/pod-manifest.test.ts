@@ -26,8 +26,7 @@ const base: PodInput = {
   seccomp: { type: 'RuntimeDefault' },
 };
 const pod = podManifest(base);
-const task = pod.spec.containers.find((container) => container.name === TASK_CONTAINER)!;
-const keeper = pod.spec.containers.find((container) => container.name === KEEPER_CONTAINER)!;
+const [task, keeper] = pod.spec.containers;
 const docker = containerSpec({ name: 'asp-t1-r1', image: 'asp-sandbox:abc', volume: 'v', labels, limits, allowedEnv: { FOO: 'bar', PATH: '/evil' } });
 
 describe('pod manifest', () => {
@@ -38,7 +37,7 @@ describe('pod manifest', () => {
   });
 
   it('the schema check itself refuses a broken pod (so the validation above can fail)', () => {
-    const broken = structuredClone(pod) as { spec: { containers: Array<{ name?: unknown }> } };
+    const broken = structuredClone(pod) as unknown as { spec: { containers: Array<{ name?: unknown }> } };
     broken.spec.containers[0]!.name = 42;
     expect(() => new Pod(broken as never).validate()).toThrow();
   });
@@ -58,6 +57,10 @@ describe('pod manifest', () => {
       expect(container.securityContext.readOnlyRootFilesystem, container.name).toBe(true);
       expect(container.securityContext.capabilities.drop, container.name).toEqual(['ALL']);
     }
+  });
+
+  it('names its containers: the task container first, the keeper beside it', () => {
+    expect(pod.spec.containers.map((container) => container.name)).toEqual([TASK_CONTAINER, KEEPER_CONTAINER]);
   });
 
   it('runs the helpers (keeper, runtime copy) as non-root with no capabilities', () => {
@@ -122,7 +125,7 @@ describe('pod manifest', () => {
   it('injects the runtime into another image by an init container, mounted read-only, and starts the runner from it', () => {
     const foreign = podManifest({ ...base, image: 'python:3.12', injectRuntime: true });
     const init = foreign.spec.initContainers![0]!;
-    const container = foreign.spec.containers[0]!;
+    const [container] = foreign.spec.containers;
     expect(init.image).toBe('asp-sandbox:abc');
     expect(init.command).toEqual(['cp', '-R', '--preserve=mode,links', '/opt/asp-runtime/.', '/opt/asp']);
     expect(container.image).toBe('python:3.12');
