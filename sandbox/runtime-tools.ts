@@ -35,8 +35,11 @@ const RUNNER_NEUTRAL = ['LD_PRELOAD', 'LD_AUDIT', 'NODE_OPTIONS'];
  * LD_PRELOAD is nothing a step needs to see), and with SHELL naming the shell that runs it.
  */
 export function stepEnv(shell: string, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
-  const { ASP_RUNTIME: _runtime, ...rest } = base;
+  const { ASP_RUNTIME: _runtime, ASP_HELLO_AFTER_INPUT: inPod, ...rest } = base;
   for (const name of RUNNER_NEUTRAL) if (rest[name] === '') delete rest[name];
+  // In a pod the kubelet adds the API server's address (KUBERNETES_SERVICE_HOST, _PORT, ...) to every container,
+  // service links or not: not the steps' business, and nothing of the host's or the cluster's reaches them.
+  if (inPod === '1') for (const name of Object.keys(rest)) if (name.startsWith('KUBERNETES_')) delete rest[name];
   return { ...rest, SHELL: shell };
 }
 

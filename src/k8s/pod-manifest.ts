@@ -124,8 +124,8 @@ function taskContainer(input: PodInput, launch: RunnerLaunch, resources: Record<
     name: TASK_CONTAINER,
     image: input.image,
     ...(input.imagePullPolicy ? { imagePullPolicy: input.imagePullPolicy } : {}),
-    ...(launch.entrypoint ? { command: launch.entrypoint } : {}),
-    args: launch.cmd,
+    ...(launch.entrypoint ? { command: launch.entrypoint.map(literal) } : {}),
+    args: launch.cmd.map(literal),
     env: launch.env.map(envVar),
     workingDir: SANDBOX_WORKSPACE,
     // stdin carries the task, the workspace and model answers; it closes when asp detaches (stdinOnce).
@@ -151,10 +151,19 @@ function taskContainer(input: PodInput, launch: RunnerLaunch, resources: Record<
   };
 }
 
+/**
+ * One variable as a pod spec holds it. The kubelet expands `$(NAME)` in env values and reads `$$` as `$`: every `$`
+ * is doubled, so a value (an `--env` secret with a `$(` in it) arrives as it was written.
+ */
 const envVar = (entry: string) => {
   const at = entry.indexOf('=');
-  return { name: entry.slice(0, at), value: entry.slice(at + 1) };
+  return { name: entry.slice(0, at), value: literal(entry.slice(at + 1)) };
 };
+
+/** A string the kubelet passes on as it is: `$` doubled (command, args and env values are all expanded). */
+export function literal(text: string): string {
+  return text.replace(/\$/g, () => '$$');
+}
 
 /** A non-root, capability-less container of asp's own image, for the runtime copy and the keeper alike. */
 function helperSecurity(input: PodInput, uid: number) {
@@ -181,7 +190,9 @@ function runtimeContainer(input: PodInput) {
     name: RUNTIME_CONTAINER,
     image: input.runnerImage,
     ...(input.imagePullPolicy ? { imagePullPolicy: input.imagePullPolicy } : {}),
-    command: ['cp', '-R', '--preserve=mode,links', `${RUNTIME_IN_IMAGE}/.`, SANDBOX_RUNTIME_DIR],
+    // What is in the runtime, not the directory itself: the emptyDir is root's, and its mode is not the copier's to set.
+    // (The runtime has no dot files at its top, asp-runtime-pack makes it so.)
+    command: ['/bin/sh', '-c', `cd ${RUNTIME_IN_IMAGE} && exec cp -R --preserve=mode,links -- * ${SANDBOX_RUNTIME_DIR}/`],
     terminationMessagePolicy: 'FallbackToLogsOnError' as const,
     securityContext: helperSecurity(input, 65532),
     resources: { requests: { ...HELPER_RESOURCES, memory: '128Mi' }, limits: { ...HELPER_RESOURCES, memory: '128Mi', 'ephemeral-storage': '16Mi' } },

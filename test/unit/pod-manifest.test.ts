@@ -5,7 +5,7 @@ import { limitsSchema } from '../../src/config/task-spec.js';
 import { containerSpec } from '../../src/docker/container-spec.js';
 import { ownershipLabels } from '../../src/backend/ownership-labels.js';
 import { RUNNER_CAPABILITIES } from '../../src/backend/sandbox-policy.js';
-import { byteQuantity, cpuQuantity, deniesAll, KEEPER_CONTAINER, networkPolicyManifest, podManifest, RUNTIME_CONTAINER, TASK_CONTAINER, type PodInput } from '../../src/k8s/pod-manifest.js';
+import { byteQuantity, cpuQuantity, deniesAll, KEEPER_CONTAINER, literal, networkPolicyManifest, podManifest, RUNTIME_CONTAINER, TASK_CONTAINER, type PodInput } from '../../src/k8s/pod-manifest.js';
 import { isLabelValue, labelSelector, ownershipOfMetadata, podMetadata } from '../../src/k8s/k8s-labels.js';
 import { podName, startFailure } from '../../src/k8s/pod-status.js';
 
@@ -122,12 +122,18 @@ describe('pod manifest', () => {
     expect(task.env.find((entry) => entry.name === 'PATH')?.value).not.toBe('/evil');
   });
 
+  it('passes env values as they were written: the kubelet would expand $(NAME) and read $$ as $', () => {
+    const dollars = podManifest({ ...base, allowedEnv: { SECRET: 'a$(HOME)b$$c$' } });
+    expect(dollars.spec.containers[0].env).toContainEqual({ name: 'SECRET', value: 'a$$(HOME)b$$$$c$$' });
+    expect(literal('no dollars')).toBe('no dollars');
+  });
+
   it('injects the runtime into another image by an init container, mounted read-only, and starts the runner from it', () => {
     const foreign = podManifest({ ...base, image: 'python:3.12', injectRuntime: true });
     const init = foreign.spec.initContainers![0]!;
     const [container] = foreign.spec.containers;
     expect(init.image).toBe('asp-sandbox:abc');
-    expect(init.command).toEqual(['cp', '-R', '--preserve=mode,links', '/opt/asp-runtime/.', '/opt/asp']);
+    expect(init.command).toEqual(['/bin/sh', '-c', 'cd /opt/asp-runtime && exec cp -R --preserve=mode,links -- * /opt/asp/']);
     expect(container.image).toBe('python:3.12');
     expect(container.volumeMounts).toContainEqual({ name: 'runtime', mountPath: '/opt/asp', readOnly: true });
     expect(container.command).toEqual(['/opt/asp/lib/ld.so', '--library-path', '/opt/asp/lib', '/opt/asp/bin/node']);
