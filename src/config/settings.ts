@@ -95,7 +95,8 @@ function dockerTimeout(env: NodeJS.ProcessEnv): number {
 export function backendName(text: string | undefined, origin: string): BackendName | undefined {
   const name = text?.trim();
   if (!name) return undefined;
-  if ((BACKENDS as readonly string[]).includes(name)) return name as BackendName;
+  const known = BACKENDS.find((backend) => backend === name);
+  if (known) return known;
   throw new AspError('BAD_INPUT', `${origin} "${name}" is not a backend`, `use ${BACKENDS.join(' or ')}`);
 }
 
