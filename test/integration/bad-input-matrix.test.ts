@@ -273,6 +273,33 @@ const cases: Case[] = [
   // asp doctor
   { command: 'doctor', what: 'an unknown option', args: ['doctor', '--frobnicate'], exit: 2, problem: /unknown option '--frobnicate'/, fix: /see asp --help/ },
   { command: 'doctor', what: 'Docker not running', args: ['doctor'], env: noDocker, exit: 3, on: 'stdout', problem: /FAIL\s+docker .*does not answer/, fix: /start the Docker daemon/ },
+  // asp image seccomp-profile
+  { command: 'image seccomp-profile', what: 'an unknown option', args: ['image', 'seccomp-profile', '--frobnicate'], exit: 2, problem: /unknown option '--frobnicate'/, fix: /see asp --help/ },
+  // asp batch merge-reports
+  {
+    command: 'batch merge-reports',
+    what: 'no reports to merge',
+    args: ['batch', 'merge-reports', path.join(scratch, 'merged.json')],
+    exit: 2,
+    problem: /missing required argument 'reports'/,
+    fix: /see asp --help/,
+  },
+  {
+    command: 'batch merge-reports',
+    what: 'a report that does not exist',
+    args: ['batch', 'merge-reports', path.join(scratch, 'merged.json'), path.join(scratch, 'no-report.json')],
+    exit: 2,
+    problem: /cannot read batch report .*no-report\.json: ENOENT/,
+    fix: /name the JSON file an asp batch --report wrote/,
+  },
+  {
+    command: 'batch merge-reports',
+    what: 'a file that is not a batch report',
+    args: ['batch', 'merge-reports', path.join(scratch, 'merged.json'), file('not-a-report.json', '{"hello": 1}')],
+    exit: 2,
+    problem: /not-a-report\.json is not an asp batch report: batchId is required/,
+    fix: /name the JSON file an asp batch --report wrote/,
+  },
   // asp image build
   { command: 'image build', what: 'an unknown option', args: ['image', 'build', '--frobnicate'], exit: 2, problem: /unknown option '--frobnicate'/, fix: /see asp --help/ },
   {
