@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -218,6 +220,78 @@ describe.skipIf(!dockerAvailable)('the Kubernetes backend, through the API stand
     expect(report.checks.find((check) => check.name === 'rbac')).toMatchObject({ ok: true });
   }, 60_000);
 
+  /** Starts `asp run` with a step that sleeps, and resolves once its pod runs; the child is the caller's to end. */
+  const startLongRun = async (id: string) => {
+    const child = spawn(
+      process.execPath,
+      [path.resolve(import.meta.dirname, '..', '..', 'dist', 'src', 'cli', 'main.js'), 'run', '--json', '--repo', repoWith({ 'README.md': 'x\n' }), '--id', id, '--step', 'wait=sleep 300'],
+      {
+        env: { PATH: process.env.PATH, HOME: process.env.HOME, ASP_HOME: mkdtempSync(path.join(os.tmpdir(), 'asp-home-')), ...env() },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    const output = { stdout: '', stderr: '' };
+    child.stdout.on('data', (chunk: Buffer) => (output.stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output.stderr += chunk.toString()));
+    const closed = new Promise<number | null>((resolve) => child.once('close', resolve));
+    const deadline = Date.now() + 90_000;
+    // Running, and the step started (its first protocol line came over attach).
+    while (!(livePods().some((pod) => pod.name.includes(id) && pod.phase === 'Running') && output.stderr.includes('step wait')) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    return { child, output, closed };
+  };
+
+  it('Ctrl-C stops the task (exit 130) and deletes its pod', async () => {
+    const id = `k8s-int-${process.pid}`;
+    const { child, output, closed } = await startLongRun(id);
+    expect(
+      livePods().some((pod) => pod.name.includes(id)),
+      output.stderr,
+    ).toBe(true);
+    child.kill('SIGINT');
+    expect(await closed, output.stderr).toBe(130);
+    expect(livePods().some((pod) => pod.name.includes(id))).toBe(false);
+  }, 180_000);
+
+  it('a pod deleted under a running task fails it, says the sandbox ended without reporting, and leaves nothing', async () => {
+    const id = `k8s-gone-${process.pid}`;
+    const { output, closed } = await startLongRun(id);
+    const pod = livePods().find((entry) => entry.name.includes(id));
+    expect(pod, output.stderr).toBeDefined();
+    const deleted = await fetch(`${cluster.url}/api/v1/namespaces/asp/pods/${pod?.name}?gracePeriodSeconds=0`, { method: 'DELETE', headers: { Authorization: `Bearer ${cluster.token}` } });
+    expect(deleted.status).toBe(200);
+    const code = await closed;
+    const result = JSON.parse(output.stdout) as RunJson;
+    // As a container killed under a step on Docker: the step failed, the sandbox said nothing more.
+    expect([code, result.exitCode, result.steps.map((step) => step.status)], output.stderr).toEqual([1, 1, ['failed']]);
+    expect(result.warnings.join('\n')).toMatch(/the sandbox ended without reporting \(exit 137/);
+    expect(livePods().some((entry) => entry.name.includes(id))).toBe(false);
+  }, 180_000);
+
+  it('a batch split in two shards, its lines naming "backend": "k8s", merges into one report of the whole list', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'asp-k8s-batch-'));
+    const repo = repoWith({ 'README.md': 'x\n' });
+    const ids = Array.from({ length: 6 }, (_, index) => `k8s-shard-${process.pid}-${index}`);
+    const list = path.join(dir, 'tasks.jsonl');
+    writeFileSync(list, ids.map((id) => JSON.stringify({ id, repo, backend: 'k8s', steps: [{ name: 'ok', run: 'true' }] })).join('\n') + '\n');
+    const pods = createdPods().length;
+    const shards = [];
+    for (const index of [0, 1]) {
+      // ASP_BACKEND is docker here: only the lines' own "backend" sends them to the cluster.
+      const ran = await cli(['batch', list, '--shard', `${index}/2`, '--report', path.join(dir, `report-${index}.json`), '--concurrency', '3'], { ASP_BACKEND: 'docker' });
+      expect(ran.code, ran.stderr).toBe(0);
+      shards.push(ran);
+    }
+    expect(createdPods().length - pods).toBe(ids.length);
+    const merged = await cli(['batch', 'merge-reports', path.join(dir, 'report.json'), path.join(dir, 'report-0.json'), path.join(dir, 'report-1.json'), '--json']);
+    expect(merged.code, merged.stderr).toBe(0);
+    const report = JSON.parse(merged.stdout) as { tasks: Array<{ taskId: string; status: string }>; missingShards: unknown[] };
+    expect(report.tasks.map((task) => task.taskId).sort()).toEqual([...ids].sort());
+    expect(report.tasks.every((task) => task.status === 'passed')).toBe(true);
+    expect(report.missingShards).toEqual([]);
+  }, 240_000);
+
   describe('the reaper on the cluster', () => {
     it("reaps the pod of a SIGKILLed supervisor and leaves a live supervisor's pod alone", async () => {
       const id = `k8s-reap-${process.pid}`;
@@ -264,6 +338,24 @@ describe.skipIf(!dockerAvailable)('the Kubernetes backend, through the API stand
       const ran = await asp(['run', '--repo', repoWith({ 'README.md': 'x\n' }), '--step', 'a=true', ...args], { ASP_WORKSPACES: workspaces, ASP_BACKEND: 'k8s', ...extra });
       return { code: ran.code, line: ran.stderr.trim().split('\n').pop() ?? '' };
     };
+
+    it('an API server that accepts and never answers: exit 3 at ASP_DOCKER_TIMEOUT, not a hang', async () => {
+      const silent = createServer(() => {
+        /* never answers */
+      });
+      await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+      const port = (silent.address() as AddressInfo).port;
+      const config = path.join(mkdtempSync(path.join(os.tmpdir(), 'asp-kube-')), 'config');
+      writeFileSync(config, readFileSync(cluster.kubeconfigPath, 'utf8').replace(/127\.0\.0\.1:\d+/, `127.0.0.1:${port}`));
+      try {
+        const started = Date.now();
+        expect(await failing([], { KUBECONFIG: config, ASP_DOCKER_TIMEOUT: '2s' })).toEqual({ code: 3, line: expect.stringMatching(/does not answer \(no answer within 2 s\)/) });
+        expect(Date.now() - started).toBeLessThan(30_000);
+      } finally {
+        silent.closeAllConnections();
+        await new Promise((resolve) => silent.close(resolve));
+      }
+    }, 60_000);
 
     it('no kubeconfig: exit 2, says where it looked', async () => {
       const empty = mkdtempSync(path.join(os.tmpdir(), 'asp-nokube-'));
