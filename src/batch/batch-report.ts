@@ -1,5 +1,4 @@
-import { randomBytes } from 'node:crypto';
-import { rename, rm, writeFile } from 'node:fs/promises';
+import { writeFileAtomically } from '../core/atomic-write.js';
 import { EXIT } from '../core/asp-error.js';
 import type { Shard } from './shard.js';
 
@@ -95,7 +94,7 @@ export function countOutcomes(tasks: TaskOutcome[]): Pick<BatchSummary, 'total' 
 }
 
 export async function writeJsonReport(file: string, summary: BatchSummary): Promise<void> {
-  await writeAtomically(file, JSON.stringify(summary, null, 2) + '\n');
+  await writeFileAtomically(file, JSON.stringify(summary, null, 2) + '\n');
 }
 
 /**
@@ -135,23 +134,13 @@ export function junitXml(summary: BatchSummary, startedAt: Date): string {
 }
 
 export async function writeJunitReport(file: string, summary: BatchSummary, startedAt: Date): Promise<void> {
-  await writeAtomically(file, junitXml(summary, startedAt));
+  await writeFileAtomically(file, junitXml(summary, startedAt));
 }
 
 /**
  * Written aside and renamed into place: a reader (a CI upload step, merge-reports, another shard's batch writing
  * the same name by mistake) sees the old file or the new one, never half of one, and a failed write leaves nothing.
  */
-export async function writeAtomically(file: string, content: string): Promise<void> {
-  const temporary = `${file}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
-  try {
-    await writeFile(temporary, content, { flag: 'wx' });
-    await rename(temporary, file);
-  } catch (error) {
-    await rm(temporary, { force: true });
-    throw error;
-  }
-}
 
 /** XML 1.0 cannot carry most control characters at all, escaped or not: drop them. */
 export function escapeXml(text: string): string {

@@ -1,5 +1,5 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, stat } from 'node:fs/promises';
+import { writeFileAtomically } from '../core/atomic-write.js';
 import path from 'node:path';
 import { z } from 'zod';
 import { AspError, errorMessage, systemErrorCode } from '../core/asp-error.js';
@@ -64,7 +64,7 @@ export class TraceStore {
 
   async save(document: TraceDocument): Promise<string> {
     const file = this.tracePath(document.trace.name);
-    await writeAtomically(file, JSON.stringify(document, null, 2) + '\n');
+    await writeFileAtomically(file, JSON.stringify(document, null, 2) + '\n', { mode: 0o600, makeDir: true });
     return file;
   }
 
@@ -98,7 +98,7 @@ export class TraceStore {
 
   async enqueue(document: TraceDocument): Promise<string> {
     const file = this.outboxPath(document.trace.id);
-    await writeAtomically(file, JSON.stringify(document) + '\n');
+    await writeFileAtomically(file, JSON.stringify(document) + '\n', { mode: 0o600, makeDir: true });
     return file;
   }
 
@@ -116,7 +116,7 @@ export class TraceStore {
   }
 
   async recordExport(record: ExportRecord): Promise<void> {
-    await writeAtomically(path.join(this.exportedDir, `${record.traceId}.json`), JSON.stringify(record, null, 2) + '\n');
+    await writeFileAtomically(path.join(this.exportedDir, `${record.traceId}.json`), JSON.stringify(record, null, 2) + '\n', { mode: 0o600, makeDir: true });
   }
 
   async exportRecord(traceId: string): Promise<ExportRecord | undefined> {
@@ -175,16 +175,4 @@ async function jsonFiles(dir: string): Promise<string[]> {
     .map((file, index) => ({ file, time: times[index] ?? 0 }))
     .sort((a, b) => a.time - b.time || a.file.localeCompare(b.file))
     .map((entry) => entry.file);
-}
-
-async function writeAtomically(file: string, content: string): Promise<void> {
-  await mkdir(path.dirname(file), { recursive: true });
-  const temporary = `${file}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
-  try {
-    await writeFile(temporary, content, { mode: 0o600 });
-    await rename(temporary, file);
-  } catch (error) {
-    await rm(temporary, { force: true });
-    throw error;
-  }
 }

@@ -1,0 +1,20 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+
+/**
+ * Writes `file` whole or not at all: the content goes to a fresh temporary file beside it (never one that exists),
+ * which is renamed over it. A reader sees the old file or the new one, never half of one; a failure leaves neither
+ * the temporary file nor a partial `file`. `makeDir` creates the directory first; without it a missing one fails.
+ */
+export async function writeFileAtomically(file: string, content: string, options: { mode?: number; makeDir?: boolean } = {}): Promise<void> {
+  if (options.makeDir) await mkdir(path.dirname(file), { recursive: true });
+  const temporary = `${file}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
+  try {
+    await writeFile(temporary, content, { flag: 'wx', ...(options.mode !== undefined ? { mode: options.mode } : {}) });
+    await rename(temporary, file);
+  } catch (error) {
+    await rm(temporary, { force: true });
+    throw error;
+  }
+}
