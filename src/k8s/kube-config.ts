@@ -37,9 +37,13 @@ export async function findKubeTarget(env: Readonly<Record<string, string | undef
       try {
         if (index === 0) config.loadFromFile(file);
         else {
+          // kubectl's rule: the first file to name a cluster, user or context, or the current context, wins.
           const more = new KubeConfig();
           more.loadFromFile(file);
-          config.mergeConfig(more, true);
+          if (!config.getCurrentContext() && more.getCurrentContext()) config.setCurrentContext(more.getCurrentContext());
+          for (const cluster of more.getClusters()) if (!config.getCluster(cluster.name)) config.addCluster(cluster);
+          for (const user of more.getUsers()) if (!config.getUser(user.name)) config.addUser(user);
+          for (const entry of more.getContexts()) if (!config.getContextObject(entry.name)) config.addContext(entry);
         }
       } catch (error) {
         throw new AspError(
