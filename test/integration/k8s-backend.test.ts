@@ -15,6 +15,11 @@ import { docker, dockerAvailable, leftovers } from '../helpers/docker.js';
 import { fetchBundle, gitIn, helloRepo, repoWith } from '../helpers/repos.js';
 import { ensureTestImage } from '../helpers/test-images.js';
 import { startKubeStandIn, type KubeStandIn } from '../helpers/k8s-stand-in.js';
+import { KubernetesBackend } from '../../src/k8s/k8s-backend.js';
+import { ownershipLabels } from '../../src/backend/ownership-labels.js';
+import { CleanupStack } from '../../src/core/cleanup-stack.js';
+import { limitsSchema } from '../../src/config/task-spec.js';
+import { imageContext } from '../../src/docker/sandbox-image.js';
 import { freePort } from '../helpers/ports.js';
 
 /**
@@ -293,6 +298,45 @@ describe.skipIf(!dockerAvailable)('the Kubernetes backend, through the API stand
   }, 240_000);
 
   describe('the reaper on the cluster', () => {
+    it("takes a pod of another host's supervisor only past its asp.expires-at (an annotation: labels cannot hold it)", async () => {
+      const backend = new KubernetesBackend({
+        env: { KUBECONFIG: cluster.kubeconfigPath },
+        runnerImage: imageContext().tag,
+        timeoutMs: 30_000,
+        startTimeoutMs: 60_000,
+        warn: () => {},
+      });
+      const make = async (taskId: string, expiresAt: Date) =>
+        backend.createSandbox(
+          {
+            taskId,
+            runId: 'r1',
+            role: 'task',
+            image: imageContext().tag,
+            labels: ownershipLabels({ taskId, runId: 'r1', supervisor: { host: 'another-host.example', pid: 4242, startTicks: 1 }, expiresAt, keep: false }),
+            limits: limitsSchema.parse({}),
+            env: {},
+            runtime: undefined,
+            checkDir: false,
+          },
+          new CleanupStack(),
+        );
+      const stale = `k8s-expired-${process.pid}`;
+      const fresh = `k8s-fresh-${process.pid}`;
+      await make(stale, new Date(Date.now() - 60_000));
+      await make(fresh, new Date(Date.now() + 3_600_000));
+      const reaped = await cli(['reap', '--json']);
+      expect(reaped.code, reaped.stderr).toBe(0);
+      const report = JSON.parse(reaped.stdout) as { items: Array<{ kind: string; taskId: string; reason: string; outcome: string }>; skipped: Record<string, number> };
+      expect(report.items).toContainEqual(expect.objectContaining({ kind: 'pod', taskId: stale, reason: 'expired', outcome: 'removed' }));
+      expect(report.items.some((item) => item.taskId === fresh)).toBe(false);
+      expect(report.skipped['not-expired']).toBeGreaterThanOrEqual(1);
+      expect(livePods().some((pod) => pod.name.includes(stale))).toBe(false);
+      // The fresh one is another host's to clean up; this suite removes it itself.
+      await backend.removeOwned({ kind: 'sandbox', ref: livePods().find((pod) => pod.name.includes(fresh))?.name ?? '', name: fresh, labels: {}, createdAt: undefined });
+      expect(livePods().some((pod) => pod.name.includes(fresh))).toBe(false);
+    }, 120_000);
+
     it("reaps the pod of a SIGKILLed supervisor and leaves a live supervisor's pod alone", async () => {
       const id = `k8s-reap-${process.pid}`;
       const child = spawn(
