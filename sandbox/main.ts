@@ -31,7 +31,7 @@ import { collectArtifacts, TAR_EXCLUDES } from './collect.js';
 import { watchDiskUsage } from './disk-watchdog.js';
 import { HostInput } from './host-input.js';
 import type { ModelEndpoint } from './model-endpoint.js';
-import { makeTmpSticky, openWorkspaceToSteps, stepEnv, tool, toolEnv } from './runtime-tools.js';
+import { closeTerminationLog, makeTmpSticky, openWorkspaceToSteps, stepEnv, tool, toolEnv } from './runtime-tools.js';
 import { asStepUser, canDropToStepUser, endStepProcesses, writeAsStepUser } from './step-user.js';
 
 const RUNNER = `asp-sandbox/${PROTOCOL_VERSION}`;
@@ -279,6 +279,7 @@ async function main(): Promise<void> {
   try {
     openWorkspaceToSteps(SANDBOX_WORKSPACE);
     makeTmpSticky();
+    closeTerminationLog();
   } catch (error) {
     emit({ type: 'warning', message: `the workspace cannot be opened to the steps: ${error instanceof Error ? error.message : String(error)}` });
     process.exitCode = 70;

@@ -57,6 +57,17 @@ export function openWorkspaceToSteps(dir: string): void {
 }
 
 /**
+ * In a pod the kubelet bind-mounts /dev/termination-log into every container, mode 0666, on the node's disk and
+ * outside the workspace's --disk: the one path besides the workspace and /tmp that steps could fill. The runner owns
+ * it (root) and closes it to them; the kubelet reads it as root all the same.
+ */
+export function closeTerminationLog(file = '/dev/termination-log'): void {
+  const info = statSync(file, { throwIfNoEntry: false });
+  if (!info || info.uid !== process.getuid?.() || (info.mode & 0o077) === 0) return;
+  chmodSync(file, 0o600);
+}
+
+/**
  * A Kubernetes emptyDir is root's with mode 0777, not sticky as Docker's tmpfs /tmp is: there any step could remove
  * or replace what another process put in /tmp. The runner owns it and makes it sticky; a /tmp that is already sticky,
  * or not its own, is left as it is.

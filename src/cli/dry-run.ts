@@ -19,7 +19,10 @@ const DRY_RUN_ID = 'dry-run';
  */
 export async function dryRunManifests(spec: TaskSpec, context: CliContext, cwd = process.cwd()): Promise<object[]> {
   const now = new Date();
-  const plan = await resolveTask(spec, { settings: context.settings, cwd, now });
+  const resolved = await resolveTask(spec, { settings: context.settings, cwd, now });
+  // The values of `--env` variables are the host's (often secrets): a dry run's output goes to CI logs, so it names
+  // where each would come from instead.
+  const plan = { ...resolved, sandboxEnv: Object.fromEntries(Object.keys(resolved.sandboxEnv).map((name) => [name, `<from the host: ${name}>`])) };
   const taskId = plan.spec.id ?? generateTaskId(plan.spec.task, now);
   const labels = ownershipLabels({ taskId, runId: DRY_RUN_ID, supervisor: currentSupervisor(), expiresAt: new Date(now.getTime() + plan.spec.limits.timeout), keep: plan.spec.keep });
   const backend = spec.backend ? context.backendFor(spec.backend) : context.backend;

@@ -33,13 +33,14 @@ export const REQUIRED_PERMISSIONS: ReadonlyArray<{ verb: string; group: string; 
   { verb: 'create', group: '', resource: 'pods', subresource: 'attach' },
   // The attach upgrade is a GET: clusters before 1.30 authorize it as get, later ones as create.
   { verb: 'get', group: '', resource: 'pods', subresource: 'attach' },
-  ...['get', 'create', 'delete'].map((verb) => ({ verb, group: 'networking.k8s.io', resource: 'networkpolicies' })),
+  ...['get', 'list', 'create', 'delete'].map((verb) => ({ verb, group: 'networking.k8s.io', resource: 'networkpolicies' })),
 ];
 
 const versionSchema = z.object({ gitVersion: z.string().nullish(), platform: z.string().nullish() });
 const runtimeClassesSchema = z.object({ items: z.array(z.object({ metadata: z.object({ name: z.string().nullish() }).nullish() })).nullish() });
 const reviewSchema = z.object({ status: z.object({ allowed: z.boolean().nullish() }).nullish() });
 const policySchema = z.object({
+  metadata: z.object({ name: z.string().nullish() }).nullish(),
   spec: z
     .object({
       podSelector: z.object({ matchLabels: z.record(z.string(), z.string()).nullish(), matchExpressions: z.array(z.unknown()).nullish() }).nullish(),
@@ -120,9 +121,12 @@ export class KubernetesBackend implements SandboxBackend {
     await this.ensurePolicy(api, namespace);
     const pod = this.podFor(request, namespace);
     const name = pod.metadata.name;
-    await api.call('POST', `/api/v1/namespaces/${namespace}/pods`, POD_PURPOSE('create'), z.unknown(), { body: pod });
+    // Deferred before the create: a create that timed out or failed after the server stored the pod leaves nothing.
     scope.defer(`pod ${name}`, () => deletePod(api, namespace, name), { keepable: true });
-    return new KubernetesSandbox(api, namespace, name, this.options.startTimeoutMs);
+    await api.call('POST', `/api/v1/namespaces/${namespace}/pods`, POD_PURPOSE('create'), z.unknown(), { body: pod });
+    // Checked again once the pod exists, before anything runs in it (no step starts before asp attaches and says
+    // start): a reaper that removed the policy between the check above and the create cannot leave this pod open.
+    return new KubernetesSandbox(api, namespace, name, this.options.startTimeoutMs, () => this.ensurePolicy(api, namespace));
   }
 
   async listOwned(labelFilters: string[]): Promise<OwnedObject[]> {
@@ -188,7 +192,14 @@ export class KubernetesBackend implements SandboxBackend {
     const path = `/apis/networking.k8s.io/v1/namespaces/${namespace}/networkpolicies/${NETWORK_POLICY_NAME}`;
     const existing = await api.call('GET', path, POLICY_PURPOSE('get'), z.unknown(), { allowMissing: true });
     if (!existing) return undefined;
-    if (!options.dryRun) await api.call('DELETE', path, POLICY_PURPOSE('delete'), z.unknown(), { allowMissing: true });
+    if (!options.dryRun) {
+      await api.call('DELETE', path, POLICY_PURPOSE('delete'), z.unknown(), { allowMissing: true });
+      // A supervisor that made a pod meanwhile needs it: made again at once (its own check before start does too).
+      if ((await this.listOwned([])).some((object) => object.labels['asp.managed'] === 'true')) {
+        await ensureNetworkPolicy(api, namespace);
+        return undefined;
+      }
+    }
     return `${namespace}/${NETWORK_POLICY_NAME}`;
   }
 
@@ -248,7 +259,18 @@ async function ensureNetworkPolicy(api: KubeApi, namespace: string): Promise<voi
       );
     }
   };
-  const existing = await api.call('GET', `${path}/${NETWORK_POLICY_NAME}`, POLICY_PURPOSE('get'), policySchema, { allowMissing: true });
+  // Policies add up: one that selects asp's pods and lets anything in or out opens them, whatever asp's says.
+  const all = (await api.call('GET', path, POLICY_PURPOSE('list'), z.object({ items: z.array(policySchema).nullish() })))?.items ?? [];
+  const opening = all.filter((policy) => policy.metadata?.name !== NETWORK_POLICY_NAME && opensAspPods(policy));
+  if (opening.length) {
+    const names = opening.map((policy) => policy.metadata?.name ?? '?').join(', ');
+    throw new AspError(
+      'K8S_FAILED',
+      `the NetworkPolicy ${names} in namespace ${namespace} can select asp's pods and allows traffic, which would open them whatever asp's deny-all says, so asp will not start a pod there`,
+      `give asp a namespace of its own, or narrow ${names} so that it cannot select pods labelled asp.managed=true`,
+    );
+  }
+  const existing = all.find((policy) => policy.metadata?.name === NETWORK_POLICY_NAME);
   if (existing) return check(existing);
   try {
     await api.call('POST', path, POLICY_PURPOSE('create'), z.unknown(), { body: networkPolicyManifest(namespace) });
@@ -260,13 +282,48 @@ async function ensureNetworkPolicy(api: KubeApi, namespace: string): Promise<voi
   }
 }
 
-async function deletePod(api: KubeApi, namespace: string, name: string): Promise<void> {
-  await api.call('DELETE', `/api/v1/namespaces/${namespace}/pods/${name}`, POD_PURPOSE('delete'), z.unknown(), {
-    allowMissing: true,
-    query: { gracePeriodSeconds: '0' },
-    body: { kind: 'DeleteOptions', apiVersion: 'v1', gracePeriodSeconds: 0, propagationPolicy: 'Background' },
-  });
+const DELETE_GRACE_SECONDS = 1;
+const DELETE_WAIT_MS = 30_000;
+const DELETE_POLL_MS = 200;
+
+/** asp's pod labels, for asking whether another policy's selector could pick its pods (task and run vary: any value). */
+const ASP_POD_LABELS = new Set(['asp.managed', 'asp.task', 'asp.run', 'asp.keep']);
+
+/** Whether a policy may select asp's pods (an empty selector, labels asp's pods carry, any expression) and allows something. */
+function opensAspPods(policy: z.infer<typeof policySchema>): boolean {
+  const spec = policy.spec;
+  if (!spec) return false;
+  const labels = Object.entries(spec.podSelector?.matchLabels ?? {});
+  const mayMatch = labels.every(([key, value]) => ASP_POD_LABELS.has(key) && (key !== 'asp.managed' || value === 'true')) || Boolean(spec.podSelector?.matchExpressions?.length);
+  return mayMatch && Boolean(spec.ingress?.length || spec.egress?.length);
 }
+
+async function deletePod(api: KubeApi, namespace: string, name: string): Promise<void> {
+  const path = `/api/v1/namespaces/${namespace}/pods/${name}`;
+  const gone = await api.call('DELETE', path, POD_PURPOSE('delete'), z.unknown(), {
+    allowMissing: true,
+    // A grace of 1 s, not 0: 0 is a force delete, which takes the object away before the kubelet has stopped anything
+    // (on a node that is unreachable, never). The runner ignores SIGTERM, so the kubelet's SIGKILL follows in a second.
+    query: { gracePeriodSeconds: String(DELETE_GRACE_SECONDS) },
+    body: { kind: 'DeleteOptions', apiVersion: 'v1', gracePeriodSeconds: DELETE_GRACE_SECONDS, propagationPolicy: 'Background' },
+  });
+  if (gone === undefined) return;
+  // Done when the kubelet has stopped its containers and the object is gone: nothing of the task outlives it.
+  const deadline = Date.now() + DELETE_WAIT_MS;
+  while (Date.now() < deadline) {
+    if (!(await api.call('GET', path, POD_PURPOSE('get'), z.unknown(), { allowMissing: true }))) return;
+    await new Promise((resolve) => setTimeout(resolve, DELETE_POLL_MS));
+  }
+  throw new AspError(
+    'K8S_FAILED',
+    `pod ${name} is still terminating ${DELETE_WAIT_MS / 1000} s after asp deleted it`,
+    'its node may be unreachable: kubectl describe pod; asp reap --backend k8s deletes it later',
+  );
+}
+
+/** How long the keeper may take to send its first bytes, and its container status to say it ended. */
+const KEEPER_FIRST_BYTES_MS = 60_000;
+const KEEPER_END_MS = 30_000;
 
 /** The exit status a sandbox reports when its pod was deleted under it (killed, like a SIGKILLed container). */
 const KILLED_STATUS = 137;
@@ -282,6 +339,7 @@ class KubernetesSandbox implements Sandbox {
     private readonly namespace: string,
     readonly id: string,
     private readonly startTimeoutMs: number,
+    private readonly ensurePolicy: () => Promise<void>,
   ) {}
 
   async open(): Promise<SandboxStreams> {
@@ -300,6 +358,7 @@ class KubernetesSandbox implements Sandbox {
         'run asp doctor --backend k8s',
       );
     }
+    await this.ensurePolicy();
     // The runner says nothing before its first input (ASP_HELLO_AFTER_INPUT): attaching after it started loses nothing.
     this.attached = await attachContainer(this.api, this.namespace, this.id, TASK_CONTAINER, { stdin: true });
     const session = this.attached;
@@ -325,7 +384,7 @@ class KubernetesSandbox implements Sandbox {
     return containerState(pod, TASK_CONTAINER).terminated?.exitCode ?? KILLED_STATUS;
   }
 
-  /** Deletes the pod at once (grace 0): every process of it ends, which is what a kill is. */
+  /** Deletes the pod (its processes get SIGKILL within DELETE_GRACE_SECONDS): every process of it ends, which is what a kill is. */
   async kill(): Promise<void> {
     this.killed = true;
     this.attached?.close();
@@ -334,33 +393,79 @@ class KubernetesSandbox implements Sandbox {
 
   /**
    * `.asp/` from the keeper: attach, send a line, read its tar. Nothing when the pod is gone (a kill deletes it) or
-   * the keeper has nothing to send (no `.asp/` yet).
+   * the keeper has nothing to send (no `.asp/` yet). The archive ends cleanly only when the keeper's tar exited 0, as
+   * its container status says (a stream that broke off on an entry's boundary would look complete): else it fails.
    */
   async fetchArtifacts(): Promise<Readable | undefined> {
     if (this.killed) return undefined;
     const pod = await this.api.call('GET', `/api/v1/namespaces/${this.namespace}/pods/${this.id}`, POD_PURPOSE('get'), podSchema, { allowMissing: true });
     if (!pod || !containerState(pod, KEEPER_CONTAINER).running) return undefined;
     const keeper = await attachContainer(this.api, this.namespace, this.id, KEEPER_CONTAINER, { stdin: true });
+    keeper.stdin.on('error', () => {
+      /* a keeper gone before it read its line shows in its status below */
+    });
     keeper.stdin.end('send\n');
     keeper.stderr.resume();
     // The first chunk, or the end: a keeper that found no `.asp/` writes no tar at all.
-    const first = await new Promise<Buffer | undefined>((resolve) => {
+    const first = await new Promise<Buffer | undefined | 'silent'>((resolve) => {
+      const timer = setTimeout(() => resolve('silent'), KEEPER_FIRST_BYTES_MS);
       keeper.stdout.once('data', (chunk: Buffer) => {
+        clearTimeout(timer);
         keeper.stdout.pause();
         resolve(chunk);
       });
-      keeper.stdout.once('end', () => resolve(undefined));
+      keeper.stdout.once('end', () => {
+        clearTimeout(timer);
+        resolve(undefined);
+      });
     });
+    if (first === 'silent') {
+      keeper.close();
+      throw new AspError('K8S_FAILED', `the keeper of pod ${this.id} sent nothing within ${KEEPER_FIRST_BYTES_MS / 1000} s when asked for .asp/`, 'kubectl describe pod says whether it still runs');
+    }
     if (!first) {
       keeper.close();
       return undefined;
     }
     const archive = new PassThrough();
+    let bytes = first.length;
     archive.write(first);
-    keeper.stdout.pipe(archive);
+    keeper.stdout.on('data', (chunk: Buffer) => (bytes += chunk.length));
+    keeper.stdout.pipe(archive, { end: false });
+    keeper.stdout.once('end', () => {
+      void this.keeperExit().then(
+        (code) =>
+          code === 0
+            ? archive.end()
+            : archive.destroy(
+                new AspError(
+                  'K8S_FAILED',
+                  `the copy-out of .asp/ from pod ${this.id} broke off after ${bytes} bytes (the keeper's tar ${code === undefined ? 'did not report an end' : `exited ${code}`})`,
+                  'run the task again; kubectl describe pod shows the keeper',
+                ),
+              ),
+        (error: unknown) => archive.destroy(error instanceof Error ? error : new Error(String(error))),
+      );
+    });
     keeper.stdout.resume();
     archive.on('close', () => keeper.close());
     return archive;
+  }
+
+  /** The keeper's exit code once its container status says it ended; undefined when that does not come in time. */
+  private keeperExit(): Promise<number | undefined> {
+    return this.until(
+      (pod, type) => {
+        if (type === 'DELETED') return { code: undefined };
+        const terminated = containerState(pod, KEEPER_CONTAINER).terminated;
+        return terminated ? { code: terminated.exitCode } : undefined;
+      },
+      KEEPER_END_MS,
+      true,
+    ).then(
+      (answer) => answer.code,
+      () => undefined,
+    );
   }
 
   /**

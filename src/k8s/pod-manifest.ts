@@ -118,14 +118,29 @@ export function podManifest(input: PodInput) {
 
 export type PodManifest = ReturnType<typeof podManifest>;
 
+/**
+ * What Docker's `Init: true` (tini) does in a container, for a pod, which has no init: a shell as PID 1 that starts
+ * the runner with the container's stdin and waits for it. Waiting (dash's wait3 on any child) reaps every process a
+ * step orphans, which would otherwise stay a zombie holding a pid; the shell exits with the runner's status. It is
+ * asp's image's /bin/sh (dash), or the runtime's own dash through the runtime's loader on any other image.
+ */
+const REAPER_SCRIPT = 'exec 3<&0; "$@" 0<&3 3<&- & wait $!';
+
+function reaperCommand(input: PodInput, launch: RunnerLaunch): string[] {
+  const runner = [...(launch.entrypoint ?? []), ...launch.cmd];
+  const dir = SANDBOX_RUNTIME_DIR;
+  const shell = input.injectRuntime ? [`${dir}/lib/ld.so`, '--library-path', `${dir}/lib`, `${dir}/bin/sh`] : ['/bin/sh'];
+  return [...shell, '-c', REAPER_SCRIPT, 'asp-init', ...runner];
+}
+
 /** The runner's container: the one asp attaches to, hardened as the Docker container is. */
 function taskContainer(input: PodInput, launch: RunnerLaunch, resources: Record<string, string>, volumeMounts: Array<ReturnType<typeof volumeMount>>) {
   return {
     name: TASK_CONTAINER,
     image: input.image,
     ...(input.imagePullPolicy ? { imagePullPolicy: input.imagePullPolicy } : {}),
-    ...(launch.entrypoint ? { command: launch.entrypoint.map(literal) } : {}),
-    args: launch.cmd.map(literal),
+    // command replaces the image's ENTRYPOINT, so nothing of the image's runs before the runner.
+    command: reaperCommand(input, launch).map(literal),
     env: launch.env.map(envVar),
     workingDir: SANDBOX_WORKSPACE,
     // stdin carries the task, the workspace and model answers; it closes when asp detaches (stdinOnce).
@@ -212,7 +227,9 @@ function keeperContainer(input: PodInput) {
     name: KEEPER_CONTAINER,
     image: input.runnerImage,
     ...(input.imagePullPolicy ? { imagePullPolicy: input.imagePullPolicy } : {}),
-    command: ['/bin/sh', '-c', `read -r _ && exec tar -c -f - -C ${SANDBOX_WORKSPACE} --exclude=${artifacts}/task.json ${artifacts}`],
+    // A file a step made unreadable even to itself (chmod 000) is left out, as it would be of the runner's own stream.
+    // As PID 1 it would ignore the kubelet's SIGTERM and hold every pod deletion for the whole grace period: it ends.
+    command: ['/bin/sh', '-c', `trap 'exit 143' TERM; read -r _ && exec tar -c -f - --ignore-failed-read -C ${SANDBOX_WORKSPACE} --exclude=${artifacts}/task.json ${artifacts}`],
     stdin: true,
     stdinOnce: true,
     tty: false,

@@ -87,13 +87,17 @@ export function startFailure(pod: Pod, name: string): AspError | undefined {
   return undefined;
 }
 
-/** A pod name from asp's sandbox name: a DNS subdomain (lower case, digits, '-', '.'), at most 253, alphanumeric at both ends. */
+/**
+ * A pod name from asp's sandbox name. Task ids may hold '.', '_' and runs of them ("a..b", "v1.2."), which a DNS
+ * subdomain may not have side by side: every run of anything but a letter or a digit becomes one '-' (a DNS-1123
+ * label's alphabet), at most 253 characters, alphanumeric at both ends.
+ */
 export function podName(name: string): string {
   const cleaned = name
     .toLowerCase()
-    .replace(/[^a-z0-9.-]/g, '-')
+    .replace(/[^a-z0-9]+/g, '-')
     .slice(0, 253);
-  return cleaned.replace(/^[^a-z0-9]+/, '').replace(/[^a-z0-9]+$/, '') || 'asp';
+  return cleaned.replace(/^-+/, '').replace(/-+$/, '') || 'asp';
 }
 
 function oneLine(text: string): string {

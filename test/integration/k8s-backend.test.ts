@@ -187,6 +187,19 @@ describe.skipIf(!dockerAvailable)('the Kubernetes backend, through the API stand
     180_000,
   );
 
+  it("reaps what steps orphan, as Docker's init does: no zombie is left in the pod", async () => {
+    const { cli: ran, result } = await run([
+      '--repo',
+      repoWith({ 'README.md': 'x\n' }),
+      '--step',
+      'orphans=for i in 1 2 3 4 5 6 7 8 9 10; do (sleep 0.2 &); done; sleep 1',
+      '--step',
+      "count=ps -eo stat= | grep -c '^Z' > $ASP_ARTIFACTS/zombies.txt; true",
+    ]);
+    expect(result.exitCode, ran.stderr).toBe(0);
+    expect(readFileSync(path.join(result.workspacePath, '.asp', 'zombies.txt'), 'utf8').trim()).toBe('0');
+  }, 180_000);
+
   it('the model gateway answers over attach: the ASP pipeline replays its cassette in a pod with no network', async () => {
     const cassette = path.resolve(import.meta.dirname, '..', '..', 'examples', 'asp-demo', 'cassette.json');
     const { cli: ran, result } = await run(['--repo', helloRepo(), '--task', 'Add a greetAll function', '--pipeline', 'asp'], { ASP_MODEL: `cassette:${cassette}` });
@@ -214,6 +227,10 @@ describe.skipIf(!dockerAvailable)('the Kubernetes backend, through the API stand
     const json = await cli(['run', '--dry-run', '--json', '--repo', helloRepo(), '--step', 'tests=node --test', '--image', 'python:3.12']);
     const manifests = JSON.parse(json.stdout) as Array<{ kind: string; spec: { initContainers?: unknown[] } }>;
     expect(manifests[1]?.spec.initContainers).toHaveLength(1);
+    // The values of --env variables never appear: only where they would come from.
+    const secretive = await cli(['run', '--dry-run', '--repo', helloRepo(), '--step', 'tests=node --test', '--env', 'DRY_SECRET'], { DRY_SECRET: 'ghp_dry-run-secret' });
+    expect(secretive.stdout).not.toContain('ghp_dry-run-secret');
+    expect(secretive.stdout).toContain("value: '<from the host: DRY_SECRET>'");
     expect(cluster.requests.length).toBe(before);
   }, 60_000);
 

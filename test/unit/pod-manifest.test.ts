@@ -117,7 +117,8 @@ describe('pod manifest', () => {
     expect(task.stdin).toBe(true);
     expect(task.stdinOnce).toBe(true);
     expect(task.tty).toBe(false);
-    expect(task.args).toEqual(docker.Cmd);
+    // Under a reaping shell (Docker's Init), which hands the runner the container's stdin.
+    expect(task.command).toEqual(['/bin/sh', '-c', 'exec 3<&0; "$$@" 0<&3 3<&- & wait $$!', 'asp-init', ...(docker.Cmd ?? [])]);
     expect(task.env.map((entry) => `${entry.name}=${entry.value}`)).toEqual([...docker.Env, 'ASP_HELLO_AFTER_INPUT=1']);
     expect(task.env.find((entry) => entry.name === 'PATH')?.value).not.toBe('/evil');
   });
@@ -136,8 +137,8 @@ describe('pod manifest', () => {
     expect(init.command).toEqual(['/bin/sh', '-c', 'cd /opt/asp-runtime && exec cp -R --preserve=mode,links -- * /opt/asp/']);
     expect(container.image).toBe('python:3.12');
     expect(container.volumeMounts).toContainEqual({ name: 'runtime', mountPath: '/opt/asp', readOnly: true });
-    expect(container.command).toEqual(['/opt/asp/lib/ld.so', '--library-path', '/opt/asp/lib', '/opt/asp/bin/node']);
-    expect(container.args).toEqual(['/opt/asp/sandbox/asp-sandbox.mjs']);
+    const loader = ['/opt/asp/lib/ld.so', '--library-path', '/opt/asp/lib'];
+    expect(container.command).toEqual([...loader, '/opt/asp/bin/sh', '-c', 'exec 3<&0; "$$@" 0<&3 3<&- & wait $$!', 'asp-init', ...loader, '/opt/asp/bin/node', '/opt/asp/sandbox/asp-sandbox.mjs']);
     expect(keeper.image).toBe('asp-sandbox:abc');
   });
 
@@ -183,6 +184,8 @@ describe('quantities, names and labels', () => {
   it('makes pod names DNS subdomains', () => {
     expect(podName('asp-My_Task-r1')).toBe('asp-my-task-r1');
     expect(podName('asp-task.-')).toBe('asp-task');
+    // Valid task ids that a DNS subdomain would refuse as they are.
+    for (const id of ['a..b', 'fix.-auth', 'v1.2.', 'a._b']) expect(podName(`asp-${id}-mx4-1cd7`)).toMatch(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/);
     expect(podName('x'.repeat(300))).toHaveLength(253);
   });
 
