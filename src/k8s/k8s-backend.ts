@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { AspError } from '../core/asp-error.js';
 import type { CleanupScope } from '../core/cleanup-stack.js';
 import type { EngineInfo, ImageRequest, OwnedObject, PreparedImage, Sandbox, SandboxBackend, SandboxRequest, SandboxStreams } from '../backend/sandbox-backend.js';
+import { admittedDifferences, admittedPodSchema } from './admitted-pod.js';
 import { attachContainer, type AttachSession } from './attach-stream.js';
 import { findKubeTarget } from './kube-config.js';
 import { KubeApi } from './kube-api.js';
@@ -123,7 +124,17 @@ export class KubernetesBackend implements SandboxBackend {
     const name = pod.metadata.name;
     // Deferred before the create: a create that timed out or failed after the server stored the pod leaves nothing.
     scope.defer(`pod ${name}`, () => deletePod(api, namespace, name), { keepable: true });
-    await api.call('POST', `/api/v1/namespaces/${namespace}/pods`, POD_PURPOSE('create'), z.unknown(), { body: pod });
+    // Strict: a field the server does not know is refused, not dropped. What it stored is read back (admitted-pod.ts).
+    const stored = await api.call('POST', `/api/v1/namespaces/${namespace}/pods`, POD_PURPOSE('create'), admittedPodSchema, { body: pod, query: { fieldValidation: 'Strict' } });
+    const changed = stored ? admittedDifferences(pod, stored) : ['the API server returned no pod'];
+    if (changed.length) {
+      await deletePod(api, namespace, name).catch(() => {});
+      throw new AspError(
+        'HARDENING_IGNORED',
+        `the cluster changed the pod asp asked for (${changed.slice(0, 4).join('; ')}${changed.length > 4 ? `; and ${changed.length - 4} more` : ''}): it was removed before anything ran in it`,
+        'an admission webhook or policy mutates pods in this namespace: exempt the namespace from it, or give asp a namespace of its own',
+      );
+    }
     // Checked again once the pod exists, before anything runs in it (no step starts before asp attaches and says
     // start): a reaper that removed the policy between the check above and the create cannot leave this pod open.
     return new KubernetesSandbox(api, namespace, name, this.options.startTimeoutMs, () => this.ensurePolicy(api, namespace));

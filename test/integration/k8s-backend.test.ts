@@ -464,6 +464,44 @@ describe.skipIf(!dockerAvailable)('the Kubernetes backend, through the API stand
       expect(livePods()).toEqual([]);
     }, 120_000);
 
+    it("a mutating webhook that adds a hostPath to asp's pod: the pod is removed before anything runs in it (exit 3)", async () => {
+      cluster.mutatePods((pod) => {
+        const spec = pod.spec as { volumes: unknown[]; containers: Array<{ volumeMounts: unknown[] }> };
+        spec.volumes.push({ name: 'dsdsocket', hostPath: { path: '/var/run/datadog' } });
+        spec.containers[0]?.volumeMounts.push({ name: 'dsdsocket', mountPath: '/var/run/datadog' });
+      });
+      try {
+        const { code, line } = await failing([], { KUBECONFIG: cluster.kubeconfigPath });
+        expect(code).toBe(3);
+        expect(line).toMatch(
+          /^asp: error: the cluster changed the pod asp asked for \(container task: mounts .* came back as dsdsocket:\/var\/run\/datadog:rw, .*; volume dsdsocket \(hostPath\) was added\): it was removed before anything ran in it — an admission webhook/,
+        );
+      } finally {
+        cluster.mutatePods(undefined);
+      }
+      expect(livePods()).toEqual([]);
+    }, 60_000);
+
+    it("another NetworkPolicy that would open asp's pods (allow all egress): no pod is made (exit 3)", async () => {
+      const policies = `${cluster.url}/apis/networking.k8s.io/v1/namespaces/asp/networkpolicies`;
+      const headers = { Authorization: `Bearer ${cluster.token}`, 'Content-Type': 'application/json' };
+      const made = await fetch(policies, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name: 'allow-all-egress' }, spec: { podSelector: {}, policyTypes: ['Egress'], egress: [{}] } }),
+      });
+      expect(made.status).toBe(201);
+      const pods = createdPods().length;
+      try {
+        const { code, line } = await failing([], { KUBECONFIG: cluster.kubeconfigPath });
+        expect(code).toBe(3);
+        expect(line).toMatch(/^asp: error: the NetworkPolicy allow-all-egress in namespace asp can select asp's pods and allows traffic/);
+        expect(createdPods().length).toBe(pods);
+      } finally {
+        await fetch(`${policies}/allow-all-egress`, { method: 'DELETE', headers });
+      }
+    }, 60_000);
+
     it('a namespace that does not exist: exit 2', async () => {
       expect(await failing(['--namespace', 'nowhere'], { KUBECONFIG: cluster.kubeconfigPath })).toEqual({
         code: 2,

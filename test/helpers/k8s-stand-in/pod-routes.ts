@@ -15,6 +15,7 @@ export function createPod(state: ClusterState, namespace: string, body: unknown,
   state.authorize('create', RESOURCES.pods, 'pods', namespace);
   state.namespace(namespace);
   const object = admitPod(body, { namespace, runtimeClasses: new Set(state.runtimeClasses.map((runtimeClass) => runtimeClass.metadata.name)) });
+  state.mutatePod?.(object as unknown as Record<string, unknown>);
   const name = object.metadata?.name ?? '';
   if (state.pods.has(`${namespace}/${name}`)) throw alreadyExists(RESOURCES.pods, name);
   const pod = new PodRecord(object);
