@@ -140,9 +140,7 @@ export class KubeApi {
         `the Kubernetes API server ${this.server} did not accept asp's credentials (401): ${said}`,
         'log in again or refresh the kubeconfig (kubectl auth whoami)',
       );
-    if (status === 403) {
-      return new AspError('K8S_FORBIDDEN', `the Kubernetes API server refused to let asp ${rule} (403): ${said}`, `grant "${rule}" in the namespace (examples/k8s/rbac.yaml has every verb asp needs)`);
-    }
+    if (status === 403) return forbidden(rule, said);
     if (status === 404 && /^namespaces? "[^"]*" not found/.test(said)) {
       return new AspError('BAD_INPUT', `the namespace does not exist on ${this.server}: ${said}`, 'create it (kubectl create namespace NAME) or pick another with --namespace');
     }
@@ -204,6 +202,25 @@ function readBody(response: IncomingMessage, limit: number, timeoutMs: number): 
       reject(error);
     });
   });
+}
+
+/**
+ * A 403 is RBAC only when the message says so ("cannot create resource"); admission says 403 too: Pod Security
+ * (asp's runner holds DAC_READ_SEARCH, which only the privileged level allows), a ResourceQuota, a RuntimeClass.
+ */
+function forbidden(rule: string, said: string): AspError {
+  const message = `the Kubernetes API server refused to let asp ${rule} (403): ${said}`;
+  if (/RuntimeClass "[^"]*" not found/.test(said)) return new AspError('RUNTIME_UNAVAILABLE', message, 'name a RuntimeClass the cluster has (kubectl get runtimeclass), or drop --runtime');
+  if (/violates PodSecurity/.test(said)) {
+    return new AspError(
+      'K8S_FORBIDDEN',
+      message,
+      "asp's pods need the namespace's Pod Security level to be privileged (the runner holds SETUID, SETGID, KILL, DAC_READ_SEARCH and runs as root): kubectl label namespace NS pod-security.kubernetes.io/enforce=privileged",
+    );
+  }
+  if (/exceeded quota/.test(said)) return new AspError('K8S_FORBIDDEN', message, "the namespace's ResourceQuota is used up: lower --cpus/--memory/--disk, run fewer at once, or raise the quota");
+  if (/cannot [a-z]+ resource/.test(said)) return new AspError('K8S_FORBIDDEN', message, `grant "${rule}" in the namespace (examples/k8s/rbac.yaml has every verb asp needs)`);
+  return new AspError('K8S_FORBIDDEN', message, "an admission policy of the cluster refused it: kubectl describe the namespace's policies");
 }
 
 function oneLine(text: string): string {

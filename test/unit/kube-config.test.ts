@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { findKubeTarget } from '../../src/k8s/kube-config.js';
+import { KubeApi } from '../../src/k8s/kube-api.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'asp-kubeconfig-'));
 const file = (name: string, text: string) => {
@@ -69,5 +70,24 @@ describe('finding the cluster as kubectl does', () => {
     await expect(findKubeTarget({ KUBECONFIG: `${clusters}:${current}` }, 'staging')).rejects.toThrow('the kubeconfig has no context "staging" (it has: prod, kind-asp)');
     await expect(findKubeTarget({ KUBECONFIG: clusters })).rejects.toThrow(/has no current context with a cluster/);
     await expect(findKubeTarget({ KUBECONFIG: file('broken.yaml', 'clusters: [\n') })).rejects.toThrow(/^the kubeconfig .*broken\.yaml cannot be read: /);
+  });
+});
+
+describe('what a 403 means', () => {
+  const api = async () => new KubeApi(await findKubeTarget({ KUBECONFIG: `${clusters}:${current}` }), 1000);
+  const purpose = { verb: 'create', resource: 'pods' } as const;
+  const status = (message: string) => JSON.stringify({ kind: 'Status', message, code: 403 });
+  it('RBAC: names the verb to grant', async () => {
+    const error = (await api()).refused(403, status('pods is forbidden: User "x" cannot create resource "pods" in API group "" in the namespace "asp"'), purpose);
+    expect([error.code, error.hint]).toEqual(['K8S_FORBIDDEN', 'grant "create pods" in the namespace (examples/k8s/rbac.yaml has every verb asp needs)']);
+  });
+  it('Pod Security: says the namespace needs the privileged level', async () => {
+    const error = (await api()).refused(403, status('pods "asp-t" is forbidden: violates PodSecurity "baseline:latest": non-default capabilities (container "task" must not include "DAC_READ_SEARCH")'), purpose);
+    expect(error.hint).toMatch(/pod-security\.kubernetes\.io\/enforce=privileged/);
+  });
+  it('a quota, a RuntimeClass, another admission refusal', async () => {
+    expect((await api()).refused(403, status('pods "p" is forbidden: exceeded quota: compute, requested: cpu=1'), purpose).hint).toMatch(/ResourceQuota/);
+    expect((await api()).refused(403, status('pod rejected: RuntimeClass "kata" not found'), purpose).code).toBe('RUNTIME_UNAVAILABLE');
+    expect((await api()).refused(403, status('admission webhook "deny.example" denied the request'), purpose).hint).toMatch(/admission policy/);
   });
 });
