@@ -74,8 +74,11 @@ export interface Sandbox {
   readonly id: string;
   /** The image's content digest as the engine ran it, when only starting the sandbox tells it (a pod's imageID). */
   readonly imageId?: string | undefined;
-  /** Connects the streams and starts the runner; nothing it says is missed. Once per sandbox. */
-  open(): Promise<SandboxStreams>;
+  /**
+   * Connects the streams and starts the runner; nothing it says is missed. Once per sandbox. `signal` (an interrupt)
+   * ends a wait for the sandbox to start (a pod being scheduled or pulling its image) early.
+   */
+  open(signal?: AbortSignal): Promise<SandboxStreams>;
   /** Resolves with the runner's exit status when the sandbox stops. */
   wait(): Promise<number>;
   /** Stops every process of the sandbox at once; one already stopped or gone is success. */

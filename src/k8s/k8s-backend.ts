@@ -332,6 +332,12 @@ async function deletePod(api: KubeApi, namespace: string, name: string): Promise
   );
 }
 
+/** A watch asks the server to end after this long, and the client ends it 30 s later if the server did not. */
+const WATCH_SECONDS = 300;
+/** Broken connections in a row before a wait gives up, and the backoff between them (times the count). */
+const WATCH_RETRIES = 5;
+const WATCH_BACKOFF_MS = 500;
+
 /** How long the keeper may take to send its first bytes, and its container status to say it ended. */
 const KEEPER_FIRST_BYTES_MS = 60_000;
 const KEEPER_END_MS = 30_000;
@@ -353,13 +359,18 @@ class KubernetesSandbox implements Sandbox {
     private readonly ensurePolicy: () => Promise<void>,
   ) {}
 
-  async open(): Promise<SandboxStreams> {
-    const pod = await this.until((pod) => {
-      const failure = startFailure(pod, this.id);
-      if (failure) throw failure;
-      const task = containerState(pod, TASK_CONTAINER);
-      return task.running || task.terminated ? pod : undefined;
-    }, this.startTimeoutMs);
+  async open(signal?: AbortSignal): Promise<SandboxStreams> {
+    const pod = await this.until(
+      (pod) => {
+        const failure = startFailure(pod, this.id);
+        if (failure) throw failure;
+        const task = containerState(pod, TASK_CONTAINER);
+        return task.running || task.terminated ? pod : undefined;
+      },
+      this.startTimeoutMs,
+      false,
+      signal,
+    );
     const task = containerState(pod, TASK_CONTAINER);
     this.imageId = task.status?.imageID || undefined;
     if (task.terminated) {
@@ -481,45 +492,25 @@ class KubernetesSandbox implements Sandbox {
 
   /**
    * Watches the pod until `decide` returns something (or throws), reading it first so no change is missed; a watch
-   * the server ends is started again. `withinMs` bounds it; `orGone` makes a deleted pod an answer (undefined).
+   * the server ends (or a client bound ends) is started again. A connection that breaks (an API server restarting, a
+   * load balancer's idle cut) is retried with backoff, WATCH_RETRIES times in a row at most: a running pod is not
+   * given up for one lost socket. `withinMs` bounds the whole wait; `stop` ends it early (an interrupt); `orGone`
+   * makes a deleted pod an answer.
    */
-  private async until<T>(decide: (pod: Pod, type: string) => T | undefined, withinMs: number | undefined, orGone = false): Promise<T> {
+  private async until<T>(decide: (pod: Pod, type: string) => T | undefined, withinMs: number | undefined, orGone = false, stop?: AbortSignal): Promise<T> {
     const abort = new AbortController();
     const timer = withinMs === undefined ? undefined : setTimeout(() => abort.abort(), withinMs);
+    const onStop = () => abort.abort();
+    stop?.addEventListener('abort', onStop, { once: true });
+    if (stop?.aborted) abort.abort();
+    const path = `/api/v1/namespaces/${this.namespace}/pods`;
+    const gone = () =>
+      new AspError('K8S_FAILED', `pod ${this.id} was deleted before it ${withinMs === undefined ? 'ended' : 'started'}`, 'something else deletes asp pods: kubectl get events says what');
+    let broken = 0;
     try {
       for (;;) {
-        const path = `/api/v1/namespaces/${this.namespace}/pods`;
-        const current = await this.api.call('GET', `${path}/${this.id}`, POD_PURPOSE('get'), podSchema, { allowMissing: true });
-        if (!current) {
-          if (orGone) {
-            const gone = decide({ metadata: { name: this.id } }, 'DELETED');
-            if (gone !== undefined) return gone;
-          }
-          throw new AspError('K8S_FAILED', `pod ${this.id} was deleted before it ${withinMs === undefined ? 'ended' : 'started'}`, 'something else deletes asp pods: check kubectl get events');
-        }
-        const now = decide(current, 'MODIFIED');
-        if (now !== undefined) return now;
-        let answer: T | undefined;
-        let failure: unknown;
-        const settled = await this.api.watch(
-          path,
-          { fieldSelector: `metadata.name=${this.id}`, resourceVersion: current.metadata?.resourceVersion ?? '0', timeoutSeconds: '300' },
-          POD_PURPOSE('watch'),
-          podSchema,
-          (event) => {
-            try {
-              if (event.type === 'DELETED' && !orGone) throw new AspError('K8S_FAILED', `pod ${this.id} was deleted before it ${withinMs === undefined ? 'ended' : 'started'}`);
-              answer = decide(event.object, event.type);
-            } catch (error) {
-              failure = error;
-            }
-            return answer !== undefined || failure !== undefined;
-          },
-          abort.signal,
-        );
-        if (failure !== undefined) throw failure instanceof Error ? failure : new Error(String(failure));
-        if (answer !== undefined) return answer;
         if (abort.signal.aborted) {
+          if (stop?.aborted) throw new AspError('K8S_FAILED', `waiting for pod ${this.id} was interrupted`);
           const pod = await this.api.call('GET', `${path}/${this.id}`, POD_PURPOSE('get'), podSchema, { allowMissing: true });
           throw new AspError(
             'K8S_FAILED',
@@ -527,10 +518,46 @@ class KubernetesSandbox implements Sandbox {
             'check the cluster has room and can pull the image (kubectl describe pod), or raise ASP_K8S_START_TIMEOUT',
           );
         }
-        if (!settled) continue;
+        let answer: T | undefined;
+        let failure: unknown;
+        try {
+          const current = await this.api.call('GET', `${path}/${this.id}`, POD_PURPOSE('get'), podSchema, { allowMissing: true });
+          if (!current) {
+            const end = orGone ? decide({ metadata: { name: this.id } }, 'DELETED') : undefined;
+            if (end !== undefined) return end;
+            throw gone();
+          }
+          const now = decide(current, 'MODIFIED');
+          if (now !== undefined) return now;
+          await this.api.watch(
+            path,
+            { fieldSelector: `metadata.name=${this.id}`, resourceVersion: current.metadata?.resourceVersion ?? '0', timeoutSeconds: String(WATCH_SECONDS) },
+            POD_PURPOSE('watch'),
+            podSchema,
+            (event) => {
+              try {
+                if (event.type === 'DELETED' && !orGone) throw gone();
+                answer = decide(event.object, event.type);
+              } catch (error) {
+                failure = error;
+              }
+              return answer !== undefined || failure !== undefined;
+            },
+            abort.signal,
+            (WATCH_SECONDS + 30) * 1000,
+          );
+          broken = 0;
+        } catch (error) {
+          if (!(error instanceof AspError && error.code === 'K8S_UNAVAILABLE') || ++broken > WATCH_RETRIES) throw error;
+          await new Promise((resolve) => setTimeout(resolve, WATCH_BACKOFF_MS * broken));
+          continue;
+        }
+        if (failure !== undefined) throw failure instanceof Error ? failure : new Error(String(failure));
+        if (answer !== undefined) return answer;
       }
     } finally {
       clearTimeout(timer);
+      stop?.removeEventListener('abort', onStop);
     }
   }
 }

@@ -72,6 +72,8 @@ export class KubeApi {
     schema: S,
     onEvent: (event: { type: string; object: z.infer<S> }) => boolean,
     signal?: AbortSignal,
+    /** The client's own bound: a watch that a half-open connection would hold for ever ends (false) after it. */
+    limitMs?: number,
   ): Promise<boolean> {
     const response = await this.send('GET', path, purpose, { ...query, watch: 'true' }, undefined, { noTimeout: true, signal });
     if ((response.statusCode ?? 0) >= 300) throw this.refused(response.statusCode ?? 0, await readBody(response, MAX_ERROR_BYTES, this.timeoutMs).catch(() => ''), purpose);
@@ -86,6 +88,8 @@ export class KubeApi {
         else resolve(value);
       };
       signal?.addEventListener('abort', () => finish(true), { once: true });
+      const limit = limitMs === undefined ? undefined : setTimeout(() => finish(false), limitMs);
+      response.once('close', () => clearTimeout(limit));
       response.setEncoding('utf8');
       response.on('data', (chunk: string) => {
         held += chunk;

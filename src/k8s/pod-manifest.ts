@@ -234,7 +234,9 @@ function keeperContainer(input: PodInput) {
     stdinOnce: true,
     tty: false,
     securityContext: helperSecurity(input, KEEPER_USER),
-    resources: { requests: HELPER_RESOURCES, limits: HELPER_RESOURCES },
+    // Its tar is written to the node's container log as well as to asp, and logs count against ephemeral storage: the
+    // limit holds a whole workspace's worth, or the kubelet would evict the pod in the middle of the copy-out.
+    resources: { requests: HELPER_RESOURCES, limits: { ...HELPER_RESOURCES, 'ephemeral-storage': byteQuantity(input.limits.disk + 64 * 1024 ** 2) } },
     volumeMounts: [volumeMount('workspace', SANDBOX_WORKSPACE, true)],
   };
 }

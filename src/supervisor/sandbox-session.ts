@@ -53,7 +53,14 @@ export async function runSession(
   hooks: SessionHooks,
 ): Promise<SessionEnd> {
   await using session = new CleanupStack();
-  const streams = await sandbox.open();
+  let streams: Awaited<ReturnType<Sandbox['open']>>;
+  try {
+    streams = await sandbox.open(options.signal);
+  } catch (error) {
+    // Interrupted while the sandbox was still starting (a pod waiting for a node or its image): nothing ran.
+    if (options.signal?.aborted) return { kind: 'interrupted' };
+    throw error;
+  }
   session.defer('streams', () => {
     streams.stdout.destroy();
     streams.stderr.destroy();

@@ -39,6 +39,8 @@ export interface KubeStandIn {
   forbid(verb: string, resource: string, on?: boolean): void;
   /** While on, attach upgrades are answered 400 with a Status, as when the kubelet cannot attach. */
   refuseAttach(on: boolean): void;
+  /** Stops scheduling: pods created from now on stay Pending (as on a cluster with no room), until `false`. */
+  holdPods(on: boolean): void;
   /** Acts as a mutating admission webhook: `mutate` changes every pod created from now on (undefined: none). */
   mutatePods(mutate: ((pod: Record<string, unknown>) => void) | undefined): void;
   /** Stops every pod, removes all their Docker containers and volumes, closes the server. */
@@ -107,6 +109,9 @@ export async function startKubeStandIn(options: KubeStandInOptions = {}): Promis
     forbid: (verb, resource, on) => state.forbid(verb, resource, on),
     refuseAttach: (on) => {
       state.refusingAttach = on;
+    },
+    holdPods: (on) => {
+      state.holdingPods = on;
     },
     mutatePods: (mutate) => {
       state.mutatePod = mutate;

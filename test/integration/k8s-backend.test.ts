@@ -502,6 +502,37 @@ describe.skipIf(!dockerAvailable)('the Kubernetes backend, through the API stand
       }
     }, 60_000);
 
+    it('a pod that never starts (no room on the cluster): exit 3 at ASP_K8S_START_TIMEOUT with its state, and Ctrl-C ends the wait at once (exit 130)', async () => {
+      cluster.holdPods(true);
+      try {
+        const started = Date.now();
+        const { code, line } = await failing([], { KUBECONFIG: cluster.kubeconfigPath, ASP_K8S_START_TIMEOUT: '3s' });
+        expect(code).toBe(3);
+        expect(line).toMatch(/^asp: error: pod asp-\S+ did not start within 3 s: phase Pending — check the cluster has room/);
+        expect(Date.now() - started).toBeLessThan(30_000);
+        expect(livePods()).toEqual([]);
+        const id = `k8s-pending-${process.pid}`;
+        const child = spawn(
+          process.execPath,
+          [path.resolve(import.meta.dirname, '..', '..', 'dist', 'src', 'cli', 'main.js'), 'run', '--repo', repoWith({ 'README.md': 'x\n' }), '--id', id, '--step', 'a=true'],
+          {
+            env: { PATH: process.env.PATH, HOME: process.env.HOME, ASP_HOME: mkdtempSync(path.join(os.tmpdir(), 'asp-home-')), ...env(), ASP_K8S_START_TIMEOUT: '10m' },
+            stdio: ['ignore', 'ignore', 'pipe'],
+          },
+        );
+        const closed = new Promise<number | null>((resolve) => child.once('close', resolve));
+        const deadline = Date.now() + 30_000;
+        while (!livePods().some((pod) => pod.name.includes(id)) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+        const interrupted = Date.now();
+        child.kill('SIGINT');
+        expect(await closed).toBe(130);
+        expect(Date.now() - interrupted).toBeLessThan(15_000);
+        expect(livePods().some((pod) => pod.name.includes(id))).toBe(false);
+      } finally {
+        cluster.holdPods(false);
+      }
+    }, 120_000);
+
     it('a namespace that does not exist: exit 2', async () => {
       expect(await failing(['--namespace', 'nowhere'], { KUBECONFIG: cluster.kubeconfigPath })).toEqual({
         code: 2,

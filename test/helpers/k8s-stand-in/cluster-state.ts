@@ -44,6 +44,8 @@ export class ClusterState {
   /** Who the token authenticates as: the service account asp runs as on a cluster. */
   readonly user: string;
   refusingAttach = false;
+  /** No node takes new pods (a cluster with no room): they stay Pending, unscheduled. */
+  holdingPods = false;
   /** A mutating admission webhook's stand-in: changes each pod after validation, before it is stored. */
   mutatePod: ((pod: Record<string, unknown>) => void) | undefined;
   readonly runtimeClasses: RuntimeClassObject[];

@@ -68,6 +68,8 @@ export class PodRecord {
   /** Gone from the API (deleted): its status no longer changes what clients see. */
   removed = false;
   deleting: Promise<void> | undefined;
+  /** Never bound to a node (the stand-in held it): the API server deletes such a pod at once, whatever the grace. */
+  unscheduled = false;
   /** A container of the pod has run. */
   ran = false;
   /** A container of the pod ran while no NetworkPolicy cut it off both ways. */

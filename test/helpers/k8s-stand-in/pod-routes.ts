@@ -23,7 +23,8 @@ export function createPod(state: ClusterState, namespace: string, body: unknown,
   state.pods.set(`${namespace}/${name}`, pod);
   state.feed.publish('ADDED', 'pods', namespace, object);
   sendJson(response, 201, object);
-  state.kubelet.start(pod);
+  if (state.holdingPods) pod.unscheduled = true;
+  else state.kubelet.start(pod);
 }
 
 export function getPod(state: ClusterState, namespace: string, name: string, response: ServerResponse): void {
@@ -56,7 +57,7 @@ export function deletePod(state: ClusterState, namespace: string, name: string, 
   const asked = fromBody ?? fromQuery ?? pod.object.spec?.terminationGracePeriodSeconds ?? 30;
   if (!Number.isFinite(asked)) throw badRequest(`invalid gracePeriodSeconds: ${String(asked)}`);
   const phase = pod.phase();
-  const grace = phase === 'Succeeded' || phase === 'Failed' ? 0 : Math.max(0, asked);
+  const grace = phase === 'Succeeded' || phase === 'Failed' || pod.unscheduled ? 0 : Math.max(0, asked);
   const metadata = (pod.object.metadata ??= {});
   if (!metadata.deletionTimestamp || grace === 0) {
     metadata.deletionTimestamp = apiTime(new Date(Date.now() + grace * 1000));
