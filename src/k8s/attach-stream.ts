@@ -19,6 +19,8 @@ const STDOUT = 1;
 const STDERR = 2;
 const STATUS = 3;
 const CLOSE = 255;
+/** How often an open attach stream is pinged. */
+const PING_MS = 30_000;
 /** How much the socket may hold unsent before stdin's writes wait. */
 const SEND_HIGH_WATER = 1024 * 1024;
 
@@ -110,7 +112,13 @@ export async function attachContainer(api: KubeApi, namespace: string, pod: stri
       if (payload[0] === STDERR) stderr.end();
     }
   });
+  // A step may be silent for longer than a load balancer's idle cut: a ping keeps the stream (and its protocol) open.
+  const keepAlive = setInterval(() => {
+    if (socket.readyState === WebSocket.OPEN) socket.ping();
+  }, PING_MS);
+  keepAlive.unref();
   socket.on('close', () => {
+    clearInterval(keepAlive);
     resolveStatus(undefined);
     stdout.end();
     stderr.end();

@@ -175,7 +175,10 @@ export class KubernetesBackend implements SandboxBackend {
       });
       if (!review?.status?.allowed) missing.push(`${need.verb} ${need.resource}${need.subresource ? `/${need.subresource}` : ''}`);
     }
-    return missing;
+    // Attach is authorized as one verb or the other depending on the cluster's version: either is enough.
+    const attach = ['create pods/attach', 'get pods/attach'];
+    const bothMissing = attach.every((verb) => missing.includes(verb));
+    return missing.filter((verb) => !attach.includes(verb) || (bothMissing && verb === attach[0]));
   }
 
   /** The namespace asp would use, and the seccomp profile and runner image its pods get. */

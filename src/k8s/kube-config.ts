@@ -86,8 +86,13 @@ export async function findKubeTarget(env: Readonly<Record<string, string | undef
   if (!current || !cluster?.server) {
     throw new AspError('BAD_INPUT', `the kubeconfig (${source}) has no current context with a cluster`, 'run kubectl config use-context NAME, or set ASP_K8S_CONTEXT');
   }
+  // kubectl takes a server without a scheme as https://; one that is no URL at all is said here, not at the first call.
+  const server = /^[a-z][a-z0-9+.-]*:\/\//i.test(cluster.server) ? cluster.server : `https://${cluster.server}`;
+  if (!URL.canParse(server) || !/^https?:$/.test(new URL(server).protocol)) {
+    throw new AspError('BAD_INPUT', `the kubeconfig's server "${cluster.server}" (${source}) is not an http(s) URL`, 'fix the cluster’s server in the kubeconfig, e.g. https://10.0.0.1:6443');
+  }
   return {
-    server: cluster.server.replace(/\/+$/, ''),
+    server: server.replace(/\/+$/, ''),
     source: `${source}, context ${current}`,
     context: current,
     namespace: config.getContextObject(current)?.namespace || 'default',

@@ -240,6 +240,18 @@ describe.skipIf(!dockerAvailable)('the Kubernetes backend, through the API stand
     expect(report.exitCode, doctor.stdout).toBe(0);
     expect(report.checks.find((check) => check.name === 'k8s')?.detail).toMatch(/^Kubernetes v1\.31\.0-asp-stand-in \(linux\/amd64\) at http:\/\/127\.0\.0\.1:\d+ \(namespace asp\)/);
     expect(report.checks.find((check) => check.name === 'rbac')).toMatchObject({ ok: true });
+    // Attach is one verb or the other by the cluster's version: either is enough, neither is named.
+    cluster.forbid('create', 'pods/attach');
+    try {
+      expect((await cli(['doctor'])).code).toBe(0);
+      cluster.forbid('get', 'pods/attach');
+      const neither = await cli(['doctor']);
+      expect(neither.code).toBe(3);
+      expect(neither.stdout).toMatch(/FAIL {2}rbac {5}asp may not create pods\/attach in the namespace/);
+    } finally {
+      cluster.forbid('create', 'pods/attach', false);
+      cluster.forbid('get', 'pods/attach', false);
+    }
   }, 60_000);
 
   /** Starts `asp run` with a step that sleeps, and resolves once its pod runs; the child is the caller's to end. */

@@ -82,12 +82,31 @@ describe('what a 403 means', () => {
     expect([error.code, error.hint]).toEqual(['K8S_FORBIDDEN', 'grant "create pods" in the namespace (examples/k8s/rbac.yaml has every verb asp needs)']);
   });
   it('Pod Security: says the namespace needs the privileged level', async () => {
-    const error = (await api()).refused(403, status('pods "asp-t" is forbidden: violates PodSecurity "baseline:latest": non-default capabilities (container "task" must not include "DAC_READ_SEARCH")'), purpose);
+    const error = (await api()).refused(
+      403,
+      status('pods "asp-t" is forbidden: violates PodSecurity "baseline:latest": non-default capabilities (container "task" must not include "DAC_READ_SEARCH")'),
+      purpose,
+    );
     expect(error.hint).toMatch(/pod-security\.kubernetes\.io\/enforce=privileged/);
   });
   it('a quota, a RuntimeClass, another admission refusal', async () => {
     expect((await api()).refused(403, status('pods "p" is forbidden: exceeded quota: compute, requested: cpu=1'), purpose).hint).toMatch(/ResourceQuota/);
     expect((await api()).refused(403, status('pod rejected: RuntimeClass "kata" not found'), purpose).code).toBe('RUNTIME_UNAVAILABLE');
     expect((await api()).refused(403, status('admission webhook "deny.example" denied the request'), purpose).hint).toMatch(/admission policy/);
+  });
+});
+
+describe('a server without a scheme', () => {
+  it('is https://, as kubectl takes it; one that is no URL is said at once', async () => {
+    const bare = file(
+      'bare.yaml',
+      'apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: { server: "10.0.0.1:6443" }\nusers:\n- name: u\n  user: {}\ncontexts:\n- name: x\n  context: { cluster: c, user: u }\ncurrent-context: x\n',
+    );
+    expect((await findKubeTarget({ KUBECONFIG: bare })).server).toBe('https://10.0.0.1:6443');
+    const broken = file(
+      'broken-url.yaml',
+      'apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: { server: "ftp://host" }\nusers:\n- name: u\n  user: {}\ncontexts:\n- name: x\n  context: { cluster: c, user: u }\ncurrent-context: x\n',
+    );
+    await expect(findKubeTarget({ KUBECONFIG: broken })).rejects.toThrow(/the kubeconfig's server "ftp:\/\/host" .* is not an http\(s\) URL/);
   });
 });
