@@ -102,7 +102,7 @@ async function batchCommand(file: string, flags: BatchFlags): Promise<number> {
     if (flags.dryRun) {
       const manifests: object[] = [];
       for (const entry of taken.entries) manifests.push(...(await dryRunManifests(entry.spec, context, path.dirname(path.resolve(file)))));
-      context.stdout(formatManifests(manifests, json));
+      context.stdout(await formatManifests(manifests, json));
       return EXIT.ok;
     }
     const traceMode = resolveTraceMode(flags.trace, context.settings);

@@ -1,6 +1,6 @@
 import { AspError, errorMessage, EXIT, exitCodeFor } from '../core/asp-error.js';
 import { backendName, namespaceName, readSettings, type BackendName, type Settings } from '../config/settings.js';
-import { KubernetesBackend } from '../k8s/k8s-backend.js';
+import { LazyKubernetesBackend } from '../k8s/lazy-backend.js';
 import { imageContext } from '../docker/sandbox-image.js';
 import { EngineAdapter } from '../docker/engine-adapter.js';
 import type { DockerPort } from '../docker/port.js';
@@ -63,8 +63,8 @@ export function makeContext(options: { json?: boolean; debug?: boolean; backend?
 }
 
 /** The Kubernetes backend as the settings say: its API is found (kubeconfig) on its first call, not here. */
-export function kubernetesBackend(settings: Settings, log: Log): KubernetesBackend {
-  return new KubernetesBackend({
+export function kubernetesBackend(settings: Settings, log: Log): LazyKubernetesBackend {
+  return new LazyKubernetesBackend({
     env: settings.hostEnv,
     namespace: settings.k8s.namespace,
     context: settings.k8s.context,

@@ -7,7 +7,7 @@ import { imageContext } from '../docker/sandbox-image.js';
 import { probeSandboxStart } from '../docker/engine-probe.js';
 import { checkRuntime } from '../backend/sandbox-policy.js';
 import { isGvisor } from '../backend/seccomp-profile.js';
-import { KubernetesBackend } from '../k8s/k8s-backend.js';
+import { LazyKubernetesBackend } from '../k8s/lazy-backend.js';
 import { makeContext, reportFailure, type CliContext } from './cli-context.js';
 import { kubernetesChecks, type DoctorCheck } from './doctor-k8s.js';
 
@@ -29,7 +29,7 @@ export function registerDoctorCommand(program: Command): void {
       try {
         const context = makeContext({ json, backend: flags.backend, namespace: flags.namespace });
         const checks: Check[] = [];
-        if (context.backend instanceof KubernetesBackend) checks.push(...(await kubernetesChecks(context.backend, flags.runtime)));
+        if (context.backend instanceof LazyKubernetesBackend) checks.push(...(await kubernetesChecks(await context.backend.load(), flags.runtime)));
         else await dockerChecks(context, checks);
         await hostChecks(context, checks);
         const failed = checks.filter((check) => !check.ok && !check.advisory);

@@ -1,11 +1,10 @@
-import yaml from 'js-yaml';
 import type { TaskSpec } from '../config/task-spec.js';
 import { generateTaskId } from '../config/task-id.js';
 import type { SandboxRequest } from '../backend/sandbox-backend.js';
 import { currentSupervisor, ownershipLabels } from '../backend/ownership-labels.js';
 import { containerSpec } from '../docker/container-spec.js';
 import { imageContext } from '../docker/sandbox-image.js';
-import { KubernetesBackend } from '../k8s/k8s-backend.js';
+import { LazyKubernetesBackend } from '../k8s/lazy-backend.js';
 import { resolveTask } from '../supervisor/phases/resolve-task.js';
 import type { CliContext } from './cli-context.js';
 
@@ -26,8 +25,9 @@ export async function dryRunManifests(spec: TaskSpec, context: CliContext, cwd =
   const taskId = plan.spec.id ?? generateTaskId(plan.spec.task, now);
   const labels = ownershipLabels({ taskId, runId: DRY_RUN_ID, supervisor: currentSupervisor(), expiresAt: new Date(now.getTime() + plan.spec.limits.timeout), keep: plan.spec.keep });
   const backend = spec.backend ? context.backendFor(spec.backend) : context.backend;
-  if (backend instanceof KubernetesBackend) {
-    const prepared = await backend.prepareImage({ image: plan.spec.image });
+  if (backend instanceof LazyKubernetesBackend) {
+    const k8s = await backend.load();
+    const prepared = await k8s.prepareImage({ image: plan.spec.image });
     const request: SandboxRequest = {
       taskId,
       runId: DRY_RUN_ID,
@@ -39,7 +39,7 @@ export async function dryRunManifests(spec: TaskSpec, context: CliContext, cwd =
       runtime: plan.spec.runtime,
       checkDir: false,
     };
-    const { pod, networkPolicy } = await backend.manifests(request);
+    const { pod, networkPolicy } = await k8s.manifests(request);
     return [networkPolicy, pod];
   }
   const image = plan.spec.image ?? imageContext().tag;
@@ -59,7 +59,7 @@ export async function dryRunManifests(spec: TaskSpec, context: CliContext, cwd =
 }
 
 /** Manifests as YAML documents (kubectl's form), or one JSON array with `--json`; a batch's shared NetworkPolicy once. */
-export function formatManifests(all: object[], json: boolean): string {
+export async function formatManifests(all: object[], json: boolean): Promise<string> {
   const seen = new Set<string>();
   const manifests = all.filter((manifest) => {
     if (!('kind' in manifest) || manifest.kind !== 'NetworkPolicy') return true;
@@ -69,5 +69,7 @@ export function formatManifests(all: object[], json: boolean): string {
     return true;
   });
   if (json) return JSON.stringify(manifests, null, 2) + '\n';
-  return manifests.map((manifest) => `---\n${yaml.dump(manifest, { noRefs: true, lineWidth: -1 })}`).join('');
+  // Loaded only for a dry run: `asp run` itself never pays for a YAML library.
+  const { dump } = await import('js-yaml');
+  return manifests.map((manifest) => `---\n${dump(manifest, { noRefs: true, lineWidth: -1 })}`).join('');
 }

@@ -6,7 +6,7 @@ import type { ReapItem, ReapReport } from '../reaper/reap-report.js';
 import { tally } from '../reaper/reap-report.js';
 import { systemClock } from '../core/clock.js';
 import { parseAgeOption } from './age-option.js';
-import { KubernetesBackend } from '../k8s/k8s-backend.js';
+import { LazyKubernetesBackend } from '../k8s/lazy-backend.js';
 import { makeContext, reportFailure } from './cli-context.js';
 
 interface ReapFlags {
@@ -46,8 +46,8 @@ async function reapCommand(flags: ReapFlags): Promise<number> {
       { dryRun: Boolean(flags.dryRun), all: Boolean(flags.all), olderThanMs, runtimes: true },
     );
     // asp's NetworkPolicy goes only with --all and only when no pod of asp is left in the namespace to need it.
-    if (context.backend instanceof KubernetesBackend && flags.all && report.docker.ok) {
-      const policy = await context.backend.removePolicyWhenUnused({ dryRun: Boolean(flags.dryRun) });
+    if (context.backend instanceof LazyKubernetesBackend && flags.all && report.docker.ok) {
+      const policy = await (await context.backend.load()).removePolicyWhenUnused({ dryRun: Boolean(flags.dryRun) });
       if (policy) report.policies = [policy];
     }
     const failed = report.items.some((item) => item.outcome === 'failed');

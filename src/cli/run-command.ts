@@ -108,7 +108,7 @@ async function runCommand(flags: RunFlags): Promise<number> {
     const spec = parseTaskSpec({ ...specFromFlags(flags), task: await taskText(flags) }, 'asp run');
     const context = makeContext({ json, debug, backend: flags.backend, namespace: flags.namespace });
     if (flags.dryRun) {
-      context.stdout(formatManifests(await dryRunManifests(spec, context), json));
+      context.stdout(await formatManifests(await dryRunManifests(spec, context), json));
       return EXIT.ok;
     }
     if (spec.pr && !context.settings.github.token) throw new AspError('BAD_INPUT', '--pr needs a GitHub token', 'set GITHUB_TOKEN (or GH_TOKEN) on the host; it never enters the sandbox');

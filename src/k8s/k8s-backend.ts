@@ -4,7 +4,7 @@ import { AspError } from '../core/asp-error.js';
 import type { CleanupScope } from '../core/cleanup-stack.js';
 import type { EngineInfo, ImageRequest, OwnedObject, PreparedImage, Sandbox, SandboxBackend, SandboxRequest, SandboxStreams } from '../backend/sandbox-backend.js';
 import { admittedDifferences, admittedPodSchema } from './admitted-pod.js';
-import { attachContainer, type AttachSession } from './attach-stream.js';
+import type { AttachSession } from './attach-stream.js';
 import { findKubeTarget } from './kube-config.js';
 import { KubeApi } from './kube-api.js';
 import { labelSelector, ownershipOfMetadata } from './k8s-labels.js';
@@ -345,6 +345,9 @@ const WATCH_BACKOFF_MS = 500;
 const KEEPER_FIRST_BYTES_MS = 60_000;
 const KEEPER_END_MS = 30_000;
 
+/** The WebSocket client (ws, ~35 ms to load) only when a pod is attached to: every other command of asp starts without it. */
+const attachStream = () => import('./attach-stream.js');
+
 /** The exit status a sandbox reports when its pod was deleted under it (killed, like a SIGKILLed container). */
 const KILLED_STATUS = 137;
 
@@ -385,7 +388,7 @@ class KubernetesSandbox implements Sandbox {
     }
     await this.ensurePolicy();
     // The runner says nothing before its first input (ASP_HELLO_AFTER_INPUT): attaching after it started loses nothing.
-    this.attached = await attachContainer(this.api, this.namespace, this.id, TASK_CONTAINER, { stdin: true });
+    this.attached = await (await attachStream()).attachContainer(this.api, this.namespace, this.id, TASK_CONTAINER, { stdin: true });
     const session = this.attached;
     const stdin = session.stdin;
     stdin.on('close', () => session.close());
@@ -425,7 +428,7 @@ class KubernetesSandbox implements Sandbox {
     if (this.killed) return undefined;
     const pod = await this.api.call('GET', `/api/v1/namespaces/${this.namespace}/pods/${this.id}`, POD_PURPOSE('get'), podSchema, { allowMissing: true });
     if (!pod || !containerState(pod, KEEPER_CONTAINER).running) return undefined;
-    const keeper = await attachContainer(this.api, this.namespace, this.id, KEEPER_CONTAINER, { stdin: true });
+    const keeper = await (await attachStream()).attachContainer(this.api, this.namespace, this.id, KEEPER_CONTAINER, { stdin: true });
     keeper.stdin.on('error', () => {
       /* a keeper gone before it read its line shows in its status below */
     });
