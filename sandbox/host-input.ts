@@ -101,6 +101,7 @@ export class HostInput {
   private ended = false;
   private answers: ((message: ModelAnswer) => void) | undefined;
   private answersEnd: (() => void) | undefined;
+  private sentEnv: Record<string, string> = {};
 
   constructor(input: Readable, dir: string, checkDir: string) {
     this.task = new Promise((resolve, reject) => ((this.resolveTask = resolve), (this.rejectTask = reject)));
@@ -138,8 +139,16 @@ export class HostInput {
     if (this.ended) onEnd();
   }
 
+  /** The variables the host sent with an `env` message (a pod's spec does not carry them); none otherwise. */
+  get env(): Record<string, string> {
+    return this.sentEnv;
+  }
+
   private onMessage(message: HostMessage): void {
     switch (message.type) {
+      case 'env':
+        this.sentEnv = { ...this.sentEnv, ...message.env };
+        return;
       case 'task':
         this.resolveTask(message.task);
         return;

@@ -289,6 +289,8 @@ async function main(): Promise<void> {
   // The host writes the task first, then the workspace tar, on stdin (host-messages.ts).
   const host = new HostInput(process.stdin, SANDBOX_WORKSPACE, SANDBOX_CHECK_DIR);
   const task = await host.task;
+  // What a container's Env carries on Docker comes over the protocol on Kubernetes (it precedes the task).
+  Object.assign(process.env, host.env);
   secrets = task.secretEnv.map((name) => process.env[name] ?? '');
 
   // The backstop: even if the supervisor is gone, the task ends at its deadline. PID 1 (init) then stops the container.

@@ -72,6 +72,11 @@ export interface SandboxStreams {
 export interface Sandbox {
   /** The backend's id for it (a container id, a pod name), for logs. */
   readonly id: string;
+  /**
+   * The sandbox's spec does not hold the `--env` values (a pod's spec is readable by whoever may read pods): the host
+   * sends them over the protocol, first (`env` message).
+   */
+  readonly envOverProtocol?: boolean | undefined;
   /** The image's content digest as the engine ran it, when only starting the sandbox tells it (a pod's imageID). */
   readonly imageId?: string | undefined;
   /**

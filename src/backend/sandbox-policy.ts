@@ -45,17 +45,24 @@ export const RUNNER_USER = '0:0';
 /** The identity of every step (and of what reads step output files): no capabilities at all. */
 export const STEP_USER = '1000:1000';
 
+/** What every sandbox's environment holds, whatever the user lets in: these win over a variable of the same name. */
+const FIXED_ENV: Readonly<Record<string, string>> = {
+  PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+  HOME: '/tmp',
+  TERM: 'xterm',
+  SHELL: '/bin/bash',
+  LANG: 'C.UTF-8',
+  CI: 'true',
+};
+
 /** The whole environment of the sandbox: fixed values plus the explicit allowlist. Nothing else from the host. */
 export function sandboxEnv(allowed: Record<string, string>): string[] {
-  const fixed: Record<string, string> = {
-    PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-    HOME: '/tmp',
-    TERM: 'xterm',
-    SHELL: '/bin/bash',
-    LANG: 'C.UTF-8',
-    CI: 'true',
-  };
-  return Object.entries({ ...allowed, ...fixed }).map(([key, value]) => `${key}=${value}`);
+  return Object.entries({ ...allowed, ...FIXED_ENV }).map(([key, value]) => `${key}=${value}`);
+}
+
+/** The allowlist as the runner may add it to its environment (the `env` message): the fixed names left out, as they win. */
+export function allowedOnly(allowed: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(allowed).filter(([name]) => !Object.hasOwn(FIXED_ENV, name)));
 }
 
 /**

@@ -226,7 +226,8 @@ export class KubernetesBackend implements SandboxBackend {
       injectRuntime: this.injected.get(request.image) ?? request.image !== this.options.runnerImage,
       labels: request.labels,
       limits: request.limits,
-      allowedEnv: request.env,
+      // Not in the pod's spec, which whoever may read pods in the namespace reads: they go over attach (`env`).
+      allowedEnv: {},
       runtime: request.runtime,
       checkDir: request.checkDir,
       deadlineMs: request.limits.timeout,
@@ -354,6 +355,7 @@ const KILLED_STATUS = 137;
 class KubernetesSandbox implements Sandbox {
   private attached: AttachSession | undefined;
   private killed = false;
+  readonly envOverProtocol = true;
   /** The task image's digest as the kubelet ran it (`imageID`), once the pod started. */
   imageId: string | undefined;
 

@@ -2,6 +2,7 @@ import type { Readable, Writable } from 'node:stream';
 import { AspError } from '../core/asp-error.js';
 import type { Sandbox } from '../backend/sandbox-backend.js';
 import { CleanupStack } from '../core/cleanup-stack.js';
+import { allowedOnly } from '../backend/sandbox-policy.js';
 import { LineSplitter } from '../protocol/line-splitter.js';
 import { encodeHostMessage, type HostMessage } from '../protocol/host-messages.js';
 import { PROTOCOL_VERSION, type ProtocolMessage, type RunnerIdentity, type TaskEndMessage } from '../protocol/messages.js';
@@ -47,6 +48,8 @@ export async function runSession(
     feed: (stdin: Writable) => Promise<void>;
     /** Resolves with a reason when the host wants the task stopped (its container is killed, like at a deadline). */
     stop?: Promise<string> | undefined;
+    /** The variables the user let in (`--env`), for a sandbox that takes them over the protocol (`envOverProtocol`). */
+    env?: Record<string, string> | undefined;
     /** Checks the runner's identity from its hello; a reason stops the sandbox with HARDENING_IGNORED (exit 3). */
     verifyIdentity?: ((identity: RunnerIdentity | undefined) => string | undefined) | undefined;
   },
@@ -83,6 +86,8 @@ export async function runSession(
   /** Settles when the runner's hello said who it is and that was right (or nobody asked). */
   const verified = new Promise<void>((resolve) => (markVerified = resolve));
   const startFeed = () => {
+    // A sandbox whose spec does not hold the --env values gets them first, before the task (host-messages.ts).
+    if (sandbox.envOverProtocol && options.env) reply({ type: 'env', env: allowedOnly(options.env) });
     // The task and the workspace go in at once (the runner's boot and the transfer overlap); `start`, which lets
     // the runner run steps, only once its hello checked out. It follows the feed's last frame on stdin.
     options

@@ -123,7 +123,7 @@ describe('pod manifest', () => {
     expect(task.env.find((entry) => entry.name === 'PATH')?.value).not.toBe('/evil');
   });
 
-  it('passes env values as they were written: the kubelet would expand $(NAME) and read $$ as $', () => {
+  it('passes values as they were written: the kubelet would expand $(NAME) and read $$ as $', () => {
     const dollars = podManifest({ ...base, allowedEnv: { SECRET: 'a$(HOME)b$$c$' } });
     expect(dollars.spec.containers[0].env).toContainEqual({ name: 'SECRET', value: 'a$$(HOME)b$$$$c$$' });
     expect(literal('no dollars')).toBe('no dollars');

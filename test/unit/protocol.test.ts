@@ -81,7 +81,16 @@ describe('host → sandbox messages', () => {
     expect(parseProtocolLine(encodeMessage(request).trimEnd())).toEqual({ kind: 'message', message: request });
   });
 
+  it('round-trips the env message a pod gets instead of Env in its spec', async () => {
+    const { encodeHostMessage, parseHostLine } = await import('../../src/protocol/host-messages.js');
+    const env = { type: 'env' as const, env: { API_TOKEN: 's3cret $(HOME)', EMPTY: '' } };
+    expect(parseHostLine(encodeHostMessage(env).trimEnd())).toEqual(env);
+  });
+
   it.each([
+    ['an env message with a value that is not a string', '{"asp":1,"type":"env","env":{"A":1}}'],
+    ['an env message with a name no shell could read', '{"asp":1,"type":"env","env":{"A=B":"x"}}'],
+    ['an env message that is a list', '{"asp":1,"type":"env","env":["A"]}'],
     ['plain text', 'hello'],
     ['an untagged message', '{"type":"model.response","id":"m1","status":200}'],
     ['an unknown type', '{"asp":1,"type":"launch","id":"m1"}'],

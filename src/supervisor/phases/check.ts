@@ -124,7 +124,7 @@ export async function runCheck(request: CheckRequest, deps: CheckDeps): Promise<
     runSession(
       sandbox,
       // The session reads the runner's own lines, before the renaming: its deadlines go by the steps' own names.
-      { steps: request.steps, taskTimeoutMs: request.limits.timeout, deadlineAt: sandboxTask.deadlineAt, signal: deps.signal, feed, verifyIdentity: identityMismatch },
+      { steps: request.steps, taskTimeoutMs: request.limits.timeout, deadlineAt: sandboxTask.deadlineAt, signal: deps.signal, feed, env: request.allowedEnv, verifyIdentity: identityMismatch },
       {
         // The check's stream goes through the task's events (one events.jsonl, one trace), its steps renamed.
         onMessage: (message, reply) => (message.type === 'artifacts.chunk' || message.type === 'artifacts.end' ? undefined : events.handle(rename(message), reply, undefined)),

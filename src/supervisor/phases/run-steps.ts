@@ -42,6 +42,7 @@ export async function runSteps(
       deadlineAt: sandboxTask.deadlineAt,
       signal: deps.signal,
       feed: prepared.feed,
+      env: plan.sandboxEnv,
       stop: deps.gateway?.gateway.stopped,
       verifyIdentity: identityMismatch,
     },
