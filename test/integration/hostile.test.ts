@@ -131,7 +131,10 @@ describe.skipIf(!dockerAvailable)('hostile repositories against the real Docker 
       expect(result.steps).toEqual([expect.objectContaining({ name: 'link-many', status: 'passed', exitCode: 0 }), expect.objectContaining({ name: 'add-more', status: 'failed', exitCode: 28 })]);
       expect(output).toContain('big.bin has 21 names');
       const reached = diskStop(result, 'add-more');
-      expect(reached).toBeGreaterThanOrEqual(80 * 1024 ** 2);
+      // Past the limit at the watchdog's first look over it, whenever in more.bin's write that falls (it fell at
+      // 68 MB on a loaded CI run, and at 80 MiB or more before): more.bin is at most 40 MiB, so anything past 64 MiB
+      // counts big.bin too, once.
+      expect(reached).toBeGreaterThan(64 * 1024 ** 2);
       expect(reached).toBeLessThan(120 * 1024 ** 2); // once each: not 21 × 40 MiB
       expect(output).not.toContain('without being stopped');
     });
