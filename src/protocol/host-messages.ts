@@ -2,7 +2,8 @@
  * Host → sandbox messages on the container's stdin, the other half of the task protocol.
  *
  * Every message is one line of JSON. One kind, `workspace.data`, is followed by exactly `bytes` raw bytes: a piece
- * of the workspace tar. The host sends, in this order: `task` (what to run), the workspace as `workspace.data`
+ * of the workspace tar. The host sends, in this order: for a sandbox whose spec does not carry the `--env` values
+ * (a pod) `env`, then `task` (what to run), the workspace as `workspace.data`
  * frames, `workspace.end`, for a clean-room check with a check dir its tar as `check.data` frames and `check.end`
  * (`check.data` is followed by raw bytes too); after that, model gateway answers (`model.chunk`, `model.response`) whenever they come.
  * The workspace travels this way, not through the daemon's archive API, because that API costs a helper process
