@@ -62,6 +62,14 @@ export interface SandboxRequest {
   checkDir: boolean;
 }
 
+/**
+ * A sandbox's name on any backend (a container's, a pod's): the run id is part of it, so a rerun of the same task id
+ * never adopts what a run that died left behind.
+ */
+export function sandboxName(request: Pick<SandboxRequest, 'taskId' | 'runId' | 'role'>): string {
+  return request.role === 'check' ? `asp-${request.taskId}-${request.runId}-check` : `asp-${request.taskId}-${request.runId}`;
+}
+
 /** The runner's three streams: the protocol on stdout, the runner's own failures on stderr, the host's messages in. */
 export interface SandboxStreams {
   stdout: Readable;

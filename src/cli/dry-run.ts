@@ -1,6 +1,6 @@
 import type { TaskSpec } from '../config/task-spec.js';
 import { generateTaskId } from '../config/task-id.js';
-import type { SandboxRequest } from '../backend/sandbox-backend.js';
+import { sandboxName, type SandboxRequest } from '../backend/sandbox-backend.js';
 import { currentSupervisor, ownershipLabels } from '../backend/ownership-labels.js';
 import { containerSpec } from '../docker/container-spec.js';
 import { imageContext } from '../docker/sandbox-image.js';
@@ -45,7 +45,7 @@ export async function dryRunManifests(spec: TaskSpec, context: CliContext, cwd =
   const image = plan.spec.image ?? imageContext().tag;
   return [
     containerSpec({
-      name: `asp-${taskId}-${DRY_RUN_ID}`,
+      name: sandboxName({ taskId, runId: DRY_RUN_ID, role: 'task' }),
       image,
       volume: `asp-ws-${taskId}-${DRY_RUN_ID}`,
       labels,

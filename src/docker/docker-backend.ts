@@ -2,7 +2,17 @@ import type { Readable } from 'node:stream';
 import { AspError } from '../core/asp-error.js';
 import type { CleanupScope } from '../core/cleanup-stack.js';
 import { retry } from '../core/retry.js';
-import type { EngineInfo, ImageRequest, OwnedObject, PreparedImage, Sandbox, SandboxBackend, SandboxRequest, SandboxStreams } from '../backend/sandbox-backend.js';
+import {
+  sandboxName,
+  type EngineInfo,
+  type ImageRequest,
+  type OwnedObject,
+  type PreparedImage,
+  type Sandbox,
+  type SandboxBackend,
+  type SandboxRequest,
+  type SandboxStreams,
+} from '../backend/sandbox-backend.js';
 import { SANDBOX_ARTIFACTS_DIR } from '../protocol/messages.js';
 import { containerSpec } from './container-spec.js';
 import { createHardenedContainer } from './hardened-container.js';
@@ -62,7 +72,7 @@ export class DockerBackend implements SandboxBackend {
     const { docker } = this;
     // The run id is part of both names: a rerun of the same task id must never adopt the volume of a run that died.
     const volume = request.role === 'check' ? `asp-ck-${request.taskId}-${request.runId}` : `asp-ws-${request.taskId}-${request.runId}`;
-    const name = request.role === 'check' ? `asp-${request.taskId}-${request.runId}-check` : `asp-${request.taskId}-${request.runId}`;
+    const name = sandboxName(request);
     // Asked again for each sandbox (one inspect): a runtime removed since prepareImage is made again, not mounted empty.
     const runtimeOf = this.prepared.get(request.image)?.runtimeOf;
     const runnerRuntime = runtimeOf ? await ensureRuntimeVolume(docker, runtimeOf) : undefined;

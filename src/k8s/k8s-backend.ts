@@ -2,7 +2,17 @@ import { PassThrough, type Readable } from 'node:stream';
 import { z } from 'zod';
 import { AspError } from '../core/asp-error.js';
 import type { CleanupScope } from '../core/cleanup-stack.js';
-import type { EngineInfo, ImageRequest, OwnedObject, PreparedImage, Sandbox, SandboxBackend, SandboxRequest, SandboxStreams } from '../backend/sandbox-backend.js';
+import {
+  sandboxName,
+  type EngineInfo,
+  type ImageRequest,
+  type OwnedObject,
+  type PreparedImage,
+  type Sandbox,
+  type SandboxBackend,
+  type SandboxRequest,
+  type SandboxStreams,
+} from '../backend/sandbox-backend.js';
 import { admittedDifferences, admittedPodSchema } from './admitted-pod.js';
 import type { AttachSession } from './attach-stream.js';
 import { findKubeTarget } from './kube-config.js';
@@ -219,7 +229,7 @@ export class KubernetesBackend implements SandboxBackend {
 
   private podFor(request: SandboxRequest, namespace: string): PodManifest {
     return podManifest({
-      name: podName(request.role === 'check' ? `asp-${request.taskId}-${request.runId}-check` : `asp-${request.taskId}-${request.runId}`),
+      name: podName(sandboxName(request)),
       namespace,
       image: request.image,
       runnerImage: this.options.runnerImage,

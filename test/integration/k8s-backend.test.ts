@@ -376,24 +376,11 @@ describe.skipIf(!dockerAvailable)('the Kubernetes backend, through the API stand
 
     it("reaps the pod of a SIGKILLed supervisor and leaves a live supervisor's pod alone", async () => {
       const id = `k8s-reap-${process.pid}`;
-      const child = spawn(
-        process.execPath,
-        [path.resolve(import.meta.dirname, '..', '..', 'dist', 'src', 'cli', 'main.js'), 'run', '--repo', repoWith({ 'README.md': 'x\n' }), '--id', id, '--step', 'wait=sleep 300'],
-        {
-          env: { PATH: process.env.PATH, HOME: process.env.HOME, ASP_HOME: mkdtempSync(path.join(os.tmpdir(), 'asp-home-')), ...env() },
-          stdio: ['ignore', 'ignore', 'pipe'],
-        },
-      );
-      let stderr = '';
-      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const { child, output, closed } = await startLongRun(id);
       try {
-        const deadline = Date.now() + 90_000;
-        while (!stderr.includes('[wait]') && !/step wait|starting/.test(stderr.slice(-2000)) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 250));
-        // Wait for its pod to run.
-        while (!livePods().some((pod) => pod.name.includes(id) && pod.phase === 'Running') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 250));
         expect(
           livePods().some((pod) => pod.name.includes(id)),
-          stderr,
+          output.stderr,
         ).toBe(true);
         const alive = await cli(['reap', '--json']);
         expect(alive.code, alive.stderr).toBe(0);
@@ -401,7 +388,7 @@ describe.skipIf(!dockerAvailable)('the Kubernetes backend, through the API stand
         expect(livePods().some((pod) => pod.name.includes(id))).toBe(true);
       } finally {
         child.kill('SIGKILL');
-        await new Promise((resolve) => child.once('close', resolve));
+        await closed;
       }
       const reaped = await cli(['reap', '--json']);
       expect(reaped.code, reaped.stderr).toBe(0);
