@@ -1,12 +1,19 @@
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
-import { HostFrameReader, type HostMessage, type ModelChunkMessage, type ModelResponseMessage } from '../src/protocol/host-messages.js';
+import { HostFrameReader, type HostMessage, type ModelChunkMessage, type ModelResponseMessage, type NetHostMessage } from '../src/protocol/host-messages.js';
 import type { SandboxTask } from '../src/protocol/messages.js';
 import { tool, toolEnv } from './runtime-tools.js';
 import { asStepUser } from './step-user.js';
 
-/** Model gateway answers: what stays on stdin once the task and the workspace are in. */
+/** Model gateway answers: what stays on stdin once the task and the workspace are in, besides egress channels. */
 export type ModelAnswer = ModelChunkMessage | ModelResponseMessage;
+
+/** The egress proxy's side of stdin: channel messages, and the raw bytes of `net.data` frames. */
+export interface NetListener {
+  onMessage(message: NetHostMessage): void;
+  onData(id: string, bytes: Buffer): void;
+  onEnd(): void;
+}
 
 /** Keep this much of tar's complaints for the error message. */
 const TAR_STDERR_BYTES = 4096;
@@ -101,6 +108,7 @@ export class HostInput {
   private ended = false;
   private answers: ((message: ModelAnswer) => void) | undefined;
   private answersEnd: (() => void) | undefined;
+  private net: NetListener | undefined;
   private sentEnv: Record<string, string> = {};
 
   constructor(input: Readable, dir: string, checkDir: string) {
@@ -114,7 +122,7 @@ export class HostInput {
     this.checkTar = new TarUnpack('check dir', ['-x', '--no-same-owner', '--no-same-permissions', '-f', '-', '-C', checkDir], false, input);
     const reader = new HostFrameReader(
       (message) => this.onMessage(message),
-      (bytes) => this.current?.write(bytes),
+      (bytes, frame) => (frame.type === 'net.data' ? this.net?.onData(frame.id, bytes) : this.current?.write(bytes)),
     );
     input.on('data', (chunk: Buffer) => reader.push(chunk));
     const end = () => this.onEnd();
@@ -137,6 +145,12 @@ export class HostInput {
     this.answers = onAnswer;
     this.answersEnd = onEnd;
     if (this.ended) onEnd();
+  }
+
+  /** Egress channel messages and bytes go to `listener` (the loopback proxy); its `onEnd` when the host is gone. */
+  listenNet(listener: NetListener): void {
+    this.net = listener;
+    if (this.ended) listener.onEnd();
   }
 
   /** The variables the host sent with an `env` message (a pod's spec does not carry them); none otherwise. */
@@ -168,8 +182,13 @@ export class HostInput {
       case 'start':
         this.resolveStarted();
         return;
-      default:
+      case 'model.chunk':
+      case 'model.response':
         this.answers?.(message);
+        return;
+      default:
+        // A `net.data` line's bytes follow through onData.
+        if (message.type !== 'net.data') this.net?.onMessage(message);
     }
   }
 
@@ -182,5 +201,6 @@ export class HostInput {
     this.workspaceTar.abandon(gone);
     this.checkTar.abandon(gone);
     this.answersEnd?.();
+    this.net?.onEnd();
   }
 }

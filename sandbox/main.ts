@@ -30,6 +30,7 @@ import { SecretMasker } from '../src/protocol/secret-masker.js';
 import { collectArtifacts, TAR_EXCLUDES } from './collect.js';
 import { watchDiskUsage } from './disk-watchdog.js';
 import { HostInput } from './host-input.js';
+import type { EgressProxy } from './egress-proxy.js';
 import type { ModelEndpoint } from './model-endpoint.js';
 import { closeTerminationLog, makeTmpSticky, openWorkspaceToSteps, stepEnv, tool, toolEnv } from './runtime-tools.js';
 import { asStepUser, canDropToStepUser, endStepProcesses, writeAsStepUser } from './step-user.js';
@@ -63,6 +64,8 @@ interface StepOutcome {
 let currentStep = 'task';
 /** What steps get when the host runs a model gateway: the loopback endpoint and a key that is no key. */
 let gatewayEnv: Record<string, string> = {};
+/** What steps get when the task allows egress: the loopback proxy's variables (egress-proxy.ts). */
+let egressEnv: Record<string, string> = {};
 /** Never a real key: the real one stays on the host. Agent CLIs just need the variable to be set. */
 const DUMMY_API_KEY = 'asp-gateway-no-key';
 /** Values of the secret variables named by the host: masked in every line the runner emits. */
@@ -119,6 +122,7 @@ async function runStep(task: SandboxTask, step: SandboxTask['steps'][number]): P
         ASP_ARTIFACTS: SANDBOX_ARTIFACTS_DIR,
         ...(task.check?.files ? { ASP_CHECK_DIR: SANDBOX_CHECK_DIR } : {}),
         ...gatewayEnv,
+        ...egressEnv,
       },
     }),
   );
@@ -318,6 +322,7 @@ async function main(): Promise<void> {
   }
 
   const endpoint = task.modelGateway ? await startGateway(task.modelGateway, host) : undefined;
+  const proxy = task.egress ? await startEgress(task.egress, host) : undefined;
 
   let status: 'passed' | 'failed' | 'timeout' = 'passed';
   for (const step of task.steps) {
@@ -334,6 +339,7 @@ async function main(): Promise<void> {
   if (listed.tar) sendArtifactsTar([listed.tar]);
   else if (listed.complete && listed.bytes + listed.files * TAR_ENTRY_OVERHEAD <= ARTIFACTS_STREAM_MAX_BYTES) await streamArtifacts();
   await endpoint?.close();
+  await proxy?.close();
   // An open stdin would keep the runner (and so the container) alive after the last step.
   process.stdin.destroy();
   finish(status, status === 'passed' ? 0 : status === 'timeout' ? EXIT_DEADLINE : 1);
@@ -485,6 +491,20 @@ async function startGateway(gateway: NonNullable<SandboxTask['modelGateway']>, h
     ASP_MODEL_NAME: gateway.model,
   };
   return endpoint;
+}
+
+async function startEgress(egress: NonNullable<SandboxTask['egress']>, host: HostInput): Promise<EgressProxy> {
+  // Loaded only for a task that allows egress, like the model endpoint.
+  const { proxyEnv, startEgressProxy } = await import('./egress-proxy.js');
+  const proxy = await startEgressProxy({
+    port: egress.port,
+    currentStep: () => currentStep,
+    emit,
+    host,
+    tell: (text) => emit({ type: 'step.log', step: currentStep, stream: 'stderr', data: `${text}\n` }),
+  });
+  egressEnv = proxyEnv(proxy.url, process.env);
+  return proxy;
 }
 
 main().catch((error: unknown) => {

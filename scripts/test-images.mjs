@@ -19,7 +19,7 @@ export const TEST_IMAGE_KINDS = ['python', 'busybox', 'musl'];
 const STDERR_TAIL = 4000;
 
 /**
- * Python 3 with pytest on Debian bookworm minbase, with bash and git removed (node is never installed): a test
+ * Python 3 with pytest and pip (for the egress suite's `pip install` through the proxy) on Debian bookworm minbase, with bash and git removed (node is never installed): a test
  * image that has nothing asp ships or assumes, only /bin/sh (dash).
  */
 async function buildPythonRoot(root, log) {
@@ -30,7 +30,10 @@ async function buildPythonRoot(root, log) {
   const mirror = debianMirror();
   log(`debootstrap bookworm from ${mirror} (about a minute)`);
   try {
-    await run('debootstrap', ['--variant=minbase', '--include=python3,python3-pytest', 'bookworm', root, mirror], { what: 'debootstrap', hint: `is the Debian mirror ${mirror} reachable?` });
+    await run('debootstrap', ['--variant=minbase', '--include=python3,python3-pytest,python3-pip', 'bookworm', root, mirror], {
+      what: 'debootstrap',
+      hint: `is the Debian mirror ${mirror} reachable?`,
+    });
   } catch (error) {
     // debootstrap's own log says which package failed; the tail of its stdout rarely does.
     const detail = readTail(path.join(root, 'debootstrap', 'debootstrap.log'));
@@ -142,7 +145,7 @@ const RECIPES = {
     // Deliberately unfriendly defaults that asp must override rather than inherit: a user that owns nothing, a
     // working directory that is not the workspace, and an environment variable asp did not set.
     changes: ['CMD ["python3"]', 'USER 65534:65534', 'WORKDIR /srv', 'ENV PYTHONDONTWRITEBYTECODE=1', 'LABEL asp.test-image=python'],
-    check: ['sh', '-c', 'for tool in bash git node; do if command -v "$tool"; then echo "$tool is still in the image" >&2; exit 1; fi; done; python3 -m pytest --version'],
+    check: ['sh', '-c', 'for tool in bash git node; do if command -v "$tool"; then echo "$tool is still in the image" >&2; exit 1; fi; done; python3 -m pytest --version && python3 -m pip --version'],
   },
   busybox: {
     buildRoot: buildBusyboxRoot,

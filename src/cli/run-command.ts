@@ -3,7 +3,7 @@ import { AspError, EXIT } from '../core/asp-error.js';
 import { parseStepFlag } from '../config/pipeline.js';
 import { readInputFile } from '../config/input-file.js';
 import { MAX_TASK_BYTES, parseTaskSpec, type TaskSpecInput } from '../config/task-spec.js';
-import { formatDuration } from '../config/units.js';
+import { formatBytes, formatDuration } from '../config/units.js';
 import { printable, printableLine } from '../core/printable.js';
 import { sweep } from '../reaper/sweep.js';
 import { systemClock } from '../core/clock.js';
@@ -36,6 +36,10 @@ interface RunFlags {
   depth?: string;
   filter?: string;
   env: string[];
+  allowHost: string[];
+  egressBytes?: string;
+  egressConnections?: string;
+  egressTimeout?: string;
   outputCap?: string;
   keep?: boolean;
   hitl?: boolean;
@@ -85,6 +89,10 @@ export function registerRunCommand(program: Command): void {
     .option('--disk <size>', 'size limit of the workspace (repository and .asp/)', '4g')
     .option('--branch <name>', 'branch the sandbox commits its changes on (default: asp/<task-id>)')
     .option('--env <NAME>', 'let this host variable into the sandbox (repeatable)', collect, [])
+    .option('--allow-host <name[:port]>', "let steps reach this host through asp's proxy (repeatable; port 443 unless given; *.example.org for one label; an IP address only exactly)", collect, [])
+    .option('--egress-bytes <size>', 'cap on the bytes of all allowed connections together, both ways (default 2g)')
+    .option('--egress-connections <n>', 'cap on allowed connections open at once (default 32)')
+    .option('--egress-timeout <duration>', 'cap on how long one allowed connection stays open (default 10m)')
     .option('--output-cap <size>', 'output kept per step', '10m')
     .option('--keep', 'keep the container, volume and host clone for debugging')
     .option('--hitl', 'stop for a human decision before the changes are pushed (approve / reject / defer)')
@@ -184,6 +192,7 @@ function specFromFlags(flags: RunFlags): TaskSpecInput {
     pr: Boolean(flags.pr),
     draft: Boolean(flags.draft),
     ...(flags.outputCap !== undefined ? { outputCap: flags.outputCap } : {}),
+    ...networkFromFlags(flags),
     ...(flags.maxCost !== undefined || flags.maxTokens !== undefined
       ? {
           budget: {
@@ -192,6 +201,24 @@ function specFromFlags(flags: RunFlags): TaskSpecInput {
           },
         }
       : {}),
+  };
+}
+
+/** `--allow-host` and the caps on it; a cap without a host to allow would do nothing, and says so. */
+function networkFromFlags(flags: RunFlags): Pick<TaskSpecInput, 'network'> {
+  const caps = { '--egress-bytes': flags.egressBytes, '--egress-connections': flags.egressConnections, '--egress-timeout': flags.egressTimeout };
+  if (!flags.allowHost.length) {
+    const given = Object.entries(caps).find(([, value]) => value !== undefined);
+    if (given) throw new AspError('BAD_INPUT', `${given[0]} without --allow-host`, 'a cap on egress needs hosts to allow: add --allow-host NAME[:PORT], or leave the cap out');
+    return {};
+  }
+  return {
+    network: {
+      allow: flags.allowHost,
+      ...(flags.egressBytes !== undefined ? { maxBytes: flags.egressBytes } : {}),
+      ...(flags.egressConnections !== undefined ? { maxConnections: numberFlag('--egress-connections', flags.egressConnections, true) } : {}),
+      ...(flags.egressTimeout !== undefined ? { connectionTimeout: flags.egressTimeout } : {}),
+    },
   };
 }
 
@@ -223,6 +250,11 @@ function renameFlags(error: unknown): unknown {
     .replace(/^asp run: clone\.(depth|filter)\b/, 'asp run: --$1')
     .replace(/^asp run: budget\.maxCostUsd\b/, 'asp run: --max-cost')
     .replace(/^asp run: budget\.maxTokens\b/, 'asp run: --max-tokens')
+    .replace(/^asp run: network\.allow\.(\d+)/, (_match, index: string) => `asp run: --allow-host #${Number(index) + 1}`)
+    .replace(/^asp run: network\.allow\b/, 'asp run: --allow-host')
+    .replace(/^asp run: network\.maxBytes\b/, 'asp run: --egress-bytes')
+    .replace(/^asp run: network\.maxConnections\b/, 'asp run: --egress-connections')
+    .replace(/^asp run: network\.connectionTimeout\b/, 'asp run: --egress-timeout')
     .replace(/^asp run: (id|repo|ref|env|outputCap|branch)\b/, (_match, field: string) => `asp run: --${field === 'outputCap' ? 'output-cap' : field}`);
   return renamed === error.message ? error : new AspError(error.code, renamed, error.hint, { cause: error });
 }
@@ -241,6 +273,10 @@ function summary(result: TaskResult): string {
   }
   if (result.error && result.exitCode !== EXIT.ok) lines.push(`  reason: ${printableLine(result.error)}`);
   if (result.models) lines.push(`  model: ${result.models.provider}:${result.models.model}, ${result.models.calls} call(s), ${result.models.tokens} tokens, $${result.models.costUsd.toFixed(4)}`);
+  if (result.egress) {
+    const egress = result.egress;
+    lines.push(`  egress: ${egress.connections} connection(s), ${egress.refused} refused, ${formatBytes(egress.bytesIn)} in, ${formatBytes(egress.bytesOut)} out (.asp/events.jsonl)`);
+  }
   if (result.delivery) {
     const delivery = result.delivery;
     if (delivery.prUrl) lines.push(`  pull request: ${delivery.prUrl}`);

@@ -3,6 +3,7 @@ import { BACKENDS } from './settings.js';
 import { AspError } from '../core/asp-error.js';
 import { CREDENTIALS_HINT, hasCredentials } from './repo-url.js';
 import { parseDuration, parseSize } from './units.js';
+import { formatAllowEntry, parseAllowEntry } from './allowlist.js';
 
 /** Task ids name host dirs, volumes and labels: keep them to a safe alphabet. */
 export const TASK_ID_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
@@ -92,6 +93,34 @@ export const limitsSchema = z.strictObject({
   disk: size.refine((bytes) => bytes >= 1024 ** 2, { message: 'must be at least 1m' }).default(4 * 1024 ** 3),
 });
 
+/** One `--allow-host` entry: NAME[:PORT], `*.name` for one label, an IP address; kept in its normal form (`name:443`). */
+const allowEntry = z.string().transform((text, ctx) => {
+  const entry = parseAllowEntry(text);
+  if (typeof entry === 'string') {
+    ctx.addIssue({ code: 'custom', message: entry });
+    return z.NEVER;
+  }
+  return formatAllowEntry(entry);
+});
+
+export const DEFAULT_EGRESS_BYTES = 2 * 1024 ** 3;
+export const DEFAULT_EGRESS_CONNECTIONS = 32;
+export const DEFAULT_EGRESS_TIMEOUT_MS = 10 * 60_000;
+
+/**
+ * Egress through the host (`--allow-host`): the hosts steps may reach over the runner's loopback proxy, and the caps
+ * on it. An empty list is no egress at all: no proxy, no variables, exactly as without the field.
+ */
+export const networkSchema = z.strictObject({
+  allow: z.array(allowEntry).max(256, 'takes at most 256 hosts').default([]),
+  /** Bytes both ways, all connections together. */
+  maxBytes: size.default(DEFAULT_EGRESS_BYTES),
+  /** Connections open at once. */
+  maxConnections: z.number().int('must be a whole number').min(1, 'must be at least 1').max(1024, 'must be at most 1024').default(DEFAULT_EGRESS_CONNECTIONS),
+  /** How long one connection may stay open. */
+  connectionTimeout: duration.default(DEFAULT_EGRESS_TIMEOUT_MS),
+});
+
 export type Step = z.infer<typeof stepSchema>;
 export type Limits = z.infer<typeof limitsSchema>;
 
@@ -167,6 +196,8 @@ export const taskSpecSchema = z.strictObject({
     .optional(),
   /** The branch the sandbox commits its changes on; default asp/<task-id>. */
   branch: z.string().regex(BRANCH_NAME_PATTERN, BRANCH_NAME_RULE).optional(),
+  /** Hosts the steps may reach through the host (`--allow-host`), and the caps on it. */
+  network: networkSchema.optional(),
 });
 
 export type TaskSpecInput = z.input<typeof taskSpecSchema>;

@@ -103,6 +103,53 @@ export interface ArtifactsEndMessage {
   sha256: string;
 }
 
+/**
+ * Egress (`--allow-host`): one connection a step opened through the runner's loopback proxy, as a channel of this
+ * protocol. The runner asks (`net.open`); the host, which alone decides, dials and answers on stdin (`net.opened`
+ * or `net.refused`, host-messages.ts). Bytes then go both ways: the step's as `net.data` lines (base64, at most
+ * NET_CHUNK_BYTES each), the remote's as raw `net.data` frames on stdin. Each side may have at most NET_WINDOW_BYTES
+ * of a channel's bytes unacknowledged (`net.ack` says how many were passed on), so one download can fill neither
+ * stream: model answers and acks keep moving beside it. `net.end` is a half-close, `net.close` the end of both ways.
+ */
+export interface NetOpenMessage {
+  type: 'net.open';
+  id: string;
+  step: string;
+  host: string;
+  port: number;
+  /** How the client asked: a CONNECT tunnel (HTTPS), or a plain HTTP request the runner forwards (with its method). */
+  via: 'connect' | 'http';
+  method?: string;
+}
+export interface NetDataMessage {
+  type: 'net.data';
+  id: string;
+  /** base64 of at most NET_CHUNK_BYTES bytes. */
+  data: string;
+}
+export interface NetAckMessage {
+  type: 'net.ack';
+  id: string;
+  bytes: number;
+}
+export interface NetEndMessage {
+  type: 'net.end';
+  id: string;
+}
+export interface NetCloseMessage {
+  type: 'net.close';
+  id: string;
+  reason?: string;
+}
+export type NetSandboxMessage = NetOpenMessage | NetDataMessage | NetAckMessage | NetEndMessage | NetCloseMessage;
+
+/** Raw bytes of one sandbox → host `net.data` line (base64 makes it a third longer, well under the 1 MiB line limit). */
+export const NET_CHUNK_BYTES = 128 * 1024;
+/** Bytes of one channel, one way, that may be in flight unacknowledged. */
+export const NET_WINDOW_BYTES = 1024 * 1024;
+/** The loopback port of the egress proxy inside the sandbox (its own network namespace: any port is free). */
+export const EGRESS_PROXY_PORT = 3128;
+
 export type ProtocolMessage =
   | HelloMessage
   | StepStartMessage
@@ -114,7 +161,8 @@ export type ProtocolMessage =
   | WarningMessage
   | ModelRequestMessage
   | ArtifactsChunkMessage
-  | ArtifactsEndMessage;
+  | ArtifactsEndMessage
+  | NetSandboxMessage;
 
 export function encodeMessage(message: ProtocolMessage): string {
   return JSON.stringify({ [PROTOCOL_TAG]: PROTOCOL_VERSION, ...message }) + '\n';
@@ -153,6 +201,8 @@ export interface SandboxTask {
    * dir (sent after the workspace) read-only at SANDBOX_CHECK_DIR. Nothing is bundled back.
    */
   check?: { checkout: Array<{ dir: string; commit: string; branch: string }>; files: boolean };
+  /** Present when the task allows egress (`--allow-host`): the runner serves its HTTP(S) proxy on this loopback port. */
+  egress?: { port: number };
 }
 
 export const SANDBOX_WORKSPACE = '/workspace';

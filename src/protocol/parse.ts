@@ -1,8 +1,9 @@
 import { z } from 'zod';
 import { isRecord } from '../core/record-guard.js';
-import { ARTIFACTS_CHUNK_BYTES, ARTIFACTS_STREAM_MAX_BYTES, PROTOCOL_TAG, PROTOCOL_VERSION, type ProtocolMessage } from './messages.js';
+import { ARTIFACTS_CHUNK_BYTES, ARTIFACTS_STREAM_MAX_BYTES, NET_CHUNK_BYTES, NET_WINDOW_BYTES, PROTOCOL_TAG, PROTOCOL_VERSION, type ProtocolMessage } from './messages.js';
 
 const stepName = z.string().min(1).max(64);
+const channelId = z.string().min(1).max(100);
 const schema = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('hello'),
@@ -68,6 +69,30 @@ const schema = z.discriminatedUnion('type', [
       .max(Math.ceil(ARTIFACTS_CHUNK_BYTES / 3) * 4)
       .regex(/^[A-Za-z0-9+/]*={0,2}$/),
   }),
+  z.object({
+    type: z.literal('net.open'),
+    id: channelId,
+    step: stepName,
+    host: z.string().min(1).max(255),
+    port: z.number().int().min(1).max(65535),
+    via: z.enum(['connect', 'http']),
+    method: z
+      .string()
+      .regex(/^[A-Z]{1,20}$/)
+      .optional(),
+  }),
+  z.object({
+    type: z.literal('net.data'),
+    id: channelId,
+    data: z
+      .string()
+      .min(1)
+      .max(Math.ceil(NET_CHUNK_BYTES / 3) * 4)
+      .regex(/^[A-Za-z0-9+/]*={0,2}$/),
+  }),
+  z.object({ type: z.literal('net.ack'), id: channelId, bytes: z.number().int().positive().max(NET_WINDOW_BYTES) }),
+  z.object({ type: z.literal('net.end'), id: channelId }),
+  z.object({ type: z.literal('net.close'), id: channelId, reason: z.string().max(1000).optional() }),
   z.object({ type: z.literal('artifacts.end'), bytes: z.number().int().nonnegative().max(ARTIFACTS_STREAM_MAX_BYTES), sha256: z.string().regex(/^[0-9a-f]{64}$/) }),
 ]);
 

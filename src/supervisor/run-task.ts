@@ -21,6 +21,8 @@ import { resolveTask, type TaskPlan } from './phases/resolve-task.js';
 import { runSteps } from './phases/run-steps.js';
 import { bringSandboxUp, type SandboxUp } from './phases/sandbox-up.js';
 import type { SessionOutcome, StepResult } from './session-outcome.js';
+import type { Lookup } from '../egress/egress-relay.js';
+import { openTaskEgress, type TaskEgress } from './task-egress.js';
 import { modelUse, openTaskGateway, type GatewayOverrides, type TaskGateway } from './task-gateway.js';
 import type { Deliverable, StepFailure, TaskResult, TaskRun } from './task-result.js';
 
@@ -49,6 +51,8 @@ export interface RunDeps {
   traceMode?: TraceMode | undefined;
   /** Test seams of the model gateway (a fetch, fast retries). */
   gateway?: GatewayOverrides | undefined;
+  /** Test seam of the egress relay: how the host resolves a name (tests have only 127.0.0.1). */
+  egressLookup?: Lookup | undefined;
 }
 
 /** What the sandbox phases leave for the record, however far they got. */
@@ -60,6 +64,7 @@ interface Ran {
   collected: Collected;
   check: CheckResult | null;
   gateway: TaskGateway | undefined;
+  egress: TaskEgress | undefined;
   /** What stopped the phases, when something threw: after the record is written, runTask throws it again. */
   failure?: { error: unknown };
 }
@@ -119,6 +124,7 @@ export async function runTask(input: TaskSpec, given: RunDeps): Promise<TaskRun>
     workspacePath: task.workspace.dir,
     kept: spec.keep,
     ...(ran.gateway ? { models: modelUse(ran.gateway) } : {}),
+    ...(ran.egress ? { egress: ran.egress.summary() } : {}),
     warnings: task.warnings,
     ...(ran.outcome.error ? { error: ran.outcome.error } : {}),
   };
@@ -151,6 +157,7 @@ async function runSandboxPhases(plan: TaskPlan, task: ClaimedTask, deps: RunDeps
     collected: { change: null, extraChanges: [] },
     check: null,
     gateway: undefined,
+    egress: undefined,
   };
   const { trace } = task;
   try {
@@ -167,6 +174,7 @@ async function runSandboxPhases(plan: TaskPlan, task: ClaimedTask, deps: RunDeps
       stack.defer('model gateway', () => gateway.provider.close?.().catch((error: unknown) => task.warn(`could not save the cassette: ${errorMessage(error)}`)));
       deps.log.info({ taskId: task.taskId, provider: gateway.provider.name, model: gateway.provider.model }, `model gateway on: ${gateway.provider.name}:${gateway.provider.model}`);
     }
+    ran.egress = openTaskEgress(plan.spec, { clock: deps.clock, trace, record: (entry) => task.events.record(entry), warn: task.warn, lookup: deps.egressLookup });
     // The clone and the sandbox are independent until the workspace is fed: made side by side, but both settle
     // before going on, so nothing runs on in the background after a failure.
     const [cloned, up] = await settleBoth(
@@ -176,11 +184,11 @@ async function runSandboxPhases(plan: TaskPlan, task: ClaimedTask, deps: RunDeps
     ran.cloned = cloned;
     const prepared = await prepareFeed(plan, task, cloned, { cwd: deps.cwd, gateway: ran.gateway });
     ran.prepared = prepared;
-    const steps = await runSteps(plan, task, prepared, up.sandbox, { ...deps, gateway: ran.gateway }, stack);
+    const steps = await runSteps(plan, task, prepared, up.sandbox, { ...deps, gateway: ran.gateway, egress: ran.egress }, stack);
     ran.outcome = steps.outcome;
     ran.collected = await collect(task, cloned, steps, up.sandbox, deps);
     if (prepared.checkSteps.length && ran.outcome.status === 'passed' && !deps.forceSignal?.aborted) {
-      ran.check = await checkChange(plan, task, prepared, up.image, ran.collected, deps);
+      ran.check = await checkChange(plan, task, prepared, up.image, ran.collected, { ...deps, egress: ran.egress });
       if (ran.check.status !== 'passed') ran.outcome = { status: ran.check.status, exitCode: ran.check.exitCode, ...(ran.check.error ? { error: ran.check.error } : {}) };
     }
   } catch (error) {
@@ -191,7 +199,7 @@ async function runSandboxPhases(plan: TaskPlan, task: ClaimedTask, deps: RunDeps
 }
 
 /** The steps passed in their own sandbox: the clean-room check, in a fresh one, decides whether the task did. */
-async function checkChange(plan: TaskPlan, task: ClaimedTask, prepared: PreparedFeed, image: string, collected: Collected, deps: RunDeps): Promise<CheckResult> {
+async function checkChange(plan: TaskPlan, task: ClaimedTask, prepared: PreparedFeed, image: string, collected: Collected, deps: RunDeps & { egress: TaskEgress | undefined }): Promise<CheckResult> {
   const { change, extraChanges } = collected;
   const { checkSteps, sandboxTask } = prepared;
   deps.log.info(
@@ -214,7 +222,7 @@ async function checkChange(plan: TaskPlan, task: ClaimedTask, prepared: Prepared
         change,
         extraChanges: new Map(extraChanges.map((extra) => [extra.name, extra.change])),
       },
-      { backend: deps.backend, trace: task.trace, events: task.events, log: deps.log, warn: task.warn, signal: deps.signal, forceSignal: deps.forceSignal },
+      { backend: deps.backend, trace: task.trace, events: task.events, log: deps.log, warn: task.warn, egress: deps.egress, signal: deps.signal, forceSignal: deps.forceSignal },
     ),
   );
 }

@@ -29,6 +29,8 @@ export interface SessionHooks {
   onWarning(message: string): void;
   /** Raw stderr of the runner itself (not of steps): only a crashed runner writes there. */
   onRunnerStderr(text: string): void;
+  /** The sandbox's stdin, once open: for what writes on it besides replies (the egress relay's raw frames). */
+  onStdin?(stdin: Writable): void;
 }
 
 /**
@@ -72,6 +74,7 @@ export async function runSession(
   const stdin = streams.stdin;
   // A container that is gone makes writes fail: that is the end of the session, not an error of the host.
   stdin.on('error', () => {});
+  hooks.onStdin?.(stdin);
   const reply: HostReply = (message) => {
     if (!stdin.destroyed && stdin.writable) stdin.write(encodeHostMessage(message));
   };

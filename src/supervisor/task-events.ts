@@ -1,4 +1,5 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
+import type { EgressRelay } from '../egress/egress-relay.js';
 import type { ModelGateway } from '../models/model-gateway.js';
 import type { ProtocolMessage } from '../protocol/messages.js';
 import { SecretMasker } from '../protocol/secret-masker.js';
@@ -74,8 +75,14 @@ export class TaskEvents {
     return new Promise((resolve) => (this.file ? this.file.end(resolve) : resolve()));
   }
 
-  /** One message from the sandbox; `gateway` answers model requests when the task has one. */
-  handle(message: ProtocolMessage, reply: HostReply, gateway: ModelGateway | undefined): void {
+  /** One message from the sandbox; `gateway` answers model requests, `egress` carries connections, when the task has them. */
+  handle(message: ProtocolMessage, reply: HostReply, gateway: ModelGateway | undefined, egress?: EgressRelay | undefined): void {
+    // Egress channels are data: each connection is recorded once, when it is over (task-egress.ts).
+    if (message.type === 'net.open' || message.type === 'net.data' || message.type === 'net.ack' || message.type === 'net.end' || message.type === 'net.close') {
+      if (egress) egress.handle(message);
+      else if (message.type === 'net.open') this.context.warn(`sandbox: a connection to ${message.host}:${message.port} ignored: the task allows no egress`);
+      return;
+    }
     // The artifacts tar is data, not an event: only its end (length and digest) goes into events.jsonl.
     if (message.type === 'artifacts.chunk') return this.artifacts.chunk(message.data);
     if (message.type === 'artifacts.end') {

@@ -9,6 +9,7 @@ import type { ExtraChange } from '../workspace/extra-repos.js';
 import type { HostWorkspace } from '../workspace/host-workspace.js';
 import type { CheckResult } from './phases/check.js';
 import type { StepResult } from './session-outcome.js';
+import type { EgressSummary } from '../egress/egress-relay.js';
 import type { ModelUse } from './task-gateway.js';
 
 export type { StepResult };
@@ -62,6 +63,8 @@ export interface TaskResult {
   kept: boolean;
   /** Model calls through the host's gateway, when a model was configured. */
   models?: ModelUse;
+  /** Connections through the host (`--allow-host`), when the task allowed any: each is in events.jsonl and the trace. */
+  egress?: EgressSummary;
   warnings: string[];
   error?: string;
 }

@@ -1,6 +1,7 @@
 import type { Clock } from '../core/clock.js';
 import type { ProtocolMessage } from '../protocol/messages.js';
 import type { GatewayGeneration } from '../core/records.js';
+import type { EgressConnection } from '../egress/egress-relay.js';
 
 export type { GatewayGeneration };
 import { childIdFor, TRACE_SCHEMA, traceIdFor, type Observation, type TaskStatus, type TraceDocument, type TraceMetadata } from './trace-model.js';
@@ -9,6 +10,8 @@ import { childIdFor, TRACE_SCHEMA, traceIdFor, type Observation, type TaskStatus
 const SPAN_OUTPUT_BYTES = 16 * 1024;
 /** Input and output kept on a generation: prompts can be whole files, the trace must stay small. */
 const GENERATION_IO_CHARS = 16 * 1024;
+/** Egress connections kept as spans; past this they are only in events.jsonl (an npm install opens hundreds). */
+const MAX_EGRESS_SPANS = 1000;
 
 export interface TraceStart {
   taskId: string;
@@ -41,6 +44,7 @@ export class TraceRecorder {
   private imageId: string | undefined;
   private branch: string;
   private generationCount = 0;
+  private egressSpans = 0;
 
   constructor(
     private readonly start: TraceStart,
@@ -160,6 +164,38 @@ export class TraceRecorder {
       model: generation.model,
       usageDetails: { input: generation.usage.input, output: generation.usage.output, total: generation.usage.total },
       ...(generation.costUsd !== undefined ? { costDetails: { total: generation.costUsd } } : {}),
+    });
+  }
+
+  /**
+   * Records one egress connection (`--allow-host`) as a span under the step that opened it: where, whether and why,
+   * the bytes each way. A refusal is a warning, a connection that failed or that asp cut an error.
+   */
+  addEgress(connection: EgressConnection): void {
+    // Refusals always: they are what a reader looks for.
+    if (this.egressSpans >= MAX_EGRESS_SPANS && connection.outcome === 'closed') return;
+    this.egressSpans += 1;
+    const target = `${connection.host.includes(':') ? `[${connection.host}]` : connection.host}:${connection.port}`;
+    this.observations.push({
+      id: childIdFor(this.traceId, `egress:${connection.step}:${connection.id}:${connection.startTime.getTime()}`),
+      traceId: this.traceId,
+      parentObservationId: this.steps.get(connection.step)?.observation.id ?? this.rootId,
+      type: 'SPAN',
+      name: `egress ${target}`,
+      startTime: connection.startTime.toISOString(),
+      endTime: connection.endTime.toISOString(),
+      level: connection.outcome === 'refused' ? 'WARNING' : connection.outcome === 'closed' ? 'DEFAULT' : 'ERROR',
+      statusMessage: connection.reason,
+      input: { host: connection.host, port: connection.port, via: connection.via, ...(connection.method ? { method: connection.method } : {}) },
+      output: { outcome: connection.outcome, address: connection.address, bytesIn: connection.bytesIn, bytesOut: connection.bytesOut },
+      metadata: {
+        kind: 'egress',
+        step: connection.step,
+        allowed: connection.allowed,
+        outcome: connection.outcome,
+        ...(connection.reason ? { reason: connection.reason } : {}),
+        ...(connection.status !== null ? { status: connection.status } : {}),
+      },
     });
   }
 

@@ -20,6 +20,7 @@ import type { Log } from '../../core/log.js';
 import { runSession } from '../sandbox-session.js';
 import { outcomeOf, stepResults, whyStopped, type StepResult } from '../session-outcome.js';
 import { writeMissingStepRecords } from '../step-records.js';
+import type { TaskEgress } from '../task-egress.js';
 import type { TaskEvents } from '../task-events.js';
 import { feedSandbox } from '../workspace-feed.js';
 
@@ -65,6 +66,8 @@ export interface CheckDeps {
   events: TaskEvents;
   log: Log;
   warn: (message: string) => void;
+  /** The task's egress (`--allow-host`), when it has any: the check's sandbox gets a relay of its own. */
+  egress?: TaskEgress | undefined;
   signal?: AbortSignal | undefined;
   forceSignal?: AbortSignal | undefined;
 }
@@ -120,6 +123,9 @@ export async function runCheck(request: CheckRequest, deps: CheckDeps): Promise<
       throw new AspError('WORKSPACE_FAILED', `cannot send the check's workspace into its sandbox: ${errorMessage(error)}`, 'check that the workspace and --check-dir are readable');
     });
   const rename = (message: ProtocolMessage): ProtocolMessage => ('step' in message && typeof message.step === 'string' ? { ...message, step: `${CHECK_STEP_PREFIX}${message.step}` } : message);
+  // The check's test commands reach the same hosts as the steps', out of the same byte cap.
+  const relay = deps.egress?.relay();
+  stack.defer('egress', () => relay?.close());
   const end = await trace.phase('check:run', () =>
     runSession(
       sandbox,
@@ -127,7 +133,8 @@ export async function runCheck(request: CheckRequest, deps: CheckDeps): Promise<
       { steps: request.steps, taskTimeoutMs: request.limits.timeout, deadlineAt: sandboxTask.deadlineAt, signal: deps.signal, feed, env: request.allowedEnv, verifyIdentity: identityMismatch },
       {
         // The check's stream goes through the task's events (one events.jsonl, one trace), its steps renamed.
-        onMessage: (message, reply) => (message.type === 'artifacts.chunk' || message.type === 'artifacts.end' ? undefined : events.handle(rename(message), reply, undefined)),
+        onMessage: (message, reply) => (message.type === 'artifacts.chunk' || message.type === 'artifacts.end' ? undefined : events.handle(rename(message), reply, undefined, relay)),
+        onStdin: (stdin) => relay?.attach(stdin),
         onWarning: (message) => {
           events.record({ type: 'host.warning', phase: 'check', message });
           warn(`check: ${message}`);

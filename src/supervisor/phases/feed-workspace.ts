@@ -4,7 +4,7 @@ import type { Writable } from 'node:stream';
 import { AspError, errorMessage } from '../../core/asp-error.js';
 import { resolvePipeline, type ResolvedStep } from '../../config/pipeline.js';
 import { packForSandbox } from '../../workspace/workspace-tar.js';
-import type { SandboxTask } from '../../protocol/messages.js';
+import { EGRESS_PROXY_PORT, type SandboxTask } from '../../protocol/messages.js';
 import { SECRET_NAME } from '../../protocol/secret-masker.js';
 import { hostFilePath, taskTextEntry, taskTextFile, writeHostFile } from '../../workspace/host-state.js';
 import { MODEL_ENDPOINT_PORT, type TaskGateway } from '../task-gateway.js';
@@ -46,6 +46,7 @@ export async function prepareFeed(plan: TaskPlan, task: ClaimedTask, cloned: Clo
     secretEnv: Object.keys(plan.sandboxEnv).filter((name) => SECRET_NAME.test(name)),
     ...(extras.length ? { repos: extras.map((extra) => ({ name: extra.name, baseCommit: extra.commit })) } : {}),
     ...(deps.gateway ? { modelGateway: { port: MODEL_ENDPOINT_PORT, model: deps.gateway.provider.model } } : {}),
+    ...(spec.network?.allow.length ? { egress: { port: EGRESS_PROXY_PORT } } : {}),
   };
   await writeHostFile(workspace, 'task', JSON.stringify(sandboxTask, null, 2) + '\n');
   await writeFile(taskTextFile(workspace), spec.task);

@@ -7,6 +7,7 @@ import type { Log } from '../../core/log.js';
 import { hostFilePath } from '../../workspace/host-state.js';
 import { runSession, type SessionEnd } from '../sandbox-session.js';
 import { outcomeOf, whyStopped, type SessionOutcome } from '../session-outcome.js';
+import type { TaskEgress } from '../task-egress.js';
 import type { TaskGateway } from '../task-gateway.js';
 import type { ClaimedTask } from './claim-workspace.js';
 import type { PreparedFeed } from './feed-workspace.js';
@@ -26,7 +27,7 @@ export async function runSteps(
   task: ClaimedTask,
   prepared: PreparedFeed,
   sandbox: Sandbox,
-  deps: { clock: Clock; log: Log; gateway: TaskGateway | undefined; signal?: AbortSignal | undefined },
+  deps: { clock: Clock; log: Log; gateway: TaskGateway | undefined; egress?: TaskEgress | undefined; signal?: AbortSignal | undefined },
   stack: CleanupScope,
 ): Promise<StepsRun> {
   const { events, trace, warn, taskId } = task;
@@ -34,6 +35,9 @@ export async function runSteps(
   events.open(hostFilePath(task.workspace, 'events'));
   stack.defer('events file', () => events.close());
   task.started = true;
+  const relay = deps.egress?.relay();
+  // Connections still open when the session ends (the sandbox is gone) end with it.
+  stack.defer('egress', () => relay?.close());
   const end = await runSession(
     sandbox,
     {
@@ -47,7 +51,8 @@ export async function runSteps(
       verifyIdentity: identityMismatch,
     },
     {
-      onMessage: (message, reply) => events.handle(message, reply, deps.gateway?.gateway),
+      onMessage: (message, reply) => events.handle(message, reply, deps.gateway?.gateway, relay),
+      onStdin: (stdin) => relay?.attach(stdin),
       onWarning: (message) => {
         events.record({ type: 'host.warning', message });
         warn(message);
@@ -58,6 +63,7 @@ export async function runSteps(
       },
     },
   );
+  relay?.close();
   // A pod says which image it ran (its digest) only once it started.
   if (sandbox.imageId) trace.setImageId(sandbox.imageId);
   let outcome = outcomeOf(end);

@@ -1,0 +1,386 @@
+/**
+ * The host's side of a sandbox's egress channels (messages.ts, NetOpenMessage): for each connection a step opened
+ * through the runner's loopback proxy, decide, resolve, dial, relay and record. The decision is all here, on the
+ * host: the name must be on the allowlist, an IP literal must be named exactly, and every address a name resolves
+ * to is checked (address-policy.ts) before it is dialed — the address checked is the address dialed, so a name that
+ * changes its answer between two lookups gains nothing. The task's caps (bytes both ways, concurrent connections,
+ * each connection's lifetime) are enforced here too, and every connection ends as one record.
+ */
+import { lookup } from 'node:dns/promises';
+import { connect, type Socket } from 'node:net';
+import type { Writable } from 'node:stream';
+import { formatBytes, formatDuration } from '../config/units.js';
+import { errorMessage, systemErrorCode } from '../core/asp-error.js';
+import type { Clock } from '../core/clock.js';
+import { encodeHostMessage, type HostMessage } from '../protocol/host-messages.js';
+import { NET_WINDOW_BYTES, type NetOpenMessage, type NetSandboxMessage } from '../protocol/messages.js';
+import { refusedAddressKind } from './address-policy.js';
+import { canonicalAddress, formatHostPort, type Allowlist } from '../config/allowlist.js';
+
+/** How long a name may take to resolve, and one address to accept the connection. */
+const LOOKUP_TIMEOUT_MS = 10_000;
+const CONNECT_TIMEOUT_MS = 10_000;
+/** Most channels one sandbox may have asked for in all (each open is a record; a loop of them is a bug or an attack). */
+const MAX_CHANNELS_PER_SESSION = 100_000;
+
+export interface EgressLimits {
+  /** Bytes both ways, all connections of the task together (`--egress-bytes`). */
+  maxBytes: number;
+  /** Connections open at once (`--egress-connections`). */
+  maxConnections: number;
+  /** How long one connection may stay open (`--egress-timeout`). */
+  connectionTimeoutMs: number;
+}
+
+/** One connection, as events.jsonl and the trace keep it. */
+export interface EgressConnection {
+  id: string;
+  step: string;
+  host: string;
+  port: number;
+  via: 'connect' | 'http';
+  method: string | null;
+  /** The address dialed, once there was one. */
+  address: string | null;
+  allowed: boolean;
+  /** refused: never dialed; failed: dialed, no connection; cut: asp ended it (a cap); closed: it ended by itself. */
+  outcome: 'refused' | 'failed' | 'cut' | 'closed';
+  /** Why it was refused, failed or cut. */
+  reason: string | null;
+  /** What the proxy answered the client when it did not connect (403, 502, 504). */
+  status: number | null;
+  /** From the remote end to the sandbox, and from the sandbox to it. */
+  bytesIn: number;
+  bytesOut: number;
+  startTime: Date;
+  endTime: Date;
+}
+
+/** What a task's egress came to, for its result and summary line. */
+export interface EgressSummary {
+  connections: number;
+  refused: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+/** The byte cap of one task, shared by its sandboxes (the steps' and the clean-room check's). */
+export class EgressBudget {
+  private used = 0;
+  readonly summary: EgressSummary = { connections: 0, refused: 0, bytesIn: 0, bytesOut: 0 };
+
+  constructor(readonly maxBytes: number) {}
+
+  /** Counts `bytes`; false once the cap is passed (the bytes that passed it are not sent). */
+  take(bytes: number): boolean {
+    if (this.used + bytes > this.maxBytes) {
+      this.used = this.maxBytes;
+      return false;
+    }
+    this.used += bytes;
+    return true;
+  }
+
+  get spent(): boolean {
+    return this.used >= this.maxBytes;
+  }
+}
+
+export type Lookup = (name: string) => Promise<string[]>;
+
+interface Channel {
+  record: EgressConnection;
+  socket: Socket | undefined;
+  /** Bytes sent to the sandbox and not yet acknowledged. */
+  inFlight: number;
+  paused: boolean;
+  timer: NodeJS.Timeout | undefined;
+  done: boolean;
+}
+
+export interface EgressRelayOptions {
+  allowlist: Allowlist;
+  limits: EgressLimits;
+  budget: EgressBudget;
+  clock: Clock;
+  /** Every connection, once it is over. */
+  onConnection: (connection: EgressConnection) => void;
+  /** A protocol fault of the runner's (an unknown channel, too many bytes unacknowledged). */
+  onWarning: (message: string) => void;
+  /** Test seam: how a name resolves (default: the host's resolver, every address). */
+  lookup?: Lookup | undefined;
+}
+
+export class EgressRelay {
+  private stdin: Writable | undefined;
+  private readonly channels = new Map<string, Channel>();
+  /** Remote bytes waiting for stdin to drain, in the order they came. */
+  private readonly queue: Array<{ id: string; bytes: Buffer } | { id: string; message: HostMessage }> = [];
+  private opened = 0;
+  private closed = false;
+  private readonly lookup: Lookup;
+
+  constructor(private readonly options: EgressRelayOptions) {
+    this.lookup = options.lookup ?? (async (name) => (await lookup(name, { all: true, verbatim: true })).map((entry) => entry.address));
+  }
+
+  /** The sandbox's stdin, once the session opened it. */
+  attach(stdin: Writable): void {
+    this.stdin = stdin;
+    stdin.on('drain', () => this.pump());
+  }
+
+  handle(message: NetSandboxMessage): void {
+    if (this.closed) return;
+    if (message.type === 'net.open') {
+      void this.open(message);
+      return;
+    }
+    const channel = this.channels.get(message.id);
+    if (!channel) return;
+    switch (message.type) {
+      case 'net.data': {
+        const bytes = Buffer.from(message.data, 'base64');
+        const socket = channel.socket;
+        if (!socket) return this.fault(channel, 'sent bytes before the connection was open');
+        if (!this.options.budget.take(bytes.length)) return this.capSpent();
+        channel.record.bytesOut += bytes.length;
+        this.options.budget.summary.bytesOut += bytes.length;
+        // The runner may have one window unacknowledged; more means it does not wait for acks.
+        if (socket.writableLength > 2 * NET_WINDOW_BYTES) return this.fault(channel, 'sent more than its window without waiting');
+        socket.write(bytes, () => this.send({ type: 'net.ack', id: message.id, bytes: bytes.length }));
+        return;
+      }
+      case 'net.ack':
+        channel.inFlight = Math.max(0, channel.inFlight - message.bytes);
+        if (channel.paused && channel.inFlight < NET_WINDOW_BYTES) {
+          channel.paused = false;
+          channel.socket?.resume();
+        }
+        return;
+      case 'net.end':
+        channel.socket?.end();
+        return;
+      case 'net.close':
+        // The client hung up (or the proxy did): nothing to tell the runner.
+        this.finish(channel, 'closed', null, false);
+        return;
+    }
+  }
+
+  /** The session is over: every connection still open ends, and so does the relay. */
+  close(): void {
+    this.closed = true;
+    for (const channel of [...this.channels.values()]) this.finish(channel, 'closed', 'the sandbox stopped', false);
+    this.queue.length = 0;
+  }
+
+  private async open(message: NetOpenMessage): Promise<void> {
+    const { limits, budget, allowlist } = this.options;
+    const record: EgressConnection = {
+      id: message.id,
+      step: message.step,
+      host: message.host.toLowerCase(),
+      port: message.port,
+      via: message.via,
+      method: message.method ?? null,
+      address: null,
+      allowed: false,
+      outcome: 'refused',
+      reason: null,
+      status: null,
+      bytesIn: 0,
+      bytesOut: 0,
+      startTime: this.options.clock.now(),
+      endTime: this.options.clock.now(),
+    };
+    if (this.channels.has(message.id)) return this.options.onWarning(`egress: the sandbox opened channel ${message.id} twice; ignored`);
+    const channel: Channel = { record, socket: undefined, inFlight: 0, paused: false, timer: undefined, done: false };
+    this.opened += 1;
+    if (this.opened > MAX_CHANNELS_PER_SESSION) return this.refuse(channel, 403, `the sandbox opened more than ${MAX_CHANNELS_PER_SESSION} connections`, false);
+    const target = formatHostPort(record.host, record.port);
+    if (budget.spent) return this.refuse(channel, 403, `the task's egress byte cap of ${formatBytes(budget.maxBytes)} is spent (--egress-bytes)`, false);
+    if (this.channels.size >= limits.maxConnections) return this.refuse(channel, 403, `${limits.maxConnections} connections are open already, the task's cap (--egress-connections)`, false);
+    const match = allowlist.match(record.host, record.port);
+    if (!match.allowed) return this.refuse(channel, 403, match.reason, false);
+    record.allowed = true;
+    this.channels.set(message.id, channel);
+
+    let addresses: string[];
+    const literal = canonicalAddress(record.host);
+    if (literal) addresses = [literal];
+    else {
+      try {
+        addresses = await withTimeout(this.lookup(record.host), LOOKUP_TIMEOUT_MS, `no answer in ${LOOKUP_TIMEOUT_MS / 1000} s`);
+      } catch (error) {
+        return this.refuse(channel, 502, `cannot resolve ${record.host}: ${systemErrorCode(error) ?? errorMessage(error)}`, true);
+      }
+    }
+    // An address asp would not dial is skipped; one the allowlist names exactly (a private registry) is not refused.
+    const permitted = addresses.filter((address) => !refusedAddressKind(address) || allowlist.namesAddress(address, record.port));
+    if (!permitted.length) {
+      const first = addresses[0] ?? '';
+      const kind = refusedAddressKind(first) ?? 'no address';
+      const reason = literal
+        ? `${target} is a ${kind} address`
+        : `${record.host} resolves to ${first} (${kind}): asp dials no ${kind} address unless it is allowed exactly (--allow-host ${formatHostPort(first, record.port)})`;
+      return this.refuse(channel, 403, reason, true);
+    }
+    let socket: Socket | undefined;
+    let lastError = '';
+    for (const address of permitted) {
+      if (channel.done) return;
+      try {
+        socket = await dial(address, record.port);
+        record.address = address;
+        break;
+      } catch (error) {
+        lastError = systemErrorCode(error) ?? errorMessage(error);
+      }
+    }
+    // The client hung up, or the session ended, while the host was dialing.
+    if (channel.done) {
+      socket?.destroy();
+      return;
+    }
+    if (!socket) return this.refuse(channel, lastError === 'ETIMEDOUT' ? 504 : 502, `cannot connect to ${target} (${permitted.join(', ')}): ${lastError}`, true);
+    this.wire(channel, socket);
+  }
+
+  private wire(channel: Channel, socket: Socket): void {
+    const { id } = channel.record;
+    channel.socket = socket;
+    socket.setNoDelay(true);
+    const { limits, budget } = this.options;
+    channel.timer = setTimeout(() => this.cut(channel, `it was open longer than ${formatDuration(limits.connectionTimeoutMs)} (--egress-timeout)`), Math.min(limits.connectionTimeoutMs, 2 ** 31 - 1));
+    channel.timer.unref();
+    socket.on('data', (bytes: Buffer) => {
+      if (channel.done) return;
+      if (!budget.take(bytes.length)) return this.capSpent();
+      channel.record.bytesIn += bytes.length;
+      budget.summary.bytesIn += bytes.length;
+      channel.inFlight += bytes.length;
+      this.queue.push({ id, bytes });
+      this.pump();
+      // The sandbox reads no faster than its client: hold the remote end back until it caught up.
+      if (channel.inFlight >= NET_WINDOW_BYTES && !channel.paused) {
+        channel.paused = true;
+        socket.pause();
+      }
+    });
+    socket.on('end', () => {
+      if (!channel.done) this.send({ type: 'net.end', id });
+    });
+    let failure: string | null = null;
+    socket.on('error', (error: NodeJS.ErrnoException) => (failure = error.code ?? error.message));
+    socket.on('close', () => {
+      if (channel.done) return;
+      // Bytes still queued for the sandbox go first; the close follows them.
+      this.finish(channel, failure ? 'failed' : 'closed', failure, true);
+    });
+    this.send({ type: 'net.opened', id });
+  }
+
+  /** Writes what is queued (remote bytes, and the ends that follow them) while stdin takes it; the rest waits for its drain. */
+  private pump(): void {
+    const stdin = this.stdin;
+    if (!stdin) return;
+    while (this.queue.length) {
+      if (stdin.destroyed || !stdin.writable) {
+        this.queue.length = 0;
+        return;
+      }
+      if (stdin.writableNeedDrain) return;
+      const next = this.queue.shift();
+      if (!next) return;
+      if ('message' in next) stdin.write(encodeHostMessage(next.message));
+      else {
+        stdin.write(encodeHostMessage({ type: 'net.data', id: next.id, bytes: next.bytes.length }));
+        stdin.write(next.bytes);
+      }
+    }
+  }
+
+  /** A message to the runner, at once; a channel's end or close only after its bytes still queued. */
+  private send(message: HostMessage): void {
+    const stdin = this.stdin;
+    if (!stdin || stdin.destroyed || !stdin.writable) return;
+    if ((message.type === 'net.close' || message.type === 'net.end') && this.queue.some((entry) => entry.id === message.id)) {
+      this.queue.push({ id: message.id, message });
+      return;
+    }
+    stdin.write(encodeHostMessage(message));
+  }
+
+  private refuse(channel: Channel, status: number, reason: string, dialing: boolean): void {
+    channel.record.status = status;
+    this.send({ type: 'net.refused', id: channel.record.id, status, reason });
+    this.finish(channel, dialing && status !== 403 ? 'failed' : 'refused', reason, false);
+  }
+
+  /** asp ends a connection (a cap): the runner tells the step why. */
+  private cut(channel: Channel, reason: string): void {
+    this.finish(channel, 'cut', reason, true);
+  }
+
+  private capSpent(): void {
+    const reason = `the task's egress byte cap of ${formatBytes(this.options.budget.maxBytes)} is reached (--egress-bytes)`;
+    for (const channel of [...this.channels.values()]) if (channel.socket) this.cut(channel, reason);
+  }
+
+  private fault(channel: Channel, what: string): void {
+    this.options.onWarning(`egress: the sandbox's channel ${channel.record.id} ${what}; closed`);
+    this.cut(channel, `the sandbox ${what}`);
+  }
+
+  /** The one end of every connection: its socket gone, its record out. `tell` sends the runner a close. */
+  private finish(channel: Channel, outcome: EgressConnection['outcome'], reason: string | null, tell: boolean): void {
+    if (channel.done) return;
+    channel.done = true;
+    clearTimeout(channel.timer);
+    channel.socket?.destroy();
+    this.channels.delete(channel.record.id);
+    const { record } = channel;
+    record.outcome = record.allowed || outcome !== 'closed' ? outcome : 'refused';
+    record.reason = reason;
+    record.endTime = this.options.clock.now();
+    const summary = this.options.budget.summary;
+    summary.connections += 1;
+    if (outcome === 'refused') summary.refused += 1;
+    if (tell) {
+      // Remote bytes still queued go out first (send queues the close behind them).
+      this.pump();
+      this.send({ type: 'net.close', id: record.id, ...(outcome === 'cut' && reason ? { reason } : {}) });
+    }
+    this.options.onConnection(record);
+  }
+}
+
+function dial(address: string, port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: address, port });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' }));
+    }, CONNECT_TIMEOUT_MS);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.removeAllListeners('error');
+      resolve(socket);
+    });
+    socket.once('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+  });
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(what)), ms);
+    promise.then(
+      (value) => (clearTimeout(timer), resolve(value)),
+      (error: unknown) => (clearTimeout(timer), reject(error instanceof Error ? error : new Error(String(error)))),
+    );
+  });
+}
