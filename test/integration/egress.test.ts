@@ -16,48 +16,8 @@ import { makeTestCa, startBlobServer, startGitServer, startPypiIndex, type TestC
 import { ensureTestImage } from '../helpers/test-images.js';
 import { startFakeOpenAi, type FakeOpenAi } from '../helpers/fake-openai.js';
 import { repoWith } from '../helpers/repos.js';
+import { EGRESS_CLIENT } from '../fixtures/egress-client.js';
 import { run, trace } from '../helpers/run.js';
-
-/**
- * A client for steps: GETs a URL through $HTTP_PROXY as proxy clients do (absolute form for http://, a CONNECT
- * tunnel and TLS inside it for https://), and prints the status, the size and the sha256 of the body.
- * `--slow` reads 2 MiB per 100 ms; `--probe URL` fetches URL once 24 MiB are in (a second connection, mid-download).
- */
-const CLIENT = String.raw`
-const http = require('http'), tls = require('tls'), fs = require('fs'), crypto = require('crypto');
-const proxy = new URL(process.env.HTTP_PROXY);
-const get = (target, onResponse) => {
-  const url = new URL(target);
-  if (url.protocol === 'http:') return http.get({ host: proxy.hostname, port: proxy.port, path: url.href }, onResponse);
-  const connect = http.request({ host: proxy.hostname, port: proxy.port, method: 'CONNECT', path: url.host });
-  connect.on('connect', (answer, socket) => {
-    if (answer.statusCode !== 200) { console.log('CONNECT ' + url.host + ': ' + answer.statusCode + ' ' + (answer.headers['x-asp-egress-refused'] || '')); process.exitCode = 3; return socket.destroy(); }
-    const secure = tls.connect({ socket, servername: url.hostname, ca: fs.readFileSync(process.env.CA_FILE) });
-    http.get({ createConnection: () => secure, host: url.hostname, path: url.pathname + url.search }, onResponse);
-  });
-  connect.on('error', (error) => { console.log('error ' + error.message); process.exitCode = 4; });
-  connect.end();
-};
-const [target, ...flags] = process.argv.slice(2);
-const slow = flags.includes('--slow');
-const probe = flags.includes('--probe') ? flags[flags.indexOf('--probe') + 1] : undefined;
-get(target, (response) => {
-  const hash = crypto.createHash('sha256');
-  let bytes = 0, probed = false, text = '';
-  response.on('data', (chunk) => {
-    bytes += chunk.length; hash.update(chunk);
-    if (bytes <= 4096) text += chunk.toString();
-    if (slow) { response.pause(); setTimeout(() => response.resume(), Math.ceil(chunk.length / 20971.52)); }
-    if (probe && !probed && bytes >= 24 * 1048576) {
-      probed = true;
-      get(probe, (answer) => { let body = ''; answer.on('data', (c) => (body += c)); answer.on('end', () => console.log('probe at ' + bytes + ': ' + body.trim())); });
-    }
-  });
-  response.on('end', () => console.log('GET ' + target + ': ' + response.statusCode + ' bytes ' + bytes + ' sha256 ' + hash.digest('hex') + (bytes < 300 ? ' body ' + JSON.stringify(text) : '')));
-  response.on('error', (error) => { console.log('GET ' + target + ': cut after ' + bytes + ' bytes: ' + error.message); process.exitCode = 5; });
-  response.on('aborted', () => { console.log('GET ' + target + ': aborted after ' + bytes + ' bytes'); process.exitCode = 5; });
-});
-`;
 
 /** Opens a CONNECT tunnel and holds it: says when it is answered and when the far end hangs up. */
 const HOLD = String.raw`
@@ -190,7 +150,7 @@ describe.skipIf(!dockerAvailable)('egress through the host (--allow-host)', () =
     expect(await leftovers()).toEqual({ containers: [], volumes: [] });
   });
 
-  const repo = () => repoWith({ 'net.js': CLIENT, 'hold.js': HOLD, 'flow.js': FLOW, 'ca.pem': readFileSync(ca.caFile) });
+  const repo = () => repoWith({ 'net.js': EGRESS_CLIENT, 'hold.js': HOLD, 'flow.js': FLOW, 'ca.pem': readFileSync(ca.caFile) });
 
   it('lets git (HTTP and HTTPS) reach allowed hosts through the proxy, and refuses one not on the list with 403, in the output and the trace', async () => {
     const { result, output } = await run(

@@ -21,6 +21,8 @@ import { CleanupStack } from '../../src/core/cleanup-stack.js';
 import { limitsSchema } from '../../src/config/task-spec.js';
 import { imageContext } from '../../src/docker/sandbox-image.js';
 import { freePort } from '../helpers/ports.js';
+import { EGRESS_CLIENT } from '../fixtures/egress-client.js';
+import { createHash } from 'node:crypto';
 
 /**
  * Issue 18: `--backend k8s` end to end, against the Kubernetes API stand-in of test/helpers/k8s-stand-in.ts (no
@@ -40,6 +42,7 @@ interface RunJson {
   steps: Array<{ name: string; status: string; exitCode: number | null }>;
   warnings: string[];
   models?: { provider: string; calls: number };
+  egress?: { connections: number; refused: number; bytesIn: number; bytesOut: number };
   change?: { filesChanged: number };
   error?: { code: string; message: string };
 }
@@ -210,6 +213,40 @@ describe.skipIf(!dockerAvailable)('the Kubernetes backend, through the API stand
     expect(result.exitCode, ran.stderr).toBe(0);
     expect(result.models).toMatchObject({ provider: 'cassette', calls: 9 });
   }, 300_000);
+
+  it('egress through the host over attach (--allow-host): the pod stays behind its deny-all policy, the host dials', async () => {
+    const body = Buffer.alloc(6 * 1024 * 1024, 3);
+    const server = createServer((_request, response) => response.end(body));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const get = (flags: string) => `NO_PROXY= no_proxy= node net.js http://127.0.0.1:${port}/blob ${flags}`;
+      const { cli: ran, result } = await run([
+        '--repo',
+        repoWith({ 'net.js': EGRESS_CLIENT }),
+        '--allow-host',
+        `127.0.0.1:${port}`,
+        '--step',
+        `plain=${get('')}`,
+        '--step',
+        `tunnel=${get('--tunnel')}`,
+        '--step',
+        `refused=NO_PROXY= node net.js http://127.0.0.1:${port + 1}/blob`,
+      ]);
+      expect(result.exitCode, ran.stderr).toBe(0);
+      const digest = createHash('sha256').update(body).digest('hex');
+      expect(ran.stderr).toContain(`[plain] GET http://127.0.0.1:${port}/blob: 200 bytes ${body.length} sha256 ${digest}`);
+      expect(ran.stderr).toContain(`[tunnel] GET http://127.0.0.1:${port}/blob: 200 bytes ${body.length} sha256 ${digest}`);
+      expect(ran.stderr).toContain(`[refused] [asp: egress to 127.0.0.1:${port + 1} refused: 127.0.0.1:${port + 1} is an IP address not on the allowlist`);
+      expect(result.egress).toMatchObject({ connections: 3, refused: 1 });
+      expect(result.egress?.bytesIn).toBeGreaterThan(2 * body.length);
+      const pod = createdPods().at(-1);
+      expect(cluster.pods().find((entry) => entry.name === pod?.metadata.name)?.isolated).toBe(true);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  }, 180_000);
 
   it('ends a task at its deadline with exit 124 and deletes the pod', async () => {
     const started = Date.now();
