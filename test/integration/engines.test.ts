@@ -1,4 +1,7 @@
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,6 +17,7 @@ import { helloRepo, repoWith } from '../helpers/repos.js';
 import { canRunSecondDaemon, startSecondDaemon, type SecondDaemon } from '../helpers/second-daemon.js';
 import { canRunSshServer, startSshServer } from '../helpers/ssh-server.js';
 import { canRunPodman, startPodmanService } from '../helpers/podman-service.js';
+import { EGRESS_CLIENT } from '../fixtures/egress-client.js';
 import { imageContext } from '../../src/docker/sandbox-image.js';
 
 /**
@@ -174,6 +178,31 @@ describe.skipIf(!dockerAvailable)('every engine: the same task, hardened the sam
       expect(result.exitCode, ran.stderr).toBe(0);
       expect(result.steps).toEqual([expect.objectContaining({ name: 'tests', status: 'passed', exitCode: 0 })]);
       expect(ran.stderr).toMatch(/\[tests\] .*pass \d+/);
+    }, 120_000);
+
+    it('egress through the host (--allow-host): 4 MiB through the proxy intact, a host not on the list refused', async () => {
+      const body = Buffer.alloc(4 * 1024 * 1024, 9);
+      const server = createServer((_request, response) => response.end(body));
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const port = (server.address() as AddressInfo).port;
+      try {
+        const get = (target: number, flags = '') => `NO_PROXY= no_proxy= node net.js http://127.0.0.1:${target}/blob ${flags}`;
+        const { cli: ran, result } = await run([
+          '--repo',
+          repoWith({ 'net.js': EGRESS_CLIENT }),
+          '--allow-host',
+          `127.0.0.1:${port}`,
+          '--step',
+          `get=${get(port)}; ${get(port, '--tunnel')}; ${get(port + 1)}`,
+        ]);
+        expect(result.exitCode, ran.stderr).toBe(0);
+        const line = `GET http://127.0.0.1:${port}/blob: 200 bytes ${body.length} sha256 ${createHash('sha256').update(body).digest('hex')}`;
+        expect(ran.stderr.split('\n').filter((entry) => entry.endsWith(line))).toHaveLength(2);
+        expect(ran.stderr).toContain(`[get] [asp: egress to 127.0.0.1:${port + 1} refused:`);
+      } finally {
+        server.closeAllConnections();
+        server.close();
+      }
     }, 120_000);
 
     it('copies out what a step wrote to $ASP_ARTIFACTS, and no symlink', async () => {
