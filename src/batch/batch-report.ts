@@ -21,6 +21,8 @@ export interface TaskOutcome {
   error: string | null;
   /** The clean-room check, when the task had one and its steps passed: its verdict and each check step. */
   check?: { status: string; exitCode: number; steps: Array<{ name: string; status: string; exitCode: number | null }> } | null;
+  /** The task's egress through the host (`"network"`), when it allowed any: connections, refusals, bytes each way. */
+  egress?: { connections: number; refused: number; bytesIn: number; bytesOut: number } | null;
   /** true when --resume took the outcome from the journal instead of running the task again. */
   resumed: boolean;
 }

@@ -34,6 +34,7 @@ const taskOutcomeSchema = z.object({
     })
     .nullable()
     .optional(),
+  egress: z.object({ connections: count, refused: count, bytesIn: count, bytesOut: count }).nullable().optional(),
   resumed: z.boolean(),
 }) satisfies z.ZodType<TaskOutcome>;
 

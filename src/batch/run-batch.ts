@@ -205,6 +205,7 @@ function describeResult(result: TaskResult): Omit<TaskOutcome, 'key' | 'line' | 
     outputTail: failedStep?.outputTail ?? null,
     error: result.error ?? null,
     check: result.check ? { status: result.check.status, exitCode: result.check.exitCode, steps: result.check.steps.map(({ name, status, exitCode }) => ({ name, status, exitCode })) } : null,
+    ...(result.egress ? { egress: result.egress } : {}),
   };
 }
 

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -375,6 +375,20 @@ describe.skipIf(!dockerAvailable)('egress through the host (--allow-host)', () =
     const result = JSON.parse(ok.stdout) as TaskResult;
     expect(result.egress).toMatchObject({ connections: 1, refused: 0, bytesIn: expect.any(Number) });
     expect(ok.stderr).toContain(`GET http://127.0.0.1:${other.port}/hello: 200 bytes`);
+
+    // A batch line carries the same as "network"; the report has each task's egress.
+    const list = path.join(scratch, 'tasks.jsonl');
+    const report = path.join(scratch, 'report.json');
+    const line = { id: 'egress-batch', repo: source, steps: [{ name: 'get', run: `NO_PROXY= node net.js http://127.0.0.1:${other.port}/hello` }], network: { allow: [`127.0.0.1:${other.port}`] } };
+    writeFileSync(list, JSON.stringify(line) + '\n');
+    const batch = await asp(['batch', list, '--report', report], { DOCKER_HOST: process.env.DOCKER_HOST, ASP_WORKSPACES: testSettings().workspacesRoot });
+    expect(batch.code, batch.stderr).toBe(0);
+    const tasks = (JSON.parse(readFileSync(report, 'utf8')) as { tasks: Array<{ egress?: unknown }> }).tasks;
+    expect(tasks[0]?.egress).toMatchObject({ connections: 1, refused: 0, bytesIn: expect.any(Number) });
+    writeFileSync(list, JSON.stringify({ ...line, network: { allow: ['ftp://x.org'] } }) + '\n');
+    const invalid = await asp(['batch', list], { DOCKER_HOST: process.env.DOCKER_HOST });
+    expect(invalid.code).toBe(2);
+    expect(invalid.stderr).toMatch(/tasks\.jsonl:1: network\.allow\.0 "ftp:\/\/x\.org" is a URL/);
 
     const bad: Array<[string[], RegExp]> = [
       [['--allow-host', 'https://registry.npmjs.org'], /--allow-host #1 "https:\/\/registry.npmjs.org" is a URL/],
