@@ -385,3 +385,11 @@ async function buildWheel(dist: string, version: string, module: string): Promis
     rmSync(work, { recursive: true, force: true });
   }
 }
+
+/** Serves `body` on every path (plain HTTP): the simplest remote for a download through the proxy. */
+export function serveBytes(body: Buffer): Promise<TestServer> {
+  return listen((_request, response) => {
+    response.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(body.length) });
+    response.end(body);
+  }, undefined);
+}

@@ -1,7 +1,5 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,7 +15,8 @@ import { helloRepo, repoWith } from '../helpers/repos.js';
 import { canRunSecondDaemon, startSecondDaemon, type SecondDaemon } from '../helpers/second-daemon.js';
 import { canRunSshServer, startSshServer } from '../helpers/ssh-server.js';
 import { canRunPodman, startPodmanService } from '../helpers/podman-service.js';
-import { EGRESS_CLIENT } from '../fixtures/egress-client.js';
+import { egressRunArgs, getThroughProxy } from '../fixtures/egress-client.js';
+import { serveBytes } from '../helpers/egress-servers.js';
 import { imageContext } from '../../src/docker/sandbox-image.js';
 
 /**
@@ -182,26 +181,16 @@ describe.skipIf(!dockerAvailable)('every engine: the same task, hardened the sam
 
     it('egress through the host (--allow-host): 4 MiB through the proxy intact, a host not on the list refused', async () => {
       const body = Buffer.alloc(4 * 1024 * 1024, 9);
-      const server = createServer((_request, response) => response.end(body));
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-      const port = (server.address() as AddressInfo).port;
+      const server = await serveBytes(body);
+      const port = server.port;
       try {
-        const get = (target: number, flags = '') => `NO_PROXY= no_proxy= node net.js http://127.0.0.1:${target}/blob ${flags}`;
-        const { cli: ran, result } = await run([
-          '--repo',
-          repoWith({ 'net.js': EGRESS_CLIENT }),
-          '--allow-host',
-          `127.0.0.1:${port}`,
-          '--step',
-          `get=${get(port)}; ${get(port, '--tunnel')}; ${get(port + 1)}`,
-        ]);
+        const { cli: ran, result } = await run(egressRunArgs(port, [`get=${getThroughProxy(port)}; ${getThroughProxy(port, '--tunnel')}; ${getThroughProxy(port + 1)}`]));
         expect(result.exitCode, ran.stderr).toBe(0);
         const line = `GET http://127.0.0.1:${port}/blob: 200 bytes ${body.length} sha256 ${createHash('sha256').update(body).digest('hex')}`;
         expect(ran.stderr.split('\n').filter((entry) => entry.endsWith(line))).toHaveLength(2);
         expect(ran.stderr).toContain(`[get] [asp: egress to 127.0.0.1:${port + 1} refused:`);
       } finally {
-        server.closeAllConnections();
-        server.close();
+        await server.close();
       }
     }, 120_000);
 

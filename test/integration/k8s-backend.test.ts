@@ -21,7 +21,8 @@ import { CleanupStack } from '../../src/core/cleanup-stack.js';
 import { limitsSchema } from '../../src/config/task-spec.js';
 import { imageContext } from '../../src/docker/sandbox-image.js';
 import { freePort } from '../helpers/ports.js';
-import { EGRESS_CLIENT } from '../fixtures/egress-client.js';
+import { egressRunArgs, getThroughProxy } from '../fixtures/egress-client.js';
+import { serveBytes } from '../helpers/egress-servers.js';
 import { createHash } from 'node:crypto';
 
 /**
@@ -216,23 +217,10 @@ describe.skipIf(!dockerAvailable)('the Kubernetes backend, through the API stand
 
   it('egress through the host over attach (--allow-host): the pod stays behind its deny-all policy, the host dials', async () => {
     const body = Buffer.alloc(6 * 1024 * 1024, 3);
-    const server = createServer((_request, response) => response.end(body));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const port = (server.address() as AddressInfo).port;
+    const server = await serveBytes(body);
+    const port = server.port;
     try {
-      const get = (flags: string) => `NO_PROXY= no_proxy= node net.js http://127.0.0.1:${port}/blob ${flags}`;
-      const { cli: ran, result } = await run([
-        '--repo',
-        repoWith({ 'net.js': EGRESS_CLIENT }),
-        '--allow-host',
-        `127.0.0.1:${port}`,
-        '--step',
-        `plain=${get('')}`,
-        '--step',
-        `tunnel=${get('--tunnel')}`,
-        '--step',
-        `refused=NO_PROXY= node net.js http://127.0.0.1:${port + 1}/blob`,
-      ]);
+      const { cli: ran, result } = await run(egressRunArgs(port, [`plain=${getThroughProxy(port)}`, `tunnel=${getThroughProxy(port, '--tunnel')}`, `refused=${getThroughProxy(port + 1)}`]));
       expect(result.exitCode, ran.stderr).toBe(0);
       const digest = createHash('sha256').update(body).digest('hex');
       expect(ran.stderr).toContain(`[plain] GET http://127.0.0.1:${port}/blob: 200 bytes ${body.length} sha256 ${digest}`);
@@ -243,8 +231,7 @@ describe.skipIf(!dockerAvailable)('the Kubernetes backend, through the API stand
       const pod = createdPods().at(-1);
       expect(cluster.pods().find((entry) => entry.name === pod?.metadata.name)?.isolated).toBe(true);
     } finally {
-      server.closeAllConnections();
-      server.close();
+      await server.close();
     }
   }, 180_000);
 
