@@ -251,7 +251,8 @@ function tunnel(request: IncomingMessage, socket: Socket, head: Buffer, open: Op
       if (head.length) channel.write(head);
       socket.pipe(channel);
       channel.pipe(socket);
-      channel.on('close', () => socket.destroy());
+      // Once the channel is over the client's socket goes too, but only after what was written to it is flushed.
+      channel.on('close', () => (socket.writableEnded && !socket.writableFinished ? socket.once('finish', () => socket.destroy()) : socket.destroy()));
     },
     (refusal: Refusal) => {
       socket.off('close', hangUp);
@@ -289,6 +290,8 @@ function forward(request: IncomingMessage, response: ServerResponse, open: Opene
       for (const [name, value] of Object.entries(request.headers)) if (value !== undefined && !HOP_HEADERS.has(name)) headers[name] = value;
       // One request per channel: the channel is the connection, and it ends with the answer.
       headers.connection = 'close';
+      // The host the allowlist judged is the host the server is told (RFC 9112 §3.2.2), whatever Host the client sent.
+      headers.host = url.host;
       const upstream = httpRequest({ method: request.method, path: `${url.pathname}${url.search}`, headers, createConnection: () => channel });
       upstream.on('response', (answer) => {
         const kept: string[] = [];

@@ -218,6 +218,7 @@ export class EgressRelay {
         return this.refuse(channel, 502, `cannot resolve ${record.host}: ${systemErrorCode(error) ?? errorMessage(error)}`, true);
       }
     }
+    if (!addresses.length) return this.refuse(channel, 502, `cannot resolve ${record.host}: no address`, true);
     // An address asp would not dial is skipped; one the allowlist names exactly (a private registry) is not refused.
     const permitted = addresses.filter((address) => !refusedAddressKind(address) || allowlist.namesAddress(address, record.port));
     if (!permitted.length) {
@@ -327,6 +328,8 @@ export class EgressRelay {
   }
 
   private refuse(channel: Channel, status: number, reason: string, dialing: boolean): void {
+    // Ended while the host was resolving or dialing (the client hung up, a cap, the session): already told and recorded.
+    if (channel.done) return;
     channel.record.status = status;
     this.send({ type: 'net.refused', id: channel.record.id, status, reason });
     this.finish(channel, dialing && status !== 403 ? 'failed' : 'refused', reason, false);
@@ -372,7 +375,8 @@ export class EgressRelay {
 
 function dial(address: string, port: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: address, port });
+    // Half-open: the remote's end is passed on as `net.end`, and what the step still sends after it still goes.
+    const socket = connect({ host: address, port, allowHalfOpen: true });
     const timer = setTimeout(() => {
       socket.destroy();
       reject(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' }));
