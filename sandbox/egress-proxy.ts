@@ -173,9 +173,10 @@ export async function startEgressProxy(options: EgressProxyOptions): Promise<Egr
           channel.closedByHost = true;
           channel.settle.refuse(new Refusal(502, message.reason ?? 'the connection closed'));
           if (message.reason) {
-            // asp cut it (a cap): what is still buffered is dropped, and the step is told why.
+            // asp cut it (a cap), or it failed (a reset): what is still buffered is dropped, the client sees an
+            // error rather than an end, and the step is told why.
             tell(`[asp: egress connection to ${channel.target} cut: ${message.reason}]`);
-            channel.destroy();
+            channel.destroy(new Error(message.reason));
           } else channel.closeGracefully();
           return;
         default:
@@ -251,6 +252,8 @@ function tunnel(request: IncomingMessage, socket: Socket, head: Buffer, open: Op
       if (head.length) channel.write(head);
       socket.pipe(channel);
       channel.pipe(socket);
+      // A channel that failed resets the client's connection: a cut download must not look complete.
+      channel.on('error', () => socket.resetAndDestroy());
       // Once the channel is over the client's socket goes too, but only after what was written to it is flushed.
       channel.on('close', () => (socket.writableEnded && !socket.writableFinished ? socket.once('finish', () => socket.destroy()) : socket.destroy()));
     },

@@ -27,6 +27,7 @@ export function parseAllowEntry(text: string): AllowEntry | string {
   if (!raw) return 'is empty: give a host name, e.g. registry.npmjs.org or registry.npmjs.org:443';
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(raw)) return `"${raw}" is a URL: give the host name alone (and a port after ":"), not a scheme`;
   if (/[/?#@\s]/.test(raw)) return `"${raw}" has a path, a query, credentials or spaces: give only NAME[:PORT]`;
+  if (raw.includes('%')) return `"${raw}" has a "%": an IPv6 zone (fe80::1%eth0) or an escape has no place in an allowlist`;
   let host = raw;
   let portText: string | undefined;
   if (raw.startsWith('[')) {
@@ -56,6 +57,8 @@ export function parseAllowEntry(text: string): AllowEntry | string {
   if (name.includes('*') && (!wildcard || suffix.includes('*'))) return `"${raw}": a wildcard is "*." before a name (*.example.org), standing for exactly one label`;
   const labels = suffix.split('.');
   if (!suffix || !labels.every((label) => LABEL.test(label))) return `"${host}" is not a host name: letters, digits, "-" and "." only (write an IDN in its xn-- form)`;
+  // A resolver reads 127.1, 2130706433 or 0x7f.1 as an address: a name never ends in a numeric label.
+  if (/^(0x[0-9a-f]*|\d+)$/.test(labels[labels.length - 1] ?? '')) return `"${host}" reads as an IP address in a short or numeric form: write the address in full (e.g. 127.0.0.1), or a host name`;
   // `*.org` would open a whole top-level domain.
   if (wildcard && labels.length < 2) return `"${raw}" would allow a whole top-level domain: name at least two labels after "*."`;
   if (suffix.length > 253) return `"${host}" is longer than a host name may be (253 characters)`;
@@ -71,6 +74,8 @@ export function formatAllowEntry(entry: AllowEntry): string {
 /** An IP address in one canonical text (IPv6 compressed and lower case), or undefined for anything else. */
 export function canonicalAddress(text: string): string | undefined {
   const bare = text.startsWith('[') && text.endsWith(']') ? text.slice(1, -1) : text;
+  // Node's isIP takes an IPv6 zone (fe80::1%eth0), which no URL parser and no allowlist entry does.
+  if (bare.includes('%')) return undefined;
   const version = isIP(bare);
   if (version === 4) return bare.split('.').map(Number).join('.');
   if (version === 6) return new URL(`http://[${bare}]/`).hostname.slice(1, -1);
@@ -111,8 +116,10 @@ export class Allowlist {
     const named = this.entries.filter((entry) => (entry.kind === 'name' && entry.host === name) || (entry.kind === 'wildcard' && isOneLabelUnder(name, entry.host)));
     const entry = named.find((candidate) => candidate.port === port);
     if (entry) return { allowed: true, entry };
-    if (named.length) return { allowed: false, reason: `${name} is allowed on port ${named.map((candidate) => candidate.port).join(', ')}, not ${port} (--allow-host ${name}:${port})` };
-    return { allowed: false, reason: `${name}:${port} is not on the allowlist (--allow-host ${name}${port === DEFAULT_EGRESS_PORT ? '' : `:${port}`})` };
+    // The reason names the host as it was asked for, not lower-cased: a secret in it is then still masked.
+    const asked = host.replace(/\.$/, '');
+    if (named.length) return { allowed: false, reason: `${asked} is allowed on port ${named.map((candidate) => candidate.port).join(', ')}, not ${port} (--allow-host ${asked}:${port})` };
+    return { allowed: false, reason: `${asked}:${port} is not on the allowlist (--allow-host ${asked}${port === DEFAULT_EGRESS_PORT ? '' : `:${port}`})` };
   }
 
   /** Whether `address` is named exactly for `port`: then it may be dialed even where it is loopback or private. */

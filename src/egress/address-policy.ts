@@ -32,6 +32,8 @@ const RANGES: Array<{ what: string; v4?: Array<[string, number]>; v6?: Array<[st
     v6: [['fc00::', 7]],
   },
   { what: 'link-local', v4: [['169.254.0.0', 16]], v6: [['fe80::', 10]] },
+  // Deprecated site-local IPv6, private in all but name.
+  { what: 'private (site-local)', v6: [['fec0::', 10]] },
   {
     what: 'multicast or reserved',
     v4: [
@@ -48,6 +50,9 @@ const RANGES: Array<{ what: string; v4?: Array<[string, number]>; v6?: Array<[st
       ['64:ff9b:1::', 48],
       ['2002::', 16],
       ['2001::', 32],
+      // IPv4-compatible (::a.b.c.d) and SIIT-translated (::ffff:0:a.b.c.d) forms.
+      ['::', 96],
+      ['::ffff:0:0:0', 96],
     ],
   },
 ];
@@ -58,6 +63,9 @@ const lists = RANGES.map(({ what, v4, v6 }) => {
   for (const [net, prefix] of v6 ?? []) list.addSubnet(net, prefix, 'ipv6');
   return { what, list };
 });
+
+/** Kinds never dialed even when the allowlist names the address: 0.0.0.0 is the host itself, multicast no one host. */
+export const NEVER_DIALED: ReadonlySet<string> = new Set(['unspecified', 'multicast or reserved']);
 
 /** Why asp refuses to dial `address`, or undefined when it is an ordinary public unicast address. */
 export function refusedAddressKind(address: string): string | undefined {

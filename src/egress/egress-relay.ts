@@ -14,7 +14,7 @@ import { errorMessage, systemErrorCode } from '../core/asp-error.js';
 import type { Clock } from '../core/clock.js';
 import { encodeHostMessage, type HostMessage } from '../protocol/host-messages.js';
 import { NET_WINDOW_BYTES, type NetOpenMessage, type NetSandboxMessage } from '../protocol/messages.js';
-import { refusedAddressKind } from './address-policy.js';
+import { NEVER_DIALED, refusedAddressKind } from './address-policy.js';
 import { canonicalAddress, formatHostPort, type Allowlist } from '../config/allowlist.js';
 
 /** How long a name may take to resolve, and one address to accept the connection. */
@@ -22,6 +22,13 @@ const LOOKUP_TIMEOUT_MS = 10_000;
 const CONNECT_TIMEOUT_MS = 10_000;
 /** Most channels one sandbox may have asked for in all (each open is a record; a loop of them is a bug or an attack). */
 const MAX_CHANNELS_PER_SESSION = 100_000;
+/** Name lookups of one sandbox running at once (getaddrinfo holds a thread of libuv's small pool while it runs). */
+const MAX_LOOKUPS = 8;
+/**
+ * What the host may have written to the sandbox's stdin that it has not read. Past this the runner is not reading:
+ * egress stops, rather than the supervisor buffering for it (the queue of remote bytes is bounded by the windows).
+ */
+const MAX_STDIN_BACKLOG = 16 * 1024 * 1024;
 /** Most bytes of one channel sent as one `net.data` frame when they waited together. */
 const MAX_FRAME_PIECES = 1024 * 1024;
 
@@ -93,11 +100,15 @@ export type Lookup = (name: string) => Promise<string[]>;
 interface Channel {
   record: EgressConnection;
   socket: Socket | undefined;
-  /** Bytes sent to the sandbox and not yet acknowledged. */
-  inFlight: number;
+  /** Remote bytes in the relay's queue, not yet written to stdin. */
+  queued: number;
+  /** Bytes written to stdin and not yet acknowledged: an ack can take back no more than this. */
+  unacked: number;
   paused: boolean;
   timer: NodeJS.Timeout | undefined;
   done: boolean;
+  /** Ended without telling the runner (it closed the channel itself): what is still queued for it is dropped. */
+  dropped: boolean;
 }
 
 export interface EgressRelayOptions {
@@ -117,8 +128,9 @@ export class EgressRelay {
   private stdin: Writable | undefined;
   private readonly channels = new Map<string, Channel>();
   /** Remote bytes waiting for stdin to drain, in the order they came. */
-  private readonly queue: Array<{ id: string; bytes: Buffer } | { id: string; message: HostMessage }> = [];
+  private readonly queue: Array<{ id: string; channel: Channel; bytes: Buffer } | { id: string; message: HostMessage }> = [];
   private opened = 0;
+  private lookups = 0;
   private closed = false;
   private readonly lookup: Lookup;
 
@@ -135,7 +147,7 @@ export class EgressRelay {
   handle(message: NetSandboxMessage): void {
     if (this.closed) return;
     if (message.type === 'net.open') {
-      void this.open(message);
+      this.open(message).catch((error: unknown) => this.options.onWarning(`egress: channel ${message.id} failed on the host: ${errorMessage(error)}`));
       return;
     }
     const channel = this.channels.get(message.id);
@@ -145,6 +157,8 @@ export class EgressRelay {
         const bytes = Buffer.from(message.data, 'base64');
         const socket = channel.socket;
         if (!socket) return this.fault(channel, 'sent bytes before the connection was open');
+        // Base64 of nothing ("="): nothing to pass on, and no ack for it.
+        if (!bytes.length) return;
         if (!this.options.budget.take(bytes.length)) return this.capSpent();
         channel.record.bytesOut += bytes.length;
         this.options.budget.summary.bytesOut += bytes.length;
@@ -154,11 +168,10 @@ export class EgressRelay {
         return;
       }
       case 'net.ack':
-        channel.inFlight = Math.max(0, channel.inFlight - message.bytes);
-        if (channel.paused && channel.inFlight < NET_WINDOW_BYTES) {
-          channel.paused = false;
-          channel.socket?.resume();
-        }
+        // Acks for bytes never written would let the remote run on while nothing reads: a fault, not a credit.
+        if (message.bytes > channel.unacked) return this.fault(channel, `acknowledged ${message.bytes} bytes of ${channel.unacked} sent`);
+        channel.unacked -= message.bytes;
+        this.resumeIfRoom(channel);
         return;
       case 'net.end':
         channel.socket?.end();
@@ -177,12 +190,22 @@ export class EgressRelay {
     this.queue.length = 0;
   }
 
+  /** Held back while a window of its bytes is queued or unacknowledged; resumed once there is room again. */
+  private resumeIfRoom(channel: Channel): void {
+    if (channel.paused && channel.queued + channel.unacked < NET_WINDOW_BYTES && !channel.done) {
+      channel.paused = false;
+      channel.socket?.resume();
+    }
+  }
+
   private async open(message: NetOpenMessage): Promise<void> {
     const { limits, budget, allowlist } = this.options;
     const record: EgressConnection = {
       id: message.id,
       step: message.step,
-      host: message.host.toLowerCase(),
+      // As the sandbox wrote it: the task's secrets are masked in what is recorded, and a lower-cased copy of a
+      // token would escape the mask. The allowlist compares names case-blind.
+      host: message.host,
       port: message.port,
       via: message.via,
       method: message.method ?? null,
@@ -197,9 +220,13 @@ export class EgressRelay {
       endTime: this.options.clock.now(),
     };
     if (this.channels.has(message.id)) return this.options.onWarning(`egress: the sandbox opened channel ${message.id} twice; ignored`);
-    const channel: Channel = { record, socket: undefined, inFlight: 0, paused: false, timer: undefined, done: false };
+    const channel: Channel = { record, socket: undefined, queued: 0, unacked: 0, paused: false, timer: undefined, done: false, dropped: false };
     this.opened += 1;
-    if (this.opened > MAX_CHANNELS_PER_SESSION) return this.refuse(channel, 403, `the sandbox opened more than ${MAX_CHANNELS_PER_SESSION} connections`, false);
+    if (this.opened > MAX_CHANNELS_PER_SESSION) {
+      // Past this a sandbox is flooding: one warning, then its opens go unanswered and unrecorded.
+      if (this.opened === MAX_CHANNELS_PER_SESSION + 1) this.options.onWarning(`egress: the sandbox asked for more than ${MAX_CHANNELS_PER_SESSION} connections; no more are answered`);
+      return;
+    }
     const target = formatHostPort(record.host, record.port);
     if (budget.spent) return this.refuse(channel, 403, `the task's egress byte cap of ${formatBytes(budget.maxBytes)} is spent (--egress-bytes)`, false);
     if (this.channels.size >= limits.maxConnections) return this.refuse(channel, 403, `${limits.maxConnections} connections are open already, the task's cap (--egress-connections)`, false);
@@ -212,21 +239,34 @@ export class EgressRelay {
     const literal = canonicalAddress(record.host);
     if (literal) addresses = [literal];
     else {
+      if (this.lookups >= MAX_LOOKUPS) return this.refuse(channel, 502, `${MAX_LOOKUPS} name lookups are running already; try again`, true);
+      // Counted until the lookup itself ends, not until its timeout: the resolver's thread is busy that long.
+      this.lookups += 1;
+      const lookingUp = this.lookup(record.host);
+      lookingUp.then(
+        () => (this.lookups -= 1),
+        () => (this.lookups -= 1),
+      );
       try {
-        addresses = await withTimeout(this.lookup(record.host), LOOKUP_TIMEOUT_MS, `no answer in ${LOOKUP_TIMEOUT_MS / 1000} s`);
+        addresses = await withTimeout(lookingUp, LOOKUP_TIMEOUT_MS, `no answer in ${LOOKUP_TIMEOUT_MS / 1000} s`);
       } catch (error) {
         return this.refuse(channel, 502, `cannot resolve ${record.host}: ${systemErrorCode(error) ?? errorMessage(error)}`, true);
       }
     }
     if (!addresses.length) return this.refuse(channel, 502, `cannot resolve ${record.host}: no address`, true);
     // An address asp would not dial is skipped; one the allowlist names exactly (a private registry) is not refused.
-    const permitted = addresses.filter((address) => !refusedAddressKind(address) || allowlist.namesAddress(address, record.port));
+    const permitted = addresses.filter((address) => {
+      const kind = refusedAddressKind(address);
+      return !kind || (allowlist.namesAddress(address, record.port) && !NEVER_DIALED.has(kind));
+    });
     if (!permitted.length) {
       const first = addresses[0] ?? '';
       const kind = refusedAddressKind(first) ?? 'no address';
-      const reason = literal
-        ? `${target} is a ${kind} address`
-        : `${record.host} resolves to ${first} (${kind}): asp dials no ${kind} address unless it is allowed exactly (--allow-host ${formatHostPort(first, record.port)})`;
+      const reason = NEVER_DIALED.has(kind)
+        ? `${target} is ${kind === 'unspecified' ? 'an unspecified' : 'a multicast or reserved'} address (${first}): asp never dials one`
+        : literal
+          ? `${target} is a ${kind} address`
+          : `${record.host} resolves to ${first} (${kind}): asp dials no ${kind} address unless it is allowed exactly (--allow-host ${formatHostPort(first, record.port)})`;
       return this.refuse(channel, 403, reason, true);
     }
     let socket: Socket | undefined;
@@ -262,11 +302,11 @@ export class EgressRelay {
       if (!budget.take(bytes.length)) return this.capSpent();
       channel.record.bytesIn += bytes.length;
       budget.summary.bytesIn += bytes.length;
-      channel.inFlight += bytes.length;
-      this.queue.push({ id, bytes });
+      channel.queued += bytes.length;
+      this.queue.push({ id, channel, bytes });
       this.pump();
-      // The sandbox reads no faster than its client: hold the remote end back until it caught up.
-      if (channel.inFlight >= NET_WINDOW_BYTES && !channel.paused) {
+      // The sandbox reads no faster than its client: hold the remote end back while a window is queued or unread.
+      if (channel.queued + channel.unacked >= NET_WINDOW_BYTES && !channel.paused) {
         channel.paused = true;
         socket.pause();
       }
@@ -278,8 +318,9 @@ export class EgressRelay {
     socket.on('error', (error: NodeJS.ErrnoException) => (failure = error.code ?? error.message));
     socket.on('close', () => {
       if (channel.done) return;
-      // Bytes still queued for the sandbox go first; the close follows them.
-      this.finish(channel, failure ? 'failed' : 'closed', failure, true);
+      // Bytes still queued for the sandbox go first; the close follows them. A failure (a reset) is said, so the
+      // client sees an error, not an end.
+      this.finish(channel, failure ? 'failed' : 'closed', failure ? `the connection failed: ${failure}` : null, true);
     });
     this.send({ type: 'net.opened', id });
   }
@@ -300,6 +341,9 @@ export class EgressRelay {
         stdin.write(encodeHostMessage(next.message));
         continue;
       }
+      const channel = next.channel;
+      // A channel the runner closed meanwhile (or the session ended): its bytes go nowhere.
+      if (channel.dropped) continue;
       // Pieces of one channel that waited side by side go as one frame: fewer lines for the runner to parse.
       const pieces = [next.bytes];
       let size = next.bytes.length;
@@ -313,6 +357,8 @@ export class EgressRelay {
       stdin.write(encodeHostMessage({ type: 'net.data', id: next.id, bytes: size }));
       for (const piece of pieces) stdin.write(piece);
       stdin.uncork();
+      channel.queued -= size;
+      channel.unacked += size;
     }
   }
 
@@ -320,11 +366,19 @@ export class EgressRelay {
   private send(message: HostMessage): void {
     const stdin = this.stdin;
     if (!stdin || stdin.destroyed || !stdin.writable) return;
+    if (stdin.writableLength > MAX_STDIN_BACKLOG) return this.stopUnread();
     if ((message.type === 'net.close' || message.type === 'net.end') && this.queue.some((entry) => entry.id === message.id)) {
       this.queue.push({ id: message.id, message });
       return;
     }
     stdin.write(encodeHostMessage(message));
+  }
+
+  /** The runner does not read what it is sent: every connection ends, and the relay answers nothing more. */
+  private stopUnread(): void {
+    if (this.closed) return;
+    this.options.onWarning(`egress: the sandbox left more than ${MAX_STDIN_BACKLOG / 1024 / 1024} MiB of its stdin unread; egress stopped`);
+    this.close();
   }
 
   private refuse(channel: Channel, status: number, reason: string, dialing: boolean): void {
@@ -354,6 +408,7 @@ export class EgressRelay {
   private finish(channel: Channel, outcome: EgressConnection['outcome'], reason: string | null, tell: boolean): void {
     if (channel.done) return;
     channel.done = true;
+    channel.dropped = !tell;
     clearTimeout(channel.timer);
     channel.socket?.destroy();
     this.channels.delete(channel.record.id);
@@ -367,7 +422,7 @@ export class EgressRelay {
     if (tell) {
       // Remote bytes still queued go out first (send queues the close behind them).
       this.pump();
-      this.send({ type: 'net.close', id: record.id, ...(outcome === 'cut' && reason ? { reason } : {}) });
+      this.send({ type: 'net.close', id: record.id, ...((outcome === 'cut' || outcome === 'failed') && reason ? { reason } : {}) });
     }
     this.options.onConnection(record);
   }
@@ -381,6 +436,7 @@ function dial(address: string, port: number): Promise<Socket> {
       socket.destroy();
       reject(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' }));
     }, CONNECT_TIMEOUT_MS);
+    timer.unref();
     socket.once('connect', () => {
       clearTimeout(timer);
       socket.removeAllListeners('error');
@@ -396,6 +452,7 @@ function dial(address: string, port: number): Promise<Socket> {
 function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(what)), ms);
+    timer.unref();
     promise.then(
       (value) => (clearTimeout(timer), resolve(value)),
       (error: unknown) => (clearTimeout(timer), reject(error instanceof Error ? error : new Error(String(error)))),

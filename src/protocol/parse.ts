@@ -73,7 +73,12 @@ const schema = z.discriminatedUnion('type', [
     type: z.literal('net.open'),
     id: channelId,
     step: stepName,
-    host: z.string().min(1).max(255),
+    // A name or an address, as the runner's proxy parsed it: no zone, no brackets, no escapes.
+    host: z
+      .string()
+      .min(1)
+      .max(255)
+      .regex(/^[A-Za-z0-9._:-]+$/),
     port: z.number().int().min(1).max(65535),
     via: z.enum(['connect', 'http']),
     method: z

@@ -174,7 +174,14 @@ async function runSandboxPhases(plan: TaskPlan, task: ClaimedTask, deps: RunDeps
       stack.defer('model gateway', () => gateway.provider.close?.().catch((error: unknown) => task.warn(`could not save the cassette: ${errorMessage(error)}`)));
       deps.log.info({ taskId: task.taskId, provider: gateway.provider.name, model: gateway.provider.model }, `model gateway on: ${gateway.provider.name}:${gateway.provider.model}`);
     }
-    ran.egress = openTaskEgress(plan.spec, { clock: deps.clock, trace, record: (entry) => task.events.record(entry), warn: task.warn, lookup: deps.egressLookup });
+    ran.egress = openTaskEgress(plan.spec, {
+      clock: deps.clock,
+      trace,
+      record: (entry) => task.events.record(entry),
+      warn: task.warn,
+      mask: (text) => task.events.mask(text),
+      lookup: deps.egressLookup,
+    });
     // The clone and the sandbox are independent until the workspace is fed: made side by side, but both settle
     // before going on, so nothing runs on in the background after a failure.
     const [cloned, up] = await settleBoth(

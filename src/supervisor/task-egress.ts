@@ -19,7 +19,15 @@ export interface TaskEgress {
 
 export function openTaskEgress(
   spec: TaskSpec,
-  deps: { clock: Clock; trace: TraceRecorder; record: (entry: object) => void; warn: (message: string) => void; lookup?: Lookup | undefined },
+  deps: {
+    clock: Clock;
+    trace: TraceRecorder;
+    record: (entry: object) => void;
+    warn: (message: string) => void;
+    /** Masks the task's secrets: the host and the reason come from the sandbox, which may put a token in a name. */
+    mask: (text: string) => string;
+    lookup?: Lookup | undefined;
+  },
 ): TaskEgress | undefined {
   const network = spec.network;
   if (!network?.allow.length) return undefined;
@@ -27,14 +35,15 @@ export function openTaskEgress(
   const limits: EgressLimits = { maxBytes: network.maxBytes, maxConnections: network.maxConnections, connectionTimeoutMs: network.connectionTimeout };
   const budget = new EgressBudget(limits.maxBytes);
   const onConnection = (connection: EgressConnection) => {
-    deps.record(egressEvent(connection));
-    deps.trace.addEgress(connection);
+    const masked = { ...connection, host: deps.mask(connection.host), step: deps.mask(connection.step), reason: connection.reason === null ? null : deps.mask(connection.reason) };
+    deps.record(egressEvent(masked));
+    deps.trace.addEgress(masked);
   };
   return {
     allowlist,
     limits,
     budget,
-    relay: () => new EgressRelay({ allowlist, limits, budget, clock: deps.clock, onConnection, onWarning: deps.warn, lookup: deps.lookup }),
+    relay: () => new EgressRelay({ allowlist, limits, budget, clock: deps.clock, onConnection, onWarning: (message) => deps.warn(deps.mask(message)), lookup: deps.lookup }),
     summary: () => ({ ...budget.summary }),
   };
 }

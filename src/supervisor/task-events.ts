@@ -80,7 +80,7 @@ export class TaskEvents {
     // Egress channels are data: each connection is recorded once, when it is over (task-egress.ts).
     if (message.type === 'net.open' || message.type === 'net.data' || message.type === 'net.ack' || message.type === 'net.end' || message.type === 'net.close') {
       if (egress) egress.handle(message);
-      else if (message.type === 'net.open') this.context.warn(`sandbox: a connection to ${message.host}:${message.port} ignored: the task allows no egress`);
+      else if (message.type === 'net.open') this.context.warn(`sandbox: a connection to ${this.mask(message.host)}:${message.port} ignored: the task allows no egress`);
       return;
     }
     // The artifacts tar is data, not an event: only its end (length and digest) goes into events.jsonl.

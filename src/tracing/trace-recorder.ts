@@ -10,7 +10,10 @@ import { childIdFor, TRACE_SCHEMA, traceIdFor, type Observation, type TaskStatus
 const SPAN_OUTPUT_BYTES = 16 * 1024;
 /** Input and output kept on a generation: prompts can be whole files, the trace must stay small. */
 const GENERATION_IO_CHARS = 16 * 1024;
-/** Egress connections kept as spans; past this they are only in events.jsonl (an npm install opens hundreds). */
+/**
+ * Egress connections kept as spans (an npm install opens hundreds); past this they are counted in one summary span
+ * and are in events.jsonl (capped), so a step that opens connections in a loop cannot grow the trace.
+ */
 const MAX_EGRESS_SPANS = 1000;
 
 export interface TraceStart {
@@ -45,6 +48,8 @@ export class TraceRecorder {
   private branch: string;
   private generationCount = 0;
   private egressSpans = 0;
+  /** Connections past MAX_EGRESS_SPANS, by outcome. */
+  private readonly egressUnrecorded = new Map<string, number>();
 
   constructor(
     private readonly start: TraceStart,
@@ -172,8 +177,10 @@ export class TraceRecorder {
    * the bytes each way. A refusal is a warning, a connection that failed or that asp cut an error.
    */
   addEgress(connection: EgressConnection): void {
-    // Refusals always: they are what a reader looks for.
-    if (this.egressSpans >= MAX_EGRESS_SPANS && connection.outcome === 'closed') return;
+    if (this.egressSpans >= MAX_EGRESS_SPANS) {
+      this.egressUnrecorded.set(connection.outcome, (this.egressUnrecorded.get(connection.outcome) ?? 0) + 1);
+      return;
+    }
     this.egressSpans += 1;
     const target = `${connection.host.includes(':') ? `[${connection.host}]` : connection.host}:${connection.port}`;
     this.observations.push({
@@ -211,6 +218,7 @@ export class TraceRecorder {
 
   finish(outcome: { status: TaskStatus; exitCode: number; durationMs: number; error?: string | undefined }): TraceDocument {
     const end = this.clock.now();
+    this.summarizeUnrecordedEgress(end);
     const metadata: TraceMetadata = {
       task_id: this.start.taskId,
       target_repo: this.start.repo,
@@ -255,6 +263,27 @@ export class TraceRecorder {
       observations: [root, ...this.observations],
       scores: [],
     };
+  }
+
+  /** One span for the connections past the cap: how many, by outcome (each is in events.jsonl, as far as its cap). */
+  private summarizeUnrecordedEgress(end: Date): void {
+    if (!this.egressUnrecorded.size || this.observations.some((observation) => observation.metadata.kind === 'egress-summary')) return;
+    const counts = Object.fromEntries(this.egressUnrecorded);
+    const total = [...this.egressUnrecorded.values()].reduce((sum, count) => sum + count, 0);
+    this.observations.push({
+      id: childIdFor(this.traceId, 'egress-summary'),
+      traceId: this.traceId,
+      parentObservationId: this.rootId,
+      type: 'SPAN',
+      name: `egress: ${total} more connection(s)`,
+      startTime: end.toISOString(),
+      endTime: end.toISOString(),
+      level: this.egressUnrecorded.has('refused') || this.egressUnrecorded.has('cut') || this.egressUnrecorded.has('failed') ? 'WARNING' : 'DEFAULT',
+      statusMessage: `${total} connection(s) past the first ${MAX_EGRESS_SPANS} have no span of their own: see events.jsonl`,
+      input: null,
+      output: counts,
+      metadata: { kind: 'egress-summary', ...counts },
+    });
   }
 
   private open(name: string, key: string, metadata: Record<string, unknown>, kind: string): Observation {

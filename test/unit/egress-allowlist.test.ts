@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { refusedAddressKind } from '../../src/egress/address-policy.js';
-import { Allowlist, formatAllowEntry, parseAllowEntry } from '../../src/config/allowlist.js';
+import { Allowlist, canonicalAddress, formatAllowEntry, parseAllowEntry } from '../../src/config/allowlist.js';
 import { parseTaskSpec } from '../../src/config/task-spec.js';
 import { AspError } from '../../src/core/asp-error.js';
+import { parseProtocolLine } from '../../src/protocol/parse.js';
 
 const entry = (text: string) => {
   const parsed = parseAllowEntry(text);
@@ -51,6 +52,12 @@ describe('--allow-host entries', () => {
       ['[::1]x', /text after "\]"/],
       ['[not-v6]:80', /is not an IPv6 address/],
       ['exa mple.org', /spaces/],
+      ['[fe80::1%eth0]', /zone/],
+      ['fe80::1%25eth0', /zone/],
+      ['127.1', /short or numeric form/],
+      ['2130706433', /short or numeric form/],
+      ['0x7f.1', /short or numeric form/],
+      ['1.2.3.4.', /short or numeric form/],
     ];
     for (const [text, message] of refused) {
       const parsed = parseAllowEntry(text);
@@ -98,6 +105,9 @@ describe('matching a connection against the allowlist', () => {
     expect(list.namesAddress('10.1.2.3', 443)).toBe(true);
     expect(list.namesAddress('10.1.2.3', 8080)).toBe(false);
     expect(Allowlist.parse(['*.example.org']).match('1.2.3.4', 443).allowed).toBe(false);
+    // A zone id is no address and no name: refused, never thrown (Node's isIP takes it, URL does not).
+    expect(list.match('fe80::1%eth0', 443).allowed).toBe(false);
+    expect(canonicalAddress('fe80::1%eth0')).toBeUndefined();
   });
 });
 
@@ -127,11 +137,23 @@ describe('addresses the host refuses to dial', () => {
       ['ff02::1', 'multicast or reserved'],
       ['64:ff9b::7f00:1', 'IPv4-embedding (NAT64, 6to4, Teredo)'],
       ['2002:7f00:1::', 'IPv4-embedding (NAT64, 6to4, Teredo)'],
+      ['::7f00:1', 'IPv4-embedding (NAT64, 6to4, Teredo)'],
+      ['::ffff:0:7f00:1', 'IPv4-embedding (NAT64, 6to4, Teredo)'],
+      ['fec0::1', 'private (site-local)'],
     ];
     for (const [address, kind] of refused) expect(refusedAddressKind(address), address).toBe(kind);
   });
 
   it('lets ordinary public addresses through', () => {
     for (const address of ['1.1.1.1', '8.8.8.8', '172.32.0.1', '104.16.0.1', '2606:4700::1111', '2a00:1450:4001::200e']) expect(refusedAddressKind(address), address).toBeUndefined();
+  });
+});
+
+describe('the protocol line that opens a channel', () => {
+  const line = (host: string) => JSON.stringify({ asp: 1, type: 'net.open', id: 'c1', step: 's', host, port: 443, via: 'connect' });
+  it('takes a name or an address, and nothing with a zone, brackets, spaces or escapes', () => {
+    expect(parseProtocolLine(line('registry.npmjs.org')).kind).toBe('message');
+    expect(parseProtocolLine(line('2001:db8::1')).kind).toBe('message');
+    for (const host of ['fe80::1%eth0', '[::1]', 'a b', 'a%2eb', 'x\ny', '']) expect(parseProtocolLine(line(host)).kind, host).toBe('invalid');
   });
 });

@@ -5,7 +5,7 @@ import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerRespon
 import net, { type AddressInfo, type Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { PassThrough, Transform } from 'node:stream';
+import { PassThrough, Transform, Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Allowlist } from '../../src/config/allowlist.js';
 import { systemClock } from '../../src/core/clock.js';
@@ -278,6 +278,8 @@ interface Head {
  */
 class RawClient {
   ended = false;
+  /** The code of the error that ended the connection (ECONNRESET for a reset), if one did. */
+  error: string | undefined;
   /** The far end said it sends no more (a FIN), the connection may still be open our way. */
   remoteEnded = false;
   private chunks: Buffer[] = [];
@@ -304,7 +306,7 @@ class RawClient {
         }
       }
     });
-    socket.on('error', () => {});
+    socket.on('error', (error: NodeJS.ErrnoException) => (this.error = error.code ?? error.message));
     socket.on('end', () => {
       this.remoteEnded = true;
       this.changed.emit('change');
@@ -441,7 +443,8 @@ describe('egress loop: the runner proxy and the host relay in one process', () =
     const loop = await startLoop(target('named.test', server.port));
     const client = await RawClient.connect(loop.proxyPort);
 
-    // The allowlist judged named.test; the Host a client adds must not send the request to another site on that server.
+    // The allowlist judged named.test, and the server is told named.test, whatever Host the client wrote. (Inside a
+    // CONNECT tunnel the client chooses its own Host and SNI: SECURITY.md says what an allowed name opens.)
     await client.write(`GET http://named.test:${server.port}/x HTTP/1.1\r\nHost: elsewhere.test\r\nConnection: close\r\n\r\n`);
     const head = await client.readHead();
     await client.readToEnd();
@@ -859,7 +862,7 @@ describe('egress loop: the runner proxy and the host relay in one process', () =
   }, 30_000);
 
   describe('a hostile runner, fed to the relay directly', () => {
-    function bareRelay(options: { allow: string[]; lookup: Lookup }): { relay: EgressRelay; sent: HostMessage[]; records: EgressConnection[]; warnings: string[] } {
+    function bareRelay(options: { allow: string[]; lookup: Lookup; stdin?: Writable }): { relay: EgressRelay; sent: HostMessage[]; records: EgressConnection[]; warnings: string[] } {
       const sent: HostMessage[] = [];
       const records: EgressConnection[] = [];
       const warnings: string[] = [];
@@ -872,12 +875,12 @@ describe('egress loop: the runner proxy and the host relay in one process', () =
         onWarning: (message) => warnings.push(message),
         lookup: options.lookup,
       });
-      const stdin = new PassThrough();
+      const stdin = options.stdin ?? new PassThrough();
       const reader = new HostFrameReader(
         (message) => sent.push(message),
         () => {},
       );
-      stdin.on('data', (chunk: Buffer) => reader.push(chunk));
+      if (stdin instanceof PassThrough) stdin.on('data', (chunk: Buffer) => reader.push(chunk));
       relay.attach(stdin);
       cleanups.push(() => {
         relay.close();
@@ -885,6 +888,74 @@ describe('egress loop: the runner proxy and the host relay in one process', () =
       });
       return { relay, sent, records, warnings };
     }
+
+    /** A container stdin nobody reads: every write stays buffered (a runner that stopped reading). */
+    function unreadStdin(): Writable {
+      return new Writable({ highWaterMark: 64 * 1024, write: () => {} });
+    }
+
+    it('takes no ack for bytes it never wrote, and holds a remote back while its bytes wait unread', async () => {
+      let written = 0;
+      const block = Buffer.alloc(MiB, 1);
+      const server = await listen(
+        net.createServer((socket) => {
+          socket.on('error', () => {});
+          const more = () => {
+            while (!socket.destroyed && socket.write(block, () => (written += block.length)));
+            if (!socket.destroyed) socket.once('drain', more);
+          };
+          more();
+        }),
+      );
+      const { relay, records, warnings } = bareRelay({ allow: [`127.0.0.1:${server.port}`], lookup: seam({}), stdin: unreadStdin() });
+      relay.handle({ type: 'net.open', id: 'c1', step: STEP, host: '127.0.0.1', port: server.port, via: 'connect' });
+      await sleep(500);
+      // One window in the relay, and the kernel's socket buffers of one loopback connection: far from all of it.
+      expect(written).toBeLessThan(16 * MiB);
+      const held = written;
+      // A runner that acks what it never got, to make the remote go on:
+      relay.handle({ type: 'net.ack', id: 'c1', bytes: NET_WINDOW_BYTES });
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toMatch(new RegExp(`^egress: the sandbox's channel c1 acknowledged ${NET_WINDOW_BYTES} bytes of \\d+ sent; closed$`));
+      expect(records).toMatchObject([{ id: 'c1', outcome: 'cut' }]);
+      await sleep(300);
+      expect(written - held).toBeLessThan(8 * MiB);
+      await waitFor('the server to see the close', () => server.closed() === 1);
+    }, 30_000);
+
+    it('a runner that floods opens and reads nothing: egress stops at a bounded backlog, with one warning', () => {
+      const { relay, records, warnings } = bareRelay({ allow: ['allowed.test'], lookup: seam({}), stdin: unreadStdin() });
+      const open = (index: number) => relay.handle({ type: 'net.open', id: `c${index}`, step: STEP, host: 'refused.test', port: 443, via: 'connect' });
+      for (let index = 0; index < 200_000; index += 1) open(index);
+      // Whichever bound comes first (the backlog of refusals nobody reads, or the count of opens), one warning says so.
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toMatch(/^egress: the sandbox (left more than 16 MiB of its stdin unread; egress stopped|asked for more than 100000 connections; no more are answered)$/);
+      const recorded = records.length;
+      expect(recorded).toBeGreaterThan(50_000);
+      expect(recorded).toBeLessThanOrEqual(100_000);
+      expect(records.every((record) => record.outcome === 'refused')).toBe(true);
+      for (let index = 200_000; index < 200_100; index += 1) open(index);
+      expect(records).toHaveLength(recorded);
+    });
+
+    it('a runner whose stdin holds 16 MiB it never read gets no more answers: egress stops, with one warning', () => {
+      const stdin = unreadStdin();
+      stdin.write(Buffer.alloc(16 * MiB + 1));
+      const { relay, records, warnings } = bareRelay({ allow: ['allowed.test'], lookup: seam({}), stdin });
+      relay.handle({ type: 'net.open', id: 'c1', step: STEP, host: 'refused.test', port: 443, via: 'connect' });
+      relay.handle({ type: 'net.open', id: 'c2', step: STEP, host: 'refused.test', port: 443, via: 'connect' });
+      expect(warnings).toEqual(['egress: the sandbox left more than 16 MiB of its stdin unread; egress stopped']);
+      expect(records.map((record) => record.id)).toEqual(['c1']);
+      expect(stdin.writableLength).toBe(16 * MiB + 1);
+    });
+
+    it('a host the proxy would never send (an IPv6 zone, odd characters) is refused, never thrown', async () => {
+      const { relay, records, warnings } = bareRelay({ allow: ['[fe80::2]:443'], lookup: seam({}) });
+      for (const host of ['fe80::1%eth0', '[fe80::1]', 'ghp_secret.example', '127.1', '']) relay.handle({ type: 'net.open', id: `c-${host}`, step: STEP, host, port: 443, via: 'connect' });
+      await sleep(50);
+      expect(warnings).toEqual([]);
+      expect(records.map((record) => record.outcome)).toEqual(['refused', 'refused', 'refused', 'refused', 'refused']);
+    });
 
     it('ignores bytes for an unknown channel, warns of a channel opened twice, cuts one that sends before it is open', async () => {
       let answer: (addresses: string[]) => void = () => {};
@@ -987,6 +1058,28 @@ describe('egress loop: the runner proxy and the host relay in one process', () =
       expect(records).toHaveLength(3);
     });
   });
+
+  it('a remote that resets mid-download resets the client too: a cut body never looks complete', async () => {
+    const server = await listen(
+      net.createServer((socket) => {
+        socket.once('data', () => {
+          // A close-delimited body: only a reset, not the end, says it is incomplete.
+          socket.write('HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n');
+          socket.write(randomBytes(256 * 1024), () => setTimeout(() => socket.resetAndDestroy(), 50));
+        });
+        socket.on('error', () => {});
+      }),
+    );
+    const loop = await startLoop(target('reset.test', server.port));
+    const client = await RawClient.connect(loop.proxyPort);
+    expect((await client.connectTo(`reset.test:${server.port}`)).status).toBe(200);
+    await client.write('GET /x HTTP/1.1\r\nHost: reset.test\r\n\r\n');
+    await client.readToEnd();
+    expect(client.error).toBe('ECONNRESET');
+    await waitFor('the record', () => loop.records.length === 1);
+    expect(loop.records[0]).toMatchObject({ outcome: 'failed', reason: 'the connection failed: ECONNRESET' });
+    expect(loop.told).toEqual([`[asp: egress connection to reset.test:${server.port} cut: the connection failed: ECONNRESET]`]);
+  }, 30_000);
 
   it('on relay.close() during a download destroys the server socket and writes the record once', async () => {
     const chunk = randomBytes(64 * 1024);

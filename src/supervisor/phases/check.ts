@@ -143,6 +143,8 @@ export async function runCheck(request: CheckRequest, deps: CheckDeps): Promise<
       },
     ),
   );
+  // Its connections end with its session, not after the copy-out.
+  relay?.close();
   let outcome = outcomeOf(end);
   events.steps.stop(new Date(), whyStopped(end));
   if (end.kind === 'exited' && !end.taskEnd) outcome = { status: 'error', exitCode: EXIT.infrastructure, error: `the check's sandbox stopped (exit ${end.statusCode}) without reporting` };
