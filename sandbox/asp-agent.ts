@@ -51,7 +51,8 @@ async function ask(agent: string, sections: Array<[string, unknown]>): Promise<J
     { role: 'system', content: prompt(agent) },
     { role: 'user', content: user },
   ];
-  return chatJson(messages);
+  // Named like the agent's own step (`design_agent`), also when another step runs it (a redesign in design review).
+  return chatJson(messages, `${agent}_agent`);
 }
 
 async function planning(): Promise<number> {

@@ -3,6 +3,7 @@
  * (OPENAI_BASE_URL, the runner's loopback endpoint), so the host's gateway sees, budgets and traces every call.
  */
 import { isRecord, valueAt } from '../src/core/record-guard.js';
+import { AGENT_HEADER } from '../src/protocol/messages.js';
 
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';
@@ -11,12 +12,13 @@ export interface ChatMessage {
 
 export class ChatError extends Error {}
 
-export async function chat(messages: ChatMessage[]): Promise<string> {
+/** `agent` names the caller (`design_agent`): the host names the call's generation after it, not after the step. */
+export async function chat(messages: ChatMessage[], agent: string): Promise<string> {
   const base = process.env.OPENAI_BASE_URL;
   if (!base) throw new ChatError('no model endpoint: OPENAI_BASE_URL is not set (the asp pipeline needs a model configured on the host)');
   const response = await fetch(`${base}/chat/completions`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${process.env.OPENAI_API_KEY ?? ''}` },
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${process.env.OPENAI_API_KEY ?? ''}`, [AGENT_HEADER]: agent },
     body: JSON.stringify({ model: process.env.ASP_MODEL_NAME ?? 'asp', temperature: 0, messages }),
   });
   const text = await response.text();
@@ -43,11 +45,11 @@ export function extractJson(text: string): Record<string, unknown> | undefined {
 }
 
 /** Asks for a JSON object; an answer that is not one gets a second chance, with the reason. */
-export async function chatJson(messages: ChatMessage[]): Promise<Record<string, unknown>> {
-  const first = await chat(messages);
+export async function chatJson(messages: ChatMessage[], agent: string): Promise<Record<string, unknown>> {
+  const first = await chat(messages, agent);
   const parsed = extractJson(first);
   if (parsed) return parsed;
-  const second = await chat([...messages, { role: 'assistant', content: first }, { role: 'user', content: 'That was not a JSON object. Answer again with one JSON object only.' }]);
+  const second = await chat([...messages, { role: 'assistant', content: first }, { role: 'user', content: 'That was not a JSON object. Answer again with one JSON object only.' }], agent);
   const retried = extractJson(second);
   if (!retried) throw new ChatError(`the model did not answer with a JSON object: ${second.slice(0, 200)}`);
   return retried;

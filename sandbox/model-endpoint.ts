@@ -6,7 +6,7 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { isRecord } from '../src/core/record-guard.js';
-import type { ProtocolMessage } from '../src/protocol/messages.js';
+import { AGENT_HEADER, AGENT_NAME_PATTERN, type ProtocolMessage } from '../src/protocol/messages.js';
 import type { HostInput } from './host-input.js';
 
 /** The host accepts protocol lines up to 1 MiB; a request body (escaped into one line) stays well under it. */
@@ -88,6 +88,7 @@ export async function startModelEndpoint(options: ModelEndpointOptions): Promise
       return;
     }
     const requestBody = body;
+    const agent = agentOf(request);
     counter += 1;
     const id = `m${counter}`;
     const streaming = requestBody.stream === true;
@@ -117,7 +118,7 @@ export async function startModelEndpoint(options: ModelEndpointOptions): Promise
       response.on('close', () => {
         if (pending.delete(id)) resolve();
       });
-      options.emit({ type: 'model.request', id, step: options.currentStep(), body: requestBody });
+      options.emit({ type: 'model.request', id, step: options.currentStep(), ...(agent ? { agent } : {}), body: requestBody });
     });
   }
 
@@ -133,6 +134,16 @@ export async function startModelEndpoint(options: ModelEndpointOptions): Promise
         server.close(() => resolve());
       }),
   };
+}
+
+/**
+ * The agent a client names in AGENT_HEADER. A name the host would refuse is dropped here: the host rejects a
+ * `model.request` line with a bad field whole, and the call would then never be answered.
+ */
+function agentOf(request: IncomingMessage): string | undefined {
+  const value = request.headers[AGENT_HEADER];
+  const name = (Array.isArray(value) ? value[0] : value)?.trim();
+  return name && AGENT_NAME_PATTERN.test(name) ? name : undefined;
 }
 
 function readBody(request: IncomingMessage, limit: number): Promise<string | undefined> {

@@ -45,6 +45,9 @@ export interface BatchDeps {
   signal?: AbortSignal | undefined;
   forceSignal?: AbortSignal | undefined;
   traceMode?: TraceMode | undefined;
+  /** Langfuse's session of every task's trace (the batch's id), and its user when `--user` names one. */
+  session?: string | undefined;
+  user?: string | undefined;
 }
 
 /** A safe default: no more tasks than cores, and no more than three quarters of memory can hold at their limits. */
@@ -167,6 +170,8 @@ async function attemptTask(entry: BatchEntry, attempt: number, deps: BatchDeps, 
       mirrors,
       reclaimUnfinished: true,
       traceMode: deps.traceMode,
+      session: deps.session,
+      user: deps.user,
     });
     // Nobody can be asked at a gate in a batch: --hitl tasks wait for asp approve, --push and --pr tasks deliver.
     return { ...base, ...describeResult(await deliverTask(run, { settings: deps.settings, log: deps.log, signal: deps.signal })) };

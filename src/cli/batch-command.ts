@@ -5,6 +5,7 @@ import { AspError, EXIT, systemErrorCode } from '../core/asp-error.js';
 import { batchProgress } from '../batch/batch-progress.js';
 import { writeJsonReport, writeJunitReport, type BatchSummary } from '../batch/batch-report.js';
 import { batchIdFor } from '../batch/journal.js';
+import { traceName } from '../config/settings.js';
 import { mergeReports } from '../batch/merge-reports.js';
 import { readBatchReport } from '../batch/report-file.js';
 import { defaultConcurrency, runBatch } from '../batch/run-batch.js';
@@ -31,6 +32,8 @@ interface BatchFlags {
   shard?: string;
   backend?: string;
   namespace?: string;
+  session?: string;
+  user?: string;
   dryRun?: boolean;
   json?: boolean;
   debug?: boolean;
@@ -56,6 +59,8 @@ export function registerBatchCommand(program: Command): void {
     .option('--shard <i/n>', 'run shard i of n (0 <= i < n) of the list, e.g. $JOB_COMPLETION_INDEX/8 (or ASP_SHARD=i/n)')
     .option('--backend <name>', 'docker or k8s, for every line that names none (default: ASP_BACKEND, else docker)')
     .option('--namespace <name>', 'the Kubernetes namespace of the pods (default: ASP_K8S_NAMESPACE, else the context’s)')
+    .option('--session <id>', "Langfuse session of the tasks' traces (default: the list's batch id, the same for all its shards)")
+    .option('--user <name>', "Langfuse user of the tasks' traces (default: ASP_TRACE_USER, the CI actor, else the host user)")
     .option('--dry-run', "print what each task of the (shard's) list would create, and stop")
     .option('--json', 'print one JSON summary on stdout; logs go to stderr')
     .option('--debug', 'verbose logs and stack traces')
@@ -109,6 +114,7 @@ async function batchCommand(file: string, flags: BatchFlags): Promise<number> {
     if (list.invalid.length) context.log.warn({ invalid: list.invalid }, `skipping ${list.invalid.length} invalid task(s):\n${describeInvalid(file, list.invalid)}`);
     const content = await readFile(file, 'utf8');
     const batchId = batchIdFor(file, content, shard);
+    const [session, user] = [traceName('--session', flags.session), traceName('--user', flags.user)];
     const resuming = flags.resume ? ', resuming' : '';
     if (!shard) context.log.info({ batchId, tasks: list.entries.length, concurrency }, `batch ${batchId}: ${list.entries.length} task(s), concurrency ${concurrency}${resuming}`);
     else if (taken.entries.length === 0) {
@@ -154,6 +160,9 @@ async function batchCommand(file: string, flags: BatchFlags): Promise<number> {
           signal: interrupts.signal,
           forceSignal: interrupts.forceSignal,
           traceMode,
+          // One Langfuse session for the whole list: its shards (each a batch of its own) group together.
+          session: session ?? batchIdFor(file, content, undefined),
+          user,
         },
       );
       if (flags.report) await writeReport(flags.report, (target) => writeJsonReport(target, summary));

@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { EXIT } from '../core/asp-error.js';
 import { printableLines } from '../core/printable.js';
+import { ASP_VERSION } from '../core/version.js';
 
 type Register = (program: Command) => void;
 
@@ -23,7 +24,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
 
 const program = new Command('asp')
   .description('run coding-agent tasks against any git repository, each in its own locked-down container')
-  .version('0.1.0')
+  .version(ASP_VERSION)
   .showSuggestionAfterError()
   .exitOverride()
   .configureOutput({

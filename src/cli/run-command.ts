@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { AspError, EXIT } from '../core/asp-error.js';
 import { parseStepFlag } from '../config/pipeline.js';
 import { readInputFile } from '../config/input-file.js';
+import { traceName } from '../config/settings.js';
 import { MAX_TASK_BYTES, parseTaskSpec, type TaskSpecInput } from '../config/task-spec.js';
 import { formatBytes, formatDuration } from '../config/units.js';
 import { printable, printableLine } from '../core/printable.js';
@@ -53,6 +54,8 @@ interface RunFlags {
   maxTokens?: string;
   backend?: string;
   namespace?: string;
+  session?: string;
+  user?: string;
   dryRun?: boolean;
   json?: boolean;
   debug?: boolean;
@@ -79,6 +82,8 @@ export function registerRunCommand(program: Command): void {
     .option('--runtime <name>', 'container runtime, e.g. runsc (gVisor) where installed; on Kubernetes a RuntimeClass')
     .option('--backend <name>', 'where the sandbox runs: docker or k8s (default: ASP_BACKEND, else docker)')
     .option('--namespace <name>', "Kubernetes namespace of the pod (default: ASP_K8S_NAMESPACE, else the kubeconfig context's)")
+    .option('--session <id>', 'Langfuse session of the trace, to group runs (default: none)')
+    .option('--user <name>', 'Langfuse user of the trace (default: ASP_TRACE_USER, the CI actor, else the host user)')
     .option('--dry-run', 'print what would be created (the pod and its NetworkPolicy on k8s, the container on docker) and stop')
     .option('--timeout <duration>', 'deadline for the whole task', '30m')
     .option('--memory <size>', 'memory limit (no swap)', '2g')
@@ -114,6 +119,7 @@ async function runCommand(flags: RunFlags): Promise<number> {
   const debug = Boolean(flags.debug);
   try {
     const spec = parseTaskSpec({ ...specFromFlags(flags), task: await taskText(flags) }, 'asp run');
+    const [session, user] = [traceName('--session', flags.session), traceName('--user', flags.user)];
     const context = makeContext({ json, debug, backend: flags.backend, namespace: flags.namespace });
     if (flags.dryRun) {
       context.stdout(await formatManifests(await dryRunManifests(spec, context), json));
@@ -137,6 +143,8 @@ async function runCommand(flags: RunFlags): Promise<number> {
         signal: interrupts.signal,
         forceSignal: interrupts.forceSignal,
         traceMode,
+        session,
+        user,
       });
       const result = await deliverTask(run, {
         settings: context.settings,

@@ -126,14 +126,18 @@ async function push(context: CliContext, task: string | undefined, flags: { all?
   const interrupts = installInterruptHandlers(context.log);
   let outcome: PushOutcome;
   try {
-    outcome = await pushTraces(store, target, {
-      taskId: task,
-      budgetMs,
-      signal: interrupts.signal,
-      onDelivered: (entry) => {
-        if (!context.json) context.stdout(`sent ${entry.taskId} (${entry.spans} spans, ${entry.scores} scores${entry.truncatedSpans ? `, ${entry.truncatedSpans} cut to fit` : ''}): ${entry.url}\n`);
+    outcome = await pushTraces(
+      store,
+      { ...target, environment: context.settings.trace.environment },
+      {
+        taskId: task,
+        budgetMs,
+        signal: interrupts.signal,
+        onDelivered: (entry) => {
+          if (!context.json) context.stdout(`sent ${entry.taskId} (${entry.spans} spans, ${entry.scores} scores${entry.truncatedSpans ? `, ${entry.truncatedSpans} cut to fit` : ''}): ${entry.url}\n`);
+        },
       },
-    });
+    );
   } finally {
     interrupts.dispose();
   }

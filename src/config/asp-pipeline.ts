@@ -14,5 +14,16 @@ export const ASP_AGENTS = ['planning', 'design', 'design_review', 'code', 'code_
  * a step called `code_review` would overwrite the code review agent's own code_review.json.
  */
 export function aspPipelineSteps(): Step[] {
-  return ASP_AGENTS.map((agent) => ({ name: `${agent}_agent`, run: `asp-agent ${agent}` }));
+  return ASP_AGENTS.map((agent) => ({ name: `${agent}_agent`, run: `asp-agent ${agent}`, artifact: AGENT_ARTIFACTS[agent] }));
 }
+
+/** What each agent writes into `.asp/` (sandbox/asp-agent.ts): its span's output in the trace. */
+const AGENT_ARTIFACTS: Record<(typeof ASP_AGENTS)[number], string> = {
+  planning: 'planning.json',
+  design: 'design.json',
+  design_review: 'design_review.json',
+  code: 'code_manifest.json',
+  code_review: 'code_review.json',
+  test: 'test_results.json',
+  postmortem: 'postmortem.json',
+};

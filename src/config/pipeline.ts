@@ -3,7 +3,7 @@ import { AspError, errorMessage } from '../core/asp-error.js';
 import { ASP_PIPELINE, aspPipelineSteps } from './asp-pipeline.js';
 import { readCloneFile } from './clone-file.js';
 import { readInputFile } from './input-file.js';
-import { parseWith, pipelineSchema, type Step, type TaskSpec } from './task-spec.js';
+import { parseWith, pipelineSchema, type ObservationKind, type Step, type TaskSpec } from './task-spec.js';
 
 export const REPO_PIPELINE_FILE = 'asp.pipeline.json';
 const MAX_PIPELINE_BYTES = 1024 * 1024;
@@ -15,6 +15,9 @@ export interface ResolvedStep {
   /** Run as it is, without a shell: the step was given as a list. */
   argv?: string[] | undefined;
   timeoutMs: number;
+  /** The step's span type and its artifact (task-spec.ts stepSchema), for the trace only. */
+  type?: ObservationKind | undefined;
+  artifact?: string | undefined;
 }
 
 /** An argv list as a shell command that means the same: for people to read, never to run. */
@@ -89,6 +92,8 @@ export async function resolvePipeline(spec: TaskSpec, repoDir: string, cwd: stri
     name: step.name,
     ...(typeof step.run === 'string' ? { run: step.run } : { run: quoted(step.run), argv: step.run }),
     timeoutMs: Math.min(step.timeout ?? spec.limits.timeout, spec.limits.timeout),
+    ...(step.type ? { type: step.type } : {}),
+    ...(step.artifact ? { artifact: step.artifact } : {}),
   });
   return { steps: steps.map(resolve), check: (check ?? []).map(resolve) };
 }

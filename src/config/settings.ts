@@ -19,6 +19,8 @@ export interface Settings {
   backend: BackendName;
   k8s: KubernetesSettings;
   langfuse: { publicKey: string; secretKey: string; baseUrl: string } | undefined;
+  /** What every trace says of where and by whom it was made, Langfuse or not (a trace may be pushed later). */
+  trace: TraceSettings;
   /** GitHub (or GitHub Enterprise) for --push/--pr: the token stays on the host. */
   github: { token: string | undefined; apiUrl: string; webHost: string };
   debug: boolean;
@@ -26,6 +28,15 @@ export interface Settings {
   models: ModelSettings;
   /** The host environment, for the explicit `--env NAME` allowlist only. */
   hostEnv: Readonly<Record<string, string | undefined>>;
+}
+
+export interface TraceSettings {
+  /** LANGFUSE_TRACING_ENVIRONMENT, default `default`: on every span and every score. */
+  environment: string;
+  /** LANGFUSE_RELEASE: the release of what the traces are of (a deploy, a model version). */
+  release: string | undefined;
+  /** Langfuse's user: ASP_TRACE_USER, else the CI actor (GITHUB_ACTOR, GITLAB_USER_LOGIN, ...), else the host user. */
+  user: string | undefined;
 }
 
 export const BACKENDS = ['docker', 'k8s'] as const;
@@ -75,10 +86,54 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     k8s: kubernetesSettings(env),
     langfuse: publicKey && secretKey ? { publicKey, secretKey, baseUrl: (env.LANGFUSE_BASE_URL || env.LANGFUSE_HOST || LANGFUSE_DEFAULT_BASE_URL).replace(/\/+$/, '') } : undefined,
     github: githubSettings(env),
+    trace: traceSettings(env),
     debug: env.ASP_DEBUG === '1',
     models: modelSettings(env),
     hostEnv: env,
   };
+}
+
+/** Langfuse's rule for an environment: lower case letters, digits, "-" and "_", not starting with "langfuse". */
+const ENVIRONMENT_NAME = /^(?!langfuse)[a-z0-9_-]{1,40}$/;
+
+function traceSettings(env: NodeJS.ProcessEnv): TraceSettings {
+  const environment = env.LANGFUSE_TRACING_ENVIRONMENT?.trim() || 'default';
+  if (!ENVIRONMENT_NAME.test(environment)) {
+    throw new AspError(
+      'BAD_INPUT',
+      `LANGFUSE_TRACING_ENVIRONMENT="${environment}" is not an environment name Langfuse takes`,
+      'use at most 40 lower-case letters, digits, "-" and "_", not starting with "langfuse" (e.g. ci, staging)',
+    );
+  }
+  return { environment, release: env.LANGFUSE_RELEASE?.trim() || undefined, user: traceUser(env) };
+}
+
+/** A Langfuse session or user id from a flag (`origin`): 1 to 200 printable characters; undefined when not given. */
+export function traceName(origin: string, text: string | undefined): string | undefined {
+  if (text === undefined) return undefined;
+  const name = text.trim();
+  if (!name || name.length > 200 || /[\u0000-\u001f\u007f]/.test(name)) {
+    throw new AspError(
+      'BAD_INPUT',
+      `${origin} ${JSON.stringify(name.slice(0, 60))} is not a name Langfuse can group by`,
+      `give ${origin} 1 to 200 printable characters, e.g. ${origin} nightly-2026-12-01`,
+    );
+  }
+  return name;
+}
+
+/** Who a trace is by: the user asp is told, the person a CI job runs for, or whoever runs it here. */
+function traceUser(env: NodeJS.ProcessEnv): string | undefined {
+  for (const name of ['ASP_TRACE_USER', 'GITHUB_ACTOR', 'GITLAB_USER_LOGIN', 'CIRCLE_USERNAME', 'BUILDKITE_BUILD_CREATOR', 'BITBUCKET_STEP_TRIGGERER_UUID']) {
+    const value = env[name]?.trim();
+    if (value) return value.slice(0, 200);
+  }
+  try {
+    return os.userInfo().username || undefined;
+  } catch {
+    // A uid with no passwd entry (a container run as an arbitrary user): no user rather than no run.
+    return env.USER?.trim() || undefined;
+  }
 }
 
 function dockerTimeout(env: NodeJS.ProcessEnv): number {

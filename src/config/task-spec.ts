@@ -5,6 +5,10 @@ import { CREDENTIALS_HINT, hasCredentials } from './repo-url.js';
 import { parseDuration, parseSize } from './units.js';
 import { formatAllowEntry, parseAllowEntry } from './allowlist.js';
 
+/** Langfuse's observation types a step's span may be (the pipeline's `"type"`), beyond span/generation/event. */
+export const OBSERVATION_KINDS = ['span', 'agent', 'tool', 'chain', 'evaluator', 'retriever', 'guardrail', 'embedding'] as const;
+export type ObservationKind = (typeof OBSERVATION_KINDS)[number];
+
 /** Task ids name host dirs, volumes and labels: keep them to a safe alphabet. */
 export const TASK_ID_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 /** Step names become `.asp/<step>.json`; a few names are the runner's own files. */
@@ -51,6 +55,13 @@ export const stepSchema = z.strictObject({
     },
   ),
   timeout: duration.optional(),
+  /** Langfuse's observation type of the step's span (default: `agent` for `*_agent` steps, `evaluator` for review agents, else `tool`). */
+  type: z.enum(OBSERVATION_KINDS).optional(),
+  /** The file the step writes under `.asp/` that is its result: its span's output in the trace (an agent's artifact). */
+  artifact: z
+    .string()
+    .regex(/^(?!.*\.\.)[A-Za-z0-9._-]{1,100}(\/[A-Za-z0-9._-]{1,100}){0,3}$/, 'must be a file name under .asp/ (letters, digits, ".", "_", "-", up to 4 levels, no "..")')
+    .optional(),
 });
 
 /** A list of steps with unique names. */

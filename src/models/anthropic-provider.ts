@@ -50,21 +50,34 @@ export function toAnthropic(body: Record<string, unknown>, model: string): Recor
 }
 
 export function toOpenAi(body: unknown, model: string, now: number): Record<string, unknown> {
-  const reply = (body ?? {}) as { id?: string; model?: string; content?: Array<{ type?: string; text?: string }>; stop_reason?: string; usage?: { input_tokens?: number; output_tokens?: number } };
+  const reply = (body ?? {}) as {
+    id?: string;
+    model?: string;
+    content?: Array<{ type?: string; text?: string }>;
+    stop_reason?: string;
+    usage?: { input_tokens?: number; output_tokens?: number; cache_read_input_tokens?: number; cache_creation_input_tokens?: number };
+  };
   const text = (reply.content ?? [])
     .filter((part) => part.type === 'text')
     .map((part) => part.text ?? '')
     .join('');
-  const input = reply.usage?.input_tokens ?? 0;
-  const output = reply.usage?.output_tokens ?? 0;
+  // Anthropic counts cache reads and writes beside `input_tokens`, OpenAI inside `prompt_tokens`: the OpenAI shape
+  // adds them in and names the reads `cached_tokens`. Without prompt caching (asp sends no cache_control) both are 0.
+  const cacheRead = tokens(reply.usage?.cache_read_input_tokens);
+  const input = tokens(reply.usage?.input_tokens) + cacheRead + tokens(reply.usage?.cache_creation_input_tokens);
+  const output = tokens(reply.usage?.output_tokens);
   return {
     id: reply.id ?? 'anthropic',
     object: 'chat.completion',
     created: Math.floor(now / 1000),
     model: reply.model ?? model,
     choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: reply.stop_reason === 'max_tokens' ? 'length' : 'stop' }],
-    usage: { prompt_tokens: input, completion_tokens: output, total_tokens: input + output },
+    usage: { prompt_tokens: input, completion_tokens: output, total_tokens: input + output, ...(cacheRead > 0 ? { prompt_tokens_details: { cached_tokens: cacheRead } } : {}) },
   };
+}
+
+function tokens(value: unknown): number {
+  return typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : 0;
 }
 
 function toOpenAiError(body: unknown): unknown {

@@ -4,7 +4,8 @@ import type { Clock } from '../core/clock.js';
 import { valueAt } from '../core/record-guard.js';
 import type { GatewayGeneration } from '../core/records.js';
 import type { ModelBudget } from './model-budget.js';
-import { costOf, type Price } from './price-table.js';
+import { modelParametersOf } from './model-parameters.js';
+import { costSplitOf, type Price } from './price-table.js';
 import { errorReply, usageOf, type ChatReply, type ModelProvider } from './provider.js';
 import { withRetries, type RetryPolicy } from './retry.js';
 
@@ -64,19 +65,26 @@ export class ModelGateway {
     } catch (error) {
       outcome = { reply: errorReply(502, `asp gateway: ${error instanceof Error ? error.message : String(error)}`), attempts: 1 };
     }
+    // Providers answer whole (the gateway never streams from them), so the first chunk reaches the host with the answer.
+    const answeredAt = deps.clock.now();
     const status = outcome.reply.status;
     const answer = this.masked(outcome.reply.body);
     const usage = status < 400 ? usageOf(answer) : { input: 0, output: 0, total: 0 };
-    const costUsd = status < 400 ? costOf(deps.price, usage) : undefined;
-    deps.budget.add(usage, costUsd);
+    const cost = status < 400 ? costSplitOf(deps.price, usage) : undefined;
+    deps.budget.add(usage, cost?.total);
+    const parameters = modelParametersOf(request.body);
     deps.onGeneration({
       step: request.step,
+      ...(request.agent ? { agent: request.agent } : {}),
       model: modelOf(answer) ?? deps.provider.model,
       provider: deps.provider.name,
       startTime,
       endTime: deps.clock.now(),
+      ...(streaming && status === 200 ? { completionStartTime: answeredAt } : {}),
       usage,
-      costUsd,
+      costUsd: cost?.total,
+      ...(cost ? { cost } : {}),
+      ...(parameters ? { modelParameters: this.maskedParameters(parameters) } : {}),
       status,
       attempts: outcome.attempts,
       input: this.masked(body.messages ?? body),
@@ -95,6 +103,11 @@ export class ModelGateway {
     if (this.stopReason) return;
     this.stopReason = reason;
     this.stop(reason);
+  }
+
+  /** Masked like the prompt: all the trace keeps of a request goes through the masker. */
+  private maskedParameters(parameters: Record<string, string | number>): Record<string, string | number> {
+    return Object.fromEntries(Object.entries(parameters).map(([key, value]) => [key, typeof value === 'string' ? this.deps.mask(value) : value]));
   }
 
   private masked(value: unknown): unknown {

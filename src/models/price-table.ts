@@ -1,3 +1,5 @@
+import type { CostSplit, TokenUsage } from '../core/records.js';
+
 /**
  * What a model costs, in USD per million tokens (list prices of the providers; check them when they change).
  * The longest matching prefix wins, so dated snapshots (gpt-4o-mini-2024-07-18) find their family.
@@ -39,5 +41,27 @@ export function priceOf(model: string, table: Readonly<Record<string, Price>> = 
 /** Cost of one call in USD, or undefined when the model has no price (then budgets count tokens only). */
 export function costOf(price: Price | undefined, usage: { input: number; output: number }): number | undefined {
   if (!price) return undefined;
-  return Math.round(((usage.input * price.input + usage.output * price.output) / 1e6) * 1e8) / 1e8;
+  return usd((usage.input * price.input + usage.output * price.output) / 1e6);
+}
+
+/**
+ * The cost of one call by kind of token, `total` exactly costOf's (budgets and probe_cost_usd count it). Cached input
+ * is priced as input: the table has no cache price, and a cheaper one would change the total. Each part is rounded
+ * on its own, so the parts can miss the total by a rounding step; `total` is the authority.
+ */
+export function costSplitOf(price: Price | undefined, usage: TokenUsage): CostSplit | undefined {
+  const total = costOf(price, usage);
+  if (!price || total === undefined) return undefined;
+  const cached = Math.min(usage.cachedInput ?? 0, usage.input);
+  return {
+    input: usd(((usage.input - cached) * price.input) / 1e6),
+    ...(cached > 0 ? { cachedInput: usd((cached * price.input) / 1e6) } : {}),
+    output: usd((usage.output * price.output) / 1e6),
+    total,
+  };
+}
+
+/** USD to 1e-8, the precision of every cost asp records. */
+function usd(value: number): number {
+  return Math.round(value * 1e8) / 1e8;
 }

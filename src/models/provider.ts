@@ -1,4 +1,5 @@
 import { valueAt } from '../core/record-guard.js';
+import type { TokenUsage } from '../core/records.js';
 
 /** A model provider behind the host's gateway: takes an OpenAI chat-completions body, answers in the same shape. */
 export interface ChatCall {
@@ -35,18 +36,17 @@ export type FetchLike = (
   text(): Promise<string>;
 }>;
 
-export interface Usage {
-  input: number;
-  output: number;
-  total: number;
-}
-
-/** Token usage of an OpenAI `chat.completion` (or chunk) body; zeros when it does not say. */
-export function usageOf(body: unknown): Usage {
+/**
+ * Token usage of an OpenAI `chat.completion` (or chunk) body; zeros when it does not say. OpenAI counts cached
+ * prompt tokens inside `prompt_tokens` (`prompt_tokens_details.cached_tokens`), so they are a part of `input`, never
+ * more than it: a provider that says otherwise cannot make the input negative.
+ */
+export function usageOf(body: unknown): TokenUsage {
   const usage = valueAt(body, 'usage');
   const input = numberOr0(valueAt(usage, 'prompt_tokens'));
   const output = numberOr0(valueAt(usage, 'completion_tokens'));
-  return { input, output, total: numberOr0(valueAt(usage, 'total_tokens')) || input + output };
+  const cached = Math.min(input, numberOr0(valueAt(usage, 'prompt_tokens_details', 'cached_tokens')));
+  return { input, output, total: numberOr0(valueAt(usage, 'total_tokens')) || input + output, ...(cached > 0 ? { cachedInput: cached } : {}) };
 }
 
 export function errorReply(status: number, message: string, type = 'asp_gateway_error'): ChatReply {

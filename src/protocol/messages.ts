@@ -63,6 +63,8 @@ export interface ArtifactMessage {
 export interface GenerationMessage {
   type: 'generation';
   step: string;
+  /** The agent that made the call (AGENT_NAME_PATTERN): the generation is named after it, else after its step. */
+  agent?: string;
   model: string;
   usage: { input?: number; output?: number; total?: number };
   costUsd?: number;
@@ -84,8 +86,19 @@ export interface ModelRequestMessage {
   type: 'model.request';
   id: string;
   step: string;
+  /** The agent that asked, as its client named itself in the AGENT_HEADER header (absent when it did not). */
+  agent?: string;
   body: Record<string, unknown>;
 }
+
+/**
+ * How a client of the sandbox's model endpoint says which agent makes a call: a request header, because OpenAI
+ * clients can add one without touching the body (`defaultHeaders`, `default_headers`) and a body field could be
+ * refused by a strict server. A value that does not match AGENT_NAME_PATTERN is dropped, not forwarded.
+ */
+export const AGENT_HEADER = 'x-asp-agent';
+/** An agent's name becomes an observation's name in Langfuse: short, printable, no spaces. */
+export const AGENT_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$/;
 
 /**
  * A piece of `.asp/` as a tar, base64: the runner streams its artifacts this way when they are small enough

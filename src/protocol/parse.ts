@@ -1,9 +1,10 @@
 import { z } from 'zod';
 import { isRecord } from '../core/record-guard.js';
-import { ARTIFACTS_CHUNK_BYTES, ARTIFACTS_STREAM_MAX_BYTES, NET_CHUNK_BYTES, NET_WINDOW_BYTES, PROTOCOL_TAG, PROTOCOL_VERSION, type ProtocolMessage } from './messages.js';
+import { AGENT_NAME_PATTERN, ARTIFACTS_CHUNK_BYTES, ARTIFACTS_STREAM_MAX_BYTES, NET_CHUNK_BYTES, NET_WINDOW_BYTES, PROTOCOL_TAG, PROTOCOL_VERSION, type ProtocolMessage } from './messages.js';
 
 const stepName = z.string().min(1).max(64);
 const channelId = z.string().min(1).max(100);
+const agentName = z.string().max(64).regex(AGENT_NAME_PATTERN, 'must be a short name of letters, digits and _.:/-');
 const schema = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('hello'),
@@ -42,6 +43,7 @@ const schema = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('generation'),
     step: stepName,
+    agent: agentName.optional(),
     model: z.string().max(200),
     usage: z.object({
       input: z.number().nonnegative().optional(),
@@ -60,6 +62,7 @@ const schema = z.discriminatedUnion('type', [
     type: z.literal('model.request'),
     id: z.string().min(1).max(100),
     step: stepName,
+    agent: agentName.optional(),
     body: z.record(z.string(), z.unknown()),
   }),
   z.object({

@@ -51,6 +51,9 @@ export interface RunDeps {
   traceMode?: TraceMode | undefined;
   /** Test seams of the model gateway (a fetch, fast retries). */
   gateway?: GatewayOverrides | undefined;
+  /** Langfuse's session and user of the trace (ClaimDeps). */
+  session?: string | undefined;
+  user?: string | undefined;
   /** Test seam of the egress relay: how the host resolves a name (tests have only 127.0.0.1). */
   egressLookup?: Lookup | undefined;
 }
@@ -90,9 +93,14 @@ export async function runTask(input: TaskSpec, given: RunDeps): Promise<TaskRun>
 
   const steps = ran.prepared?.steps ?? [];
   const checkSteps = ran.prepared?.checkSteps ?? [];
-  const recorded = await recordTrace(task, { steps, checkSteps, outcome: ran.outcome, check: ran.check }, deps);
   const { change, extraChanges } = ran.collected;
   const { spec } = plan;
+  // What the HITL gate will be shown, said in the trace's first export already (delivery updates it with the decision).
+  const hitl = {
+    required: spec.hitl,
+    awaiting: spec.hitl && !ran.failure && ran.outcome.status === 'passed' && ran.cloned !== null && (change !== null || extraChanges.some((extra) => extra.change)),
+  };
+  const recorded = await recordTrace(task, { steps, checkSteps, outcome: ran.outcome, check: ran.check, hitl }, deps);
   const deliverables: Deliverable[] = ran.cloned
     ? [
         ...(change ? [{ repo: null, remote: plan.source.location, baseBranch: ran.cloned.baseBranch, change, repoDir: task.workspace.repoDir }] : []),

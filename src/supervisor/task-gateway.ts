@@ -55,6 +55,7 @@ export async function openTaskGateway(
       deps.record({
         type: 'model.call',
         step: generation.step,
+        ...(generation.agent ? { agent: generation.agent } : {}),
         model: generation.model,
         status: generation.status,
         attempts: generation.attempts,

@@ -1,5 +1,6 @@
 import type { DeliveryOutcome } from '../core/records.js';
 import { childIdFor, type TraceDocument } from './trace-model.js';
+import { hitlTags } from './trace-recorder.js';
 
 export const HITL_SCORE = 'hitl_decision';
 
@@ -21,6 +22,7 @@ export function recordDelivery(document: TraceDocument, hitlRequired: boolean, o
   if (outcome.decidedBy) metadata.hitl_by = outcome.decidedBy;
   if (outcome.decidedAt) metadata.hitl_at = outcome.decidedAt;
   if (outcome.comment) metadata.hitl_comment = outcome.comment;
+  document.trace.tags = hitlTags(document.trace.tags, metadata);
   document.scores = document.scores.filter((score) => score.name !== HITL_SCORE);
   if (outcome.hitlStatus === 'approved' || outcome.hitlStatus === 'rejected') {
     document.scores.push({

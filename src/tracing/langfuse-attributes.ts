@@ -25,9 +25,13 @@ const OBSERVATION_TYPES = { SPAN: 'span', GENERATION: 'generation', EVENT: 'even
  * spans they would cost a quarter of the payload for values that are the trace's, not the observation's.
  */
 export function traceAttributes(document: TraceDocument, span: 'root' | 'child'): Attributes {
+  const { sessionId, userId } = document.trace;
   const attributes: Attributes = {
     [LangfuseOtelSpanAttributes.TRACE_NAME]: document.trace.name,
     [LangfuseOtelSpanAttributes.TRACE_TAGS]: document.trace.tags,
+    // Every span, not the root alone: Langfuse's Sessions and Users views group observations by what they carry.
+    ...(sessionId ? { [LangfuseOtelSpanAttributes.TRACE_COMPAT_SESSION_ID]: sessionId } : {}),
+    ...(userId ? { [LangfuseOtelSpanAttributes.TRACE_COMPAT_USER_ID]: userId } : {}),
   };
   const metadata = document.trace.metadata;
   const entries: Array<[string, unknown]> = span === 'root' ? Object.entries(metadata) : SEED_METADATA_KEYS.map((key) => [key, metadata[key]]);
@@ -43,13 +47,16 @@ export function traceIoAttributes(document: TraceDocument): Attributes {
 export function observationAttributes(observation: Observation): Attributes {
   const metadata: Record<string, string> = {};
   for (const [key, value] of Object.entries(observation.metadata)) metadata[key] = cut(serialize(value), OBSERVATION_METADATA_MAX_CHARS);
-  return createObservationAttributes(OBSERVATION_TYPES[observation.type], {
+  return createObservationAttributes(observation.asType ?? OBSERVATION_TYPES[observation.type], {
     level: observation.level,
     ...(observation.statusMessage !== null ? { statusMessage: observation.statusMessage } : {}),
     input: capped(observation.input),
     output: capped(observation.output),
     metadata,
     ...(observation.model !== undefined ? { model: observation.model } : {}),
+    ...(observation.modelParameters !== undefined ? { modelParameters: observation.modelParameters } : {}),
+    // The SDK sends a Date JSON-quoted; Langfuse's ingestion reads that form, older servers only that form.
+    ...(observation.completionStartTime !== undefined ? { completionStartTime: new Date(observation.completionStartTime) } : {}),
     ...(observation.usageDetails !== undefined ? { usageDetails: observation.usageDetails } : {}),
     ...(observation.costDetails !== undefined ? { costDetails: observation.costDetails } : {}),
   });

@@ -2,7 +2,9 @@ import { LangfuseClient } from '@langfuse/client';
 import { LangfuseSpanProcessor } from '@langfuse/otel';
 import { LANGFUSE_SDK_VERSION, setLangfuseTraceIdInBaggage } from '@langfuse/core';
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, trace, type Attributes, type Context, type Span, type Tracer } from '@opentelemetry/api';
+import { resourceFromAttributes } from '@opentelemetry/resources';
 import { AlwaysOnSampler, BasicTracerProvider } from '@opentelemetry/sdk-trace-base';
+import { ASP_VERSION } from '../core/version.js';
 import { valueAt } from '../core/record-guard.js';
 import { DeterministicIdGenerator } from './deterministic-ids.js';
 import { ExportFailure, httpFailure, networkFailure } from './export-failure.js';
@@ -28,6 +30,8 @@ export interface LangfuseTarget {
   publicKey: string;
   secretKey: string;
   baseUrl: string;
+  /** For a trace that does not say its own (one written before asp recorded it): the environment of this run. */
+  environment?: string | undefined;
 }
 
 export interface ExportOptions {
@@ -89,6 +93,9 @@ async function sendSpans(document: TraceDocument, target: LangfuseTarget, signal
     flushAt: SPANS_PER_REQUEST,
     flushInterval: 3600,
     mediaUploadEnabled: false,
+    // The trace's own, as it was made, not this process's LANGFUSE_* (a push may run elsewhere): spans and scores alike.
+    environment: environmentOf(document, target),
+    ...(document.trace.release ? { release: document.trace.release } : {}),
     // Spans of a non-Langfuse tracer are dropped by the processor's default filter: accept asp's own.
     shouldExportSpan: ({ otelSpan }) => otelSpan.instrumentationScope.name === ASP_TRACER_NAME,
   });
@@ -97,6 +104,7 @@ async function sendSpans(document: TraceDocument, target: LangfuseTarget, signal
     sampler: new AlwaysOnSampler(),
     spanLimits: { attributeCountLimit: 1024, attributeValueLengthLimit: Infinity },
     spanProcessors: [processor],
+    resource: resourceFromAttributes({ 'service.name': ASP_TRACER_NAME, 'service.version': document.trace.version ?? ASP_VERSION }),
   });
   let delivered = false;
   try {
@@ -144,7 +152,18 @@ async function sendScores(document: TraceDocument, target: LangfuseTarget, signa
   const requestOptions = { maxRetries: 0, timeoutInSeconds: budgetMs / 1000, abortSignal: signal };
   const sends = document.scores.map((score) =>
     client.api.scores
-      .create({ id: score.id, traceId: score.traceId, name: score.name, value: score.value, dataType: score.dataType, ...(score.comment ? { comment: score.comment } : {}) }, requestOptions)
+      .create(
+        {
+          id: score.id,
+          traceId: score.traceId,
+          name: score.name,
+          value: score.value,
+          dataType: score.dataType,
+          environment: environmentOf(document, target),
+          ...(score.comment ? { comment: score.comment } : {}),
+        },
+        requestOptions,
+      )
       .then(
         () => undefined,
         (error: unknown) => {
@@ -154,6 +173,11 @@ async function sendScores(document: TraceDocument, target: LangfuseTarget, signa
   );
   await untilAborted(Promise.all(sends), signal);
   return sends.length;
+}
+
+/** The environment of a trace's spans and scores: the one it was made in, else this run's, else Langfuse's default. */
+function environmentOf(document: TraceDocument, target: LangfuseTarget): string {
+  return document.trace.environment ?? target.environment ?? 'default';
 }
 
 function scoreFailure(error: unknown, url: string): ExportFailure {

@@ -84,7 +84,7 @@ export async function publishTrace(document: TraceDocument, options: PublishOpti
   try {
     // Loaded only when a trace goes to Langfuse: the SDK and OpenTelemetry cost every other run start-up time.
     const { exportToLangfuse } = await import('./langfuse-exporter.js');
-    const receipt = await exportToLangfuse(document, target, { budgetMs: options.budgetMs, signal: options.signal });
+    const receipt = await exportToLangfuse(document, { ...target, environment: options.settings.trace.environment }, { budgetMs: options.budgetMs, signal: options.signal });
     await store
       .recordExport({ taskId, traceId: receipt.traceId, url: receipt.url, exportedAt: new Date().toISOString(), spans: receipt.spans, scores: receipt.scores })
       .catch((error: unknown) => options.log.debug({ taskId }, `export receipt not written: ${errorMessage(error)}`));

@@ -1,4 +1,7 @@
 import { createHash } from 'node:crypto';
+import type { ObservationKind } from '../config/task-spec.js';
+
+export type { ObservationKind };
 
 /**
  * `asp.trace/v1`: one task as one trace, in Langfuse's own data model (trace, observations, scores), so the
@@ -42,6 +45,16 @@ export interface TraceRecord {
   output: unknown;
   metadata: TraceMetadata;
   tags: string[];
+  /** Langfuse's session: the batch the task ran in (its id), or `--session`. */
+  sessionId?: string;
+  /** Langfuse's user: `--user`, ASP_TRACE_USER, the CI actor or the host user. */
+  userId?: string;
+  /** LANGFUSE_TRACING_ENVIRONMENT when the trace was made (`default` unless set): its spans' and its scores'. */
+  environment?: string;
+  /** LANGFUSE_RELEASE when the trace was made. */
+  release?: string;
+  /** The asp that made it. */
+  version?: string;
 }
 
 export interface Observation {
@@ -57,8 +70,19 @@ export interface Observation {
   input: unknown;
   output: unknown;
   metadata: Record<string, unknown>;
+  /**
+   * Langfuse's observation type when it is more than `type` says: `agent`, `evaluator`, `tool`, `chain`... (a
+   * SPAN's). Absent: `span`, `generation`, `event` from `type`.
+   */
+  asType?: ObservationKind;
   model?: string;
+  /** The sampling parameters the request set (temperature, max_tokens, …): a GENERATION's, when it set any. */
+  modelParameters?: Record<string, string | number>;
+  /** ISO time the first chunk of a streamed answer reached the host: a streamed GENERATION's. */
+  completionStartTime?: string;
+  /** Langfuse's usage keys: `input` (not from the cache), `input_cached_tokens`, `output`, `total`. */
   usageDetails?: Record<string, number>;
+  /** The same keys, in USD; `total` is what budgets and probe_cost_usd count. */
   costDetails?: Record<string, number>;
 }
 

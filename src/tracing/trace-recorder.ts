@@ -2,9 +2,11 @@ import type { Clock } from '../core/clock.js';
 import type { ProtocolMessage } from '../protocol/messages.js';
 import type { GatewayGeneration } from '../core/records.js';
 import type { EgressConnection } from '../egress/egress-relay.js';
+import { ASP_VERSION } from '../core/version.js';
 
 export type { GatewayGeneration };
-import { childIdFor, TRACE_SCHEMA, traceIdFor, type Observation, type TaskStatus, type TraceDocument, type TraceMetadata } from './trace-model.js';
+import { costDetailsOf, generationName, usageDetailsOf } from './generation-details.js';
+import { childIdFor, TRACE_SCHEMA, traceIdFor, type Observation, type ObservationKind, type TaskStatus, type TraceDocument, type TraceMetadata } from './trace-model.js';
 
 /** Output kept on a step's span: the tail, the part that says why a step failed. */
 const SPAN_OUTPUT_BYTES = 16 * 1024;
@@ -24,6 +26,18 @@ export interface TraceStart {
   ref: string | undefined;
   workspacePath: string;
   limits: Record<string, number>;
+  /** Langfuse's session, user, environment and release (TraceRecord). */
+  sessionId?: string | undefined;
+  userId?: string | undefined;
+  environment?: string | undefined;
+  release?: string | undefined;
+}
+
+/** A step as the pipeline plans it: its name, its observation type when given, and the artifact it writes. */
+export interface PlannedStep {
+  name: string;
+  type?: ObservationKind | undefined;
+  artifact?: string | undefined;
 }
 
 interface OpenStep {
@@ -48,6 +62,8 @@ export class TraceRecorder {
   private branch: string;
   private generationCount = 0;
   private egressSpans = 0;
+  /** The steps the pipeline means to run (the check's under their prefix), in order: their types, and the skipped ones. */
+  private readonly planned = new Map<string, PlannedStep>();
   /** Connections past MAX_EGRESS_SPANS, by outcome. */
   private readonly egressUnrecorded = new Map<string, number>();
 
@@ -59,6 +75,19 @@ export class TraceRecorder {
     this.rootId = childIdFor(this.traceId, 'root');
     this.started = clock.now();
     this.branch = start.ref ?? '';
+  }
+
+  /** The steps about to run: spans get their type, and those that never start a `skipped` span of their own. */
+  planSteps(steps: PlannedStep[]): void {
+    for (const step of steps) this.planned.set(step.name, step);
+  }
+
+  /** An agent step's output is what it wrote (its artifact, read by the host after the run), not its stdout. */
+  setStepArtifact(step: string, artifact: string, value: unknown): void {
+    const open = this.steps.get(step);
+    if (!open) return;
+    open.observation.output = value;
+    open.observation.metadata = { ...open.observation.metadata, artifact: `.asp/${artifact}` };
   }
 
   /** Times one host-side phase (clone, volume fill, container start, copy-out, cleanup) as a span. */
@@ -94,6 +123,7 @@ export class TraceRecorder {
       case 'step.start': {
         const observation = this.open(message.step, `step:${message.step}`, { command: message.run, timeoutMs: message.timeoutMs }, 'step');
         observation.input = { command: message.run };
+        observation.asType = stepType(message.step, this.planned.get(message.step)?.type);
         this.steps.set(message.step, { observation, output: '', droppedChars: 0 });
         break;
       }
@@ -123,7 +153,7 @@ export class TraceRecorder {
           traceId: this.traceId,
           parentObservationId: parent,
           type: 'GENERATION',
-          name: `${message.step}:${message.model}`,
+          name: generationName(message.step, message.model, message.agent),
           startTime: now,
           endTime: now,
           level: 'DEFAULT',
@@ -146,14 +176,16 @@ export class TraceRecorder {
   addGeneration(generation: GatewayGeneration): void {
     this.generationCount += 1;
     const failed = generation.status >= 400;
+    const cost = costDetailsOf(generation.cost, generation.costUsd);
     this.observations.push({
       id: childIdFor(this.traceId, `generation:${this.generationCount}`),
       traceId: this.traceId,
       parentObservationId: this.steps.get(generation.step)?.observation.id ?? this.rootId,
       type: 'GENERATION',
-      name: `${generation.step}:${generation.model}`,
+      name: generationName(generation.step, generation.model, generation.agent),
       startTime: generation.startTime.toISOString(),
       endTime: generation.endTime.toISOString(),
+      ...(generation.completionStartTime ? { completionStartTime: generation.completionStartTime.toISOString() } : {}),
       level: failed ? 'ERROR' : 'DEFAULT',
       statusMessage: failed ? `provider answered ${generation.status}` : null,
       input: capped(generation.input),
@@ -167,8 +199,9 @@ export class TraceRecorder {
         ...(generation.requestedModel ? { requestedModel: generation.requestedModel } : {}),
       },
       model: generation.model,
-      usageDetails: { input: generation.usage.input, output: generation.usage.output, total: generation.usage.total },
-      ...(generation.costUsd !== undefined ? { costDetails: { total: generation.costUsd } } : {}),
+      ...(generation.modelParameters ? { modelParameters: generation.modelParameters } : {}),
+      usageDetails: usageDetailsOf(generation.usage),
+      ...(cost ? { costDetails: cost } : {}),
     });
   }
 
@@ -216,17 +249,22 @@ export class TraceRecorder {
     }
   }
 
-  finish(outcome: { status: TaskStatus; exitCode: number; durationMs: number; error?: string | undefined }): TraceDocument {
+  /**
+   * `hitl`: whether the task asked for the HITL gate and whether its change now waits there, so that the first
+   * export already says so (delivery updates it with the decision, hitl-trace.ts).
+   */
+  finish(outcome: { status: TaskStatus; exitCode: number; durationMs: number; error?: string | undefined; hitl?: { required: boolean; awaiting: boolean } | undefined }): TraceDocument {
     const end = this.clock.now();
     this.summarizeUnrecordedEgress(end);
+    this.addSkippedSteps(end);
     const metadata: TraceMetadata = {
       task_id: this.start.taskId,
       target_repo: this.start.repo,
       target_branch: this.branch,
       workspace_path: this.start.workspacePath,
       pr_url: null,
-      hitl_required: false,
-      hitl_status: 'not_required',
+      hitl_required: outcome.hitl?.required ?? false,
+      hitl_status: outcome.hitl?.awaiting ? 'awaiting_approval' : 'not_required',
       run_id: this.start.runId,
       commit: this.commit,
       image: this.image,
@@ -247,7 +285,8 @@ export class TraceRecorder {
       statusMessage: outcome.error ?? (outcome.status === 'passed' ? null : outcome.status),
       input: { task: this.start.task },
       output: { status: outcome.status, exitCode: outcome.exitCode },
-      metadata: { kind: 'task', durationMs: outcome.durationMs },
+      // Nothing: Langfuse folds a root span's metadata into the trace's, which holds only the documented keys.
+      metadata: {},
     };
     return {
       schema: TRACE_SCHEMA,
@@ -258,11 +297,40 @@ export class TraceRecorder {
         input: { task: this.start.task },
         output: { status: outcome.status, exitCode: outcome.exitCode, durationMs: outcome.durationMs },
         metadata,
-        tags: ['asp', outcome.status],
+        tags: hitlTags(['asp', outcome.status], metadata),
+        ...(this.start.sessionId ? { sessionId: this.start.sessionId } : {}),
+        ...(this.start.userId ? { userId: this.start.userId } : {}),
+        environment: this.start.environment ?? 'default',
+        ...(this.start.release ? { release: this.start.release } : {}),
+        version: ASP_VERSION,
       },
       observations: [root, ...this.observations],
       scores: [],
     };
+  }
+
+  /** A span for each planned step that never started (after a failure), so the trace shows the whole plan. */
+  private addSkippedSteps(end: Date): void {
+    for (const step of this.planned.values()) {
+      if (this.steps.has(step.name)) continue;
+      const id = childIdFor(this.traceId, `step:${step.name}`);
+      if (this.observations.some((observation) => observation.id === id)) continue;
+      this.observations.push({
+        id,
+        traceId: this.traceId,
+        parentObservationId: this.rootId,
+        type: 'SPAN',
+        asType: stepType(step.name, step.type),
+        name: step.name,
+        startTime: end.toISOString(),
+        endTime: end.toISOString(),
+        level: 'DEFAULT',
+        statusMessage: 'skipped',
+        input: null,
+        output: { status: 'skipped' },
+        metadata: { kind: 'step', status: 'skipped' },
+      });
+    }
   }
 
   /** One span for the connections past the cap: how many, by outcome (each is in events.jsonl, as far as its cap). */
@@ -314,11 +382,7 @@ export class TraceRecorder {
   private finishStep(step: OpenStep, exitCode: number, durationMs: number, timedOut: boolean): void {
     const failed = exitCode !== 0;
     this.close(step.observation, failed ? 'ERROR' : 'DEFAULT', timedOut ? 'deadline exceeded' : failed ? `exit code ${exitCode}` : null);
-    step.observation.output = {
-      exitCode,
-      ...(step.droppedChars > 0 ? { truncated: `[asp: ${step.droppedChars} earlier characters dropped]` } : {}),
-      tail: step.output,
-    };
+    step.observation.output = { exitCode, tail: outputTail(step.output, step.droppedChars) };
     step.observation.metadata = { ...step.observation.metadata, exitCode, durationMs, timedOut };
   }
 }
@@ -327,4 +391,30 @@ function capped(value: unknown): unknown {
   const text = typeof value === 'string' ? value : JSON.stringify(value ?? null);
   if (text.length <= GENERATION_IO_CHARS) return value ?? null;
   return { truncated: `[asp: ${text.length - GENERATION_IO_CHARS} characters dropped]`, head: text.slice(0, GENERATION_IO_CHARS) };
+}
+
+/** The tags with the HITL state as one `hitl:<status>` tag, when the task has a gate (Langfuse filters by tags). */
+export function hitlTags(tags: string[], metadata: Pick<TraceMetadata, 'hitl_required' | 'hitl_status'>): string[] {
+  const kept = tags.filter((tag) => !tag.startsWith('hitl:'));
+  return metadata.hitl_required ? [...kept, `hitl:${metadata.hitl_status}`] : kept;
+}
+
+/**
+ * Langfuse's type of a step's span: what the pipeline says, else `<name>_agent` steps `agent` (review agents
+ * `evaluator`), and every other step, the clean-room check's included, a `tool` (a command it ran).
+ */
+export function stepType(name: string, given: ObservationKind | undefined): ObservationKind {
+  if (given) return given;
+  const own = name.replace(/^check:/, '');
+  if (own.endsWith('_agent')) return /review/.test(own) ? 'evaluator' : 'agent';
+  return 'tool';
+}
+
+/** A step's output as its span keeps it: whole, or from a line boundary with a marker that says what is missing. */
+function outputTail(output: string, dropped: number): string {
+  if (dropped === 0) return output;
+  const newline = output.indexOf('\n');
+  // Cut at the first line boundary, unless the kept part is one long line.
+  const from = newline !== -1 && newline < output.length - 1 ? newline + 1 : 0;
+  return `[asp: the first ${dropped + from} characters of the output are not here; all of it is in .asp/events.jsonl (its step.log lines)]\n${output.slice(from)}`;
 }

@@ -114,6 +114,8 @@ function stepOutcome(step: StepLine): string {
       return '**timeout**';
     case 'unfinished':
       return '**unfinished**';
+    case 'skipped':
+      return 'skipped';
     default:
       return '**failed**';
   }

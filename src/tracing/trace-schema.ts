@@ -46,6 +46,8 @@ const observationSchema = z.looseObject({
   output: z.unknown(),
   metadata: z.record(z.string(), z.unknown()),
   model: z.string().optional(),
+  modelParameters: z.record(z.string(), z.union([z.string(), z.number()])).optional(),
+  completionStartTime: isoTime.optional(),
   usageDetails: numbers.optional(),
   costDetails: numbers.optional(),
 });

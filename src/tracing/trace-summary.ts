@@ -29,7 +29,7 @@ export interface TraceSummary {
 export interface StepLine {
   id: string;
   name: string;
-  outcome: 'passed' | 'failed' | 'timeout' | 'unfinished';
+  outcome: 'passed' | 'failed' | 'timeout' | 'unfinished' | 'skipped';
   exitCode: number | null;
   offsetMs: number;
   durationMs: number | null;
@@ -85,7 +85,7 @@ export function summarizeTrace(document: TraceDocument): TraceSummary {
       .filter((observation) => observation.metadata.kind === 'step')
       .map((step) => {
         const exitCode = typeof step.metadata.exitCode === 'number' ? step.metadata.exitCode : null;
-        const outcome = step.endTime === null ? 'unfinished' : step.metadata.timedOut === true ? 'timeout' : exitCode === 0 ? 'passed' : 'failed';
+        const outcome = step.metadata.status === 'skipped' ? 'skipped' : step.endTime === null ? 'unfinished' : step.metadata.timedOut === true ? 'timeout' : exitCode === 0 ? 'passed' : 'failed';
         const command = valueAt(step.input, 'command');
         return {
           id: step.id,

@@ -63,6 +63,7 @@ function stepOutcome(step: TraceSummary['steps'][number]): string {
   if (step.outcome === 'passed') return 'ok';
   if (step.outcome === 'timeout') return `TIMEOUT${step.statusMessage ? ` (${step.statusMessage})` : ''}`;
   if (step.outcome === 'unfinished') return 'UNFINISHED';
+  if (step.outcome === 'skipped') return 'skipped';
   return `FAILED exit ${step.exitCode ?? '?'}`;
 }
 

@@ -9,7 +9,7 @@ export interface FakeAnswer {
   /** A whole body instead of a completion built from `content`. */
   body?: unknown;
   headers?: Record<string, string>;
-  usage?: { prompt_tokens: number; completion_tokens: number };
+  usage?: { prompt_tokens: number; completion_tokens: number; prompt_tokens_details?: { cached_tokens: number } };
 }
 
 export interface FakeRequest {

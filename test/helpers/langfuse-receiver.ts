@@ -23,6 +23,7 @@ export interface ReceivedScore {
   value: number;
   dataType?: string;
   comment?: string;
+  environment?: string;
 }
 
 export interface ReceivedRequest {
@@ -174,6 +175,69 @@ export async function startLangfuseReceiver(options: { slowMs?: number; publicKe
   const url = `http://127.0.0.1:${port}`;
   Object.assign(receiver, { url, target: { publicKey, secretKey, baseUrl: url } });
   return receiver;
+}
+
+/**
+ * The generation attributes as Langfuse's OTel ingestion names and reads them: JSON text, parsed the way the
+ * server parses it (completion start as a JSON-quoted ISO time, which older servers require).
+ */
+export const GENERATION_ATTRIBUTES = {
+  model: 'langfuse.observation.model.name',
+  modelParameters: 'langfuse.observation.model.parameters',
+  completionStartTime: 'langfuse.observation.completion_start_time',
+  usageDetails: 'langfuse.observation.usage_details',
+  costDetails: 'langfuse.observation.cost_details',
+} as const;
+
+export interface ReceivedGeneration {
+  model?: string;
+  modelParameters?: Record<string, string | number>;
+  completionStartTime?: string;
+  usageDetails?: Record<string, number>;
+  costDetails?: Record<string, number>;
+}
+
+/** Reads a generation span's model, parameters, completion start, usage and cost; throws on what Langfuse could not read. */
+export function receivedGeneration(span: DecodedSpan): ReceivedGeneration {
+  const attribute = (key: string) => span.attributes[key];
+  if (attribute('langfuse.observation.type') !== 'generation') throw new Error(`span ${span.name} is not a generation`);
+  const generation: ReceivedGeneration = {};
+  const model = attribute(GENERATION_ATTRIBUTES.model);
+  if (typeof model === 'string') generation.model = model;
+  const parameters = jsonAttribute(span, GENERATION_ATTRIBUTES.modelParameters);
+  if (parameters !== undefined)
+    generation.modelParameters = recordOf(parameters, (value) => typeof value === 'string' || typeof value === 'number', span, 'model parameters') as Record<string, string | number>;
+  const start = jsonAttribute(span, GENERATION_ATTRIBUTES.completionStartTime);
+  if (start !== undefined) {
+    if (typeof start !== 'string' || Number.isNaN(Date.parse(start))) throw new Error(`span ${span.name}: completion start ${JSON.stringify(start)} is not a JSON-quoted ISO time`);
+    generation.completionStartTime = start;
+  }
+  const usage = jsonAttribute(span, GENERATION_ATTRIBUTES.usageDetails);
+  if (usage !== undefined) generation.usageDetails = recordOf(usage, isCount, span, 'usage details') as Record<string, number>;
+  const cost = jsonAttribute(span, GENERATION_ATTRIBUTES.costDetails);
+  if (cost !== undefined) generation.costDetails = recordOf(cost, (value) => typeof value === 'number' && Number.isFinite(value) && value >= 0, span, 'cost details') as Record<string, number>;
+  return generation;
+}
+
+function jsonAttribute(span: DecodedSpan, key: string): unknown {
+  const text = span.attributes[key];
+  if (text === undefined) return undefined;
+  if (typeof text !== 'string') throw new Error(`span ${span.name}: ${key} is not a string`);
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new Error(`span ${span.name}: ${key} is not JSON: ${text.slice(0, 100)}`);
+  }
+}
+
+function recordOf(value: unknown, valid: (entry: unknown) => boolean, span: DecodedSpan, what: string): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || !Object.values(value).every(valid))
+    throw new Error(`span ${span.name}: ${what} ${JSON.stringify(value)} is not an object of valid values`);
+  return value as Record<string, unknown>;
+}
+
+function isCount(value: unknown): boolean {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 0;
 }
 
 function decodeTraces(body: Buffer, request: IncomingMessage): DecodedSpan[] {

@@ -13,6 +13,8 @@ export interface DecodedSpan {
   endMs: number;
   attributes: Record<string, unknown>;
   status: { code: number; message?: string };
+  /** The attributes of the span's resource (`service.name`, `service.version`). */
+  resource?: Record<string, unknown>;
 }
 
 // ---- JSON (what the Langfuse span processor sends) ----
@@ -36,13 +38,14 @@ interface JsonSpan {
   status?: { code?: number; message?: string };
 }
 interface JsonRequest {
-  resourceSpans?: Array<{ scopeSpans?: Array<{ scope?: { name?: string }; spans?: JsonSpan[] }> }>;
+  resourceSpans?: Array<{ resource?: { attributes?: Array<{ key: string; value?: JsonAnyValue }> }; scopeSpans?: Array<{ scope?: { name?: string }; spans?: JsonSpan[] }> }>;
 }
 
 export function decodeJsonRequest(text: string): DecodedSpan[] {
   const request = JSON.parse(text) as JsonRequest;
   const spans: DecodedSpan[] = [];
   for (const resource of request.resourceSpans ?? []) {
+    const resourceAttributes = Object.fromEntries((resource.resource?.attributes ?? []).map((attribute) => [attribute.key, jsonValue(attribute.value)]));
     for (const scope of resource.scopeSpans ?? []) {
       for (const span of scope.spans ?? []) {
         spans.push({
@@ -55,6 +58,7 @@ export function decodeJsonRequest(text: string): DecodedSpan[] {
           endMs: Number(BigInt(span.endTimeUnixNano) / 1_000_000n),
           attributes: Object.fromEntries((span.attributes ?? []).map((attribute) => [attribute.key, jsonValue(attribute.value)])),
           status: { code: span.status?.code ?? 0, ...(span.status?.message ? { message: span.status.message } : {}) },
+          resource: resourceAttributes,
         });
       }
     }
@@ -127,6 +131,16 @@ export function decodeProtobufRequest(buffer: Buffer): DecodedSpan[] {
   const spans: DecodedSpan[] = [];
   for (const resourceSpans of fields(buffer)) {
     if (resourceSpans.number !== 1 || !resourceSpans.bytes) continue;
+    // ResourceSpans.resource (1) is a Resource, whose attributes (1) are KeyValues.
+    const resource: Record<string, unknown> = {};
+    for (const field of fields(resourceSpans.bytes)) {
+      if (field.number !== 1 || !field.bytes) continue;
+      for (const attribute of fields(field.bytes)) {
+        if (attribute.number !== 1 || !attribute.bytes) continue;
+        const [key, value] = keyValue(attribute.bytes);
+        resource[key] = value;
+      }
+    }
     for (const scopeSpans of fields(resourceSpans.bytes)) {
       if (scopeSpans.number !== 2 || !scopeSpans.bytes) continue;
       let scope = '';
@@ -135,7 +149,7 @@ export function decodeProtobufRequest(buffer: Buffer): DecodedSpan[] {
         if (field.number === 1 && field.bytes) scope = scopeName(field.bytes);
         if (field.number === 2 && field.bytes) raw.push(field.bytes);
       }
-      for (const span of raw) spans.push(protobufSpan(span, scope));
+      for (const span of raw) spans.push({ ...protobufSpan(span, scope), resource });
     }
   }
   return spans;

@@ -52,8 +52,11 @@ describe.skipIf(!dockerAvailable)('the built-in ASP pipeline in the real sandbox
     const document = trace(result);
     const generations = document.observations.filter((observation) => observation.type === 'GENERATION');
     expect(generations).toHaveLength(7);
-    const codeStep = document.observations.find((observation) => observation.name === 'code_agent');
+    const codeStep = document.observations.find((observation) => observation.name === 'code_agent' && observation.type === 'SPAN');
     expect(generations.find((generation) => generation.metadata.step === 'code_agent')?.parentObservationId).toBe(codeStep?.id);
+    // Each generation is named after the agent that made it (asp-agent sends X-Asp-Agent), with the temperature it set.
+    expect(generations.map((generation) => generation.name)).toEqual(['planning', 'design', 'design_review', 'code', 'code_review', 'test', 'postmortem'].map((name) => `${name}_agent`));
+    expect(generations.every((generation) => generation.modelParameters?.temperature === 0)).toBe(true);
     expect(document.scores.find((score) => score.name === 'probe_quality_score')?.value).toBe(0.7);
     expect(document.scores.find((score) => score.name === 'probe_accuracy')?.value).toBe(1);
     expect(document.scores.find((score) => score.name === 'probe_cost_usd')?.value).toBeGreaterThan(0);
@@ -64,6 +67,9 @@ describe.skipIf(!dockerAvailable)('the built-in ASP pipeline in the real sandbox
     const retried = await runAsp({ designFailures: 2 });
     expect(retried.result.status).toBe('passed');
     expect(retried.agents.slice(0, 7)).toEqual(['planning', 'design', 'design_review', 'design', 'design_review', 'design', 'design_review']);
+    // The redesigns run inside the design review step, and are named after the design agent that made them.
+    const inReview = trace(retried.result).observations.filter((observation) => observation.type === 'GENERATION' && observation.metadata.step === 'design_review_agent');
+    expect(inReview.map((generation) => generation.name)).toEqual(['design_review_agent', 'design_agent', 'design_review_agent', 'design_agent', 'design_review_agent']);
     expect(artifact(retried.result, 'design_review.json')).toMatchObject({ gate: { status: 'pass' }, designAttempts: 3 });
 
     const failed = await runAsp({ designFailures: 3 });

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readSettings } from '../../src/config/settings.js';
 import { dockerAvailable, leftovers, testSettings } from '../helpers/docker.js';
 import { startFakeOpenAi, type FakeAnswer, type FakeOpenAi } from '../helpers/fake-openai.js';
+import { receivedGeneration, startLangfuseReceiver, type LangfuseReceiver } from '../helpers/langfuse-receiver.js';
 import { repoWith } from '../helpers/repos.js';
 import { run, trace } from '../helpers/run.js';
 
@@ -13,11 +14,13 @@ const KEY = 'sk-test-never-in-the-sandbox-4f1c9e';
 const CLIENT = `
 const base = process.env.OPENAI_BASE_URL;
 const key = process.env.OPENAI_API_KEY;
+const agent = process.env.CLIENT_AGENT;
 const ask = async (content, stream) => {
   const response = await fetch(base + '/chat/completions', {
     method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: 'Bearer ' + key },
-    body: JSON.stringify({ model: 'whatever-the-cli-wants', stream, messages: [{ role: 'user', content }] }),
+    // A plain call names its agent and sets sampling parameters; the streamed one does neither.
+    headers: { 'content-type': 'application/json', authorization: 'Bearer ' + key, ...(agent && !stream ? { 'X-Asp-Agent': agent } : {}) },
+    body: JSON.stringify({ model: 'whatever-the-cli-wants', stream, messages: [{ role: 'user', content }], ...(stream ? {} : { temperature: 0.2, max_tokens: 64 }) }),
   });
   if (!stream) {
     const body = await response.json();
@@ -34,9 +37,11 @@ console.log('streamed:', await ask('stream me', true));
 
 describe.skipIf(!dockerAvailable)('the model gateway with the real sandbox', () => {
   let fake: FakeOpenAi;
+  let receiver: LangfuseReceiver;
   let script: (request: { body: Record<string, unknown> }, index: number) => FakeAnswer | undefined = () => undefined;
 
   beforeAll(async () => {
+    receiver = await startLangfuseReceiver();
     fake = await startFakeOpenAi((request, index) => {
       const planned = script(request, index);
       if (planned) return planned;
@@ -47,6 +52,7 @@ describe.skipIf(!dockerAvailable)('the model gateway with the real sandbox', () 
 
   afterAll(async () => {
     await fake.close();
+    await receiver.close();
     expect(await leftovers()).toEqual({ containers: [], volumes: [] });
   });
 
@@ -54,12 +60,18 @@ describe.skipIf(!dockerAvailable)('the model gateway with the real sandbox', () 
   const repo = () => repoWith({ 'client.mjs': CLIENT });
 
   it('answers an OpenAI client in the sandbox, plain and streaming, and records generations; the key stays on the host', async () => {
-    script = () => undefined;
+    // The plain answer reports cached prompt tokens, as OpenAI does; the streamed one (which the provider answers
+    // whole: the gateway never streams from it) does not.
+    script = (request) => {
+      const messages = request.body.messages as Array<{ content: string }>;
+      const content = messages[messages.length - 1]?.content ?? '';
+      return content === 'stream me' ? undefined : { content: `echo: ${content}`, usage: { prompt_tokens: 10, completion_tokens: 5, prompt_tokens_details: { cached_tokens: 4 } } };
+    };
     const first = fake.requests.length;
-    const { result, output } = await run(settings(), {
+    const { result, output } = await run(testSettings({ models: settings().models, langfuse: receiver.target }), {
       repo: repo(),
       steps: [
-        { name: 'ask', run: 'node client.mjs 1' },
+        { name: 'ask', run: 'CLIENT_AGENT=cli_agent node client.mjs 1' },
         // Everything the sandbox can see: its environment, every process's, the workspace and /tmp. The key is
         // searched for in two halves, so this command (in .asp/task.json) does not hold it itself.
         {
@@ -87,9 +99,41 @@ describe.skipIf(!dockerAvailable)('the model gateway with the real sandbox', () 
     const generations = document.observations.filter((observation) => observation.type === 'GENERATION');
     expect(generations).toHaveLength(2);
     const ask = document.observations.find((observation) => observation.name === 'ask');
-    expect(generations[0]).toMatchObject({ parentObservationId: ask?.id, model: 'test-model', usageDetails: { input: 10, output: 5, total: 15 }, costDetails: { total: 0.00002 } });
-    expect(generations[0]?.metadata).toMatchObject({ provider: 'openai', status: 200, attempts: 1, requestedModel: 'whatever-the-cli-wants' });
-    expect(result.models).toMatchObject({ provider: 'openai', model: 'test-model', calls: 2, tokens: 30 });
+    const [plain, streamed] = generations;
+    // Named after the agent the client named (X-Asp-Agent), its step kept; cost split, its total as before.
+    expect(plain).toMatchObject({
+      name: 'cli_agent',
+      parentObservationId: ask?.id,
+      model: 'test-model',
+      modelParameters: { temperature: 0.2, max_tokens: 64 },
+      usageDetails: { input: 6, input_cached_tokens: 4, output: 5, total: 15 },
+      costDetails: { input: 0.000006, input_cached_tokens: 0.000004, output: 0.00001, total: 0.00002 },
+    });
+    expect(plain?.metadata).toMatchObject({ step: 'ask', provider: 'openai', status: 200, attempts: 1, requestedModel: 'whatever-the-cli-wants' });
+    expect(plain).not.toHaveProperty('completionStartTime');
+    // No agent named: the step and model, as before; no parameters set; streamed, so a completion start.
+    expect(streamed).toMatchObject({
+      name: 'ask:test-model',
+      parentObservationId: ask?.id,
+      usageDetails: { input: 10, output: 5, total: 15 },
+      costDetails: { input: 0.00001, output: 0.00001, total: 0.00002 },
+    });
+    expect(streamed).not.toHaveProperty('modelParameters');
+    const completionStart = Date.parse(streamed?.completionStartTime ?? '');
+    expect(completionStart).toBeGreaterThanOrEqual(Date.parse(streamed?.startTime ?? ''));
+    expect(completionStart).toBeLessThanOrEqual(Date.parse(streamed?.endTime ?? ''));
+    expect(result.models).toMatchObject({ provider: 'openai', model: 'test-model', calls: 2, tokens: 30, costUsd: 0.00004 });
+    expect(document.scores.find((score) => score.name === 'probe_cost_usd')?.value).toBe(0.00004);
+
+    // What Langfuse receives: the same, under its attribute names.
+    expect(result.traceDelivery).toBe('exported');
+    const sent = (name: string) => {
+      const span = receiver.spans.find((candidate) => candidate.traceId === result.traceId && candidate.name === name);
+      if (!span) throw new Error(`no span ${name} arrived`);
+      return receivedGeneration(span);
+    };
+    expect(sent('cli_agent')).toEqual({ model: 'test-model', modelParameters: plain?.modelParameters, usageDetails: plain?.usageDetails, costDetails: plain?.costDetails });
+    expect(sent('ask:test-model')).toEqual({ model: 'test-model', completionStartTime: streamed?.completionStartTime, usageDetails: streamed?.usageDetails, costDetails: streamed?.costDetails });
 
     for (const file of ['trace.json', 'events.jsonl', 'result.json', 'task.json', 'ask.json', 'look.json']) {
       expect(readFileSync(path.join(result.workspacePath, '.asp', file), 'utf8')).not.toContain(KEY);

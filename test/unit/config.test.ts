@@ -182,3 +182,27 @@ describe('settings', () => {
     expect(() => readSettings({ ASP_RETENTION: 'forever' })).toThrow('ASP_RETENTION="forever" is not a duration');
   });
 });
+
+describe('what every trace says of where and by whom (issue 20)', () => {
+  it('reads the environment, the release and the user; the user falls back to the CI actor, then the host user', async () => {
+    const { readSettings } = await import('../../src/config/settings.js');
+    expect(readSettings({ LANGFUSE_TRACING_ENVIRONMENT: 'ci', LANGFUSE_RELEASE: 'v1.2', ASP_TRACE_USER: 'robot', GITHUB_ACTOR: 'octocat' }).trace).toEqual({
+      environment: 'ci',
+      release: 'v1.2',
+      user: 'robot',
+    });
+    expect(readSettings({ GITHUB_ACTOR: 'octocat', GITLAB_USER_LOGIN: 'other' }).trace).toEqual({ environment: 'default', release: undefined, user: 'octocat' });
+    expect(readSettings({ GITLAB_USER_LOGIN: 'gitlab-user' }).trace.user).toBe('gitlab-user');
+    expect(readSettings({}).trace.user).toBe((await import('node:os')).userInfo().username);
+  });
+
+  it('refuses an environment Langfuse would not take, and a session or user that is no name, each in one line', async () => {
+    const { readSettings, traceName } = await import('../../src/config/settings.js');
+    for (const environment of ['CI', 'langfuse-x', 'has space', 'a'.repeat(41)]) {
+      expect(() => readSettings({ LANGFUSE_TRACING_ENVIRONMENT: environment }), environment).toThrow(/is not an environment name Langfuse takes/);
+    }
+    expect(traceName('--session', undefined)).toBeUndefined();
+    expect(traceName('--session', ' nightly-1 ')).toBe('nightly-1');
+    for (const bad of ['', '   ', 'a\nb', 'x'.repeat(201)]) expect(() => traceName('--user', bad), JSON.stringify(bad)).toThrow(/--user ".*" is not a name Langfuse can group by/);
+  });
+});

@@ -77,7 +77,7 @@ describe('Langfuse exporter', () => {
     expect(steps.map((span) => span.name).sort()).toEqual(['plan', 'test']);
     const failed = steps.find((span) => span.name === 'test');
     expect(failed?.attributes).toMatchObject({
-      'langfuse.observation.type': 'span',
+      'langfuse.observation.type': 'tool',
       'langfuse.observation.level': 'ERROR',
       'langfuse.observation.status_message': 'exit code 3',
       'langfuse.observation.metadata.exitCode': '3',

@@ -3,7 +3,9 @@ import { SpanStatusCode } from '@opentelemetry/api';
 import { JsonTraceSerializer, ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startLangfuseReceiver, type LangfuseReceiver } from '../helpers/langfuse-receiver.js';
+import { LangfuseOtelSpanAttributes } from '@langfuse/core';
+import { GENERATION_ATTRIBUTES, receivedGeneration, startLangfuseReceiver, type LangfuseReceiver } from '../helpers/langfuse-receiver.js';
+import type { DecodedSpan } from '../helpers/otlp-decode.js';
 
 /** Spans made by the real OTel SDK, with every attribute type OTLP knows. */
 async function sampleSpans(): Promise<ReadableSpan[]> {
@@ -45,6 +47,37 @@ describe('the local Langfuse receiver', () => {
       attributes: { 'a.string': 'text', 'a.bool': true, 'a.int': 42, 'a.double': 1.5, 'a.list': ['x', 'y'] },
       status: { code: 2, message: 'it failed' },
     });
+  });
+
+  it("reads a generation's attributes under the names the Langfuse SDK writes and its server reads", () => {
+    expect(GENERATION_ATTRIBUTES).toEqual({
+      model: LangfuseOtelSpanAttributes.OBSERVATION_MODEL,
+      modelParameters: LangfuseOtelSpanAttributes.OBSERVATION_MODEL_PARAMETERS,
+      completionStartTime: LangfuseOtelSpanAttributes.OBSERVATION_COMPLETION_START_TIME,
+      usageDetails: LangfuseOtelSpanAttributes.OBSERVATION_USAGE_DETAILS,
+      costDetails: LangfuseOtelSpanAttributes.OBSERVATION_COST_DETAILS,
+    });
+    const span = (attributes: Record<string, unknown>): DecodedSpan => ({
+      traceId: 'a'.repeat(32),
+      spanId: 'b'.repeat(16),
+      parentSpanId: null,
+      name: 'g',
+      scope: 's',
+      startMs: 0,
+      endMs: 0,
+      status: { code: 0 },
+      attributes: { 'langfuse.observation.type': 'generation', ...attributes },
+    });
+    expect(
+      receivedGeneration(span({ 'langfuse.observation.completion_start_time': JSON.stringify('2026-08-01T10:00:00.000Z'), 'langfuse.observation.usage_details': '{"input":1,"total":1}' })),
+    ).toEqual({
+      completionStartTime: '2026-08-01T10:00:00.000Z',
+      usageDetails: { input: 1, total: 1 },
+    });
+    // What Langfuse could not read is an error, not an absent field.
+    expect(() => receivedGeneration(span({ 'langfuse.observation.completion_start_time': '2026-08-01T10:00:00.000Z' }))).toThrow(/not JSON/);
+    expect(() => receivedGeneration(span({ 'langfuse.observation.cost_details': '{"total":"cheap"}' }))).toThrow(/cost details/);
+    expect(() => receivedGeneration(span({ 'langfuse.observation.type': 'span' }))).toThrow(/not a generation/);
   });
 
   it('refuses a wrong key pair with 401 and records nothing as delivered', async () => {

@@ -8,9 +8,10 @@ import { CassetteProvider, readCassette, RecordingProvider, requestKey, type Cas
 import { ModelBudget } from '../../src/models/model-budget.js';
 import { chooseModel } from '../../src/models/model-choice.js';
 import { ModelGateway, type GenerationRecord } from '../../src/models/model-gateway.js';
+import { modelParametersOf } from '../../src/models/model-parameters.js';
 import { OpenAiProvider } from '../../src/models/openai-provider.js';
-import { costOf, priceOf } from '../../src/models/price-table.js';
-import type { FetchLike, ModelProvider } from '../../src/models/provider.js';
+import { costOf, costSplitOf, priceOf } from '../../src/models/price-table.js';
+import { usageOf, type FetchLike, type ModelProvider } from '../../src/models/provider.js';
 import { withRetries } from '../../src/models/retry.js';
 import type { HostMessage } from '../../src/protocol/host-messages.js';
 import { SecretMasker } from '../../src/protocol/secret-masker.js';
@@ -52,6 +53,69 @@ describe('price table', () => {
   it('costs a call in USD per million tokens', () => {
     expect(costOf({ input: 2.5, output: 10 }, { input: 1000, output: 500 })).toBeCloseTo(0.0075, 10);
     expect(costOf(undefined, { input: 1000, output: 500 })).toBeUndefined();
+  });
+
+  it('splits a cost into input, cached input and output, the total exactly the unsplit cost', () => {
+    const price = { input: 2.5, output: 10 };
+    const cached = { input: 1000, output: 500, total: 1500, cachedInput: 400 };
+    expect(costSplitOf(price, cached)).toEqual({ input: 0.0015, cachedInput: 0.001, output: 0.005, total: 0.0075 });
+    expect(costSplitOf(price, cached)?.total).toBe(costOf(price, cached));
+    expect(costSplitOf(price, { input: 1000, output: 500, total: 1500 })).toEqual({ input: 0.0025, output: 0.005, total: 0.0075 });
+    // Odd token counts: the total is still costOf's, to the last digit, whatever the parts round to.
+    const odd = { input: 333_333, output: 77_777, total: 411_110, cachedInput: 111_111 };
+    expect(costSplitOf(priceOf('gpt-4o-mini'), odd)?.total).toBe(costOf(priceOf('gpt-4o-mini'), odd));
+    expect(costSplitOf(undefined, cached)).toBeUndefined();
+  });
+});
+
+describe('token usage', () => {
+  it("takes OpenAI's cached prompt tokens as a part of the input, never more than it", () => {
+    expect(usageOf({ usage: { prompt_tokens: 1000, completion_tokens: 10, total_tokens: 1010, prompt_tokens_details: { cached_tokens: 800 } } })).toEqual({
+      input: 1000,
+      output: 10,
+      total: 1010,
+      cachedInput: 800,
+    });
+    expect(usageOf({ usage: { prompt_tokens: 5, completion_tokens: 1, prompt_tokens_details: { cached_tokens: 50 } } })).toEqual({ input: 5, output: 1, total: 6, cachedInput: 5 });
+    expect(usageOf({ usage: { prompt_tokens: 5, completion_tokens: 1, prompt_tokens_details: { cached_tokens: 0 } } })).toEqual({ input: 5, output: 1, total: 6 });
+  });
+
+  it("maps Anthropic's cache reads to OpenAI's cached_tokens, inside prompt_tokens as OpenAI counts them", () => {
+    const reply = toOpenAi({ content: [], usage: { input_tokens: 7, cache_read_input_tokens: 700, cache_creation_input_tokens: 100, output_tokens: 3 } }, 'claude-x', 0);
+    expect(reply.usage).toEqual({ prompt_tokens: 807, completion_tokens: 3, total_tokens: 810, prompt_tokens_details: { cached_tokens: 700 } });
+    expect(usageOf(reply)).toEqual({ input: 807, output: 3, total: 810, cachedInput: 700 });
+  });
+});
+
+describe('model parameters', () => {
+  it('keeps the sampling parameters a request set: known keys, finite numbers, capped text', () => {
+    expect(
+      modelParametersOf({
+        messages: [{ role: 'user', content: 'q' }],
+        temperature: 0.2,
+        top_p: '0.9',
+        max_completion_tokens: 256,
+        seed: 7,
+        frequency_penalty: 0.5,
+        presence_penalty: -0.5,
+        stop: ['END', '###'],
+        response_format: { type: 'json_schema', json_schema: { name: 'plan', schema: {} } },
+        reasoning_effort: 'low',
+        logit_bias: { 50256: -100 },
+        user: 'someone',
+      }),
+    ).toEqual({
+      temperature: 0.2,
+      max_completion_tokens: 256,
+      seed: 7,
+      frequency_penalty: 0.5,
+      presence_penalty: -0.5,
+      stop: '["END","###"]',
+      response_format: 'json_schema',
+      reasoning_effort: 'low',
+    });
+    expect(modelParametersOf({ stop: 'x'.repeat(500) })?.stop).toHaveLength(200);
+    expect(modelParametersOf({ messages: [], stream: true, model: 'gpt-4o' })).toBeUndefined();
   });
 });
 
@@ -178,12 +242,12 @@ describe('model gateway', () => {
           }
         : { status, body: { error: { message: 'Incorrect API key provided: sk-secret-123' } } },
   });
-  const gateway = (chat: ModelProvider, budget = new ModelBudget({}), generations: GenerationRecord[] = []) =>
+  const gateway = (chat: ModelProvider, budget = new ModelBudget({}), generations: GenerationRecord[] = [], time: { now: () => Date } = clock) =>
     new ModelGateway({
       provider: chat,
       budget,
       price: priceOf('gpt-4o-mini'),
-      clock,
+      clock: time,
       retry: noSleep,
       mask: (text) => new SecretMasker(['sk-secret-123']).mask(text),
       onGeneration: (g) => generations.push(g),
@@ -197,6 +261,56 @@ describe('model gateway', () => {
     await gateway(provider(), new ModelBudget({}), generations).handle(request({}), (message) => replies.push(message));
     expect(replies).toEqual([expect.objectContaining({ type: 'model.response', id: 'm1', status: 200 })]);
     expect(generations[0]).toMatchObject({ step: 'plan', model: 'gpt-4o-mini', usage: { input: 1000, output: 1000, total: 2000 }, costUsd: 0.00075, output: 'hi' });
+    expect(generations[0]?.cost).toEqual({ input: 0.00015, output: 0.0006, total: 0.00075 });
+    // Nothing asked for: no agent, no parameters, no completion start (the answer was not streamed).
+    expect(generations[0]).not.toHaveProperty('agent');
+    expect(generations[0]).not.toHaveProperty('modelParameters');
+    expect(generations[0]).not.toHaveProperty('completionStartTime');
+  });
+
+  it('names the call after the agent that asked, keeps its step, and records the parameters the request set', async () => {
+    const generations: GenerationRecord[] = [];
+    await gateway(provider(), new ModelBudget({}), generations).handle(
+      { ...request({ temperature: 0.2, max_tokens: 64, stop: 'sk-secret-123', response_format: { type: 'json_object' } }), step: 'design_review_agent', agent: 'design_agent' },
+      () => {},
+    );
+    expect(generations[0]).toMatchObject({ step: 'design_review_agent', agent: 'design_agent', modelParameters: { temperature: 0.2, max_tokens: 64, response_format: 'json_object' } });
+    // Masked like the prompt.
+    expect(JSON.stringify(generations)).not.toContain('sk-secret-123');
+  });
+
+  it("records when a streamed answer's first chunk reached the host, between the call's start and end", async () => {
+    let now = Date.parse('2026-01-01T00:00:00Z');
+    const ticking = { now: () => new Date((now += 250)) };
+    const generations: GenerationRecord[] = [];
+    const replies: HostMessage[] = [];
+    await gateway(provider(200, 'streamed'), new ModelBudget({}), generations, ticking).handle(request({ stream: true }), (message) => replies.push(message));
+    const [generation] = generations;
+    const first = generation?.completionStartTime?.getTime() ?? NaN;
+    expect(first).toBeGreaterThan(generation?.startTime.getTime() ?? Infinity);
+    expect(first).toBeLessThan(generation?.endTime.getTime() ?? -Infinity);
+    expect(replies[0]?.type).toBe('model.chunk');
+  });
+
+  it('splits the cost of a call with cached prompt tokens, its total what the budget counts', async () => {
+    const cachedReply: ModelProvider = {
+      name: 'openai',
+      model: 'gpt-4o-mini',
+      chat: async () => ({
+        status: 200,
+        body: {
+          model: 'gpt-4o-mini',
+          choices: [{ message: { role: 'assistant', content: 'hi' } }],
+          usage: { prompt_tokens: 1000, completion_tokens: 1000, total_tokens: 2000, prompt_tokens_details: { cached_tokens: 600 } },
+        },
+      }),
+    };
+    const budget = new ModelBudget({});
+    const generations: GenerationRecord[] = [];
+    await gateway(cachedReply, budget, generations).handle(request({}), () => {});
+    expect(generations[0]).toMatchObject({ usage: { input: 1000, cachedInput: 600, output: 1000, total: 2000 }, costUsd: 0.00075 });
+    expect(generations[0]?.cost).toEqual({ input: 0.00006, cachedInput: 0.00009, output: 0.0006, total: 0.00075 });
+    expect(budget.costUsd).toBe(0.00075);
   });
 
   it('streams a reply as chunks, then closes it', async () => {

@@ -11,6 +11,8 @@ describe('task protocol', () => {
     { type: 'step.end', step: 'test', exitCode: 1, durationMs: 12, timedOut: false, droppedBytes: 0 },
     { type: 'artifact', path: 'planning.json', sha256: 'a'.repeat(64), bytes: 3 },
     { type: 'generation', step: 'plan', model: 'gpt-x', usage: { input: 10, output: 5 }, costUsd: 0.01 },
+    { type: 'generation', step: 'design_review_agent', agent: 'design_agent', model: 'gpt-x', usage: { total: 15 } },
+    { type: 'model.request', id: 'm2', step: 'design_review_agent', agent: 'design_agent', body: { messages: [] } },
     { type: 'task.end', status: 'failed', exitCode: 1 },
     { type: 'warning', message: 'careful' },
   ];
@@ -30,6 +32,8 @@ describe('task protocol', () => {
     ['a bad field', '{"asp":1,"type":"step.end","step":"t","exitCode":"zero","durationMs":1}', 'exitCode:'],
     ['a bad status', '{"asp":1,"type":"task.end","status":"great","exitCode":0}', 'status:'],
     ['a traversal-shaped step name', `{"asp":1,"type":"step.log","step":"${'x'.repeat(65)}","stream":"stdout","data":""}`, 'step:'],
+    ['an agent name with spaces', '{"asp":1,"type":"model.request","id":"m1","step":"s","agent":"my agent","body":{}}', 'agent:'],
+    ['an over-long agent name', `{"asp":1,"type":"model.request","id":"m1","step":"s","agent":"${'a'.repeat(65)}","body":{}}`, 'agent:'],
   ])('records %s as invalid instead of throwing', (_what, line, reason) => {
     const parsed = parseProtocolLine(line);
     expect(parsed.kind).toBe('invalid');

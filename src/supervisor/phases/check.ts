@@ -123,6 +123,7 @@ export async function runCheck(request: CheckRequest, deps: CheckDeps): Promise<
       throw new AspError('WORKSPACE_FAILED', `cannot send the check's workspace into its sandbox: ${errorMessage(error)}`, 'check that the workspace and --check-dir are readable');
     });
   const rename = (message: ProtocolMessage): ProtocolMessage => ('step' in message && typeof message.step === 'string' ? { ...message, step: `${CHECK_STEP_PREFIX}${message.step}` } : message);
+  trace.planSteps(prefixed);
   // The check's test commands reach the same hosts as the steps', out of the same byte cap.
   const relay = deps.egress?.relay();
   stack.defer('egress', () => relay?.close());

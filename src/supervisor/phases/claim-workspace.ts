@@ -38,6 +38,10 @@ export interface ClaimDeps {
   log: Log;
   writeOutput: (text: string) => void;
   reclaimUnfinished?: boolean | undefined;
+  /** Langfuse's session of the trace: the batch's id (`asp batch`), or `--session`. */
+  session?: string | undefined;
+  /** Langfuse's user of the trace (`--user`); else the settings' (ASP_TRACE_USER, the CI actor, the host user). */
+  user?: string | undefined;
 }
 
 /**
@@ -53,7 +57,22 @@ export async function claimTaskWorkspace(plan: TaskPlan, deps: ClaimDeps, stack:
     if (warnings.length < MAX_WARNINGS) warnings.push(message);
     deps.log.warn({ taskId }, message);
   };
-  const trace = new TraceRecorder({ taskId, runId, task: spec.task, repo: plan.source.display, ref: spec.ref, workspacePath: workspace.dir, limits: limitsForTrace(spec.limits) }, deps.clock);
+  const trace = new TraceRecorder(
+    {
+      taskId,
+      runId,
+      task: spec.task,
+      repo: plan.source.display,
+      ref: spec.ref,
+      workspacePath: workspace.dir,
+      limits: limitsForTrace(spec.limits),
+      sessionId: deps.session,
+      userId: deps.user ?? deps.settings.trace.user,
+      environment: deps.settings.trace.environment,
+      release: deps.settings.trace.release,
+    },
+    deps.clock,
+  );
   const claimed: ClaimedTask = {
     taskId,
     runId,

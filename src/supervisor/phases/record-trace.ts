@@ -1,3 +1,5 @@
+import { lstat, readFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { Settings } from '../../config/settings.js';
 import type { Clock } from '../../core/clock.js';
 import type { Log } from '../../core/log.js';
@@ -8,7 +10,7 @@ import { copyAllForUser } from '../../workspace/host-state.js';
 import { stepResults, type SessionOutcome, type StepResult } from '../session-outcome.js';
 import { writeMissingStepRecords } from '../step-records.js';
 import type { ClaimedTask } from './claim-workspace.js';
-import type { CheckResult } from './check.js';
+import { CHECK_STEP_PREFIX, type CheckResult } from './check.js';
 
 export interface RecordedTrace {
   /** Each planned step as it ended (or never did). */
@@ -26,7 +28,7 @@ export interface RecordedTrace {
  */
 export async function recordTrace(
   task: ClaimedTask,
-  ran: { steps: ResolvedStep[]; checkSteps: ResolvedStep[]; outcome: SessionOutcome; check: CheckResult | null },
+  ran: { steps: ResolvedStep[]; checkSteps: ResolvedStep[]; outcome: SessionOutcome; check: CheckResult | null; hitl: { required: boolean; awaiting: boolean } },
   deps: { settings: Settings; clock: Clock; log: Log; traceMode?: TraceMode | undefined; forceSignal?: AbortSignal | undefined },
 ): Promise<RecordedTrace> {
   const { workspace, events, warn } = task;
@@ -38,7 +40,9 @@ export async function recordTrace(
   const steps = stepResults(ran.steps, events.stepStarts, events.stepEnds, outcome.status, events.steps);
   const recorded = await writeMissingStepRecords(workspace.artifactsDir, events.steps, steps, warn);
   if (recorded.length) deps.log.info({ taskId: task.taskId, files: recorded }, `the sandbox could not write ${recorded.map((file) => `.asp/${file}`).join(', ')}: written by asp from the protocol`);
-  const trace = new TracePublication(task.trace.finish({ ...outcome, durationMs }), {
+  await addArtifactOutputs(task, ran.steps, workspace.artifactsDir, '');
+  if (ran.check) await addArtifactOutputs(task, ran.checkSteps, ran.check.artifactsDir, CHECK_STEP_PREFIX);
+  const trace = new TracePublication(task.trace.finish({ ...outcome, durationMs, hitl: ran.hitl }), {
     settings: deps.settings,
     mode: deps.traceMode,
     artifactsDir: workspace.artifactsDir,
@@ -52,4 +56,33 @@ export async function recordTrace(
   });
   await trace.publish();
   return { steps, trace, durationMs, finishedAt };
+}
+
+/** The most of an artifact a span's output holds (the exporter cuts what is longer still). */
+const ARTIFACT_OUTPUT_BYTES = 64 * 1024;
+
+/**
+ * An agent step's span output is the artifact it names (`"artifact"`, the ASP agents' planning.json...), as the host
+ * extracted it: JSON when it parses, else its text; a file that is missing or too long leaves the output alone.
+ */
+async function addArtifactOutputs(task: ClaimedTask, steps: ResolvedStep[], dir: string, prefix: string): Promise<void> {
+  for (const step of steps) {
+    if (!step.artifact) continue;
+    const file = path.join(dir, step.artifact);
+    const info = await lstat(file).catch(() => undefined);
+    if (!info?.isFile()) continue;
+    if (info.size > ARTIFACT_OUTPUT_BYTES) {
+      task.trace.setStepArtifact(`${prefix}${step.name}`, step.artifact, `[asp: .asp/${step.artifact} is ${info.size} bytes, more than a span holds; read it there]`);
+      continue;
+    }
+    const text = await readFile(file, 'utf8').catch(() => undefined);
+    if (text === undefined) continue;
+    let value: unknown = text;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      // Not JSON: its text, as it is.
+    }
+    task.trace.setStepArtifact(`${prefix}${step.name}`, step.artifact, value);
+  }
 }

@@ -35,6 +35,7 @@ export async function runSteps(
   events.open(hostFilePath(task.workspace, 'events'));
   stack.defer('events file', () => events.close());
   task.started = true;
+  trace.planSteps(steps);
   const relay = deps.egress?.relay();
   // Connections still open when the session ends (the sandbox is gone) end with it.
   stack.defer('egress', () => relay?.close());
