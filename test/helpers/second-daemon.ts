@@ -1,5 +1,5 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { freePort } from './ports.js';
 import { succeeds, waitForServer } from './server-process.js';
@@ -28,6 +28,10 @@ export interface SecondDaemon {
   load(tags: string[]): void;
   /** Stops dockerd and its containerd and deletes its data root. Idempotent. */
   stop(): Promise<void>;
+  /** Kills dockerd itself with SIGKILL, as a crash would (its containerd and containers are left as they are). */
+  crash(): Promise<void>;
+  /** Processes still running under the daemon's directories (its containerd, the shims of its containers). */
+  leftoverProcesses(): number[];
 }
 
 export const canRunSecondDaemon = process.getuid?.() === 0 && commandExists('dockerd') && commandExists('unshare');
@@ -79,6 +83,10 @@ export async function startSecondDaemon(options: { hide?: string[]; tls?: boolea
     }
     // dockerd stops its containerd on a clean exit; after a SIGKILL it does not.
     if (containerd !== undefined) killQuietly(containerd);
+    // After a crash the shims of its containers run on until their containers end (a task's backstop ends one at its
+    // deadline): wait for them a while, then end them, so nothing of this daemon outlives the suite.
+    for (let round = 0; round < 30 && processesUnder(dir).length; round += 1) await new Promise((resolve) => setTimeout(resolve, 500));
+    for (const pid of processesUnder(dir)) killQuietly(pid);
     // The overlay mounts were in the daemon's private namespace, gone with its last process.
     rmSync(dir, { recursive: true, force: true });
   };
@@ -100,7 +108,27 @@ export async function startSecondDaemon(options: { hide?: string[]; tls?: boolea
       }
     },
     stop,
+    async crash() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGKILL');
+      await exited;
+    },
+    leftoverProcesses: () => processesUnder(dir),
   };
+}
+
+/** Pids whose command line names `dir` (a containerd or a shim started for a daemon of that directory). */
+function processesUnder(dir: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(dir)) pids.push(Number(entry));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return pids;
 }
 
 /**
