@@ -1,17 +1,24 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 
 /**
  * Writes `file` whole or not at all: the content goes to a fresh temporary file beside it (never one that exists),
- * which is renamed over it. A reader sees the old file or the new one, never half of one; a failure leaves neither
- * the temporary file nor a partial `file`. `makeDir` creates the directory first; without it a missing one fails.
+ * flushed to the disk (fsync), then renamed over it. A reader sees the old file or the new one, never half of one,
+ * also after a crash or a full disk; a failure (ENOSPC) leaves neither the temporary file nor a partial `file`.
+ * `makeDir` creates the directory first; without it a missing one fails.
  */
 export async function writeFileAtomically(file: string, content: string, options: { mode?: number; makeDir?: boolean } = {}): Promise<void> {
   if (options.makeDir) await mkdir(path.dirname(file), { recursive: true });
   const temporary = `${file}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
   try {
-    await writeFile(temporary, content, { flag: 'wx', ...(options.mode !== undefined ? { mode: options.mode } : {}) });
+    const handle = await open(temporary, 'wx', options.mode);
+    try {
+      await handle.writeFile(content);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
     await rename(temporary, file);
   } catch (error) {
     await rm(temporary, { force: true });

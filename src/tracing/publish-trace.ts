@@ -49,7 +49,7 @@ export interface Published {
 /**
  * The end of every run's trace: PROBE scores in, the local JSON written (the floor, always), then Langfuse when
  * it is on. A Langfuse that is down, refusing or slow costs at most the flush budget and one warning line; the
- * trace then waits in the outbox. Only failing to write the trace's master copy (or `.asp/trace.json`) throws.
+ * trace then waits in the outbox. A disk with no room for the local JSON costs a warning too: it goes to the other place.
  */
 export async function publishTrace(document: TraceDocument, options: PublishOptions): Promise<Published> {
   const inputs = await readProbeInputs(options.artifactsDir, options.testsDir);
@@ -67,9 +67,25 @@ export async function publishTrace(document: TraceDocument, options: PublishOpti
   if (inputs.complexity !== undefined) document.scores.push(...(await probeEstimates(store, document, inputs.complexity, options)));
 
   const workspace = { artifactsDir: options.artifactsDir, stateDir: options.stateDir };
-  await writeHostFile(workspace, 'trace', JSON.stringify(document, null, 2) + '\n');
-  const tracePath = await copyForUser(workspace, 'trace');
-  await store.save(document).catch((error: unknown) => options.warn(`the trace store ${store.tracesDir} was not written: ${errorMessage(error)}`));
+  // The task's dir and the trace store are often on different disks: a trace that does not fit one goes to the
+  // other, and the run says in one line where it is (or that neither had room).
+  let tracePath: string;
+  let local: string | undefined;
+  try {
+    await writeHostFile(workspace, 'trace', JSON.stringify(document, null, 2) + '\n');
+    tracePath = await copyForUser(workspace, 'trace');
+  } catch (error) {
+    local = errorMessage(error);
+    tracePath = store.tracePath(document.trace.name);
+  }
+  const stored = await store.save(document).then(
+    () => undefined,
+    (error: unknown) => errorMessage(error),
+  );
+  if (local && stored)
+    options.warn(`the trace was kept neither in ${options.stateDir} (${local}) nor in the trace store ${store.tracesDir} (${stored}); only Langfuse or the outbox may still have it`);
+  else if (local) options.warn(`the trace could not be written to ${options.stateDir} (${local}): it is in the trace store, ${tracePath}`);
+  else if (stored) options.warn(`the trace store ${store.tracesDir} was not written: ${stored}`);
 
   const taskId = document.trace.name;
   const target = options.settings.langfuse;

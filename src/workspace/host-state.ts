@@ -1,8 +1,8 @@
-import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { copyFile, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { copyFile, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { errorMessage, systemErrorCode } from '../core/asp-error.js';
+import { writeFileAtomically } from '../core/atomic-write.js';
 import type { PackEntry } from './tar-pack.js';
 import { SANDBOX_TASK_TEXT_FILE, SANDBOX_WORKSPACE } from '../protocol/messages.js';
 import { HOST_STATE_DIR, OWNER_FILE, type HostWorkspace } from './host-workspace.js';
@@ -32,14 +32,7 @@ export function userCopyPath(workspace: Pick<HostWorkspace, 'artifactsDir'>, fil
 /** Writes one of asp's files (aside, then renamed: a reader sees the old one or the new one, never half). */
 export async function writeHostFile(workspace: Pick<HostWorkspace, 'stateDir'>, file: HostFile, content: string): Promise<string> {
   const target = hostFilePath(workspace, file);
-  const temporary = `${target}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
-  try {
-    await writeFile(temporary, content, { flag: 'wx' });
-    await rename(temporary, target);
-  } catch (error) {
-    await rm(temporary, { force: true });
-    throw error;
-  }
+  await writeFileAtomically(target, content);
   return target;
 }
 
