@@ -168,28 +168,16 @@ async function runSandboxPhases(plan: TaskPlan, task: ClaimedTask, deps: RunDeps
     egress: undefined,
   };
   const { trace } = task;
+  // What the gateway and the egress relay record with: the task's clock, trace, events (masked) and warnings.
+  const recording = { clock: deps.clock, trace, mask: (text: string) => task.events.mask(text), warn: task.warn, record: (entry: object) => task.events.record(entry) };
   try {
     if (plan.modelChoice) {
-      const gateway = await openTaskGateway(plan.modelChoice, deps.settings, plan.spec, {
-        clock: deps.clock,
-        trace,
-        mask: (text) => task.events.mask(text),
-        warn: task.warn,
-        record: (entry) => task.events.record(entry),
-        overrides: deps.gateway,
-      });
+      const gateway = await openTaskGateway(plan.modelChoice, deps.settings, plan.spec, { ...recording, overrides: deps.gateway });
       ran.gateway = gateway;
       stack.defer('model gateway', () => gateway.provider.close?.().catch((error: unknown) => task.warn(`could not save the cassette: ${errorMessage(error)}`)));
       deps.log.info({ taskId: task.taskId, provider: gateway.provider.name, model: gateway.provider.model }, `model gateway on: ${gateway.provider.name}:${gateway.provider.model}`);
     }
-    ran.egress = openTaskEgress(plan.spec, {
-      clock: deps.clock,
-      trace,
-      record: (entry) => task.events.record(entry),
-      warn: task.warn,
-      mask: (text) => task.events.mask(text),
-      lookup: deps.egressLookup,
-    });
+    ran.egress = openTaskEgress(plan.spec, { ...recording, lookup: deps.egressLookup });
     // The clone and the sandbox are independent until the workspace is fed: made side by side, but both settle
     // before going on, so nothing runs on in the background after a failure.
     const [cloned, up] = await settleBoth(

@@ -1,11 +1,11 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { readSettings } from '../../src/config/settings.js';
 import { asp } from '../helpers/cli.js';
 import { dockerAvailable, leftovers, testSettings } from '../helpers/docker.js';
-import { startLangfuseReceiver, type LangfuseReceiver } from '../helpers/langfuse-receiver.js';
+import { useLangfuseReceiver } from '../helpers/langfuse-receiver.js';
 import type { DecodedSpan } from '../helpers/otlp-decode.js';
 import { helloRepo, repoWith } from '../helpers/repos.js';
 import { run } from '../helpers/run.js';
@@ -18,15 +18,10 @@ import { run } from '../helpers/run.js';
 const CASSETTE = path.resolve(import.meta.dirname, '..', '..', 'examples', 'asp-demo', 'cassette.json');
 
 describe.skipIf(!dockerAvailable)('traces as Langfuse shows them', () => {
-  let receiver: LangfuseReceiver;
-  beforeAll(async () => {
-    receiver = await startLangfuseReceiver();
-  });
+  const receiver = useLangfuseReceiver();
   afterAll(async () => {
-    await receiver.close();
     expect(await leftovers()).toEqual({ containers: [], volumes: [] });
   });
-  afterEach(() => receiver.reset());
 
   const root = (traceId: string): DecodedSpan | undefined => receiver.spans.find((span) => span.traceId === traceId && span.parentSpanId === null);
   const spansOf = (traceId: string) => receiver.spans.filter((span) => span.traceId === traceId);
