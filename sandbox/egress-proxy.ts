@@ -6,7 +6,7 @@
  * each channel, so that a download moves only as fast as its client reads and never fills stdin or stdout for the
  * model gateway and the rest of the protocol.
  */
-import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, request as httpRequest, STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import type { NetHostMessage } from '../src/protocol/host-messages.js';
@@ -324,7 +324,7 @@ function answer(socket: Socket, status: number, reason: string): void {
   const body = `asp egress: ${reason}\n`;
   const line = reason.replace(/[^\x20-\x7e]/g, '?');
   socket.end(
-    `HTTP/1.1 ${status} ${statusText(status)}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Asp-Egress-Refused: ${line}\r\nConnection: close\r\n\r\n${body}`,
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Asp-Egress-Refused: ${line}\r\nConnection: close\r\n\r\n${body}`,
   );
 }
 
@@ -341,10 +341,6 @@ function refuse(response: ServerResponse, status: number, reason: string): void 
     connection: 'close',
   });
   response.end(body);
-}
-
-function statusText(status: number): string {
-  return ({ 400: 'Bad Request', 403: 'Forbidden', 502: 'Bad Gateway', 504: 'Gateway Timeout' } as Record<number, string>)[status] ?? 'Error';
 }
 
 /**
