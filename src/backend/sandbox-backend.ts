@@ -118,6 +118,8 @@ export interface SandboxBackend {
   /** What a sandbox is there, in reports: a container, or a pod. */
   readonly sandboxKind: 'container' | 'pod';
   describe(): Promise<EngineInfo>;
+  /** Whether the engine answers now (describe() may be asked once per process): throws when it does not. */
+  ping(): Promise<void>;
   /** Makes sure the image is there (building asp's own when it is missing): what to run, and which image it is. */
   prepareImage(request: ImageRequest): Promise<PreparedImage>;
   /**

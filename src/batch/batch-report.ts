@@ -46,6 +46,8 @@ export interface BatchSummary {
   list: ListIdentity;
   /** The share of the list this batch ran (--shard i/n); null when it ran the whole list, and in a merged report. */
   shard: Shard | null;
+  /** Why the batch stopped starting tasks before its list was done (the engine gone, the journal unwritable); --resume finishes it. */
+  stopped?: string | null;
   /** A merged report only: the shard reports it was made of, one per shard. */
   shards?: ShardSource[];
   /** A merged report only: the shards of the list no input report covered (their tasks are not in it). */

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, statSync, truncateSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { parseJsonWith, TASK_ID_PATTERN } from '../config/task-spec.js';
@@ -53,6 +53,8 @@ export function parseJournalLine(text: string): JournalRecord | undefined {
 export class BatchJournal {
   readonly dir: string;
   readonly file: string;
+  /** The journal's length after its last whole line: where a torn append is cut back to. */
+  private length: number | undefined;
 
   constructor(
     home: string,
@@ -63,8 +65,25 @@ export class BatchJournal {
     mkdirSync(this.dir, { recursive: true });
   }
 
+  /**
+   * Appends one line. An append that fails (a full disk: ENOSPC after part of the line went down) is cut back to
+   * the last whole line before it throws, so the next line the batch writes once there is room does not glue onto a
+   * torn one: the journal stays readable for --resume whatever the disk did.
+   */
   append(record: JournalRecord): void {
-    appendFileSync(this.file, JSON.stringify(record) + '\n');
+    const text = JSON.stringify(record) + '\n';
+    this.length ??= sizeOf(this.file);
+    try {
+      appendFileSync(this.file, text);
+      this.length += Buffer.byteLength(text);
+    } catch (error) {
+      try {
+        if (sizeOf(this.file) > this.length) truncateSync(this.file, this.length);
+      } catch {
+        // The reader ignores a torn last line; this only keeps the next one whole.
+      }
+      throw error;
+    }
   }
 
   /**
@@ -113,6 +132,14 @@ function shardSuffix(shard: Shard): string {
 /** The batch id of the whole list a shard's batch id belongs to. */
 export function unshardedBatchId(batchId: string): string {
   return batchId.replace(/-shard-\d+-of-\d+$/, '');
+}
+
+function sizeOf(file: string): number {
+  try {
+    return statSync(file).size;
+  } catch {
+    return 0;
+  }
 }
 
 function isFinal(status: string): status is FinalStatus {

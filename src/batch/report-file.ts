@@ -73,6 +73,7 @@ export const batchReportSchema = z.object({
   exitCode: z.number().int().min(0).max(255),
   list: z.object({ digest: z.string().regex(/^sha256:[0-9a-f]{64}$/, 'must be sha256:<64 hex digits>'), tasks: count }),
   shard: shardSchema.nullable(),
+  stopped: z.string().max(100_000).nullable().optional(),
   shards: z.array(shardSourceSchema).min(1).optional(),
   missingShards: z.array(count).optional(),
   tasks: z.array(taskOutcomeSchema),

@@ -7,6 +7,8 @@ import { mapBounded } from '../core/bounded-pool.js';
 import type { Clock } from '../core/clock.js';
 import type { Log } from '../core/log.js';
 import { retry } from '../core/retry.js';
+import { currentSupervisor, formatSupervisor, LABEL } from '../backend/ownership-labels.js';
+import { formatDuration } from '../config/units.js';
 import { deliverTask } from '../delivery/deliver-task.js';
 import { runTask, type TaskResult } from '../supervisor/run-task.js';
 import { workspacePaths } from '../workspace/host-workspace.js';
@@ -27,6 +29,11 @@ export interface BatchOptions {
   retries: number;
   /** Backoff before retry n is backoffMs * 2^(n-1). */
   backoffMs: number;
+  /**
+   * How long the engine may go unanswering after an infrastructure failure (`--engine-wait`): meanwhile no task
+   * starts or retries; past it the batch stops starting tasks, and `--resume` finishes it.
+   */
+  engineWaitMs: number;
   invalidCount: number;
   /** The whole list's identity, recorded in the report (the list given to runBatch may be one shard of it). */
   listIdentity: ListIdentity;
@@ -90,18 +97,29 @@ export async function runBatch(list: TaskList, options: BatchOptions, deps: Batc
       .catch((error: unknown) => refused.set(key, errorMessage(error)));
   }
 
+  const gate = new EngineGate(deps, options.engineWaitMs);
+  /** Why the batch stopped starting tasks before the list was done (the engine gone, the journal unwritable). */
+  let stopped: string | null = null;
   await mapBounded(list.entries, options.concurrency, async (entry) => {
     const previous = done.get(entry.key);
-    // After an interrupt nothing new starts: what is left is reported as not run.
-    if (!previous && deps.signal?.aborted) return;
+    // After an interrupt nothing new starts: what is left is reported as not run. Nor while the engine does not
+    // answer (a task would only fail and spend its retries), nor once it has been gone past --engine-wait.
+    if (!previous && (deps.signal?.aborted || stopped || !(await gate.answering()))) return;
     if (!previous) deps.progress.started(entry.key);
     const imageRefused = entry.spec.image ? refused.get(imageKey(entry)) || undefined : undefined;
-    const outcome = previous ? fromJournal(entry, previous) : imageRefused ? badImage(entry, imageRefused) : await runWithRetries(entry, options, deps, journal, mirrors);
-    outcomes.set(entry.key, outcome);
-    deps.progress.finished(outcome);
+    try {
+      const outcome = previous ? fromJournal(entry, previous) : imageRefused ? badImage(entry, imageRefused) : await runWithRetries(entry, options, deps, journal, mirrors, gate);
+      outcomes.set(entry.key, outcome);
+      deps.progress.finished(outcome);
+    } catch (error) {
+      // Only the journal throws here (a full disk): what it cannot record, --resume runs again.
+      stopped ??= `the batch journal ${journal.file} cannot be written (${errorMessage(error)}): no more tasks start; free some space and finish with --resume`;
+      deps.log.error({ journal: journal.file }, stopped);
+    }
   });
   deps.progress.close();
-
+  if (gate.gone) stopped ??= gate.gone;
+  if (!deps.signal?.aborted && !gate.gone) await removeLeftovers(deps);
   const tasks = list.entries.map((entry) => outcomes.get(entry.key) ?? notRun(entry));
   const summary: Omit<BatchSummary, 'exitCode'> = {
     batchId: options.batchId,
@@ -113,14 +131,20 @@ export async function runBatch(list: TaskList, options: BatchOptions, deps: Batc
     durationMs: deps.clock.now().getTime() - startedAt.getTime(),
     list: options.listIdentity,
     shard: options.shard,
+    stopped,
     tasks,
   };
-  return { ...summary, exitCode: batchExitCode(summary, Boolean(deps.signal?.aborted)) };
+  const exitCode = batchExitCode(summary, Boolean(deps.signal?.aborted));
+  // A batch that stopped early is not done, whatever the tasks it ran say: exit 3, for --resume.
+  return { ...summary, exitCode: stopped && exitCode < EXIT.infrastructure ? EXIT.infrastructure : exitCode };
 }
 
-async function runWithRetries(entry: BatchEntry, options: BatchOptions, deps: BatchDeps, journal: BatchJournal, mirrors: RepoMirrors): Promise<TaskOutcome> {
+async function runWithRetries(entry: BatchEntry, options: BatchOptions, deps: BatchDeps, journal: BatchJournal, mirrors: RepoMirrors, gate: EngineGate): Promise<TaskOutcome> {
+  let last: TaskOutcome | undefined;
   const { answer } = await retry(
     async (attempt) => {
+      // A retry waits for the engine to answer again; when it is gone for good, the last failure stands.
+      if (last && !(await gate.answering())) return last;
       journal.append({ event: 'start', key: entry.key, at: deps.clock.now().toISOString(), attempt });
       const outcome = await attemptTask(entry, attempt, deps, mirrors);
       journal.append({
@@ -140,17 +164,99 @@ async function runWithRetries(entry: BatchEntry, options: BatchOptions, deps: Ba
         ...(outcome.outputTail ? { outputTail: outcome.outputTail } : {}),
         ...(outcome.error ? { error: outcome.error } : {}),
       });
+      last = outcome;
+      if (isInfrastructure(outcome)) gate.suspect();
       return outcome;
     },
     {
       attempts: options.retries + 1,
       // Only asp's own failures are worth another try; a task that failed would fail the same way again.
-      retryable: (outcome) => outcome.status === 'error' && outcome.exitCode === EXIT.infrastructure && !deps.signal?.aborted,
+      retryable: (outcome) => isInfrastructure(outcome) && !deps.signal?.aborted && !gate.gone,
       delayMs: (attempt) => options.backoffMs * 2 ** (attempt - 1),
       onRetry: (outcome, attempt, waitMs) => deps.log.warn({ task: entry.key, attempt, waitMs }, `${entry.key}: infrastructure failure (${outcome.error}); retrying in ${waitMs} ms`),
     },
   );
   return answer;
+}
+
+function isInfrastructure(outcome: TaskOutcome): boolean {
+  return outcome.status === 'error' && outcome.exitCode === EXIT.infrastructure;
+}
+
+/**
+ * After an infrastructure failure the engine may be down (a daemon killed or restarting): one probe at a time asks
+ * it (`describe`) with a growing pause, and meanwhile no task starts or retries. It opens again the moment the engine
+ * answers; after `waitMs` without an answer the engine is taken for gone, and the batch starts nothing more.
+ */
+class EngineGate {
+  private probing: Promise<boolean> | undefined;
+  /** Why the batch stops, once the engine is taken for gone. */
+  gone: string | null = null;
+
+  constructor(
+    private readonly deps: Pick<BatchDeps, 'backend' | 'log' | 'signal'>,
+    private readonly waitMs: number,
+  ) {}
+
+  /** Starts a probe, unless one is running: a failure of asp's own may be the engine's absence. */
+  suspect(): void {
+    if (!this.gone) this.probing ??= this.probe().finally(() => (this.probing = undefined));
+  }
+
+  /** Whether tasks may start: at once when no probe runs, else once it knows. */
+  async answering(): Promise<boolean> {
+    if (this.probing) await this.probing;
+    return !this.gone;
+  }
+
+  private async probe(): Promise<boolean> {
+    const { backend, log, signal } = this.deps;
+    const started = Date.now();
+    let warned = false;
+    for (let pause = 250; ; pause = Math.min(pause * 2, 5000)) {
+      const answer = await backend.ping().then(
+        () => undefined,
+        (error: unknown) => errorMessage(error),
+      );
+      if (answer === undefined) {
+        if (warned) log.warn({}, `the container engine answers again after ${formatDuration(Date.now() - started)}; tasks start again`);
+        return true;
+      }
+      const waited = Date.now() - started;
+      if (waited >= this.waitMs || signal?.aborted) {
+        this.gone = `the container engine has not answered for ${formatDuration(waited)} (${answer}): no more tasks start; finish with --resume once it is back`;
+        log.error({}, this.gone);
+        return false;
+      }
+      if (!warned && waited >= 1000) {
+        warned = true;
+        log.warn({}, `the container engine does not answer (${answer}); waiting up to ${formatDuration(this.waitMs)} before any task starts or retries`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, Math.min(pause, this.waitMs - waited)));
+    }
+  }
+}
+
+/**
+ * What this batch's tasks left on the engine because it could not remove it then (a daemon that died under them
+ * brings their containers back exited, and keeps their volumes): removed at the end, when no task of it runs any
+ * more. Kept objects (`--keep`) stay. It never fails the batch: what it cannot remove, `asp reap` can.
+ */
+async function removeLeftovers(deps: Pick<BatchDeps, 'backend' | 'log'>): Promise<void> {
+  try {
+    const owned = await deps.backend.listOwned([`${LABEL.supervisor}=${formatSupervisor(currentSupervisor())}`]);
+    const left = owned.filter((object) => object.labels[LABEL.keep] !== 'true');
+    let removed = 0;
+    for (const object of left) {
+      await deps.backend.removeOwned(object).then(
+        () => (removed += 1),
+        (error: unknown) => deps.log.warn({ name: object.name }, `cannot remove ${object.name}, left by a task of this batch: ${errorMessage(error)} (asp reap retries)`),
+      );
+    }
+    if (removed) deps.log.info({ removed }, `removed ${removed} object(s) the engine kept of this batch's failed tasks`);
+  } catch (error) {
+    deps.log.warn({}, `cannot look for what this batch's tasks left on the engine: ${errorMessage(error)} (asp reap retries)`);
+  }
 }
 
 async function attemptTask(entry: BatchEntry, attempt: number, deps: BatchDeps, mirrors: RepoMirrors): Promise<TaskOutcome> {

@@ -11,7 +11,7 @@ import { readBatchReport } from '../batch/report-file.js';
 import { defaultConcurrency, runBatch } from '../batch/run-batch.js';
 import { describeShard, parseShard, takeShard, type Shard } from '../batch/shard.js';
 import { describeInvalid, readTaskList } from '../batch/task-list.js';
-import { formatDuration } from '../config/units.js';
+import { formatDuration, parseDuration } from '../config/units.js';
 import { sweep } from '../reaper/sweep.js';
 import { systemClock } from '../core/clock.js';
 import { resolveTraceMode } from '../tracing/trace-mode.js';
@@ -25,6 +25,7 @@ interface BatchFlags {
   concurrency?: string;
   resume?: boolean;
   retries: string;
+  engineWait: string;
   skipInvalid?: boolean;
   report?: string;
   junit?: string;
@@ -52,6 +53,7 @@ export function registerBatchCommand(program: Command): void {
     .option('--concurrency <n>', 'tasks at once (default: from CPU count and memory limits)')
     .option('--resume', 'run only the tasks that did not finish in an earlier run of this list')
     .option('--retries <n>', 'retries for infrastructure failures (task failures are never retried)', '2')
+    .option('--engine-wait <duration>', 'after an infrastructure failure, how long to wait for the container engine to answer again before the batch stops (resume it with --resume)', '2m')
     .option('--skip-invalid', 'run the valid tasks even when some lines are invalid')
     .option('--report <file>', 'write a JSON report (per task: status, exit code, duration, cost, trace id, artifacts)')
     .option('--junit <file>', 'write a JUnit XML report (one testcase per task)')
@@ -93,6 +95,10 @@ async function batchCommand(file: string, flags: BatchFlags): Promise<number> {
   const debug = Boolean(flags.debug);
   try {
     const retries = wholeNumber('--retries', flags.retries, 0, 10);
+    const engineWaitMs = parseDuration(flags.engineWait);
+    if (engineWaitMs === undefined || engineWaitMs > 86_400_000) {
+      throw new AspError('BAD_INPUT', `--engine-wait "${flags.engineWait}" is not a duration from 1ms to 24h`, 'pass e.g. --engine-wait 2m (or 30s, 1h)');
+    }
     const shard = shardFrom(flags.shard, process.env.ASP_SHARD);
     const list = await readTaskList(file);
     if (list.invalid.length && !flags.skipInvalid) {
@@ -143,6 +149,7 @@ async function batchCommand(file: string, flags: BatchFlags): Promise<number> {
           resume: Boolean(flags.resume),
           retries,
           backoffMs: 1000,
+          engineWaitMs,
           invalidCount: taken.invalid.length,
           listIdentity: { digest: list.digest, tasks: list.entries.length },
           shard: shard ?? null,
@@ -171,7 +178,9 @@ async function batchCommand(file: string, flags: BatchFlags): Promise<number> {
       else {
         const where = shard ? `shard ${describeShard(shard)}: ` : '';
         process.stderr.write(`asp batch: ${where}${describeCounts(summary)} in ${formatDuration(summary.durationMs)} (concurrency ${summary.concurrency}; journal ${summary.journal})\n`);
-        if (summary.exitCode === EXIT.interrupted) process.stderr.write(`asp batch: interrupted; continue with: asp batch ${file}${shard ? ` --shard ${describeShard(shard)}` : ''} --resume\n`);
+        const resume = `asp batch ${file}${shard ? ` --shard ${describeShard(shard)}` : ''} --resume`;
+        if (summary.exitCode === EXIT.interrupted) process.stderr.write(`asp batch: interrupted; continue with: ${resume}\n`);
+        else if (summary.stopped) process.stderr.write(`asp batch: stopped early; continue with: ${resume}\n`);
       }
       return summary.exitCode;
     } finally {

@@ -41,6 +41,10 @@ export class DockerBackend implements SandboxBackend {
     return this.docker.info();
   }
 
+  ping(): Promise<void> {
+    return this.docker.ping();
+  }
+
   /**
    * asp's own image (or one built on it, `asp image build`) carries the runner. Any other image gets it from the
    * runtime volume of asp's image, made once per daemon: asp's image is prepared for that too.

@@ -138,6 +138,11 @@ export class EngineAdapter implements DockerPort {
     return (this.version?.Components ?? []).some((component) => /podman/i.test(component.Name));
   }
 
+  async ping(): Promise<void> {
+    const { client } = this.connect();
+    await this.call('reach the Docker daemon', () => client.json('GET', '/version', versionReply, { unversioned: true }));
+  }
+
   /** Asked once per process (a batch asks per task); a failed answer is not kept. */
   info(): Promise<DaemonInfo> {
     this.daemonInfo ??= this.readInfo().catch((error: unknown) => {

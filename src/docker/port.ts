@@ -105,6 +105,8 @@ export interface AttachedStreams {
 
 export interface DockerPort {
   info(): Promise<DaemonInfo>;
+  /** Asks the daemon now whether it answers (info() is asked once per process): throws when it does not. */
+  ping(): Promise<void>;
   imageExists(tag: string): Promise<boolean>;
   /** The image's id, platform and labels; undefined when the daemon has no such image. */
   inspectImage(tag: string): Promise<ImageSummary | undefined>;

@@ -89,6 +89,11 @@ export class KubernetesBackend implements SandboxBackend {
     return this.connection;
   }
 
+  async ping(): Promise<void> {
+    const { api } = await this.connect();
+    await api.call('GET', '/version', { verb: 'get', resource: 'version' }, versionSchema);
+  }
+
   async describe(): Promise<EngineInfo> {
     const { api, namespace } = await this.connect();
     const version = await api.call('GET', '/version', { verb: 'get', resource: 'version' }, versionSchema);
@@ -334,8 +339,8 @@ async function deletePod(api: KubeApi, namespace: string, name: string): Promise
   });
   if (gone === undefined) return;
   // Done when the kubelet has stopped its containers and the object is gone: nothing of the task outlives it.
-  const deadline = Date.now() + DELETE_WAIT_MS;
-  while (Date.now() < deadline) {
+  const deadline = performance.now() + DELETE_WAIT_MS;
+  while (performance.now() < deadline) {
     if (!(await api.call('GET', path, POD_PURPOSE('get'), z.unknown(), { allowMissing: true }))) return;
     await new Promise((resolve) => setTimeout(resolve, DELETE_POLL_MS));
   }

@@ -23,6 +23,10 @@ export class LazyKubernetesBackend implements SandboxBackend {
     return (await this.load()).describe();
   }
 
+  async ping(): Promise<void> {
+    await (await this.load()).ping();
+  }
+
   async prepareImage(request: ImageRequest): Promise<PreparedImage> {
     return (await this.load()).prepareImage(request);
   }

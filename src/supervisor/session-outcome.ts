@@ -18,6 +18,8 @@ export interface SessionOutcome {
   error?: string;
 }
 
+const STOPPED_FROM_OUTSIDE = 'the sandbox was stopped from outside asp (SIGTERM, exit 143): the container engine shutting down, or a `docker stop`';
+
 /** What one sandbox session's end means for the verdict. */
 export function outcomeOf(end: SessionEnd): SessionOutcome {
   switch (end.kind) {
@@ -30,6 +32,9 @@ export function outcomeOf(end: SessionEnd): SessionOutcome {
     case 'exited':
       if (end.taskEnd?.status === 'passed' && end.statusCode === 0) return { status: 'passed', exitCode: EXIT.ok };
       if (end.taskEnd?.status === 'timeout' || end.statusCode === EXIT.deadline) return { status: 'timeout', exitCode: EXIT.deadline, error: 'a step passed its deadline' };
+      // No step can signal the runner (it is root, the steps are not), and asp stops a sandbox by SIGKILL: a runner
+      // ended by SIGTERM was stopped from outside, the engine shutting down or a `docker stop`. Not the task's verdict.
+      if (!end.taskEnd && end.statusCode === 128 + 15) return { status: 'error', exitCode: EXIT.infrastructure, error: STOPPED_FROM_OUTSIDE };
       return { status: 'failed', exitCode: EXIT.taskFailed, ...(end.taskEnd ? {} : { error: `the sandbox exited with ${end.statusCode}` }) };
   }
 }

@@ -8,7 +8,7 @@ import { HostFrameReader, type HostMessage } from '../../src/protocol/host-messa
 import { encodeMessage, PROTOCOL_VERSION, type ProtocolMessage, type RunnerIdentity, type SandboxTask } from '../../src/protocol/messages.js';
 
 /** Every backend operation a test can make fail or hang. */
-export type Operation = 'describe' | 'prepareImage' | 'create volume' | 'create container' | 'open' | 'kill' | 'fetchArtifacts' | 'remove container' | 'remove volume';
+export type Operation = 'ping' | 'describe' | 'prepareImage' | 'create volume' | 'create container' | 'open' | 'kill' | 'fetchArtifacts' | 'remove container' | 'remove volume';
 
 /** What the fake runner does with one step of the task it is sent. */
 export interface StepScript {
@@ -86,6 +86,10 @@ export class FakeBackend implements SandboxBackend {
   /** What exists still: 'container box-1', 'volume vol-1'. */
   leftovers(): string[] {
     return [...[...this.#containers.keys()].map((name) => `container ${name}`), ...[...this.#volumes.keys()].map((name) => `volume ${name}`)];
+  }
+
+  async ping(): Promise<void> {
+    await this.enter('ping');
   }
 
   async describe(): Promise<EngineInfo> {

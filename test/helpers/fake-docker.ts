@@ -77,6 +77,7 @@ export class FakeDocker implements DockerPort {
   }
 
   info = unused;
+  ping = unused;
   imageExists = unused;
   inspectImage = unused;
   buildImage = unused;

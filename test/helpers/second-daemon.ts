@@ -28,15 +28,28 @@ export interface SecondDaemon {
   load(tags: string[]): void;
   /** Stops dockerd and its containerd and deletes its data root. Idempotent. */
   stop(): Promise<void>;
-  /** Kills dockerd itself with SIGKILL, as a crash would (its containerd and containers are left as they are). */
+  /** Kills dockerd itself with SIGKILL, as a crash would (its containerd and containers are left as they are). It stays down until restart(). */
   crash(): Promise<void>;
+  /** Stops dockerd with SIGTERM, as `systemctl stop docker` would, and waits for it to exit. It stays down until restart(). */
+  terminate(): Promise<void>;
+  /** Starts dockerd again after crash() or terminate(), in the same mount namespace, on the same data root; resolves once it answers. */
+  restart(): Promise<void>;
   /** Processes still running under the daemon's directories (its containerd, the shims of its containers). */
   leftoverProcesses(): number[];
 }
 
 export const canRunSecondDaemon = process.getuid?.() === 0 && commandExists('dockerd') && commandExists('unshare');
 
-export async function startSecondDaemon(options: { hide?: string[]; tls?: boolean } = {}): Promise<SecondDaemon> {
+export interface SecondDaemonOptions {
+  hide?: string[];
+  tls?: boolean;
+  /** dockerd --live-restore: containers keep running while the daemon is down. */
+  liveRestore?: boolean;
+  /** The data root on a tmpfs of this size (e.g. "900m"): a daemon whose disk can fill. */
+  dataRootSize?: string;
+}
+
+export async function startSecondDaemon(options: SecondDaemonOptions = {}): Promise<SecondDaemon> {
   if (!canRunSecondDaemon) throw new Error('a second dockerd needs root, dockerd and unshare (run ../shared/tools/docker-engine-up as root first)');
   // Not under a hidden directory (the socket and data root must be reachable from both sides), and short enough for a unix socket path.
   const dir = mkdtempSync('/var/tmp/asp-dockerd-');
@@ -54,12 +67,19 @@ export async function startSecondDaemon(options: { hide?: string[]; tls?: boolea
     '--bridge=none',
     '--iptables=false',
     '--ip6tables=false',
+    ...(options.liveRestore ? ['--live-restore'] : []),
     ...tlsFlags,
   ];
   const hide = options.hide ?? [];
   for (const hidden of hide) if (dir.startsWith(hidden + path.sep) || hidden === '/') throw new Error(`cannot hide ${hidden}: the daemon's own directory ${dir} is under it`);
   const mounts = hide.map((hidden) => `mount -t tmpfs -o size=1m,mode=755 asp-hidden ${quote(hidden)}`);
-  const script = [...mounts, `exec ${dockerd.map(quote).join(' ')}`].join(' && ');
+  if (options.dataRootSize) mounts.push(`mkdir -p ${quote(`${dir}/data`)}`, `mount -t tmpfs -o size=${quote(options.dataRootSize)},mode=711 asp-data ${quote(`${dir}/data`)}`);
+  // dockerd runs in a loop in one mount namespace, so restart() brings it back beside the containerd, the shims and the
+  // overlay mounts it left: after it exits, the loop waits for a `go` file (restart) or a `halt` file (stop).
+  const go = `${dir}/go`;
+  const halt = `${dir}/halt`;
+  const loop = `while :; do ${dockerd.map(quote).join(' ')}; while [ ! -e ${go} ] && [ ! -e ${halt} ]; do sleep 0.1; done; [ -e ${halt} ] && exit 0; rm -f ${go}; done`;
+  const script = [...mounts, loop].join(' && ');
   const child: ChildProcess = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   const append = (chunk: Buffer) => (log = (log + chunk.toString()).slice(-20_000));
@@ -70,13 +90,32 @@ export async function startSecondDaemon(options: { hide?: string[]; tls?: boolea
   const docker = EngineAdapter.fromEnvironment(clientEnv);
   const env = { ...process.env, ...clientEnv };
 
+  /** The running dockerd's pid (the loop's child), from its pid file. */
+  const dockerdPid = () => readPid(path.join(dir, 'pid'));
+  const downed = async (signal: NodeJS.Signals): Promise<void> => {
+    const pid = dockerdPid();
+    if (pid === undefined || child.exitCode !== null) return;
+    try {
+      process.kill(pid, signal);
+    } catch {
+      return;
+    }
+    for (let waited = 0; processAlive(pid); waited += 100) {
+      if (waited > 30_000) process.kill(pid, 'SIGKILL');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    // A SIGKILLed dockerd leaves its pid file; the next one must not be taken for it.
+    rmSync(path.join(dir, 'pid'), { force: true });
+  };
+
   let stopped = false;
   const stop = async (): Promise<void> => {
     if (stopped) return;
     stopped = true;
     const containerd = readPid(path.join(dir, 'exec', 'containerd', 'containerd.pid'));
+    writeFileSync(halt, '');
     if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
+      await downed('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
       await exited;
       clearTimeout(timer);
@@ -91,7 +130,7 @@ export async function startSecondDaemon(options: { hide?: string[]; tls?: boolea
     rmSync(dir, { recursive: true, force: true });
   };
 
-  await waitForServer(child, () => succeeds(() => docker.info()), { what: `the second dockerd on ${host}`, timeoutMs: 60_000, log: () => log, stop });
+  await waitForServer(child, () => succeeds(() => docker.ping()), { what: `the second dockerd on ${host}`, timeoutMs: 60_000, log: () => log, stop });
 
   const cli = (args: string[], input?: Buffer) => execFileSync('docker', args, { env, input, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }).trim();
   return {
@@ -108,10 +147,12 @@ export async function startSecondDaemon(options: { hide?: string[]; tls?: boolea
       }
     },
     stop,
-    async crash() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGKILL');
-      await exited;
+    crash: () => downed('SIGKILL'),
+    terminate: () => downed('SIGTERM'),
+    async restart() {
+      if (dockerdPid() !== undefined) throw new Error('the second dockerd is still running');
+      writeFileSync(go, '');
+      await waitForServer(child, () => succeeds(() => docker.ping()), { what: `the restarted second dockerd on ${host}`, timeoutMs: 60_000, log: () => log, stop });
     },
     leftoverProcesses: () => processesUnder(dir),
   };
@@ -181,6 +222,15 @@ function readPid(file: string): number | undefined {
     return Number.isInteger(pid) && pid > 1 ? pid : undefined;
   } catch {
     return undefined;
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
   }
 }
 

@@ -1,14 +1,15 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { imageContext } from '../../src/docker/sandbox-image.js';
-import { asp } from '../helpers/cli.js';
+import { asp, type CliRun } from '../helpers/cli.js';
 import { dockerAvailable } from '../helpers/docker.js';
 import { freePort } from '../helpers/ports.js';
 import { repoWith } from '../helpers/repos.js';
+import { succeeds } from '../helpers/server-process.js';
 import { canRunSecondDaemon, startSecondDaemon, type SecondDaemon } from '../helpers/second-daemon.js';
 
 const cli = path.resolve(import.meta.dirname, '..', '..', 'dist', 'src', 'cli', 'main.js');
@@ -87,12 +88,21 @@ describe.skipIf(!dockerAvailable)('faults of the container engine', () => {
     }, 60_000);
   });
 
+  let shared: SecondDaemon | undefined;
+  const secondDaemon = (): SecondDaemon => {
+    if (!shared) throw new Error('the second daemon is not up');
+    return shared;
+  };
   describe.skipIf(!canRunSecondDaemon)('a daemon SIGKILLed while a task runs (a dockerd of its own)', () => {
     let daemon: SecondDaemon;
     beforeAll(async () => {
-      daemon = await startSecondDaemon();
+      daemon = shared = await startSecondDaemon();
       daemon.load([imageContext().tag]);
     }, 300_000);
+    // A test that killed the daemon leaves it down: the next one starts it again.
+    beforeEach(async () => {
+      if (!(await succeeds(() => daemon.docker.ping()))) await daemon.restart();
+    }, 90_000);
     afterAll(async () => {
       // The killed daemon's container ends at its task's deadline (the runner's backstop); stop() waits for that.
       await daemon.stop();
@@ -126,5 +136,149 @@ describe.skipIf(!dockerAvailable)('faults of the container engine', () => {
       // Its container and volume could not be removed on a dead daemon: said so, for asp reap to finish.
       expect(ran.stderr).toContain('cleanup incomplete: cannot remove the container');
     }, 120_000);
+
+    it.each([
+      { how: 'SIGKILLed', down: () => daemon.crash() },
+      { how: 'stopped cleanly (SIGTERM, live-restore off)', down: () => daemon.terminate() },
+    ])(
+      'mid-batch, a daemon $how and restarted: the tasks it took are retried once it is back, each accounted for once, nothing left',
+      async ({ down }) => {
+        const run = batchHome('restart');
+        const ran = asp(['batch', run.list(4, 'echo started; sleep 4'), '--concurrency', '2', '--engine-wait', '90s', '--report', run.report, '--json'], run.env);
+        await run.stepsStarted(['t1', 't2'], ran);
+        await down();
+        await sleep(4000);
+        await daemon.restart();
+        const done = await ran;
+        expect(done.code, done.stderr).toBe(0);
+        expect(done.stderr).toContain('the container engine does not answer');
+        expect(done.stderr).toContain('the container engine answers again after');
+        run.expectAccountedOnce(['t1', 't2', 't3', 't4']);
+        // The two tasks the daemon took were retried; what its restart brought back of them was removed by the batch.
+        const report = run.readReport();
+        expect(report.tasks.filter((task) => task.attempts > 1).map((task) => task.key)).toEqual(['t1', 't2']);
+        expect(leftovers(daemon)).toEqual({ containers: '', volumes: '' });
+      },
+      240_000,
+    );
+
+    it('a daemon gone past --engine-wait stops the batch (exit 3, the rest not run); --resume finishes it once it is back', async () => {
+      const run = batchHome('gone');
+      const ran = asp(['batch', run.list(3, 'echo started; sleep 4'), '--concurrency', '1', '--engine-wait', '3s', '--report', run.report], run.env);
+      await run.stepsStarted(['t1'], ran);
+      await daemon.crash();
+      const stoppedBatch = await ran;
+      expect(stoppedBatch.code, stoppedBatch.stderr).toBe(3);
+      expect(stoppedBatch.stderr).toMatch(/the container engine has not answered for \d/);
+      expect(stoppedBatch.stderr).toContain('stopped early; continue with: asp batch');
+      expect(stoppedBatch.stderr).toContain('--resume');
+      const first = run.readReport();
+      expect(first.stopped).toMatch(/^the container engine has not answered/);
+      expect(first.tasks.map((task) => [task.key, task.status])).toEqual([
+        ['t1', 'error'],
+        ['t2', 'not-run'],
+        ['t3', 'not-run'],
+      ]);
+      await daemon.restart();
+      const resumed = await asp(['batch', run.listFile, '--resume', '--report', run.report], run.env);
+      expect(resumed.code, resumed.stderr).toBe(0);
+      run.expectAccountedOnce(['t1', 't2', 't3']);
+      expect(run.readReport().stopped).toBeNull();
+      // The first batch's process is gone: the resumed batch's sweep took what the dead daemon left of t1.
+      expect(leftovers(daemon)).toEqual({ containers: '', volumes: '' });
+    }, 240_000);
   });
+
+  describe.skipIf(!canRunSecondDaemon)('a daemon with live-restore, stopped cleanly under a batch (a dockerd of its own)', () => {
+    let daemon: SecondDaemon;
+    beforeAll(async () => {
+      daemon = await startSecondDaemon({ liveRestore: true });
+      daemon.load([imageContext().tag]);
+    }, 300_000);
+    afterAll(async () => {
+      await daemon.stop();
+      expect(daemon.leftoverProcesses()).toEqual([]);
+    }, 120_000);
+
+    it('the containers it kept running are retried past and removed; each task is accounted for once', async () => {
+      const run = batchHome('live-restore', daemon);
+      const ran = asp(['batch', run.list(2, 'echo started; sleep 4'), '--concurrency', '2', '--engine-wait', '90s', '--report', run.report], run.env);
+      await run.stepsStarted(['t1', 't2'], ran);
+      await daemon.terminate();
+      // live-restore: the two containers ran on without their daemon.
+      await sleep(3000);
+      await daemon.restart();
+      const done = await ran;
+      expect(done.code, done.stderr).toBe(0);
+      run.expectAccountedOnce(['t1', 't2']);
+      expect(leftovers(daemon)).toEqual({ containers: '', volumes: '' });
+    }, 240_000);
+  });
+
+  /** A batch of its own against the second daemon: its list, report, homes, and what its journal must show. */
+  function batchHome(name: string, target?: SecondDaemon) {
+    const home = mkdtempSync(path.join(os.tmpdir(), `asp-faults-${name}-`));
+    const workspaces = path.join(home, 'workspaces');
+    const listFile = path.join(home, 'tasks.jsonl');
+    const report = path.join(home, 'report.json');
+    const daemonEnv = () => (target ?? secondDaemon()).env;
+    return {
+      listFile,
+      report,
+      get env() {
+        return { ...daemonEnv(), ASP_HOME: home, ASP_WORKSPACES: workspaces };
+      },
+      list(count: number, run: string): string {
+        const repo = repoWith({ 'README.md': 'x\n' });
+        const lines = Array.from({ length: count }, (_, index) => JSON.stringify({ id: `t${index + 1}`, repo, limits: { timeout: '60s' }, steps: [{ name: 'slow', run }] }));
+        writeFileSync(listFile, lines.join('\n') + '\n');
+        return listFile;
+      },
+      /** Waits until the steps of `ids` run; a batch that ended first fails the test with what it said. */
+      async stepsStarted(ids: string[], batch: Promise<CliRun>): Promise<void> {
+        let ended: CliRun | undefined;
+        void batch.then((result) => (ended = result));
+        const started = (id: string) => {
+          const events = path.join(workspaces, id, '.asp-host', 'events.jsonl');
+          return existsSync(events) && readFileSync(events, 'utf8').includes('"step.start"');
+        };
+        const until = Date.now() + 90_000;
+        while (!ids.every(started)) {
+          if (ended) throw new Error(`the batch ended (exit ${ended.code}) before the steps of ${ids.join(', ')} ran:\n${ended.stderr}`);
+          if (Date.now() > until) throw new Error(`steps of ${ids.join(', ')} did not start within 90 s`);
+          await sleep(100);
+        }
+      },
+      readReport: () => JSON.parse(readFileSync(report, 'utf8')) as { stopped?: string | null; tasks: Array<{ key: string; status: string; attempts: number }> },
+      /** Every task passed, and the journal ends each exactly once for good (one final end record per key). */
+      expectAccountedOnce(keys: string[]): void {
+        const journals = path.join(home, 'batches');
+        const [batchDir] = readdirSync(journals);
+        const records = readFileSync(path.join(journals, batchDir ?? '', 'journal.jsonl'), 'utf8')
+          .trim()
+          .split('\n')
+          .map((line) => JSON.parse(line) as { event: string; key: string; status?: string; attempt: number });
+        const finals = records.filter((record) => record.event === 'end' && record.status && !['error', 'interrupted', 'not-run'].includes(record.status));
+        expect(finals.map((record) => record.key).sort()).toEqual(keys);
+        expect(finals.every((record) => record.status === 'passed')).toBe(true);
+        // Every attempt that started ended, once.
+        for (const key of keys) {
+          const mine = records.filter((record) => record.key === key);
+          expect(mine.filter((record) => record.event === 'start').length).toBe(mine.filter((record) => record.event === 'end').length);
+        }
+        const report = JSON.parse(readFileSync(path.join(home, 'report.json'), 'utf8')) as { tasks: Array<{ key: string; status: string }>; passed: number; total: number };
+        expect(report.tasks.map((task) => task.key)).toEqual(keys);
+        expect(report).toMatchObject({ passed: keys.length, total: keys.length });
+      },
+    };
+  }
 });
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** asp's containers and volumes on a daemon, as the docker CLI lists them (ids, one per line). */
+function leftovers(daemon: SecondDaemon): { containers: string; volumes: string } {
+  return { containers: daemon.cli(['ps', '-aq', '--filter', 'label=asp.managed']), volumes: daemon.cli(['volume', 'ls', '-q', '--filter', 'label=asp.managed']) };
+}

@@ -234,6 +234,7 @@ describe('shards run through the batch, then merged', () => {
         resume,
         retries: 0,
         backoffMs: 1,
+        engineWaitMs: 1000,
         invalidCount: takeShard(list, shard).invalid.length,
         listIdentity: { digest: list.digest, tasks: list.entries.length },
         shard,
