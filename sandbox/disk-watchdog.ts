@@ -33,7 +33,7 @@ export function watchDiskUsage(root: string, limitBytes: number, onExceeded: (by
   let room = limitBytes;
   let freeAtWalk: number | undefined;
   const walk = async () => {
-    const started = Date.now();
+    const started = performance.now();
     freeAtWalk = await freeBytes(root);
     const bytes = await treeSize(root, limitBytes);
     if (stopped) return;
@@ -42,14 +42,15 @@ export function watchDiskUsage(root: string, limitBytes: number, onExceeded: (by
       onExceeded(bytes);
       return;
     }
-    const now = Date.now();
+    const now = performance.now();
     const took = now - started;
     room = limitBytes - bytes;
     walkDueAt = now + Math.min(timing.maxWalkIntervalMs, Math.max(timing.minWalkIntervalMs, took * 10));
     earliestWalkAt = now + took;
   };
   const look = async () => {
-    const now = Date.now();
+    // Spacing on the monotonic clock: a wall clock set back must not put the next walk off by as much.
+    const now = performance.now();
     if (now >= walkDueAt) await walk();
     else if (now >= earliestWalkAt && freeAtWalk !== undefined) {
       const free = await freeBytes(root);

@@ -29,6 +29,7 @@ import {
 import { SecretMasker } from '../src/protocol/secret-masker.js';
 import { collectArtifacts, TAR_EXCLUDES } from './collect.js';
 import { watchDiskUsage } from './disk-watchdog.js';
+import { engineDiskFull } from './engine-disk.js';
 import { HostInput } from './host-input.js';
 import type { EgressProxy } from './egress-proxy.js';
 import type { ModelEndpoint } from './model-endpoint.js';
@@ -75,6 +76,15 @@ let secrets: string[] = [];
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
+ * What is left of the task, counted from now on this runner's monotonic clock: the host's budget when it sent one
+ * (its own clock, and this machine's, may be set anywhere), else the wall-clock deadline of an older host.
+ */
+function taskBudgetMs(task: SandboxTask): number {
+  if (typeof task.budgetMs === 'number' && Number.isFinite(task.budgetMs)) return Math.max(0, task.budgetMs);
+  return task.deadlineAt - Date.now();
+}
+
+/**
  * Ends the running step: every process of the step user dies, daemons that left the step's process group and
  * session included. The step's own 'close' then settles runStep.
  */
@@ -100,6 +110,8 @@ export function taskForEnv(task: string): string {
 
 async function runStep(task: SandboxTask, step: SandboxTask['steps'][number]): Promise<StepOutcome> {
   const started = Date.now();
+  // The duration on the monotonic clock: a wall clock set back or forward mid-step does not stretch or shrink it.
+  const startedMs = performance.now();
   currentStep = step.name;
   emit({ type: 'step.start', step: step.name, run: step.run, timeoutMs: step.timeoutMs, at: new Date(started).toISOString() });
   const shell = existsSync('/bin/bash') ? '/bin/bash' : '/bin/sh';
@@ -219,7 +231,7 @@ async function runStep(task: SandboxTask, step: SandboxTask['steps'][number]): P
   }
   const finalCode = timedOut ? EXIT_DEADLINE : survivors.length ? EXIT_UNKILLABLE : reason ? EXIT_DISK : exitCode;
   reason ??= notStarted;
-  const durationMs = Date.now() - started;
+  const durationMs = Math.round(performance.now() - startedMs);
   emit({ type: 'step.end', step: step.name, exitCode: finalCode, durationMs, timedOut, droppedBytes, ...(reason ? { reason } : {}) });
   // Written as the step user: the runner never opens a path in the workspace, where a step may have planted a link.
   await writeAsStepUserOrWarn(
@@ -305,7 +317,7 @@ async function main(): Promise<void> {
       emit({ type: 'task.end', status: 'timeout', exitCode: EXIT_DEADLINE });
       process.stdout.write('', () => process.exit(EXIT_DEADLINE));
     },
-    Math.min(Math.max(0, task.deadlineAt + BACKSTOP_GRACE_MS - Date.now()), MAX_TIMER_MS),
+    Math.min(Math.max(0, taskBudgetMs(task) + BACKSTOP_GRACE_MS), MAX_TIMER_MS),
   );
   backstop.unref();
   await host.workspace;
@@ -329,6 +341,12 @@ async function main(): Promise<void> {
     const outcome = await runStep(task, step);
     if (outcome.timedOut) status = 'timeout';
     else if (outcome.exitCode !== 0) status = 'failed';
+    // A full engine disk after a step (whatever it exited with) fails whatever runs next, and says nothing of the task.
+    const full = status === 'timeout' || outcome.exitCode === EXIT_DISK ? undefined : await engineDiskFull(`after step "${step.name}"`);
+    if (full) {
+      emit(full);
+      status = 'failed';
+    }
     if (status !== 'passed') break;
   }
   // Changes come back only from a pipeline that passed: a failed one may have filled the disk, and its
@@ -507,8 +525,11 @@ async function startEgress(egress: NonNullable<SandboxTask['egress']>, host: Hos
   return proxy;
 }
 
-main().catch((error: unknown) => {
-  emit({ type: 'warning', message: `asp-sandbox failed: ${error instanceof Error ? error.message : String(error)}` });
+main().catch(async (error: unknown) => {
+  const message = error instanceof Error ? error.message : String(error);
+  emit({ type: 'warning', message: `asp-sandbox failed: ${message}` });
+  const full = await engineDiskFull('in the sandbox', message);
+  if (full) emit(full);
   process.exitCode = 70;
   process.stdin.destroy();
 });

@@ -76,7 +76,7 @@ const PROGRAM_MODE = 0o755;
 const FILE_MODE = 0o644;
 
 export function packRuntime(options: PackOptions): PackSummary {
-  const started = Date.now();
+  const started = performance.now();
   const sources: RuntimeSources = { sandbox: '/opt/asp/sandbox', prompts: '/opt/asp/prompts', path: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', ...options.sources };
   const interpreter = options.interpreter ?? RUNTIME_LOADER;
   const out = options.out;
@@ -123,7 +123,7 @@ export function packRuntime(options: PackOptions): PackSummary {
   writeFileSync(partial, `${JSON.stringify(manifest, null, 2)}\n`, { mode: FILE_MODE });
   chmodSync(partial, FILE_MODE);
   renameSync(partial, path.join(out, 'runtime.json'));
-  return { ...manifest, out, programs, libraries: [...libraries.keys()].sort(), gitLinks: gitCore.links.length, gitSkipped: gitCore.skipped, ms: Date.now() - started };
+  return { ...manifest, out, programs, libraries: [...libraries.keys()].sort(), gitLinks: gitCore.links.length, gitSkipped: gitCore.skipped, ms: Math.round(performance.now() - started) };
 }
 
 /** The program's file with PT_INTERP pointed at the runtime's loader; a static program needs none and stays as it is. */

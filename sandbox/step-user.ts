@@ -76,11 +76,11 @@ const STOP_ROUNDS = 50;
  * later round kill all it finds outright. Resolves with the pids still alive after SWEEP_LIMIT_MS.
  */
 export async function endStepProcesses(): Promise<number[]> {
-  const until = Date.now() + SWEEP_LIMIT_MS;
+  const until = performance.now() + SWEEP_LIMIT_MS;
   for (let round = 0; ; round += 1) {
     const left = await stepProcesses();
     if (!left.length) return [];
-    if (Date.now() > until) return left.map((entry) => entry.pid);
+    if (performance.now() > until) return left.map((entry) => entry.pid);
     const running = left.filter((entry) => !entry.stopped);
     const stopFirst = round < STOP_ROUNDS && running.length > 0 && !left.some((entry) => entry.uninterruptible);
     if (stopFirst) for (const entry of running) signal(entry.pid, 'SIGSTOP');

@@ -10,6 +10,7 @@ import { isGvisor } from '../backend/seccomp-profile.js';
 import { LazyKubernetesBackend } from '../k8s/lazy-backend.js';
 import { makeContext, reportFailure, type CliContext } from './cli-context.js';
 import { kubernetesChecks, type DoctorCheck } from './doctor-k8s.js';
+import { hostNameCheck } from './doctor-owners.js';
 
 type Check = DoctorCheck;
 
@@ -32,6 +33,10 @@ export function registerDoctorCommand(program: Command): void {
         if (context.backend instanceof LazyKubernetesBackend) checks.push(...(await kubernetesChecks(await context.backend.load(), flags.runtime)));
         else await dockerChecks(context, checks);
         await hostChecks(context, checks);
+        // Not asked of an engine that did not answer: its own line said so, and a second wait would say nothing more.
+        const engineDown = checks.some((check) => (check.name === 'docker' || check.name === 'k8s') && !check.ok);
+        const hostName = engineDown ? undefined : await hostNameCheck(context.backend, context.settings.workspacesRoot);
+        if (hostName) checks.push(hostName);
         const failed = checks.filter((check) => !check.ok && !check.advisory);
         const exitCode = failed.length ? EXIT.infrastructure : EXIT.ok;
         if (json) context.stdout(JSON.stringify({ ok: failed.length === 0, exitCode, checks }) + '\n');

@@ -1,7 +1,8 @@
 import type { TaskSpec } from '../config/task-spec.js';
 import { generateTaskId } from '../config/task-id.js';
 import { sandboxName, type SandboxRequest } from '../backend/sandbox-backend.js';
-import { currentSupervisor, ownershipLabels } from '../backend/ownership-labels.js';
+import { currentSupervisor, expiryOf, ownershipLabels } from '../backend/ownership-labels.js';
+import { systemClock } from '../core/clock.js';
 import { containerSpec } from '../docker/container-spec.js';
 import { imageContext } from '../docker/sandbox-image.js';
 import { LazyKubernetesBackend } from '../k8s/lazy-backend.js';
@@ -17,13 +18,12 @@ const DRY_RUN_ID = 'dry-run';
  * (for the namespace), so reviewers can read exactly what runs.
  */
 export async function dryRunManifests(spec: TaskSpec, context: CliContext, cwd = process.cwd()): Promise<object[]> {
-  const now = new Date();
-  const resolved = await resolveTask(spec, { settings: context.settings, cwd, now });
+  const resolved = await resolveTask(spec, { settings: context.settings, cwd, clock: systemClock });
   // The values of `--env` variables are the host's (often secrets): a dry run's output goes to CI logs, so it names
   // where each would come from instead.
   const plan = { ...resolved, sandboxEnv: Object.fromEntries(Object.keys(resolved.sandboxEnv).map((name) => [name, `<from the host: ${name}>`])) };
-  const taskId = plan.spec.id ?? generateTaskId(plan.spec.task, now);
-  const labels = ownershipLabels({ taskId, runId: DRY_RUN_ID, supervisor: currentSupervisor(), expiresAt: new Date(now.getTime() + plan.spec.limits.timeout), keep: plan.spec.keep });
+  const taskId = plan.spec.id ?? generateTaskId(plan.spec.task, plan.startedAt);
+  const labels = ownershipLabels({ taskId, runId: DRY_RUN_ID, supervisor: currentSupervisor(), expiresAt: expiryOf(plan.startedAt, plan.spec.limits.timeout), keep: plan.spec.keep });
   const backend = spec.backend ? context.backendFor(spec.backend) : context.backend;
   if (backend instanceof LazyKubernetesBackend) {
     const k8s = await backend.load();

@@ -55,7 +55,8 @@ async function listCommand(json: boolean): Promise<number> {
           taskId: record.taskId,
           runId: record.runId,
           status: abandoned ? 'abandoned' : record.status,
-          ageMs: now.getTime() - new Date(record.createdAt).getTime(),
+          // Another process's wall time against ours: a clock set back since makes it negative, which no age is.
+          ageMs: Math.max(0, now.getTime() - new Date(record.createdAt).getTime()),
           bytes: await directoryBytes(entry.dir),
           keep: record.keep,
           hasClone: entry.hasClone,

@@ -41,14 +41,14 @@ export class GitHubForge implements Forge {
   async fork(repo: ForgeRepo): Promise<ForgeRepo> {
     const fork = this.toRepo(await this.call('POST', `/repos/${repo.owner}/${repo.name}/forks`, { default_branch_only: true }, 'create a fork', repoSchema));
     // The fork API answers at once and creates the fork in the background.
-    const deadline = Date.now() + FORK_READY_MS;
+    const deadline = performance.now() + FORK_READY_MS;
     for (;;) {
       const ready = await this.call('GET', `/repos/${fork.owner}/${fork.name}`, undefined, 'read the fork', repoSchema).then(
         (json) => this.toRepo(json),
         () => undefined,
       );
       if (ready) return { ...ready, canPush: true };
-      if (Date.now() > deadline) throw new AspError('FORGE_FAILED', `the fork ${fork.owner}/${fork.name} did not become ready`, 'try again in a minute');
+      if (performance.now() > deadline) throw new AspError('FORGE_FAILED', `the fork ${fork.owner}/${fork.name} did not become ready`, 'try again in a minute');
       await this.sleep(2000);
     }
   }

@@ -77,6 +77,8 @@ export interface TaskEndMessage {
 export interface WarningMessage {
   type: 'warning';
   message: string;
+  /** Set when what went wrong is the engine's, not the task's: the host ends the task as an infrastructure error. */
+  fault?: 'engine-disk-full';
 }
 /**
  * A model call from inside the sandbox (the in-container OpenAI-compatible endpoint), answered by the host's
@@ -192,8 +194,14 @@ export interface SandboxTask {
   task: string;
   /** `argv`, when set, runs as it is, without a shell; `run` is then only how people read it. */
   steps: Array<{ name: string; run: string; argv?: string[] | undefined; timeoutMs: number }>;
-  /** Wall-clock deadline (epoch ms) for the whole task: the runner's own backstop. */
+  /** Wall-clock deadline (epoch ms) for the whole task, for steps to read; the backstop of a runner without `budgetMs`. */
   deadlineAt: number;
+  /**
+   * What was left of the task's deadline, in ms, when the host sent the task: the runner's own backstop counts it
+   * down on its monotonic clock, so neither a wall clock set forward or back nor a daemon's machine whose clock is
+   * not the host's moves it. Absent from the task.json steps read, and from older hosts.
+   */
+  budgetMs?: number;
   /** Bytes of output kept per step; the rest is dropped with a marker. */
   outputCapBytes: number;
   /** Size limit of /workspace: a step that grows it past this is stopped. */

@@ -1,6 +1,6 @@
 import { errorMessage } from '../core/asp-error.js';
-import { supervisorState } from '../backend/ownership-labels.js';
-import type { Clock } from '../core/clock.js';
+import { supervisorState, thisHost } from '../backend/ownership-labels.js';
+import type { WallClock } from '../core/clock.js';
 import { archiveArtifacts } from '../workspace/artifact-archive.js';
 import { removePath } from '../workspace/host-workspace.js';
 import { directoryBytes, listWorkspaces } from '../workspace/workspace-list.js';
@@ -10,7 +10,7 @@ import { judgePrune, type Liveness } from './reap-policy.js';
 
 export interface PruneDeps {
   workspacesRoot: string;
-  clock: Clock;
+  clock: WallClock;
   liveness?: Liveness;
 }
 
@@ -48,7 +48,8 @@ const PRUNE_CONCURRENCY = 4;
 /** Retention: deletes whole host dirs (`.asp/` included) of tasks that finished longer ago than `olderThanMs`. */
 export async function pruneWorkspaces(deps: PruneDeps, options: PruneOptions): Promise<PruneReport> {
   const now = deps.clock.now();
-  const liveness = deps.liveness ?? ((identity) => supervisorState(identity));
+  const here = thisHost();
+  const liveness = deps.liveness ?? ((identity) => supervisorState(identity, here));
   const entries = await listWorkspaces(deps.workspacesRoot, deliveryHold);
   let kept = 0;
   const due = entries.flatMap((entry) => {

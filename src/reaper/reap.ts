@@ -1,7 +1,7 @@
 import { AspError, errorMessage } from '../core/asp-error.js';
-import { supervisorState } from '../backend/ownership-labels.js';
+import { supervisorState, thisHost } from '../backend/ownership-labels.js';
 import type { SandboxBackend } from '../backend/sandbox-backend.js';
-import type { Clock } from '../core/clock.js';
+import type { WallClock } from '../core/clock.js';
 import { findDeadSandboxes, plannedItem, removeSandboxes, type SandboxTarget } from './reap-sandboxes.js';
 import type { Liveness, ReapPolicy } from './reap-policy.js';
 import type { ReapReport } from './reap-report.js';
@@ -16,7 +16,7 @@ export const DEFAULT_REAP_CONCURRENCY = 8;
 export interface ReapDeps {
   backend: SandboxBackend;
   workspacesRoot: string;
-  clock: Clock;
+  clock: WallClock;
   /** Defaults to checking /proc on this host. */
   liveness?: Liveness;
   concurrency?: number;
@@ -39,9 +39,10 @@ export interface ReapOptions {
  * are reaped anyway. Idempotent: running it twice, or two at once, is safe.
  */
 export async function reap(deps: ReapDeps, options: ReapOptions): Promise<ReapReport> {
+  const here = thisHost();
   const policy: ReapPolicy = {
     now: deps.clock.now(),
-    liveness: deps.liveness ?? ((identity) => supervisorState(identity)),
+    liveness: deps.liveness ?? ((identity) => supervisorState(identity, here)),
     all: options.all,
     olderThanMs: options.olderThanMs,
   };

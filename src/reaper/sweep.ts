@@ -2,7 +2,7 @@ import { errorMessage } from '../core/asp-error.js';
 import type { Settings } from '../config/settings.js';
 import { formatAge } from '../config/units.js';
 import type { SandboxBackend } from '../backend/sandbox-backend.js';
-import type { Clock } from '../core/clock.js';
+import type { WallClock } from '../core/clock.js';
 import type { Log } from '../core/log.js';
 import { pruneWorkspaces } from './prune-workspaces.js';
 import { reap } from './reap.js';
@@ -12,7 +12,7 @@ import { tally } from './reap-report.js';
 export interface SweepDeps {
   backend: SandboxBackend;
   settings: Settings;
-  clock: Clock;
+  clock: WallClock;
   log: Log;
   liveness?: Liveness;
 }

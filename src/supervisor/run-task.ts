@@ -2,7 +2,7 @@ import { AspError, errorMessage, EXIT, exitCodeFor } from '../core/asp-error.js'
 import { CleanupStack } from '../core/cleanup-stack.js';
 import type { BackendName, Settings } from '../config/settings.js';
 import type { TaskSpec } from '../config/task-spec.js';
-import type { Clock } from '../core/clock.js';
+import { anchoredClock, type Clock } from '../core/clock.js';
 import type { Log } from '../core/log.js';
 import type { SandboxBackend } from '../backend/sandbox-backend.js';
 import { ownershipLabels } from '../backend/ownership-labels.js';
@@ -79,8 +79,10 @@ interface Ran {
  * Delivery (the HITL gate, push, PR) is not in here: it follows the run (src/delivery/deliver-task.ts).
  */
 export async function runTask(input: TaskSpec, given: RunDeps): Promise<TaskRun> {
-  const deps = input.backend && given.backendFor ? { ...given, backend: given.backendFor(input.backend) } : given;
-  const plan = await resolveTask(input, { settings: deps.settings, cwd: deps.cwd, now: deps.clock.now() });
+  // The task reads the wall clock once, here: all it records of time after that moves with the monotonic clock.
+  const clock = anchoredClock(given.clock);
+  const deps = { ...given, clock, ...(input.backend && given.backendFor ? { backend: given.backendFor(input.backend) } : {}) };
+  const plan = await resolveTask(input, { settings: deps.settings, cwd: deps.cwd, clock });
   let report = (message: string) => deps.log.warn({}, message);
   await using stack = new CleanupStack(({ error }) => report(`cleanup incomplete: ${errorMessage(error)} (asp reap will finish it)`));
   const task = await claimTaskWorkspace(plan, deps, stack);
@@ -214,6 +216,7 @@ async function checkChange(plan: TaskPlan, task: ClaimedTask, prepared: Prepared
       {
         runId: task.runId,
         agentTask: sandboxTask,
+        deadline: plan.deadline,
         image,
         labels: ownershipLabels(task.owner),
         limits: plan.spec.limits,
@@ -225,7 +228,7 @@ async function checkChange(plan: TaskPlan, task: ClaimedTask, prepared: Prepared
         change,
         extraChanges: new Map(extraChanges.map((extra) => [extra.name, extra.change])),
       },
-      { backend: deps.backend, trace: task.trace, events: task.events, log: deps.log, warn: task.warn, egress: deps.egress, signal: deps.signal, forceSignal: deps.forceSignal },
+      { backend: deps.backend, clock: deps.clock, trace: task.trace, events: task.events, log: deps.log, warn: task.warn, egress: deps.egress, signal: deps.signal, forceSignal: deps.forceSignal },
     ),
   );
 }

@@ -1,6 +1,7 @@
 import type { Readable, Writable } from 'node:stream';
 import { AspError } from '../core/asp-error.js';
 import type { Sandbox } from '../backend/sandbox-backend.js';
+import type { Deadline } from '../core/clock.js';
 import { CleanupStack } from '../core/cleanup-stack.js';
 import { allowedOnly } from '../backend/sandbox-policy.js';
 import { LineSplitter } from '../protocol/line-splitter.js';
@@ -44,7 +45,8 @@ export async function runSession(
   options: {
     steps: ResolvedStep[];
     taskTimeoutMs: number;
-    deadlineAt: number;
+    /** The task's, on the monotonic clock: the session stops the sandbox when it passes. */
+    deadline: Deadline;
     signal?: AbortSignal | undefined;
     /** Writes what the runner reads first on stdin (the task and the workspace); runs once the container started. */
     feed: (stdin: Writable) => Promise<void>;
@@ -167,10 +169,11 @@ export async function runSession(
 
   // The task deadline counts from the start of the task (clone and all), not from the container start.
   const taskDeadline = () => resolveStop({ kind: 'deadline', what: `the task passed its ${options.taskTimeoutMs} ms deadline` });
-  const taskTimer = setTimeout(taskDeadline, clampTimer(Math.max(0, options.deadlineAt - Date.now())));
+  const leftMs = options.deadline.remainingMs();
+  const taskTimer = setTimeout(taskDeadline, clampTimer(Math.max(0, leftMs)));
   session.defer('task timer', () => clearTimeout(taskTimer));
   // Spent before the session began (the clone or the image took it all): stopped now, not after the feed raced the timer.
-  if (options.deadlineAt <= Date.now()) taskDeadline();
+  if (leftMs <= 0) taskDeadline();
   const onAbort = () => resolveStop({ kind: 'interrupted' });
   options.signal?.addEventListener('abort', onAbort, { once: true });
   session.defer('interrupt listener', () => options.signal?.removeEventListener('abort', onAbort));

@@ -1,4 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
+import type { Deadline } from '../core/clock.js';
 import { encodeHostMessage } from '../protocol/host-messages.js';
 import type { SandboxTask } from '../protocol/messages.js';
 
@@ -19,6 +20,11 @@ export async function feedSandbox(stdin: Writable, task: SandboxTask, workspaceT
     workspaceTar.destroy();
     checkTar?.destroy();
   }
+}
+
+/** The task as sent now: with what is left of its deadline, for the runner to count down on its own clock. */
+export function withBudget(task: SandboxTask, deadline: Deadline): SandboxTask {
+  return { ...task, budgetMs: Math.max(0, Math.round(deadline.remainingMs())) };
 }
 
 /** One tar as `*.data` frames; false when stdin closed on the way. */

@@ -62,7 +62,7 @@ export function traceUrl(baseUrl: string, traceId: string): string {
  */
 export async function exportToLangfuse(document: TraceDocument, target: LangfuseTarget, options: ExportOptions = {}): Promise<ExportReceipt> {
   const budgetMs = options.budgetMs ?? DEFAULT_FLUSH_BUDGET_MS;
-  const started = Date.now();
+  const started = performance.now();
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(new ExportFailure('timeout', `Langfuse at ${target.baseUrl} did not take the trace within ${(budgetMs / 1000).toFixed(1)}s`)), budgetMs);
   const onInterrupt = () => controller.abort(new ExportFailure('interrupted', 'sending the trace to Langfuse was interrupted'));
@@ -71,7 +71,7 @@ export async function exportToLangfuse(document: TraceDocument, target: Langfuse
   try {
     const spans = await sendSpans(document, target, controller.signal);
     const scores = await sendScores(document, target, controller.signal, budgetMs);
-    return { traceId: document.trace.id, url: traceUrl(target.baseUrl, document.trace.id), scores, ...spans, durationMs: Date.now() - started };
+    return { traceId: document.trace.id, url: traceUrl(target.baseUrl, document.trace.id), scores, ...spans, durationMs: Math.round(performance.now() - started) };
   } finally {
     clearTimeout(timer);
     options.signal?.removeEventListener('abort', onInterrupt);

@@ -2,7 +2,7 @@ import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { AspError, errorMessage, systemErrorCode } from '../core/asp-error.js';
-import { formatSupervisor, parseSupervisor, supervisorState, type Ownership } from '../backend/ownership-labels.js';
+import { formatHostId, formatSupervisor, parseHostId, parseSupervisor, supervisorState, withHostId, type Ownership } from '../backend/ownership-labels.js';
 
 export const OWNER_FILE = '.asp-owner.json';
 /**
@@ -74,6 +74,11 @@ const ownerRecordSchema = z.object({
   taskId: z.string().min(1),
   runId: z.string().min(1),
   supervisor: z.string().refine((text) => parseSupervisor(text) !== undefined, 'must be host/pid/startTicks'),
+  /** The label asp.supervisor-host-id; absent in the files of older asp versions. */
+  supervisorHostId: z
+    .string()
+    .refine((text) => parseHostId(text) !== undefined, 'must be machine/boot/pid-namespace')
+    .optional(),
   expiresAt: z.iso.datetime(),
   keep: z.boolean(),
   status: z.enum(STATUSES),
@@ -91,6 +96,7 @@ export async function writeOwnerFile(workspace: HostWorkspace, owner: Ownership,
     taskId: owner.taskId,
     runId: owner.runId,
     supervisor: formatSupervisor(owner.supervisor),
+    ...(owner.supervisor.hostId ? { supervisorHostId: formatHostId(owner.supervisor.hostId) } : {}),
     expiresAt: owner.expiresAt.toISOString(),
     keep: owner.keep,
     status,
@@ -120,7 +126,7 @@ export async function readOwnerFile(dir: string): Promise<OwnerRecord | undefine
 /** The labels' view of an owner record, so dirs and Docker objects are judged by the same rules. */
 export function ownershipOf(record: OwnerRecord): Ownership {
   // The schema refused a record whose supervisor does not parse; this is for the type, not a second check.
-  const supervisor = parseSupervisor(record.supervisor) ?? { host: '', pid: 0, startTicks: 0 };
+  const supervisor = withHostId(parseSupervisor(record.supervisor), record.supervisorHostId) ?? { host: '', pid: 0, startTicks: 0 };
   return {
     taskId: record.taskId,
     runId: record.runId,

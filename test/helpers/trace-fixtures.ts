@@ -5,7 +5,7 @@ import { TraceRecorder } from '../../src/tracing/trace-recorder.js';
 /** A clock that moves only when told to: traces built with it have exact, checkable timings. */
 export function manualClock(start = Date.parse('2026-08-01T10:00:00.000Z')): Clock & { advance(ms: number): void } {
   let now = start;
-  return { now: () => new Date(now), advance: (ms) => (now += ms) };
+  return { now: () => new Date(now), monotonicMs: () => now - start, advance: (ms) => (now += ms) };
 }
 
 export interface FixtureStep {

@@ -15,6 +15,7 @@ import { containerSpec } from '../../src/docker/container-spec.js';
 import { identityMismatch } from '../../src/backend/sandbox-policy.js';
 import { dockerSandbox } from '../../src/docker/docker-backend.js';
 import { runSession } from '../../src/supervisor/sandbox-session.js';
+import { deadlineAfter, systemClock } from '../../src/core/clock.js';
 import { feedSandbox } from '../../src/supervisor/workspace-feed.js';
 import { packForSandbox } from '../../src/workspace/workspace-tar.js';
 import type { SandboxTask } from '../../src/protocol/messages.js';
@@ -164,7 +165,7 @@ describe.skipIf(!dockerAvailable)('a sandbox whose runner is not hardened as ask
     try {
       const ended = runSession(
         dockerSandbox(docker, id),
-        { steps, taskTimeoutMs: 60_000, deadlineAt: Date.now() + 60_000, feed: (stdin) => feedSandbox(stdin, task, packForSandbox(empty, [])), verifyIdentity: identityMismatch },
+        { steps, taskTimeoutMs: 60_000, deadline: deadlineAfter(systemClock, 60_000), feed: (stdin) => feedSandbox(stdin, task, packForSandbox(empty, [])), verifyIdentity: identityMismatch },
         { onMessage: (message) => void seen.push(message.type), onWarning: () => {}, onRunnerStderr: () => {} },
       );
       const error = await ended.then(

@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readSettings } from '../../src/config/settings.js';
+import type { Clock } from '../../src/core/clock.js';
 import { toAnthropic, toOpenAi } from '../../src/models/anthropic-provider.js';
 import { CassetteProvider, readCassette, RecordingProvider, requestKey, type Cassette } from '../../src/models/cassette.js';
 import { ModelBudget } from '../../src/models/model-budget.js';
@@ -17,7 +18,7 @@ import type { HostMessage } from '../../src/protocol/host-messages.js';
 import { SecretMasker } from '../../src/protocol/secret-masker.js';
 import { startFakeOpenAi, type FakeOpenAi } from '../helpers/fake-openai.js';
 
-const clock = { now: () => new Date('2026-01-01T00:00:00Z') };
+const clock = { now: () => new Date('2026-01-01T00:00:00Z'), monotonicMs: () => 0 };
 const noSleep = { attempts: 4, baseDelayMs: 100, maxDelayMs: 1000, sleep: async () => {} };
 
 describe('model choice', () => {
@@ -242,7 +243,7 @@ describe('model gateway', () => {
           }
         : { status, body: { error: { message: 'Incorrect API key provided: sk-secret-123' } } },
   });
-  const gateway = (chat: ModelProvider, budget = new ModelBudget({}), generations: GenerationRecord[] = [], time: { now: () => Date } = clock) =>
+  const gateway = (chat: ModelProvider, budget = new ModelBudget({}), generations: GenerationRecord[] = [], time: Clock = clock) =>
     new ModelGateway({
       provider: chat,
       budget,
@@ -281,7 +282,7 @@ describe('model gateway', () => {
 
   it("records when a streamed answer's first chunk reached the host, between the call's start and end", async () => {
     let now = Date.parse('2026-01-01T00:00:00Z');
-    const ticking = { now: () => new Date((now += 250)) };
+    const ticking = { now: () => new Date((now += 250)), monotonicMs: () => now };
     const generations: GenerationRecord[] = [];
     const replies: HostMessage[] = [];
     await gateway(provider(200, 'streamed'), new ModelBudget({}), generations, ticking).handle(request({ stream: true }), (message) => replies.push(message));

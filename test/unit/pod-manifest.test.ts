@@ -3,7 +3,7 @@ import { Pod } from 'kubernetes-models/v1';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import { limitsSchema } from '../../src/config/task-spec.js';
 import { containerSpec } from '../../src/docker/container-spec.js';
-import { ownershipLabels } from '../../src/backend/ownership-labels.js';
+import { LABEL, ownershipLabels, parseOwnership } from '../../src/backend/ownership-labels.js';
 import { RUNNER_CAPABILITIES } from '../../src/backend/sandbox-policy.js';
 import { byteQuantity, cpuQuantity, deniesAll, KEEPER_CONTAINER, literal, networkPolicyManifest, podManifest, RUNTIME_CONTAINER, TASK_CONTAINER, type PodInput } from '../../src/k8s/pod-manifest.js';
 import { isLabelValue, labelSelector, ownershipOfMetadata, podMetadata } from '../../src/k8s/k8s-labels.js';
@@ -153,6 +153,14 @@ describe('pod manifest', () => {
     expect(pod.metadata.labels).toEqual({ 'asp.managed': 'true', 'asp.task': 't1', 'asp.run': 'r1', 'asp.keep': 'false' });
     expect(pod.metadata.annotations).toEqual(labels);
     expect(ownershipOfMetadata(pod.metadata)).toEqual(labels);
+  });
+
+  it("keeps the supervisor's host id as an annotation, so the reaper on Kubernetes tells hosts of one name apart too", () => {
+    const hostId = { machine: 'a'.repeat(32), boot: '11111111-1111-4111-8111-111111111111', pidNamespace: '4026531836' };
+    const owned = ownershipLabels({ taskId: 't1', runId: 'r1', supervisor: { host: 'ci-host', pid: 42, startTicks: 7, hostId }, expiresAt: new Date('2026-12-01T12:00:00Z'), keep: false });
+    const metadata = podMetadata(owned);
+    expect(metadata.annotations[LABEL.supervisorHostId]).toBe(`${'a'.repeat(32)}/11111111-1111-4111-8111-111111111111/4026531836`);
+    expect(parseOwnership(ownershipOfMetadata(metadata))?.supervisor).toEqual({ host: 'ci-host', pid: 42, startTicks: 7, hostId });
   });
 });
 

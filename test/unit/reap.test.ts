@@ -4,7 +4,7 @@ import { imageContext } from '../../src/docker/sandbox-image.js';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ownershipLabels, type SupervisorIdentity } from '../../src/backend/ownership-labels.js';
+import { localHostId, ownershipLabels, type SupervisorIdentity } from '../../src/backend/ownership-labels.js';
 import { mapBounded } from '../../src/core/bounded-pool.js';
 import { reap } from '../../src/reaper/reap.js';
 import type { Liveness } from '../../src/reaper/reap-policy.js';
@@ -265,6 +265,37 @@ describe('reap of host dirs', () => {
     await reapNow(new FakeDocker(), root, { all: true });
     expect(existsSync(path.join(dir, 'repo'))).toBe(false);
     expect(JSON.parse(readFileSync(path.join(dir, OWNER_FILE), 'utf8'))).toMatchObject({ status: 'passed', keep: false });
+  });
+});
+
+describe('reap: a machine of the same host name on the same daemon', () => {
+  const here = localHostId();
+  const twinId = { machine: 'f'.repeat(32), boot: '22222222-2222-4222-8222-222222222222', pidNamespace: '4026531836' };
+  // Our host name, a pid that is gone here: by the name alone, a dead supervisor of ours.
+  const twin = (run: string, expiresAt: Date) =>
+    ownershipLabels({ taskId: `task-${run}`, runId: run, supervisor: { host: os.hostname(), pid: 2 ** 22 + 1, startTicks: 5, hostId: twinId }, expiresAt, keep: false });
+
+  it.skipIf(!here)("leaves another machine's run to its expiry, and takes it once expired (the host's own liveness)", async () => {
+    const docker = new FakeDocker();
+    docker.addContainer('ctr-twin-live', twin('twin-live', new Date(NOW.getTime() + 3_600_000)));
+    docker.addContainer('ctr-twin-expired', twin('twin-expired', new Date(NOW.getTime() - 1)));
+    // The same, labelled by an older asp (no host id): taken as ours, and dead, as before.
+    docker.addContainer(
+      'ctr-old',
+      ownershipLabels({ taskId: 'task-old', runId: 'old', supervisor: { host: os.hostname(), pid: 2 ** 22 + 1, startTicks: 5 }, expiresAt: new Date(NOW.getTime() + 3_600_000), keep: false }),
+    );
+    const root = emptyRoot();
+    ownedDir(root, 'twin-dir', { supervisor: `${os.hostname()}/${2 ** 22 + 1}/5`, supervisorHostId: `${twinId.machine}/${twinId.boot}/${twinId.pidNamespace}` });
+
+    const report = await reap({ backend: new DockerBackend(docker), workspacesRoot: root, clock }, { dryRun: false, all: false });
+
+    expect(report.items.map((item) => [item.name, item.reason, item.outcome]).sort()).toEqual([
+      ['c-ctr-old', 'supervisor-gone', 'removed'],
+      ['c-ctr-twin-expired', 'expired', 'removed'],
+    ]);
+    expect([...docker.containers.keys()]).toEqual(['ctr-twin-live']);
+    expect(report.skipped).toEqual({ 'not-expired': 2 });
+    expect(existsSync(path.join(root, 'twin-dir', 'repo'))).toBe(true);
   });
 });
 

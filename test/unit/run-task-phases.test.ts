@@ -14,17 +14,25 @@ import { FakeBackend, type RunnerScript } from '../helpers/fake-backend.js';
 import { repoWith } from '../helpers/repos.js';
 
 /**
- * The clock of the task (its start, step durations the host measures, the trace). It starts at the real time and
- * moves only when a test says: the session's timers are real ones and count down from the clock's start of the task
- * (deadlineAt - Date.now()), so a clock that started elsewhere would make every task time out at once.
+ * The clock of the task (its start, its deadline, step durations the host measures, the trace): the real one, plus
+ * what a test adds with advance(), as if that much time passed at once. The session's timers are real ones, so the
+ * deadlines must count on real time: a clock that stood still would never let one pass.
  */
 class FakeClock implements Clock {
-  #at = Date.now();
+  #offsetMs = 0;
+  #wallOffsetMs = 0;
   now(): Date {
-    return new Date(this.#at);
+    return new Date(Date.now() + this.#offsetMs + this.#wallOffsetMs);
+  }
+  monotonicMs(): number {
+    return performance.now() + this.#offsetMs;
   }
   advance(ms: number): void {
-    this.#at += ms;
+    this.#offsetMs += ms;
+  }
+  /** Sets the wall clock alone forward or back by `ms`, as NTP or a user would: no time passes. */
+  setWall(ms: number): void {
+    this.#wallOffsetMs += ms;
   }
 }
 
@@ -159,8 +167,11 @@ describe('runTask over a fake backend', () => {
       expect(result).toMatchObject({ status: 'timeout', exitCode: 124, error: 'step "slow" passed its 200 ms deadline' });
       expect(h.backend.calls).toContain('kill box-1');
       expect(h.backend.calls.indexOf('kill box-1')).toBeLessThan(h.backend.calls.indexOf('remove container box-1'));
-      // Killed before it could end, the step's duration is the host's own, from its start to the kill.
-      expect(result.steps).toEqual([{ name: 'slow', status: 'timeout', exitCode: 124, durationMs: 5000 }]);
+      // Killed before it could end, the step's duration is the host's own, from its start to the kill: the five
+      // seconds and the 200 ms it really ran.
+      expect(result.steps).toEqual([{ name: 'slow', status: 'timeout', exitCode: 124, durationMs: expect.any(Number) }]);
+      expect(result.steps[0]?.durationMs).toBeGreaterThanOrEqual(5200);
+      expect(result.steps[0]?.durationMs).toBeLessThan(5200 + 5000);
       expect(result.failedStep).toMatchObject({ step: 'slow', reason: 'step slow passed its deadline', outputTail: 'sleeping\n' });
       // The sandbox could not write the step's record: the host wrote it from the protocol.
       expect(JSON.parse(readFileSync(path.join(result.workspacePath, '.asp', 'slow.json'), 'utf8'))).toMatchObject({ name: 'slow', writtenBy: 'host', exitCode: 124 });
@@ -181,6 +192,44 @@ describe('runTask over a fake backend', () => {
       expect(result.steps).toEqual([{ name: 'build', status: 'skipped', exitCode: null, durationMs: null }]);
       expect(h.backend.calls).toContain('kill box-1');
       expect(h.backend.leftovers()).toEqual([]);
+    });
+  });
+
+  describe('the wall clock set forward or back during a task', () => {
+    const HOURS_3 = 3 * 3_600_000;
+
+    it('set 3 h forward while the image is prepared: the task does not time out, and lasts what it really lasted', async () => {
+      const h = harness();
+      const image = h.backend.hold('prepareImage');
+      const running = h.run({ limits: { timeout: '60s' } });
+      await image.reached;
+      h.clock.setWall(HOURS_3);
+      image.release();
+      const { result, startedAt, finishedAt, owner } = await running;
+
+      expect(result).toMatchObject({ status: 'passed', exitCode: 0 });
+      expect(result.durationMs).toBeGreaterThanOrEqual(0);
+      expect(result.durationMs).toBeLessThan(10_000);
+      expect(finishedAt.getTime() - startedAt.getTime()).toBe(result.durationMs);
+      // The expiry was read off the wall clock at the start, before it was set on.
+      expect(owner.expiresAt.getTime()).toBe(startedAt.getTime() + 60_000 + 10 * 60_000);
+      expect(Math.abs(startedAt.getTime() - Date.now())).toBeLessThan(10_000);
+    });
+
+    it('set 3 h back while the image is prepared: the deadline still passes on time', async () => {
+      const h = harness();
+      const image = h.backend.hold('prepareImage');
+      const running = h.run({ limits: { timeout: '300ms' } });
+      await image.reached;
+      h.clock.setWall(-HOURS_3);
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      image.release();
+      const { result } = await running;
+
+      expect(result).toMatchObject({ status: 'timeout', exitCode: 124, error: 'the task passed its 300 ms deadline' });
+      expect(h.backend.runnerLog).not.toContain('start');
+      expect(result.durationMs).toBeGreaterThanOrEqual(400);
+      expect(result.durationMs).toBeLessThan(10_000);
     });
   });
 

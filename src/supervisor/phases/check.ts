@@ -17,12 +17,13 @@ import type { ChangeReport } from '../../workspace/change-bundle.js';
 import { taskTextEntry } from '../../workspace/host-state.js';
 import type { HostWorkspace } from '../../workspace/host-workspace.js';
 import type { Log } from '../../core/log.js';
+import type { Clock, Deadline } from '../../core/clock.js';
 import { runSession } from '../sandbox-session.js';
 import { outcomeOf, stepResults, whyStopped, type StepResult } from '../session-outcome.js';
 import { writeMissingStepRecords } from '../step-records.js';
 import type { TaskEgress } from '../task-egress.js';
 import type { TaskEvents } from '../task-events.js';
-import { feedSandbox } from '../workspace-feed.js';
+import { feedSandbox, withBudget } from '../workspace-feed.js';
 
 /** Check steps appear under this prefix in the trace, events.jsonl and the printed output; no step name has a ':'. */
 export const CHECK_STEP_PREFIX = 'check:';
@@ -43,8 +44,10 @@ export interface CheckResult {
 
 export interface CheckRequest {
   runId: string;
-  /** What the agent's sandbox was given: the check inherits its task, deadline, caps and repositories. */
+  /** What the agent's sandbox was given: the check inherits its task, caps and repositories. */
   agentTask: SandboxTask;
+  /** The task's deadline: the check's sandbox is stopped at it too. */
+  deadline: Deadline;
   image: string;
   labels: Record<string, string>;
   limits: Limits;
@@ -62,6 +65,7 @@ export interface CheckRequest {
 
 export interface CheckDeps {
   backend: SandboxBackend;
+  clock: Clock;
   trace: TraceRecorder;
   events: TaskEvents;
   log: Log;
@@ -119,9 +123,11 @@ export async function runCheck(request: CheckRequest, deps: CheckDeps): Promise<
   // The host's own clone: the base commit, and the change's objects under the ref the fetch wrote. Nothing else.
   const entries = ['repo', taskTextEntry(request.workspace), ...(repos.length ? ['repos'] : [])];
   const feed = (stdin: Writable) =>
-    feedSandbox(stdin, sandboxTask, packForSandbox(request.workspace.dir, entries), request.checkDir !== undefined ? packCheckDir(request.checkDir) : undefined).catch((error: unknown) => {
-      throw new AspError('WORKSPACE_FAILED', `cannot send the check's workspace into its sandbox: ${errorMessage(error)}`, 'check that the workspace and --check-dir are readable');
-    });
+    feedSandbox(stdin, withBudget(sandboxTask, request.deadline), packForSandbox(request.workspace.dir, entries), request.checkDir !== undefined ? packCheckDir(request.checkDir) : undefined).catch(
+      (error: unknown) => {
+        throw new AspError('WORKSPACE_FAILED', `cannot send the check's workspace into its sandbox: ${errorMessage(error)}`, 'check that the workspace and --check-dir are readable');
+      },
+    );
   const rename = (message: ProtocolMessage): ProtocolMessage => ('step' in message && typeof message.step === 'string' ? { ...message, step: `${CHECK_STEP_PREFIX}${message.step}` } : message);
   trace.planSteps(prefixed);
   // The check's test commands reach the same hosts as the steps', out of the same byte cap.
@@ -131,7 +137,7 @@ export async function runCheck(request: CheckRequest, deps: CheckDeps): Promise<
     runSession(
       sandbox,
       // The session reads the runner's own lines, before the renaming: its deadlines go by the steps' own names.
-      { steps: request.steps, taskTimeoutMs: request.limits.timeout, deadlineAt: sandboxTask.deadlineAt, signal: deps.signal, feed, env: request.allowedEnv, verifyIdentity: identityMismatch },
+      { steps: request.steps, taskTimeoutMs: request.limits.timeout, deadline: request.deadline, signal: deps.signal, feed, env: request.allowedEnv, verifyIdentity: identityMismatch },
       {
         // The check's stream goes through the task's events (one events.jsonl, one trace), its steps renamed.
         onMessage: (message, reply) => (message.type === 'artifacts.chunk' || message.type === 'artifacts.end' ? undefined : events.handle(rename(message), reply, undefined, relay)),
@@ -147,8 +153,9 @@ export async function runCheck(request: CheckRequest, deps: CheckDeps): Promise<
   // Its connections end with its session, not after the copy-out.
   relay?.close();
   let outcome = outcomeOf(end);
-  events.steps.stop(new Date(), whyStopped(end));
+  events.steps.stop(deps.clock.now(), whyStopped(end));
   if (end.kind === 'exited' && !end.taskEnd) outcome = { status: 'error', exitCode: EXIT.infrastructure, error: `the check's sandbox stopped (exit ${end.statusCode}) without reporting` };
+  if (events.engineFault && outcome.status !== 'timeout' && outcome.status !== 'interrupted') outcome = { status: 'error', exitCode: EXIT.infrastructure, error: events.engineFault };
   if (outcome.status !== 'passed' && !outcome.error) outcome = { ...outcome, error: 'the clean-room check failed' };
   const steps = stepResults(prefixed, events.stepStarts, events.stepEnds, outcome.status, events.steps).map((step) => ({ ...step, name: step.name.slice(CHECK_STEP_PREFIX.length) }));
   if (!deps.forceSignal?.aborted) {

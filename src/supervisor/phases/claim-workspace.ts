@@ -3,14 +3,12 @@ import { generateTaskId } from '../../config/task-id.js';
 import type { CleanupScope } from '../../core/cleanup-stack.js';
 import type { Clock } from '../../core/clock.js';
 import type { Log } from '../../core/log.js';
-import { currentSupervisor, type Ownership } from '../../backend/ownership-labels.js';
+import { currentSupervisor, expiryOf, type Ownership } from '../../backend/ownership-labels.js';
 import { TraceRecorder } from '../../tracing/trace-recorder.js';
 import { claimWorkspace, removePath, writeOwnerFile, type HostWorkspace } from '../../workspace/host-workspace.js';
 import { TaskEvents } from '../task-events.js';
 import type { TaskPlan } from './resolve-task.js';
 
-/** Objects outlive their deadline by this much before the reaper may take them (time to copy out and clean up). */
-const EXPIRY_GRACE_MS = 10 * 60_000;
 /** A task's own warnings are capped: a hostile step must not grow the result without bound. */
 const MAX_WARNINGS = 100;
 
@@ -78,7 +76,7 @@ export async function claimTaskWorkspace(plan: TaskPlan, deps: ClaimDeps, stack:
     runId,
     startedAt,
     workspace,
-    owner: { taskId, runId, supervisor: currentSupervisor(), expiresAt: new Date(startedAt.getTime() + spec.limits.timeout + EXPIRY_GRACE_MS), keep: spec.keep },
+    owner: { taskId, runId, supervisor: currentSupervisor(), expiresAt: expiryOf(startedAt, spec.limits.timeout), keep: spec.keep },
     branch: spec.branch ?? `asp/${taskId}`,
     trace,
     events: new TaskEvents({ taskId, secrets: plan.secrets, clock: deps.clock, log: deps.log, trace, warn, writeOutput: deps.writeOutput, outputCap: spec.outputCap }),

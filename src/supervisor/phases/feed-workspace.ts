@@ -8,7 +8,7 @@ import { EGRESS_PROXY_PORT, type SandboxTask } from '../../protocol/messages.js'
 import { SECRET_NAME } from '../../protocol/secret-masker.js';
 import { hostFilePath, taskTextEntry, taskTextFile, writeHostFile } from '../../workspace/host-state.js';
 import { MODEL_ENDPOINT_PORT, type TaskGateway } from '../task-gateway.js';
-import { feedSandbox } from '../workspace-feed.js';
+import { feedSandbox, withBudget } from '../workspace-feed.js';
 import type { ClaimedTask } from './claim-workspace.js';
 import type { ClonedRepos } from './clone-repos.js';
 import { noCheckSteps, type TaskPlan } from './resolve-task.js';
@@ -53,7 +53,7 @@ export async function prepareFeed(plan: TaskPlan, task: ClaimedTask, cloned: Clo
   const entries = ['repo', { from: path.relative(workspace.dir, hostFilePath(workspace, 'task')), as: '.asp/task.json' }, taskTextEntry(workspace), ...(extras.length ? ['repos'] : [])];
   const feed = (stdin: Writable) =>
     task.trace.phase('volume-fill', () =>
-      feedSandbox(stdin, sandboxTask, packForSandbox(workspace.dir, entries)).catch((error: unknown) => {
+      feedSandbox(stdin, withBudget(sandboxTask, plan.deadline), packForSandbox(workspace.dir, entries)).catch((error: unknown) => {
         throw new AspError(
           'WORKSPACE_FAILED',
           `cannot send the workspace ${workspace.dir} into the sandbox: ${errorMessage(error)}`,

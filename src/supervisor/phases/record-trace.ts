@@ -34,6 +34,8 @@ export async function recordTrace(
   const { workspace, events, warn } = task;
   const { outcome } = ran;
   await copyAllForUser(workspace, ['task', 'events'], warn);
+  // The task's clock is anchored at its start (runTask): a difference of its times is monotonic time, whatever the
+  // wall clock was set to meanwhile.
   const finishedAt = deps.clock.now();
   const durationMs = finishedAt.getTime() - task.startedAt.getTime();
   events.steps.stop(finishedAt, outcome.error ?? 'the task ended before the step did');

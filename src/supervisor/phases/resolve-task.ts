@@ -2,6 +2,7 @@ import { runtimeLimits } from '../../backend/sandbox-policy.js';
 import { AspError } from '../../core/asp-error.js';
 import { readPipelineEarly } from '../../config/pipeline.js';
 import type { Settings } from '../../config/settings.js';
+import { deadlineAfter, type Clock, type Deadline } from '../../core/clock.js';
 import { generateRunId } from '../../config/task-id.js';
 import type { TaskSpec } from '../../config/task-spec.js';
 import { chooseModel, MODEL_KEY_VARIABLES, modelSecrets, type ModelChoice } from '../../models/model-choice.js';
@@ -15,7 +16,10 @@ export interface TaskPlan {
   /** The spec with a `--pipeline` file read in. */
   spec: TaskSpec;
   runId: string;
+  /** The wall time the task started at, read once (the task's clock is anchored there): its expiry counts from it. */
   startedAt: Date;
+  /** When the task must be over: its --timeout after the start, on the monotonic clock. */
+  deadline: Deadline;
   source: RepoSource;
   extraSources: ReturnType<typeof resolveExtraRepos>;
   /** The host's model provider when one is configured: its keys never enter the sandbox. */
@@ -31,7 +35,10 @@ export interface TaskPlan {
 }
 
 /** The first phase: the spec, the sources, the model, the sandbox's environment. */
-export async function resolveTask(input: TaskSpec, deps: { settings: Settings; cwd: string; now: Date }): Promise<TaskPlan> {
+export async function resolveTask(input: TaskSpec, deps: { settings: Settings; cwd: string; clock: Clock }): Promise<TaskPlan> {
+  // The deadline counts from here, the start of the task (clone and all), not from the container start.
+  const startedAt = deps.clock.now();
+  const startedMs = deps.clock.monotonicMs();
   const read = await readPipelineEarly(input, deps.cwd);
   const fitted = runtimeLimits(read.runtime, read.limits);
   const spec = fitted.note ? { ...read, limits: fitted.limits } : read;
@@ -63,7 +70,8 @@ export async function resolveTask(input: TaskSpec, deps: { settings: Settings; c
       .map(([, value]) => value),
     ...modelSecrets(deps.settings.models),
   ];
-  return { spec, runId: generateRunId(deps.now), startedAt: deps.now, source, extraSources, modelChoice, checkDir, sandboxEnv, secrets, notes };
+  const deadline = deadlineAfter(deps.clock, spec.limits.timeout, startedMs);
+  return { spec, runId: generateRunId(startedAt), startedAt, deadline, source, extraSources, modelChoice, checkDir, sandboxEnv, secrets, notes };
 }
 
 export function noCheckSteps(): AspError {

@@ -31,7 +31,7 @@ export async function runSteps(
   stack: CleanupScope,
 ): Promise<StepsRun> {
   const { events, trace, warn, taskId } = task;
-  const { steps, sandboxTask } = prepared;
+  const { steps } = prepared;
   events.open(hostFilePath(task.workspace, 'events'));
   stack.defer('events file', () => events.close());
   task.started = true;
@@ -44,7 +44,7 @@ export async function runSteps(
     {
       steps,
       taskTimeoutMs: plan.spec.limits.timeout,
-      deadlineAt: sandboxTask.deadlineAt,
+      deadline: plan.deadline,
       signal: deps.signal,
       feed: prepared.feed,
       env: plan.sandboxEnv,
@@ -74,6 +74,8 @@ export async function runSteps(
     // failure, not the task's, and a batch retries it.
     outcome = { status: 'error', exitCode: EXIT.infrastructure, error: `the sandbox stopped (exit ${end.statusCode}) before running any step` };
   }
+  // The engine's disk filled (the runner said so): whatever the steps did, that is no verdict on the task.
+  if (events.engineFault && outcome.status !== 'timeout' && outcome.status !== 'interrupted') outcome = { status: 'error', exitCode: EXIT.infrastructure, error: events.engineFault };
   if (outcome.status === 'timeout' || outcome.status === 'interrupted' || end.kind === 'stopped') trace.abandonOpenSteps(outcome.error ?? outcome.status, outcome.exitCode);
   if (end.kind === 'exited' && !end.taskEnd) warn(`the sandbox ended without reporting (exit ${end.statusCode}${end.statusCode === 137 ? ': killed, out of memory?' : ''})`);
   return { end, outcome };
