@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { CHANGES_DIR, SANDBOX_ARTIFACTS_DIR, SANDBOX_REPOS_DIR, SANDBOX_TASK_FILE, SANDBOX_WORKSPACE, type ArtifactMessage, type SandboxTask, type WarningMessage } from '../src/protocol/messages.js';
 import { bundleChanges, primaryTarget, type BundleTarget } from './change-bundle.js';
+import { engineDiskFull } from './engine-disk.js';
 import { tool, toolEnv } from './runtime-tools.js';
 import { asStepUser } from './step-user.js';
 import { TarDigest } from './tar-digest.js';
@@ -26,7 +27,7 @@ type CollectorLine = ArtifactMessage | WarningMessage;
  * count and bytes, and whether the list is complete (at most MAX_ARTIFACTS are reported).
  */
 export async function collectArtifacts(task: SandboxTask, bundle: boolean, emit: (line: CollectorLine) => void): Promise<{ files: number; bytes: number; complete: boolean; tar: Buffer | undefined }> {
-  if (bundle) await collectChanges(task, (message) => emit({ type: 'warning', message }));
+  if (bundle) await collectChanges(task, (message) => emit({ type: 'warning', message }), emit);
   const digest = new TarDigest();
   // A small `.asp/` (the common case) is kept as it is read, so the same tar is what the runner streams back.
   let kept: Buffer[] | undefined = [];
@@ -60,7 +61,7 @@ export async function collectArtifacts(task: SandboxTask, bundle: boolean, emit:
 }
 
 /** Bundles what the steps changed; a failure to bundle is a warning, never a failed task. */
-async function collectChanges(task: SandboxTask, warn: (message: string) => void): Promise<void> {
+async function collectChanges(task: SandboxTask, warn: (message: string) => void, emitFault: (fault: WarningMessage) => void): Promise<void> {
   const message = `asp: ${task.task || task.taskId}`.slice(0, 200);
   const targets: Array<[string, BundleTarget]> = [
     ['repo', primaryTarget(task.baseCommit)],
@@ -78,7 +79,11 @@ async function collectChanges(task: SandboxTask, warn: (message: string) => void
     try {
       await bundleChanges(target, task.branch, message);
     } catch (error) {
-      warn(`could not bundle the changes of ${label}: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}`);
+      const text = error instanceof Error ? error.message : String(error);
+      warn(`could not bundle the changes of ${label}: ${text.split('\n')[0]}`);
+      // Changes lost to a full engine disk must not pass as a task that changed nothing.
+      const full = await engineDiskFull(`while bundling the changes of ${label}`, text);
+      if (full) emitFault(full);
     }
   }
 }

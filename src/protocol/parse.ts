@@ -57,7 +57,7 @@ const schema = z.discriminatedUnion('type', [
     status: z.enum(['passed', 'failed', 'timeout']),
     exitCode: z.number().int(),
   }),
-  z.object({ type: z.literal('warning'), message: z.string().max(10_000) }),
+  z.object({ type: z.literal('warning'), message: z.string().max(10_000), fault: z.literal('engine-disk-full').optional() }),
   z.object({
     type: z.literal('model.request'),
     id: z.string().min(1).max(100),

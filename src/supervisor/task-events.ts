@@ -29,6 +29,8 @@ export interface StepEnd {
 export class TaskEvents {
   readonly stepStarts = new Set<string>();
   readonly stepEnds = new Map<string, StepEnd>();
+  /** What the runner said was the engine's fault (its disk full), when it did: the task is then asp's error, not its verdict. */
+  engineFault: string | undefined;
   readonly artifacts = new ArtifactStream();
   /** What each step did on the protocol, for the `.asp/<step>.json` of a step killed before it could write one. */
   readonly steps: StepTracker;
@@ -128,6 +130,9 @@ export class TaskEvents {
       this.printer.flushStep(message.step);
       this.stepEnds.set(message.step, { exitCode: message.exitCode, durationMs: message.durationMs, timedOut: message.timedOut ?? false });
       log.info({ taskId, step: message.step, exitCode: message.exitCode, durationMs: message.durationMs }, `step ${message.step} ended with exit code ${message.exitCode}`);
-    } else if (message.type === 'warning') warn(`sandbox: ${message.message}`);
+    } else if (message.type === 'warning') {
+      warn(`sandbox: ${message.message}`);
+      if (message.fault) this.engineFault ??= message.message;
+    }
   }
 }

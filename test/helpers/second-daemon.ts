@@ -34,6 +34,12 @@ export interface SecondDaemon {
   terminate(): Promise<void>;
   /** Starts dockerd again after crash() or terminate(), in the same mount namespace, on the same data root; resolves once it answers. */
   restart(): Promise<void>;
+  /** With dataRootSize: the free bytes of the data root's file system. */
+  freeBytes(): number;
+  /** With dataRootSize: takes up the data root's free space (a file beside the daemon's own) until `leave` bytes are free. */
+  fill(leave: number): void;
+  /** Gives back what fill() took. */
+  unfill(): void;
   /** Processes still running under the daemon's directories (its containerd, the shims of its containers). */
   leftoverProcesses(): number[];
 }
@@ -108,6 +114,18 @@ export async function startSecondDaemon(options: SecondDaemonOptions = {}): Prom
     rmSync(path.join(dir, 'pid'), { force: true });
   };
 
+  // The data root's tmpfs is mounted in the daemon's namespace only: looked at and filled from in there.
+  const inNamespace = (command: string[]) => execFileSync('nsenter', ['-t', String(child.pid), '-m', '--', ...command], { encoding: 'utf8' });
+  const freeBytes = () => {
+    if (!options.dataRootSize) throw new Error('freeBytes() needs a daemon started with dataRootSize');
+    return Number(
+      inNamespace(['df', '-B1', '--output=avail', `${dir}/data`])
+        .trim()
+        .split('\n')
+        .pop(),
+    );
+  };
+
   let stopped = false;
   const stop = async (): Promise<void> => {
     if (stopped) return;
@@ -153,6 +171,14 @@ export async function startSecondDaemon(options: SecondDaemonOptions = {}): Prom
       if (dockerdPid() !== undefined) throw new Error('the second dockerd is still running');
       writeFileSync(go, '');
       await waitForServer(child, () => succeeds(() => docker.ping()), { what: `the restarted second dockerd on ${host}`, timeoutMs: 60_000, log: () => log, stop });
+    },
+    freeBytes,
+    fill(leave) {
+      const extra = freeBytes() - leave;
+      if (extra > 0) inNamespace(['fallocate', '-l', String(extra), `${dir}/data/asp-test-filler-${Date.now()}`]);
+    },
+    unfill() {
+      inNamespace(['sh', '-c', `rm -f ${quote(dir)}/data/asp-test-filler-*`]);
     },
     leftoverProcesses: () => processesUnder(dir),
   };

@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { imageContext } from '../../src/docker/sandbox-image.js';
 import { asp, type CliRun } from '../helpers/cli.js';
 import { dockerAvailable } from '../helpers/docker.js';
@@ -213,6 +214,62 @@ describe.skipIf(!dockerAvailable)('faults of the container engine', () => {
       run.expectAccountedOnce(['t1', 't2']);
       expect(leftovers(daemon)).toEqual({ containers: '', volumes: '' });
     }, 240_000);
+  });
+
+  describe.skipIf(!canRunSecondDaemon)('a daemon whose disk fills (its data root on a tmpfs of its own)', () => {
+    let daemon: SecondDaemon;
+    const MiB = 1024 * 1024;
+    beforeAll(async () => {
+      daemon = await startSecondDaemon({ dataRootSize: '1300m' });
+      daemon.load([imageContext().tag]);
+    }, 300_000);
+    afterEach(() => {
+      daemon.unfill();
+      // Whatever the disk did, the task left nothing on the daemon.
+      expect(leftovers(daemon)).toEqual({ containers: '', volumes: '' });
+    });
+    afterAll(async () => {
+      await daemon.stop();
+      expect(daemon.leftoverProcesses()).toEqual([]);
+    }, 120_000);
+    const runOn = (args: string[]) => {
+      const home = mkdtempSync(path.join(os.tmpdir(), 'asp-faults-disk-'));
+      return asp(['run', ...args, '--json'], { ...daemon.env, ASP_HOME: home, ASP_WORKSPACES: path.join(home, 'workspaces') });
+    };
+    const result = (ran: CliRun) => JSON.parse(ran.stdout) as { status: string; exitCode: number; error?: { code: string; message: string } | string };
+    const errorText = (ran: CliRun) => JSON.stringify(result(ran).error ?? '') + ran.stderr;
+
+    it('during the workspace feed: infrastructure (exit 3) that names the engine’s disk; the next task on a freed disk passes', async () => {
+      const repo = repoWith({ 'big.bin': randomBytes(48 * MiB), 'README.md': 'x\n' });
+      daemon.fill(16 * MiB);
+      const full = await runOn(['--repo', repo, '--step', 't=true']);
+      expect(full.code, full.stderr).toBe(3);
+      expect(errorText(full)).toMatch(/container engine's disk is full/);
+      daemon.unfill();
+      const freed = await runOn(['--repo', repo, '--step', 't=true']);
+      expect(freed.code, freed.stderr).toBe(0);
+    }, 180_000);
+
+    it('during a step: the engine’s disk full is infrastructure (exit 3); a step past its own --disk limit is the task’s failure (exit 1)', async () => {
+      const repo = repoWith({ 'README.md': 'x\n' });
+      daemon.fill(32 * MiB);
+      const full = await runOn(['--repo', repo, '--disk', '1g', '--step', 'fill=dd if=/dev/zero of=big bs=1M count=100']);
+      expect(full.code, full.stderr).toBe(3);
+      expect(result(full).status).toBe('error');
+      expect(errorText(full)).toMatch(/container engine's disk is full/);
+      daemon.unfill();
+      const own = await runOn(['--repo', repo, '--disk', '20m', '--step', 'fill=dd if=/dev/zero of=big bs=1M count=100; sleep 5']);
+      expect(own.code, own.stderr).toBe(1);
+      expect(own.stderr + own.stdout).toContain('disk limit');
+    }, 180_000);
+
+    it('during copy-out: changes that do not fit the engine’s disk end the task as infrastructure (exit 3), not as passed', async () => {
+      const repo = repoWith({ 'README.md': 'x\n' });
+      daemon.fill(48 * MiB);
+      const full = await runOn(['--repo', repo, '--disk', '1g', '--step', 'write=head -c 30000000 /dev/urandom > data.bin']);
+      expect(full.code, full.stderr).toBe(3);
+      expect(errorText(full)).toMatch(/container engine's disk is full/);
+    }, 180_000);
   });
 
   /** A batch of its own against the second daemon: its list, report, homes, and what its journal must show. */

@@ -15,6 +15,7 @@ describe('task protocol', () => {
     { type: 'model.request', id: 'm2', step: 'design_review_agent', agent: 'design_agent', body: { messages: [] } },
     { type: 'task.end', status: 'failed', exitCode: 1 },
     { type: 'warning', message: 'careful' },
+    { type: 'warning', message: "the container engine's disk is full", fault: 'engine-disk-full' },
   ];
 
   it.each(messages.map((message) => [message.type, message]))('round-trips %s', (_type, message) => {
@@ -31,6 +32,7 @@ describe('task protocol', () => {
     ['an unknown type', '{"asp":1,"type":"launch.missiles"}', 'type:'],
     ['a bad field', '{"asp":1,"type":"step.end","step":"t","exitCode":"zero","durationMs":1}', 'exitCode:'],
     ['a bad status', '{"asp":1,"type":"task.end","status":"great","exitCode":0}', 'status:'],
+    ['a fault asp does not know', '{"asp":1,"type":"warning","message":"m","fault":"cosmic-rays"}', 'fault:'],
     ['a traversal-shaped step name', `{"asp":1,"type":"step.log","step":"${'x'.repeat(65)}","stream":"stdout","data":""}`, 'step:'],
     ['an agent name with spaces', '{"asp":1,"type":"model.request","id":"m1","step":"s","agent":"my agent","body":{}}', 'agent:'],
     ['an over-long agent name', `{"asp":1,"type":"model.request","id":"m1","step":"s","agent":"${'a'.repeat(65)}","body":{}}`, 'agent:'],
