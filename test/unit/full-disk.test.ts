@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BatchJournal } from '../../src/batch/journal.js';
 import { readSettings } from '../../src/config/settings.js';
 import { writeFileAtomically } from '../../src/core/atomic-write.js';
 import { silentLog } from '../../src/core/log.js';
@@ -83,5 +84,43 @@ describe.skipIf(!canMount)('a full disk on the host', () => {
     expect(existsSync(published.tracePath)).toBe(true);
     expect(parseTraceDocument(readFileSync(published.tracePath, 'utf8')).trace.id).toBe(document.trace.id);
     expect(existsSync(path.join(full, 'traces')) ? readdirSync(path.join(full, 'traces')).filter((name) => name.endsWith('.tmp')) : []).toEqual([]);
+  });
+
+  it('a batch journal that runs out of room is cut back to its last whole line, and reads and goes on once there is room', () => {
+    const home = mkdtempSync(path.join(os.tmpdir(), 'asp-journal-full-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16k', 'asp-journal-full', home]);
+    try {
+      const journal = new BatchJournal(home, 'b-1');
+      // Another file on the same disk, to give room back later.
+      const filler = path.join(home, 'filler');
+      writeFileSync(filler, Buffer.alloc(4096));
+      const record = (key: string) => ({ event: 'end' as const, key, at: new Date(0).toISOString(), attempt: 1, status: 'passed' as const, outputTail: 'x'.repeat(1500) });
+      let written = 0;
+      let failure: unknown;
+      for (; written < 100; written += 1) {
+        try {
+          journal.append(record(`t${written}`));
+        } catch (error) {
+          failure = error;
+          break;
+        }
+      }
+      expect(String(failure)).toMatch(/ENOSPC/);
+      expect(written).toBeGreaterThan(0);
+      // Nothing torn: every line there is whole, and --resume sees exactly the tasks whose ends were written.
+      expect(readFileSync(journal.file, 'utf8').endsWith('\n')).toBe(true);
+      expect(journal.finished()).toMatchObject({ damaged: 0 });
+      expect(journal.finished().done.size).toBe(written);
+      // Room again: the next line lands whole after the last one, and nothing before it is damaged.
+      rmSync(filler);
+      journal.append(record('after'));
+      const after = journal.finished();
+      expect(after.damaged).toBe(0);
+      expect(after.done.size).toBe(written + 1);
+      expect(after.done.has('after')).toBe(true);
+    } finally {
+      execFileSync('umount', [home]);
+      rmSync(home, { recursive: true, force: true });
+    }
   });
 });
