@@ -263,6 +263,22 @@ const cases: Case[] = [
   },
   { command: 'batch', what: '--concurrency 9999', args: ['batch', validList, '--concurrency', '9999'], exit: 2, problem: /--concurrency "9999" is not a whole number/, fix: /pass e\.g\./ },
   { command: 'batch', what: '--retries -1', args: ['batch', validList, '--retries', '-1'], exit: 2, problem: /--retries "-1" is not a whole number from 0 to 10/, fix: /pass e\.g\. --retries 1/ },
+  {
+    command: 'batch',
+    what: '--engine-wait soon',
+    args: ['batch', validList, '--engine-wait', 'soon'],
+    exit: 2,
+    problem: /--engine-wait "soon" is not a duration from 1ms to 24h/,
+    fix: /pass e\.g\. --engine-wait 2m/,
+  },
+  {
+    command: 'batch',
+    what: '--engine-wait 2d',
+    args: ['batch', validList, '--engine-wait', '2d'],
+    exit: 2,
+    problem: /--engine-wait "2d" is not a duration from 1ms to 24h/,
+    fix: /pass e\.g\. --engine-wait 2m/,
+  },
   { command: 'batch', what: 'Docker not running', args: ['batch', validList], env: noDocker, exit: 3, problem: /Docker at unix:\/\/\/tmp\/none\.sock does not answer/, fix: /start the Docker daemon/ },
   // asp approve
   { command: 'approve', what: 'a task id that climbs out', args: ['approve', '../../etc'], exit: 2, problem: /"\.\.\/\.\.\/etc" is not a task id/, fix: /pass the id asp run printed/ },
