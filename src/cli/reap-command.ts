@@ -53,7 +53,7 @@ async function reapCommand(flags: ReapFlags): Promise<number> {
     const failed = report.items.some((item) => item.outcome === 'failed');
     const exitCode = !report.docker.ok ? exitCodeFor(report.docker.code ?? 'DOCKER_UNAVAILABLE') : failed ? EXIT.infrastructure : EXIT.ok;
     if (json) context.stdout(JSON.stringify({ ...report, exitCode }) + '\n');
-    else context.stdout(describe(report));
+    else context.stdout(describeReap(report));
     if (!report.docker.ok)
       process.stderr.write(`asp: error: ${printableLine(report.docker.error ?? 'Docker failed')}${report.docker.hint ? ` — ${report.docker.hint}` : ''} (host dirs were still reaped)\n`);
     else if (failed) process.stderr.write('asp: error: some objects could not be removed (see above) — check the Docker daemon and rerun asp reap\n');
@@ -66,7 +66,8 @@ async function reapCommand(flags: ReapFlags): Promise<number> {
 const VERB: Record<ReapItem['outcome'], string> = { removed: 'removed', 'would-remove': 'would remove', 'in-use': 'in use, left', failed: 'FAILED' };
 const REASON: Record<ReapItem['reason'], string> = { 'supervisor-gone': 'supervisor gone', expired: 'past expires-at' };
 
-function describe(report: ReapReport): string {
+/** The report for people: one line per object taken, then the counts and what was left alone (and why). */
+export function describeReap(report: ReapReport): string {
   const lines = report.items.map((item) => {
     const what = item.kind === 'workspace' ? `workspace ${item.name}${item.detail ? ` (${item.detail})` : ''}` : `${item.kind} ${item.name}`;
     return `${VERB[item.outcome]} ${what}: task ${item.taskId}, ${REASON[item.reason]}${item.error ? `: ${item.error}` : ''}`;
@@ -74,16 +75,21 @@ function describe(report: ReapReport): string {
   const [containers, pods, volumes, workspaces] = (['container', 'pod', 'volume', 'workspace'] as const).map((kind) => tally(report.items, kind));
   const counts = pods ? `${pods} pods and ${workspaces} workspace dirs` : `${containers} containers, ${volumes} volumes and ${workspaces} workspace dirs`;
   const done = report.items.length ? `${report.dryRun ? 'would reap' : 'reaped'} ${counts}` : 'nothing to reap';
+  const { skipped } = report;
   const left = [
-    report.skipped['supervisor-alive'] ? `${report.skipped['supervisor-alive']} of live runs` : '',
-    report.skipped.kept ? `${report.skipped.kept} kept with --keep (asp reap --all takes them)` : '',
-    report.skipped['awaiting-decision'] ? `${report.skipped['awaiting-decision']} clones awaiting asp approve` : '',
-    report.skipped['too-recent'] ? `${report.skipped['too-recent']} newer than --older-than` : '',
-    report.skipped['not-expired'] ? `${report.skipped['not-expired']} of other hosts, not yet expired` : '',
-    report.skipped['not-asp'] ? `${report.skipped['not-asp']} with damaged labels` : '',
+    skipped['supervisor-alive'] ? `${skipped['supervisor-alive']} ${plural(skipped['supervisor-alive'], 'object of a live run', 'objects of live runs')}` : '',
+    skipped.kept ? `${skipped.kept} ${plural(skipped.kept, 'object', 'objects')} kept with --keep (asp reap --all takes them)` : '',
+    skipped['awaiting-decision'] ? `${skipped['awaiting-decision']} ${plural(skipped['awaiting-decision'], 'clone', 'clones')} awaiting asp approve` : '',
+    skipped['too-recent'] ? `${skipped['too-recent']} ${plural(skipped['too-recent'], 'object', 'objects')} newer than --older-than` : '',
+    skipped['not-expired'] ? `${skipped['not-expired']} ${plural(skipped['not-expired'], 'object of another host', 'objects of other hosts')}, not yet expired` : '',
+    skipped['not-asp'] ? `${skipped['not-asp']} ${plural(skipped['not-asp'], 'object', 'objects')} with damaged labels` : '',
   ].filter(Boolean);
   for (const policy of report.policies ?? []) lines.push(`${report.dryRun ? 'would remove' : 'removed'} NetworkPolicy ${policy}: no pod of asp is left`);
   for (const runtime of report.runtimes) lines.push(`${report.dryRun ? 'would remove' : 'removed'} runtime volume ${runtime}: asp's image changed`);
   lines.push(`asp reap: ${done}${left.length ? `; left alone: ${left.join(', ')}` : ''}`);
   return lines.join('\n') + '\n';
+}
+
+function plural(count: number, one: string, many: string): string {
+  return count === 1 ? one : many;
 }
