@@ -124,7 +124,7 @@ describe.skipIf(!dockerAvailable)('asp CLI against the real Docker engine', () =
     expect(parsed).toMatchObject({ status: 'passed', exitCode: 0, workspacePath: expect.stringContaining(root) });
     expect(parsed.taskId).toMatch(/^task-\d{8}-\d{4}-json-please$/);
     expect(parsed.steps).toHaveLength(4);
-    expect(parsed.artifacts).toEqual(expect.arrayContaining(['planning.json', 'design.json', 'test_results.json', 'code_review.json', 'trace.json']));
+    expect(parsed.artifacts).toEqual(expect.arrayContaining(['planning.json', 'design.json', 'test_results.json', 'code_review.json', 'trace.json', 'result.json']));
     expect(parsed.tracePath).toBe(path.join(parsed.workspacePath, '.asp', 'trace.json'));
     // Logs are pino JSON lines on stderr; step output is there too, prefixed.
     expect(result.stderr).toContain('"msg":"task ');

@@ -139,6 +139,19 @@ describe('runTask over a fake backend', () => {
       expect(JSON.parse(readFileSync(path.join(result.workspacePath, '.asp', 'result.json'), 'utf8'))).toMatchObject({ status: 'passed', exitCode: 0 });
     });
 
+    it('lists in artifacts every file its .asp/ ends with, result.json (written from that very list) included', async () => {
+      const h = harness({ artifacts: { 'notes.txt': 'from the runner\n' } });
+      const result = await deliverTask(await h.run({ steps: [{ name: 'build', run: 'make' }] }), { settings: h.settings, log: silentLog });
+      const asp = path.join(result.workspacePath, '.asp');
+      const onDisk = readdirSync(asp, { recursive: true, withFileTypes: true })
+        .filter((entry) => entry.isFile())
+        .map((entry) => path.relative(asp, path.join(entry.parentPath, entry.name)))
+        .sort();
+      expect(result.artifacts).toContain('result.json');
+      expect(result.artifacts).toEqual(onDisk);
+      expect(JSON.parse(readFileSync(path.join(asp, 'result.json'), 'utf8'))).toMatchObject({ artifacts: onDisk });
+    });
+
     it('fails when a step exits non-zero, naming that step with the tail of its output, and runs no later step', async () => {
       const h = harness({ steps: { lint: { output: 'src/a.ts:3 unused variable\n', exitCode: 2 } } });
       const { result } = await h.run({

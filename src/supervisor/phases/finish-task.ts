@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { readdir } from 'node:fs/promises';
 import type { DeliveryOutcome } from '../../core/records.js';
+import { HOST_FILES } from '../../workspace/host-state.js';
 import { writeResultFile } from '../../workspace/result-file.js';
 import { removePath, writeOwnerFile, type HostWorkspace } from '../../workspace/host-workspace.js';
 import { withDelivery, type TaskResult, type TaskRun } from '../task-result.js';
@@ -25,12 +26,18 @@ export async function finishTask(run: TaskRun, decided: DeliveryDecided = { deli
   }
   const finished: TaskResult = {
     ...withDelivery(result, decided.delivery, kept),
-    artifacts: await listArtifacts(workspace),
+    // result.json is written just below, from this very object: it is one of the artifacts it lists.
+    artifacts: withResultFile(await listArtifacts(workspace)),
     traceDelivery: run.trace.published?.delivery ?? result.traceDelivery,
   };
   await writeOwnerFile(workspace, run.owner, finished.status, run.startedAt, run.finishedAt);
   await writeResultFile(workspace, finished);
   return finished;
+}
+
+function withResultFile(artifacts: string[]): string[] {
+  const result = HOST_FILES.result;
+  return artifacts.includes(result) ? artifacts : [...artifacts, result].sort();
 }
 
 async function listArtifacts(workspace: HostWorkspace): Promise<string[]> {
