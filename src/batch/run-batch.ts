@@ -69,7 +69,7 @@ export function defaultConcurrency(entries: BatchEntry[]): number {
  * at any point resumes with `--resume`; infrastructure failures are retried with backoff, task failures never.
  */
 export async function runBatch(list: TaskList, options: BatchOptions, deps: BatchDeps): Promise<BatchSummary> {
-  const startedAt = deps.clock.now();
+  const startedMs = deps.clock.monotonicMs();
   const journal = new BatchJournal(deps.settings.home, options.batchId);
   const journaled = options.resume ? journal.finished() : { done: new Map<string, FinishedRecord>(), damaged: 0 };
   const done = journaled.done;
@@ -128,7 +128,7 @@ export async function runBatch(list: TaskList, options: BatchOptions, deps: Batc
     concurrency: options.concurrency,
     ...countOutcomes(tasks),
     invalid: options.invalidCount,
-    durationMs: deps.clock.now().getTime() - startedAt.getTime(),
+    durationMs: deps.clock.monotonicMs() - startedMs,
     list: options.listIdentity,
     shard: options.shard,
     stopped,
@@ -194,7 +194,7 @@ class EngineGate {
   gone: string | null = null;
 
   constructor(
-    private readonly deps: Pick<BatchDeps, 'backend' | 'log' | 'signal'>,
+    private readonly deps: Pick<BatchDeps, 'backend' | 'log' | 'signal' | 'clock'>,
     private readonly waitMs: number,
   ) {}
 
@@ -210,8 +210,9 @@ class EngineGate {
   }
 
   private async probe(): Promise<boolean> {
-    const { backend, log, signal } = this.deps;
-    const started = Date.now();
+    const { backend, log, signal, clock } = this.deps;
+    // On the monotonic clock: a wall clock set back must not stretch --engine-wait, nor one set forward end it.
+    const started = clock.monotonicMs();
     let warned = false;
     for (let pause = 250; ; pause = Math.min(pause * 2, 5000)) {
       const answer = await backend.ping().then(
@@ -219,10 +220,10 @@ class EngineGate {
         (error: unknown) => errorMessage(error),
       );
       if (answer === undefined) {
-        if (warned) log.warn({}, `the container engine answers again after ${formatDuration(Date.now() - started)}; tasks start again`);
+        if (warned) log.warn({}, `the container engine answers again after ${formatDuration(clock.monotonicMs() - started)}; tasks start again`);
         return true;
       }
-      const waited = Date.now() - started;
+      const waited = clock.monotonicMs() - started;
       if (waited >= this.waitMs || signal?.aborted) {
         this.gone = `the container engine has not answered for ${formatDuration(waited)} (${answer}): no more tasks start; finish with --resume once it is back`;
         log.error({}, this.gone);
