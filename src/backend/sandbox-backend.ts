@@ -94,6 +94,11 @@ export interface Sandbox {
   open(signal?: AbortSignal): Promise<SandboxStreams>;
   /** Resolves with the runner's exit status when the sandbox stops. */
   wait(): Promise<number>;
+  /**
+   * After `wait`: whether the engine says the kernel's OOM killer struck in the sandbox (Docker's State.OOMKilled, a
+   * pod's OOMKilled reason). Undefined when it cannot tell. A 137 alone is any SIGKILL: a step can send one too.
+   */
+  oomKilled?(): Promise<boolean | undefined>;
   /** Stops every process of the sandbox at once; one already stopped or gone is success. */
   kill(): Promise<void>;
   /** A tar of the sandbox's `.asp/`, for when the protocol did not stream it; undefined when it has none. */

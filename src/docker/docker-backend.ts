@@ -160,6 +160,10 @@ class DockerSandbox implements Sandbox {
     return this.docker.wait(this.id);
   }
 
+  oomKilled(): Promise<boolean | undefined> {
+    return this.docker.oomKilled(this.id);
+  }
+
   kill(): Promise<void> {
     return this.docker.kill(this.id);
   }

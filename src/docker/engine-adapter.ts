@@ -30,6 +30,7 @@ const createdReply = z.object({ Id: z.string() });
 // Inspect is read field by field, each checked for its type where it is read (inspectContainer).
 const inspectReply = z.object({ Config: z.object({ User: z.unknown() }).nullish(), HostConfig: z.record(z.string(), z.unknown()).nullish() });
 const waitReply = z.object({ StatusCode: z.number() });
+const stateReply = z.object({ State: z.object({ OOMKilled: z.boolean().nullish() }).nullish() });
 const imageReply = z.object({ Id: z.string(), Architecture: z.string().nullish(), Os: z.string().nullish(), Config: z.object({ Labels: labelsReply }).nullish() });
 const containersReply = z.array(z.object({ Id: z.string(), Names: z.array(z.string()).nullish(), State: z.string(), Labels: labelsReply, Created: z.number() }));
 /** One line of build progress: output in `stream`, a failure in `error`/`errorDetail`. */
@@ -383,6 +384,11 @@ export class EngineAdapter implements DockerPort {
   async wait(containerId: string): Promise<number> {
     const result = await this.call('wait for the container', async () => (await this.engine()).json('POST', `/containers/${containerId}/wait`, waitReply, { idleMs: 0 }));
     return result.StatusCode;
+  }
+
+  async oomKilled(containerId: string): Promise<boolean | undefined> {
+    const inspected = await this.call('inspect the container', async () => (await this.engine()).json('GET', `/containers/${containerId}/json`, stateReply));
+    return inspected.State?.OOMKilled ?? undefined;
   }
 
   async kill(containerId: string): Promise<void> {

@@ -130,6 +130,8 @@ export interface DockerPort {
   start(containerId: string): Promise<void>;
   /** Resolves with the exit status when the container stops. */
   wait(containerId: string): Promise<number>;
+  /** Whether the daemon says the container was killed for memory (inspect's State.OOMKilled); undefined if it does not say. */
+  oomKilled(containerId: string): Promise<boolean | undefined>;
   /** Kills a running container; one already stopped or gone is success. */
   kill(containerId: string): Promise<void>;
   /** Removes a container with its anonymous volumes, forcibly; one already gone is success. */

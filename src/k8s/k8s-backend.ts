@@ -370,6 +370,8 @@ const KILLED_STATUS = 137;
 class KubernetesSandbox implements Sandbox {
   private attached: AttachSession | undefined;
   private killed = false;
+  /** The task container's terminated state as wait() last saw it: its reason says OOMKilled. */
+  private terminatedReason: string | undefined;
   readonly envOverProtocol = true;
   /** The task image's digest as the kubelet ran it (`imageID`), once the pod started. */
   imageId: string | undefined;
@@ -426,7 +428,13 @@ class KubernetesSandbox implements Sandbox {
       true,
     );
     if (!pod || deleted) return KILLED_STATUS;
-    return containerState(pod, TASK_CONTAINER).terminated?.exitCode ?? KILLED_STATUS;
+    const terminated = containerState(pod, TASK_CONTAINER).terminated;
+    this.terminatedReason = terminated?.reason ?? undefined;
+    return terminated?.exitCode ?? KILLED_STATUS;
+  }
+
+  oomKilled(): Promise<boolean | undefined> {
+    return Promise.resolve(this.terminatedReason === undefined ? undefined : this.terminatedReason === 'OOMKilled');
   }
 
   /** Deletes the pod (its processes get SIGKILL within DELETE_GRACE_SECONDS): every process of it ends, which is what a kill is. */

@@ -18,6 +18,8 @@ export interface StepScript {
   /** Never ends: only a kill (a deadline, an interrupt) stops it. */
   hang?: boolean;
   durationMs?: number;
+  /** The runner dies in this step with 137 and says nothing more: of a SIGKILL (a step's), or of the OOM killer (the engine says OOMKilled). */
+  killsRunner?: 'sigkill' | 'oom';
 }
 
 export interface RunnerScript {
@@ -207,6 +209,10 @@ class FakeSandbox implements Sandbox {
     return this.#exited;
   }
 
+  oomKilled(): Promise<boolean | undefined> {
+    return Promise.resolve(this.runner?.oomKilled ?? false);
+  }
+
   async kill(): Promise<void> {
     await this.backend.enter('kill', this.id);
     if (this.runner) this.runner.exit(137);
@@ -234,6 +240,8 @@ class FakeRunner {
   readonly streams: SandboxStreams;
   #task: SandboxTask | undefined;
   #exited = false;
+  /** What the engine would say of the runner's end: killed by the kernel's OOM killer. */
+  oomKilled = false;
   readonly #stdout = new PassThrough();
   readonly #stderr = new PassThrough();
 
@@ -286,6 +294,10 @@ class FakeRunner {
       this.say(`step.start ${step.name}`);
       if (script.output) this.emit({ type: 'step.log', step: step.name, stream: 'stdout', data: script.output });
       if (script.hang) return;
+      if (script.killsRunner) {
+        this.oomKilled = script.killsRunner === 'oom';
+        return this.exit(137);
+      }
       const exitCode = script.exitCode ?? 0;
       this.emit({ type: 'step.end', step: step.name, exitCode, durationMs: script.durationMs ?? 5 });
       this.say(`step.end ${step.name} ${exitCode}`);

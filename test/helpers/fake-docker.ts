@@ -88,6 +88,7 @@ export class FakeDocker implements DockerPort {
   attach = unused;
   start = unused;
   wait = unused;
+  oomKilled = unused;
   kill = unused;
 }
 

@@ -139,6 +139,19 @@ describe('runTask over a fake backend', () => {
       expect(JSON.parse(readFileSync(path.join(result.workspacePath, '.asp', 'result.json'), 'utf8'))).toMatchObject({ status: 'passed', exitCode: 0 });
     });
 
+    it('says a runner killed with 137 was killed (SIGKILL), not out of memory, when the engine does not say OOMKilled', async () => {
+      const h = harness({ steps: { build: { killsRunner: 'sigkill' } } });
+      const result = await deliverTask(await h.run({}), { settings: h.settings, log: silentLog });
+      expect(result.warnings).toContain('the sandbox ended without reporting (exit 137: killed (SIGKILL))');
+      expect(result.warnings.join('\n')).not.toContain('memory');
+    });
+
+    it('says out of memory for a 137 only when the engine says OOMKilled', async () => {
+      const h = harness({ steps: { build: { killsRunner: 'oom' } } });
+      const result = await deliverTask(await h.run({}), { settings: h.settings, log: silentLog });
+      expect(result.warnings).toContain('the sandbox ended without reporting (exit 137: killed, out of memory (the engine says OOMKilled))');
+    });
+
     it('lists in artifacts every file its .asp/ ends with, result.json (written from that very list) included', async () => {
       const h = harness({ artifacts: { 'notes.txt': 'from the runner\n' } });
       const result = await deliverTask(await h.run({ steps: [{ name: 'build', run: 'make' }] }), { settings: h.settings, log: silentLog });

@@ -77,6 +77,15 @@ export async function runSteps(
   // The engine's disk filled (the runner said so): whatever the steps did, that is no verdict on the task.
   if (events.engineFault && outcome.status !== 'timeout' && outcome.status !== 'interrupted') outcome = { status: 'error', exitCode: EXIT.infrastructure, error: events.engineFault };
   if (outcome.status === 'timeout' || outcome.status === 'interrupted' || end.kind === 'stopped') trace.abandonOpenSteps(outcome.error ?? outcome.status, outcome.exitCode);
-  if (end.kind === 'exited' && !end.taskEnd) warn(`the sandbox ended without reporting (exit ${end.statusCode}${end.statusCode === 137 ? ': killed, out of memory?' : ''})`);
+  if (end.kind === 'exited' && !end.taskEnd) warn(`the sandbox ended without reporting (exit ${end.statusCode}${end.statusCode === 137 ? await whyKilled(sandbox) : ''})`);
   return { end, outcome };
+}
+
+/**
+ * A 137 is any SIGKILL (a step can send one, as can a kill of the container): out of memory only when the engine
+ * says its OOM killer struck, never a guess from the number.
+ */
+async function whyKilled(sandbox: Sandbox): Promise<string> {
+  const oom = await sandbox.oomKilled?.().catch(() => undefined);
+  return oom ? ': killed, out of memory (the engine says OOMKilled)' : ': killed (SIGKILL)';
 }
