@@ -20,6 +20,26 @@ function git(cwd: string, args: string[]): Promise<{ stdout: string }> {
   return run(tool('git'), [...GIT_SAFE, ...args], asStepUser({ cwd, maxBuffer: 16 * 1024 * 1024, env: toolEnv({ ...process.env, ...GIT_ENV }) }));
 }
 
+/** The subject line's length at most, in characters: what `git log --oneline` and forges show whole. */
+export const SUBJECT_MAX_CHARS = 72;
+
+/**
+ * The commit message of a task's changes: a subject of the task's first line, cut at a word with an ellipsis to fit
+ * SUBJECT_MAX_CHARS, and, when the subject is not the whole task, the task text whole in the body.
+ */
+export function commitMessage(taskText: string, taskId: string): string {
+  const text = taskText.trim();
+  const firstLine = (text.split('\n')[0] ?? '').replace(/\s+/g, ' ').trim();
+  const subject = `asp: ${firstLine || taskId}`;
+  const chars = Array.from(subject);
+  if (chars.length <= SUBJECT_MAX_CHARS) return text && text !== firstLine ? `${subject}\n\n${text}\n` : `${subject}\n`;
+  // Room for the ellipsis; back to the last space, unless that throws away most of the line (one very long word).
+  const room = chars.slice(0, SUBJECT_MAX_CHARS - 1).join('');
+  const space = room.lastIndexOf(' ');
+  const cut = space > SUBJECT_MAX_CHARS / 2 ? room.slice(0, space) : room;
+  return `${cut.trimEnd()}…\n\n${text}\n`;
+}
+
 export interface ChangeSummary {
   commits: number;
   bundle: string;
@@ -53,7 +73,8 @@ export async function bundleChanges(target: BundleTarget, branch: string, messag
   await inRepo(['checkout', '-q', '-B', branch]);
   if (dirty) {
     await inRepo(['add', '-A']);
-    await inRepo(['commit', '-q', '--no-verify', '-m', message]);
+    // From stdin: the message carries the task whole (up to 1 MiB), past what one argument may hold (128 KiB).
+    await gitWithInput(target.repoDir, ['commit', '-q', '--no-verify', '--cleanup=whitespace', '-F', '-'], message);
   }
   const count = Number((await inRepo(['rev-list', '--count', `${target.base}..HEAD`])).stdout.trim());
   if (!count) return undefined;
@@ -61,6 +82,21 @@ export async function bundleChanges(target: BundleTarget, branch: string, messag
   await inRepo(['bundle', 'create', '-q', target.bundle, `refs/heads/${branch}`, `^${target.base}`]);
   await writeCapped(target.repoDir, ['diff', '--binary', '--no-ext-diff', '--no-textconv', target.base, 'HEAD'], target.patch, PATCH_CAP_BYTES);
   return { commits: count, bundle: target.bundle, patch: target.patch };
+}
+
+/** `git <args>` with `input` on its stdin, as the step user; rejects with its stderr when it fails. */
+function gitWithInput(cwd: string, args: string[], input: string): Promise<void> {
+  const child = spawn(tool('git'), [...GIT_SAFE, ...args], asStepUser({ cwd, stdio: ['pipe', 'ignore', 'pipe'], env: toolEnv({ ...process.env, ...GIT_ENV }) }));
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => {
+    if (stderr.length < 4096) stderr += chunk.toString('utf8');
+  });
+  child.stdin.on('error', () => {}); // git that exits early closes its stdin: its exit status says why
+  child.stdin.end(input);
+  return new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`git ${args[0]} exited ${code}: ${stderr.trim()}`))));
+  });
 }
 
 /**

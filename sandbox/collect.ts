@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { CHANGES_DIR, SANDBOX_ARTIFACTS_DIR, SANDBOX_REPOS_DIR, SANDBOX_TASK_FILE, SANDBOX_WORKSPACE, type ArtifactMessage, type SandboxTask, type WarningMessage } from '../src/protocol/messages.js';
-import { bundleChanges, primaryTarget, type BundleTarget } from './change-bundle.js';
+import { bundleChanges, commitMessage, primaryTarget, type BundleTarget } from './change-bundle.js';
 import { engineDiskFull } from './engine-disk.js';
 import { tool, toolEnv } from './runtime-tools.js';
 import { asStepUser } from './step-user.js';
@@ -62,7 +62,7 @@ export async function collectArtifacts(task: SandboxTask, bundle: boolean, emit:
 
 /** Bundles what the steps changed; a failure to bundle is a warning, never a failed task. */
 async function collectChanges(task: SandboxTask, warn: (message: string) => void, emitFault: (fault: WarningMessage) => void): Promise<void> {
-  const message = `asp: ${task.task || task.taskId}`.slice(0, 200);
+  const message = commitMessage(task.task, task.taskId);
   const targets: Array<[string, BundleTarget]> = [
     ['repo', primaryTarget(task.baseCommit)],
     ...(task.repos ?? []).map((repo): [string, BundleTarget] => [

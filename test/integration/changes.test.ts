@@ -31,6 +31,18 @@ describe.skipIf(!dockerAvailable)('changes, secrets and the disk limit, against 
     expect(execFileSync('git', ['-C', check, 'rev-parse', 'incoming~1']).toString().trim()).toBe(base);
   });
 
+  it('commits with a subject cut at a word with an ellipsis, and the whole task in the body', async () => {
+    const repo = repoWith({ 'README.md': 'old\n' });
+    const task = `Rewrite the README so that it explains installation, configuration and troubleshooting\n\n${'and keep every detail of this long task. '.repeat(4000)}THE END`;
+    const { result } = await run(testSettings(), { repo, task, steps: [{ name: 'edit', run: 'echo new > README.md' }] });
+    expect(result.change?.commits).toBe(1);
+    const check = fetchBundle(repo, result);
+    const subject = execFileSync('git', ['-C', check, 'log', '-1', '--format=%s', 'incoming']).toString().trim();
+    expect(subject).toBe('asp: Rewrite the README so that it explains installation,…');
+    const body = execFileSync('git', ['-C', check, 'log', '-1', '--format=%b', 'incoming'], { maxBuffer: 16 * 1024 * 1024 }).toString();
+    expect(body.trim()).toBe(task);
+  });
+
   it('says there are no changes when the steps changed nothing', async () => {
     const { result } = await run(testSettings(), { repo: repoWith({ 'README.md': 'x\n' }), steps: [{ name: 'look', run: 'cat README.md' }] });
     expect(result.change).toBeNull();
