@@ -9,6 +9,9 @@ import { printable, printableLine } from '../core/printable.js';
 import { sweep } from '../reaper/sweep.js';
 import { systemClock } from '../core/clock.js';
 import { deliverTask } from '../delivery/deliver-task.js';
+import { explicitPushTarget } from '../delivery/push-target.js';
+import { redact } from '../forge/forge.js';
+import { resolveRepoSource } from '../workspace/repository.js';
 import { runTask, type TaskResult } from '../supervisor/run-task.js';
 import { resolveTraceMode } from '../tracing/trace-mode.js';
 import { makeContext, reportFailure } from './cli-context.js';
@@ -47,6 +50,7 @@ interface RunFlags {
   approve?: boolean;
   deny?: boolean;
   push?: boolean;
+  pushTo?: string;
   pr?: boolean;
   draft?: boolean;
   trace?: string;
@@ -103,7 +107,8 @@ export function registerRunCommand(program: Command): void {
     .option('--hitl', 'stop for a human decision before the changes are pushed (approve / reject / defer)')
     .option('--approve', 'answer the HITL gate with approve (for scripts)')
     .option('--deny', 'answer the HITL gate with reject (for scripts)')
-    .option('--push', 'push the changes to a branch of the repository (or of your fork)')
+    .option('--push', 'push the changes to a branch of the repository (a local working clone: of its upstream remote, else origin; or of your fork)')
+    .option('--push-to <remote|url>', 'with --push or --pr: push there instead (a remote of the --repo clone, a git URL, or the path of a repository)')
     .option('--pr', 'push and open a pull request (needs GITHUB_TOKEN or GH_TOKEN)')
     .option('--draft', 'open the pull request as a draft')
     .option('--trace <mode>', 'langfuse | json | off: send the trace now, queue it for asp traces push, or keep it local (default: langfuse when LANGFUSE_* keys are set)')
@@ -126,6 +131,8 @@ async function runCommand(flags: RunFlags): Promise<number> {
       return EXIT.ok;
     }
     if (spec.pr && !context.settings.github.token) throw new AspError('BAD_INPUT', '--pr needs a GitHub token', 'set GITHUB_TOKEN (or GH_TOKEN) on the host; it never enters the sandbox');
+    // Checked before anything runs: a remote that is not there is bad input, not a failed push after the work.
+    const pushTo = flags.pushTo === undefined ? undefined : await explicitPushTarget(flags.pushTo, resolveRepoSource(spec.repo, process.cwd()).location, process.cwd(), context.settings.hostEnv);
     const traceMode = resolveTraceMode(flags.trace, context.settings);
     const interrupts = installInterruptHandlers(context.log);
     // Clear up after dead runs side by side with this run's start: it never throws and never touches a live run.
@@ -153,6 +160,7 @@ async function runCommand(flags: RunFlags): Promise<number> {
         // Ask at the gate only when a person is there to answer.
         ask: process.stdin.isTTY && process.stderr.isTTY ? askAtTerminal : undefined,
         signal: interrupts.signal,
+        pushTo,
       });
       if (json) context.stdout(JSON.stringify(result) + '\n');
       // Step names, the reason and the branch came from the sandbox or the repository: printed escaped.
@@ -177,6 +185,7 @@ function specFromFlags(flags: RunFlags): TaskSpecInput {
   if (flags.step.length && flags.pipeline) throw new AspError('BAD_INPUT', '--step and --pipeline both given', 'use one of them');
   if (flags.approve && flags.deny) throw new AspError('BAD_INPUT', '--approve and --deny both given', 'use one of them');
   if (flags.draft && !flags.pr) throw new AspError('BAD_INPUT', '--draft without --pr', 'add --pr, or leave out --draft');
+  if (flags.pushTo !== undefined && !flags.push && !flags.pr) throw new AspError('BAD_INPUT', '--push-to without --push', 'add --push (or --pr), or leave out --push-to');
   return {
     repo: flags.repo,
     task: flags.task ?? '',
@@ -288,7 +297,7 @@ function summary(result: TaskResult): string {
   if (result.delivery) {
     const delivery = result.delivery;
     if (delivery.prUrl) lines.push(`  pull request: ${delivery.prUrl}`);
-    else if (delivery.pushedTo) lines.push(`  pushed: ${result.change?.branch} to ${delivery.pushedTo}`);
+    else if (delivery.pushedTo) lines.push(`  pushed: branch ${result.change?.branch} to ${redact(delivery.pushedTo)}`);
     if (delivery.hitlStatus === 'awaiting_approval' || delivery.hitlStatus === 'deferred') lines.push(`  awaiting approval: asp approve ${result.taskId} [--deny] [--comment TEXT]`);
     else if (delivery.hitlStatus !== 'not_required') lines.push(`  review: ${delivery.hitlStatus}${delivery.decidedBy ? ` by ${delivery.decidedBy}` : ''}`);
   }

@@ -1,6 +1,6 @@
 import os from 'node:os';
 import { AspError, errorMessage } from '../core/asp-error.js';
-import type { Forge } from '../forge/forge.js';
+import { redact, type Forge } from '../forge/forge.js';
 import type { Log } from '../core/log.js';
 import { pushBranch } from '../workspace/push-branch.js';
 import type { Decision, DeliveryOutcome, DeliveryPlan } from './delivery-plan.js';
@@ -46,7 +46,7 @@ export async function deliverChanges(plan: DeliveryPlan, decision: Decision | un
       } else pushUrl = target.pushUrl;
     }
     await pushBranch(context.repoDir, { remote: pushUrl, ref: plan.change.ref, branch: plan.change.branch, env: context.env, token: context.token, taskId: plan.taskId });
-    context.log.info({ branch: plan.change.branch }, `pushed ${plan.change.commits} commit(s) to ${plan.change.branch}`);
+    context.log.info({ branch: plan.change.branch, remote: redact(pushUrl) }, `pushed ${plan.change.commits} commit(s) to branch ${plan.change.branch} of ${redact(pushUrl)}`);
     if (!target || !headOwner) return { hitlStatus, ...decided, pushedTo: pushUrl };
     const pr = await requireForge(context).openPullRequest({
       target,

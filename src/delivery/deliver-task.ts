@@ -4,7 +4,9 @@ import type { Decision } from '../core/records.js';
 import { finishTask } from '../supervisor/phases/finish-task.js';
 import type { TaskResult, TaskRun } from '../supervisor/task-result.js';
 import { recordDelivery } from '../tracing/hitl-trace.js';
+import { errorMessage } from '../core/asp-error.js';
 import { deliverAll } from './deliver-changes.js';
+import { defaultPushTarget, type PushTarget } from './push-target.js';
 import { deliveryContext } from './delivery-context.js';
 import { pending, saveDeliveries, type DeliveryEntry, type DeliveryPlan, type GateSummary } from './delivery-plan.js';
 
@@ -17,6 +19,8 @@ export interface DeliverDeps {
   ask?: ((summary: GateSummary) => Promise<Decision>) | undefined;
   /** The run's interrupt (Ctrl-C): once it fired, nothing is pushed; the work waits for `asp approve`. */
   signal?: AbortSignal | undefined;
+  /** `--push-to`, resolved: where the task's own repository's branch goes instead of defaultPushTarget's choice. */
+  pushTo?: PushTarget | undefined;
 }
 
 /**
@@ -29,10 +33,22 @@ export async function deliverTask(run: TaskRun, deps: DeliverDeps): Promise<Task
   if (!run.awaitingDelivery) return run.result;
   const { spec, result } = run;
   const { taskId } = result;
-  const plan = (deliverable: TaskRun['deliverables'][number]): DeliveryPlan => ({
+  const warnings: string[] = [];
+  // Chosen once, here, and saved in the plan: asp approve pushes where this run said it would.
+  const remoteOf = async (deliverable: TaskRun['deliverables'][number]): Promise<string> => {
+    if (!spec.push && !spec.pr) return deliverable.remote;
+    if (deliverable.repo === null && deps.pushTo) return deps.pushTo.remote;
+    try {
+      return (await defaultPushTarget(deliverable.remote, deps.settings.hostEnv)).remote;
+    } catch (error) {
+      warnings.push(`could not read the remotes of ${deliverable.remote} (${errorMessage(error)}): pushing to it`);
+      return deliverable.remote;
+    }
+  };
+  const plan = async (deliverable: TaskRun['deliverables'][number]): Promise<DeliveryPlan> => ({
     taskId,
     task: spec.task,
-    remote: deliverable.remote,
+    remote: await remoteOf(deliverable),
     baseBranch: deliverable.baseBranch,
     push: spec.push || spec.pr,
     pr: spec.pr,
@@ -40,7 +56,8 @@ export async function deliverTask(run: TaskRun, deps: DeliverDeps): Promise<Task
     hitl: spec.hitl,
     change: deliverable.change,
   });
-  const wanted = run.deliverables.map((deliverable) => ({ repo: deliverable.repo, plan: plan(deliverable), repoDir: deliverable.repoDir }));
+  const wanted: Array<{ repo: string | null; plan: DeliveryPlan; repoDir: string }> = [];
+  for (const deliverable of run.deliverables) wanted.push({ repo: deliverable.repo, plan: await plan(deliverable), repoDir: deliverable.repoDir });
   const first = wanted[0];
   if (!first) {
     deps.log.info({ taskId }, 'no changes: nothing to review, push or open a pull request for');
@@ -66,6 +83,7 @@ export async function deliverTask(run: TaskRun, deps: DeliverDeps): Promise<Task
     result.warnings.push(message);
     deps.log.warn({ taskId }, message);
   };
+  for (const message of warnings) warn(message);
   if (delivery?.error) warn(`delivery failed: ${delivery.error}`);
   recordDelivery(document, spec.hitl, outcomes);
   const waiting = pending(deliveries);

@@ -310,6 +310,52 @@ describe.skipIf(!dockerAvailable)('changes delivered: push, pull requests and th
     expect(existsSync(path.join(result.workspacePath, 'repo'))).toBe(false);
   });
 
+  /** A bare upstream and a working clone of it, as a developer has them: --repo names the clone. */
+  function workingClone(): { upstream: string; clone: string } {
+    const scratch = mkdtempSync(path.join(os.tmpdir(), 'asp-working-clone-'));
+    const upstream = path.join(scratch, 'upstream.git');
+    const clone = path.join(scratch, 'clone');
+    gitIn(scratch, 'clone', '-q', '--bare', repoWith({ 'README.md': 'app\n' }), upstream);
+    gitIn(scratch, 'clone', '-q', upstream, clone);
+    return { upstream, clone };
+  }
+
+  it("--push from a local working clone pushes to the clone's origin, and the summary says where", async () => {
+    const { upstream, clone } = workingClone();
+    const id = `push-origin-${process.pid}`;
+    const ran = await asp(['run', '--repo', clone, '--id', id, '--step', 'edit=echo fixed >> README.md', '--push'], cliEnv());
+    expect(ran.code, ran.stderr).toBe(0);
+    expect(ran.stderr).toContain(`  pushed: branch asp/${id} to ${upstream}\n`);
+    expect(gitIn(upstream, 'show', `asp/${id}:README.md`)).toBe('app\nfixed');
+    // Not into the working clone itself.
+    expect(() => gitIn(clone, 'rev-parse', '--verify', '--quiet', `refs/heads/asp/${id}`)).toThrow();
+  });
+
+  it('--push-to names another place: the path of the clone itself here', async () => {
+    const { upstream, clone } = workingClone();
+    const id = `push-to-${process.pid}`;
+    const ran = await asp(['run', '--repo', clone, '--id', id, '--step', 'edit=echo fixed >> README.md', '--push', '--push-to', clone, '--json'], cliEnv());
+    expect(ran.code, ran.stderr).toBe(0);
+    expect(JSON.parse(ran.stdout)).toMatchObject({ delivery: { pushedTo: clone } });
+    expect(gitIn(clone, 'show', `asp/${id}:README.md`)).toBe('app\nfixed');
+    expect(() => gitIn(upstream, 'rev-parse', '--verify', '--quiet', `refs/heads/asp/${id}`)).toThrow();
+  });
+
+  it('refuses --push-to without --push, and a remote the clone does not have, in one line (exit 2) before anything runs', async () => {
+    const { clone } = workingClone();
+    const dirs = () => (existsSync(settings.workspacesRoot) ? readdirSync(settings.workspacesRoot).length : 0);
+    const before = dirs();
+    const alone = await asp(['run', '--repo', clone, '--step', 'edit=true', '--push-to', 'origin'], cliEnv());
+    expect([alone.code, alone.stderr.trim().split('\n')]).toEqual([2, ['asp: error: --push-to without --push — add --push (or --pr), or leave out --push-to']]);
+    const unknown = await asp(['run', '--repo', clone, '--step', 'edit=true', '--push', '--push-to', 'upstream'], cliEnv());
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr.trim().split('\n')).toEqual([
+      `asp: error: --push-to: ${clone} has no remote named upstream (its remotes: origin) — give it a remote of the --repo clone, a git URL or the path of a repository`,
+    ]);
+    // Nothing ran: no task dir was claimed.
+    expect(dirs()).toBe(before);
+  });
+
   it('never runs code from a hostile .git/config on the host, also while pushing', async () => {
     const markers = mkdtempSync(path.join(os.tmpdir(), 'asp-markers-'));
     const source = repoWith({ 'README.md': 'app\n', '.gitattributes': '* filter=evil\n' });
