@@ -13,6 +13,8 @@ interface Counts {
   done: number;
   running: number;
   failed: number;
+  /** Of `done`, the tasks --resume took from the journal: finished before, not work of this run. */
+  fromJournal: number;
 }
 
 /**
@@ -23,16 +25,19 @@ export function batchProgress(total: number, options: { tty: boolean; write: (te
   // Only differences of it are used: the monotonic clock, which no setting of the wall clock moves.
   const now = options.now ?? (() => performance.now());
   const started = now();
-  const counts: Counts = { total, done: 0, running: 0, failed: 0 };
+  const counts: Counts = { total, done: 0, running: 0, failed: 0, fromJournal: 0 };
+  // Rate and ETA count this run's own work: a task taken from the journal took no time here.
+  const ranHere = () => counts.done - counts.fromJournal;
   const rate = () => {
     const minutes = (now() - started) / 60_000;
-    return minutes > 0 ? counts.done / minutes : 0;
+    return minutes > 0 ? ranHere() / minutes : 0;
   };
   const eta = () => {
-    const perTask = counts.done ? (now() - started) / counts.done : 0;
+    const perTask = ranHere() ? (now() - started) / ranHere() : 0;
     return perTask ? formatDuration(perTask * (counts.total - counts.done)) : '?';
   };
-  const line = () => `asp batch: ${counts.done}/${counts.total} done, ${counts.running} running, ${counts.failed} failed, ${rate().toFixed(1)}/min, ETA ${eta()}`;
+  const line = () =>
+    `asp batch: ${counts.done}/${counts.total} done${counts.fromJournal ? ` (${counts.fromJournal} from journal)` : ''}, ${counts.running} running, ${counts.failed} failed, ${rate().toFixed(1)}/min, ETA ${eta()}`;
 
   const running = new Set<string>();
   const start = (key: string) => {
@@ -44,6 +49,7 @@ export function batchProgress(total: number, options: { tty: boolean; write: (te
     running.delete(outcome.key);
     counts.running = running.size;
     counts.done += 1;
+    if (outcome.resumed) counts.fromJournal += 1;
     if (!succeeded(outcome)) counts.failed += 1;
   };
 

@@ -144,7 +144,31 @@ describe('batch progress with --resume', () => {
     progress.finished(outcome('b', 'passed'));
     progress.close();
     expect(out).toContain('asp batch: [1/2] a passed in 1.5s [from journal]');
-    expect(out.trim().split('\n').pop()).toBe('asp batch: 2/2 done, 0 running, 0 failed, 0.0/min, ETA ?');
+    expect(out.trim().split('\n').pop()).toBe('asp batch: 2/2 done (1 from journal), 0 running, 0 failed, 0.0/min, ETA ?');
+  });
+
+  it("counts only this run's work in the rate and the ETA: tasks from the journal took no time here", () => {
+    let out = '';
+    let now = 0;
+    const progress = batchProgress(5, { tty: false, write: (text) => (out += text), now: () => now });
+    // --resume hands over the journal's tasks at once, at the start: not 3 tasks in no time.
+    for (const key of ['a', 'b', 'c']) progress.finished(outcome(key, 'passed', { resumed: true }));
+    progress.started('d');
+    now = 30_000;
+    progress.finished(outcome('d', 'passed'));
+    progress.close();
+    expect(out.trim().split('\n').pop()).toBe('asp batch: 4/5 done (3 from journal), 0 running, 0 failed, 2.0/min, ETA 30.0s');
+  });
+
+  it('says a batch taken whole from the journal did no work, instead of an absurd rate', () => {
+    let out = '';
+    let now = 0;
+    const progress = batchProgress(2, { tty: false, write: (text) => (out += text), now: () => now });
+    now = 15;
+    progress.finished(outcome('a', 'passed', { resumed: true }));
+    progress.finished(outcome('b', 'passed', { resumed: true }));
+    progress.close();
+    expect(out.trim().split('\n').pop()).toBe('asp batch: 2/2 done (2 from journal), 0 running, 0 failed, 0.0/min, ETA ?');
   });
 });
 
