@@ -5,6 +5,7 @@ import { AspError, EXIT, systemErrorCode } from '../core/asp-error.js';
 import { batchProgress } from '../batch/batch-progress.js';
 import { writeJsonReport, writeJunitReport, type BatchSummary } from '../batch/batch-report.js';
 import { batchIdFor } from '../batch/journal.js';
+import { earlierWork, lastEnds } from '../batch/journal-time.js';
 import { traceName } from '../config/settings.js';
 import { mergeReports } from '../batch/merge-reports.js';
 import { readBatchReport } from '../batch/report-file.js';
@@ -173,11 +174,19 @@ async function batchCommand(file: string, flags: BatchFlags): Promise<number> {
         },
       );
       if (flags.report) await writeReport(flags.report, (target) => writeJsonReport(target, summary));
-      if (flags.junit) await writeReport(flags.junit, (target) => writeJunitReport(target, summary, new Date(Date.now() - summary.durationMs)));
+      // Tasks taken from the journal keep the time they took: the suite's time and start take them in.
+      const earlier = summary.journal && summary.tasks.some((task) => task.resumed) ? earlierWork(summary.tasks, await lastEnds(summary.journal)) : undefined;
+      const startedAt = new Date(Date.now() - summary.durationMs);
+      if (flags.junit) {
+        const suite = earlier ? { ...summary, durationMs: summary.durationMs + earlier.ms } : summary;
+        const firstStart = earlier?.startedAt && earlier.startedAt < startedAt ? earlier.startedAt : startedAt;
+        await writeReport(flags.junit, (target) => writeJunitReport(target, suite, firstStart));
+      }
       if (json) context.stdout(JSON.stringify(summary) + '\n');
       else {
         const where = shard ? `shard ${describeShard(shard)}: ` : '';
-        process.stderr.write(`asp batch: ${where}${describeCounts(summary)} in ${formatDuration(summary.durationMs)} (concurrency ${summary.concurrency}; journal ${summary.journal})\n`);
+        const fromJournal = earlier?.tasks ? `; ${earlier.tasks} of them from the journal, not run again (they took ${formatDuration(earlier.ms)} before)` : '';
+        process.stderr.write(`asp batch: ${where}${describeCounts(summary)} in ${formatDuration(summary.durationMs)}${fromJournal} (concurrency ${summary.concurrency}; journal ${summary.journal})\n`);
         const resume = `asp batch ${file}${shard ? ` --shard ${describeShard(shard)}` : ''} --resume`;
         if (summary.exitCode === EXIT.interrupted) process.stderr.write(`asp batch: interrupted; continue with: ${resume}\n`);
         else if (summary.stopped) process.stderr.write(`asp batch: stopped early; continue with: ${resume}\n`);
