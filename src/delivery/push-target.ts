@@ -79,7 +79,8 @@ function workingClone(location: string): { gitDir: string; config: string } | un
 async function readConfig(file: string, env: Readonly<Record<string, string | undefined>>): Promise<Map<string, string>> {
   if (!existsSync(file)) return new Map();
   // --file: that file only, no includes, nothing run; -z: values with any characters come back whole.
-  const listed = await hostGit({ env }).raw(['config', '--file', file, '--no-includes', '-z', '--list']);
+  // Run from /, not from wherever asp was started (often the clone itself): git looks into no repository at all.
+  const listed = await hostGit({ env, baseDir: '/' }).raw(['config', '--file', file, '--no-includes', '-z', '--list']);
   const entries = listed
     .split('\0')
     .filter(Boolean)
