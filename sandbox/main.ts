@@ -28,6 +28,7 @@ import {
 } from '../src/protocol/messages.js';
 import { SecretMasker } from '../src/protocol/secret-masker.js';
 import { collectArtifacts, TAR_EXCLUDES } from './collect.js';
+import { copyStepReports } from './step-reports.js';
 import { watchDiskUsage } from './disk-watchdog.js';
 import { engineDiskFull } from './engine-disk.js';
 import { HostInput } from './host-input.js';
@@ -339,6 +340,8 @@ async function main(): Promise<void> {
   let status: 'passed' | 'failed' | 'timeout' = 'passed';
   for (const step of task.steps) {
     const outcome = await runStep(task, step);
+    // Failing tests are the reason to read reports: copied whatever the step exited with.
+    for (const message of await copyStepReports(step)) emit({ type: 'warning', message });
     if (outcome.timedOut) status = 'timeout';
     else if (outcome.exitCode !== 0) status = 'failed';
     // A full engine disk after a step (whatever it exited with) fails whatever runs next, and says nothing of the task.

@@ -1,5 +1,7 @@
 import { writeFileAtomically } from '../core/atomic-write.js';
 import { EXIT } from '../core/asp-error.js';
+import type { StepFailure } from '../supervisor/task-result.js';
+import { testLabel, type TestCaseResult, type TestSummary } from '../tracing/test-results.js';
 import type { Shard } from './shard.js';
 
 /** One task's line in the reports. */
@@ -23,6 +25,10 @@ export interface TaskOutcome {
   check?: { status: string; exitCode: number; steps: Array<{ name: string; status: string; exitCode: number | null }> } | null;
   /** The task's egress through the host (`"network"`), when it allowed any: connections, refusals, bytes each way. */
   egress?: { connections: number; refused: number; bytesIn: number; bytesOut: number } | null;
+  /** The repository's own test results (its steps' JUnit/TAP reports): counts and the failing tests; null when none. */
+  tests?: TestSummary | null;
+  /** Every testcase of those reports, for the JUnit report only: the JSON report and the journal carry `tests`. */
+  testCases?: TestCaseResult[];
   /** true when --resume took the outcome from the journal instead of running the task again. */
   resumed: boolean;
 }
@@ -98,43 +104,96 @@ export function countOutcomes(tasks: TaskOutcome[]): Pick<BatchSummary, 'total' 
 }
 
 export async function writeJsonReport(file: string, summary: BatchSummary): Promise<void> {
-  await writeFileAtomically(file, JSON.stringify(summary, null, 2) + '\n');
+  // Up to 10,000 testcases a task: the report lists each task's failing ones (`tests.failing`), the JUnit all.
+  const tasks = summary.tasks.map(({ testCases: _cases, ...task }) => task);
+  await writeFileAtomically(file, JSON.stringify({ ...summary, tasks }, null, 2) + '\n');
 }
 
 /**
- * JUnit XML as Jenkins, GitLab and GitHub test reporters read it: one testcase per task; a failed or timed-out
- * task is a <failure> (message: the failing step, body: its output tail), an infrastructure error an <error>,
- * a task that never ran <skipped>.
+ * A failed task in one line a person can act on: the step and its exit code, the first failing test when its
+ * reports name one, how many failed, and where the whole log is. The output's tail is beside it (`outputTail`, the
+ * JUnit failure's body).
+ */
+export function failureLine(failed: Pick<StepFailure, 'reason' | 'firstFailingTest' | 'logs'>, tests: Pick<TestSummary, 'total' | 'failed' | 'errors'> | null): string {
+  const parts = [failed.reason];
+  const first = failed.firstFailingTest;
+  if (first) {
+    const message = first.message?.split('\n')[0]?.trim().slice(0, 200);
+    parts.push(`first failing test: ${testLabel(first)}${message ? ` (${message})` : ''}`);
+  }
+  if (tests && tests.failed + tests.errors > 0) parts.push(`${tests.failed + tests.errors} of ${tests.total} tests failed`);
+  if (failed.logs?.length) parts.push(`full log: ${failed.logs.join(', ')}`);
+  return parts.join('; ');
+}
+
+/**
+ * JUnit XML as Jenkins, GitLab and GitHub test reporters read it (Surefire's schema: testsuites > testsuite >
+ * testcase). One testcase per task: a failed or timed-out task is a <failure> (message: failureLine's, body: its
+ * output tail), an infrastructure error an <error>, a task that never ran <skipped>. A task whose steps wrote test
+ * reports is a testsuite of its own instead: its task testcase first, then the repository's testcases as the
+ * reports had them (names, outcomes, messages, times).
  */
 export function junitXml(summary: BatchSummary, startedAt: Date): string {
-  const seconds = (ms: number | null) => ((ms ?? 0) / 1000).toFixed(3);
-  const failures = summary.tasks.filter((task) => task.status === 'failed' || task.status === 'timeout').length;
-  const errors = summary.tasks.filter((task) => task.status === 'error').length;
-  const skipped = summary.tasks.filter((task) => task.status === 'interrupted' || task.status === 'not-run').length;
-  const suite = escapeXml(summary.batchId);
-  const cases = summary.tasks.map((task) => {
-    const open = `    <testcase classname="asp.batch.${suite}" name="${escapeXml(task.key)}" time="${seconds(task.durationMs)}">`;
-    const props = task.taskId ? `\n      <system-out>${escapeXml(`task ${task.taskId}; artifacts ${task.artifactsDir ?? '-'}; trace ${task.traceId ?? '-'}`)}</system-out>` : '';
-    let body = '';
-    if (task.status === 'failed' || task.status === 'timeout') {
-      const message = task.failure ?? `task ${task.status}`;
-      body = `\n      <failure message="${escapeXml(message)}" type="${task.status}">${escapeXml(task.outputTail ?? task.error ?? '')}</failure>`;
-    } else if (task.status === 'error') {
-      body = `\n      <error message="${escapeXml(task.error ?? 'infrastructure error')}" type="error"/>`;
-    } else if (task.status === 'interrupted' || task.status === 'not-run') {
-      body = `\n      <skipped message="${task.status === 'interrupted' ? 'interrupted' : 'not run'}"/>`;
-    }
-    return `${open}${body}${props}\n    </testcase>`;
-  });
+  const timestamp = startedAt.toISOString().slice(0, 19);
+  const batch = escapeXml(summary.batchId);
+  const plain = summary.tasks.filter((task) => !task.testCases?.length);
+  const suites: Array<{ name: string; time: number | null; cases: Array<{ xml: string; status: CaseStatus }> }> = [];
+  if (plain.length || plain.length === summary.tasks.length) suites.push({ name: batch, time: summary.durationMs, cases: plain.map((task) => taskCase(task, batch)) });
+  for (const task of summary.tasks) {
+    if (!task.testCases?.length) continue;
+    const classPrefix = `asp.batch.${batch}.${escapeXml(task.key)}`;
+    suites.push({ name: `${batch}.${escapeXml(task.key)}`, time: task.durationMs, cases: [taskCase(task, batch), ...task.testCases.map((test) => repositoryCase(test, classPrefix))] });
+  }
+  const totals = (cases: Array<{ status: CaseStatus }>) => {
+    const count = (status: CaseStatus) => cases.filter((entry) => entry.status === status).length;
+    return `tests="${cases.length}" failures="${count('failure')}" errors="${count('error')}" skipped="${count('skipped')}"`;
+  };
   return [
     '<?xml version="1.0" encoding="UTF-8"?>',
-    `<testsuites name="asp batch" tests="${summary.tasks.length}" failures="${failures}" errors="${errors}" skipped="${skipped}" time="${seconds(summary.durationMs)}">`,
-    `  <testsuite name="${suite}" tests="${summary.tasks.length}" failures="${failures}" errors="${errors}" skipped="${skipped}" time="${seconds(summary.durationMs)}" timestamp="${startedAt.toISOString().slice(0, 19)}">`,
-    ...cases,
-    '  </testsuite>',
+    `<testsuites name="asp batch" ${totals(suites.flatMap((suite) => suite.cases))} time="${seconds(summary.durationMs)}">`,
+    ...suites.flatMap((suite) => [
+      `  <testsuite name="${suite.name}" ${totals(suite.cases)} time="${seconds(suite.time)}" timestamp="${timestamp}">`,
+      ...suite.cases.map((entry) => entry.xml),
+      '  </testsuite>',
+    ]),
     '</testsuites>',
     '',
   ].join('\n');
+}
+
+type CaseStatus = 'passed' | 'failure' | 'error' | 'skipped';
+
+const seconds = (ms: number | null) => ((ms ?? 0) / 1000).toFixed(3);
+
+function taskCase(task: TaskOutcome, batch: string): { xml: string; status: CaseStatus } {
+  const open = `    <testcase classname="asp.batch.${batch}" name="${escapeXml(task.key)}" time="${seconds(task.durationMs)}">`;
+  const props = task.taskId ? `\n      <system-out>${escapeXml(`task ${task.taskId}; artifacts ${task.artifactsDir ?? '-'}; trace ${task.traceId ?? '-'}`)}</system-out>` : '';
+  let body = '';
+  let status: CaseStatus = 'passed';
+  if (task.status === 'failed' || task.status === 'timeout') {
+    const message = task.failure ?? `task ${task.status}`;
+    body = `\n      <failure message="${escapeXml(message)}" type="${task.status}">${escapeXml(task.outputTail ?? task.error ?? '')}</failure>`;
+    status = 'failure';
+  } else if (task.status === 'error') {
+    body = `\n      <error message="${escapeXml(task.error ?? 'infrastructure error')}" type="error"/>`;
+    status = 'error';
+  } else if (task.status === 'interrupted' || task.status === 'not-run') {
+    body = `\n      <skipped message="${task.status === 'interrupted' ? 'interrupted' : 'not run'}"/>`;
+    status = 'skipped';
+  }
+  return { xml: `${open}${body}${props}\n    </testcase>`, status };
+}
+
+/** One of the repository's testcases, its class under the task's name so CI groups it there. */
+function repositoryCase(test: TestCaseResult, classPrefix: string): { xml: string; status: CaseStatus } {
+  const classname = test.classname || test.suite;
+  const open = `    <testcase classname="${classPrefix}${classname ? `.${escapeXml(classname)}` : ''}" name="${escapeXml(test.name || '(unnamed)')}" time="${(test.timeSec ?? 0).toFixed(3)}">`;
+  const message = escapeXml(test.message ?? '');
+  const type = escapeXml(test.type ?? test.status);
+  if (test.status === 'passed') return { xml: `${open}</testcase>`, status: 'passed' };
+  if (test.status === 'skipped') return { xml: `${open}\n      <skipped message="${message}"/>\n    </testcase>`, status: 'skipped' };
+  const element = test.status === 'failed' ? 'failure' : 'error';
+  return { xml: `${open}\n      <${element} message="${message}" type="${type}">${escapeXml(test.detail ?? '')}</${element}>\n    </testcase>`, status: element };
 }
 
 export async function writeJunitReport(file: string, summary: BatchSummary, startedAt: Date): Promise<void> {

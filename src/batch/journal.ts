@@ -6,6 +6,18 @@ import { parseJsonWith, TASK_ID_PATTERN } from '../config/task-spec.js';
 import type { Shard } from './shard.js';
 
 const line = (max: number) => z.string().max(max);
+const count = z.number().int().min(0).max(1_000_000);
+
+/** A task's test results as the journal and the JSON report carry them (test-results.ts TestSummary), read back checked. */
+export const testSummarySchema = z.strictObject({
+  total: count,
+  passed: count,
+  failed: count,
+  errors: count,
+  skipped: count,
+  files: z.array(line(4096)).max(64),
+  failing: z.array(z.strictObject({ name: line(1024), classname: line(1024), message: line(1024).nullable() })).max(50),
+});
 
 /**
  * One journal line as read back for --resume: a resumed task's outcome comes from it (and goes into the report),
@@ -30,6 +42,8 @@ const journalRecordSchema = z.strictObject({
   failure: line(100_000).optional(),
   outputTail: line(100_000).optional(),
   error: line(100_000).optional(),
+  /** The repository's test results (counts, failing tests), so a resumed task's report still lists them. */
+  tests: testSummarySchema.optional(),
 });
 
 /** What the journal records of one task attempt. */

@@ -3,6 +3,7 @@ import { AspError } from '../core/asp-error.js';
 import { readInputFile } from '../config/input-file.js';
 import { parseJsonWith } from '../config/task-spec.js';
 import type { BatchSummary, ShardSource, TaskOutcome } from './batch-report.js';
+import { testSummarySchema } from './journal.js';
 import { MAX_SHARDS } from './shard.js';
 
 /** A report carries up to three 100 000-character texts per task; thousands of tasks fit, a stray log does not. */
@@ -35,6 +36,7 @@ const taskOutcomeSchema = z.object({
     .nullable()
     .optional(),
   egress: z.object({ connections: count, refused: count, bytesIn: count, bytesOut: count }).nullable().optional(),
+  tests: testSummarySchema.nullable().optional(),
   resumed: z.boolean(),
 }) satisfies z.ZodType<TaskOutcome>;
 

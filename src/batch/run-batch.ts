@@ -15,7 +15,7 @@ import { workspacePaths } from '../workspace/host-workspace.js';
 import type { TraceMode } from '../tracing/trace-mode.js';
 import { RepoMirrors } from '../workspace/repo-mirror.js';
 import type { BatchProgress } from './batch-progress.js';
-import { batchExitCode, countOutcomes, type BatchSummary, type ListIdentity, type TaskOutcome } from './batch-report.js';
+import { batchExitCode, countOutcomes, failureLine, type BatchSummary, type ListIdentity, type TaskOutcome } from './batch-report.js';
 import { BatchJournal, type FinishedRecord } from './journal.js';
 import type { Shard } from './shard.js';
 import type { BatchEntry, TaskList } from './task-list.js';
@@ -161,6 +161,7 @@ async function runWithRetries(entry: BatchEntry, options: BatchOptions, deps: Ba
         ...(outcome.artifactsDir ? { artifactsDir: outcome.artifactsDir } : {}),
         ...(outcome.failedStep ? { failedStep: outcome.failedStep } : {}),
         ...(outcome.failure ? { failure: outcome.failure } : {}),
+        ...(outcome.tests ? { tests: outcome.tests } : {}),
         ...(outcome.outputTail ? { outputTail: outcome.outputTail } : {}),
         ...(outcome.error ? { error: outcome.error } : {}),
       });
@@ -281,7 +282,8 @@ async function attemptTask(entry: BatchEntry, attempt: number, deps: BatchDeps, 
       user: deps.user,
     });
     // Nobody can be asked at a gate in a batch: --hitl tasks wait for asp approve, --push and --pr tasks deliver.
-    return { ...base, ...describeResult(await deliverTask(run, { settings: deps.settings, log: deps.log, signal: deps.signal })) };
+    const described = describeResult(await deliverTask(run, { settings: deps.settings, log: deps.log, signal: deps.signal }));
+    return { ...base, ...described, ...(run.testCases ? { testCases: run.testCases } : {}) };
   } catch (error) {
     const exitCode = error instanceof AspError ? exitCodeFor(error.code) : EXIT.infrastructure;
     return {
@@ -313,9 +315,10 @@ function describeResult(result: TaskResult): Omit<TaskOutcome, 'key' | 'line' | 
     traceId: result.traceId,
     artifactsDir: workspacePaths(path.dirname(result.workspacePath), result.taskId).artifactsDir,
     failedStep: failedStep?.step ?? null,
-    failure: failedStep?.reason ?? result.error ?? null,
+    failure: failedStep ? failureLine(failedStep, result.tests ?? null) : (result.error ?? null),
     outputTail: failedStep?.outputTail ?? null,
     error: result.error ?? null,
+    tests: result.tests ?? null,
     check: result.check ? { status: result.check.status, exitCode: result.check.exitCode, steps: result.check.steps.map(({ name, status, exitCode }) => ({ name, status, exitCode })) } : null,
     ...(result.egress ? { egress: result.egress } : {}),
   };
@@ -337,6 +340,7 @@ function fromJournal(entry: BatchEntry, record: FinishedRecord): TaskOutcome {
     failure: record.failure ?? null,
     outputTail: record.outputTail ?? null,
     error: record.error ?? null,
+    ...(record.tests ? { tests: record.tests } : {}),
     resumed: true,
   };
 }

@@ -18,6 +18,8 @@ export interface ResolvedStep {
   /** The step's span type and its artifact (task-spec.ts stepSchema), for the trace only. */
   type?: ObservationKind | undefined;
   artifact?: string | undefined;
+  /** Globs of the test reports the step writes in the repository, copied to `.asp/reports/<step>/` by the runner. */
+  reports?: string[] | undefined;
 }
 
 /** An argv list as a shell command that means the same: for people to read, never to run. */
@@ -94,6 +96,7 @@ export async function resolvePipeline(spec: TaskSpec, repoDir: string, cwd: stri
     timeoutMs: Math.min(step.timeout ?? spec.limits.timeout, spec.limits.timeout),
     ...(step.type ? { type: step.type } : {}),
     ...(step.artifact ? { artifact: step.artifact } : {}),
+    ...(step.reports ? { reports: step.reports } : {}),
   });
   return { steps: steps.map(resolve), check: (check ?? []).map(resolve) };
 }

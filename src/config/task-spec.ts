@@ -36,6 +36,21 @@ const size = z.union([z.string(), z.number()]).transform((value, ctx) => {
   return bytes;
 });
 
+export const REPORT_GLOBS_MAX = 16;
+/**
+ * A report glob: plain path segments with `*` and `?` inside one segment, under the repository. Nothing that climbs
+ * out (`..`), starts at the root, or needs a glob engine (`**`, `[...]`, `{a,b}`): the runner matches it itself.
+ */
+const reportGlob = z.string().refine(
+  // Checked by hand, length first: the pipeline may be the repository's own, so no regex runs on a long string.
+  (glob) =>
+    glob.length <= 200 &&
+    !glob.includes('**') &&
+    glob.split('/').every((segment) => segment.length > 0 && segment !== '.' && segment !== '..' && /^[A-Za-z0-9._*?-]+$/.test(segment)) &&
+    glob.split('/').length <= 8,
+  { message: 'must be a path under the repository (letters, digits, ".", "_", "-", with * or ? inside a segment; no "..", no leading /, no **)' },
+);
+
 export const stepSchema = z.strictObject({
   name: z
     .string()
@@ -62,6 +77,11 @@ export const stepSchema = z.strictObject({
     .string()
     .regex(/^(?!.*\.\.)[A-Za-z0-9._-]{1,100}(\/[A-Za-z0-9._-]{1,100}){0,3}$/, 'must be a file name under .asp/ (letters, digits, ".", "_", "-", up to 4 levels, no "..")')
     .optional(),
+  /**
+   * The test reports (JUnit XML, TAP) the step writes in the repository, as globs relative to it
+   * (`test-results/*.xml`): the runner copies what they match into `.asp/reports/<step>/` after the step.
+   */
+  reports: z.array(reportGlob).min(1).max(REPORT_GLOBS_MAX).optional(),
 });
 
 /** A list of steps with unique names. */

@@ -193,7 +193,8 @@ export interface SandboxTask {
   taskId: string;
   task: string;
   /** `argv`, when set, runs as it is, without a shell; `run` is then only how people read it. */
-  steps: Array<{ name: string; run: string; argv?: string[] | undefined; timeoutMs: number }>;
+  /** `reports`: globs under the repository whose files the runner copies to `.asp/reports/<step>/` after the step. */
+  steps: Array<{ name: string; run: string; argv?: string[] | undefined; timeoutMs: number; reports?: string[] | undefined }>;
   /** Wall-clock deadline (epoch ms) for the whole task, for steps to read; the backstop of a runner without `budgetMs`. */
   deadlineAt: number;
   /**

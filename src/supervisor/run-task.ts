@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { AspError, errorMessage, EXIT, exitCodeFor } from '../core/asp-error.js';
 import { CleanupStack } from '../core/cleanup-stack.js';
 import type { BackendName, Settings } from '../config/settings.js';
@@ -8,6 +9,7 @@ import type { SandboxBackend } from '../backend/sandbox-backend.js';
 import { ownershipLabels } from '../backend/ownership-labels.js';
 import { traceCostUsd } from '../tracing/probe-scores.js';
 import type { TraceMode } from '../tracing/trace-mode.js';
+import type { TestResults } from '../tracing/test-results.js';
 import { userCopyPath } from '../workspace/host-state.js';
 import type { RepoMirrors } from '../workspace/repo-mirror.js';
 import { CHECK_STEP_PREFIX, runCheck, type CheckResult } from './phases/check.js';
@@ -122,10 +124,11 @@ export async function runTask(input: TaskSpec, given: RunDeps): Promise<TaskRun>
     commit: ran.cloned?.commit ?? null,
     image: ran.image,
     steps: recorded.steps,
-    failedStep: failedStep(task, recorded.steps, ran.check),
+    failedStep: failedStep(task, recorded.steps, ran.check, recorded.tests),
     costUsd: traceCostUsd(recorded.trace.document),
     check: ran.check,
     artifacts: [],
+    tests: recorded.tests?.summary ?? null,
     change,
     tracePath: userCopyPath(task.workspace, 'trace'),
     traceDelivery: recorded.trace.published?.delivery ?? 'local',
@@ -148,6 +151,7 @@ export async function runTask(input: TaskSpec, given: RunDeps): Promise<TaskRun>
     owner: task.owner,
     startedAt: task.startedAt,
     finishedAt: recorded.finishedAt,
+    ...(recorded.tests ? { testCases: recorded.tests.cases } : {}),
   };
   if (!run.awaitingDelivery) run.result = await finishTask(run);
   if (ran.failure) throw ran.failure.error;
@@ -234,7 +238,7 @@ async function checkChange(plan: TaskPlan, task: ClaimedTask, prepared: Prepared
 }
 
 /** A task whose steps passed can still fail its clean-room check: then the check's step is the one to show. */
-function failedStep(task: ClaimedTask, steps: StepResult[], check: CheckResult | null): StepFailure | null {
+function failedStep(task: ClaimedTask, steps: StepResult[], check: CheckResult | null, tests: TestResults | null): StepFailure | null {
   const failing = (list: StepResult[]) => list.find((step) => step.status === 'failed' || step.status === 'timeout' || step.status === 'interrupted');
   const own = failing(steps);
   const checked = own ? undefined : failing(check?.steps ?? []);
@@ -245,7 +249,8 @@ function failedStep(task: ClaimedTask, steps: StepResult[], check: CheckResult |
   // The runner's own word on a step it ended or could not start (the disk limit, no shell in the image), when it said.
   const said = step.status === 'failed' && record?.reason ? `: ${record.reason.slice(0, 300)}` : '';
   const reason = step.status === 'failed' ? `step ${name} exited ${step.exitCode}${said}` : `step ${name} ${step.status === 'timeout' ? 'passed its deadline' : 'was interrupted'}`;
-  return { step: name, status: step.status, exitCode: step.exitCode, reason, outputTail: record?.outputTail || null };
+  const logs = [userCopyPath(task.workspace, 'events'), path.join(checked && check ? check.artifactsDir : task.workspace.artifactsDir, `${step.name}.json`)];
+  return { step: name, status: step.status, exitCode: step.exitCode, reason, outputTail: record?.outputTail || null, firstFailingTest: tests?.summary.failing[0] ?? null, logs };
 }
 
 async function settleBoth<A, B>(first: Promise<A>, second: Promise<B>): Promise<[A, B]> {

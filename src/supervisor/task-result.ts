@@ -11,6 +11,7 @@ import type { CheckResult } from './phases/check.js';
 import type { StepResult } from './session-outcome.js';
 import type { EgressSummary } from '../egress/egress-relay.js';
 import type { ModelUse } from './task-gateway.js';
+import type { FailingTest, TestCaseResult, TestSummary } from '../tracing/test-results.js';
 
 export type { StepResult };
 
@@ -24,6 +25,10 @@ export interface StepFailure {
   reason: string;
   /** The last 4 KiB of its output as the host saw it on the protocol, secrets masked; null when it printed nothing. */
   outputTail: string | null;
+  /** The first failing test of the task's test reports, when they name one. */
+  firstFailingTest?: FailingTest | null;
+  /** Where the whole of its output is: the task's events.jsonl and the step's `<step>.json`, on the host. */
+  logs?: string[];
 }
 
 export interface TaskResult {
@@ -45,6 +50,8 @@ export interface TaskResult {
   /** What the task's model calls cost in USD (its probe_cost_usd score); 0 when it made none. */
   costUsd: number;
   artifacts: string[];
+  /** The repository's own test results (JUnit, TAP) as the steps reported them: counts and failing tests; null when none. */
+  tests?: TestSummary | null;
   /**
    * The clean-room check, when the task has one and its steps passed: what the fresh sandbox ran against, how each
    * check step ended; its outcome is the task's. null otherwise.
@@ -98,6 +105,8 @@ export interface TaskRun {
   owner: Ownership;
   startedAt: Date;
   finishedAt: Date;
+  /** Every testcase of the task's test reports (in memory only: the batch's JUnit carries them; result.json has the summary). */
+  testCases?: TestCaseResult[];
 }
 
 /**

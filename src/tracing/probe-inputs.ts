@@ -28,6 +28,8 @@ export type UsageEntry = z.infer<typeof usageEntrySchema>;
 /** What the PROBE scores are computed from, besides the trace itself. Each `*Problem` says why a file was not used. */
 export interface ProbeInputs {
   tests?: { passed: number; total: number } | undefined;
+  /** Where `tests` came from: test_results.json, or the JUnit/TAP reports when there was none. */
+  testsSource?: 'test_results.json' | 'reports' | undefined;
   testsProblem?: string | undefined;
   review?: { score: number } | undefined;
   reviewProblem?: string | undefined;
@@ -42,15 +44,18 @@ export interface ProbeInputs {
  * `testsDir`: where test_results.json comes from, the check's own `.asp/` when the task had a clean-room check;
  * null when it had check steps that never ran: then the steps' own claim does not count either.
  */
-export async function readProbeInputs(artifactsDir: string, testsDir: string | null = artifactsDir): Promise<ProbeInputs> {
+export async function readProbeInputs(artifactsDir: string, testsDir: string | null = artifactsDir, reported?: { passed: number; total: number }): Promise<ProbeInputs> {
   const [tests, review, usage, planning] = await Promise.all([
     testsDir === null ? { value: undefined, problem: 'the clean-room check did not run' } : readArtifact(testsDir, 'test_results.json', testResultsSchema),
     readArtifact(artifactsDir, 'code_review.json', reviewSchema),
     readArtifact(artifactsDir, 'usage.json', usageFileSchema),
     readArtifact(artifactsDir, 'planning.json', planningSchema),
   ]);
+  // The reports count only where test_results.json would have been read (not when a check that never ran decides).
+  const fromReports = !tests.value && !tests.problem && testsDir !== null && reported && reported.total > 0 ? reported : undefined;
   return {
-    tests: tests.value ? { passed: tests.value.passed, total: tests.value.total } : undefined,
+    tests: tests.value ? { passed: tests.value.passed, total: tests.value.total } : fromReports,
+    testsSource: tests.value ? 'test_results.json' : fromReports ? 'reports' : undefined,
     testsProblem: tests.problem,
     review: review.value ? { score: review.value.score } : undefined,
     reviewProblem: review.problem,

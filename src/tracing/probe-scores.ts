@@ -36,7 +36,8 @@ export function probeScore(document: TraceDocument, name: ProbeScoreName, value:
 
 function accuracy(document: TraceDocument, inputs: ProbeInputs, plannedSteps: number): [number, string] {
   if (inputs.tests && inputs.tests.total > 0) {
-    return [round(inputs.tests.passed / inputs.tests.total), `${inputs.tests.passed}/${inputs.tests.total} tests passed (.asp/test_results.json)`];
+    const source = inputs.testsSource === 'reports' ? "the steps' JUnit/TAP reports" : '.asp/test_results.json';
+    return [round(inputs.tests.passed / inputs.tests.total), `${inputs.tests.passed}/${inputs.tests.total} tests passed (${source})`];
   }
   const why = inputs.tests ? '.asp/test_results.json counts no tests' : inputs.testsProblem;
   const steps = document.observations.filter((observation) => observation.metadata.kind === 'step');

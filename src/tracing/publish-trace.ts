@@ -26,6 +26,11 @@ export interface PublishOptions {
    * artifacts, since the check, not the steps, decides whether the change works.
    */
   testsDir?: string | null | undefined;
+  /**
+   * The passed and total of the repository's own test reports (JUnit, TAP): probe_accuracy's when no
+   * test_results.json says otherwise.
+   */
+  reportedTests?: { passed: number; total: number } | undefined;
   /** Steps the task meant to run (for probe_accuracy when there are no test results). */
   plannedSteps?: number | undefined;
   log: Log;
@@ -52,7 +57,7 @@ export interface Published {
  * trace then waits in the outbox. A disk with no room for the local JSON costs a warning too: it goes to the other place.
  */
 export async function publishTrace(document: TraceDocument, options: PublishOptions): Promise<Published> {
-  const inputs = await readProbeInputs(options.artifactsDir, options.testsDir);
+  const inputs = await readProbeInputs(options.artifactsDir, options.testsDir, options.reportedTests);
   // A document published before (then decided at the HITL gate) has its usage generations already.
   if (!document.observations.some((observation) => observation.metadata.source === USAGE_FILE_SOURCE)) {
     addUsageGenerations(document, inputs.usage);

@@ -90,6 +90,16 @@ export class TraceRecorder {
     open.observation.metadata = { ...open.observation.metadata, artifact: `.asp/${artifact}` };
   }
 
+  /**
+   * The repository's own test results of a step (read from its reports after the run): counts and the first
+   * failing tests' names on its span, so a trace says which tests failed without its reader opening the files.
+   */
+  setStepTests(step: string, tests: { total: number; passed: number; failed: number; errors: number; skipped: number; failing: string[]; files: string[] }): void {
+    const open = this.steps.get(step);
+    if (!open) return;
+    open.observation.metadata = { ...open.observation.metadata, tests };
+  }
+
   /** Times one host-side phase (clone, volume fill, container start, copy-out, cleanup) as a span. */
   async phase<T>(name: string, action: () => Promise<T>): Promise<T> {
     const observation = this.open(`host:${name}`, `phase:${name}`, { phase: name }, 'host');

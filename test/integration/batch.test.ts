@@ -76,7 +76,12 @@ describe.skipIf(!dockerAvailable)('asp batch against the real Docker engine', ()
     expect(JSON.parse(readFileSync(path.join(dir, 'report.json'), 'utf8')).tasks).toHaveLength(12);
     const failed = summary.tasks.filter((task: { status: string }) => task.status === 'failed');
     expect(failed.map((task: { key: string }) => task.key)).toEqual(['task-4', 'task-9']);
-    expect(failed[0]).toMatchObject({ exitCode: 1, failedStep: 'work', failure: 'step work exited 5', outputTail: 'broken 4\n' });
+    expect(failed[0]).toMatchObject({
+      exitCode: 1,
+      failedStep: 'work',
+      failure: `step work exited 5; full log: ${failed[0].artifactsDir}/events.jsonl, ${failed[0].artifactsDir}/work.json`,
+      outputTail: 'broken 4\n',
+    });
     expect(summary.tasks.every((task: { traceId: string | null; artifactsDir: string }) => task.traceId && task.artifactsDir.endsWith('.asp'))).toBe(true);
 
     const xml = readFileSync(path.join(dir, 'junit.xml'), 'utf8');
@@ -85,8 +90,8 @@ describe.skipIf(!dockerAvailable)('asp batch against the real Docker engine', ()
     expect(suite).toMatchObject({ tests: '12', failures: '2', errors: '0', skipped: '0' });
     const failing = suite.testcase.filter((testcase: { failure?: unknown }) => testcase.failure);
     expect(failing.map((testcase: { name: string; failure: { message: string; '#text': string } }) => [testcase.name, testcase.failure.message, testcase.failure['#text'].trim()])).toEqual([
-      ['task-4', 'step work exited 5', 'broken 4'],
-      ['task-9', 'step work exited 5', 'broken 9'],
+      ['task-4', failed[0].failure, 'broken 4'],
+      ['task-9', failed[1].failure, 'broken 9'],
     ]);
     expect(await leftovers()).toEqual({ containers: [], volumes: [] });
   });

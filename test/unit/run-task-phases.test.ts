@@ -175,7 +175,15 @@ describe('runTask over a fake backend', () => {
       });
 
       expect(result).toMatchObject({ status: 'failed', exitCode: 1 });
-      expect(result.failedStep).toEqual({ step: 'lint', status: 'failed', exitCode: 2, reason: 'step lint exited 2', outputTail: 'src/a.ts:3 unused variable\n' });
+      expect(result.failedStep).toEqual({
+        step: 'lint',
+        status: 'failed',
+        exitCode: 2,
+        reason: 'step lint exited 2',
+        outputTail: 'src/a.ts:3 unused variable\n',
+        firstFailingTest: null,
+        logs: [path.join(result.workspacePath, '.asp', 'events.jsonl'), path.join(result.workspacePath, '.asp', 'lint.json')],
+      });
       expect(result.steps.map((step) => [step.name, step.status])).toEqual([
         ['lint', 'failed'],
         ['test', 'skipped'],

@@ -6,6 +6,7 @@ import type { Log } from '../../core/log.js';
 import type { ResolvedStep } from '../../config/pipeline.js';
 import { TracePublication } from '../../tracing/publish-trace.js';
 import type { TraceMode } from '../../tracing/trace-mode.js';
+import { FAILING_LISTED, readTestResults, testLabel, type TestResults } from '../../tracing/test-results.js';
 import { copyAllForUser } from '../../workspace/host-state.js';
 import { stepResults, type SessionOutcome, type StepResult } from '../session-outcome.js';
 import { writeMissingStepRecords } from '../step-records.js';
@@ -19,6 +20,8 @@ export interface RecordedTrace {
   trace: TracePublication;
   durationMs: number;
   finishedAt: Date;
+  /** The repository's own test results (the steps' JUnit and TAP reports, then the check's); null when none. */
+  tests: TestResults | null;
 }
 
 /**
@@ -44,6 +47,10 @@ export async function recordTrace(
   if (recorded.length) deps.log.info({ taskId: task.taskId, files: recorded }, `the sandbox could not write ${recorded.map((file) => `.asp/${file}`).join(', ')}: written by asp from the protocol`);
   await addArtifactOutputs(task, ran.steps, workspace.artifactsDir, '');
   if (ran.check) await addArtifactOutputs(task, ran.checkSteps, ran.check.artifactsDir, CHECK_STEP_PREFIX);
+  const own = await addTestResults(task, workspace.artifactsDir, steps, '');
+  const checked = ran.check ? await addTestResults(task, ran.check.artifactsDir, ran.check.steps, CHECK_STEP_PREFIX) : null;
+  // The check, not the steps, decides whether the change works: its reports give probe_accuracy when it has check steps.
+  const accuracyFrom = ran.checkSteps.length ? checked : own;
   const trace = new TracePublication(task.trace.finish({ ...outcome, durationMs, hitl: ran.hitl }), {
     settings: deps.settings,
     mode: deps.traceMode,
@@ -52,12 +59,13 @@ export async function recordTrace(
     // The check, not the steps, decides whether the change works: its test results give probe_accuracy.
     testsDir: ran.checkSteps.length ? (ran.check?.artifactsDir ?? null) : undefined,
     plannedSteps: ran.steps.length,
+    ...(accuracyFrom?.summary.total ? { reportedTests: { passed: accuracyFrom.summary.passed, total: accuracyFrom.summary.total } } : {}),
     log: deps.log,
     warn,
     signal: deps.forceSignal,
   });
   await trace.publish();
-  return { steps, trace, durationMs, finishedAt };
+  return { steps, trace, durationMs, finishedAt, tests: mergeResults(own, checked) };
 }
 
 /** The most of an artifact a span's output holds (the exporter cuts what is longer still). */
@@ -87,4 +95,47 @@ async function addArtifactOutputs(task: ClaimedTask, steps: ResolvedStep[], dir:
     }
     task.trace.setStepArtifact(`${prefix}${step.name}`, step.artifact, value);
   }
+}
+
+/**
+ * Reads the test reports of one sandbox's `.asp/` (warning once per refused file) and puts each step's counts on its
+ * span. Reports no step names (`.asp/junit/`, `.asp/tap/`) belong to the step that failed, else the last that ran.
+ */
+async function addTestResults(task: ClaimedTask, dir: string, steps: StepResult[], prefix: string): Promise<TestResults | null> {
+  const results = await readTestResults(dir);
+  if (!results) return null;
+  for (const problem of results.problems) task.warn(prefix ? `${prefix.replace(/:$/, '')}: ${problem}` : problem);
+  const ran = steps.filter((step) => step.status !== 'skipped');
+  const fallback = (ran.find((step) => step.status !== 'passed') ?? ran[ran.length - 1])?.name;
+  for (const group of results.byStep) {
+    const step = group.step ?? fallback;
+    if (!step) continue;
+    const failing = group.cases
+      .filter((test) => test.status === 'failed' || test.status === 'error')
+      .slice(0, 20)
+      .map(testLabel);
+    task.trace.setStepTests(`${prefix}${step}`, { ...group.counts, failing, files: results.summary.files });
+  }
+  if (!prefix) return results;
+  return { ...results, summary: { ...results.summary, files: results.summary.files.map((file) => `check/${file}`) } };
+}
+
+function mergeResults(own: TestResults | null, checked: TestResults | null): TestResults | null {
+  if (!own || !checked) return own ?? checked;
+  const cases = [...own.cases, ...checked.cases];
+  const sum = (key: 'total' | 'passed' | 'failed' | 'errors' | 'skipped') => own.summary[key] + checked.summary[key];
+  return {
+    summary: {
+      total: sum('total'),
+      passed: sum('passed'),
+      failed: sum('failed'),
+      errors: sum('errors'),
+      skipped: sum('skipped'),
+      files: [...own.summary.files, ...checked.summary.files],
+      failing: [...own.summary.failing, ...checked.summary.failing].slice(0, FAILING_LISTED),
+    },
+    cases,
+    byStep: [...own.byStep, ...checked.byStep],
+    problems: [...own.problems, ...checked.problems],
+  };
 }
