@@ -36,6 +36,8 @@ const hostile = [
   `printf '<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]><testsuites name="&c;"/>' > "$ASP_ARTIFACTS/junit/lol.xml"`,
   `printf '<testsuite name="\\303\\050"/>' > "$ASP_ARTIFACTS/junit/utf8.xml"`,
   'ln -s /etc/passwd "$ASP_ARTIFACTS/junit/link.xml"',
+  // Named by "reports": one too big to copy, and a FIFO that would block whoever opened it.
+  'mkdir -p out && head -c 9000000 /dev/zero > out/big.xml && mkfifo out/fifo.xml',
   'exit 1',
 ].join('\n');
 
@@ -61,7 +63,7 @@ describe.skipIf(!dockerAvailable)("the repository's own test results through asp
         ],
       },
       { id: 'nothing', repo, steps: [{ name: 'test', run: 'echo no reports; exit 3' }] },
-      { id: 'hostile', repo, steps: [{ name: 'test', run: hostile }] },
+      { id: 'hostile', repo, steps: [{ name: 'test', run: hostile, reports: ['out/*.xml'] }] },
     ];
     writeFileSync(path.join(dir, 'tasks.jsonl'), lines.map((line) => JSON.stringify(line)).join('\n') + '\n');
     const junitFile = path.join(dir, 'junit.xml');
@@ -98,6 +100,8 @@ describe.skipIf(!dockerAvailable)("the repository's own test results through asp
       expect.stringMatching(/lol\.xml refused: has a DOCTYPE declaration/),
       expect.stringMatching(/utf8\.xml refused: not valid UTF-8/),
     ]);
+    expect(warnings).toContainEqual('sandbox: reports of step "test": out/big.xml: 9000000 bytes, more than 8388608: not copied');
+    expect(warnings.filter((line) => line.includes('fifo'))).toEqual([]);
     const tapWarnings: string[] = JSON.parse(readFileSync(path.join(task('tap').artifactsDir, 'result.json'), 'utf8')).warnings;
     expect(tapWarnings).toContainEqual('sandbox: reports of step "test": test-results/x.tap: a link, not copied');
     expect(statSync(reportFile).size).toBeLessThan(64 * 1024);
@@ -133,5 +137,32 @@ describe.skipIf(!dockerAvailable)("the repository's own test results through asp
     const step = trace.observations.find((observation: { metadata: { kind?: string } }) => observation.metadata.kind === 'step');
     expect(step.metadata.tests).toEqual({ total: 4, passed: 2, failed: 1, errors: 0, skipped: 1, failing: ['math > divides'], files: ['junit/unit.xml'] });
     expect(trace.scores.find((score: { name: string }) => score.name === 'probe_accuracy')).toMatchObject({ value: 0.5, comment: "2/4 tests passed (the steps' JUnit/TAP reports)" });
+  }, 240_000);
+
+  it("takes a clean-room check's reports as the verdict's: probe_accuracy from them, the failure line naming its test", async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'asp-test-reports-check-'));
+    const env = { ASP_HOME: path.join(dir, 'home'), ASP_WORKSPACES: path.join(dir, 'ws'), CI: 'true' };
+    const junit = (failing: boolean) =>
+      `<testsuite name="s"><testcase classname="calc" name="adds"/><testcase classname="calc" name="rounds">${failing ? '<failure message="off by one"/>' : ''}</testcase></testsuite>`;
+    const line = {
+      id: 'checked',
+      repo,
+      steps: [{ name: 'agent', run: `mkdir -p "$ASP_ARTIFACTS/junit" && echo '${junit(false)}' > "$ASP_ARTIFACTS/junit/claim.xml"` }],
+      check: [{ name: 'tests', run: `mkdir -p out && echo '${junit(true)}' > out/check.xml; exit 1`, reports: ['out/*.xml'] }],
+    };
+    writeFileSync(path.join(dir, 'tasks.jsonl'), JSON.stringify(line) + '\n');
+    const reportFile = path.join(dir, 'report.json');
+    const result = await asp(['batch', path.join(dir, 'tasks.jsonl'), '--report', reportFile], env);
+    expect(result.code, result.stderr).toBe(1);
+    const [task] = JSON.parse(readFileSync(reportFile, 'utf8')).tasks as ReportTask[];
+    expect(task?.tests).toMatchObject({ total: 4, passed: 3, failed: 1, files: ['junit/claim.xml', 'check/reports/tests/out__check.xml'], failing: [{ name: 'rounds', message: 'off by one' }] });
+    const artifacts = task?.artifactsDir ?? '';
+    expect(task?.failure).toBe(`step check:tests exited 1; first failing test: calc > rounds (off by one); 1 of 4 tests failed; full log: ${artifacts}/events.jsonl, ${artifacts}/check/tests.json`);
+    const trace = JSON.parse(readFileSync(path.join(artifacts, 'trace.json'), 'utf8'));
+    const span = (name: string) => trace.observations.find((observation: { name: string; metadata: { kind?: string } }) => observation.metadata.kind === 'step' && observation.name === name);
+    expect(span('agent')?.metadata.tests).toMatchObject({ total: 2, failed: 0 });
+    expect(span('check:tests')?.metadata.tests).toMatchObject({ total: 2, failed: 1, failing: ['calc > rounds'] });
+    // The check decides: its 1 of 2, not the agent's 2 of 2 nor the 3 of 4 of both.
+    expect(trace.scores.find((score: { name: string }) => score.name === 'probe_accuracy')).toMatchObject({ value: 0.5 });
   }, 240_000);
 });
