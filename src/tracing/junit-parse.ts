@@ -40,6 +40,12 @@ function decode(text: string): string {
   });
 }
 
+/**
+ * The start of raw text that decodes to at least `chars` characters (a reference is at most 12 long), cut before a
+ * reference it would split: what is kept is decoded, never the megabytes after it.
+ */
+const head = (raw: string, chars: number) => (raw.length <= chars * 12 ? raw : raw.slice(0, chars * 12).replace(/&[^;]{0,11}$/, ''));
+
 const cut = (text: string, max: number) => (text.length > max ? `${text.slice(0, max - 1)}…` : text);
 
 /**
@@ -78,7 +84,7 @@ export function parseJunit(text: string): TestCaseResult[] {
       if (close < 0 || close > end) throw new TestReportError(`attribute ${cut(name, 40)} is not closed`);
       const raw = text.slice(at + 1, close);
       if (raw.includes('<')) throw new TestReportError(`a < in attribute ${cut(name, 40)}`);
-      attrs[name] = cut(decode(raw), JUNIT_LIMITS.attribute);
+      attrs[name] = cut(decode(head(raw, JUNIT_LIMITS.attribute + 1)), JUNIT_LIMITS.attribute);
       at = close + 1;
     }
     return attrs;
@@ -137,8 +143,7 @@ export function parseJunit(text: string): TestCaseResult[] {
       const raw = text.slice(pos, textEnd);
       if (stack.length === 0) {
         if (raw.trim()) throw new TestReportError('text outside the root element');
-      } else if (detail) addText(decode(raw));
-      else decode(raw);
+      } else if (detail && detailLength < JUNIT_LIMITS.detail) addText(decode(head(raw, JUNIT_LIMITS.detail - detailLength)));
     }
     if (lt < 0) break;
     if (text.startsWith('<!--', lt)) {

@@ -49,7 +49,7 @@ describe('the JUnit parser', () => {
     ['a DOCTYPE', '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><testsuites/>', /DOCTYPE declaration/],
     ['entity expansion', `<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;">]><testsuites name="&lol2;"/>`, /DOCTYPE/],
     ['an undeclared entity', '<testsuites name="&lol;"/>', /unknown entity/],
-    ['an external entity reference', '<testsuites><testsuite name="x">&xxe;</testsuite></testsuites>', /unknown entity/],
+    ['an external entity reference in a failure', '<testsuites><testsuite name="x"><testcase name="a"><failure>&xxe;</failure></testcase></testsuite></testsuites>', /unknown entity/],
     ['a file cut short', '<testsuites><testsuite name="x"><testcase name="a">', /never closed/],
     ['mismatched tags', '<testsuites><testsuite></testcase></testsuites>', /does not close/],
     ['another root', '<html><body/></html>', /root element is <html>/],
@@ -79,6 +79,13 @@ describe('the JUnit parser', () => {
     const [test] = parseJunit(`<testsuite name="s"><testcase name="t"><failure message="${'m'.repeat(5000)}">${'d'.repeat(100_000)}</failure></testcase></testsuite>`);
     expect(test?.message).toHaveLength(JUNIT_LIMITS.attribute);
     expect(test?.detail).toHaveLength(JUNIT_LIMITS.detail);
+  });
+
+  it('decodes no more of a long attribute than it keeps', () => {
+    const started = performance.now();
+    const [test] = parseJunit(`<testsuite name="s"><testcase name="${'&amp;'.repeat(1_500_000)}"/></testsuite>`);
+    expect(test?.name).toBe(`${'&'.repeat(JUNIT_LIMITS.attribute - 1)}…`);
+    expect(performance.now() - started).toBeLessThan(500);
   });
 
   it('reads an unclosed tag of a megabyte of spaces in linear time', () => {
