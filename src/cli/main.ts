@@ -34,7 +34,9 @@ const program = new Command('asp')
 
 const named = process.argv[2];
 const chosen = named && Object.hasOwn(COMMANDS, named) ? COMMANDS[named] : undefined;
-for (const load of chosen ? [chosen] : Object.values(COMMANDS)) (await load())(program);
+// `asp --version` needs no command at all; help and anything unknown need them all (to list and to suggest).
+const versionOnly = process.argv.length === 3 && (named === '--version' || named === '-V');
+for (const load of chosen ? [chosen] : versionOnly ? [] : Object.values(COMMANDS)) (await load())(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 
-const main = path.resolve(import.meta.dirname, '..', '..', 'dist', 'src', 'cli', 'main.js');
+const main = path.resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'asp.mjs');
 
 export interface SpawnedAsp {
   child: ChildProcess;
