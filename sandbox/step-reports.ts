@@ -12,6 +12,32 @@ import { asStepUser } from './step-user.js';
 export const REPORT_COPY_LIMITS = { files: 64, fileBytes: 8 * 1024 * 1024, totalBytes: 32 * 1024 * 1024, timeMs: 10_000 } as const;
 
 /**
+ * Whether `name` matches one path segment of a glob (`*` any run, `?` one character): the two-pointer match, at most
+ * pattern × name steps and never exponential, whatever the pattern (a regex of `*a*a*a…c` backtracks without bound). Its
+ * source runs in the copy's child, so it uses nothing outside itself.
+ */
+export function globMatch(pattern: string, name: string): boolean {
+  let p = 0;
+  let n = 0;
+  let star = -1;
+  let resume = 0;
+  while (n < name.length) {
+    if (p < pattern.length && (pattern[p] === '?' || pattern[p] === name[n])) {
+      p++;
+      n++;
+    } else if (p < pattern.length && pattern[p] === '*') {
+      star = p++;
+      resume = n;
+    } else if (star >= 0) {
+      p = star + 1;
+      n = ++resume;
+    } else return false;
+  }
+  while (p < pattern.length && pattern[p] === '*') p++;
+  return p === pattern.length;
+}
+
+/**
  * Runs in the child, as the step user: argv is the repository, the destination, the globs (JSON) and the limits
  * (JSON). Prints one line per file it did not copy; copies each match as its path with `/` made `__`.
  */
@@ -22,13 +48,13 @@ const [repo, dest, globsJson, limitsJson] = process.argv.slice(1);
 const globs = JSON.parse(globsJson);
 const limits = JSON.parse(limitsJson);
 const say = (line) => process.stdout.write(line.slice(0, 300) + '\n');
-const matcher = (segment) => new RegExp('^' + segment.replace(/[.+^$()|{}[\]\\-]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]') + '$');
+const globMatch = ${globMatch.toString()};
 const found = new Set();
 const walk = (dir, segments, relative) => {
   const [segment, ...rest] = segments;
   let names;
   if (/[*?]/.test(segment)) {
-    try { names = fs.readdirSync(dir).filter((name) => matcher(segment).test(name) && !name.startsWith('.')).sort(); } catch { return; }
+    try { names = fs.readdirSync(dir).filter((name) => globMatch(segment, name) && !name.startsWith('.')).sort(); } catch { return; }
   } else names = [segment];
   for (const name of names) {
     const full = path.join(dir, name);

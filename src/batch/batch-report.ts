@@ -1,8 +1,10 @@
 import { writeFileAtomically } from '../core/atomic-write.js';
 import { EXIT } from '../core/asp-error.js';
 import type { StepFailure } from '../supervisor/task-result.js';
-import { testLabel, type TestCaseResult, type TestSummary } from '../tracing/test-results.js';
+import { testLabel, type TestSummary } from '../tracing/test-results.js';
+import { secondsText, type TaskJunitCases } from './junit-cases.js';
 import type { Shard } from './shard.js';
+import { escapeXml } from './xml-escape.js';
 
 /** One task's line in the reports. */
 export interface TaskOutcome {
@@ -27,8 +29,8 @@ export interface TaskOutcome {
   egress?: { connections: number; refused: number; bytesIn: number; bytesOut: number } | null;
   /** The repository's own test results (its steps' JUnit/TAP reports): counts and the failing tests; null when none. */
   tests?: TestSummary | null;
-  /** Every testcase of those reports, for the JUnit report only: the JSON report and the journal carry `tests`. */
-  testCases?: TestCaseResult[];
+  /** Those reports' testcases as the JUnit report writes them, rendered and bounded when the task ended (--junit only). */
+  junitCases?: TaskJunitCases;
   /** true when --resume took the outcome from the journal instead of running the task again. */
   resumed: boolean;
 }
@@ -104,8 +106,8 @@ export function countOutcomes(tasks: TaskOutcome[]): Pick<BatchSummary, 'total' 
 }
 
 export async function writeJsonReport(file: string, summary: BatchSummary): Promise<void> {
-  // Up to 10,000 testcases a task: the report lists each task's failing ones (`tests.failing`), the JUnit all.
-  const tasks = summary.tasks.map(({ testCases: _cases, ...task }) => task);
+  // The report lists each task's failing tests (`tests.failing`); the testcases are the JUnit's.
+  const tasks = summary.tasks.map(({ junitCases: _cases, ...task }) => task);
   await writeFileAtomically(file, JSON.stringify({ ...summary, tasks }, null, 2) + '\n');
 }
 
@@ -130,40 +132,49 @@ export function failureLine(failed: Pick<StepFailure, 'reason' | 'firstFailingTe
  * JUnit XML as Jenkins, GitLab and GitHub test reporters read it (Surefire's schema: testsuites > testsuite >
  * testcase). One testcase per task: a failed or timed-out task is a <failure> (message: failureLine's, body: its
  * output tail), an infrastructure error an <error>, a task that never ran <skipped>. A task whose steps wrote test
- * reports is a testsuite of its own instead: its task testcase first, then the repository's testcases as the
- * reports had them (names, outcomes, messages, times).
+ * reports is a testsuite of its own instead: its task testcase first, then the repository's testcases as they were
+ * rendered when the task ended (bounded: JUNIT_CASE_LIMITS), with a property saying how many were left out.
+ * Returned as chunks, each bounded, written one after the other: the whole can pass what one string can hold.
  */
-export function junitXml(summary: BatchSummary, startedAt: Date): string {
+export function junitChunks(summary: BatchSummary, startedAt: Date): string[] {
   const timestamp = startedAt.toISOString().slice(0, 19);
   const batch = escapeXml(summary.batchId);
-  const plain = summary.tasks.filter((task) => !task.testCases?.length);
-  const suites: Array<{ name: string; time: number | null; cases: Array<{ xml: string; status: CaseStatus }> }> = [];
+  const plain = summary.tasks.filter((task) => !task.junitCases);
+  const suites: Array<{ name: string; time: number | null; cases: Array<{ xml: string; status: CaseStatus }>; repository?: TaskJunitCases }> = [];
   if (plain.length || plain.length === summary.tasks.length) suites.push({ name: batch, time: summary.durationMs, cases: plain.map((task) => taskCase(task, batch)) });
   for (const task of summary.tasks) {
-    if (!task.testCases?.length) continue;
-    const classPrefix = `asp.batch.${batch}.${escapeXml(task.key)}`;
-    suites.push({ name: `${batch}.${escapeXml(task.key)}`, time: task.durationMs, cases: [taskCase(task, batch), ...task.testCases.map((test) => repositoryCase(test, classPrefix))] });
+    if (task.junitCases) suites.push({ name: `${batch}.${escapeXml(task.key)}`, time: task.durationMs, cases: [taskCase(task, batch)], repository: task.junitCases });
   }
-  const totals = (cases: Array<{ status: CaseStatus }>) => {
-    const count = (status: CaseStatus) => cases.filter((entry) => entry.status === status).length;
-    return `tests="${cases.length}" failures="${count('failure')}" errors="${count('error')}" skipped="${count('skipped')}"`;
+  const totals = (list: typeof suites) => {
+    const count = (status: CaseStatus) => list.reduce((sum, suite) => sum + suite.cases.filter((entry) => entry.status === status).length, 0);
+    const repository = (key: 'tests' | 'failures' | 'errors' | 'skipped') => list.reduce((sum, suite) => sum + (suite.repository?.[key] ?? 0), 0);
+    const tests = list.reduce((sum, suite) => sum + suite.cases.length, 0) + repository('tests');
+    return `tests="${tests}" failures="${count('failure') + repository('failures')}" errors="${count('error') + repository('errors')}" skipped="${count('skipped') + repository('skipped')}"`;
   };
-  return [
-    '<?xml version="1.0" encoding="UTF-8"?>',
-    `<testsuites name="asp batch" ${totals(suites.flatMap((suite) => suite.cases))} time="${seconds(summary.durationMs)}">`,
-    ...suites.flatMap((suite) => [
-      `  <testsuite name="${suite.name}" ${totals(suite.cases)} time="${seconds(suite.time)}" timestamp="${timestamp}">`,
-      ...suite.cases.map((entry) => entry.xml),
-      '  </testsuite>',
-    ]),
-    '</testsuites>',
-    '',
-  ].join('\n');
+  const chunks = ['<?xml version="1.0" encoding="UTF-8"?>\n', `<testsuites name="asp batch" ${totals(suites)} time="${seconds(summary.durationMs)}">\n`];
+  for (const suite of suites) {
+    const omitted = suite.repository?.omitted ? `    <properties>\n      <property name="asp.omitted-testcases" value="${suite.repository.omitted}"/>\n    </properties>\n` : '';
+    chunks.push(`  <testsuite name="${suite.name}" ${totals([suite])} time="${seconds(suite.time)}" timestamp="${timestamp}">\n${omitted}`);
+    chunks.push(...suite.cases.map((entry) => `${entry.xml}\n`));
+    if (suite.repository?.xml) chunks.push(`${suite.repository.xml}\n`);
+    if (suite.repository?.omitted)
+      chunks.push(
+        `    <system-out>${suite.repository.omitted} of the task's testcases not listed here (the batch JUnit keeps the failing ones first, then the others, within its bounds)</system-out>\n`,
+      );
+    chunks.push('  </testsuite>\n');
+  }
+  chunks.push('</testsuites>\n');
+  return chunks;
+}
+
+/** The batch JUnit as one string (for tests and small batches; the report is written by chunks). */
+export function junitXml(summary: BatchSummary, startedAt: Date): string {
+  return junitChunks(summary, startedAt).join('');
 }
 
 type CaseStatus = 'passed' | 'failure' | 'error' | 'skipped';
 
-const seconds = (ms: number | null) => ((ms ?? 0) / 1000).toFixed(3);
+const seconds = (ms: number | null) => secondsText((ms ?? 0) / 1000);
 
 function taskCase(task: TaskOutcome, batch: string): { xml: string; status: CaseStatus } {
   const open = `    <testcase classname="asp.batch.${batch}" name="${escapeXml(task.key)}" time="${seconds(task.durationMs)}">`;
@@ -184,34 +195,12 @@ function taskCase(task: TaskOutcome, batch: string): { xml: string; status: Case
   return { xml: `${open}${body}${props}\n    </testcase>`, status };
 }
 
-/** One of the repository's testcases, its class under the task's name so CI groups it there. */
-function repositoryCase(test: TestCaseResult, classPrefix: string): { xml: string; status: CaseStatus } {
-  const classname = test.classname || test.suite;
-  const open = `    <testcase classname="${classPrefix}${classname ? `.${escapeXml(classname)}` : ''}" name="${escapeXml(test.name || '(unnamed)')}" time="${(test.timeSec ?? 0).toFixed(3)}">`;
-  const message = escapeXml(test.message ?? '');
-  const type = escapeXml(test.type ?? test.status);
-  if (test.status === 'passed') return { xml: `${open}</testcase>`, status: 'passed' };
-  if (test.status === 'skipped') return { xml: `${open}\n      <skipped message="${message}"/>\n    </testcase>`, status: 'skipped' };
-  const element = test.status === 'failed' ? 'failure' : 'error';
-  return { xml: `${open}\n      <${element} message="${message}" type="${type}">${escapeXml(test.detail ?? '')}</${element}>\n    </testcase>`, status: element };
-}
-
-export async function writeJunitReport(file: string, summary: BatchSummary, startedAt: Date): Promise<void> {
-  await writeFileAtomically(file, junitXml(summary, startedAt));
-}
-
 /**
  * Written aside and renamed into place: a reader (a CI upload step, merge-reports, another shard's batch writing
  * the same name by mistake) sees the old file or the new one, never half of one, and a failed write leaves nothing.
  */
-
-/** XML 1.0 cannot carry most control characters at all, escaped or not: drop them. */
-export function escapeXml(text: string): string {
-  return text
-    .replace(/[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/g, '')
-    .replace(/&/g, '&amp;')
-    .replace(/</g, '&lt;')
-    .replace(/>/g, '&gt;')
-    .replace(/"/g, '&quot;')
-    .replace(/'/g, '&apos;');
+export async function writeJunitReport(file: string, summary: BatchSummary, startedAt: Date): Promise<void> {
+  await writeFileAtomically(file, junitChunks(summary, startedAt));
 }
+
+export { escapeXml };

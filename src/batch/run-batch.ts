@@ -17,6 +17,8 @@ import { RepoMirrors } from '../workspace/repo-mirror.js';
 import type { BatchProgress } from './batch-progress.js';
 import { batchExitCode, countOutcomes, failureLine, type BatchSummary, type ListIdentity, type TaskOutcome } from './batch-report.js';
 import { BatchJournal, type FinishedRecord } from './journal.js';
+import { JunitBudget, renderTaskCases } from './junit-cases.js';
+import { escapeXml } from './xml-escape.js';
 import type { Shard } from './shard.js';
 import type { BatchEntry, TaskList } from './task-list.js';
 
@@ -38,6 +40,8 @@ export interface BatchOptions {
   /** The whole list's identity, recorded in the report (the list given to runBatch may be one shard of it). */
   listIdentity: ListIdentity;
   shard: Shard | null;
+  /** Whether a JUnit report is written (--junit): only then does a task's end keep its testcases, rendered and bounded. */
+  junit?: boolean | undefined;
 }
 
 export interface BatchDeps {
@@ -76,6 +80,7 @@ export async function runBatch(list: TaskList, options: BatchOptions, deps: Batc
   if (journaled.damaged) deps.log.warn({ journal: journal.file }, `${journaled.damaged} damaged line(s) in the batch journal ${journal.file} ignored: their tasks run again`);
   const mirrors = new RepoMirrors(path.join(deps.settings.home, 'mirrors'), deps.settings.hostEnv, githubToken(deps.settings));
   const outcomes = new Map<string, TaskOutcome>();
+  const junit = options.junit ? new JunitBudget() : null;
 
   // One image check (and build) for the whole batch, before the pool, on each backend the lines use: concurrent
   // first runs must not each build it.
@@ -108,7 +113,7 @@ export async function runBatch(list: TaskList, options: BatchOptions, deps: Batc
     if (!previous) deps.progress.started(entry.key);
     const imageRefused = entry.spec.image ? refused.get(imageKey(entry)) || undefined : undefined;
     try {
-      const outcome = previous ? fromJournal(entry, previous) : imageRefused ? badImage(entry, imageRefused) : await runWithRetries(entry, options, deps, journal, mirrors, gate);
+      const outcome = previous ? fromJournal(entry, previous) : imageRefused ? badImage(entry, imageRefused) : await runWithRetries(entry, options, deps, journal, mirrors, gate, junit);
       outcomes.set(entry.key, outcome);
       deps.progress.finished(outcome);
     } catch (error) {
@@ -139,14 +144,22 @@ export async function runBatch(list: TaskList, options: BatchOptions, deps: Batc
   return { ...summary, exitCode: stopped && exitCode < EXIT.infrastructure ? EXIT.infrastructure : exitCode };
 }
 
-async function runWithRetries(entry: BatchEntry, options: BatchOptions, deps: BatchDeps, journal: BatchJournal, mirrors: RepoMirrors, gate: EngineGate): Promise<TaskOutcome> {
+async function runWithRetries(
+  entry: BatchEntry,
+  options: BatchOptions,
+  deps: BatchDeps,
+  journal: BatchJournal,
+  mirrors: RepoMirrors,
+  gate: EngineGate,
+  junit: JunitBudget | null,
+): Promise<TaskOutcome> {
   let last: TaskOutcome | undefined;
   const { answer } = await retry(
     async (attempt) => {
       // A retry waits for the engine to answer again; when it is gone for good, the last failure stands.
       if (last && !(await gate.answering())) return last;
       journal.append({ event: 'start', key: entry.key, at: deps.clock.now().toISOString(), attempt });
-      const outcome = await attemptTask(entry, attempt, deps, mirrors);
+      const outcome = await attemptTask(entry, attempt, deps, mirrors, junit && { budget: junit, batchId: options.batchId });
       journal.append({
         event: 'end',
         key: entry.key,
@@ -261,7 +274,7 @@ async function removeLeftovers(deps: Pick<BatchDeps, 'backend' | 'log'>): Promis
   }
 }
 
-async function attemptTask(entry: BatchEntry, attempt: number, deps: BatchDeps, mirrors: RepoMirrors): Promise<TaskOutcome> {
+async function attemptTask(entry: BatchEntry, attempt: number, deps: BatchDeps, mirrors: RepoMirrors, junit: { budget: JunitBudget; batchId: string } | null): Promise<TaskOutcome> {
   const base = { key: entry.key, line: entry.line, attempts: attempt, resumed: false };
   try {
     const run = await runTask(entry.spec, {
@@ -283,7 +296,9 @@ async function attemptTask(entry: BatchEntry, attempt: number, deps: BatchDeps, 
     });
     // Nobody can be asked at a gate in a batch: --hitl tasks wait for asp approve, --push and --pr tasks deliver.
     const described = describeResult(await deliverTask(run, { settings: deps.settings, log: deps.log, signal: deps.signal }));
-    return { ...base, ...described, ...(run.testCases ? { testCases: run.testCases } : {}) };
+    // Rendered now and bounded, so the batch holds a small string per task, not its reports' testcases until it ends.
+    const cases = junit && run.testCases?.length ? renderTaskCases(run.testCases, `asp.batch.${escapeXml(junit.batchId)}.${escapeXml(entry.key)}`, junit.budget) : null;
+    return { ...base, ...described, ...(cases ? { junitCases: cases } : {}) };
   } catch (error) {
     const exitCode = error instanceof AspError ? exitCodeFor(error.code) : EXIT.infrastructure;
     return {

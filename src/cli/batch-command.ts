@@ -154,6 +154,7 @@ async function batchCommand(file: string, flags: BatchFlags): Promise<number> {
           invalidCount: taken.invalid.length,
           listIdentity: { digest: list.digest, tasks: list.entries.length },
           shard: shard ?? null,
+          junit: Boolean(flags.junit),
         },
         {
           backend: context.backend,

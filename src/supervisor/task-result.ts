@@ -105,7 +105,7 @@ export interface TaskRun {
   owner: Ownership;
   startedAt: Date;
   finishedAt: Date;
-  /** Every testcase of the task's test reports (in memory only: the batch's JUnit carries them; result.json has the summary). */
+  /** The testcases of the task's test reports (in memory only, until a batch renders its bounded JUnit of them; result.json has the summary). */
   testCases?: TestCaseResult[];
 }
 

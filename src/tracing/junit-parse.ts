@@ -15,25 +15,46 @@ export const JUNIT_LIMITS = {
   attribute: 1024,
   /** Of a failure's body (its stack trace): the tail of the output says the rest. */
   detail: 4096,
+  /** Of one element: runners write a handful; thousands are only there to make the scanner work. */
+  attributes: 64,
 } as const;
 
 export class TestReportError extends Error {}
 
 const NAME_START = /[A-Za-z_:]/;
 const NAME_CHAR = /[-A-Za-z0-9_:.]/;
-const PREDEFINED: Record<string, string> = { lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" };
+const PREDEFINED = new Map([
+  ['lt', '<'],
+  ['gt', '>'],
+  ['amp', '&'],
+  ['quot', '"'],
+  ['apos', "'"],
+]);
+/** The only attributes read: the others are checked for shape but never decoded or kept. */
+const KEPT_ATTRIBUTES = ['name', 'classname', 'time', 'message', 'type'] as const;
+
+type Attrs = Partial<Record<(typeof KEPT_ATTRIBUTES)[number], string>>;
+const keptAttribute = (name: string) => KEPT_ATTRIBUTES.find((kept) => kept === name);
 
 interface Open {
   name: string;
-  attrs: Record<string, string>;
+  attrs: Attrs;
 }
+
+/**
+ * A copy of `text` that shares no memory with the file's text. V8 keeps a slice (or a concatenation of slices) of a
+ * string as a pointer into its parent, so one kept 20-character name would pin the whole 8 MiB (16 MiB as UTF-16)
+ * file for as long as a batch holds the name. A round trip through UTF-8 bytes makes a new flat string.
+ */
+export const detached = (text: string): string => (text ? Buffer.from(text, 'utf8').toString('utf8') : '');
 
 /** Decodes entity and character references; any other reference is an error (nothing else is declared). */
 function decode(text: string): string {
   if (!text.includes('&')) return text;
   return text.replace(/&([^;&\s]{0,10});?/g, (whole, ref: string) => {
     if (!whole.endsWith(';')) throw new TestReportError('a bare & in text');
-    if (ref in PREDEFINED) return PREDEFINED[ref] ?? '';
+    const predefined = PREDEFINED.get(ref);
+    if (predefined !== undefined) return predefined;
     const code = ref.startsWith('#x') ? Number.parseInt(ref.slice(2), 16) : ref.startsWith('#') ? Number.parseInt(ref.slice(1), 10) : Number.NaN;
     if (!Number.isInteger(code) || code < 1 || code > 0x10ffff) throw new TestReportError(`unknown entity &${ref.slice(0, 10)};`);
     return String.fromCodePoint(code);
@@ -64,12 +85,14 @@ export function parseJunit(text: string): TestCaseResult[] {
   let pos = 0;
   const length = text.length;
 
-  const attrsOf = (end: number, start: number): Record<string, string> => {
-    const attrs: Record<string, string> = {};
+  const attrsOf = (end: number, start: number): Attrs => {
+    const attrs: Attrs = {};
     let at = start;
+    let count = 0;
     while (at < end) {
       while (at < end && /\s/.test(text[at] ?? '')) at++;
       if (at >= end) break;
+      if (++count > JUNIT_LIMITS.attributes) throw new TestReportError(`more than ${JUNIT_LIMITS.attributes} attributes on one element`);
       const nameStart = at;
       if (!NAME_START.test(text[at] ?? '')) throw new TestReportError(`bad attribute at offset ${at}`);
       while (at < end && NAME_CHAR.test(text[at] ?? '')) at++;
@@ -84,7 +107,8 @@ export function parseJunit(text: string): TestCaseResult[] {
       if (close < 0 || close > end) throw new TestReportError(`attribute ${cut(name, 40)} is not closed`);
       const raw = text.slice(at + 1, close);
       if (raw.includes('<')) throw new TestReportError(`a < in attribute ${cut(name, 40)}`);
-      attrs[name] = cut(decode(head(raw, JUNIT_LIMITS.attribute + 1)), JUNIT_LIMITS.attribute);
+      const kept = keptAttribute(name);
+      if (kept) attrs[kept] = detached(cut(decode(head(raw, JUNIT_LIMITS.attribute + 1)), JUNIT_LIMITS.attribute));
       at = close + 1;
     }
     return attrs;
@@ -97,7 +121,7 @@ export function parseJunit(text: string): TestCaseResult[] {
     detailLength += piece.length;
   };
 
-  const openElement = (name: string, attrs: Record<string, string>) => {
+  const openElement = (name: string, attrs: Attrs) => {
     if (++elements > JUNIT_LIMITS.elements) throw new TestReportError(`more than ${JUNIT_LIMITS.elements} elements`);
     if (stack.length >= JUNIT_LIMITS.depth) throw new TestReportError(`nested deeper than ${JUNIT_LIMITS.depth}`);
     if (stack.length === 0) {
@@ -130,7 +154,7 @@ export function parseJunit(text: string): TestCaseResult[] {
     if (!top || top.name !== name) throw new TestReportError(`</${cut(name, 40)}> does not close <${cut(top?.name ?? '(nothing)', 40)}>`);
     if (detail && (name === 'failure' || name === 'error' || name === 'skipped') && stack[stack.length - 1]?.name === 'testcase') {
       const body = detail.join('').trim();
-      if (current && body) current.detail = cut(body, JUNIT_LIMITS.detail);
+      if (current && body) current.detail = detached(cut(body, JUNIT_LIMITS.detail));
       detail = undefined;
     }
     if (name === 'testcase' && !stack.some((entry) => entry.name === 'testcase')) current = undefined;

@@ -3,7 +3,7 @@
  * `# TODO`), the plan (`1..N`) and `Bail out!`. Indented lines (subtests, YAML diagnostics) are not read; lines past
  * a length and tests past a count are refused rather than kept.
  */
-import { JUNIT_LIMITS, TestReportError } from './junit-parse.js';
+import { detached, JUNIT_LIMITS, TestReportError } from './junit-parse.js';
 import type { TestCaseResult } from './test-results.js';
 
 const LINE_MAX = 64 * 1024;
@@ -47,13 +47,13 @@ export function parseTap(text: string, suite: string): TestCaseResult[] {
     cases.push({
       suite,
       classname: suite,
-      name: label.slice(0, JUNIT_LIMITS.attribute),
+      name: detached(label.slice(0, JUNIT_LIMITS.attribute)),
       status,
       timeSec: null,
-      ...(skipped && reason.trim() ? { message: reason.trim().slice(0, JUNIT_LIMITS.attribute) } : {}),
+      ...(skipped && reason.trim() ? { message: detached(reason.trim().slice(0, JUNIT_LIMITS.attribute)) } : {}),
     });
   }
-  if (bailed !== undefined) cases.push({ suite, classname: suite, name: 'Bail out!', status: 'error', timeSec: null, message: bailed.slice(0, JUNIT_LIMITS.attribute) });
+  if (bailed !== undefined) cases.push({ suite, classname: suite, name: 'Bail out!', status: 'error', timeSec: null, message: detached(bailed.slice(0, JUNIT_LIMITS.attribute)) });
   else if (planned !== undefined && planned > seen) {
     cases.push({ suite, classname: suite, name: `${planned - seen} planned test(s) not run`, status: 'error', timeSec: null, message: `the plan says 1..${planned}; ${seen} ran` });
   }

@@ -94,6 +94,18 @@ export function testLabel(test: { name: string; classname: string }): string {
   return test.classname && test.classname !== test.name ? `${test.classname} > ${test.name}` : test.name;
 }
 
+/**
+ * The results a task reports. When a clean-room check ran, its reports alone: the agent's sandbox wrote its own
+ * reports and could write any testcases it liked, so they say nothing of which tests pass (their counts stay on the
+ * agent's step spans in the trace). Capped at what the journal and the report read back (testSummarySchema).
+ */
+export function reportedTests(own: TestResults | null, checked: TestResults | null, checkRan: boolean): TestResults | null {
+  const results = checkRan ? checked : own;
+  if (!results) return null;
+  const { summary } = results;
+  return { ...results, summary: { ...summary, files: summary.files.slice(0, TEST_REPORT_LIMITS.files), failing: summary.failing.slice(0, FAILING_LISTED) } };
+}
+
 /** Every test report under `artifactsDir` (the host's copy of `.asp/`); null when there is none at all. */
 export async function readTestResults(artifactsDir: string): Promise<TestResults | null> {
   const found: Array<{ relative: string; kind: 'junit' | 'tap' | 'sniff'; step: string | null }> = [];

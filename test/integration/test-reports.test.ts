@@ -147,20 +147,39 @@ describe.skipIf(!dockerAvailable)("the repository's own test results through asp
     const line = {
       id: 'checked',
       repo,
-      steps: [{ name: 'agent', run: `mkdir -p "$ASP_ARTIFACTS/junit" && echo '${junit(false)}' > "$ASP_ARTIFACTS/junit/claim.xml"` }],
+      // The agent's own report claims a pass and plants a failing test of its choosing: neither may be reported.
+      steps: [
+        {
+          name: 'agent',
+          run: `mkdir -p "$ASP_ARTIFACTS/junit" && echo '${junit(false).replace('<testsuite name="s">', '<testsuite name="s"><testcase classname="planted" name="fabricated"><failure message="planted"/></testcase>')}' > "$ASP_ARTIFACTS/junit/claim.xml"`,
+        },
+      ],
       check: [{ name: 'tests', run: `mkdir -p out && echo '${junit(true)}' > out/check.xml; exit 1`, reports: ['out/*.xml'] }],
     };
     writeFileSync(path.join(dir, 'tasks.jsonl'), JSON.stringify(line) + '\n');
     const reportFile = path.join(dir, 'report.json');
-    const result = await asp(['batch', path.join(dir, 'tasks.jsonl'), '--report', reportFile], env);
+    const junitFile = path.join(dir, 'junit.xml');
+    const result = await asp(['batch', path.join(dir, 'tasks.jsonl'), '--report', reportFile, '--junit', junitFile], env);
     expect(result.code, result.stderr).toBe(1);
     const [task] = JSON.parse(readFileSync(reportFile, 'utf8')).tasks as ReportTask[];
-    expect(task?.tests).toMatchObject({ total: 4, passed: 3, failed: 1, files: ['junit/claim.xml', 'check/reports/tests/out__check.xml'], failing: [{ name: 'rounds', message: 'off by one' }] });
+    // With a check, its reports alone: not the agent's claim, nor the sum of both.
+    expect(task?.tests).toEqual({
+      total: 2,
+      passed: 1,
+      failed: 1,
+      errors: 0,
+      skipped: 0,
+      files: ['check/reports/tests/out__check.xml'],
+      failing: [{ name: 'rounds', classname: 'calc', message: 'off by one' }],
+    });
     const artifacts = task?.artifactsDir ?? '';
-    expect(task?.failure).toBe(`step check:tests exited 1; first failing test: calc > rounds (off by one); 1 of 4 tests failed; full log: ${artifacts}/events.jsonl, ${artifacts}/check/tests.json`);
+    expect(task?.failure).toBe(`step check:tests exited 1; first failing test: calc > rounds (off by one); 1 of 2 tests failed; full log: ${artifacts}/events.jsonl, ${artifacts}/check/tests.json`);
+    const junitText = readFileSync(junitFile, 'utf8');
+    expect(junitText).toContain('name="rounds"');
+    expect(junitText).not.toContain('fabricated');
     const trace = JSON.parse(readFileSync(path.join(artifacts, 'trace.json'), 'utf8'));
     const span = (name: string) => trace.observations.find((observation: { name: string; metadata: { kind?: string } }) => observation.metadata.kind === 'step' && observation.name === name);
-    expect(span('agent')?.metadata.tests).toMatchObject({ total: 2, failed: 0 });
+    expect(span('agent')?.metadata.tests).toMatchObject({ total: 3, failed: 1, failing: ['planted > fabricated'] });
     expect(span('check:tests')?.metadata.tests).toMatchObject({ total: 2, failed: 1, failing: ['calc > rounds'] });
     // The check decides: its 1 of 2, not the agent's 2 of 2 nor the 3 of 4 of both.
     expect(trace.scores.find((score: { name: string }) => score.name === 'probe_accuracy')).toMatchObject({ value: 0.5 });

@@ -3,15 +3,19 @@ import os from 'node:os';
 import path from 'node:path';
 import { XMLParser } from 'fast-xml-parser';
 import { describe, expect, it } from 'vitest';
-import { failureLine, junitXml, type BatchSummary, type TaskOutcome } from '../../src/batch/batch-report.js';
-import { parseJournalLine } from '../../src/batch/journal.js';
+import v8 from 'node:v8';
+import vm from 'node:vm';
+import { failureLine, junitXml, writeJunitReport, type BatchSummary, type TaskOutcome } from '../../src/batch/batch-report.js';
+import { JUNIT_CASE_LIMITS, JunitBudget, renderTaskCases } from '../../src/batch/junit-cases.js';
+import { globMatch } from '../../sandbox/step-reports.js';
+import { parseJournalLine, testSummarySchema } from '../../src/batch/journal.js';
 import { batchReportSchema } from '../../src/batch/report-file.js';
 import { parseWith, pipelineSchema } from '../../src/config/task-spec.js';
 import { JUNIT_LIMITS, parseJunit, TestReportError } from '../../src/tracing/junit-parse.js';
 import { readProbeInputs } from '../../src/tracing/probe-inputs.js';
 import { probeScores } from '../../src/tracing/probe-scores.js';
 import { parseTap } from '../../src/tracing/tap-parse.js';
-import { readTestResults, TEST_REPORT_LIMITS } from '../../src/tracing/test-results.js';
+import { readTestResults, reportedTests, TEST_REPORT_LIMITS, type TestCaseResult, type TestResults } from '../../src/tracing/test-results.js';
 import { validateAgainstSurefire } from '../helpers/junit-schema.js';
 import { traceFixture } from '../helpers/trace-fixtures.js';
 
@@ -55,6 +59,9 @@ describe('the JUnit parser', () => {
     ['another root', '<html><body/></html>', /root element is <html>/],
     ['no root at all', '   ', /no <testsuites>/],
     ['an unquoted attribute', '<testsuites name=x/>', /not quoted/],
+    ['an Object.prototype name as an entity', '<testsuites name="&toString;"/>', /unknown entity/],
+    ['__proto__ as an entity', '<testsuites name="&__proto__;"/>', /unknown entity/],
+    ['more attributes on an element than its limit', `<testsuites ${Array.from({ length: JUNIT_LIMITS.attributes + 1 }, (_, i) => `a${i}=""`).join(' ')}/>`, /more than 64 attributes/],
   ])('refuses %s', (_what, xml, why) => {
     expect(() => parseJunit(xml)).toThrow(TestReportError);
     expect(() => parseJunit(xml)).toThrow(why);
@@ -86,6 +93,32 @@ describe('the JUnit parser', () => {
     const [test] = parseJunit(`<testsuite name="s"><testcase name="${'&amp;'.repeat(1_500_000)}"/></testsuite>`);
     expect(test?.name).toBe(`${'&'.repeat(JUNIT_LIMITS.attribute - 1)}…`);
     expect(performance.now() - started).toBeLessThan(500);
+  });
+
+  it('refuses 8 MiB of attributes on one element at once, decoding none of them', () => {
+    const attributes = Array.from({ length: 800_000 }, (_, i) => `a${i}="&amp;"`).join(' ');
+    const started = performance.now();
+    expect(() => parseJunit(`<testsuite ${attributes}><testcase name="t"/></testsuite>`)).toThrow('more than 64 attributes');
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(parseJunit('<testsuite name="s" hostname="h" id="1"><testcase name="t" file="f.js" line="3"/></testsuite>')).toEqual([
+      { suite: 's', classname: '', name: 't', status: 'passed', timeSec: null },
+    ]);
+  });
+
+  it('keeps no string that pins the file’s text', () => {
+    // A non-Latin-1 character makes the text two bytes a character: 16 MiB in memory for 8 MiB of file.
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const file = () =>
+      `<testsuite name="€ suite long enough"><testcase classname="a class long enough" name="a name longer than 13"><failure message="a message long enough">a body long enough</failure></testcase><!--${'x'.repeat(8 * 1024 * 1024)}--></testsuite>`;
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    const kept = Array.from({ length: 8 }, () => parseJunit(file()));
+    gc();
+    const retained = process.memoryUsage().heapUsed - before;
+    expect(kept.flat().map((test) => test.name)).toHaveLength(8);
+    // Without the copy, 8 × 16 MiB stay alive through the names, messages and bodies.
+    expect(retained).toBeLessThan(16 * 1024 * 1024);
   });
 
   it('reads an unclosed tag of a megabyte of spaces in linear time', () => {
@@ -242,7 +275,7 @@ describe('the batch JUnit with test reports', () => {
       failedStep: 'test',
       failure: 'step test exited 1; first failing test: math > divides (expected 2, got 3)',
       outputTail: 'FAIL divides',
-      testCases: cases,
+      junitCases: renderTaskCases(cases, 'asp.batch.b&lt;1&gt;.with tests', new JunitBudget()),
       tests: { total: 4, passed: 2, failed: 1, errors: 0, skipped: 1, files: ['junit/unit.xml'], failing: [{ name: 'divides', classname: 'math', message: 'expected 2, got 3' }] },
     }),
     outcome('never', 'not-run'),
@@ -271,9 +304,9 @@ describe('the batch JUnit with test reports', () => {
 
   it('keeps the tests of a task in a report read back for merge-reports, checked', () => {
     const report = { batchId: 'b', file: 'f', journal: null, concurrency: 1, total: 1, passed: 0, failed: 1, errors: 0, interrupted: 0, notRun: 0, invalid: 0, durationMs: 1, exitCode: 1 };
-    const withTests = { ...report, list: { digest: `sha256:${'0'.repeat(64)}`, tasks: 1 }, shard: null, tasks: [{ ...tasks[1], testCases: undefined }] };
+    const withTests = { ...report, list: { digest: `sha256:${'0'.repeat(64)}`, tasks: 1 }, shard: null, tasks: [{ ...tasks[1], junitCases: undefined }] };
     expect(batchReportSchema.parse(withTests).tasks[0]?.tests).toEqual(tasks[1]?.tests);
-    const damaged = { ...withTests, tasks: [{ ...tasks[1], testCases: undefined, tests: { ...tasks[1]?.tests, failing: 'all' } }] };
+    const damaged = { ...withTests, tasks: [{ ...tasks[1], junitCases: undefined, tests: { ...tasks[1]?.tests, failing: 'all' } }] };
     expect(batchReportSchema.safeParse(damaged).success).toBe(false);
   });
 
@@ -282,5 +315,132 @@ describe('the batch JUnit with test reports', () => {
     const record = parseJournalLine(JSON.stringify({ event: 'end', key: 'k', at: '2026-12-01T00:00:00Z', attempt: 1, status: 'failed', tests }));
     expect(record?.tests).toEqual(tests);
     expect(parseJournalLine(JSON.stringify({ event: 'end', key: 'k', at: '2026-12-01T00:00:00Z', attempt: 1, status: 'failed', tests: { ...tests, total: -1 } }))).toBeUndefined();
+  });
+});
+
+describe('the batch JUnit’s bounds', () => {
+  const hostileCase = (index: number, status: TestCaseResult['status']): TestCaseResult => ({
+    // A 1,024-character suite name of quotes, shared by every testcase without a classname: 6 times as long escaped.
+    suite: '"'.repeat(1024),
+    classname: '',
+    name: `${'&'.repeat(1000)} ${index}`,
+    status,
+    timeSec: 1e300,
+    message: '<'.repeat(1024),
+    detail: '"'.repeat(4096),
+  });
+  const hostileCases = Array.from({ length: 10_000 }, (_, index) => hostileCase(index, index % 50 === 49 ? 'failed' : 'passed'));
+
+  it('keeps a task’s failing testcases first, at most its number and bytes, and says how many it left out', () => {
+    const rendered = renderTaskCases(hostileCases, 'asp.batch.b.k', new JunitBudget());
+    expect(rendered.tests).toBeLessThanOrEqual(JUNIT_CASE_LIMITS.cases);
+    expect(Buffer.byteLength(rendered.xml)).toBeLessThanOrEqual(JUNIT_CASE_LIMITS.taskBytes);
+    expect(rendered.failures).toBe(rendered.tests);
+    expect(rendered.omitted).toBe(10_000 - rendered.tests);
+    const classnames = [...rendered.xml.matchAll(/classname="([^"]*)"/g)].map((match) => match[1] ?? '');
+    expect(Math.max(...classnames.map((classname) => classname.replace(/&quot;/g, '"').length))).toBeLessThanOrEqual('asp.batch.b.k.'.length + JUNIT_CASE_LIMITS.classname);
+    expect(rendered.xml).toContain('time="10000000.000"');
+  });
+
+  it('stays under a byte bound for 20 hostile tasks, and writes a well-formed file', async () => {
+    const budget = new JunitBudget();
+    const tasks = Array.from({ length: 20 }, (_, index) => outcome(`task ${index}`, 'failed', { junitCases: renderTaskCases(hostileCases, `asp.batch.b.task ${index}`, budget) }));
+    const summary = { batchId: 'b', tasks, durationMs: 1 } as BatchSummary;
+    const xml = junitXml(summary, new Date('2026-12-01T00:00:00Z'));
+    expect(Buffer.byteLength(xml)).toBeLessThan(20 * (JUNIT_CASE_LIMITS.taskBytes + 4096));
+    expect(xml).toContain('<property name="asp.omitted-testcases" value="');
+    const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'asp-junit-')), 'junit.xml');
+    await writeJunitReport(file, summary, new Date('2026-12-01T00:00:00Z'));
+    expect(validateAgainstSurefire(readFileSync(file, 'utf8'))).toMatchObject({ ok: true });
+  });
+
+  it('keeps no testcase past the batch’s budget', () => {
+    const budget = new JunitBudget();
+    budget.cases = 250;
+    const small = hostileCases.map((test) => ({ ...test, suite: 's', name: 'n', message: 'm', detail: 'd' }));
+    const first = renderTaskCases(small, 'p', budget);
+    const second = renderTaskCases(small, 'p', budget);
+    const third = renderTaskCases(small, 'p', budget);
+    expect(first.tests + second.tests + third.tests).toBe(250);
+    expect(third).toMatchObject({ tests: 0, xml: '', omitted: 10_000 });
+  });
+
+  it('writes hostile names well-formed: control characters, ]]>, quotes, lone surrogates, very long names', async () => {
+    const names = ['a\u0000b\u0001c\u001f\u007f', 'x]]>y<![CDATA[z', `"'<>&amp;`, 'lone \ud800 high and \udc00 low', 'n'.repeat(100_000), '\ufffe\uffff'];
+    const cases: TestCaseResult[] = names.map((name, index) => ({ suite: name, classname: index % 2 ? name : '', name, status: 'failed', timeSec: -1, message: name, type: name, detail: name }));
+    const summary = {
+      batchId: names[1],
+      tasks: [outcome(names[0] ?? '', 'failed', { failure: names[3] ?? null, outputTail: names[1] ?? null, junitCases: renderTaskCases(cases, 'p', new JunitBudget()) })],
+      durationMs: 1,
+    } as BatchSummary;
+    const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'asp-junit-')), 'junit.xml');
+    await writeJunitReport(file, summary, new Date('2026-12-01T00:00:00Z'));
+    const written = readFileSync(file, 'utf8');
+    expect(validateAgainstSurefire(written)).toMatchObject({ ok: true });
+    expect(written).toContain('time="0.000"');
+  });
+});
+
+describe('the tests a task reports', () => {
+  const results = (where: string, files: number, failing: string[]): TestResults => {
+    const cases: TestCaseResult[] = failing.map((name) => ({ suite: where, classname: where, name, status: 'failed', timeSec: null }));
+    return {
+      summary: {
+        total: cases.length,
+        passed: 0,
+        failed: cases.length,
+        errors: 0,
+        skipped: 0,
+        files: Array.from({ length: files }, (_, i) => `${where}/${i}.xml`),
+        failing: cases.map((test) => ({ name: test.name, classname: test.classname, message: null })),
+      },
+      cases,
+      byStep: [],
+      problems: [],
+    };
+  };
+
+  it('are the check’s alone when a clean-room check ran: the agent’s reports neither count nor name the first failure', () => {
+    const tests = reportedTests(results('agent', 2, ['fabricated']), results('check', 1, ['real']), true);
+    expect(tests?.summary.failing.map((test) => test.name)).toEqual(['real']);
+    expect(tests?.cases.map((test) => test.name)).toEqual(['real']);
+    expect(reportedTests(results('agent', 2, ['fabricated']), null, true)).toBeNull();
+    expect(reportedTests(results('agent', 2, ['own']), null, false)?.summary.failing.map((test) => test.name)).toEqual(['own']);
+  });
+
+  it('fit the journal’s schema whatever the reports held', () => {
+    const tests = reportedTests(
+      results('agent', 64, []),
+      results(
+        'check',
+        200,
+        Array.from({ length: 80 }, (_, i) => `t${i}`),
+      ),
+      true,
+    );
+    expect(testSummarySchema.safeParse(tests?.summary).success).toBe(true);
+    expect(parseJournalLine(JSON.stringify({ event: 'end', key: 'k', at: '2026-12-01T00:00:00Z', attempt: 1, status: 'failed', tests: tests?.summary }))?.tests?.files).toHaveLength(64);
+  });
+});
+
+describe('the reports copy’s glob match', () => {
+  it.each([
+    ['*.xml', 'unit.xml', true],
+    ['*.xml', 'unit.xml.bak', false],
+    ['report-?.tap', 'report-1.tap', true],
+    ['report-?.tap', 'report-12.tap', false],
+    ['a*b*c', 'aXbYc', true],
+    ['a*b*c', 'aXbY', false],
+    ['*', '', true],
+    ['x.[ab]+(y)', 'x.[ab]+(y)', true],
+    ['**', 'anything', true],
+  ])('matches %s against %s: %s', (pattern, name, matches) => {
+    expect(globMatch(pattern, name)).toBe(matches);
+  });
+
+  it('takes linear time on a pattern a regex backtracks on without bound', () => {
+    const started = performance.now();
+    expect(globMatch(`${'*a'.repeat(60)}*c`, 'a'.repeat(250))).toBe(false);
+    expect(performance.now() - started).toBeLessThan(500);
   });
 });

@@ -6,7 +6,7 @@ import type { Log } from '../../core/log.js';
 import type { ResolvedStep } from '../../config/pipeline.js';
 import { TracePublication } from '../../tracing/publish-trace.js';
 import type { TraceMode } from '../../tracing/trace-mode.js';
-import { FAILING_LISTED, readTestResults, testLabel, type TestResults } from '../../tracing/test-results.js';
+import { readTestResults, reportedTests, testLabel, type TestResults } from '../../tracing/test-results.js';
 import { copyAllForUser } from '../../workspace/host-state.js';
 import { stepResults, type SessionOutcome, type StepResult } from '../session-outcome.js';
 import { writeMissingStepRecords } from '../step-records.js';
@@ -20,7 +20,7 @@ export interface RecordedTrace {
   trace: TracePublication;
   durationMs: number;
   finishedAt: Date;
-  /** The repository's own test results (the steps' JUnit and TAP reports, then the check's); null when none. */
+  /** The repository's own test results: the check's reports when a check ran, else the steps'; null when none. */
   tests: TestResults | null;
 }
 
@@ -65,7 +65,7 @@ export async function recordTrace(
     signal: deps.forceSignal,
   });
   await trace.publish();
-  return { steps, trace, durationMs, finishedAt, tests: mergeResults(own, checked) };
+  return { steps, trace, durationMs, finishedAt, tests: reportedTests(own, checked, ran.check !== null) };
 }
 
 /** The most of an artifact a span's output holds (the exporter cuts what is longer still). */
@@ -118,24 +118,4 @@ async function addTestResults(task: ClaimedTask, dir: string, steps: StepResult[
   }
   if (!prefix) return results;
   return { ...results, summary: { ...results.summary, files: results.summary.files.map((file) => `check/${file}`) } };
-}
-
-function mergeResults(own: TestResults | null, checked: TestResults | null): TestResults | null {
-  if (!own || !checked) return own ?? checked;
-  const cases = [...own.cases, ...checked.cases];
-  const sum = (key: 'total' | 'passed' | 'failed' | 'errors' | 'skipped') => own.summary[key] + checked.summary[key];
-  return {
-    summary: {
-      total: sum('total'),
-      passed: sum('passed'),
-      failed: sum('failed'),
-      errors: sum('errors'),
-      skipped: sum('skipped'),
-      files: [...own.summary.files, ...checked.summary.files],
-      failing: [...own.summary.failing, ...checked.summary.failing].slice(0, FAILING_LISTED),
-    },
-    cases,
-    byStep: [...own.byStep, ...checked.byStep],
-    problems: [...own.problems, ...checked.problems],
-  };
 }
