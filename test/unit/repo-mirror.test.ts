@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -22,6 +22,37 @@ describe('repository mirrors', () => {
     const clone = await cloneRepository(resolved[0], path.join(home, 'clone'), 'main', { PATH: process.env.PATH });
     expect(clone.commit).toBe(gitIn(origin, 'rev-parse', 'HEAD'));
     expect(existsSync(path.join(home, 'clone', 'README.md'))).toBe(true);
+  });
+
+  // bench/workspace-prep: what makes a warm cache cheap. A later batch fetches only what is new into the mirror it
+  // finds (the mirror's pack is the same file afterwards: not cloned again, not repacked), and a task's clone of
+  // the mirror hard-links that pack rather than copying it or borrowing it through alternates.
+  it('refreshes a mirror a later batch finds with a fetch, and a task clone hard-links its pack', async () => {
+    const origin = repoWith({ 'README.md': 'mirrored\n' });
+    const home = mkdtempSync(path.join(os.tmpdir(), 'asp-mirror-'));
+    const env = { PATH: process.env.PATH };
+    const source = resolveRepoSource(`file://${origin}`, home);
+    const mirror = (await new RepoMirrors(path.join(home, 'mirrors'), env).resolve(source)).location;
+    const packDir = (repoGitDir: string) => path.join(repoGitDir, 'objects', 'pack');
+    const packs = (repoGitDir: string) => readdirSync(packDir(repoGitDir)).filter((name) => name.endsWith('.pack'));
+    const [pack] = packs(mirror);
+    if (!pack) throw new Error('the mirror has no pack');
+    const inode = statSync(path.join(packDir(mirror), pack)).ino;
+
+    writeFileSync(path.join(origin, 'NEW.md'), 'later\n');
+    gitIn(origin, 'add', 'NEW.md');
+    gitIn(origin, 'commit', '-q', '-m', 'later');
+    const later = new RepoMirrors(path.join(home, 'mirrors'), env);
+    const refreshed = await later.resolve(source);
+    expect(refreshed.location).toBe(mirror);
+    expect(gitIn(mirror, 'rev-parse', 'main')).toBe(gitIn(origin, 'rev-parse', 'HEAD'));
+    expect(statSync(path.join(packDir(mirror), pack)).ino).toBe(inode);
+
+    const clone = path.join(home, 'clone');
+    await cloneRepository(refreshed, clone, undefined, env);
+    expect(existsSync(path.join(clone, 'NEW.md'))).toBe(true);
+    expect(statSync(path.join(packDir(path.join(clone, '.git')), pack)).ino).toBe(inode);
+    expect(existsSync(path.join(clone, '.git', 'objects', 'info', 'alternates'))).toBe(false);
   });
 
   it('says which repository could not be fetched, and leaves no half mirror', async () => {
