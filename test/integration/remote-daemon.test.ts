@@ -27,7 +27,8 @@ describe.skipIf(!dockerAvailable || !canRunSecondDaemon)('a daemon that cannot s
   let daemon: SecondDaemon;
   let python: string;
   let busybox: string;
-  const hidden = [...new Set([os.tmpdir(), path.dirname(packageRoot()), os.homedir()])];
+  // A directory under another hidden one is hidden with it (and could not be mounted on once its parent is empty).
+  const hidden = [...new Set([os.tmpdir(), path.dirname(packageRoot()), os.homedir()])].filter((dir, _, all) => !all.some((other) => other !== dir && dir.startsWith(other + path.sep)));
   const workspaces = () => mkdtempSync(path.join(os.tmpdir(), 'asp-remote-ws-'));
   const env = () => ({ ...daemon.env, ASP_WORKSPACES: workspaces() });
 
