@@ -169,6 +169,14 @@ export async function startSecondDaemon(options: SecondDaemonOptions = {}): Prom
     terminate: () => downed('SIGTERM'),
     async restart() {
       if (dockerdPid() !== undefined) throw new Error('the second dockerd is still running');
+      // The containerd the old dockerd started may run on (after a SIGKILL, or with live-restore) holding its metadata
+      // database's lock, and a new dockerd then starts a containerd of its own that waits on that lock for good. It
+      // goes first, as a host's containerd service restarting would; the shims, and so the containers, outlive it.
+      const containerd = readPid(path.join(dir, 'exec', 'containerd', 'containerd.pid'));
+      if (containerd !== undefined && processAlive(containerd)) {
+        killQuietly(containerd);
+        for (let waited = 0; processAlive(containerd) && waited < 10_000; waited += 100) await new Promise((resolve) => setTimeout(resolve, 100));
+      }
       writeFileSync(go, '');
       await waitForServer(child, () => succeeds(() => docker.ping()), { what: `the restarted second dockerd on ${host}`, timeoutMs: 60_000, log: () => log, stop });
     },
