@@ -4,10 +4,11 @@ import path from 'node:path';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { describe, expect, it } from 'vitest';
 import { batchProgress } from '../../src/batch/batch-progress.js';
-import { escapeXml, junitXml, type BatchSummary, type TaskOutcome } from '../../src/batch/batch-report.js';
+import { escapeXml, junitXml, type BatchSummary } from '../../src/batch/batch-report.js';
 import { BatchJournal, batchIdFor } from '../../src/batch/journal.js';
 import { defaultConcurrency } from '../../src/batch/run-batch.js';
 import { readTaskList } from '../../src/batch/task-list.js';
+import { outcome } from '../helpers/batch-outcomes.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'asp-batch-unit-'));
 const file = (name: string, content: string) => {
@@ -71,27 +72,6 @@ describe('batch journal', () => {
     expect(batchIdFor('/x/tasks.jsonl', 'a')).not.toBe(batchIdFor('/x/tasks.jsonl', 'b'));
   });
 });
-
-function outcome(key: string, status: TaskOutcome['status'], extra: Partial<TaskOutcome> = {}): TaskOutcome {
-  return {
-    key,
-    line: 1,
-    taskId: `t-${key}`,
-    status,
-    exitCode: status === 'passed' ? 0 : 1,
-    durationMs: 1500,
-    costUsd: null,
-    traceId: null,
-    artifactsDir: null,
-    attempts: 1,
-    failedStep: null,
-    failure: null,
-    outputTail: null,
-    error: null,
-    resumed: false,
-    ...extra,
-  };
-}
 
 describe('JUnit report', () => {
   it('is valid XML with one testcase per task and the failing step as the message', () => {

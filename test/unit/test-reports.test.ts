@@ -5,7 +5,7 @@ import { XMLParser } from 'fast-xml-parser';
 import { describe, expect, it } from 'vitest';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { failureLine, junitXml, writeJunitReport, type BatchSummary, type TaskOutcome } from '../../src/batch/batch-report.js';
+import { failureLine, junitXml, writeJunitReport, type BatchSummary } from '../../src/batch/batch-report.js';
 import { JUNIT_CASE_LIMITS, JunitBudget, renderTaskCases } from '../../src/batch/junit-cases.js';
 import { globMatch } from '../../sandbox/step-reports.js';
 import { parseJournalLine, testSummarySchema } from '../../src/batch/journal.js';
@@ -18,6 +18,7 @@ import { parseTap } from '../../src/tracing/tap-parse.js';
 import { readTestResults, reportedTests, TEST_REPORT_LIMITS, type TestCaseResult, type TestResults } from '../../src/tracing/test-results.js';
 import { validateAgainstSurefire } from '../helpers/junit-schema.js';
 import { traceFixture } from '../helpers/trace-fixtures.js';
+import { outcome } from '../helpers/batch-outcomes.js';
 
 const FIXTURES = path.resolve('test/fixtures/test-reports');
 const fixture = (name: string) => readFileSync(path.join(FIXTURES, name), 'utf8');
@@ -231,27 +232,6 @@ describe('a step’s "reports"', () => {
     expect(pipeline([glob])).toThrow(/steps\.0\.reports\.0.*must be a path under the repository/);
   });
 });
-
-function outcome(key: string, status: TaskOutcome['status'], extra: Partial<TaskOutcome> = {}): TaskOutcome {
-  return {
-    key,
-    line: 1,
-    taskId: `t-${key}`,
-    status,
-    exitCode: status === 'passed' ? 0 : 1,
-    durationMs: 1500,
-    costUsd: null,
-    traceId: null,
-    artifactsDir: null,
-    attempts: 1,
-    failedStep: null,
-    failure: null,
-    outputTail: null,
-    error: null,
-    resumed: false,
-    ...extra,
-  };
-}
 
 describe('the failure line', () => {
   it('names the step, its exit code, the first failing test, how many failed and where the log is', () => {
