@@ -23,10 +23,10 @@ export interface WatchedRun {
 
 const SAMPLE_MS = 50;
 
-/** VmHWM of a live process in bytes, or undefined once it is gone. Linux only. */
-export function highWaterMark(pid: number): number | undefined {
+/** A memory figure of /proc/<pid>/status (VmHWM, VmRSS, ...) of a live process in bytes, or undefined once it is gone. Linux only. */
+export function statusBytes(pid: number, field: 'VmHWM' | 'VmRSS'): number | undefined {
   try {
-    const match = /^VmHWM:\s+(\d+)\s+kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    const match = new RegExp(`^${field}:\\s+(\\d+)\\s+kB$`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return match ? Number(match[1]) * 1024 : undefined;
   } catch {
     return undefined;
@@ -40,7 +40,7 @@ export function runWatchingRss(command: string, args: string[], options: { env?:
   let peak = 0;
   let samples = 0;
   const sample = () => {
-    const hwm = child.pid === undefined ? undefined : highWaterMark(child.pid);
+    const hwm = child.pid === undefined ? undefined : statusBytes(child.pid, 'VmHWM');
     if (hwm === undefined) return;
     samples += 1;
     peak = Math.max(peak, hwm);

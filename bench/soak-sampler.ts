@@ -8,6 +8,7 @@ import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync } fr
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseJournalLine } from '../src/batch/journal.js';
+import { statusBytes } from './peak-rss.js';
 
 export interface ProcessSample {
   /** performance.now() when it was taken. */
@@ -27,16 +28,6 @@ export interface TaskEnd {
   key: string;
   status: string;
   at: number;
-}
-
-/** VmRSS of a live process in bytes; undefined once it is gone. */
-export function residentBytes(pid: number): number | undefined {
-  try {
-    const match = /^VmRSS:\s+(\d+)\s+kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return match ? Number(match[1]) * 1024 : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /** CPU ticks of a live process and its waited-for children (/proc/<pid>/stat fields 14-17); undefined once it is gone. */
@@ -181,7 +172,7 @@ export class SoakSampler {
   }
 
   private sample(): void {
-    const rssBytes = residentBytes(this.options.pid);
+    const rssBytes = statusBytes(this.options.pid, 'VmRSS');
     const fds = openDescriptors(this.options.pid);
     const cpu = cpuTicks(this.options.pid);
     if (rssBytes === undefined || fds === undefined || cpu === undefined) return;
