@@ -15,6 +15,11 @@ export const LABEL = {
   supervisorHostId: 'asp.supervisor-host-id',
   expiresAt: 'asp.expires-at',
   keep: 'asp.keep',
+  /** A warm sandbox's pool (its key: the image and limits it was made for); its objects also say which one it is. */
+  pool: 'asp.pool',
+  poolSandbox: 'asp.pool-sandbox',
+  /** On a claim's marker: which warm sandbox the task (the marker's owner) holds. */
+  claims: 'asp.claims',
 } as const;
 
 /** Who started an object: the host, the pid and that process's start time, so a reused pid is not taken for a live one. */

@@ -117,6 +117,49 @@ export interface OwnedObject {
   createdAt: Date | undefined;
 }
 
+/**
+ * A sandbox made before its task is known (a pool's, or the next one of a batch): everything a SandboxRequest fixes at
+ * creation, hardened exactly as a task's, and nothing of a task's (no workspace contents, no `--env` values: those go
+ * over the protocol once it is claimed).
+ */
+export interface WarmRequest {
+  image: string;
+  limits: Limits;
+  runtime: string | undefined;
+  /** asp's ownership labels of whoever keeps it (a pool's keeper, a batch), and `asp.pool` with its pool's key. */
+  labels: Record<string, string>;
+  /** Unique on the engine: the sandbox's and its workspace's names are made from it (warmNames). */
+  seq: string;
+}
+
+/** A warm sandbox, ready: started, verified, its runner waiting for its first input. */
+export interface WarmEntry {
+  seq: string;
+  pool: string;
+}
+
+/** The names of a warm sandbox's objects: ready, claimed by a task, retired for removal; and its workspace. */
+export function warmNames(seq: string): { ready: string; claimed: string; retired: string; workspace: string } {
+  return { ready: `asp-pool-${seq}`, claimed: `asp-claimed-${seq}`, retired: `asp-retired-${seq}`, workspace: `asp-pool-ws-${seq}` };
+}
+
+/** Sandboxes started ahead of their tasks, where a backend can make them (Docker). */
+export interface WarmSandboxes {
+  /** Makes one ready. What it makes is removed again when it fails half-way; once ready, it is the keeper's. */
+  prepare(request: WarmRequest): Promise<WarmEntry>;
+  /** The ready ones of a pool (running, not claimed, not retired). */
+  ready(pool: string): Promise<WarmEntry[]>;
+  /**
+   * Takes a ready one for a task: of any number of callers, exactly one gets it, the rest undefined. `claim` labels
+   * (the task's ownership) go on a marker that says who holds it, made before the take, so the reaper never takes a
+   * held sandbox for its keeper's; without them (the keeper itself takes it) there is none. Its removal, and the
+   * marker's, go on `scope` (keepable).
+   */
+  claim(entry: WarmEntry, scope: CleanupScope, claim?: { labels: Record<string, string>; id: string }): Promise<Sandbox | undefined>;
+  /** Takes a ready one out of service and removes it: false when a task claimed it first (it is then the task's). */
+  retire(entry: WarmEntry): Promise<boolean>;
+}
+
 export interface SandboxBackend {
   /** Its name in logs and results ("docker", "k8s"). */
   readonly name: string;
@@ -142,4 +185,6 @@ export interface SandboxBackend {
    * uses, never one a sandbox still mounts; returns their names. `dryRun` only lists them.
    */
   removeStaleRuntimes(options: { dryRun: boolean }): Promise<string[]>;
+  /** Warm sandboxes, where this backend has them. */
+  readonly warm?: WarmSandboxes | undefined;
 }

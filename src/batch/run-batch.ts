@@ -21,6 +21,9 @@ import { JunitBudget, renderTaskCases } from './junit-cases.js';
 import { escapeXml } from './xml-escape.js';
 import type { Shard } from './shard.js';
 import type { BatchEntry, TaskList } from './task-list.js';
+import type { PoolShape } from '../pool/pool-record.js';
+import { poolSource, type WarmSource } from '../pool/warm-source.js';
+import { WarmStock } from '../pool/warm-stock.js';
 
 export interface BatchOptions {
   file: string;
@@ -42,6 +45,8 @@ export interface BatchOptions {
   shard: Shard | null;
   /** Whether a JUnit report is written (--junit): only then does a task's end keep its testcases, rendered and bounded. */
   junit?: boolean | undefined;
+  /** Whether the next tasks' sandboxes are made while the current ones run (default; `--no-prewarm` turns it off). */
+  prewarm?: boolean | undefined;
 }
 
 export interface BatchDeps {
@@ -59,6 +64,8 @@ export interface BatchDeps {
   /** Langfuse's session of every task's trace (the batch's id), and its user when `--user` names one. */
   session?: string | undefined;
   user?: string | undefined;
+  /** Where a task takes a warm sandbox from (the batch's own made ahead, then the pools); set by runBatch. */
+  warm?: WarmSource | undefined;
 }
 
 /** A safe default: no more tasks than cores, and no more than three quarters of memory can hold at their limits. */
@@ -102,6 +109,22 @@ export async function runBatch(list: TaskList, options: BatchOptions, deps: Batc
       .catch((error: unknown) => refused.set(key, errorMessage(error)));
   }
 
+  // The next tasks' sandboxes, made while the current ones run (on a backend that has warm sandboxes).
+  const stock =
+    options.prewarm !== false && deps.backend.warm
+      ? new WarmStock(deps.backend, { depth: options.concurrency, supervisor: currentSupervisor(), log: deps.log, now: () => deps.clock.now() })
+      : undefined;
+  if (stock) {
+    const shapes: PoolShape[] = [];
+    for (const entry of list.entries) {
+      if (done.has(entry.key) || backendOf(entry) !== deps.backend || (entry.spec.image && refused.get(imageKey(entry)))) continue;
+      const image = await deps.backend.prepareImage({ image: entry.spec.image }).catch(() => undefined);
+      if (image) shapes.push({ image: image.ref, imageId: image.id, limits: entry.spec.limits, runtime: entry.spec.runtime });
+    }
+    stock.plan(shapes);
+  }
+  const pools = poolSource(deps.settings.home, deps.backend);
+  const warm: WarmSource = async (shape) => (await stock?.source(shape)) ?? pools(shape);
   const gate = new EngineGate(deps, options.engineWaitMs);
   /** Why the batch stopped starting tasks before the list was done (the engine gone, the journal unwritable). */
   let stopped: string | null = null;
@@ -113,7 +136,7 @@ export async function runBatch(list: TaskList, options: BatchOptions, deps: Batc
     if (!previous) deps.progress.started(entry.key);
     const imageRefused = entry.spec.image ? refused.get(imageKey(entry)) || undefined : undefined;
     try {
-      const outcome = previous ? fromJournal(entry, previous) : imageRefused ? badImage(entry, imageRefused) : await runWithRetries(entry, options, deps, journal, mirrors, gate, junit);
+      const outcome = previous ? fromJournal(entry, previous) : imageRefused ? badImage(entry, imageRefused) : await runWithRetries(entry, options, { ...deps, warm }, journal, mirrors, gate, junit);
       outcomes.set(entry.key, outcome);
       deps.progress.finished(outcome);
     } catch (error) {
@@ -123,6 +146,7 @@ export async function runBatch(list: TaskList, options: BatchOptions, deps: Batc
     }
   });
   deps.progress.close();
+  await stock?.close();
   if (gate.gone) stopped ??= gate.gone;
   if (!deps.signal?.aborted && !gate.gone) await removeLeftovers(deps);
   const tasks = list.entries.map((entry) => outcomes.get(entry.key) ?? notRun(entry));
@@ -290,6 +314,7 @@ async function attemptTask(entry: BatchEntry, attempt: number, deps: BatchDeps, 
       forceSignal: deps.forceSignal,
       mirrors,
       reclaimUnfinished: true,
+      warm: deps.warm,
       traceMode: deps.traceMode,
       session: deps.session,
       user: deps.user,

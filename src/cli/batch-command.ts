@@ -24,6 +24,7 @@ import { installInterruptHandlers } from './interrupts.js';
 
 interface BatchFlags {
   concurrency?: string;
+  prewarm: boolean;
   resume?: boolean;
   retries: string;
   engineWait: string;
@@ -53,6 +54,7 @@ export function registerBatchCommand(program: Command): void {
     .argument('<tasks>', 'tasks.jsonl (one task spec per line) or tasks.json (an array)')
     .option('--concurrency <n>', 'tasks at once (default: from CPU count and memory limits)')
     .option('--resume', 'run only the tasks that did not finish in an earlier run of this list')
+    .option('--no-prewarm', "do not make the next tasks' sandboxes while the current ones run")
     .option('--retries <n>', 'retries for infrastructure failures (task failures are never retried)', '2')
     .option('--engine-wait <duration>', 'after an infrastructure failure, how long to wait for the container engine to answer again before the batch stops (resume it with --resume)', '2m')
     .option('--skip-invalid', 'run the valid tasks even when some lines are invalid')
@@ -155,6 +157,7 @@ async function batchCommand(file: string, flags: BatchFlags): Promise<number> {
           listIdentity: { digest: list.digest, tasks: list.entries.length },
           shard: shard ?? null,
           junit: Boolean(flags.junit),
+          prewarm: flags.prewarm,
         },
         {
           backend: context.backend,

@@ -20,6 +20,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   doctor: async () => (await import('./doctor-command.js')).registerDoctorCommand,
   image: async () => (await import('./image-command.js')).registerImageCommand,
   probe: async () => (await import('./probe-command.js')).registerProbeCommand,
+  pool: async () => (await import('./pool-command.js')).registerPoolCommand,
 };
 
 const program = new Command('asp')

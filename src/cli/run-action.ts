@@ -13,6 +13,7 @@ import { explicitPushTarget } from '../delivery/push-target.js';
 import { redact } from '../forge/forge.js';
 import { resolveRepoSource } from '../workspace/repository.js';
 import { runTask, type TaskResult } from '../supervisor/run-task.js';
+import { poolSource } from '../pool/warm-source.js';
 import { resolveTraceMode } from '../tracing/trace-mode.js';
 import { makeContext, reportFailure } from './cli-context.js';
 import { dryRunManifests, formatManifests } from './dry-run.js';
@@ -54,6 +55,7 @@ export async function runCommand(flags: RunFlags): Promise<number> {
         traceMode,
         session,
         user,
+        warm: poolSource(context.settings.home, context.backend),
       });
       const result = await deliverTask(run, {
         settings: context.settings,

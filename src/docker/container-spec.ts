@@ -23,6 +23,11 @@ export interface ContainerSpecInput {
    * runner started from it, whatever the image's ENTRYPOINT, CMD, USER, WORKDIR or ENV say.
    */
   runnerRuntime?: string | undefined;
+  /**
+   * A warm sandbox, started before anyone attaches: its runner says hello only once the host's first bytes arrive
+   * (what it wrote before an attach would be lost), as on Kubernetes.
+   */
+  helloAfterInput?: boolean | undefined;
 }
 
 /** Docker's json-file log of a sandbox is capped: the protocol is read live, the log is only a fallback. */
@@ -34,7 +39,7 @@ const LOG_MAX_SIZE = '10m';
  */
 export function containerSpec(input: ContainerSpecInput): ContainerCreateBody {
   const { limits } = input;
-  const launch = runnerLaunch(input.allowedEnv, Boolean(input.runnerRuntime));
+  const launch = runnerLaunch(input.allowedEnv, Boolean(input.runnerRuntime), input.helloAfterInput ? ['ASP_HELLO_AFTER_INPUT=1'] : []);
   return {
     name: input.name,
     Image: input.image,

@@ -12,12 +12,14 @@ import {
   type SandboxBackend,
   type SandboxRequest,
   type SandboxStreams,
+  type WarmSandboxes,
 } from '../backend/sandbox-backend.js';
 import { SANDBOX_ARTIFACTS_DIR } from '../protocol/messages.js';
 import { containerSpec } from './container-spec.js';
 import { createHardenedContainer } from './hardened-container.js';
 import type { DockerPort } from './port.js';
 import { ensureRuntimeVolume, pruneRuntimeVolumes } from './runtime-volume.js';
+import { DockerWarmSandboxes } from './warm-sandboxes.js';
 import { ASP_IMAGE_KIND, ASP_IMAGE_LABEL, ensureSandboxImage, imageContext } from './sandbox-image.js';
 
 /** How often a volume still mounted (409) is retried: its container's removal may be finishing elsewhere. */
@@ -35,7 +37,18 @@ export class DockerBackend implements SandboxBackend {
   /** For each image prepared: its id, and when it is not asp's own image, the asp image whose runtime its sandboxes mount. */
   private readonly prepared = new Map<string, { id: string | undefined; runtimeOf: string | undefined }>();
 
-  constructor(private readonly docker: DockerPort) {}
+  readonly warm: WarmSandboxes;
+
+  constructor(private readonly docker: DockerPort) {
+    this.warm = new DockerWarmSandboxes(
+      docker,
+      async (image) => {
+        const runtimeOf = this.prepared.get(image)?.runtimeOf;
+        return runtimeOf ? ensureRuntimeVolume(docker, runtimeOf) : undefined;
+      },
+      (container, options) => new DockerSandbox(docker, container, options.started),
+    );
+  }
 
   describe(): Promise<EngineInfo> {
     return this.docker.info();
@@ -137,14 +150,22 @@ export function dockerSandbox(docker: DockerPort, containerId: string): Sandbox 
 }
 
 class DockerSandbox implements Sandbox {
+  /** A warm sandbox's Env holds no task's values: they come over the protocol, as on Kubernetes. */
+  readonly envOverProtocol: boolean;
+
   constructor(
     private readonly docker: DockerPort,
     readonly id: string,
-  ) {}
+    /** Started before its task was known (warm): its runner waits for the first input, so attaching is all. */
+    private readonly started = false,
+  ) {
+    this.envOverProtocol = started;
+  }
 
   async open(): Promise<SandboxStreams> {
     // Attach before start: a container's first output goes to whoever is attached when it is written.
     const streams = await this.docker.attach(this.id);
+    if (this.started) return streams;
     try {
       await this.docker.start(this.id);
     } catch (error) {

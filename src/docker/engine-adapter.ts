@@ -411,6 +411,17 @@ export class EngineAdapter implements DockerPort {
     }
   }
 
+  async renameContainer(currentName: string, newName: string): Promise<boolean> {
+    try {
+      await (await this.engine()).command('POST', `/containers/${encodeURIComponent(currentName)}/rename`, { query: { name: newName } });
+      return true;
+    } catch (error) {
+      // 404: no container of that name (any more); 409: the new name is taken (someone else renamed it first).
+      if (statusOf(error) === 404 || statusOf(error) === 409) return false;
+      throw this.translate(error, `rename container ${currentName}`);
+    }
+  }
+
   async listContainers(labelFilters: string[]): Promise<ContainerSummary[]> {
     const containers = await this.call('list containers', async () =>
       (await this.engine()).json('GET', '/containers/json', containersReply, {

@@ -137,4 +137,9 @@ export interface DockerPort {
   /** Removes a container with its anonymous volumes, forcibly; one already gone is success. */
   removeContainer(containerId: string): Promise<void>;
   listContainers(labelFilters: string[]): Promise<ContainerSummary[]>;
+  /**
+   * Renames a container found by its current name: false when no container has that name now, or another has the new
+   * one. Of several callers renaming one container to one new name, exactly one gets true (a warm sandbox's claim).
+   */
+  renameContainer(currentName: string, newName: string): Promise<boolean>;
 }

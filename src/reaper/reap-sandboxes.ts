@@ -1,8 +1,8 @@
 import { AspError, errorMessage } from '../core/asp-error.js';
-import { labelFilter, parseOwnership, type Ownership } from '../backend/ownership-labels.js';
+import { LABEL, labelFilter, parseOwnership, type Ownership } from '../backend/ownership-labels.js';
 import type { OwnedObject, SandboxBackend } from '../backend/sandbox-backend.js';
 import { mapBounded } from '../core/bounded-pool.js';
-import { judge, type ReapPolicy, type ReapReason } from './reap-policy.js';
+import { judge, type ReapPolicy, type ReapReason, type Verdict } from './reap-policy.js';
 import { countSkipped, type ReapItem, type ReapReport } from './reap-report.js';
 
 export interface SandboxTarget {
@@ -14,16 +14,47 @@ export interface SandboxTarget {
   reason: ReapReason;
 }
 
-/** One filtered list call (asp.managed=true): the sweep at every start must stay cheap. */
+/**
+ * One filtered list call (asp.managed=true): the sweep at every start must stay cheap. A warm sandbox a task claimed
+ * (and its workspace) is judged by the claim's marker, the task's ownership, not by its labels, which name the pool's
+ * keeper: a live task's sandbox stays whatever became of the pool, a dead task's goes though its keeper lives.
+ */
 export async function findDeadSandboxes(backend: SandboxBackend, policy: ReapPolicy, skipped: ReapReport['skipped']): Promise<SandboxTarget[]> {
   const targets: SandboxTarget[] = [];
-  for (const object of await backend.listOwned(labelFilter())) {
+  const objects = await backend.listOwned(labelFilter());
+  const holders = claimHolders(objects);
+  const taken = new Set(
+    objects.flatMap((object) => (object.kind === 'sandbox' && object.labels[LABEL.poolSandbox] && object.name.startsWith('asp-claimed-') ? [object.labels[LABEL.poolSandbox]] : [])),
+  );
+  const withSandbox = new Set(objects.flatMap((object) => (object.kind === 'sandbox' && object.labels[LABEL.poolSandbox] ? [object.labels[LABEL.poolSandbox]] : [])));
+  for (const object of objects) {
     const owner = parseOwnership(object.labels);
-    const verdict = judge(owner, object.createdAt, policy);
+    const seq = object.labels[LABEL.poolSandbox];
+    // Claimed: its container says so by its name; a workspace whose container is gone, by the markers left.
+    const held = seq ? holders.get(seq) : undefined;
+    const claimed = seq !== undefined && held !== undefined && (taken.has(seq) || !withSandbox.has(seq));
+    const verdict = claimed && held ? judgeHeld(held, object.createdAt, policy) : judge(owner, object.createdAt, policy);
     if (verdict.reap && owner) targets.push({ kind: object.kind === 'sandbox' ? backend.sandboxKind : 'volume', object, name: object.name, owner, reason: verdict.reason });
     else if (!verdict.reap) countSkipped(skipped, verdict.reason);
   }
   return targets;
+}
+
+/** The owners of the claim markers, by the warm sandbox each names. */
+function claimHolders(objects: OwnedObject[]): Map<string, Ownership[]> {
+  const holders = new Map<string, Ownership[]>();
+  for (const object of objects) {
+    const seq = object.labels[LABEL.claims];
+    const owner = parseOwnership(object.labels);
+    if (seq && owner) holders.set(seq, [...(holders.get(seq) ?? []), owner]);
+  }
+  return holders;
+}
+
+/** A claimed sandbox goes only when every task that claimed it may go: one that may not (alive, kept) holds it. */
+function judgeHeld(held: Ownership[], createdAt: Date | undefined, policy: ReapPolicy): Verdict {
+  const verdicts = held.map((owner) => judge(owner, createdAt, policy));
+  return verdicts.find((verdict) => !verdict.reap) ?? verdicts[0] ?? { reap: false, reason: 'not-asp' };
 }
 
 /**

@@ -24,6 +24,7 @@ import { runSteps } from './phases/run-steps.js';
 import { bringSandboxUp, type SandboxUp } from './phases/sandbox-up.js';
 import type { SessionOutcome, StepResult } from './session-outcome.js';
 import type { Lookup } from '../egress/egress-relay.js';
+import type { WarmSource } from '../pool/warm-source.js';
 import { openTaskEgress, type TaskEgress } from './task-egress.js';
 import { modelUse, openTaskGateway, type GatewayOverrides, type TaskGateway } from './task-gateway.js';
 import type { Deliverable, StepFailure, TaskResult, TaskRun } from './task-result.js';
@@ -56,6 +57,8 @@ export interface RunDeps {
   /** Langfuse's session and user of the trace (ClaimDeps). */
   session?: string | undefined;
   user?: string | undefined;
+  /** Where a warm sandbox may be had before one is made (the pools of `asp pool up`, a batch's next ones). */
+  warm?: WarmSource | undefined;
   /** Test seam of the egress relay: how the host resolves a name (tests have only 127.0.0.1). */
   egressLookup?: Lookup | undefined;
 }

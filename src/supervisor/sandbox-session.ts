@@ -16,6 +16,10 @@ const MAX_LINE_BYTES = 1024 * 1024;
 const DRAIN_MS = 2000;
 
 export type SessionEnd =
+  /**
+   * The runner ended the task: by its last word (task.end, with its exit code: the container may still be on its way
+   * out, and its removal stops it), or by the sandbox stopping without one.
+   */
   | { kind: 'exited'; statusCode: number; taskEnd: TaskEndMessage | undefined }
   | { kind: 'deadline'; what: string }
   | { kind: 'interrupted' }
@@ -56,13 +60,19 @@ export async function runSession(
     env?: Record<string, string> | undefined;
     /** Checks the runner's identity from its hello; a reason stops the sandbox with HARDENING_IGNORED (exit 3). */
     verifyIdentity?: ((identity: RunnerIdentity | undefined) => string | undefined) | undefined;
+    /**
+     * Times the session's own phases for the trace: `sandbox-start` (streams connected, the sandbox started) and
+     * `runner-boot` (from then until the runner's hello, or the session's end without one).
+     */
+    timePhase?: (<T>(name: string, action: () => Promise<T>) => Promise<T>) | undefined;
   },
   hooks: SessionHooks,
 ): Promise<SessionEnd> {
   await using session = new CleanupStack();
+  const timePhase = options.timePhase ?? ((_name, action) => action());
   let streams: Awaited<ReturnType<Sandbox['open']>>;
   try {
-    streams = await sandbox.open(options.signal);
+    streams = await timePhase('sandbox-start', () => sandbox.open(options.signal));
   } catch (error) {
     // Interrupted while the sandbox was still starting (a pod waiting for a node or its image): nothing ran.
     if (options.signal?.aborted) return { kind: 'interrupted' };
@@ -82,6 +92,10 @@ export async function runSession(
   };
   let taskEnd: TaskEndMessage | undefined;
   let helloSeen = false;
+  let helloArrived!: () => void;
+  // Settles at the hello, or when the session ends without one: the phase it times is never left open.
+  void timePhase('runner-boot', () => new Promise<void>((resolve) => (helloArrived = resolve)));
+  session.defer('runner boot', () => helloArrived());
   let stepTimer: NodeJS.Timeout | undefined;
   session.defer('step timer', () => clearTimeout(stepTimer));
   let resolveStop!: (end: SessionEnd) => void;
@@ -116,9 +130,13 @@ export async function runSession(
   });
   const stepTimeouts = new Map(options.steps.map((step) => [step.name, step.timeoutMs]));
 
+  let reportEnd!: (end: SessionEnd) => void;
+  const reported = new Promise<SessionEnd>((resolve) => (reportEnd = resolve));
+
   const handle = (message: ProtocolMessage) => {
     if (message.type === 'hello') {
       helloSeen = true;
+      helloArrived();
       if (message.protocolVersion !== PROTOCOL_VERSION) {
         hooks.onWarning(`sandbox speaks protocol ${message.protocolVersion}, asp speaks ${PROTOCOL_VERSION}`);
       }
@@ -145,6 +163,9 @@ export async function runSession(
       taskEnd = message;
     }
     hooks.onMessage(message, reply);
+    // task.end is the runner's last line (its artifacts came before it): the task is over without waiting ~50 ms for
+    // the engine to see the container out; its removal (forced) stops what is left of it.
+    if (message.type === 'task.end') reportEnd({ kind: 'exited', statusCode: message.exitCode, taskEnd: message });
   };
 
   const stdoutDone = pump(
@@ -186,7 +207,7 @@ export async function runSession(
     await Promise.race([Promise.all([stdoutDone, stderrDone]), delay(DRAIN_MS)]);
     return { kind: 'exited', statusCode, taskEnd };
   });
-  const end = await Promise.race([waited, stopped]);
+  const end = await Promise.race([waited, stopped, reported]);
   if (end.kind !== 'exited') {
     // A deadline or an interrupt stops the container itself, every process in it, not just our wait.
     await sandbox.kill();
@@ -202,6 +223,20 @@ export async function runSession(
     );
   }
   return end;
+}
+
+/** How long a runner that said its last word (task.end) is given to be out of its sandbox before the copy-out. */
+const STOP_WAIT_MS = 5000;
+
+/**
+ * `.asp/` is copied out of a stopped sandbox. The session ends at the runner's task.end, a moment before its container
+ * does: waited for that moment (bounded), then stopped for sure; one stopped already answers both at once.
+ */
+export async function untilStopped(sandbox: Sandbox): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([sandbox.wait().catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, STOP_WAIT_MS).unref()))]);
+  clearTimeout(timer);
+  await sandbox.kill();
 }
 
 function pump(stream: Readable, onLine: (line: string) => void, onOverflow: (dropped: number) => void): Promise<void> {

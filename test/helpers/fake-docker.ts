@@ -31,6 +31,14 @@ export class FakeDocker implements DockerPort {
     return [...this.containers.values()].filter((container) => matches(container.labels, filters));
   }
 
+  async renameContainer(currentName: string, newName: string): Promise<boolean> {
+    this.record('renameContainer');
+    const found = [...this.containers.values()].find((container) => container.name === currentName);
+    if (!found || [...this.containers.values()].some((container) => container.name === newName)) return false;
+    found.name = newName;
+    return true;
+  }
+
   async listVolumes(filters: string[]): Promise<VolumeSummary[]> {
     this.record('listVolumes');
     return [...this.volumes.values()].filter((volume) => matches(volume.labels, filters));

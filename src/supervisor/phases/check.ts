@@ -18,7 +18,7 @@ import { taskTextEntry } from '../../workspace/host-state.js';
 import type { HostWorkspace } from '../../workspace/host-workspace.js';
 import type { Log } from '../../core/log.js';
 import type { Clock, Deadline } from '../../core/clock.js';
-import { runSession } from '../sandbox-session.js';
+import { runSession, untilStopped } from '../sandbox-session.js';
 import { outcomeOf, stepResults, whyStopped, type StepResult } from '../session-outcome.js';
 import { writeMissingStepRecords } from '../step-records.js';
 import type { TaskEgress } from '../task-egress.js';
@@ -137,7 +137,16 @@ export async function runCheck(request: CheckRequest, deps: CheckDeps): Promise<
     runSession(
       sandbox,
       // The session reads the runner's own lines, before the renaming: its deadlines go by the steps' own names.
-      { steps: request.steps, taskTimeoutMs: request.limits.timeout, deadline: request.deadline, signal: deps.signal, feed, env: request.allowedEnv, verifyIdentity: identityMismatch },
+      {
+        steps: request.steps,
+        taskTimeoutMs: request.limits.timeout,
+        deadline: request.deadline,
+        signal: deps.signal,
+        feed,
+        env: request.allowedEnv,
+        verifyIdentity: identityMismatch,
+        timePhase: (name, action) => trace.phase(`check:${name}`, action),
+      },
       {
         // The check's stream goes through the task's events (one events.jsonl, one trace), its steps renamed.
         onMessage: (message, reply) => (message.type === 'artifacts.chunk' || message.type === 'artifacts.end' ? undefined : events.handle(rename(message), reply, undefined, relay)),
@@ -181,6 +190,7 @@ async function copyCheckArtifacts(sandbox: Sandbox, destination: string, warn: (
     warn(`the steps left a .asp/${CHECK_ARTIFACTS_DIR}/ of their own: replaced by the check's artifacts`);
     await rm(destination, { recursive: true, force: true });
   }
+  await untilStopped(sandbox);
   const archive = await sandbox.fetchArtifacts();
   if (!archive) return { files: [], rejected: [] };
   return extractChecked(archive, destination, { root: '.asp' });

@@ -9,6 +9,7 @@ import { HOST_FILES, plantedHostNames } from '../../workspace/host-state.js';
 import type { ClaimedTask } from './claim-workspace.js';
 import type { ClonedRepos } from './clone-repos.js';
 import type { StepsRun } from './run-steps.js';
+import { untilStopped } from '../sandbox-session.js';
 
 /**
  * `.asp/` as it comes out of the sandbox, streamed or copied: into the host's `.asp/` and nowhere else. asp's own
@@ -78,6 +79,7 @@ export async function collect(
 
 /** Copies `.asp/` out; a second interrupt (`forceSignal`) cuts it short and resolves undefined, so removal comes at once. */
 async function copyOut(sandbox: Sandbox, destination: string, forceSignal: AbortSignal | undefined, warn: (message: string) => void): Promise<ExtractResult | undefined> {
+  await untilStopped(sandbox);
   const archive = await sandbox.fetchArtifacts();
   if (!archive) {
     warn('the sandbox has no .asp/ to copy out');

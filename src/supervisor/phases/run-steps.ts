@@ -50,6 +50,7 @@ export async function runSteps(
       env: plan.sandboxEnv,
       stop: deps.gateway?.gateway.stopped,
       verifyIdentity: identityMismatch,
+      timePhase: (name, action) => trace.phase(name, action),
     },
     {
       onMessage: (message, reply) => events.handle(message, reply, deps.gateway?.gateway, relay),

@@ -1,0 +1,300 @@
+import { spawn } from 'node:child_process';
+import { mkdirSync, openSync, closeSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { checkLimitsFit } from '../backend/limits-fit.js';
+import { formatSupervisor, LABEL } from '../backend/ownership-labels.js';
+import { checkRuntime } from '../backend/sandbox-policy.js';
+import type { SandboxBackend } from '../backend/sandbox-backend.js';
+import { parseTaskSpec } from '../config/task-spec.js';
+import { formatBytes, formatDuration, parseDuration } from '../config/units.js';
+import { AspError, EXIT } from '../core/asp-error.js';
+import { systemClock } from '../core/clock.js';
+import { printableLine } from '../core/printable.js';
+import { keepPool, retireAll } from '../pool/pool-keeper.js';
+import { listPoolRecords, liveKeeper, poolKey, poolsDir, readPoolRecord, removePoolRecord, writePoolRecord, type PoolRecord } from '../pool/pool-record.js';
+import { makeContext, reportFailure, type CliContext } from './cli-context.js';
+
+/** The most sandboxes one pool keeps: each holds its memory limit's worth of the machine while it waits. */
+const MAX_SIZE = 64;
+/** The longest TTL: a pool is for a working session, not for good. */
+const MAX_TTL_MS = 24 * 3_600_000;
+/** How long `asp pool up` waits for the pool to fill. */
+const FILL_TIMEOUT_MS = 120_000;
+/** How long `asp pool down` waits for a keeper to retire its sandboxes and end. */
+const KEEPER_END_MS = 30_000;
+/** How long a keeper just started has to write its name into the record. */
+const KEEPER_START_MS = 10_000;
+
+interface UpFlags {
+  size: string;
+  ttl: string;
+  image?: string;
+  memory?: string;
+  cpus?: string;
+  pids?: string;
+  runtime?: string;
+  json?: boolean;
+  debug?: boolean;
+}
+
+export function registerPoolCommand(program: Command): void {
+  const pool = program.command('pool').description('keep warm sandboxes started, for `asp run` to claim (Docker only)');
+  pool
+    .command('up')
+    .description('start a pool of N sandboxes of one image and one set of limits (again: resize it, renew its TTL)')
+    .option('--size <n>', 'how many sandboxes to keep ready', '2')
+    .option('--ttl <duration>', 'how long the pool lives (30s, 10m, 2h; at most 24h)', '10m')
+    .option('--image <image>', "the sandboxes' image (default: asp's own)")
+    .option('--memory <size>', 'memory limit of each (as asp run --memory)')
+    .option('--cpus <n>', 'CPU limit of each (as asp run --cpus)')
+    .option('--pids <n>', 'process limit of each (as asp run --pids)')
+    .option('--runtime <name>', 'the container runtime (as asp run --runtime)')
+    .option('--json', 'print the pool as one JSON object on stdout')
+    .option('--debug', 'stack traces on errors')
+    .action(async (flags: UpFlags) => {
+      process.exitCode = await guarded(flags, (context) => poolUp(flags, context));
+    });
+  pool
+    .command('down')
+    .description("end the pools (or the one --key names): their ready sandboxes go; tasks' claimed ones stay until they end")
+    .option('--key <key>', 'only this pool (as asp pool status lists it)')
+    .option('--json', 'print what went as one JSON object on stdout')
+    .option('--debug', 'stack traces on errors')
+    .action(async (flags: { key?: string; json?: boolean; debug?: boolean }) => {
+      process.exitCode = await guarded(flags, (context) => poolDown(flags, context));
+    });
+  pool
+    .command('status')
+    .alias('ls')
+    .description('list the pools: their image, limits, size, ready sandboxes and expiry')
+    .option('--json', 'print them as one JSON array on stdout')
+    .option('--debug', 'stack traces on errors')
+    .action(async (flags: { json?: boolean; debug?: boolean }) => {
+      process.exitCode = await guarded(flags, (context) => poolStatus(flags, context));
+    });
+  pool
+    .command('keep <key>', { hidden: true })
+    .description("the pool's keeper process (started by asp pool up)")
+    .action(async (key: string) => {
+      process.exitCode = await runKeeper(key);
+    });
+}
+
+async function guarded(flags: { json?: boolean; debug?: boolean }, action: (context: CliContext) => Promise<number>): Promise<number> {
+  const json = Boolean(flags.json);
+  try {
+    return await action(makeContext({ json, debug: Boolean(flags.debug) }));
+  } catch (error) {
+    return reportFailure(error, { json, debug: Boolean(flags.debug) });
+  }
+}
+
+function dockerOnly(context: CliContext): SandboxBackend {
+  if (!context.backend.warm) throw new AspError('BAD_INPUT', `warm pools run on Docker only; the ${context.backend.name} backend has none`, 'leave out --backend k8s / ASP_BACKEND=k8s for asp pool');
+  return context.backend;
+}
+
+async function poolUp(flags: UpFlags, context: CliContext): Promise<number> {
+  const size = Number(flags.size);
+  if (!/^\d+$/.test(flags.size) || size < 1 || size > MAX_SIZE)
+    throw new AspError('BAD_INPUT', `--size ${flags.size} is not a whole number from 1 to ${MAX_SIZE}`, 'pass --size the number of sandboxes to keep ready, e.g. --size 2');
+  const ttlMs = parseDuration(flags.ttl);
+  if (ttlMs === undefined || ttlMs < 1000 || ttlMs > MAX_TTL_MS)
+    throw new AspError('BAD_INPUT', `--ttl ${flags.ttl} is not a duration from 1s to 24h`, 'pass --ttl how long the pool lives, e.g. --ttl 10m');
+  const limits: Record<string, unknown> = {};
+  if (flags.memory !== undefined) limits.memory = flags.memory;
+  if (flags.cpus !== undefined) limits.cpus = wholeOrNumber('--cpus', flags.cpus, false);
+  if (flags.pids !== undefined) limits.pids = wholeOrNumber('--pids', flags.pids, true);
+  const spec = parseTaskSpec({ repo: '.', task: '', limits, ...(flags.image ? { image: flags.image } : {}), ...(flags.runtime ? { runtime: flags.runtime } : {}) }, 'asp pool up');
+  const backend = dockerOnly(context);
+  const info = await backend.describe();
+  checkLimitsFit(spec.limits, info);
+  checkRuntime(spec.runtime, info);
+  const image = await backend.prepareImage({
+    image: spec.image,
+    onBuildStart: (tag) => context.log.info({ image: tag }, `building the sandbox image ${tag} (first run, or asp changed); this takes a minute`),
+  });
+  const { memory, cpus, pids, tmpfs } = spec.limits;
+  const key = poolKey({ image: image.ref, imageId: image.id, limits: { memory, cpus, pids, tmpfs }, runtime: spec.runtime });
+  const home = context.settings.home;
+  const now = systemClock.now();
+  const known = await readPoolRecord(home, key);
+  const keeper = known ? liveKeeper(known) : undefined;
+  const record: PoolRecord = {
+    key,
+    image: image.ref,
+    imageId: image.id ?? null,
+    limits: { memory, cpus, pids, tmpfs },
+    runtime: spec.runtime ?? null,
+    size,
+    ttlMs,
+    expiresAt: new Date(now.getTime() + ttlMs).toISOString(),
+    createdAt: known && keeper ? known.createdAt : now.toISOString(),
+    keeper: keeper ? formatSupervisor(keeper) : null,
+  };
+  await writePoolRecord(home, record);
+  // A live keeper reads the record again now; a new one writes its own name into it first thing (pool-keeper.ts).
+  if (keeper) process.kill(keeper.pid, 'SIGHUP');
+  else startKeeper(key, home);
+  const ready = await untilFilled(backend, record, home, json(flags), context);
+  const summary = { key, image: record.image, limits: record.limits, runtime: record.runtime, size, ready, expiresAt: record.expiresAt, log: logPath(home, key) };
+  if (flags.json) context.stdout(JSON.stringify(summary) + '\n');
+  else
+    context.stdout(
+      printableLine(
+        `pool ${key}: ${ready} of ${size} sandbox(es) ready (${record.image}, memory ${formatBytes(memory)}, cpus ${cpus}, pids ${pids}${record.runtime ? `, runtime ${record.runtime}` : ''}) until ${record.expiresAt}; ` +
+          `asp run with this image and these limits claims one; asp pool down ends it`,
+      ) + '\n',
+    );
+  return EXIT.ok;
+}
+
+const json = (flags: { json?: boolean }) => Boolean(flags.json);
+
+/** Waits (bounded) for the pool to hold its size ready, saying how far it got; fails when its keeper died. */
+async function untilFilled(backend: SandboxBackend, record: PoolRecord, home: string, quiet: boolean, context: CliContext): Promise<number> {
+  const warm = backend.warm;
+  if (!warm) return 0;
+  const deadline = Date.now() + FILL_TIMEOUT_MS;
+  let said = -1;
+  for (;;) {
+    const ready = (await warm.ready(record.key)).length;
+    if (ready >= record.size) return ready;
+    if (ready !== said && !quiet) process.stderr.write(`asp: pool ${record.key}: ${ready}/${record.size} ready\n`);
+    said = ready;
+    const current = await readPoolRecord(home, record.key);
+    // A keeper just started may not have written its name yet.
+    const starting = current?.keeper === null && Date.now() < deadline - FILL_TIMEOUT_MS + KEEPER_START_MS;
+    if (!current || (!starting && !liveKeeper(current))) {
+      throw new AspError(
+        'DOCKER_FAILED',
+        `the keeper of pool ${record.key} ended before the pool filled: ${lastLine(logPath(home, record.key))}`,
+        `read ${logPath(home, record.key)}; asp doctor checks the engine`,
+      );
+    }
+    if (Date.now() > deadline) {
+      context.log.warn({}, `pool ${record.key}: ${ready} of ${record.size} ready after ${formatDuration(FILL_TIMEOUT_MS)}; its keeper goes on filling it`);
+      return ready;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+function logPath(home: string, key: string): string {
+  return path.join(poolsDir(home), `${key}.log`);
+}
+
+function lastLine(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').trim().split('\n').pop()?.slice(0, 300) ?? 'no log';
+  } catch {
+    return 'no log';
+  }
+}
+
+/** Starts `asp pool keep <key>` on its own (detached, its output in the pool's log). */
+function startKeeper(key: string, home: string): void {
+  mkdirSync(poolsDir(home), { recursive: true });
+  const log = openSync(logPath(home, key), 'a');
+  const entry = process.argv[1];
+  if (!entry) throw new Error('asp was started without its own path');
+  try {
+    const child = spawn(process.execPath, [entry, 'pool', 'keep', key], { detached: true, stdio: ['ignore', log, log], env: process.env });
+    child.unref();
+    if (child.pid === undefined) throw new AspError('DOCKER_FAILED', `cannot start the keeper of pool ${key}`, 'check that node can start processes here');
+  } finally {
+    closeSync(log);
+  }
+}
+
+async function poolDown(flags: { key?: string; json?: boolean }, context: CliContext): Promise<number> {
+  const backend = dockerOnly(context);
+  const warm = backend.warm;
+  if (!warm) return EXIT.ok;
+  if (flags.key !== undefined && !/^[0-9a-f]{12}$/.test(flags.key))
+    throw new AspError('BAD_INPUT', `--key ${flags.key} is not a pool key (12 hex digits)`, 'asp pool status lists the pools and their keys');
+  const home = context.settings.home;
+  const records = (await listPoolRecords(home)).filter((record) => flags.key === undefined || record.key === flags.key);
+  if (flags.key !== undefined && !records.length) throw new AspError('NOT_FOUND', `no pool ${flags.key}`, 'asp pool status lists the pools');
+  const ended: Array<{ key: string; retired: number; claimed: number }> = [];
+  for (const record of records) {
+    const keeper = liveKeeper(record);
+    // The record goes first: a keeper that looks finds it gone and ends, whatever it was doing.
+    await removePoolRecord(home, record.key);
+    if (keeper) {
+      try {
+        process.kill(keeper.pid, 'SIGTERM');
+      } catch {
+        // Gone already.
+      }
+      const until = Date.now() + KEEPER_END_MS;
+      while (liveKeeper(record) && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    // What a dead keeper left, and what a live one did not get to.
+    const retired = await retireAll(warm, record.key, (line) => context.log.warn({}, line));
+    const claimed = (await backend.listOwned([`${LABEL.managed}=true`, `${LABEL.pool}=${record.key}`])).filter((object) => object.kind === 'sandbox' && object.name.startsWith('asp-claimed-')).length;
+    ended.push({ key: record.key, retired, claimed });
+  }
+  if (flags.json) context.stdout(JSON.stringify({ pools: ended }) + '\n');
+  else if (!ended.length) context.stdout('no pools\n');
+  else for (const pool of ended) context.stdout(`pool ${pool.key}: ended${pool.claimed ? `; ${pool.claimed} sandbox(es) held by running tasks stay until they end` : ''}\n`);
+  return EXIT.ok;
+}
+
+async function poolStatus(flags: { json?: boolean }, context: CliContext): Promise<number> {
+  const backend = dockerOnly(context);
+  const records = await listPoolRecords(context.settings.home);
+  const rows = await Promise.all(
+    records.map(async (record) => ({
+      key: record.key,
+      image: record.image,
+      limits: record.limits,
+      runtime: record.runtime,
+      size: record.size,
+      ready: (await backend.warm?.ready(record.key))?.length ?? 0,
+      expiresAt: record.expiresAt,
+      keeper: liveKeeper(record) ? 'running' : 'gone',
+    })),
+  );
+  if (flags.json) context.stdout(JSON.stringify(rows) + '\n');
+  else if (!rows.length) context.stdout('no pools (asp pool up starts one)\n');
+  else
+    for (const row of rows)
+      context.stdout(
+        printableLine(
+          `pool ${row.key}: ${row.ready}/${row.size} ready, ${row.image}, memory ${formatBytes(row.limits.memory)}, cpus ${row.limits.cpus}, until ${row.expiresAt}, keeper ${row.keeper}`,
+        ) + '\n',
+      );
+  return EXIT.ok;
+}
+
+/** The keeper itself: its log is its stdout and stderr (the pool's log file). */
+async function runKeeper(key: string): Promise<number> {
+  if (!/^[0-9a-f]{12}$/.test(key)) {
+    process.stderr.write(`asp: error: ${printableLine(key)} is not a pool key — asp pool up starts keepers\n`);
+    return EXIT.badInput;
+  }
+  const context = makeContext({ json: true });
+  const stop = new AbortController();
+  const listeners: Array<() => void> = [];
+  process.on('SIGTERM', () => stop.abort());
+  process.on('SIGINT', () => stop.abort());
+  process.on('SIGUSR2', () => listeners.forEach((listener) => listener()));
+  process.on('SIGHUP', () => listeners.forEach((listener) => listener()));
+  const log = (line: string) => process.stdout.write(`${new Date().toISOString()} ${printableLine(line)}\n`);
+  try {
+    await keepPool(key, { backend: dockerOnly(context), home: context.settings.home, clock: systemClock, log, signal: stop.signal, nudges: { on: (listener) => listeners.push(listener) } });
+    return EXIT.ok;
+  } catch (error) {
+    log(`pool ${key}: the keeper failed: ${error instanceof Error ? error.message : String(error)}`);
+    return EXIT.infrastructure;
+  }
+}
+
+function wholeOrNumber(flag: string, text: string, whole: boolean): number {
+  const value = Number(text);
+  if (text.trim() === '' || !Number.isFinite(value) || (whole && !Number.isInteger(value)))
+    throw new AspError('BAD_INPUT', `${flag} ${text} is not ${whole ? 'a whole number' : 'a number'}`, `pass ${flag} a number`);
+  return value;
+}

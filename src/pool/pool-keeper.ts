@@ -1,0 +1,116 @@
+import { limitsSchema } from '../config/task-spec.js';
+import { errorMessage } from '../core/asp-error.js';
+import type { Clock } from '../core/clock.js';
+import { currentSupervisor, formatSupervisor } from '../backend/ownership-labels.js';
+import type { SandboxBackend, WarmSandboxes } from '../backend/sandbox-backend.js';
+import { liveKeeper, newSeq, poolSandboxLabels, readPoolRecord, removePoolRecord, writePoolRecord, type PoolRecord } from './pool-record.js';
+
+/** How often the keeper looks without being told (a claim tells it at once, by SIGUSR2). */
+const LOOK_EVERY_MS = 5000;
+/** After a failed make, the pause before the next try grows to this (the engine restarting, its disk full). */
+const MAX_BACKOFF_MS = 30_000;
+
+export interface KeeperDeps {
+  backend: SandboxBackend;
+  home: string;
+  clock: Clock;
+  /** One line to the pool's log. */
+  log: (line: string) => void;
+  /** Aborted by `asp pool down` (SIGTERM) or an interrupt: the keeper retires what is ready and ends. */
+  signal: AbortSignal;
+  /** Resolves the current wait early: a claim took a sandbox, or `asp pool up` changed the record. */
+  nudges: { on(listener: () => void): void };
+}
+
+/**
+ * The keeper of one pool, a process of its own (`asp pool keep`, started by `asp pool up`): it keeps the pool's
+ * size of sandboxes ready, one make at a time, until the pool's TTL ends, its record goes (`asp pool down`) or
+ * another keeper's identity is in it, then retires every ready sandbox and ends. Sandboxes claimed by tasks are
+ * theirs: the keeper never touches one. The keeper owns the ready ones (its identity is on their labels): killed,
+ * it leaves them to the next sweep, as any dead run's.
+ */
+export async function keepPool(key: string, deps: KeeperDeps): Promise<void> {
+  const { backend, home, clock, log, signal } = deps;
+  const warm = backend.warm;
+  if (!warm) throw new Error(`the ${backend.name} backend has no warm sandboxes`);
+  const me = currentSupervisor();
+  const found = await readPoolRecord(home, key);
+  if (!found) return log(`pool ${key}: no record, nothing to keep`);
+  const other = liveKeeper(found);
+  if (found.keeper !== null && other && other.pid !== me.pid) return log(`pool ${key}: kept already by pid ${other.pid}; ending`);
+  // Its name in the record is what makes it the keeper: `asp pool up` waits for it, a second keeper ends on it.
+  const first = { ...found, keeper: formatSupervisor(me) };
+  await writePoolRecord(home, first);
+  await backend.prepareImage({ image: first.image, onProgress: () => {} });
+  let wake: (() => void) | undefined;
+  deps.nudges.on(() => wake?.());
+  signal.addEventListener('abort', () => wake?.(), { once: true });
+  let failures = 0;
+  log(`pool ${key}: keeping ${first.size} sandbox(es) of ${first.image} until ${first.expiresAt}`);
+  let ours = true;
+  while (!signal.aborted) {
+    const record = await readPoolRecord(home, key);
+    if (!record || record.keeper !== formatSupervisor(me)) {
+      ours = false;
+      log(`pool ${key}: ${record ? 'another keeper took the pool over' : 'the record is gone (asp pool down)'}; ending`);
+      break;
+    }
+    const leftMs = new Date(record.expiresAt).getTime() - clock.now().getTime();
+    if (leftMs <= 0) {
+      log(`pool ${key}: its TTL ended; ending`);
+      break;
+    }
+    let pauseMs = Math.min(LOOK_EVERY_MS, leftMs);
+    try {
+      const ready = await warm.ready(key);
+      if (ready.length < record.size) {
+        await makeOne(warm, record, me);
+        failures = 0;
+        continue;
+      }
+      for (const extra of ready.slice(record.size)) await warm.retire(extra);
+    } catch (error) {
+      failures += 1;
+      pauseMs = Math.min(leftMs, MAX_BACKOFF_MS, 250 * 2 ** Math.min(failures, 7));
+      log(`pool ${key}: ${errorMessage(error)} (try ${failures}; again in ${pauseMs} ms)`);
+    }
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, pauseMs);
+      wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+  const retired = await retireAll(warm, key, log);
+  if (ours) await removePoolRecord(home, key);
+  log(`pool ${key}: retired ${retired} ready sandbox(es); ended`);
+}
+
+async function makeOne(warm: WarmSandboxes, record: PoolRecord, keeper: ReturnType<typeof currentSupervisor>): Promise<void> {
+  const seq = newSeq(record.key);
+  await warm.prepare({
+    image: record.image,
+    limits: { ...limitsSchema.parse({}), ...record.limits },
+    runtime: record.runtime ?? undefined,
+    labels: poolSandboxLabels(record, keeper, seq),
+    seq,
+  });
+}
+
+/** Retires every ready sandbox of the pool (a claimed one is its task's); how many went. */
+export async function retireAll(warm: WarmSandboxes, key: string, log: (line: string) => void): Promise<number> {
+  let retired = 0;
+  const ready = await warm.ready(key).catch((error: unknown) => {
+    log(`pool ${key}: cannot list its sandboxes: ${errorMessage(error)} (asp reap removes them once the keeper is gone)`);
+    return [];
+  });
+  for (const entry of ready) {
+    const gone = await warm.retire(entry).catch((error: unknown) => {
+      log(`pool ${key}: cannot remove ${entry.seq}: ${errorMessage(error)}`);
+      return false;
+    });
+    if (gone) retired += 1;
+  }
+  return retired;
+}
