@@ -138,6 +138,11 @@ export interface WarmEntry {
   pool: string;
 }
 
+/** An unclaimed warm sandbox as the engine lists it: stopped when the engine restarted under it (it is then retired). */
+export interface IdleEntry extends WarmEntry {
+  running: boolean;
+}
+
 /** The names of a warm sandbox's objects: ready, claimed by a task, retired for removal; and its workspace. */
 export function warmNames(seq: string): { ready: string; claimed: string; retired: string; workspace: string } {
   return { ready: `asp-pool-${seq}`, claimed: `asp-claimed-${seq}`, retired: `asp-retired-${seq}`, workspace: `asp-pool-ws-${seq}` };
@@ -149,6 +154,8 @@ export interface WarmSandboxes {
   prepare(request: WarmRequest): Promise<WarmEntry>;
   /** The ready ones of a pool (running, not claimed, not retired). */
   ready(pool: string): Promise<WarmEntry[]>;
+  /** Every unclaimed one of a pool, running or not (what its keeper retires at its end). */
+  idle(pool: string): Promise<IdleEntry[]>;
   /**
    * Takes a ready one for a task: of any number of callers, exactly one gets it, the rest undefined. `claim` labels
    * (the task's ownership) go on a marker that says who holds it, made before the take, so the reaper never takes a

@@ -2,7 +2,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { AspError, errorMessage, EXIT, exitCodeFor } from '../core/asp-error.js';
 import { githubToken, type BackendName, type Settings } from '../config/settings.js';
-import type { SandboxBackend } from '../backend/sandbox-backend.js';
+import type { PreparedImage, SandboxBackend } from '../backend/sandbox-backend.js';
 import { mapBounded } from '../core/bounded-pool.js';
 import type { Clock } from '../core/clock.js';
 import type { Log } from '../core/log.js';
@@ -116,9 +116,17 @@ export async function runBatch(list: TaskList, options: BatchOptions, deps: Batc
       : undefined;
   if (stock) {
     const shapes: PoolShape[] = [];
+    // Each image asked once (a list of thousands of lines names a few images).
+    const images = new Map<string, Promise<PreparedImage | undefined>>();
     for (const entry of list.entries) {
       if (done.has(entry.key) || backendOf(entry) !== deps.backend || (entry.spec.image && refused.get(imageKey(entry)))) continue;
-      const image = await deps.backend.prepareImage({ image: entry.spec.image }).catch(() => undefined);
+      const named = entry.spec.image ?? '';
+      if (!images.has(named))
+        images.set(
+          named,
+          deps.backend.prepareImage({ image: entry.spec.image }).catch(() => undefined),
+        );
+      const image = await images.get(named);
       if (image) shapes.push({ image: image.ref, imageId: image.id, limits: entry.spec.limits, runtime: entry.spec.runtime });
     }
     stock.plan(shapes);

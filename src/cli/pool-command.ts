@@ -6,7 +6,7 @@ import { checkLimitsFit } from '../backend/limits-fit.js';
 import { formatSupervisor, LABEL } from '../backend/ownership-labels.js';
 import { checkRuntime } from '../backend/sandbox-policy.js';
 import type { SandboxBackend } from '../backend/sandbox-backend.js';
-import { parseTaskSpec } from '../config/task-spec.js';
+import { parseTaskSpec, type TaskSpec } from '../config/task-spec.js';
 import { formatBytes, formatDuration, parseDuration } from '../config/units.js';
 import { AspError, EXIT } from '../core/asp-error.js';
 import { systemClock } from '../core/clock.js';
@@ -106,7 +106,7 @@ async function poolUp(flags: UpFlags, context: CliContext): Promise<number> {
   if (flags.memory !== undefined) limits.memory = flags.memory;
   if (flags.cpus !== undefined) limits.cpus = wholeOrNumber('--cpus', flags.cpus, false);
   if (flags.pids !== undefined) limits.pids = wholeOrNumber('--pids', flags.pids, true);
-  const spec = parseTaskSpec({ repo: '.', task: '', limits, ...(flags.image ? { image: flags.image } : {}), ...(flags.runtime ? { runtime: flags.runtime } : {}) }, 'asp pool up');
+  const spec = poolSpec({ repo: '.', task: '', limits, ...(flags.image ? { image: flags.image } : {}), ...(flags.runtime ? { runtime: flags.runtime } : {}) });
   const backend = dockerOnly(context);
   const info = await backend.describe();
   checkLimitsFit(spec.limits, info);
@@ -297,4 +297,17 @@ function wholeOrNumber(flag: string, text: string, whole: boolean): number {
   if (text.trim() === '' || !Number.isFinite(value) || (whole && !Number.isInteger(value)))
     throw new AspError('BAD_INPUT', `${flag} ${text} is not ${whole ? 'a whole number' : 'a number'}`, `pass ${flag} a number`);
   return value;
+}
+
+/** The pool's image and limits, checked as asp run checks them; a problem names the flag, as asp run's do. */
+function poolSpec(input: Record<string, unknown>): TaskSpec {
+  try {
+    return parseTaskSpec(input, 'asp pool up');
+  } catch (error) {
+    if (!(error instanceof AspError) || error.code !== 'BAD_INPUT') throw error;
+    const message = error.message.replace(/^asp pool up: limits\.(memory|cpus|pids)\b/, 'asp pool up: --$1').replace(/^asp pool up: (image|runtime)\b/, 'asp pool up: --$1');
+    throw new AspError('BAD_INPUT', message, error.hint ?? 'give the limits as asp run takes them (--memory 2g --cpus 1 --pids 512): a run claims only from a pool of its own limits', {
+      cause: error,
+    });
+  }
 }

@@ -6,18 +6,13 @@ import { traceName } from '../config/settings.js';
 import { MAX_TASK_BYTES, parseTaskSpec, type TaskSpecInput } from '../config/task-spec.js';
 import { formatBytes, formatDuration } from '../config/units.js';
 import { printable, printableLine } from '../core/printable.js';
-import { sweep } from '../reaper/sweep.js';
 import { systemClock } from '../core/clock.js';
-import { deliverTask } from '../delivery/deliver-task.js';
-import { explicitPushTarget } from '../delivery/push-target.js';
 import { redact } from '../forge/forge.js';
 import { resolveRepoSource } from '../workspace/repository.js';
 import { runTask, type TaskResult } from '../supervisor/run-task.js';
 import { poolSource } from '../pool/warm-source.js';
 import { resolveTraceMode } from '../tracing/trace-mode.js';
 import { makeContext, reportFailure } from './cli-context.js';
-import { dryRunManifests, formatManifests } from './dry-run.js';
-import { askAtTerminal } from './hitl-prompt.js';
 import { installInterruptHandlers } from './interrupts.js';
 
 import type { RunFlags } from './run-command.js';
@@ -30,16 +25,26 @@ export async function runCommand(flags: RunFlags): Promise<number> {
     const [session, user] = [traceName('--session', flags.session), traceName('--user', flags.user)];
     const context = makeContext({ json, debug, backend: flags.backend, namespace: flags.namespace });
     if (flags.dryRun) {
+      const { dryRunManifests, formatManifests } = await import('./dry-run.js');
       context.stdout(await formatManifests(await dryRunManifests(spec, context), json));
       return EXIT.ok;
     }
     if (spec.pr && !context.settings.github.token) throw new AspError('BAD_INPUT', '--pr needs a GitHub token', 'set GITHUB_TOKEN (or GH_TOKEN) on the host; it never enters the sandbox');
     // Checked before anything runs: a remote that is not there is bad input, not a failed push after the work.
-    const pushTo = flags.pushTo === undefined ? undefined : await explicitPushTarget(flags.pushTo, resolveRepoSource(spec.repo, process.cwd()).location, process.cwd(), context.settings.hostEnv);
+    const pushTo =
+      flags.pushTo === undefined
+        ? undefined
+        : await (await import('../delivery/push-target.js')).explicitPushTarget(flags.pushTo, resolveRepoSource(spec.repo, process.cwd()).location, process.cwd(), context.settings.hostEnv);
     const traceMode = resolveTraceMode(flags.trace, context.settings);
     const interrupts = installInterruptHandlers(context.log);
-    // Clear up after dead runs side by side with this run's start: it never throws and never touches a live run.
-    const sweeping = sweep({ backend: context.backend, settings: context.settings, clock: systemClock, log: context.log });
+    // Clear up after dead runs while this run's sandbox starts (the host only waits then; RunDeps.onIdle), with the
+    // delivery's modules loaded on the side: the sweep never throws and never touches a live run.
+    let sweeping: Promise<unknown> | undefined;
+    let delivery: Promise<typeof import('../delivery/deliver-task.js')> | undefined;
+    const onIdle = () => {
+      delivery ??= import('../delivery/deliver-task.js');
+      sweeping ??= import('../reaper/sweep.js').then(({ sweep }) => sweep({ backend: context.backend, settings: context.settings, clock: systemClock, log: context.log }));
+    };
     try {
       const run = await runTask(spec, {
         backend: context.backend,
@@ -56,13 +61,16 @@ export async function runCommand(flags: RunFlags): Promise<number> {
         session,
         user,
         warm: poolSource(context.settings.home, context.backend),
+        onIdle,
       });
+      onIdle();
+      const { deliverTask } = await (delivery ?? import('../delivery/deliver-task.js'));
       const result = await deliverTask(run, {
         settings: context.settings,
         log: context.log,
         decision: flags.approve ? 'approve' : flags.deny ? 'deny' : undefined,
         // Ask at the gate only when a person is there to answer.
-        ask: process.stdin.isTTY && process.stderr.isTTY ? askAtTerminal : undefined,
+        ask: process.stdin.isTTY && process.stderr.isTTY ? async (summary) => (await import('./hitl-prompt.js')).askAtTerminal(summary) : undefined,
         signal: interrupts.signal,
         pushTo,
       });
@@ -72,6 +80,7 @@ export async function runCommand(flags: RunFlags): Promise<number> {
       return result.exitCode;
     } finally {
       interrupts.dispose();
+      onIdle();
       await sweeping;
     }
   } catch (error) {

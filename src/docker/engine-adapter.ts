@@ -416,8 +416,9 @@ export class EngineAdapter implements DockerPort {
       await (await this.engine()).command('POST', `/containers/${encodeURIComponent(currentName)}/rename`, { query: { name: newName } });
       return true;
     } catch (error) {
-      // 404: no container of that name (any more); 409: the new name is taken (someone else renamed it first).
-      if (statusOf(error) === 404 || statusOf(error) === 409) return false;
+      // 404: no container of that name (any more); 409: the new name is taken (someone else renamed it first); 400
+      // "the same name as its current name": another caller found it by the old name too, and renamed it first.
+      if (statusOf(error) === 404 || statusOf(error) === 409 || (statusOf(error) === 400 && /same name/i.test(daemonMessage(error)))) return false;
       throw this.translate(error, `rename container ${currentName}`);
     }
   }

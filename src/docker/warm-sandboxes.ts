@@ -1,5 +1,5 @@
 import { LABEL } from '../backend/ownership-labels.js';
-import { warmNames, type Sandbox, type WarmEntry, type WarmRequest, type WarmSandboxes } from '../backend/sandbox-backend.js';
+import { warmNames, type IdleEntry, type Sandbox, type WarmEntry, type WarmRequest, type WarmSandboxes } from '../backend/sandbox-backend.js';
 import type { CleanupScope } from '../core/cleanup-stack.js';
 import { containerSpec } from './container-spec.js';
 import { createHardenedContainer } from './hardened-container.js';
@@ -57,10 +57,14 @@ export class DockerWarmSandboxes implements WarmSandboxes {
   }
 
   async ready(pool: string): Promise<WarmEntry[]> {
+    return (await this.idle(pool)).filter((entry) => entry.running).map(({ seq }) => ({ seq, pool }));
+  }
+
+  async idle(pool: string): Promise<IdleEntry[]> {
     const containers = await this.docker.listContainers([`${LABEL.managed}=true`, `${LABEL.pool}=${pool}`]);
     return containers.flatMap((container) => {
       const seq = container.labels[LABEL.poolSandbox];
-      return seq && container.state === 'running' && container.name === warmNames(seq).ready ? [{ seq, pool }] : [];
+      return seq && container.name === warmNames(seq).ready ? [{ seq, pool, running: container.state === 'running' }] : [];
     });
   }
 

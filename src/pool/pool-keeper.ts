@@ -62,7 +62,10 @@ export async function keepPool(key: string, deps: KeeperDeps): Promise<void> {
     }
     let pauseMs = Math.min(LOOK_EVERY_MS, leftMs);
     try {
-      const ready = await warm.ready(key);
+      const idle = await warm.idle(key);
+      // Stopped under it (the engine restarted): of no use to a task, so retired, and made again.
+      for (const stopped of idle.filter((entry) => !entry.running)) await warm.retire(stopped);
+      const ready = idle.filter((entry) => entry.running);
       if (ready.length < record.size) {
         await makeOne(warm, record, me);
         failures = 0;
@@ -101,7 +104,7 @@ async function makeOne(warm: WarmSandboxes, record: PoolRecord, keeper: ReturnTy
 /** Retires every ready sandbox of the pool (a claimed one is its task's); how many went. */
 export async function retireAll(warm: WarmSandboxes, key: string, log: (line: string) => void): Promise<number> {
   let retired = 0;
-  const ready = await warm.ready(key).catch((error: unknown) => {
+  const ready = await warm.idle(key).catch((error: unknown) => {
     log(`pool ${key}: cannot list its sandboxes: ${errorMessage(error)} (asp reap removes them once the keeper is gone)`);
     return [];
   });

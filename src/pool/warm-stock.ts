@@ -58,14 +58,20 @@ export class WarmStock {
     return {
       from: 'the batch',
       claim: async (scope) => {
-        // Still running? An engine that restarted since it was made stopped it: then it goes, and the task makes one.
-        const running = await warm.ready(taken.pool);
-        this.fill();
-        if (!running.some((ready) => ready.seq === taken.seq)) {
-          await warm.retire(taken).catch(() => false);
+        try {
+          // Still running? An engine that restarted since it was made stopped it: then it goes, and the task makes one.
+          const running = await warm.ready(taken.pool);
+          this.fill();
+          if (!running.some((ready) => ready.seq === taken.seq)) {
+            await warm.retire(taken).catch(() => false);
+            return undefined;
+          }
+          return await warm.claim(taken, scope);
+        } catch (error) {
+          // An engine that cannot rename (or list) just now: the task makes its own, as it would without the stock.
+          this.options.log.debug({ sandbox: taken.seq }, `could not take a warm sandbox: ${errorMessage(error)}`);
           return undefined;
         }
-        return warm.claim(taken, scope);
       },
     };
   };
@@ -113,10 +119,9 @@ export class WarmStock {
           },
         )
         .finally(() => {
-          const list = this.making.get(key) ?? [];
-          const at = list.indexOf(made);
-          if (at >= 0) list.splice(at, 1);
-          if (!list.length) this.making.delete(key);
+          const rest = (this.making.get(key) ?? []).filter((pending) => pending !== made);
+          if (rest.length) this.making.set(key, rest);
+          else this.making.delete(key);
           this.fill();
         });
       this.making.set(key, [...(this.making.get(key) ?? []), made]);

@@ -12,13 +12,11 @@ import type { TraceMode } from '../tracing/trace-mode.js';
 import type { TestResults } from '../tracing/test-results.js';
 import { userCopyPath } from '../workspace/host-state.js';
 import type { RepoMirrors } from '../workspace/repo-mirror.js';
-import { CHECK_STEP_PREFIX, runCheck, type CheckResult } from './phases/check.js';
+import type { CheckResult } from './phases/check.js';
 import { claimTaskWorkspace, type ClaimedTask } from './phases/claim-workspace.js';
 import { cloneRepos, type ClonedRepos } from './phases/clone-repos.js';
-import { collect, type Collected } from './phases/collect.js';
+import type { Collected } from './phases/collect.js';
 import { prepareFeed, type PreparedFeed } from './phases/feed-workspace.js';
-import { finishTask } from './phases/finish-task.js';
-import { recordTrace } from './phases/record-trace.js';
 import { resolveTask, type TaskPlan } from './phases/resolve-task.js';
 import { runSteps } from './phases/run-steps.js';
 import { bringSandboxUp, type SandboxUp } from './phases/sandbox-up.js';
@@ -59,6 +57,11 @@ export interface RunDeps {
   user?: string | undefined;
   /** Where a warm sandbox may be had before one is made (the pools of `asp pool up`, a batch's next ones). */
   warm?: WarmSource | undefined;
+  /**
+   * Called once, when the sandbox is up and its runner booting: the host only waits then, and what can wait for it
+   * (`asp run`'s sweep of dead runs, modules needed later) runs there instead of before the task.
+   */
+  onIdle?: (() => void) | undefined;
   /** Test seam of the egress relay: how the host resolves a name (tests have only 127.0.0.1). */
   egressLookup?: Lookup | undefined;
 }
@@ -86,7 +89,14 @@ interface Ran {
 export async function runTask(input: TaskSpec, given: RunDeps): Promise<TaskRun> {
   // The task reads the wall clock once, here: all it records of time after that moves with the monotonic clock.
   const clock = anchoredClock(given.clock);
-  const deps = { ...given, clock, ...(input.backend && given.backendFor ? { backend: given.backendFor(input.backend) } : {}) };
+  let idled = false;
+  const onIdle = () => {
+    if (idled) return;
+    idled = true;
+    void postSession().catch(() => {});
+    given.onIdle?.();
+  };
+  const deps = { ...given, clock, onIdle, ...(input.backend && given.backendFor ? { backend: given.backendFor(input.backend) } : {}) };
   const plan = await resolveTask(input, { settings: deps.settings, cwd: deps.cwd, clock });
   let report = (message: string) => deps.log.warn({}, message);
   await using stack = new CleanupStack(({ error }) => report(`cleanup incomplete: ${errorMessage(error)} (asp reap will finish it)`));
@@ -96,7 +106,10 @@ export async function runTask(input: TaskSpec, given: RunDeps): Promise<TaskRun>
   // Container first (a volume in use cannot go), then the volume, the events file, the cassette, and the host dir
   // when nothing ran. With --keep a sandbox that ran stays, for looking into.
   await task.trace.phase('cleanup', () => stack.dispose({ keep: plan.spec.keep && task.started }));
+  // Not idle after all (the task ended before its runner booted): what waited for it runs now.
+  onIdle();
   if (!task.started) throw ran.failure?.error;
+  const { recordTrace, finishTask, CHECK_STEP_PREFIX } = await postSession();
 
   const steps = ran.prepared?.steps ?? [];
   const checkSteps = ran.prepared?.checkSteps ?? [];
@@ -127,7 +140,7 @@ export async function runTask(input: TaskSpec, given: RunDeps): Promise<TaskRun>
     commit: ran.cloned?.commit ?? null,
     image: ran.image,
     steps: recorded.steps,
-    failedStep: failedStep(task, recorded.steps, ran.check, recorded.tests),
+    failedStep: failedStep(task, recorded.steps, ran.check, recorded.tests, CHECK_STEP_PREFIX),
     costUsd: traceCostUsd(recorded.trace.document),
     check: ran.check,
     artifacts: [],
@@ -198,6 +211,7 @@ async function runSandboxPhases(plan: TaskPlan, task: ClaimedTask, deps: RunDeps
     ran.prepared = prepared;
     const steps = await runSteps(plan, task, prepared, up.sandbox, { ...deps, gateway: ran.gateway, egress: ran.egress }, stack);
     ran.outcome = steps.outcome;
+    const { collect } = await postSession();
     ran.collected = await collect(task, cloned, steps, up.sandbox, deps);
     if (prepared.checkSteps.length && ran.outcome.status === 'passed' && !deps.forceSignal?.aborted) {
       ran.check = await checkChange(plan, task, prepared, up.image, ran.collected, { ...deps, egress: ran.egress });
@@ -218,6 +232,7 @@ async function checkChange(plan: TaskPlan, task: ClaimedTask, prepared: Prepared
     { taskId: task.taskId, commit: change?.head ?? sandboxTask.baseCommit },
     `clean-room check: ${checkSteps.length} step(s) on ${change ? `the change (${change.head.slice(0, 12)})` : 'the base commit (no change came back)'}`,
   );
+  const { runCheck } = await postSession();
   return task.trace.phase('check', () =>
     runCheck(
       {
@@ -241,19 +256,27 @@ async function checkChange(plan: TaskPlan, task: ClaimedTask, prepared: Prepared
 }
 
 /** A task whose steps passed can still fail its clean-room check: then the check's step is the one to show. */
-function failedStep(task: ClaimedTask, steps: StepResult[], check: CheckResult | null, tests: TestResults | null): StepFailure | null {
+function failedStep(task: ClaimedTask, steps: StepResult[], check: CheckResult | null, tests: TestResults | null, checkPrefix: string): StepFailure | null {
   const failing = (list: StepResult[]) => list.find((step) => step.status === 'failed' || step.status === 'timeout' || step.status === 'interrupted');
   const own = failing(steps);
   const checked = own ? undefined : failing(check?.steps ?? []);
   const step = own ?? checked;
   if (!step) return null;
-  const name = checked ? `${CHECK_STEP_PREFIX}${step.name}` : step.name;
+  const name = checked ? `${checkPrefix}${step.name}` : step.name;
   const record = task.events.steps.record(name, step.exitCode);
   // The runner's own word on a step it ended or could not start (the disk limit, no shell in the image), when it said.
   const said = step.status === 'failed' && record?.reason ? `: ${record.reason.slice(0, 300)}` : '';
   const reason = step.status === 'failed' ? `step ${name} exited ${step.exitCode}${said}` : `step ${name} ${step.status === 'timeout' ? 'passed its deadline' : 'was interrupted'}`;
   const logs = [userCopyPath(task.workspace, 'events'), path.join(checked && check ? check.artifactsDir : task.workspace.artifactsDir, `${step.name}.json`)];
   return { step: name, status: step.status, exitCode: step.exitCode, reason, outputTail: record?.outputTail || null, firstFailingTest: tests?.summary.failing[0] ?? null, logs };
+}
+
+let loadingPostSession: Promise<typeof import('./phases/post-session.js')> | undefined;
+
+/** The phases after the session, loaded once per process (from the first task's idle moment, or when first needed). */
+function postSession(): Promise<typeof import('./phases/post-session.js')> {
+  loadingPostSession ??= import('./phases/post-session.js');
+  return loadingPostSession;
 }
 
 async function settleBoth<A, B>(first: Promise<A>, second: Promise<B>): Promise<[A, B]> {

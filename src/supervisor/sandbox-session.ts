@@ -20,7 +20,7 @@ export type SessionEnd =
    * The runner ended the task: by its last word (task.end, with its exit code: the container may still be on its way
    * out, and its removal stops it), or by the sandbox stopping without one.
    */
-  | { kind: 'exited'; statusCode: number; taskEnd: TaskEndMessage | undefined }
+  | { kind: 'exited'; statusCode: number; taskEnd: TaskEndMessage | undefined; early?: boolean }
   | { kind: 'deadline'; what: string }
   | { kind: 'interrupted' }
   /** The host stopped the task for a reason of its own (a model budget spent). */
@@ -165,7 +165,7 @@ export async function runSession(
     hooks.onMessage(message, reply);
     // task.end is the runner's last line (its artifacts came before it): the task is over without waiting ~50 ms for
     // the engine to see the container out; its removal (forced) stops what is left of it.
-    if (message.type === 'task.end') reportEnd({ kind: 'exited', statusCode: message.exitCode, taskEnd: message });
+    if (message.type === 'task.end') reportEnd({ kind: 'exited', statusCode: message.exitCode, taskEnd: message, early: true });
   };
 
   const stdoutDone = pump(
@@ -234,9 +234,15 @@ const STOP_WAIT_MS = 5000;
  */
 export async function untilStopped(sandbox: Sandbox): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
-  await Promise.race([sandbox.wait().catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, STOP_WAIT_MS).unref()))]);
+  const stopped = await Promise.race([
+    sandbox.wait().then(
+      () => true,
+      () => true,
+    ),
+    new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), STOP_WAIT_MS).unref())),
+  ]);
   clearTimeout(timer);
-  await sandbox.kill();
+  if (!stopped) await sandbox.kill();
 }
 
 function pump(stream: Readable, onLine: (line: string) => void, onOverflow: (dropped: number) => void): Promise<void> {

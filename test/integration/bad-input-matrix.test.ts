@@ -316,6 +316,18 @@ const cases: Case[] = [
     problem: /not-a-report\.json is not an asp batch report: batchId is required/,
     fix: /name the JSON file an asp batch --report wrote/,
   },
+  // asp pool
+  { command: 'pool up', what: 'a size of 0', args: ['pool', 'up', '--size', '0'], exit: 2, problem: /--size 0 is not a whole number from 1 to 64/, fix: /pass --size the number of sandboxes/ },
+  { command: 'pool up', what: 'a size that is not a number', args: ['pool', 'up', '--size', 'many'], exit: 2, problem: /--size many is not a whole number/, fix: /e\.g\. --size 2/ },
+  { command: 'pool up', what: 'a TTL past 24h', args: ['pool', 'up', '--ttl', '2d'], exit: 2, problem: /--ttl 2d is not a duration from 1s to 24h/, fix: /e\.g\. --ttl 10m/ },
+  { command: 'pool up', what: 'a TTL that is no duration', args: ['pool', 'up', '--ttl', 'soon'], exit: 2, problem: /--ttl soon is not a duration/, fix: /e\.g\. --ttl 10m/ },
+  { command: 'pool up', what: 'a memory limit under Docker’s minimum', args: ['pool', 'up', '--memory', '1k'], exit: 2, problem: /--memory must be at least 6m/, fix: /as asp run takes them/ },
+  { command: 'pool up', what: 'CPUs that are no number', args: ['pool', 'up', '--cpus', 'lots'], exit: 2, problem: /--cpus lots is not a number/, fix: /pass --cpus a number/ },
+  { command: 'pool up', what: 'Docker not running', args: ['pool', 'up'], env: noDocker, exit: 3, problem: /Docker at unix:\/\/\/tmp\/none\.sock does not answer/, fix: /start the Docker daemon/ },
+  { command: 'pool up', what: 'the Kubernetes backend', args: ['pool', 'up'], env: { ASP_BACKEND: 'k8s' }, exit: 2, problem: /warm pools run on Docker only/, fix: /leave out --backend k8s/ },
+  { command: 'pool down', what: 'a key that is no pool key', args: ['pool', 'down', '--key', 'nope'], exit: 2, problem: /--key nope is not a pool key/, fix: /asp pool status lists/ },
+  { command: 'pool down', what: 'a pool that is not there', args: ['pool', 'down', '--key', '0123456789ab'], exit: 2, problem: /no pool 0123456789ab/, fix: /asp pool status lists/ },
+  { command: 'pool status', what: 'an unknown option', args: ['pool', 'status', '--frobnicate'], exit: 2, problem: /unknown option '--frobnicate'/, fix: /see asp --help/ },
   // asp image build
   { command: 'image build', what: 'an unknown option', args: ['image', 'build', '--frobnicate'], exit: 2, problem: /unknown option '--frobnicate'/, fix: /see asp --help/ },
   {

@@ -42,8 +42,10 @@ const deadSupervisor: SupervisorIdentity = { ...currentSupervisor(), pid: 4_000_
 describe.skipIf(!dockerAvailable)('warm sandboxes against the real Docker engine', () => {
   const homes: Array<Record<string, string>> = [];
   afterEach(async () => {
-    // A failed test must not leave a keeper behind for the next one.
+    // A failed test must not leave a keeper, or what it made, behind for the next one.
     for (const env of homes.splice(0)) await asp(['pool', 'down'], env);
+    for (const container of await poolContainers()) await docker.removeContainer(container.name);
+    for (const volume of [...(await docker.listVolumes([LABEL.pool])), ...(await docker.listVolumes([LABEL.claims]))]) await docker.removeVolume(volume.name);
   });
   afterAll(async () => {
     expect(await leftovers()).toEqual({ containers: [], volumes: [] });

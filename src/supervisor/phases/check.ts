@@ -168,7 +168,7 @@ export async function runCheck(request: CheckRequest, deps: CheckDeps): Promise<
   if (outcome.status !== 'passed' && !outcome.error) outcome = { ...outcome, error: 'the clean-room check failed' };
   const steps = stepResults(prefixed, events.stepStarts, events.stepEnds, outcome.status, events.steps).map((step) => ({ ...step, name: step.name.slice(CHECK_STEP_PREFIX.length) }));
   if (!deps.forceSignal?.aborted) {
-    const extracted = await trace.phase('check:copy-out', () => copyCheckArtifacts(sandbox, artifactsDir, warn));
+    const extracted = await trace.phase('check:copy-out', () => copyCheckArtifacts(sandbox, end.kind === 'exited' && end.early === true, artifactsDir, warn));
     for (const rejected of extracted.rejected) warn(`not copied out of the check's sandbox: .asp/${rejected.name.replace(/^\.asp\/?/, '')} (${rejected.reason})`);
     // A check step killed before it wrote its record (a deadline) gets one from the host, as the steps' do.
     await writeMissingStepRecords(artifactsDir, events.steps, steps, warn, (name) => `${CHECK_STEP_PREFIX}${name}`);
@@ -180,7 +180,7 @@ export async function runCheck(request: CheckRequest, deps: CheckDeps): Promise<
  * `.asp/` of the check, into `<workspace>/.asp/check/`. A `check/` the agent's sandbox left in its own `.asp/` is
  * replaced: that name belongs to the check.
  */
-async function copyCheckArtifacts(sandbox: Sandbox, destination: string, warn: (message: string) => void): Promise<ExtractResult> {
+async function copyCheckArtifacts(sandbox: Sandbox, stopping: boolean, destination: string, warn: (message: string) => void): Promise<ExtractResult> {
   if (
     await stat(destination).then(
       () => true,
@@ -190,7 +190,7 @@ async function copyCheckArtifacts(sandbox: Sandbox, destination: string, warn: (
     warn(`the steps left a .asp/${CHECK_ARTIFACTS_DIR}/ of their own: replaced by the check's artifacts`);
     await rm(destination, { recursive: true, force: true });
   }
-  await untilStopped(sandbox);
+  if (stopping) await untilStopped(sandbox);
   const archive = await sandbox.fetchArtifacts();
   if (!archive) return { files: [], rejected: [] };
   return extractChecked(archive, destination, { root: '.asp' });

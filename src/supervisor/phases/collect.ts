@@ -9,7 +9,7 @@ import { HOST_FILES, plantedHostNames } from '../../workspace/host-state.js';
 import type { ClaimedTask } from './claim-workspace.js';
 import type { ClonedRepos } from './clone-repos.js';
 import type { StepsRun } from './run-steps.js';
-import { untilStopped } from '../sandbox-session.js';
+import { untilStopped, type SessionEnd } from '../sandbox-session.js';
 
 /**
  * `.asp/` as it comes out of the sandbox, streamed or copied: into the host's `.asp/` and nowhere else. asp's own
@@ -44,7 +44,7 @@ export async function collect(
   const streamed = end.kind === 'exited' ? task.events.artifacts.result() : { missing: `the task ended by ${end.kind}` };
   if ('missing' in streamed && end.kind === 'exited' && streamed.missing !== 'not streamed') warn(`artifacts stream unusable (${streamed.missing}): copying .asp/ out of the container`);
   const extracted = await trace.phase('copy-out', () =>
-    'tar' in streamed ? extractChecked(Readable.from([streamed.tar]), workspace.artifactsDir, ARTIFACT_EXTRACT) : copyOut(sandbox, workspace.artifactsDir, deps.forceSignal, warn),
+    'tar' in streamed ? extractChecked(Readable.from([streamed.tar]), workspace.artifactsDir, ARTIFACT_EXTRACT) : copyOut(sandbox, end, workspace.artifactsDir, deps.forceSignal, warn),
   );
   if (!extracted) warn('copy-out cut short by a second interrupt: .asp/ holds what arrived before it');
   for (const rejected of extracted?.rejected ?? []) warn(`not copied out of the sandbox: .asp/${rejected.name.replace(/^\.asp\/?/, '')} (${rejected.reason})`);
@@ -78,8 +78,9 @@ export async function collect(
 }
 
 /** Copies `.asp/` out; a second interrupt (`forceSignal`) cuts it short and resolves undefined, so removal comes at once. */
-async function copyOut(sandbox: Sandbox, destination: string, forceSignal: AbortSignal | undefined, warn: (message: string) => void): Promise<ExtractResult | undefined> {
-  await untilStopped(sandbox);
+async function copyOut(sandbox: Sandbox, end: SessionEnd, destination: string, forceSignal: AbortSignal | undefined, warn: (message: string) => void): Promise<ExtractResult | undefined> {
+  // Ended at the runner's last word: its container is a moment from stopping. Any other end stopped it already.
+  if (end.kind === 'exited' && end.early) await untilStopped(sandbox);
   const archive = await sandbox.fetchArtifacts();
   if (!archive) {
     warn('the sandbox has no .asp/ to copy out');

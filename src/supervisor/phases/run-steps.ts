@@ -27,7 +27,7 @@ export async function runSteps(
   task: ClaimedTask,
   prepared: PreparedFeed,
   sandbox: Sandbox,
-  deps: { clock: Clock; log: Log; gateway: TaskGateway | undefined; egress?: TaskEgress | undefined; signal?: AbortSignal | undefined },
+  deps: { clock: Clock; log: Log; gateway: TaskGateway | undefined; egress?: TaskEgress | undefined; signal?: AbortSignal | undefined; onIdle?: (() => void) | undefined },
   stack: CleanupScope,
 ): Promise<StepsRun> {
   const { events, trace, warn, taskId } = task;
@@ -50,7 +50,11 @@ export async function runSteps(
       env: plan.sandboxEnv,
       stop: deps.gateway?.gateway.stopped,
       verifyIdentity: identityMismatch,
-      timePhase: (name, action) => trace.phase(name, action),
+      timePhase: (name, action) => {
+        // The runner boots, the host waits: the moment for what can wait (RunDeps.onIdle).
+        if (name === 'runner-boot') deps.onIdle?.();
+        return trace.phase(name, action);
+      },
     },
     {
       onMessage: (message, reply) => events.handle(message, reply, deps.gateway?.gateway, relay),
