@@ -85,6 +85,12 @@ export interface Sandbox {
    * sends them over the protocol, first (`env` message).
    */
   readonly envOverProtocol?: boolean | undefined;
+  /**
+   * The session may end at the runner's task.end, before the sandbox stops: its removal stops it at once, and its
+   * `.asp/` stays readable until then (Docker). Without it the host waits for the sandbox to stop (a pod, whose
+   * status lags and whose files go with its deletion).
+   */
+  readonly endsAtTaskEnd?: boolean | undefined;
   /** The image's content digest as the engine ran it, when only starting the sandbox tells it (a pod's imageID). */
   readonly imageId?: string | undefined;
   /**
@@ -141,6 +147,8 @@ export interface WarmEntry {
 /** An unclaimed warm sandbox as the engine lists it: stopped when the engine restarted under it (it is then retired). */
 export interface IdleEntry extends WarmEntry {
   running: boolean;
+  /** Retired already, its removal unfinished (an engine error): retire() finishes it. */
+  retired?: boolean | undefined;
 }
 
 /** The names of a warm sandbox's objects: ready, claimed by a task, retired for removal; and its workspace. */
@@ -150,11 +158,16 @@ export function warmNames(seq: string): { ready: string; claimed: string; retire
 
 /** Sandboxes started ahead of their tasks, where a backend can make them (Docker). */
 export interface WarmSandboxes {
+  /**
+   * What else makes a sandbox what it is besides its image and limits: this asp's sandbox spec (its version, its
+   * runner's image). Part of a pool's key, so a keeper of another asp (an upgrade since `asp pool up`) is never claimed from.
+   */
+  readonly fingerprint: string;
   /** Makes one ready. What it makes is removed again when it fails half-way; once ready, it is the keeper's. */
   prepare(request: WarmRequest): Promise<WarmEntry>;
   /** The ready ones of a pool (running, not claimed, not retired). */
   ready(pool: string): Promise<WarmEntry[]>;
-  /** Every unclaimed one of a pool, running or not (what its keeper retires at its end). */
+  /** Every unclaimed one of a pool, running or not, and any retired one not yet gone (what its keeper retires). */
   idle(pool: string): Promise<IdleEntry[]>;
   /**
    * Takes a ready one for a task: of any number of callers, exactly one gets it, the rest undefined. `claim` labels
@@ -164,7 +177,7 @@ export interface WarmSandboxes {
    */
   claim(entry: WarmEntry, scope: CleanupScope, claim?: { labels: Record<string, string>; id: string }): Promise<Sandbox | undefined>;
   /** Takes a ready one out of service and removes it: false when a task claimed it first (it is then the task's). */
-  retire(entry: WarmEntry): Promise<boolean>;
+  retire(entry: WarmEntry | IdleEntry): Promise<boolean>;
 }
 
 export interface SandboxBackend {

@@ -8,6 +8,7 @@ import type { Clock } from '../core/clock.js';
 import type { Log } from '../core/log.js';
 import { retry } from '../core/retry.js';
 import { currentSupervisor, formatSupervisor, LABEL } from '../backend/ownership-labels.js';
+import { runtimeLimits } from '../backend/sandbox-policy.js';
 import { formatDuration } from '../config/units.js';
 import { deliverTask } from '../delivery/deliver-task.js';
 import { runTask, type TaskResult } from '../supervisor/run-task.js';
@@ -127,7 +128,8 @@ export async function runBatch(list: TaskList, options: BatchOptions, deps: Batc
           deps.backend.prepareImage({ image: entry.spec.image }).catch(() => undefined),
         );
       const image = await images.get(named);
-      if (image) shapes.push({ image: image.ref, imageId: image.id, limits: entry.spec.limits, runtime: entry.spec.runtime });
+      // The limits its run will have (gVisor raises a low pids limit, resolve-task.ts): a sandbox of others is never taken.
+      if (image) shapes.push({ image: image.ref, imageId: image.id, limits: runtimeLimits(entry.spec.runtime, entry.spec.limits).limits, runtime: entry.spec.runtime });
     }
     stock.plan(shapes);
   }
@@ -292,7 +294,9 @@ class EngineGate {
 async function removeLeftovers(deps: Pick<BatchDeps, 'backend' | 'log'>): Promise<void> {
   try {
     const owned = await deps.backend.listOwned([`${LABEL.supervisor}=${formatSupervisor(currentSupervisor())}`]);
-    const left = owned.filter((object) => object.labels[LABEL.keep] !== 'true');
+    // A warm sandbox a kept task claimed is kept with it (its marker says so; its own labels are the batch's).
+    const keptClaims = new Set(owned.flatMap((object) => (object.labels[LABEL.claims] && object.labels[LABEL.keep] === 'true' ? [object.labels[LABEL.claims]] : [])));
+    const left = owned.filter((object) => object.labels[LABEL.keep] !== 'true' && !keptClaims.has(object.labels[LABEL.poolSandbox] ?? ''));
     let removed = 0;
     for (const object of left) {
       await deps.backend.removeOwned(object).then(

@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { checkLimitsFit } from '../backend/limits-fit.js';
 import { formatSupervisor, LABEL } from '../backend/ownership-labels.js';
-import { checkRuntime } from '../backend/sandbox-policy.js';
+import { checkRuntime, runtimeLimits } from '../backend/sandbox-policy.js';
 import type { SandboxBackend } from '../backend/sandbox-backend.js';
 import { parseTaskSpec, type TaskSpec } from '../config/task-spec.js';
 import { formatBytes, formatDuration, parseDuration } from '../config/units.js';
@@ -12,7 +12,7 @@ import { AspError, EXIT } from '../core/asp-error.js';
 import { systemClock } from '../core/clock.js';
 import { printableLine } from '../core/printable.js';
 import { keepPool, retireAll } from '../pool/pool-keeper.js';
-import { listPoolRecords, liveKeeper, poolKey, poolsDir, readPoolRecord, removePoolRecord, writePoolRecord, type PoolRecord } from '../pool/pool-record.js';
+import { listPoolRecords, liveKeeper, newPoolId, poolKey, poolsDir, readPoolRecord, removePoolRecord, writePoolRecord, type PoolRecord } from '../pool/pool-record.js';
 import { makeContext, reportFailure, type CliContext } from './cli-context.js';
 
 /** The most sandboxes one pool keeps: each holds its memory limit's worth of the machine while it waits. */
@@ -91,7 +91,7 @@ async function guarded(flags: { json?: boolean; debug?: boolean }, action: (cont
 }
 
 function dockerOnly(context: CliContext): SandboxBackend {
-  if (!context.backend.warm) throw new AspError('BAD_INPUT', `warm pools run on Docker only; the ${context.backend.name} backend has none`, 'leave out --backend k8s / ASP_BACKEND=k8s for asp pool');
+  if (!context.backend.warm) throw new AspError('BAD_INPUT', `warm pools run on Docker only; the ${context.backend.name} backend has none`, 'unset ASP_BACKEND (or set it to docker) for asp pool');
   return context.backend;
 }
 
@@ -106,7 +106,11 @@ async function poolUp(flags: UpFlags, context: CliContext): Promise<number> {
   if (flags.memory !== undefined) limits.memory = flags.memory;
   if (flags.cpus !== undefined) limits.cpus = wholeOrNumber('--cpus', flags.cpus, false);
   if (flags.pids !== undefined) limits.pids = wholeOrNumber('--pids', flags.pids, true);
-  const spec = poolSpec({ repo: '.', task: '', limits, ...(flags.image ? { image: flags.image } : {}), ...(flags.runtime ? { runtime: flags.runtime } : {}) });
+  const asked = poolSpec({ repo: '.', task: '', limits, ...(flags.image ? { image: flags.image } : {}), ...(flags.runtime ? { runtime: flags.runtime } : {}) });
+  // The limits a run under this runtime gets (gVisor raises a low pids limit): a pool of any other would never be claimed.
+  const fitted = runtimeLimits(asked.runtime, asked.limits);
+  if (fitted.note) context.log.warn({}, fitted.note);
+  const spec = { ...asked, limits: fitted.limits };
   const backend = dockerOnly(context);
   const info = await backend.describe();
   checkLimitsFit(spec.limits, info);
@@ -116,7 +120,7 @@ async function poolUp(flags: UpFlags, context: CliContext): Promise<number> {
     onBuildStart: (tag) => context.log.info({ image: tag }, `building the sandbox image ${tag} (first run, or asp changed); this takes a minute`),
   });
   const { memory, cpus, pids, tmpfs } = spec.limits;
-  const key = poolKey({ image: image.ref, imageId: image.id, limits: { memory, cpus, pids, tmpfs }, runtime: spec.runtime });
+  const key = poolKey({ image: image.ref, imageId: image.id, limits: { memory, cpus, pids, tmpfs }, runtime: spec.runtime }, backend.warm?.fingerprint ?? '');
   const home = context.settings.home;
   const now = systemClock.now();
   const known = await readPoolRecord(home, key);
@@ -131,14 +135,14 @@ async function poolUp(flags: UpFlags, context: CliContext): Promise<number> {
     ttlMs,
     expiresAt: new Date(now.getTime() + ttlMs).toISOString(),
     createdAt: known && keeper ? known.createdAt : now.toISOString(),
+    id: known && keeper ? known.id : newPoolId(key),
     keeper: keeper ? formatSupervisor(keeper) : null,
   };
   await writePoolRecord(home, record);
   // A live keeper reads the record again now; a new one writes its own name into it first thing (pool-keeper.ts).
-  if (keeper) process.kill(keeper.pid, 'SIGHUP');
-  else startKeeper(key, home);
+  if (!keeper || !signal(keeper.pid, 'SIGHUP')) startKeeper(key, home);
   const ready = await untilFilled(backend, record, home, json(flags), context);
-  const summary = { key, image: record.image, limits: record.limits, runtime: record.runtime, size, ready, expiresAt: record.expiresAt, log: logPath(home, key) };
+  const summary = { key, id: record.id, image: record.image, limits: record.limits, runtime: record.runtime, size, ready, expiresAt: record.expiresAt, log: logPath(home, key) };
   if (flags.json) context.stdout(JSON.stringify(summary) + '\n');
   else
     context.stdout(
@@ -159,7 +163,7 @@ async function untilFilled(backend: SandboxBackend, record: PoolRecord, home: st
   const deadline = Date.now() + FILL_TIMEOUT_MS;
   let said = -1;
   for (;;) {
-    const ready = (await warm.ready(record.key)).length;
+    const ready = (await warm.ready(record.id)).length;
     if (ready >= record.size) return ready;
     if (ready !== said && !quiet) process.stderr.write(`asp: pool ${record.key}: ${ready}/${record.size} ready\n`);
     said = ready;
@@ -200,7 +204,7 @@ function startKeeper(key: string, home: string): void {
   const entry = process.argv[1];
   if (!entry) throw new Error('asp was started without its own path');
   try {
-    const child = spawn(process.execPath, [entry, 'pool', 'keep', key], { detached: true, stdio: ['ignore', log, log], env: process.env });
+    const child = spawn(process.execPath, [...process.execArgv, entry, 'pool', 'keep', key], { detached: true, stdio: ['ignore', log, log], env: process.env });
     child.unref();
     if (child.pid === undefined) throw new AspError('DOCKER_FAILED', `cannot start the keeper of pool ${key}`, 'check that node can start processes here');
   } finally {
@@ -223,17 +227,13 @@ async function poolDown(flags: { key?: string; json?: boolean }, context: CliCon
     // The record goes first: a keeper that looks finds it gone and ends, whatever it was doing.
     await removePoolRecord(home, record.key);
     if (keeper) {
-      try {
-        process.kill(keeper.pid, 'SIGTERM');
-      } catch {
-        // Gone already.
-      }
+      signal(keeper.pid, 'SIGTERM');
       const until = Date.now() + KEEPER_END_MS;
       while (liveKeeper(record) && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 50));
     }
     // What a dead keeper left, and what a live one did not get to.
-    const retired = await retireAll(warm, record.key, (line) => context.log.warn({}, line));
-    const claimed = (await backend.listOwned([`${LABEL.managed}=true`, `${LABEL.pool}=${record.key}`])).filter((object) => object.kind === 'sandbox' && object.name.startsWith('asp-claimed-')).length;
+    const retired = await retireAll(warm, record.id, (line) => context.log.warn({}, line));
+    const claimed = (await backend.listOwned([`${LABEL.managed}=true`, `${LABEL.pool}=${record.id}`])).filter((object) => object.kind === 'sandbox' && object.name.startsWith('asp-claimed-')).length;
     ended.push({ key: record.key, retired, claimed });
   }
   if (flags.json) context.stdout(JSON.stringify({ pools: ended }) + '\n');
@@ -248,11 +248,12 @@ async function poolStatus(flags: { json?: boolean }, context: CliContext): Promi
   const rows = await Promise.all(
     records.map(async (record) => ({
       key: record.key,
+      id: record.id,
       image: record.image,
       limits: record.limits,
       runtime: record.runtime,
       size: record.size,
-      ready: (await backend.warm?.ready(record.key))?.length ?? 0,
+      ready: (await backend.warm?.ready(record.id))?.length ?? 0,
       expiresAt: record.expiresAt,
       keeper: liveKeeper(record) ? 'running' : 'gone',
     })),
@@ -289,6 +290,16 @@ async function runKeeper(key: string): Promise<number> {
   } catch (error) {
     log(`pool ${key}: the keeper failed: ${error instanceof Error ? error.message : String(error)}`);
     return EXIT.infrastructure;
+  }
+}
+
+/** Sends a signal; false when the process is gone already. */
+function signal(pid: number, name: NodeJS.Signals): boolean {
+  try {
+    process.kill(pid, name);
+    return true;
+  } catch {
+    return false;
   }
 }
 

@@ -36,6 +36,9 @@ export async function runCommand(flags: RunFlags): Promise<number> {
         ? undefined
         : await (await import('../delivery/push-target.js')).explicitPushTarget(flags.pushTo, resolveRepoSource(spec.repo, process.cwd()).location, process.cwd(), context.settings.hostEnv);
     const traceMode = resolveTraceMode(flags.trace, context.settings);
+    // Docker's first answers (its version and info, asked once per process) are on their way while the task is
+    // resolved and its workspace claimed; a failure here is the task's to report, when it asks again.
+    if (context.backend.name === 'docker') void context.backend.describe().catch(() => {});
     const interrupts = installInterruptHandlers(context.log);
     // Clear up after dead runs while this run's sandbox starts (the host only waits then; RunDeps.onIdle), with the
     // delivery's modules loaded on the side: the sweep never throws and never touches a live run.

@@ -13,7 +13,9 @@ import {
   type SandboxRequest,
   type SandboxStreams,
   type WarmSandboxes,
+  warmNames,
 } from '../backend/sandbox-backend.js';
+import { LABEL } from '../backend/ownership-labels.js';
 import { SANDBOX_ARTIFACTS_DIR } from '../protocol/messages.js';
 import { containerSpec } from './container-spec.js';
 import { createHardenedContainer } from './hardened-container.js';
@@ -127,6 +129,14 @@ export class DockerBackend implements SandboxBackend {
   }
 
   async removeOwned(object: OwnedObject): Promise<void> {
+    const seq = object.labels[LABEL.poolSandbox];
+    if (object.kind === 'sandbox' && seq && object.name === warmNames(seq).ready) {
+      // A ready warm sandbox goes through the rename a claim would win: never one a task claimed meanwhile.
+      if (!(await this.warm.retire({ seq, pool: object.labels[LABEL.pool] ?? '' }))) {
+        throw new AspError('DOCKER_CONFLICT', `${object.name} was claimed by a task meanwhile`, 'it is the task’s now: it goes when the task ends');
+      }
+      return;
+    }
     if (object.kind === 'sandbox') return this.docker.removeContainer(object.ref);
     const { answer: failure } = await retry(
       () =>
@@ -152,6 +162,8 @@ export function dockerSandbox(docker: DockerPort, containerId: string): Sandbox 
 class DockerSandbox implements Sandbox {
   /** A warm sandbox's Env holds no task's values: they come over the protocol, as on Kubernetes. */
   readonly envOverProtocol: boolean;
+  /** A forced removal stops a container at once, and its volume stays readable until then. */
+  readonly endsAtTaskEnd = true;
 
   constructor(
     private readonly docker: DockerPort,

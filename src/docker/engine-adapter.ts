@@ -154,10 +154,12 @@ export class EngineAdapter implements DockerPort {
   }
 
   private async readInfo(): Promise<DaemonInfo> {
-    const engine = await this.engine();
+    // Asked side by side with the version (unversioned: the fields read here are the same in every API version asp
+    // speaks), so a task's first engine question costs one round trip, not two.
+    const { client } = this.connect();
+    const [, info] = await Promise.all([this.engine(), this.call('reach the Docker daemon', () => client.json('GET', '/info', infoReply, { unversioned: true }))]);
     const version = this.version;
     if (!version) throw new Error('the daemon version is known once engine() resolved');
-    const info = await this.call('reach the Docker daemon', () => engine.json('GET', '/info', infoReply));
     return {
       endpoint: this.endpoint,
       source: this.connection?.address.source,

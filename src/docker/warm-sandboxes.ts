@@ -3,7 +3,9 @@ import { warmNames, type IdleEntry, type Sandbox, type WarmEntry, type WarmReque
 import type { CleanupScope } from '../core/cleanup-stack.js';
 import { containerSpec } from './container-spec.js';
 import { createHardenedContainer } from './hardened-container.js';
+import { ASP_VERSION } from '../core/version.js';
 import type { DockerPort } from './port.js';
+import { imageContext } from './sandbox-image.js';
 
 /**
  * Warm sandboxes on Docker: a container made, read back and started exactly as a task's (containerSpec), on an empty
@@ -12,6 +14,8 @@ import type { DockerPort } from './port.js';
  * one engine or from several hosts. Being retired (for removal) is the same rename to `asp-retired-…`.
  */
 export class DockerWarmSandboxes implements WarmSandboxes {
+  readonly fingerprint = `${ASP_VERSION}/${imageContext().tag}`;
+
   constructor(
     private readonly docker: DockerPort,
     /** The runtime volume the image's sandboxes mount (not asp's own image), as the backend prepared it. */
@@ -64,7 +68,10 @@ export class DockerWarmSandboxes implements WarmSandboxes {
     const containers = await this.docker.listContainers([`${LABEL.managed}=true`, `${LABEL.pool}=${pool}`]);
     return containers.flatMap((container) => {
       const seq = container.labels[LABEL.poolSandbox];
-      return seq && container.name === warmNames(seq).ready ? [{ seq, pool, running: container.state === 'running' }] : [];
+      if (!seq) return [];
+      const names = warmNames(seq);
+      if (container.name === names.ready) return [{ seq, pool, running: container.state === 'running' }];
+      return container.name === names.retired ? [{ seq, pool, running: false, retired: true }] : [];
     });
   }
 
@@ -82,16 +89,24 @@ export class DockerWarmSandboxes implements WarmSandboxes {
       if (marker) await docker.removeVolume(marker).catch(() => {});
       return undefined;
     }
-    // Undone in reverse: the container, then the workspace it mounts, then the marker that said who held them.
-    if (marker) scope.defer(`claim ${marker}`, () => docker.removeVolume(marker), { keepable: true });
-    scope.defer(`volume ${names.workspace}`, () => docker.removeVolume(names.workspace), { keepable: true });
-    scope.defer(`container ${names.claimed}`, () => docker.removeContainer(names.claimed), { keepable: true });
+    // In this order, each only once the one before is gone: the marker says who holds the sandbox for as long as
+    // any of it is left, so a removal that fails leaves it the task's, for the reaper to judge by the task.
+    scope.defer(
+      `sandbox ${names.claimed}`,
+      async () => {
+        await docker.removeContainer(names.claimed);
+        await docker.removeVolume(names.workspace);
+        if (marker) await docker.removeVolume(marker);
+      },
+      { keepable: true },
+    );
     return this.sandboxFor(names.claimed, { started: true });
   }
 
-  async retire(entry: WarmEntry): Promise<boolean> {
+  async retire(entry: WarmEntry | IdleEntry): Promise<boolean> {
     const names = warmNames(entry.seq);
-    if (!(await this.docker.renameContainer(names.ready, names.retired))) return false;
+    const retired = 'retired' in entry && entry.retired === true;
+    if (!retired && !(await this.docker.renameContainer(names.ready, names.retired))) return false;
     await this.docker.removeContainer(names.retired);
     await this.docker.removeVolume(names.workspace);
     return true;

@@ -7,6 +7,11 @@ import { liveKeeper, newSeq, poolSandboxLabels, readPoolRecord, removePoolRecord
 
 /** How often the keeper looks without being told (a claim tells it at once, by SIGUSR2). */
 const LOOK_EVERY_MS = 5000;
+/**
+ * How long after a claim the keeper makes the next: the claiming task's own start is not slowed by a create beside
+ * it (on a small machine they share the cores), and the rest of the pool serves the claims meanwhile.
+ */
+export const REFILL_DELAY_MS = 750;
 /** After a failed make, the pause before the next try grows to this (the engine restarting, its disk full). */
 const MAX_BACKOFF_MS = 30_000;
 
@@ -18,8 +23,9 @@ export interface KeeperDeps {
   log: (line: string) => void;
   /** Aborted by `asp pool down` (SIGTERM) or an interrupt: the keeper retires what is ready and ends. */
   signal: AbortSignal;
-  /** Resolves the current wait early: a claim took a sandbox, or `asp pool up` changed the record. */
+  /** Ends the current wait (after REFILL_DELAY_MS): a claim took a sandbox, or `asp pool up` changed the record. */
   nudges: { on(listener: () => void): void };
+  refillDelayMs?: number | undefined;
 }
 
 /**
@@ -41,9 +47,17 @@ export async function keepPool(key: string, deps: KeeperDeps): Promise<void> {
   // Its name in the record is what makes it the keeper: `asp pool up` waits for it, a second keeper ends on it.
   const first = { ...found, keeper: formatSupervisor(me) };
   await writePoolRecord(home, first);
-  await backend.prepareImage({ image: first.image, onProgress: () => {} });
+  const image = await backend.prepareImage({ image: first.image, onProgress: () => {} });
+  // The tag moved since `asp pool up` (another image under it): runs of the new one would never claim these.
+  if (first.imageId && image.id && image.id !== first.imageId) return log(`pool ${key}: ${first.image} is ${image.id} now, not ${first.imageId}: run asp pool up again; ending`);
   let wake: (() => void) | undefined;
-  deps.nudges.on(() => wake?.());
+  let refill: NodeJS.Timeout | undefined;
+  deps.nudges.on(() => {
+    refill ??= setTimeout(() => {
+      refill = undefined;
+      wake?.();
+    }, deps.refillDelayMs ?? REFILL_DELAY_MS);
+  });
   signal.addEventListener('abort', () => wake?.(), { once: true });
   let failures = 0;
   log(`pool ${key}: keeping ${first.size} sandbox(es) of ${first.image} until ${first.expiresAt}`);
@@ -62,7 +76,7 @@ export async function keepPool(key: string, deps: KeeperDeps): Promise<void> {
     }
     let pauseMs = Math.min(LOOK_EVERY_MS, leftMs);
     try {
-      const idle = await warm.idle(key);
+      const idle = await warm.idle(record.id);
       // Stopped under it (the engine restarted): of no use to a task, so retired, and made again.
       for (const stopped of idle.filter((entry) => !entry.running)) await warm.retire(stopped);
       const ready = idle.filter((entry) => entry.running);
@@ -85,8 +99,11 @@ export async function keepPool(key: string, deps: KeeperDeps): Promise<void> {
       };
     });
   }
-  const retired = await retireAll(warm, key, log);
-  if (ours) await removePoolRecord(home, key);
+  clearTimeout(refill);
+  const retired = await retireAll(warm, first.id, log);
+  // Not a record `asp pool up` renewed meanwhile (it names this keeper and a later expiry): that up starts another keeper.
+  const last = await readPoolRecord(home, key);
+  if (ours && last?.keeper === formatSupervisor(me) && (signal.aborted || new Date(last.expiresAt).getTime() <= clock.now().getTime())) await removePoolRecord(home, key);
   log(`pool ${key}: retired ${retired} ready sandbox(es); ended`);
 }
 
@@ -102,7 +119,8 @@ async function makeOne(warm: WarmSandboxes, record: PoolRecord, keeper: ReturnTy
 }
 
 /** Retires every ready sandbox of the pool (a claimed one is its task's); how many went. */
-export async function retireAll(warm: WarmSandboxes, key: string, log: (line: string) => void): Promise<number> {
+export async function retireAll(warm: WarmSandboxes, pool: string, log: (line: string) => void): Promise<number> {
+  const key = pool;
   let retired = 0;
   const ready = await warm.idle(key).catch((error: unknown) => {
     log(`pool ${key}: cannot list its sandboxes: ${errorMessage(error)} (asp reap removes them once the keeper is gone)`);

@@ -22,15 +22,20 @@ export interface PoolShape {
   runtime: string | undefined;
 }
 
-/** The pool's key: one per image, limits and runtime; a run claims only from the pool of its own key. */
-export function poolKey(shape: PoolShape): string {
+/**
+ * The pool's key: one per image, limits and runtime, and per asp (the backend's fingerprint of its sandbox spec); a
+ * run claims only from the pool of its own key.
+ */
+export function poolKey(shape: PoolShape, fingerprint: string): string {
   const { memory, cpus, pids, tmpfs } = shape.limits;
-  const canonical = JSON.stringify([shape.imageId ?? shape.image, memory, cpus, pids, tmpfs, shape.runtime ?? null]);
+  const canonical = JSON.stringify([shape.imageId ?? shape.image, memory, cpus, pids, tmpfs, shape.runtime ?? null, fingerprint]);
   return createHash('sha256').update(canonical).digest('hex').slice(0, 12);
 }
 
 const recordSchema = z.object({
   key: z.string().regex(/^[0-9a-f]{12}$/),
+  /** This pool's own id (its sandboxes' `asp.pool` label): two pools of one key (two ASP_HOMEs, two hosts on one engine) never count or take each other's. */
+  id: z.string().regex(/^[0-9a-f]{12}-[0-9a-f]{8}$/),
   image: z.string(),
   imageId: z.string().nullable(),
   limits: z.object({ memory: z.number(), cpus: z.number(), pids: z.number(), tmpfs: z.number() }),
@@ -92,10 +97,15 @@ export function liveKeeper(record: PoolRecord): SupervisorIdentity | undefined {
 /** The labels of one of the pool's sandboxes: the keeper owns it, it expires with the pool (and the grace). */
 export function poolSandboxLabels(record: PoolRecord, keeper: SupervisorIdentity, seq: string): Record<string, string> {
   const expiresAt = new Date(new Date(record.expiresAt).getTime() + EXPIRY_GRACE_MS);
-  return { ...ownershipLabels({ taskId: 'pool', runId: seq, supervisor: keeper, expiresAt, keep: false }), [LABEL.pool]: record.key };
+  return { ...ownershipLabels({ taskId: 'pool', runId: seq, supervisor: keeper, expiresAt, keep: false }), [LABEL.pool]: record.id };
 }
 
 /** A new sandbox's seq: its pool's key and a random part (names must be unique on the engine). */
 export function newSeq(key: string): string {
+  return `${key}-${randomBytes(4).toString('hex')}`;
+}
+
+/** A new pool's id, for its label. */
+export function newPoolId(key: string): string {
   return `${key}-${randomBytes(4).toString('hex')}`;
 }

@@ -28,16 +28,18 @@ export function poolSource(home: string, backend: SandboxBackend): WarmSource {
   return async (shape) => {
     const warm = backend.warm;
     if (!warm) return undefined;
-    const key = poolKey(shape);
+    const key = poolKey(shape, warm.fingerprint);
     const record = await readPoolRecord(home, key).catch(() => undefined);
     const keeper = record && new Date(record.expiresAt).getTime() > Date.now() ? liveKeeper(record) : undefined;
-    if (!keeper) return undefined;
+    if (!record || !keeper) return undefined;
+    const pool = record.id;
     return {
       from: `pool ${key}`,
       claim: async (scope, claim) => {
-        const ready = shuffled(await warm.ready(key));
+        const ready = shuffled(await warm.ready(pool).catch(() => []));
         for (const entry of ready) {
-          const sandbox = await warm.claim(entry, scope, claim);
+          // An engine that cannot take one just now (a rename refused, a full disk): the task makes its own.
+          const sandbox = await warm.claim(entry, scope, claim).catch(() => undefined);
           if (!sandbox) continue;
           try {
             process.kill(keeper.pid, 'SIGUSR2');

@@ -38,8 +38,9 @@ export class WarmStock {
 
   /** The warm source a task of the batch takes from; a task's start moves the plan on by one. */
   readonly source: WarmSource = async (shape) => {
-    const key = poolKey(shape);
-    const index = this.upcoming.findIndex((next) => poolKey(next) === key);
+    const fingerprint = this.backend.warm?.fingerprint ?? '';
+    const key = poolKey(shape, fingerprint);
+    const index = this.upcoming.findIndex((next) => poolKey(next, fingerprint) === key);
     if (index >= 0) this.upcoming.splice(index, 1);
     this.failing = false;
     const warm = this.backend.warm;
@@ -57,7 +58,7 @@ export class WarmStock {
     const taken = entry;
     return {
       from: 'the batch',
-      claim: async (scope) => {
+      claim: async (scope, claim) => {
         try {
           // Still running? An engine that restarted since it was made stopped it: then it goes, and the task makes one.
           const running = await warm.ready(taken.pool);
@@ -66,7 +67,8 @@ export class WarmStock {
             await warm.retire(taken).catch(() => false);
             return undefined;
           }
-          return await warm.claim(taken, scope);
+          // With the task's marker: a claimed sandbox is judged by its task (kept, its own expiry), not by the batch.
+          return await warm.claim(taken, scope, claim);
         } catch (error) {
           // An engine that cannot rename (or list) just now: the task makes its own, as it would without the stock.
           this.options.log.debug({ sandbox: taken.seq }, `could not take a warm sandbox: ${errorMessage(error)}`);
@@ -99,11 +101,11 @@ export class WarmStock {
       // The next task not yet covered by one ready or in the making.
       const shape = this.upcoming[this.count()];
       if (!shape) return;
-      const key = poolKey(shape);
+      const key = poolKey(shape, warm.fingerprint);
       const seq = newSeq(key);
       const labels = {
         ...ownershipLabels({ taskId: 'warm', runId: seq, supervisor: this.options.supervisor, expiresAt: new Date(this.options.now().getTime() + STOCK_EXPIRY_MS + EXPIRY_GRACE_MS), keep: false }),
-        [LABEL.pool]: `batch-${key}`,
+        [LABEL.pool]: `batch-${process.pid}-${key}`,
       };
       const made = warm
         .prepare({ image: shape.image, limits: { ...limitsSchema.parse({}), ...shape.limits }, runtime: shape.runtime, labels, seq })

@@ -32,9 +32,13 @@ export async function findDeadSandboxes(backend: SandboxBackend, policy: ReapPol
     const seq = object.labels[LABEL.poolSandbox];
     // Claimed: its container says so by its name; a workspace whose container is gone, by the markers left.
     const held = seq ? holders.get(seq) : undefined;
-    const claimed = seq !== undefined && held !== undefined && (taken.has(seq) || !withSandbox.has(seq));
-    const verdict = claimed && held ? judgeHeld(held, object.createdAt, policy) : judge(owner, object.createdAt, policy);
-    if (verdict.reap && owner) targets.push({ kind: object.kind === 'sandbox' ? backend.sandboxKind : 'volume', object, name: object.name, owner, reason: verdict.reason });
+    const claimed = seq !== undefined && (taken.has(seq) || (held !== undefined && !withSandbox.has(seq)));
+    // Claimed with no marker listed: the marker came after this listing began (the lists are read side by side), or
+    // something removed it. Its task cannot be asked, so only its expiry decides, never its keeper's death.
+    const verdict = !claimed ? judge(owner, object.createdAt, policy) : held ? judgeHeld(held, object.createdAt, policy) : byExpiry(owner, policy);
+    // Reported as the claiming task's (and removed with its marker), not as its pool's.
+    const reported = claimed && held ? (held[0] ?? owner) : owner;
+    if (verdict.reap && reported) targets.push({ kind: object.kind === 'sandbox' ? backend.sandboxKind : 'volume', object, name: object.name, owner: reported, reason: verdict.reason });
     else if (!verdict.reap) countSkipped(skipped, verdict.reason);
   }
   return targets;
@@ -49,6 +53,11 @@ function claimHolders(objects: OwnedObject[]): Map<string, Ownership[]> {
     if (seq && owner) holders.set(seq, [...(holders.get(seq) ?? []), owner]);
   }
   return holders;
+}
+
+function byExpiry(owner: Ownership | undefined, policy: ReapPolicy): Verdict {
+  if (!owner) return { reap: false, reason: 'not-asp' };
+  return policy.now.getTime() >= owner.expiresAt.getTime() ? { reap: true, reason: 'expired' } : { reap: false, reason: 'not-expired' };
 }
 
 /** A claimed sandbox goes only when every task that claimed it may go: one that may not (alive, kept) holds it. */

@@ -165,7 +165,7 @@ export async function runSession(
     hooks.onMessage(message, reply);
     // task.end is the runner's last line (its artifacts came before it): the task is over without waiting ~50 ms for
     // the engine to see the container out; its removal (forced) stops what is left of it.
-    if (message.type === 'task.end') reportEnd({ kind: 'exited', statusCode: message.exitCode, taskEnd: message, early: true });
+    if (message.type === 'task.end' && sandbox.endsAtTaskEnd) reportEnd({ kind: 'exited', statusCode: message.exitCode, taskEnd: message, early: true });
   };
 
   const stdoutDone = pump(
@@ -242,7 +242,8 @@ export async function untilStopped(sandbox: Sandbox): Promise<void> {
     new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), STOP_WAIT_MS).unref())),
   ]);
   clearTimeout(timer);
-  if (!stopped) await sandbox.kill();
+  // Removal stops it in any case; the copy-out then says what it could not read.
+  if (!stopped) await sandbox.kill().catch(() => {});
 }
 
 function pump(stream: Readable, onLine: (line: string) => void, onOverflow: (dropped: number) => void): Promise<void> {

@@ -36,6 +36,21 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs = 30
   }
 }
 
+/** Warm sandboxes made straight through the backend, in a pool of their own, owned by `keeper`. */
+async function warmMaker() {
+  const backend = new DockerBackend(docker);
+  const image = await backend.prepareImage({});
+  const warm = backend.warm;
+  const pool = `test-${Date.now().toString(36)}`;
+  const make = async (keeper: SupervisorIdentity) => {
+    const seq = newSeq('0123456789ab');
+    const labels = { ...ownershipLabels({ taskId: 'pool', runId: seq, supervisor: keeper, expiresAt: new Date(Date.now() + 600_000), keep: false }), [LABEL.pool]: pool };
+    await warm.prepare({ image: image.ref, limits: limitsSchema.parse({}), runtime: undefined, labels, seq });
+    return { seq, pool };
+  };
+  return { backend, warm, pool, make };
+}
+
 /** A supervisor that is not alive: a pid past any this machine hands out. */
 const deadSupervisor: SupervisorIdentity = { ...currentSupervisor(), pid: 4_000_000, startTicks: 1 };
 
@@ -56,9 +71,10 @@ describe.skipIf(!dockerAvailable)('warm sandboxes against the real Docker engine
     homes.push(env);
     const up = await asp(['pool', 'up', '--size', '2', '--ttl', '5m', '--json'], env);
     expect(up.code, up.stderr).toBe(0);
-    const pool = JSON.parse(up.stdout) as { key: string; size: number; ready: number };
+    const pool = JSON.parse(up.stdout) as { key: string; id: string; size: number; ready: number };
     expect(pool).toMatchObject({ size: 2, ready: 2 });
-    const ready = (await poolContainers()).filter((container) => container.labels[LABEL.pool] === pool.key);
+    const ready = (await poolContainers()).filter((container) => container.labels[LABEL.pool] === pool.id);
+    expect(pool.id.startsWith(`${pool.key}-`)).toBe(true);
     expect(ready.map((container) => container.state)).toEqual(['running', 'running']);
     // The same hardening as a task's sandbox, and nothing of a task's (no workspace, no --env values).
     for (const container of ready) {
@@ -108,18 +124,8 @@ describe.skipIf(!dockerAvailable)('warm sandboxes against the real Docker engine
   }, 120_000);
 
   it('of many claims at once on one ready sandbox, exactly one wins', async () => {
-    const backend = new DockerBackend(docker);
-    const image = await backend.prepareImage({});
-    const warm = backend.warm;
-    const pool = `test-${Date.now().toString(36)}`;
-    const seq = newSeq('0123456789ab');
-    await warm.prepare({
-      image: image.ref,
-      limits: limitsSchema.parse({}),
-      runtime: undefined,
-      labels: { ...ownershipLabels({ taskId: 'pool', runId: seq, supervisor: currentSupervisor(), expiresAt: new Date(Date.now() + 600_000), keep: false }), [LABEL.pool]: pool },
-      seq,
-    });
+    const { warm, pool, make } = await warmMaker();
+    const { seq } = await make(currentSupervisor());
     const [entry] = await warm.ready(pool);
     expect(entry?.seq).toBe(seq);
     const stacks = Array.from({ length: 8 }, () => new CleanupStack());
@@ -138,21 +144,7 @@ describe.skipIf(!dockerAvailable)('warm sandboxes against the real Docker engine
   }, 60_000);
 
   it('the reaper judges a claimed sandbox by its claim: a live task keeps it though its keeper is dead, a dead task loses it though its keeper lives', async () => {
-    const backend = new DockerBackend(docker);
-    const image = await backend.prepareImage({});
-    const warm = backend.warm;
-    const pool = `test-${Date.now().toString(36)}`;
-    const make = async (keeper: SupervisorIdentity) => {
-      const seq = newSeq('0123456789ab');
-      await warm.prepare({
-        image: image.ref,
-        limits: limitsSchema.parse({}),
-        runtime: undefined,
-        labels: { ...ownershipLabels({ taskId: 'pool', runId: seq, supervisor: keeper, expiresAt: new Date(Date.now() + 600_000), keep: false }), [LABEL.pool]: pool },
-        seq,
-      });
-      return { seq, pool };
-    };
+    const { backend, warm, pool, make } = await warmMaker();
     const claimAs = (entry: { seq: string; pool: string }, holder: SupervisorIdentity, stack: CleanupStack, id: string) =>
       warm.claim(entry, stack, { labels: ownershipLabels({ taskId: id, runId: 'r', supervisor: holder, expiresAt: new Date(Date.now() + 600_000), keep: false }), id: `${id}-r` });
     const heldByLive = await make(deadSupervisor);
@@ -224,6 +216,39 @@ describe.skipIf(!dockerAvailable)('warm sandboxes against the real Docker engine
       expect(await leftovers()).toEqual({ containers: [], volumes: [] });
     }
   }, 180_000);
+
+  it('two pools of one shape (two ASP_HOMEs on one engine) never count, take or end each other’s sandboxes', async () => {
+    const [first, second] = [scratch(), scratch()];
+    homes.push(first.env, second.env);
+    const ids: string[] = [];
+    for (const { env } of [first, second]) {
+      const up = await asp(['pool', 'up', '--size', '1', '--ttl', '5m', '--json'], env);
+      expect(up.code, up.stderr).toBe(0);
+      ids.push((JSON.parse(up.stdout) as { id: string }).id);
+    }
+    expect(ids[0]?.slice(0, 12)).toBe(ids[1]?.slice(0, 12));
+    expect(ids[0]).not.toBe(ids[1]);
+    expect((await poolContainers()).map((container) => container.labels[LABEL.pool]).sort()).toEqual([...ids].sort());
+    expect((await asp(['pool', 'down'], first.env)).code).toBe(0);
+    expect((await poolContainers()).map((container) => container.labels[LABEL.pool])).toEqual([ids[1]]);
+  }, 120_000);
+
+  it('a kept task keeps the warm sandbox it claimed in a batch; asp reap --all takes it', async () => {
+    const { dir, env } = scratch();
+    const repo = repoWith({ 'README.md': 'kept\n' });
+    const lines = [JSON.stringify({ id: 'kept-0', repo, keep: true, steps: [{ name: 'work', run: 'true' }] }), JSON.stringify({ id: 'kept-1', repo, steps: [{ name: 'work', run: 'true' }] })];
+    writeFileSync(path.join(dir, 'tasks.jsonl'), lines.join('\n') + '\n');
+    const result = await asp(['batch', path.join(dir, 'tasks.jsonl'), '--concurrency', '1', '--json'], env);
+    expect(result.code, result.stderr).toBe(0);
+    const left = await leftovers();
+    expect(left.containers).toHaveLength(1);
+    expect(left.containers[0]).toMatch(/^asp-claimed-/);
+    expect(left.volumes.some((volume) => volume.startsWith('asp-claim-kept-0-'))).toBe(true);
+    expect((await asp(['reap'], env)).code).toBe(0);
+    expect((await leftovers()).containers).toHaveLength(1);
+    expect((await asp(['reap', '--all'], env)).code).toBe(0);
+    expect(await leftovers()).toEqual({ containers: [], volumes: [] });
+  }, 120_000);
 
   it('refuses bad pool input with one line and exit 2', async () => {
     const { env } = scratch();

@@ -124,8 +124,6 @@ describe('runTask over a fake backend', () => {
         'create container box-1',
         'open box-1',
         'wait box-1',
-        // The session ended at the runner's task.end; the copy-out waits for the sandbox to be out first.
-        'wait box-1',
         'fetchArtifacts box-1',
         'remove container box-1',
         'remove volume vol-1',

@@ -1,5 +1,5 @@
 /**
- * The phases after a sandbox session, loaded apart (run-task.ts imports them when the runner is booting, while the
+ * The phases after a sandbox session, loaded apart (run-task.ts imports them while the sandbox starts, when the
  * host only waits): `asp run` does not pay for the trace's publication, the test reports' parsers, the change
  * bundle's checks or the clean-room check at start-up.
  */

@@ -51,8 +51,8 @@ export async function runSteps(
       stop: deps.gateway?.gateway.stopped,
       verifyIdentity: identityMismatch,
       timePhase: (name, action) => {
-        // The runner boots, the host waits: the moment for what can wait (RunDeps.onIdle).
-        if (name === 'runner-boot') deps.onIdle?.();
+        // The engine starts the sandbox and the runner boots, the host waits: the moment for what can wait (RunDeps.onIdle).
+        if (name === 'sandbox-start') deps.onIdle?.();
         return trace.phase(name, action);
       },
     },
