@@ -324,7 +324,7 @@ const cases: Case[] = [
   { command: 'pool up', what: 'a memory limit under Docker’s minimum', args: ['pool', 'up', '--memory', '1k'], exit: 2, problem: /--memory must be at least 6m/, fix: /as asp run takes them/ },
   { command: 'pool up', what: 'CPUs that are no number', args: ['pool', 'up', '--cpus', 'lots'], exit: 2, problem: /--cpus lots is not a number/, fix: /pass --cpus a number/ },
   { command: 'pool up', what: 'Docker not running', args: ['pool', 'up'], env: noDocker, exit: 3, problem: /Docker at unix:\/\/\/tmp\/none\.sock does not answer/, fix: /start the Docker daemon/ },
-  { command: 'pool up', what: 'the Kubernetes backend', args: ['pool', 'up'], env: { ASP_BACKEND: 'k8s' }, exit: 2, problem: /warm pools run on Docker only/, fix: /leave out --backend k8s/ },
+  { command: 'pool up', what: 'the Kubernetes backend', args: ['pool', 'up'], env: { ASP_BACKEND: 'k8s' }, exit: 2, problem: /warm pools run on Docker only/, fix: /unset ASP_BACKEND/ },
   { command: 'pool down', what: 'a key that is no pool key', args: ['pool', 'down', '--key', 'nope'], exit: 2, problem: /--key nope is not a pool key/, fix: /asp pool status lists/ },
   { command: 'pool down', what: 'a pool that is not there', args: ['pool', 'down', '--key', '0123456789ab'], exit: 2, problem: /no pool 0123456789ab/, fix: /asp pool status lists/ },
   { command: 'pool status', what: 'an unknown option', args: ['pool', 'status', '--frobnicate'], exit: 2, problem: /unknown option '--frobnicate'/, fix: /see asp --help/ },
