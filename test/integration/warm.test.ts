@@ -111,6 +111,21 @@ describe.skipIf(!dockerAvailable)('warm sandboxes against the real Docker engine
     expect(readdirSync(path.join(env.ASP_HOME, 'pools')).filter((name) => name.endsWith('.json'))).toEqual([]);
   }, 120_000);
 
+  it('asp pool up again resizes the pool (its keeper retires what is over the size) and keeps its id', async () => {
+    const { env } = scratch();
+    homes.push(env);
+    const sizes: Array<{ id: string; ready: number }> = [];
+    for (const size of ['1', '3', '1']) {
+      const up = await asp(['pool', 'up', '--size', size, '--ttl', '5m', '--json'], env);
+      expect(up.code, up.stderr).toBe(0);
+      sizes.push(JSON.parse(up.stdout) as { id: string; ready: number });
+    }
+    expect(new Set(sizes.map((pool) => pool.id)).size).toBe(1);
+    expect(sizes.map((pool) => pool.ready).slice(0, 2)).toEqual([1, 3]);
+    await until('the pool is back to one', async () => (await poolContainers()).length === 1);
+    expect((await poolContainers())[0]?.state).toBe('running');
+  }, 120_000);
+
   it('a run whose limits differ from the pool makes its own sandbox', async () => {
     const { env } = scratch();
     homes.push(env);
