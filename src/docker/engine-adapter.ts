@@ -46,6 +46,9 @@ export const MAX_API_VERSION = '1.47';
 
 /** How long a build may go without a progress line: a RUN step can be quiet for minutes. */
 const BUILD_SILENCE_MS = 10 * 60_000;
+/** A forced removal that met the container exiting is asked again, this many times, this far apart (times the try). */
+const EXITING_RETRIES = 5;
+const EXITING_BACKOFF_MS = 50;
 /** Removal answers when the files are gone (a big volume takes a while); an archive waits for its reader. */
 const LONG_SILENCE_MS = 120_000;
 
@@ -404,12 +407,22 @@ export class EngineAdapter implements DockerPort {
   }
 
   async removeContainer(containerId: string): Promise<void> {
-    try {
-      await (await this.engine()).command('DELETE', `/containers/${containerId}`, { query: { force: true, v: true }, idleMs: LONG_SILENCE_MS });
-    } catch (error) {
-      // 404: already gone; 409 "removal already in progress": someone else is removing it.
-      if (statusOf(error) === 404 || statusOf(error) === 409) return;
-      throw this.translate(error, 'remove the container');
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        await (await this.engine()).command('DELETE', `/containers/${containerId}`, { query: { force: true, v: true }, idleMs: LONG_SILENCE_MS });
+        return;
+      } catch (error) {
+        // A container on its way out when the forced removal came ("Could not kill running container …, cannot
+        // remove - Container … is not running"): nothing was removed. Asked again once it is out; it is a moment.
+        const exiting = /cannot remove .*is not running/i.test(daemonMessage(error));
+        if (exiting && attempt < EXITING_RETRIES) {
+          await new Promise((resolve) => setTimeout(resolve, EXITING_BACKOFF_MS * attempt));
+          continue;
+        }
+        // 404: already gone; 409 "removal already in progress": someone else is removing it.
+        if (statusOf(error) === 404 || (statusOf(error) === 409 && !exiting)) return;
+        throw this.translate(error, 'remove the container');
+      }
     }
   }
 

@@ -195,6 +195,24 @@ describe('the Engine API client', () => {
     });
   });
 
+  it('asks a forced removal again when it met the container on its way out (nothing was removed), and not for ever', async () => {
+    let asked = 0;
+    const { adapter } = await fakeDaemon({
+      'DELETE /containers/exiting': (_request, response) => {
+        asked += 1;
+        if (asked === 1) return json(409, { message: 'Could not kill running container exiting, cannot remove - Container exiting is not running' })(_request, response);
+        response.writeHead(204);
+        response.end();
+      },
+      'DELETE /containers/stuck': json(409, { message: 'Could not kill running container stuck, cannot remove - Container stuck is not running' }),
+      'DELETE /containers/busy': json(409, { message: 'removal of container busy is already in progress' }),
+    });
+    await expect(adapter.removeContainer('exiting')).resolves.toBeUndefined();
+    expect(asked).toBe(2);
+    await expect(adapter.removeContainer('stuck')).rejects.toMatchObject({ message: expect.stringContaining('cannot remove - Container stuck is not running') });
+    await expect(adapter.removeContainer('busy')).resolves.toBeUndefined();
+  });
+
   it('says the daemon does not answer when there is no socket, or nothing listens, naming which and how it was found', async () => {
     const missing = await new EngineAdapter('unix:///nonexistent/docker.sock').info().catch((caught: unknown) => caught);
     expect(missing).toBeInstanceOf(AspError);
