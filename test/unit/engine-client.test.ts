@@ -198,9 +198,10 @@ describe('the Engine API client', () => {
   it('asks a forced removal again when it met the container on its way out (nothing was removed), and not for ever', async () => {
     let asked = 0;
     const { adapter } = await fakeDaemon({
-      'DELETE /containers/exiting': (_request, response) => {
+      'DELETE /containers/exiting': (...args) => {
         asked += 1;
-        if (asked === 1) return json(409, { message: 'Could not kill running container exiting, cannot remove - Container exiting is not running' })(_request, response);
+        if (asked === 1) return json(409, { message: 'Could not kill running container exiting, cannot remove - Container exiting is not running' })(...args);
+        const [, response] = args;
         response.writeHead(204);
         response.end();
       },
