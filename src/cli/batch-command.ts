@@ -21,6 +21,7 @@ import { printable, printableLines } from '../core/printable.js';
 import { makeContext, reportFailure } from './cli-context.js';
 import { dryRunManifests, formatManifests } from './dry-run.js';
 import { installInterruptHandlers } from './interrupts.js';
+import { wholeNumber } from './number-flags.js';
 
 interface BatchFlags {
   concurrency?: string;
@@ -262,14 +263,6 @@ async function writeReport(file: string, write: (file: string) => Promise<void>)
     if (why) throw new AspError('BAD_INPUT', `cannot write the report ${file}: ${why}`, 'name a file in a directory that exists and can be written', { cause: error });
     throw error;
   }
-}
-
-function wholeNumber(flag: string, text: string, min: number, max: number): number {
-  const value = Number(text);
-  if (!/^\d+$/.test(text.trim()) || value < min || value > max) {
-    throw new AspError('BAD_INPUT', `${flag} "${text}" is not a whole number from ${min} to ${max}`, `pass e.g. ${flag} ${min + 1}`);
-  }
-  return value;
 }
 
 function quietLog(log: Log): Log {

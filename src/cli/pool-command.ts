@@ -12,8 +12,9 @@ import { AspError, EXIT } from '../core/asp-error.js';
 import { systemClock } from '../core/clock.js';
 import { printableLine } from '../core/printable.js';
 import { keepPool, retireAll } from '../pool/pool-keeper.js';
-import { listPoolRecords, liveKeeper, newPoolId, poolKey, poolsDir, readPoolRecord, removePoolRecord, writePoolRecord, type PoolRecord } from '../pool/pool-record.js';
+import { listPoolRecords, liveKeeper, newPoolId, POOL_KEY, poolKey, poolsDir, readPoolRecord, removePoolRecord, writePoolRecord, type PoolRecord } from '../pool/pool-record.js';
 import { makeContext, reportFailure, type CliContext } from './cli-context.js';
+import { numberFlag, wholeNumber } from './number-flags.js';
 
 /** The most sandboxes one pool keeps: each holds its memory limit's worth of the machine while it waits. */
 const MAX_SIZE = 64;
@@ -96,16 +97,14 @@ function dockerOnly(context: CliContext): SandboxBackend {
 }
 
 async function poolUp(flags: UpFlags, context: CliContext): Promise<number> {
-  const size = Number(flags.size);
-  if (!/^\d+$/.test(flags.size) || size < 1 || size > MAX_SIZE)
-    throw new AspError('BAD_INPUT', `--size ${flags.size} is not a whole number from 1 to ${MAX_SIZE}`, 'pass --size the number of sandboxes to keep ready, e.g. --size 2');
+  const size = wholeNumber('--size', flags.size, 1, MAX_SIZE);
   const ttlMs = parseDuration(flags.ttl);
   if (ttlMs === undefined || ttlMs < 1000 || ttlMs > MAX_TTL_MS)
     throw new AspError('BAD_INPUT', `--ttl ${flags.ttl} is not a duration from 1s to 24h`, 'pass --ttl how long the pool lives, e.g. --ttl 10m');
   const limits: Record<string, unknown> = {};
   if (flags.memory !== undefined) limits.memory = flags.memory;
-  if (flags.cpus !== undefined) limits.cpus = wholeOrNumber('--cpus', flags.cpus, false);
-  if (flags.pids !== undefined) limits.pids = wholeOrNumber('--pids', flags.pids, true);
+  if (flags.cpus !== undefined) limits.cpus = numberFlag('--cpus', flags.cpus, false);
+  if (flags.pids !== undefined) limits.pids = numberFlag('--pids', flags.pids, true);
   const asked = poolSpec({ repo: '.', task: '', limits, ...(flags.image ? { image: flags.image } : {}), ...(flags.runtime ? { runtime: flags.runtime } : {}) });
   // The limits a run under this runtime gets (gVisor raises a low pids limit): a pool of any other would never be claimed.
   const fitted = runtimeLimits(asked.runtime, asked.limits);
@@ -141,7 +140,7 @@ async function poolUp(flags: UpFlags, context: CliContext): Promise<number> {
   await writePoolRecord(home, record);
   // A live keeper reads the record again now; a new one writes its own name into it first thing (pool-keeper.ts).
   if (!keeper || !signal(keeper.pid, 'SIGHUP')) startKeeper(key, home);
-  const ready = await untilFilled(backend, record, home, json(flags), context);
+  const ready = await untilFilled(backend, record, home, Boolean(flags.json), context);
   const summary = { key, id: record.id, image: record.image, limits: record.limits, runtime: record.runtime, size, ready, expiresAt: record.expiresAt, log: logPath(home, key) };
   if (flags.json) context.stdout(JSON.stringify(summary) + '\n');
   else
@@ -154,13 +153,12 @@ async function poolUp(flags: UpFlags, context: CliContext): Promise<number> {
   return EXIT.ok;
 }
 
-const json = (flags: { json?: boolean }) => Boolean(flags.json);
-
 /** Waits (bounded) for the pool to hold its size ready, saying how far it got; fails when its keeper died. */
 async function untilFilled(backend: SandboxBackend, record: PoolRecord, home: string, quiet: boolean, context: CliContext): Promise<number> {
   const warm = backend.warm;
   if (!warm) return 0;
-  const deadline = Date.now() + FILL_TIMEOUT_MS;
+  const started = Date.now();
+  const deadline = started + FILL_TIMEOUT_MS;
   let said = -1;
   for (;;) {
     const ready = (await warm.ready(record.id)).length;
@@ -169,7 +167,7 @@ async function untilFilled(backend: SandboxBackend, record: PoolRecord, home: st
     said = ready;
     const current = await readPoolRecord(home, record.key);
     // A keeper just started may not have written its name yet.
-    const starting = current?.keeper === null && Date.now() < deadline - FILL_TIMEOUT_MS + KEEPER_START_MS;
+    const starting = current?.keeper === null && Date.now() - started < KEEPER_START_MS;
     if (!current || (!starting && !liveKeeper(current))) {
       throw new AspError(
         'DOCKER_FAILED',
@@ -216,8 +214,7 @@ async function poolDown(flags: { key?: string; json?: boolean }, context: CliCon
   const backend = dockerOnly(context);
   const warm = backend.warm;
   if (!warm) return EXIT.ok;
-  if (flags.key !== undefined && !/^[0-9a-f]{12}$/.test(flags.key))
-    throw new AspError('BAD_INPUT', `--key ${flags.key} is not a pool key (12 hex digits)`, 'asp pool status lists the pools and their keys');
+  if (flags.key !== undefined && !POOL_KEY.test(flags.key)) throw new AspError('BAD_INPUT', `--key ${flags.key} is not a pool key (12 hex digits)`, 'asp pool status lists the pools and their keys');
   const home = context.settings.home;
   const records = (await listPoolRecords(home)).filter((record) => flags.key === undefined || record.key === flags.key);
   if (flags.key !== undefined && !records.length) throw new AspError('NOT_FOUND', `no pool ${flags.key}`, 'asp pool status lists the pools');
@@ -272,7 +269,7 @@ async function poolStatus(flags: { json?: boolean }, context: CliContext): Promi
 
 /** The keeper itself: its log is its stdout and stderr (the pool's log file). */
 async function runKeeper(key: string): Promise<number> {
-  if (!/^[0-9a-f]{12}$/.test(key)) {
+  if (!POOL_KEY.test(key)) {
     process.stderr.write(`asp: error: ${printableLine(key)} is not a pool key — asp pool up starts keepers\n`);
     return EXIT.badInput;
   }
@@ -301,13 +298,6 @@ function signal(pid: number, name: NodeJS.Signals): boolean {
   } catch {
     return false;
   }
-}
-
-function wholeOrNumber(flag: string, text: string, whole: boolean): number {
-  const value = Number(text);
-  if (text.trim() === '' || !Number.isFinite(value) || (whole && !Number.isInteger(value)))
-    throw new AspError('BAD_INPUT', `${flag} ${text} is not ${whole ? 'a whole number' : 'a number'}`, `pass ${flag} a number`);
-  return value;
 }
 
 /** The pool's image and limits, checked as asp run checks them; a problem names the flag, as asp run's do. */

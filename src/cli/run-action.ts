@@ -14,6 +14,7 @@ import { poolSource } from '../pool/warm-source.js';
 import { resolveTraceMode } from '../tracing/trace-mode.js';
 import { makeContext, reportFailure } from './cli-context.js';
 import { installInterruptHandlers } from './interrupts.js';
+import { numberFlag } from './number-flags.js';
 
 import type { RunFlags } from './run-command.js';
 
@@ -161,14 +162,6 @@ async function taskText(flags: RunFlags): Promise<string> {
   if (flags.task !== undefined) throw new AspError('BAD_INPUT', '--task and --task-file both given', 'use one of them');
   // One byte over the limit is enough for the spec to say the task is too long.
   return readInputFile(flags.taskFile, MAX_TASK_BYTES + 4, 'task file', 'pass --task-file a readable text file of at most 1 MiB');
-}
-
-function numberFlag(flag: string, text: string, integer: boolean): number {
-  const value = Number(text);
-  if (text.trim() === '' || !Number.isFinite(value) || (integer && !Number.isInteger(value))) {
-    throw new AspError('BAD_INPUT', `${flag} "${text}" is not ${integer ? 'a whole number' : 'a number'}`, `pass e.g. ${flag} ${integer ? '512' : '1.5'}`);
-  }
-  return value;
 }
 
 /** Spec field paths read better as the flags the user typed. */

@@ -120,15 +120,14 @@ async function makeOne(warm: WarmSandboxes, record: PoolRecord, keeper: ReturnTy
 
 /** Retires every ready sandbox of the pool (a claimed one is its task's); how many went. */
 export async function retireAll(warm: WarmSandboxes, pool: string, log: (line: string) => void): Promise<number> {
-  const key = pool;
   let retired = 0;
-  const ready = await warm.idle(key).catch((error: unknown) => {
-    log(`pool ${key}: cannot list its sandboxes: ${errorMessage(error)} (asp reap removes them once the keeper is gone)`);
+  const idle = await warm.idle(pool).catch((error: unknown) => {
+    log(`pool ${pool}: cannot list its sandboxes: ${errorMessage(error)} (asp reap removes them once the keeper is gone)`);
     return [];
   });
-  for (const entry of ready) {
+  for (const entry of idle) {
     const gone = await warm.retire(entry).catch((error: unknown) => {
-      log(`pool ${key}: cannot remove ${entry.seq}: ${errorMessage(error)}`);
+      log(`pool ${pool}: cannot remove ${entry.seq}: ${errorMessage(error)}`);
       return false;
     });
     if (gone) retired += 1;

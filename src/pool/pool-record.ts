@@ -32,8 +32,11 @@ export function poolKey(shape: PoolShape, fingerprint: string): string {
   return createHash('sha256').update(canonical).digest('hex').slice(0, 12);
 }
 
+/** What a pool key looks like (poolKey): 12 hex digits. */
+export const POOL_KEY = /^[0-9a-f]{12}$/;
+
 const recordSchema = z.object({
-  key: z.string().regex(/^[0-9a-f]{12}$/),
+  key: z.string().regex(POOL_KEY),
   /** This pool's own id (its sandboxes' `asp.pool` label): two pools of one key (two ASP_HOMEs, two hosts on one engine) never count or take each other's. */
   id: z.string().regex(/^[0-9a-f]{12}-[0-9a-f]{8}$/),
   image: z.string(),

@@ -268,11 +268,11 @@ describe.skipIf(!dockerAvailable)('warm sandboxes against the real Docker engine
   it('refuses bad pool input with one line and exit 2', async () => {
     const { env } = scratch();
     for (const [args, message] of [
-      [['pool', 'up', '--size', '0'], /--size 0 is not a whole number from 1 to 64/],
-      [['pool', 'up', '--size', 'many'], /--size many is not a whole number/],
+      [['pool', 'up', '--size', '0'], /--size "0" is not a whole number from 1 to 64/],
+      [['pool', 'up', '--size', 'many'], /--size "many" is not a whole number from 1 to 64/],
       [['pool', 'up', '--ttl', '2d'], /--ttl 2d is not a duration from 1s to 24h/],
       [['pool', 'up', '--ttl', 'soon'], /--ttl soon is not a duration/],
-      [['pool', 'up', '--cpus', 'lots'], /--cpus lots is not a number/],
+      [['pool', 'up', '--cpus', 'lots'], /--cpus "lots" is not a number/],
       [['pool', 'up', '--memory', '1k'], /memory must be at least 6m/],
       [['pool', 'down', '--key', 'nope'], /--key nope is not a pool key/],
       [['pool', 'keep', 'nope'], /nope is not a pool key/],
