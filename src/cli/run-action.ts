@@ -18,6 +18,9 @@ import { numberFlag } from './number-flags.js';
 
 import type { RunFlags } from './run-command.js';
 
+/** How long an interrupted run waits for a sweep of others' leftovers before it exits (its own clean-up is done). */
+const SWEEP_AFTER_INTERRUPT_MS = 1000;
+
 export async function runCommand(flags: RunFlags): Promise<number> {
   const json = Boolean(flags.json);
   const debug = Boolean(flags.debug);
@@ -84,8 +87,14 @@ export async function runCommand(flags: RunFlags): Promise<number> {
       return result.exitCode;
     } finally {
       interrupts.dispose();
-      onIdle();
-      await sweeping;
+      if (!interrupts.signal.aborted) {
+        onIdle();
+        await sweeping;
+      } else if (sweeping) {
+        // An interrupted run ends once its own clean-up is done: a sweep of dead runs' leftovers still under way (a
+        // pod that takes its time to go) is left to the next run or asp reap, past a second for its output to drain.
+        setTimeout(() => process.exit(), SWEEP_AFTER_INTERRUPT_MS).unref();
+      }
     }
   } catch (error) {
     return reportFailure(renameFlags(error), { json, debug });

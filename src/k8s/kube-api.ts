@@ -75,6 +75,7 @@ export class KubeApi {
     /** The client's own bound: a watch that a half-open connection would hold for ever ends (false) after it. */
     limitMs?: number,
   ): Promise<boolean> {
+    if (signal?.aborted) return true;
     const response = await this.send('GET', path, purpose, { ...query, watch: 'true' }, undefined, { noTimeout: true, signal });
     if ((response.statusCode ?? 0) >= 300) throw this.refused(response.statusCode ?? 0, await readBody(response, MAX_ERROR_BYTES, this.timeoutMs).catch(() => ''), purpose);
     return new Promise<boolean>((resolve, reject) => {
@@ -88,6 +89,8 @@ export class KubeApi {
         else resolve(value);
       };
       signal?.addEventListener('abort', () => finish(true), { once: true });
+      // Aborted while the request was on its way (an interrupt between the read and the watch): the listener never fires.
+      if (signal?.aborted) finish(true);
       const limit = limitMs === undefined ? undefined : setTimeout(() => finish(false), limitMs);
       response.once('close', () => clearTimeout(limit));
       response.setEncoding('utf8');
@@ -183,6 +186,7 @@ export class KubeApi {
       outgoing.on('error', fail);
       if (!options.noTimeout) outgoing.setTimeout(this.timeoutMs, () => outgoing.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })));
       options.signal?.addEventListener('abort', () => outgoing.destroy(), { once: true });
+      if (options.signal?.aborted) outgoing.destroy();
       outgoing.end(payload);
     });
   }

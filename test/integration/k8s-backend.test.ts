@@ -551,13 +551,15 @@ describe.skipIf(!dockerAvailable)('the Kubernetes backend, through the API stand
             stdio: ['ignore', 'ignore', 'pipe'],
           },
         );
+        let stderr = '';
+        child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
         const closed = new Promise<number | null>((resolve) => child.once('close', resolve));
         const deadline = Date.now() + 30_000;
         while (!livePods().some((pod) => pod.name.includes(id)) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
         const interrupted = Date.now();
         child.kill('SIGINT');
-        expect(await closed).toBe(130);
-        expect(Date.now() - interrupted).toBeLessThan(15_000);
+        expect(await closed, stderr).toBe(130);
+        expect(Date.now() - interrupted, stderr).toBeLessThan(15_000);
         expect(livePods().some((pod) => pod.name.includes(id))).toBe(false);
       } finally {
         cluster.holdPods(false);
