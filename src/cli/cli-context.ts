@@ -1,3 +1,4 @@
+import '../core/zod-setup.js';
 import { AspError, errorMessage, EXIT, exitCodeFor } from '../core/asp-error.js';
 import { backendName, namespaceName, readSettings, type BackendName, type Settings } from '../config/settings.js';
 import { LazyKubernetesBackend } from '../k8s/lazy-backend.js';

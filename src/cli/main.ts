@@ -33,15 +33,17 @@ const program = new Command('asp')
     outputError: (text, write) => write(`asp: ${printableLines(text.replace(/^error: /, 'error: ').trim())} — see asp --help\n`),
   });
 
-const named = process.argv[2];
-const chosen = named && Object.hasOwn(COMMANDS, named) ? COMMANDS[named] : undefined;
-// `asp --version` needs no command at all; help and anything unknown need them all (to list and to suggest).
-const versionOnly = process.argv.length === 3 && (named === '--version' || named === '-V');
-for (const load of chosen ? [chosen] : versionOnly ? [] : Object.values(COMMANDS)) (await load())(program);
-
-try {
+// No top-level await: the CLI ships as CommonJS chunks (scripts/post-build.mjs, for V8's code cache: compile-cache.ts).
+async function main(): Promise<void> {
+  const named = process.argv[2];
+  const chosen = named && Object.hasOwn(COMMANDS, named) ? COMMANDS[named] : undefined;
+  // `asp --version` needs no command at all; help and anything unknown need them all (to list and to suggest).
+  const versionOnly = process.argv.length === 3 && (named === '--version' || named === '-V');
+  for (const load of chosen ? [chosen] : versionOnly ? [] : Object.values(COMMANDS)) (await load())(program);
   await program.parseAsync(process.argv);
-} catch (error) {
+}
+
+main().catch((error: unknown) => {
   if (error instanceof CommanderError) {
     const benign = error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help';
     process.exitCode = benign ? EXIT.ok : EXIT.badInput;
@@ -49,4 +51,4 @@ try {
     process.stderr.write(`asp: error: ${printableLines(error instanceof Error ? error.message : String(error))}\n`);
     process.exitCode = EXIT.infrastructure;
   }
-}
+});

@@ -3,7 +3,7 @@ import { supervisorState, thisHost } from '../backend/ownership-labels.js';
 import type { WallClock } from '../core/clock.js';
 import { archiveArtifacts } from '../workspace/artifact-archive.js';
 import { removePath } from '../workspace/host-workspace.js';
-import { directoryBytes, listWorkspaces } from '../workspace/workspace-list.js';
+import { directoryBytes, listWorkspaces, type WorkspaceEntry } from '../workspace/workspace-list.js';
 import { deliveryHold } from '../delivery/delivery-plan.js';
 import { mapBounded } from '../core/bounded-pool.js';
 import { judgePrune, type Liveness } from './reap-policy.js';
@@ -12,6 +12,8 @@ export interface PruneDeps {
   workspacesRoot: string;
   clock: WallClock;
   liveness?: Liveness;
+  /** The workspace root as already listed (the sweep lists it once for the reap and retention both). */
+  workspaces?: WorkspaceEntry[] | undefined;
 }
 
 export interface PruneOptions {
@@ -50,7 +52,7 @@ export async function pruneWorkspaces(deps: PruneDeps, options: PruneOptions): P
   const now = deps.clock.now();
   const here = thisHost();
   const liveness = deps.liveness ?? ((identity) => supervisorState(identity, here));
-  const entries = await listWorkspaces(deps.workspacesRoot, deliveryHold);
+  const entries = deps.workspaces ?? (await listWorkspaces(deps.workspacesRoot, deliveryHold));
   let kept = 0;
   const due = entries.flatMap((entry) => {
     const verdict = judgePrune(entry.record, entry.awaitingDecision, { now, liveness, olderThanMs: options.olderThanMs, all: options.all });

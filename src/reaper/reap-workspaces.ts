@@ -12,9 +12,9 @@ export interface WorkspaceTarget {
   action: Extract<WorkspaceAction, { act: true }>;
 }
 
-export async function findDeadWorkspaces(root: string, policy: ReapPolicy, skipped: ReapReport['skipped']): Promise<WorkspaceTarget[]> {
+export async function findDeadWorkspaces(root: string | WorkspaceEntry[], policy: ReapPolicy, skipped: ReapReport['skipped']): Promise<WorkspaceTarget[]> {
   const targets: WorkspaceTarget[] = [];
-  for (const entry of await listWorkspaces(root, deliveryHold)) {
+  for (const entry of typeof root === 'string' ? await listWorkspaces(root, deliveryHold) : root) {
     const action = judgeWorkspace(entry.record, entry, policy);
     if (action.act) targets.push({ entry, action });
     else countSkipped(skipped, action.reason);

@@ -6,6 +6,7 @@ import { findDeadSandboxes, plannedItem, removeSandboxes, type SandboxTarget } f
 import type { Liveness, ReapPolicy } from './reap-policy.js';
 import type { ReapReport } from './reap-report.js';
 import { cleanWorkspaces, findDeadWorkspaces, plannedWorkspaceItem } from './reap-workspaces.js';
+import type { WorkspaceEntry } from '../workspace/workspace-list.js';
 
 /**
  * Removals in flight at once. bench/reap.ts (100 orphans, 2 cores) measured 8, 16, 32 and 64 alike: past a few
@@ -20,6 +21,8 @@ export interface ReapDeps {
   /** Defaults to checking /proc on this host. */
   liveness?: Liveness;
   concurrency?: number;
+  /** The workspace root as already listed (the sweep lists it once for the reap and retention both). */
+  workspaces?: WorkspaceEntry[] | undefined;
 }
 
 export interface ReapOptions {
@@ -71,7 +74,7 @@ export async function reap(deps: ReapDeps, options: ReapOptions): Promise<ReapRe
     return items;
   };
   const workspacePart = async () => {
-    const targets = await findDeadWorkspaces(deps.workspacesRoot, policy, report.skipped);
+    const targets = await findDeadWorkspaces(deps.workspaces ?? deps.workspacesRoot, policy, report.skipped);
     return options.dryRun ? targets.map(plannedWorkspaceItem) : cleanWorkspaces(targets, policy.now, Math.min(concurrency, 4));
   };
 

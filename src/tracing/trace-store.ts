@@ -6,6 +6,7 @@ import { AspError, errorMessage, systemErrorCode } from '../core/asp-error.js';
 import { parseJsonWith, TASK_ID_PATTERN } from '../config/task-spec.js';
 import type { TraceDocument } from './trace-model.js';
 import { parseTraceDocument } from './trace-schema.js';
+import { byCodePoint } from '../core/code-point-order.js';
 
 /** What Langfuse answered when it took a trace: kept so `traces ls` and reports can say "exported" and link to it. */
 export interface ExportRecord {
@@ -173,6 +174,6 @@ async function jsonFiles(dir: string): Promise<string[]> {
   );
   return files
     .map((file, index) => ({ file, time: times[index] ?? 0 }))
-    .sort((a, b) => a.time - b.time || a.file.localeCompare(b.file))
+    .sort((a, b) => a.time - b.time || byCodePoint(a.file, b.file))
     .map((entry) => entry.file);
 }

@@ -2,6 +2,7 @@ import { lstat, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { AspError, errorMessage, systemErrorCode } from '../core/asp-error.js';
 import { readOwnerFile, workspacePaths, type HostWorkspace, type OwnerRecord } from './host-workspace.js';
+import { byCodePoint } from '../core/code-point-order.js';
 
 /**
  * Whether a workspace's work waits for a person (`asp approve`), and why its delivery plan cannot be read when it
@@ -54,7 +55,7 @@ export async function listWorkspaces(root: string, hold: DeliveryHold): Promise<
       };
     }),
   );
-  return entries.filter((entry): entry is WorkspaceEntry => entry !== undefined).sort((a, b) => a.name.localeCompare(b.name));
+  return entries.filter((entry): entry is WorkspaceEntry => entry !== undefined).sort((a, b) => byCodePoint(a.name, b.name));
 }
 
 /** Bytes on disk under `dir` (files only, links not followed); a file vanishing mid-walk counts as nothing. */
