@@ -6,7 +6,7 @@
  * itself (then they are written again), so a stale cache costs one ordinary compile, never wrong code.
  *
  * The cache is code asp runs, so it is read only from a directory the user alone owns and can write
- * (`$ASP_HOME/cache/v8-<node>-<arch>`, mode 0700); anything else turns the cache off for the process. The sandbox
+ * (`${XDG_CACHE_HOME:-~/.cache}/asp/v8-<node>-<arch>`, mode 0700); anything else turns the cache off for the process. The sandbox
  * never sees it. ASP_COMPILE_CACHE=0 turns it off.
  */
 import { createHash } from 'node:crypto';
@@ -62,9 +62,10 @@ export function installCompileCache(root: string, env: NodeJS.ProcessEnv = proce
   return dir;
 }
 
+/** A cache, where caches go (XDG): not in ASP_HOME, which holds asp's state and nothing a command did not make. */
 export function defaultCacheDir(env: NodeJS.ProcessEnv): string {
-  const home = path.resolve(env.ASP_HOME || path.join(os.homedir(), '.asp'));
-  return path.join(home, 'cache', `v8-${process.version}-${process.arch}`);
+  const root = env.XDG_CACHE_HOME && path.isAbsolute(env.XDG_CACHE_HOME) ? env.XDG_CACHE_HOME : path.join(env.HOME || os.homedir(), '.cache');
+  return path.join(root, 'asp', `v8-${process.version}-${process.arch}`);
 }
 
 /** The directory exists (or is made), is a real directory, and only this user can write it. */
