@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, openSync, closeSync, readFileSync } from 'node:fs';
+import { mkdirSync, openSync, closeSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { checkLimitsFit } from '../backend/limits-fit.js';
@@ -12,6 +12,8 @@ import { AspError, EXIT } from '../core/asp-error.js';
 import { systemClock } from '../core/clock.js';
 import { printableLine } from '../core/printable.js';
 import { keepPool, retireAll } from '../pool/pool-keeper.js';
+import { keepStandby } from './standby-keeper.js';
+import { buildId, standbyDir } from './standby-wire.js';
 import { listPoolRecords, liveKeeper, newPoolId, POOL_KEY, poolKey, poolsDir, readPoolRecord, removePoolRecord, writePoolRecord, type PoolRecord } from '../pool/pool-record.js';
 import { makeContext, reportFailure, type CliContext } from './cli-context.js';
 import { numberFlag, wholeNumber } from './number-flags.js';
@@ -24,6 +26,8 @@ const MAX_TTL_MS = 24 * 3_600_000;
 const FILL_TIMEOUT_MS = 120_000;
 /** How long `asp pool down` waits for a keeper to retire its sandboxes and end. */
 const KEEPER_END_MS = 30_000;
+/** How long `asp pool up` waits for a standby asp process to listen. */
+const STANDBY_START_MS = 10_000;
 /** How long a keeper just started has to write its name into the record. */
 const KEEPER_START_MS = 10_000;
 
@@ -141,16 +145,39 @@ async function poolUp(flags: UpFlags, context: CliContext): Promise<number> {
   // A live keeper reads the record again now; a new one writes its own name into it first thing (pool-keeper.ts).
   if (!keeper || !signal(keeper.pid, 'SIGHUP')) startKeeper(key, home);
   const ready = await untilFilled(backend, record, home, Boolean(flags.json), context);
-  const summary = { key, id: record.id, image: record.image, limits: record.limits, runtime: record.runtime, size, ready, expiresAt: record.expiresAt, log: logPath(home, key) };
+  const standby = await untilStandby(home);
+  const summary = { key, id: record.id, image: record.image, limits: record.limits, runtime: record.runtime, size, ready, standby, expiresAt: record.expiresAt, log: logPath(home, key) };
   if (flags.json) context.stdout(JSON.stringify(summary) + '\n');
   else
     context.stdout(
       printableLine(
-        `pool ${key}: ${ready} of ${size} sandbox(es) ready (${record.image}, memory ${formatBytes(memory)}, cpus ${cpus}, pids ${pids}${record.runtime ? `, runtime ${record.runtime}` : ''}) until ${record.expiresAt}; ` +
+        `pool ${key}: ${ready} of ${size} sandbox(es) ready (${record.image}, memory ${formatBytes(memory)}, cpus ${cpus}, pids ${pids}${record.runtime ? `, runtime ${record.runtime}` : ''})${standby ? ', and a standby asp' : ''} until ${record.expiresAt}; ` +
           `asp run with this image and these limits claims one; asp pool down ends it`,
       ) + '\n',
     );
   return EXIT.ok;
+}
+
+/**
+ * Waits (bounded) for a standby asp process to listen (src/cli/standby-server.ts), which `asp run` hands its run to; how many are.
+ * None when ASP_STANDBY=0, or this asp has no build id (run from the compiled tree).
+ */
+async function untilStandby(home: string): Promise<number> {
+  if (process.env.ASP_STANDBY === '0' || !buildId(process.argv[1])) return 0;
+  const until = Date.now() + STANDBY_START_MS;
+  for (;;) {
+    const count = standbyCount(home);
+    if (count > 0 || Date.now() > until) return count;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+function standbyCount(home: string): number {
+  try {
+    return readdirSync(standbyDir(home)).filter((name) => name.endsWith('.sock')).length;
+  } catch {
+    return 0;
+  }
 }
 
 /** Waits (bounded) for the pool to hold its size ready, saying how far it got; fails when its keeper died. */
@@ -255,15 +282,18 @@ async function poolStatus(flags: { json?: boolean }, context: CliContext): Promi
       keeper: liveKeeper(record) ? 'running' : 'gone',
     })),
   );
+  const standby = standbyCount(context.settings.home);
   if (flags.json) context.stdout(JSON.stringify(rows) + '\n');
   else if (!rows.length) context.stdout('no pools (asp pool up starts one)\n');
-  else
+  else {
     for (const row of rows)
       context.stdout(
         printableLine(
           `pool ${row.key}: ${row.ready}/${row.size} ready, ${row.image}, memory ${formatBytes(row.limits.memory)}, cpus ${row.limits.cpus}, until ${row.expiresAt}, keeper ${row.keeper}`,
         ) + '\n',
       );
+    context.stdout(`standby asp processes waiting for asp run: ${standby}\n`);
+  }
   return EXIT.ok;
 }
 
@@ -282,7 +312,16 @@ async function runKeeper(key: string): Promise<number> {
   process.on('SIGHUP', () => listeners.forEach((listener) => listener()));
   const log = (line: string) => process.stdout.write(`${new Date().toISOString()} ${printableLine(line)}\n`);
   try {
-    await keepPool(key, { backend: dockerOnly(context), home: context.settings.home, clock: systemClock, log, signal: stop.signal, nudges: { on: (listener) => listeners.push(listener) } });
+    const entry = process.argv[1];
+    await keepPool(key, {
+      backend: dockerOnly(context),
+      home: context.settings.home,
+      clock: systemClock,
+      log,
+      signal: stop.signal,
+      nudges: { on: (listener) => listeners.push(listener) },
+      standby: (refillDelayMs) => (entry ? keepStandby({ entry, log, refillDelayMs }) : undefined),
+    });
     return EXIT.ok;
   } catch (error) {
     log(`pool ${key}: the keeper failed: ${error instanceof Error ? error.message : String(error)}`);

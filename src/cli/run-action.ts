@@ -15,6 +15,7 @@ import { resolveTraceMode } from '../tracing/trace-mode.js';
 import { makeContext, reportFailure } from './cli-context.js';
 import { installInterruptHandlers } from './interrupts.js';
 import { numberFlag } from './number-flags.js';
+import { terminalAsk } from './terminal-ask.js';
 
 import type { RunFlags } from './run-command.js';
 
@@ -77,7 +78,7 @@ export async function runCommand(flags: RunFlags): Promise<number> {
         log: context.log,
         decision: flags.approve ? 'approve' : flags.deny ? 'deny' : undefined,
         // Ask at the gate only when a person is there to answer.
-        ask: process.stdin.isTTY && process.stderr.isTTY ? async (summary) => (await import('./hitl-prompt.js')).askAtTerminal(summary) : undefined,
+        ask: terminalAsk(),
         signal: interrupts.signal,
         pushTo,
       });

@@ -2,6 +2,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { AspError } from '../core/asp-error.js';
 import { parseDuration } from './units.js';
+import { aspHome } from './home-dir.js';
 
 /** Everything asp reads from the environment, read in one place and passed down. */
 export interface Settings {
@@ -78,7 +79,7 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   const secretKey = env.LANGFUSE_SECRET_KEY?.trim();
   return {
     workspacesRoot: path.resolve(env.ASP_WORKSPACES || '/tmp/asp-workspaces'),
-    home: path.resolve(env.ASP_HOME || path.join(os.homedir(), '.asp')),
+    home: aspHome(env),
     retentionMs,
     dockerTimeoutMs: dockerTimeout(env),
     sshCommand: env.ASP_SSH_COMMAND?.trim() || undefined,

@@ -9,10 +9,17 @@ export interface Log {
   debug(fields: Record<string, unknown>, message: string): void;
 }
 
+/** Set by a standby asp process (standby-server.ts): its stderr is its client's, a stream, not its own fd 2. */
+let throughStderrStream = false;
+
+export function logThroughStderrStream(): void {
+  throughStderrStream = true;
+}
+
 /** JSON lines (pino) on stderr: for --json and CI, where a machine reads the log. */
 export function jsonLog(debug: boolean): Log {
   // pino escapes C0 controls as JSON does, but leaves DEL and C1 raw; printable makes those \u escapes (still JSON).
-  const destination = pino.destination({ fd: 2, sync: true });
+  const destination = throughStderrStream ? { write: (line: string) => process.stderr.write(line) } : pino.destination({ fd: 2, sync: true });
   const logger = pino({ level: debug ? 'debug' : 'info', base: { app: 'asp' } }, { write: (line: string) => destination.write(printable(line)) });
   return {
     info: (fields, message) => logger.info(fields, message),

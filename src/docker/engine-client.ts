@@ -298,6 +298,9 @@ export class EngineClient {
       headers: target.host ? headers : { Host: 'docker', ...headers },
       ...(target.socketPath ? { socketPath: target.socketPath } : { host: target.host, port: target.port }),
       ...(!pooled && target.tls ? target.tls : {}),
+      // Plain http names no TLS server: without this node works one out of the host on every request, and its first
+      // IPv6 test compiles a regex that costs a start-up ~5-10 ms (node's _http_agent calculateServerName).
+      ...(target.protocol === 'http' ? { servername: '' } : {}),
       // A hijacked socket leaves the pool for good: it gets a connection of its own (over ssh, its own ssh process:
       // node uses createConnection only when no agent is named at all, not with agent: false).
       ...(pooled ? { agent: this.agent } : ssh ? { createConnection: () => sshConnection(ssh) } : { agent: false }),

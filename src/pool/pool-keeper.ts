@@ -26,6 +26,8 @@ export interface KeeperDeps {
   /** Ends the current wait (after REFILL_DELAY_MS): a claim took a sandbox, or `asp pool up` changed the record. */
   nudges: { on(listener: () => void): void };
   refillDelayMs?: number | undefined;
+  /** Keeps a standby asp process waiting beside the sandboxes (src/cli/standby-keeper.ts), while the keeper runs. */
+  standby?: ((refillDelayMs: number) => { stop(): Promise<void> } | undefined) | undefined;
 }
 
 /**
@@ -61,6 +63,7 @@ export async function keepPool(key: string, deps: KeeperDeps): Promise<void> {
   signal.addEventListener('abort', () => wake?.(), { once: true });
   let failures = 0;
   log(`pool ${key}: keeping ${first.size} sandbox(es) of ${first.image} until ${first.expiresAt}`);
+  const standby = deps.standby?.(deps.refillDelayMs ?? REFILL_DELAY_MS);
   let ours = true;
   while (!signal.aborted) {
     const record = await readPoolRecord(home, key);
@@ -100,6 +103,7 @@ export async function keepPool(key: string, deps: KeeperDeps): Promise<void> {
     });
   }
   clearTimeout(refill);
+  await standby?.stop();
   const retired = await retireAll(warm, first.id, log);
   // Not a record `asp pool up` renewed meanwhile (it names this keeper and a later expiry): that up starts another keeper.
   const last = await readPoolRecord(home, key);

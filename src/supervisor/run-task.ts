@@ -58,7 +58,7 @@ export interface RunDeps {
   /** Where a warm sandbox may be had before one is made (the pools of `asp pool up`, a batch's next ones). */
   warm?: WarmSource | undefined;
   /**
-   * Called once, when the sandbox is starting and its runner booting: the host only waits then, and what can wait for it
+   * Called once, when the sandbox has started and its runner boots: the host only waits then, and what can wait for it
    * (`asp run`'s sweep of dead runs, modules needed later) runs there instead of before the task.
    */
   onIdle?: (() => void) | undefined;
