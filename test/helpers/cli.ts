@@ -12,7 +12,7 @@ export interface CliRun {
 }
 
 /** Runs the built `asp` CLI as a user would, with a controlled environment. */
-export function asp(args: string[], env: Record<string, string | undefined> = {}, options: { uid?: number; gid?: number } = {}): Promise<CliRun> {
+export function asp(args: string[], env: Record<string, string | undefined> = {}, options: { uid?: number; gid?: number; cwd?: string } = {}): Promise<CliRun> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [main, ...args], {
       // A private ASP_HOME unless the test names one: no test writes into the real ~/.asp.
