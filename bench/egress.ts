@@ -29,7 +29,7 @@ const PACE_MIB = Number(process.env.PACE ?? 100);
 /** The image of the transport's ceiling: any with a shell, cat and date. */
 const BASE_IMAGE = process.env.BASE_IMAGE ?? 'node:20-bookworm-slim';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const cli = path.join(root, 'dist', 'cli', 'asp.mjs');
+const cli = path.join(root, 'dist', 'cli', 'asp.cjs');
 // eslint-disable-next-line @typescript-eslint/no-unsafe-type-assertion -- typed by scripts/git-fixture.d.mts; loaded by path because the bench runs from dist/bench
 const { makeRepoFromDir } = (await import(pathToFileURL(path.join(root, 'scripts', 'git-fixture.mjs')).href)) as typeof import('../scripts/git-fixture.mjs');
 

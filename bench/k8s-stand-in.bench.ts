@@ -30,7 +30,7 @@ const TASKS = Number(process.env.TASKS ?? 32);
 const CONCURRENCY = Number(process.env.CONCURRENCY ?? 8);
 const FIRST_LINE_RUNS = 5;
 const root = path.resolve(import.meta.dirname, '..');
-const cli = path.join(root, 'dist', 'cli', 'asp.mjs');
+const cli = path.join(root, 'dist', 'cli', 'asp.cjs');
 
 interface Usage {
   wallMs: number;

@@ -30,7 +30,7 @@ import { ensureSandboxImage } from '../src/docker/sandbox-image.js';
 
 const ROUNDS = Number(process.env.ROUNDS ?? 10);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const cli = path.join(root, 'dist', 'cli', 'asp.mjs');
+const cli = path.join(root, 'dist', 'cli', 'asp.cjs');
 // The fixture script lives outside dist/: load it by path.
 // eslint-disable-next-line @typescript-eslint/no-unsafe-type-assertion -- typed by scripts/git-fixture.d.mts; the path is computed because the bench runs from dist/bench, where tsc copies no .mjs
 const { makeRepoFromDir } = (await import(pathToFileURL(path.join(root, 'scripts', 'git-fixture.mjs')).href)) as typeof import('../scripts/git-fixture.mjs');

@@ -18,7 +18,7 @@ import { z } from 'zod';
 const RUNS = Number(process.env.RUNS ?? 50);
 const POOL = process.argv.includes('--pool') || process.env.POOL === '1';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const cli = path.join(root, 'dist', 'cli', 'asp.mjs');
+const cli = path.join(root, 'dist', 'cli', 'asp.cjs');
 // eslint-disable-next-line @typescript-eslint/no-unsafe-type-assertion -- typed by scripts/git-fixture.d.mts; the path is computed because the bench runs from dist/bench, where tsc copies no .mjs
 const { makeRepoFromDir } = (await import(pathToFileURL(path.join(root, 'scripts', 'git-fixture.mjs')).href)) as typeof import('../scripts/git-fixture.mjs');
 

@@ -25,7 +25,7 @@ const COUNT = Number(process.env.COUNT ?? 100);
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const BENCH_LABEL = 'asp-bench.reap';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const cli = path.join(root, 'dist', 'cli', 'asp.mjs');
+const cli = path.join(root, 'dist', 'cli', 'asp.cjs');
 const docker = EngineAdapter.fromEnvironment(process.env);
 const benchId = randomBytes(4).toString('hex');
 

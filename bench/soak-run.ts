@@ -57,7 +57,7 @@ export const HEAVY_WORKSPACE_BYTES = 2 * 1024 * 1024;
 const HEAVY_OUTPUT = 'head -c 786432 /dev/urandom | base64 -w 76';
 
 export interface SoakOptions {
-  /** The project root: dist/cli/asp.mjs, scripts/git-fixture.mjs, examples/hello-repo. */
+  /** The project root: dist/cli/asp.cjs, scripts/git-fixture.mjs, examples/hello-repo. */
   root: string;
   /** Keep the scratch dir (ASP_HOME, workspaces, logs) instead of removing it. */
   keep?: boolean;
@@ -90,7 +90,7 @@ async function soakIn(scratch: string, plan: SoakPlan, options: SoakOptions): Pr
   const stdout = openSync(path.join(scratch, 'stdout.log'), 'w');
   const stderr = openSync(path.join(scratch, 'stderr.log'), 'w');
   const started = performance.now();
-  const child = spawn(process.execPath, [path.join(options.root, 'dist', 'cli', 'asp.mjs'), 'batch', file, '--concurrency', String(plan.concurrency), '--report', reportFile], {
+  const child = spawn(process.execPath, [path.join(options.root, 'dist', 'cli', 'asp.cjs'), 'batch', file, '--concurrency', String(plan.concurrency), '--report', reportFile], {
     env,
     stdio: ['ignore', stdout, stderr],
   });

@@ -2,7 +2,7 @@
  * bench/startup (issue 22): what asp costs before it does anything. Medians of ROUNDS (default 15) alternated runs of
  * `node -e 0`, `asp --version`, `asp run --help`, and the time from process start to the first Engine API call of an
  * `asp run` (against a unix socket the bench serves, which notes the first request and answers 503 to it), for the
- * bundled CLI that ships (dist/cli/asp.mjs) and, in the same rounds, the tree of modules tsc writes
+ * bundled CLI that ships (dist/cli/asp.cjs) and, in the same rounds, the tree of modules tsc writes
  * (dist/src/cli/main.js, what `asp` was before it was bundled). Goal: `asp run --help` within 100 ms of `node -e 0`.
  * Needs `npm run build`; no Docker daemon (the engine is the bench's socket).
  */
@@ -16,7 +16,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const ROUNDS = Number(process.env.ROUNDS ?? 15);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const entries = { bundle: path.join(root, 'dist', 'cli', 'asp.mjs'), tree: path.join(root, 'dist', 'src', 'cli', 'main.js') };
+const entries = { bundle: path.join(root, 'dist', 'cli', 'asp.cjs'), tree: path.join(root, 'dist', 'src', 'cli', 'main.js') };
 // eslint-disable-next-line @typescript-eslint/no-unsafe-type-assertion -- typed by scripts/git-fixture.d.mts; the path is computed because the bench runs from dist/bench, where tsc copies no .mjs
 const { makeRepoFromDir } = (await import(pathToFileURL(path.join(root, 'scripts', 'git-fixture.mjs')).href)) as typeof import('../scripts/git-fixture.mjs');
 

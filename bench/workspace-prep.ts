@@ -20,7 +20,7 @@ import { parseTraceDocument } from '../src/tracing/trace-schema.js';
 const FILES = Number(process.env.FILES ?? 20_000);
 const MEGABYTES = Number(process.env.MB ?? 200);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const cli = path.join(root, 'dist', 'cli', 'asp.mjs');
+const cli = path.join(root, 'dist', 'cli', 'asp.cjs');
 // eslint-disable-next-line @typescript-eslint/no-unsafe-type-assertion -- typed by scripts/test-images.d.mts; loaded by path, as bench/overhead does
 const { ensureTestImage } = (await import(pathToFileURL(path.join(root, 'scripts', 'test-images.mjs')).href)) as typeof import('../scripts/test-images.mjs');
 const scratch = mkdtempSync(path.join(os.tmpdir(), 'asp-bench-prep-'));

@@ -21,5 +21,5 @@ if (asp && !env.ASP_MODEL && !env.OPENAI_API_KEY && !env.ANTHROPIC_API_KEY) {
 }
 const task = asp ? 'Add a greetAll function' : 'Review and test the greet function';
 
-const result = spawnSync(process.execPath, [path.join(root, 'dist', 'cli', 'asp.mjs'), 'run', '--repo', repo, '--task', task, ...args], { stdio: 'inherit', env });
+const result = spawnSync(process.execPath, [path.join(root, 'dist', 'cli', 'asp.cjs'), 'run', '--repo', repo, '--task', task, ...args], { stdio: 'inherit', env });
 process.exitCode = result.status ?? 1;

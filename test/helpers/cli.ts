@@ -3,7 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-const main = path.resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'asp.mjs');
+const main = path.resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'asp.cjs');
 
 export interface CliRun {
   code: number | null;

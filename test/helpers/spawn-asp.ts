@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 
-const main = path.resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'asp.mjs');
+const main = path.resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'asp.cjs');
 
 export interface SpawnedAsp {
   child: ChildProcess;

@@ -9,7 +9,7 @@ import { dockerAvailable, leftovers } from '../helpers/docker.js';
 import { repoWith } from '../helpers/repos.js';
 import { ensureTestImage } from '../helpers/test-images.js';
 
-const main = path.resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'asp.mjs');
+const main = path.resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'asp.cjs');
 
 function scratch() {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'asp-batch-'));

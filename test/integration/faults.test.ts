@@ -13,7 +13,7 @@ import { repoWith } from '../helpers/repos.js';
 import { succeeds } from '../helpers/server-process.js';
 import { canRunSecondDaemon, startSecondDaemon, type SecondDaemon } from '../helpers/second-daemon.js';
 
-const cli = path.resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'asp.mjs');
+const cli = path.resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'asp.cjs');
 
 /** Starts `asp` with `args`, sends `signals` (one per `gapMs`) once `afterMs` passed, and says how it ended and when. */
 function interrupted(

@@ -36,7 +36,7 @@ import { allText, fingerprint, hostProcesses, oddEntries } from '../helpers/host
 import { gitIn, repoWith } from '../helpers/repos.js';
 import { artifact, run } from '../helpers/run.js';
 
-const cli = path.resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'asp.mjs');
+const cli = path.resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'asp.cjs');
 const aspDir = (result: TaskResult) => path.join(result.workspacePath, '.asp');
 const warnings = (result: TaskResult) => result.warnings.join('\n');
 

@@ -290,7 +290,7 @@ describe.skipIf(!dockerAvailable)('the Kubernetes backend, through the API stand
   const startLongRun = async (id: string) => {
     const child = spawn(
       process.execPath,
-      [path.resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'asp.mjs'), 'run', '--json', '--repo', repoWith({ 'README.md': 'x\n' }), '--id', id, '--step', 'wait=sleep 300'],
+      [path.resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'asp.cjs'), 'run', '--json', '--repo', repoWith({ 'README.md': 'x\n' }), '--id', id, '--step', 'wait=sleep 300'],
       {
         env: { PATH: process.env.PATH, HOME: process.env.HOME, ASP_HOME: mkdtempSync(path.join(os.tmpdir(), 'asp-home-')), ...env() },
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -545,7 +545,7 @@ describe.skipIf(!dockerAvailable)('the Kubernetes backend, through the API stand
         const id = `k8s-pending-${process.pid}`;
         const child = spawn(
           process.execPath,
-          [path.resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'asp.mjs'), 'run', '--repo', repoWith({ 'README.md': 'x\n' }), '--id', id, '--step', 'a=true'],
+          [path.resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'asp.cjs'), 'run', '--repo', repoWith({ 'README.md': 'x\n' }), '--id', id, '--step', 'a=true'],
           {
             env: { PATH: process.env.PATH, HOME: process.env.HOME, ASP_HOME: mkdtempSync(path.join(os.tmpdir(), 'asp-home-')), ...env(), ASP_K8S_START_TIMEOUT: '10m' },
             stdio: ['ignore', 'ignore', 'pipe'],

@@ -133,7 +133,7 @@ describe.skipIf(!dockerAvailable)('a pool’s standby asp process, against the r
   it('is not used by another node’s flags, by ASP_STANDBY=0, or from a directory others can enter: the run is then local', async () => {
     const { env } = await poolUp();
     const repo = repoWith({ 'README.md': 'standby\n' });
-    const cli = path.resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'asp.mjs');
+    const cli = path.resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'asp.cjs');
     const local = await asp(['run', '--repo', repo, '--task', 'off', '--step', 'ok=true', '--json'], { ...env, ASP_STANDBY: '0' });
     expect(local.code, local.stderr).toBe(0);
     const [standby] = standbys(env.ASP_HOME);

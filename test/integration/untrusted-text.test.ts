@@ -8,7 +8,7 @@ import { ESCAPES, terminalEscapes } from '../fixtures/hostile/terminal-escapes.j
 import { dockerAvailable, leftovers } from '../helpers/docker.js';
 import { allText } from '../helpers/host-checks.js';
 
-const main = path.resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'asp.mjs');
+const main = path.resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'asp.cjs');
 
 interface RawRun {
   code: number | null;

@@ -278,7 +278,7 @@ describe('shards run through the batch, then merged', () => {
 
 describe('asp batch --shard and asp batch merge-reports, as a user runs them', () => {
   beforeAll(() => {
-    if (!existsSync(path.resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'asp.mjs'))) throw new Error('these tests run the built CLI: npm run build first');
+    if (!existsSync(path.resolve(import.meta.dirname, '..', '..', 'dist', 'cli', 'asp.cjs'))) throw new Error('these tests run the built CLI: npm run build first');
   });
 
   const list = () => {
