@@ -62,6 +62,23 @@ export class CleanupStack implements CleanupScope, AsyncDisposable {
     return this.#disposal;
   }
 
+  /**
+   * Undoes the keepable entries now (a sandbox: its container, its volume), newest first, and leaves one entry in
+   * their place that waits for that undo: disposal still ends with them done, in the order it would have undone them.
+   * For a task whose sandbox has given all it will (its `.asp/` is in hand): its removal overlaps what follows.
+   * Not after disposal began, and not when the stack is to keep them (the caller knows: --keep).
+   */
+  undoKeepableNow(): void {
+    if (this.#disposal) return;
+    const at = this.#entries.findIndex((entry) => entry.keepable);
+    if (at < 0) return;
+    const keepable = this.#entries.filter((entry) => entry.keepable);
+    const rest = this.#entries.filter((entry) => !entry.keepable);
+    const undoing = this.#run([...keepable].reverse());
+    rest.splice(at, 0, { what: keepable.map((entry) => entry.what).join(', '), undo: async () => void (await undoing), keepable: false });
+    this.#entries.splice(0, this.#entries.length, ...rest);
+  }
+
   async [Symbol.asyncDispose](): Promise<void> {
     await this.dispose({ keep: this.#keep });
   }

@@ -212,7 +212,8 @@ async function runSandboxPhases(plan: TaskPlan, task: ClaimedTask, deps: RunDeps
     const steps = await runSteps(plan, task, prepared, up.sandbox, { ...deps, gateway: ran.gateway, egress: ran.egress }, stack);
     ran.outcome = steps.outcome;
     const { collect } = await postSession();
-    ran.collected = await collect(task, cloned, steps, up.sandbox, deps);
+    // The sandbox's removal starts as soon as its `.asp/` is in hand (collect.ts), beside the rest; not with --keep.
+    ran.collected = await collect(task, cloned, steps, up.sandbox, { ...deps, removeSandbox: plan.spec.keep ? undefined : () => stack.undoKeepableNow() });
     if (prepared.checkSteps.length && ran.outcome.status === 'passed' && !deps.forceSignal?.aborted) {
       ran.check = await checkChange(plan, task, prepared, up.image, ran.collected, { ...deps, egress: ran.egress });
       if (ran.check.status !== 'passed') ran.outcome = { status: ran.check.status, exitCode: ran.check.exitCode, ...(ran.check.error ? { error: ran.check.error } : {}) };

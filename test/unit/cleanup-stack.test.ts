@@ -13,6 +13,29 @@ function recorded() {
 }
 
 describe('cleanup stack', () => {
+  it('undoes the keepable entries early when asked (newest first), and a disposal then waits for them, in their place', async () => {
+    const { stack, undone, heard, undo } = recorded();
+    let finishVolume: (() => void) | undefined;
+    stack.defer('workspace claim', undo('workspace claim'));
+    stack.defer('volume', () => new Promise<void>((resolve) => (finishVolume = () => (undone.push('volume'), resolve()))), { keepable: true });
+    stack.defer('container', () => Promise.reject(new Error('engine gone')), { keepable: true });
+    stack.defer('events file', undo('events file'));
+    stack.undoKeepableNow();
+    // The container's undo ran (and failed) at once; the volume's is under way.
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(heard).toEqual(['container: Error: engine gone']);
+    expect(stack.pending).toEqual(['workspace claim', 'volume, container', 'events file']);
+    stack.undoKeepableNow();
+    const disposed = stack.dispose();
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    // The events file went; the workspace claim waits until the volume is gone.
+    expect(undone).toEqual(['events file']);
+    finishVolume?.();
+    await disposed;
+    expect(undone).toEqual(['events file', 'volume', 'workspace claim']);
+    expect(heard).toEqual(['container: Error: engine gone']);
+  });
+
   it('undoes what was deferred newest first', async () => {
     const { stack, undone, undo } = recorded();
     stack.defer('workspace claim', undo('workspace claim'));

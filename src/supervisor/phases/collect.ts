@@ -36,16 +36,20 @@ export async function collect(
   cloned: ClonedRepos,
   run: StepsRun,
   sandbox: Sandbox,
-  deps: { settings: Settings; log: Log; forceSignal?: AbortSignal | undefined },
+  deps: { settings: Settings; log: Log; forceSignal?: AbortSignal | undefined; removeSandbox?: (() => void) | undefined },
 ): Promise<Collected> {
   if (deps.forceSignal?.aborted) return { change: null, extraChanges: [] };
   const { trace, warn, workspace, taskId, branch } = task;
   const { end } = run;
   const streamed = end.kind === 'exited' ? task.events.artifacts.result() : { missing: `the task ended by ${end.kind}` };
   if ('missing' in streamed && end.kind === 'exited' && streamed.missing !== 'not streamed') warn(`artifacts stream unusable (${streamed.missing}): copying .asp/ out of the container`);
+  // Streamed, `.asp/` is in hand already: nothing more is wanted of the sandbox, whose removal starts now, beside the
+  // unpacking and the fetch of its changes. Else once it is copied out.
+  if ('tar' in streamed) deps.removeSandbox?.();
   const extracted = await trace.phase('copy-out', () =>
     'tar' in streamed ? extractChecked(Readable.from([streamed.tar]), workspace.artifactsDir, ARTIFACT_EXTRACT) : copyOut(sandbox, end, workspace.artifactsDir, deps.forceSignal, warn),
   );
+  deps.removeSandbox?.();
   if (!extracted) warn('copy-out cut short by a second interrupt: .asp/ holds what arrived before it');
   for (const rejected of extracted?.rejected ?? []) warn(`not copied out of the sandbox: .asp/${rejected.name.replace(/^\.asp\/?/, '')} (${rejected.reason})`);
   // Nothing trusts these names (asp reads its own state from .asp-host/ only), but a step writing them is probing:
