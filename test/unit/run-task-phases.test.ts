@@ -369,7 +369,7 @@ describe('runTask over a fake backend', () => {
   });
 
   describe('cleanup', () => {
-    it('closes the events file, then removes the container, then its volume', async () => {
+    it('removes the container, then its volume, as soon as .asp/ is in hand (before the events file closes)', async () => {
       const h = harness();
       const close = TaskEvents.prototype.close;
       vi.spyOn(TaskEvents.prototype, 'close').mockImplementation(function (this: TaskEvents) {
@@ -379,7 +379,10 @@ describe('runTask over a fake backend', () => {
       const { result } = await h.run({});
 
       expect(result.status).toBe('passed');
-      expect(h.backend.calls.slice(-3)).toEqual(['close events', 'remove container box-1', 'remove volume vol-1']);
+      expect(h.backend.calls.slice(-3)).toEqual(['remove container box-1', 'remove volume vol-1', 'close events']);
+      // The artifacts were in hand first: the removal began after them, not before.
+      expect(h.backend.calls.indexOf('remove container box-1')).toBeGreaterThan(h.backend.calls.indexOf('fetchArtifacts box-1'));
+      expect(h.backend.calls).toContain('fetchArtifacts box-1');
       // Closed before asp copied it for the user: the copy holds the runner's last word.
       const events = readFileSync(path.join(result.workspacePath, '.asp', 'events.jsonl'), 'utf8')
         .trim()
