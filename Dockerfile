@@ -29,7 +29,7 @@ ARG ASP_RUNTIME_VERSION=unversioned
 ARG ASP_RUNTIME_REQUIRED=1
 RUN mkdir -p /opt/asp-runtime \
  && { node /opt/asp/sandbox/asp-runtime-pack.mjs /opt/asp-runtime "$ASP_RUNTIME_VERSION" >/dev/null || [ "$ASP_RUNTIME_REQUIRED" = 0 ]; }
-RUN printf '#!/bin/sh\nexec node /opt/asp/sandbox/asp-sandbox.mjs "$@"\n' > /usr/local/bin/asp-sandbox \
+RUN printf '#!/bin/sh\nexec node /opt/asp/sandbox/asp-sandbox.cjs "$@"\n' > /usr/local/bin/asp-sandbox \
  && printf '#!/bin/sh\nexec node /opt/asp/sandbox/asp-agent.mjs "$@"\n' > /usr/local/bin/asp-agent \
  && chmod 755 /usr/local/bin/asp-sandbox /usr/local/bin/asp-agent
 

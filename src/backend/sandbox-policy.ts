@@ -80,18 +80,23 @@ export interface RunnerLaunch {
   env: string[];
 }
 
+/** The runner's file (scripts/post-build.mjs), under /opt/asp/sandbox in asp's image and in the runtime alike. */
+export const RUNNER_FILE = 'asp-sandbox.cjs';
+const OWN_RUNNER = `/opt/asp/sandbox/${RUNNER_FILE}`;
+
 /**
- * In asp's own image the runner is its CMD. On any other image it comes from the runtime mounted at /opt/asp: Node
+ * In asp's own image the runner is what its CMD runs. On any other image it comes from the runtime mounted at /opt/asp: Node
  * through the runtime's own loader and libraries (the image may have another libc, or none), so nothing of the
  * image's runs before the runner, whatever its ENTRYPOINT, CMD, USER, WORKDIR or ENV say.
  */
 export function runnerLaunch(allowedEnv: Record<string, string>, fromRuntime: boolean, extraEnv: string[] = []): RunnerLaunch {
   const env = [...sandboxEnv(allowedEnv), ...extraEnv];
-  if (!fromRuntime) return { entrypoint: undefined, cmd: ['asp-sandbox'], env };
+  // Node itself, not the asp-sandbox wrapper script (what the image's CMD says): one exec less for every task.
+  if (!fromRuntime) return { entrypoint: undefined, cmd: ['node', OWN_RUNNER], env };
   const dir = SANDBOX_RUNTIME_DIR;
   return {
     entrypoint: [`${dir}/lib/ld.so`, '--library-path', `${dir}/lib`, `${dir}/bin/node`],
-    cmd: [`${dir}/sandbox/asp-sandbox.mjs`],
+    cmd: [`${dir}/sandbox/${RUNNER_FILE}`],
     env: [...env, `ASP_RUNTIME=${dir}`, ...RUNNER_NEUTRAL_ENV, ...GIT_IDENTITY_ENV],
   };
 }

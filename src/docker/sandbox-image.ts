@@ -15,7 +15,7 @@ export const ASP_IMAGE_LABEL = 'asp.image';
 export const ASP_IMAGE_KIND = 'sandbox';
 
 /** The in-sandbox programs, each bundled into one file by `npm run build` (scripts/post-build.mjs). */
-const IMAGE_PROGRAMS = ['dist/image/asp-sandbox.mjs', 'dist/image/asp-agent.mjs', 'dist/image/asp-runtime-pack.mjs'];
+const IMAGE_PROGRAMS = ['dist/image/asp-sandbox.cjs', 'dist/image/asp-agent.mjs', 'dist/image/asp-runtime-pack.mjs'];
 
 /** The files the image is built from, relative to the package root. Their hash is the image tag. */
 function contextFiles(root: string): string[] {

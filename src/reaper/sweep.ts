@@ -39,7 +39,9 @@ export async function sweep(deps: SweepDeps): Promise<SweepResult> {
     // every task of the retention period): retention takes the listing as it was, less what the reap just changed.
     const root = deps.settings.workspacesRoot;
     // A root that cannot be listed is the reap's to report, as before (it lists again, and says why).
-    const workspaces = await listWorkspaces(root, deliveryHold).catch(() => undefined);
+    // Tasks that finished within the retention period are not read at all: neither the reap nor retention has
+    // anything to do with them yet (SettledFilter), and a busy root holds thousands.
+    const workspaces = await listWorkspaces(root, deliveryHold, { now: deps.clock.now(), withinMs: deps.settings.retentionMs }).catch(() => undefined);
     const report = await reap({ backend: deps.backend, workspacesRoot: root, clock: deps.clock, workspaces, ...(deps.liveness ? { liveness: deps.liveness } : {}) }, { dryRun: false, all: false });
     const touched = new Set(report.items.filter((item) => item.kind === 'workspace').map((item) => item.name));
     const failed = report.items.filter((item) => item.outcome === 'failed');

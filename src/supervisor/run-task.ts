@@ -18,9 +18,10 @@ import { cloneRepos, type ClonedRepos } from './phases/clone-repos.js';
 import type { Collected } from './phases/collect.js';
 import { prepareFeed, type PreparedFeed } from './phases/feed-workspace.js';
 import { resolveTask, type TaskPlan } from './phases/resolve-task.js';
-import { runSteps } from './phases/run-steps.js';
+import { runSteps, sessionPhases } from './phases/run-steps.js';
 import { bringSandboxUp, type SandboxUp } from './phases/sandbox-up.js';
 import type { SessionOutcome, StepResult } from './session-outcome.js';
+import { closeOpened, openSandbox } from './sandbox-session.js';
 import type { Lookup } from '../egress/egress-relay.js';
 import type { WarmSource } from '../pool/warm-source.js';
 import { openTaskEgress, type TaskEgress } from './task-egress.js';
@@ -204,12 +205,21 @@ async function runSandboxPhases(plan: TaskPlan, task: ClaimedTask, deps: RunDeps
     // before going on, so nothing runs on in the background after a failure.
     const [cloned, up] = await settleBoth(
       trace.phase('clone', () => cloneRepos(plan, task, deps)),
-      bringSandboxUp(plan, task, deps, stack).then((made: SandboxUp) => ((ran.image = made.image), made)),
+      bringSandboxUp(plan, task, deps, stack).then((made: SandboxUp) => {
+        ran.image = made.image;
+        // Started as soon as it exists: its runner boots while the clone finishes and the feed is made ready.
+        const opened = openSandbox(made.sandbox, deps.signal, sessionPhases(trace, deps.onIdle));
+        // What failed here is the session's to say (runSteps); a session that never began closes it (not awaited:
+        // a start that never answers must not hold back the removal deferred before it).
+        opened.catch(() => {});
+        stack.defer('sandbox streams', () => void opened.then(closeOpened, () => {}));
+        return { ...made, opened };
+      }),
     );
     ran.cloned = cloned;
     const prepared = await prepareFeed(plan, task, cloned, { cwd: deps.cwd, gateway: ran.gateway });
     ran.prepared = prepared;
-    const steps = await runSteps(plan, task, prepared, up.sandbox, { ...deps, gateway: ran.gateway, egress: ran.egress }, stack);
+    const steps = await runSteps(plan, task, prepared, up.sandbox, { ...deps, gateway: ran.gateway, egress: ran.egress, opened: up.opened }, stack);
     ran.outcome = steps.outcome;
     const { collect } = await postSession();
     // The sandbox's removal starts as soon as its `.asp/` is in hand (collect.ts), beside the rest; not with --keep.

@@ -1,6 +1,6 @@
 import type { Readable, Writable } from 'node:stream';
 import { AspError } from '../core/asp-error.js';
-import type { Sandbox } from '../backend/sandbox-backend.js';
+import type { Sandbox, SandboxStreams } from '../backend/sandbox-backend.js';
 import type { Deadline } from '../core/clock.js';
 import { CleanupStack } from '../core/cleanup-stack.js';
 import { allowedOnly } from '../backend/sandbox-policy.js';
@@ -25,6 +25,38 @@ export type SessionEnd =
   | { kind: 'interrupted' }
   /** The host stopped the task for a reason of its own (a model budget spent). */
   | { kind: 'stopped'; what: string };
+
+/** Times one of the session's own phases for the trace (`sandbox-start`, `runner-boot`). */
+export type TimePhase = <T>(name: string, action: () => Promise<T>) => Promise<T>;
+
+/** A sandbox opened ahead of its session (openSandbox), which runSession takes over. */
+export interface OpenedSandbox {
+  streams: SandboxStreams;
+  /** Ends the `runner-boot` phase: at the runner's hello, or when the session ends without one. */
+  helloArrived: () => void;
+}
+
+/**
+ * Connects the sandbox's streams and starts it (`sandbox-start`), then times its runner's boot until the hello that
+ * the session reads (`runner-boot`). A task opens its sandbox as soon as it exists, beside the clone: the runner boots
+ * while the workspace is made ready, and waits on stdin for it. Nothing it writes before the session reads it is lost:
+ * the streams hold it.
+ */
+export async function openSandbox(sandbox: Sandbox, signal: AbortSignal | undefined, timePhase: TimePhase = (_name, action) => action()): Promise<OpenedSandbox> {
+  const streams = await timePhase('sandbox-start', () => sandbox.open(signal));
+  let helloArrived!: () => void;
+  // trace.phase calls its action at once: helloArrived is set when this returns.
+  void timePhase('runner-boot', () => new Promise<void>((resolve) => (helloArrived = resolve)));
+  return { streams, helloArrived };
+}
+
+/** Ends what openSandbox opened, for a sandbox whose session never began (the clone failed): its streams, its phase. */
+export function closeOpened(opened: OpenedSandbox): void {
+  opened.helloArrived();
+  opened.streams.stdout.destroy();
+  opened.streams.stderr.destroy();
+  opened.streams.stdin.destroy();
+}
 
 /** Sends a host → sandbox message on the container's stdin; a no-op when stdin is already closed. */
 export type HostReply = (message: HostMessage) => void;
@@ -64,25 +96,25 @@ export async function runSession(
      * Times the session's own phases for the trace: `sandbox-start` (streams connected, the sandbox started) and
      * `runner-boot` (from then until the runner's hello, or the session's end without one).
      */
-    timePhase?: (<T>(name: string, action: () => Promise<T>) => Promise<T>) | undefined;
+    timePhase?: TimePhase | undefined;
+    /** The sandbox opened already (openSandbox, with the same timePhase); else the session opens it. */
+    opened?: Promise<OpenedSandbox> | undefined;
   },
   hooks: SessionHooks,
 ): Promise<SessionEnd> {
   await using session = new CleanupStack();
   const timePhase = options.timePhase ?? ((_name, action) => action());
-  let streams: Awaited<ReturnType<Sandbox['open']>>;
+  let opened: OpenedSandbox;
   try {
-    streams = await timePhase('sandbox-start', () => sandbox.open(options.signal));
+    opened = await (options.opened ?? openSandbox(sandbox, options.signal, timePhase));
   } catch (error) {
     // Interrupted while the sandbox was still starting (a pod waiting for a node or its image): nothing ran.
     if (options.signal?.aborted) return { kind: 'interrupted' };
     throw error;
   }
-  session.defer('streams', () => {
-    streams.stdout.destroy();
-    streams.stderr.destroy();
-    streams.stdin.destroy();
-  });
+  const { streams, helloArrived } = opened;
+  // The phase openSandbox began is never left open: it ends at the hello, or with the session.
+  session.defer('streams', () => closeOpened(opened));
   const stdin = streams.stdin;
   // A container that is gone makes writes fail: that is the end of the session, not an error of the host.
   stdin.on('error', () => {});
@@ -92,10 +124,6 @@ export async function runSession(
   };
   let taskEnd: TaskEndMessage | undefined;
   let helloSeen = false;
-  let helloArrived!: () => void;
-  // Settles at the hello, or when the session ends without one: the phase it times is never left open.
-  void timePhase('runner-boot', () => new Promise<void>((resolve) => (helloArrived = resolve)));
-  session.defer('runner boot', () => helloArrived());
   let stepTimer: NodeJS.Timeout | undefined;
   session.defer('step timer', () => clearTimeout(stepTimer));
   let resolveStop!: (end: SessionEnd) => void;

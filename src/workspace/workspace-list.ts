@@ -1,8 +1,10 @@
+import { existsSync, lstatSync } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { AspError, errorMessage, systemErrorCode } from '../core/asp-error.js';
 import { readOwnerFile, workspacePaths, type HostWorkspace, type OwnerRecord } from './host-workspace.js';
 import { byCodePoint } from '../core/code-point-order.js';
+import { hostFilePath } from './host-state.js';
 
 /**
  * Whether a workspace's work waits for a person (`asp approve`), and why its delivery plan cannot be read when it
@@ -29,10 +31,23 @@ export interface WorkspaceEntry {
 }
 
 /**
- * The dirs under `root` that carry an owner file. Anything else (no owner file, a damaged one, a symlink) is not
- * asp's and is left out, so nothing downstream can touch it.
+ * Dirs the automatic sweep need not read (sweep.ts): those of tasks that finished less than `withinMs` ago. Their
+ * result is written (the owner file's final word came before it), their clone is gone (nothing for the reap), and the
+ * dir changed less than `withinMs` ago (it changes when its owner file is written, so it finished no earlier): not
+ * due for retention either. Told by three stats instead of reading the dir's records, which cost ~0.2 ms of CPU each:
+ * a root holds every task of the retention period (7 days), and every `asp run` sweeps it.
  */
-export async function listWorkspaces(root: string, hold: DeliveryHold): Promise<WorkspaceEntry[]> {
+export interface SettledFilter {
+  now: Date;
+  withinMs: number;
+}
+
+/**
+ * The dirs under `root` that carry an owner file. Anything else (no owner file, a damaged one, a symlink) is not
+ * asp's and is left out, so nothing downstream can touch it. With `settled`, recently finished tasks are left out
+ * too, unread (SettledFilter).
+ */
+export async function listWorkspaces(root: string, hold: DeliveryHold, settled?: SettledFilter): Promise<WorkspaceEntry[]> {
   const children = await readdir(root, { withFileTypes: true }).catch((error: unknown) => {
     if (systemErrorCode(error) === 'ENOENT') return [];
     throw new AspError('WORKSPACE_FAILED', `cannot read the workspace root ${root}: ${errorMessage(error)}`, 'check ASP_WORKSPACES and its permissions');
@@ -42,6 +57,7 @@ export async function listWorkspaces(root: string, hold: DeliveryHold): Promise<
   const entries = await Promise.all(
     dirs.map(async (child): Promise<WorkspaceEntry | undefined> => {
       const dir = path.join(root, child.name);
+      if (settled && settledWithin(workspacePaths(root, child.name), settled)) return undefined;
       const record = await readOwnerFile(dir);
       if (!record) return undefined;
       const [hasClone, delivery] = await Promise.all([exists(path.join(dir, 'repo')), hold(workspacePaths(root, child.name), record)]);
@@ -56,6 +72,16 @@ export async function listWorkspaces(root: string, hold: DeliveryHold): Promise<
     }),
   );
   return entries.filter((entry): entry is WorkspaceEntry => entry !== undefined).sort((a, b) => byCodePoint(a.name, b.name));
+}
+
+/**
+ * Synchronous, on purpose: three stats that throw nothing (a missing file is no Error to build), where the same
+ * asked of the thread pool cost thousands of promises and errors, and ~50 ms of garbage collection for 500 dirs.
+ */
+function settledWithin(workspace: HostWorkspace, settled: SettledFilter): boolean {
+  if (!existsSync(hostFilePath(workspace, 'result')) || existsSync(workspace.repoDir)) return false;
+  const info = lstatSync(workspace.dir, { throwIfNoEntry: false });
+  return info !== undefined && settled.now.getTime() - info.mtimeMs < settled.withinMs;
 }
 
 /** Bytes on disk under `dir` (files only, links not followed); a file vanishing mid-walk counts as nothing. */

@@ -319,7 +319,7 @@ describe.skipIf(!dockerAvailable)('--image takes any image, against the real Doc
       expect(error).toBeInstanceOf(AspError);
       expect((error as AspError).code).toBe('PROTOCOL_MISMATCH');
       // tini's own words on why the runner did not start, not only an exit code.
-      expect((error as AspError).message).toMatch(/^the sandbox exited with 127 before saying hello: .*asp-sandbox.*No such file or directory/);
+      expect((error as AspError).message).toMatch(/^the sandbox exited with 127 before saying hello: .*exec node failed: No such file or directory/);
       expect((error as AspError).hint).toContain('asp doctor');
       expect(await leftovers()).toEqual({ containers: [], volumes: [] });
     });

@@ -188,7 +188,7 @@ describe.skipIf(!dockerAvailable)('a sandbox whose runner is not hardened as ask
 
 describe('the runner opens no debugger, whoever signals it', () => {
   it('keeps running and listens on no inspector port after SIGUSR1 (as root could send it)', async () => {
-    const runner = spawn(process.execPath, [path.resolve(import.meta.dirname, '..', '..', 'dist', 'image', 'asp-sandbox.mjs')], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const runner = spawn(process.execPath, [path.resolve(import.meta.dirname, '..', '..', 'dist', 'image', 'asp-sandbox.cjs')], { stdio: ['pipe', 'pipe', 'pipe'] });
     try {
       let stdout = '';
       runner.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));

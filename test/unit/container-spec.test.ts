@@ -66,7 +66,7 @@ describe('container spec', () => {
 
   it('carries the labels and runs the sandbox runner', () => {
     expect(spec.Labels).toEqual({ 'asp.managed': 'true' });
-    expect(spec.Cmd).toEqual(['asp-sandbox']);
+    expect(spec.Cmd).toEqual(['node', '/opt/asp/sandbox/asp-sandbox.cjs']);
   });
 
   it('sets no runtime unless asked, and the one asked for', () => {
@@ -89,10 +89,10 @@ describe("container spec of an image that is not asp's own", () => {
 
   it("starts the runner from the runtime through the runtime's own loader, whatever the image's ENTRYPOINT and CMD", () => {
     expect(injected.Entrypoint).toEqual(['/opt/asp/lib/ld.so', '--library-path', '/opt/asp/lib', '/opt/asp/bin/node']);
-    expect(injected.Cmd).toEqual(['/opt/asp/sandbox/asp-sandbox.mjs']);
+    expect(injected.Cmd).toEqual(['/opt/asp/sandbox/asp-sandbox.cjs']);
     // asp's own image runs its own runner, with no Entrypoint of asp's.
     expect(spec.Entrypoint).toBeUndefined();
-    expect(spec.Cmd).toEqual(['asp-sandbox']);
+    expect(spec.Cmd).toEqual(['node', '/opt/asp/sandbox/asp-sandbox.cjs']);
   });
 
   it("overrides the image's USER and WORKDIR, empties what would change the runner, and keeps every other hardening field", () => {

@@ -65,7 +65,7 @@ describe('the Docker backend, image by image', () => {
     expect(await backend.prepareImage({ image: 'team/baked:1' })).toEqual({ ref: 'team/baked:1', id: 'sha256:b' });
     await backend.createSandbox(request('team/baked:1'), new CleanupStack());
     expect(calls.filter((call) => call.includes('runtime'))).toEqual([]);
-    expect(created[0]?.Cmd).toEqual(['asp-sandbox']);
+    expect(created[0]?.Cmd).toEqual(['node', '/opt/asp/sandbox/asp-sandbox.cjs']);
   });
 
   it("fills the runtime volume once from asp's image for any other image, and mounts it read-only", async () => {

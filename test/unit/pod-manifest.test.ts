@@ -138,7 +138,7 @@ describe('pod manifest', () => {
     expect(container.image).toBe('python:3.12');
     expect(container.volumeMounts).toContainEqual({ name: 'runtime', mountPath: '/opt/asp', readOnly: true });
     const loader = ['/opt/asp/lib/ld.so', '--library-path', '/opt/asp/lib'];
-    expect(container.command).toEqual([...loader, '/opt/asp/bin/sh', '-c', 'exec 3<&0; "$$@" 0<&3 3<&- & wait $$!', 'asp-init', ...loader, '/opt/asp/bin/node', '/opt/asp/sandbox/asp-sandbox.mjs']);
+    expect(container.command).toEqual([...loader, '/opt/asp/bin/sh', '-c', 'exec 3<&0; "$$@" 0<&3 3<&- & wait $$!', 'asp-init', ...loader, '/opt/asp/bin/node', '/opt/asp/sandbox/asp-sandbox.cjs']);
     expect(keeper.image).toBe('asp-sandbox:abc');
   });
 

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { DockerBackend } from '../../src/docker/docker-backend.js';
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -16,6 +16,8 @@ import { sweep } from '../../src/reaper/sweep.js';
 import type { Log } from '../../src/core/log.js';
 import { OWNER_FILE, type OwnerRecord } from '../../src/workspace/host-workspace.js';
 import { savePlan } from '../helpers/delivery-fixtures.js';
+import { deliveryHold } from '../../src/delivery/delivery-plan.js';
+import { listWorkspaces } from '../../src/workspace/workspace-list.js';
 import { ownershipLabels } from '../../src/backend/ownership-labels.js';
 import { FakeDocker } from '../helpers/fake-docker.js';
 
@@ -131,12 +133,13 @@ describe('workspaces prune (retention)', () => {
   });
 });
 
+const quiet = () => {
+  const lines: string[] = [];
+  const log: Log = { info: (_f, m) => lines.push(`info ${m}`), warn: (_f, m) => lines.push(`warn ${m}`), error: (_f, m) => lines.push(`error ${m}`), debug: () => {} };
+  return { log, lines };
+};
+
 describe('the sweep at the start of every run', () => {
-  const quiet = () => {
-    const lines: string[] = [];
-    const log: Log = { info: (_f, m) => lines.push(`info ${m}`), warn: (_f, m) => lines.push(`warn ${m}`), error: (_f, m) => lines.push(`error ${m}`), debug: () => {} };
-    return { log, lines };
-  };
   const settings = (workspacesRoot: string) => ({ ...readSettings({}), workspacesRoot });
   const deadLabels = ownershipLabels({ taskId: 't', runId: 'r', supervisor: { host: 'box', pid: 200, startTicks: 5 }, expiresAt: NOW, keep: false });
 
@@ -167,6 +170,53 @@ describe('the sweep at the start of every run', () => {
     writeFileSync(unreadable, 'x');
     expect((await sweep({ backend: new DockerBackend(new FakeDocker()), settings: settings(unreadable), clock, log, liveness })).failed).toBe(1);
     expect(lines[0]).toMatch(/^warn sweep failed: cannot read the workspace root/);
+  });
+});
+
+describe('what the sweep leaves unread: tasks that finished within the retention period', () => {
+  /** A finished dir as `asp run` leaves it: owner file, result, `.asp/`; the clone gone unless `clone`. */
+  function settledDir(workspaces: string, name: string, options: { clone?: boolean; result?: boolean; changedDaysAgo?: number } = {}): string {
+    const dir = finishedDir(workspaces, name, options.changedDaysAgo ?? 0);
+    mkdirSync(path.join(dir, '.asp-host'), { recursive: true });
+    if (options.result ?? true) writeFileSync(path.join(dir, '.asp-host', 'result.json'), '{}\n');
+    if (options.clone) mkdirSync(path.join(dir, 'repo'));
+    if (options.changedDaysAgo !== undefined) {
+      const at = new Date(NOW.getTime() - options.changedDaysAgo * DAY);
+      utimesSync(dir, at, at);
+    }
+    return dir;
+  }
+  const settled = { now: NOW, withinMs: 7 * DAY };
+
+  it('leaves out, unread, a finished task whose dir changed within the period; lists every other', async () => {
+    const workspaces = root();
+    settledDir(workspaces, 'recent', { changedDaysAgo: 1 });
+    settledDir(workspaces, 'recent-with-clone', { changedDaysAgo: 1, clone: true });
+    settledDir(workspaces, 'recent-no-result', { changedDaysAgo: 1, result: false });
+    settledDir(workspaces, 'old', { changedDaysAgo: 8 });
+    const names = async (filter?: typeof settled) => (await listWorkspaces(workspaces, deliveryHold, filter)).map((entry) => entry.name);
+    expect(await names()).toEqual(['old', 'recent', 'recent-no-result', 'recent-with-clone']);
+    expect(await names(settled)).toEqual(['old', 'recent-no-result', 'recent-with-clone']);
+    // A retention of 0 reads everything.
+    expect(await names({ now: NOW, withinMs: 0 })).toEqual(['old', 'recent', 'recent-no-result', 'recent-with-clone']);
+  });
+
+  it('the sweep still prunes what is due and reaps a dead run beside thousands of settled dirs', async () => {
+    const { log, lines } = quiet();
+    const workspaces = root();
+    for (let index = 0; index < 2000; index += 1) settledDir(workspaces, `done-${index}`, { changedDaysAgo: 1 });
+    settledDir(workspaces, 'old', { changedDaysAgo: 8 });
+    finishedDir(workspaces, 'abandoned', 0, { status: 'running', finishedAt: undefined });
+    mkdirSync(path.join(workspaces, 'abandoned', 'repo'));
+    expect(await sweep({ backend: new DockerBackend(new FakeDocker()), settings: { ...readSettings({}), workspacesRoot: workspaces }, clock, log, liveness })).toEqual({
+      reaped: 1,
+      pruned: 1,
+      failed: 0,
+    });
+    expect(lines).toEqual(['info swept what dead runs left: 0 containers, 0 volumes, 1 workspace dirs', 'info retention: removed 1 workspace dirs of tasks finished over 7d ago']);
+    expect(existsSync(path.join(workspaces, 'old'))).toBe(false);
+    expect(existsSync(path.join(workspaces, 'abandoned', 'repo'))).toBe(false);
+    expect(readdirSync(workspaces)).toHaveLength(2001);
   });
 });
 

@@ -139,6 +139,21 @@ describe('runTask over a fake backend', () => {
       expect(JSON.parse(readFileSync(path.join(result.workspacePath, '.asp', 'result.json'), 'utf8'))).toMatchObject({ status: 'passed', exitCode: 0 });
     });
 
+    it('starts the sandbox as soon as it exists, beside the clone: the runner boots while the workspace is made ready', async () => {
+      const h = harness();
+      const ran = await h.run({});
+      const span = (name: string) => {
+        const found = ran.trace.document.observations.find((observation) => observation.name === `host:${name}`);
+        if (!found?.endTime) throw new Error(`no finished ${name} span`);
+        return { start: new Date(found.startTime).getTime(), end: new Date(found.endTime).getTime() };
+      };
+      // The fake engine makes its sandbox at once; the clone is host git on a real repository, which takes longer.
+      expect(span('sandbox-start').start).toBeLessThan(span('clone').end);
+      expect(span('sandbox-start').start).toBeGreaterThanOrEqual(span('container-create').end);
+      expect(ran.result.status).toBe('passed');
+      expect(h.backend.leftovers()).toEqual([]);
+    });
+
     it('says a runner killed with 137 was killed (SIGKILL), not out of memory, when the engine does not say OOMKilled', async () => {
       const h = harness({ steps: { build: { killsRunner: 'sigkill' } } });
       const result = await deliverTask(await h.run({}), { settings: h.settings, log: silentLog });

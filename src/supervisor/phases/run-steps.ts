@@ -5,7 +5,7 @@ import type { CleanupScope } from '../../core/cleanup-stack.js';
 import type { Clock } from '../../core/clock.js';
 import type { Log } from '../../core/log.js';
 import { hostFilePath } from '../../workspace/host-state.js';
-import { runSession, type SessionEnd } from '../sandbox-session.js';
+import { runSession, type OpenedSandbox, type SessionEnd, type TimePhase } from '../sandbox-session.js';
 import { outcomeOf, whyStopped, type SessionOutcome } from '../session-outcome.js';
 import type { TaskEgress } from '../task-egress.js';
 import type { TaskGateway } from '../task-gateway.js';
@@ -27,7 +27,16 @@ export async function runSteps(
   task: ClaimedTask,
   prepared: PreparedFeed,
   sandbox: Sandbox,
-  deps: { clock: Clock; log: Log; gateway: TaskGateway | undefined; egress?: TaskEgress | undefined; signal?: AbortSignal | undefined; onIdle?: (() => void) | undefined },
+  deps: {
+    clock: Clock;
+    log: Log;
+    gateway: TaskGateway | undefined;
+    egress?: TaskEgress | undefined;
+    signal?: AbortSignal | undefined;
+    onIdle?: (() => void) | undefined;
+    /** The sandbox opened already, as soon as it existed (openSandbox, timed by sessionPhases). */
+    opened?: Promise<OpenedSandbox> | undefined;
+  },
   stack: CleanupScope,
 ): Promise<StepsRun> {
   const { events, trace, warn, taskId } = task;
@@ -50,12 +59,8 @@ export async function runSteps(
       env: plan.sandboxEnv,
       stop: deps.gateway?.gateway.stopped,
       verifyIdentity: identityMismatch,
-      timePhase: (name, action) => {
-        // The sandbox is started and its runner boots, the host waits: the moment for what can wait (RunDeps.onIdle).
-        // Not sooner: run while the attach and the start are in flight, its loading held them back ~25 ms.
-        if (name === 'runner-boot') setImmediate(() => deps.onIdle?.());
-        return trace.phase(name, action);
-      },
+      timePhase: sessionPhases(trace, deps.onIdle),
+      opened: deps.opened,
     },
     {
       onMessage: (message, reply) => events.handle(message, reply, deps.gateway?.gateway, relay),
@@ -85,6 +90,16 @@ export async function runSteps(
   if (outcome.status === 'timeout' || outcome.status === 'interrupted' || end.kind === 'stopped') trace.abandonOpenSteps(outcome.error ?? outcome.status, outcome.exitCode);
   if (end.kind === 'exited' && !end.taskEnd) warn(`the sandbox ended without reporting (exit ${end.statusCode}${end.statusCode === 137 ? await whyKilled(sandbox) : ''})`);
   return { end, outcome };
+}
+
+/** The session's phases as the task's trace records them; `runner-boot` is also the task's idle moment (RunDeps.onIdle). */
+export function sessionPhases(trace: ClaimedTask['trace'], onIdle: (() => void) | undefined): TimePhase {
+  return (name, action) => {
+    // The sandbox is started and its runner boots, the host waits: the moment for what can wait (RunDeps.onIdle).
+    // Not sooner: run while the attach and the start are in flight, its loading held them back ~25 ms.
+    if (name === 'runner-boot') setImmediate(() => onIdle?.());
+    return trace.phase(name, action);
+  };
 }
 
 /**
