@@ -10,11 +10,12 @@
  * never sees it. ASP_COMPILE_CACHE=0 turns it off.
  */
 import { createHash } from 'node:crypto';
-import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import Module, { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import vm from 'node:vm';
+import { isPrivateDir } from '../core/private-dir.js';
 
 /** Files kept in the cache directory: a few builds' worth of chunks; the oldest go first. */
 const MAX_ENTRIES = 256;
@@ -72,11 +73,10 @@ export function defaultCacheDir(env: NodeJS.ProcessEnv): string {
 function privateDir(dir: string): boolean {
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const stat = lstatSync(dir);
-    return stat.isDirectory() && (process.getuid === undefined || stat.uid === process.getuid()) && (stat.mode & 0o077) === 0;
   } catch {
     return false;
   }
+  return isPrivateDir(dir);
 }
 
 function writeAtomically(file: string, data: Buffer): void {

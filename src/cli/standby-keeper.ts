@@ -24,6 +24,7 @@ export function keepStandby(options: { entry: string; log: (line: string) => voi
   let idle: ChildProcess | undefined;
   let timer: NodeJS.Timeout | undefined;
   let failures = 0;
+  let unable = false;
   const later = (ms: number) => {
     clearTimeout(timer);
     if (!stopped) timer = setTimeout(start, ms);
@@ -36,6 +37,8 @@ export function keepStandby(options: { entry: string; log: (line: string) => voi
     let claimed = false;
     child.on('message', (note: StandbyNote) => {
       if (note.type === 'ready') failures = 0;
+      // Another would fail the same way (this build, this directory): none is kept from now on.
+      if (note.type === 'unable') unable = true;
       if (note.type !== 'claimed') return;
       claimed = true;
       if (idle === child) idle = undefined;
@@ -47,6 +50,7 @@ export function keepStandby(options: { entry: string; log: (line: string) => voi
     child.on('exit', (code, signal) => {
       if (idle === child) idle = undefined;
       if (claimed || stopped) return;
+      if (unable) return options.log(`standby: pid ${child.pid ?? '?'} cannot be one; the pool keeps no standby (runs make their own)`);
       // It ended without serving a run: it failed to start, or was killed; started again, after a pause that grows.
       failures += 1;
       const pauseMs = Math.min(MAX_BACKOFF_MS, 250 * 2 ** Math.min(failures, 7));

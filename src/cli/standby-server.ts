@@ -11,7 +11,11 @@ import { buildId, FrameReader, isPrivateDir, MAX_FRAME_BYTES, standbyDir, writeF
 const REQUEST_TIMEOUT_MS = 5000;
 
 /** What the keeper and its standby say over the IPC channel of `child_process.fork`-style spawning. */
-export type StandbyNote = { type: 'ready'; socket: string } | { type: 'claimed' };
+export type StandbyNote =
+  | { type: 'ready' }
+  | { type: 'claimed' }
+  /** It cannot be a standby at all (no build id, no private directory): the keeper starts no other. */
+  | { type: 'unable'; reason: string };
 
 /**
  * A standby asp process (`asp pool standby`, started by a pool's keeper: src/cli/standby-keeper.ts): asp's run
@@ -28,10 +32,7 @@ export async function runStandby(): Promise<number> {
   }
   const entry = process.argv[1];
   const build = buildId(entry);
-  if (!build || !entry) {
-    process.stderr.write('asp: standby: this asp has no build id (it runs from the compiled tree): no standby\n');
-    return 0;
-  }
+  if (!build || !entry) return unable('this asp has no build id (it runs from the compiled tree)');
   // What a run loads, loaded now: this is what the client does not wait for.
   const [{ runCli }] = await Promise.all([
     import('./cli-program.js'),
@@ -43,10 +44,7 @@ export async function runStandby(): Promise<number> {
   ]);
   const dir = standbyDir(aspHome(process.env));
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  if (!isPrivateDir(dir)) {
-    process.stderr.write(`asp: standby: ${dir} is not a directory of this user's only: no standby\n`);
-    return 0;
-  }
+  if (!isPrivateDir(dir)) return unable(`${dir} is not a directory of this user's only`);
   const socketPath = path.join(dir, `${process.pid}.sock`);
   const connection = await firstClient(socketPath);
   if (!connection) return 0;
@@ -58,7 +56,7 @@ export async function runStandby(): Promise<number> {
     connection.destroy();
     return 0;
   }
-  const why = mismatch(request, build);
+  const why = mismatch(request, build) ?? enter(request.cwd);
   if (why) {
     writeFrame(connection, 'D', why);
     connection.end();
@@ -98,7 +96,7 @@ function firstClient(socketPath: string): Promise<net.Socket | undefined> {
     const umask = process.umask(0o077);
     server.listen(socketPath, () => {
       process.umask(umask);
-      process.send?.({ type: 'ready', socket: socketPath } satisfies StandbyNote);
+      process.send?.({ type: 'ready' } satisfies StandbyNote);
     });
   });
 }
@@ -157,21 +155,31 @@ function requestOf(value: unknown): StandbyRequest | undefined {
   return parsed.success ? parsed.data : undefined;
 }
 
-/**
- * Why this standby cannot be the client's asp: another build, another node, other node flags, a command not `run`, a
- * directory it cannot enter. Undefined: it can, and it is in the client's directory now.
- */
+/** Why this standby cannot be the client's asp: another build, another node, other node flags, a command not `run`. */
 function mismatch(request: StandbyRequest, build: string): string | undefined {
   if (request.args[0] !== 'run') return 'a standby runs asp run only';
   if (request.build !== build) return 'another build of asp';
   if (request.execPath !== process.execPath || request.nodeVersion !== process.version) return 'another node';
   if (JSON.stringify(request.execArgv) !== JSON.stringify(process.execArgv)) return 'other node flags';
-  try {
-    process.chdir(request.cwd);
-  } catch {
-    return `its directory ${request.cwd} cannot be entered`;
-  }
   return undefined;
+}
+
+/** Goes to the client's directory; why it cannot, when it cannot (the run then stays the client's own). */
+function enter(cwd: string): string | undefined {
+  try {
+    process.chdir(cwd);
+    return undefined;
+  } catch {
+    return `its directory ${cwd} cannot be entered`;
+  }
+}
+
+/** Says why this process cannot be a standby, to its log and to its keeper (which then starts no other), then ends. */
+async function unable(reason: string): Promise<number> {
+  process.stderr.write(`asp: standby: ${reason}: no standby\n`);
+  // Sent before the process ends (a message still queued at exit is lost).
+  await new Promise<void>((resolve) => (process.send ? process.send({ type: 'unable', reason } satisfies StandbyNote, () => resolve()) : resolve()));
+  return 0;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { lstatSync, readFileSync, realpathSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import type { Socket } from 'node:net';
 
@@ -79,15 +79,8 @@ export function standbyDir(home: string): string {
   return path.join(home, 'pools', 'standby');
 }
 
-/** A directory only this user can enter and write (no other user can plant a socket there, or connect to one). */
-export function isPrivateDir(dir: string): boolean {
-  try {
-    const stat = lstatSync(dir);
-    return stat.isDirectory() && (process.getuid === undefined || stat.uid === process.getuid()) && (stat.mode & 0o077) === 0;
-  } catch {
-    return false;
-  }
-}
+// A standby's directory is a private one (private-dir.ts): no other user can plant a socket there, or connect to one.
+export { isPrivateDir } from '../core/private-dir.js';
 
 /**
  * Which build of asp this process runs: the id scripts/post-build.mjs writes beside the `asp` entry it was started
