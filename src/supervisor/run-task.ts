@@ -201,18 +201,19 @@ async function runSandboxPhases(plan: TaskPlan, task: ClaimedTask, deps: RunDeps
       deps.log.info({ taskId: task.taskId, provider: gateway.provider.name, model: gateway.provider.model }, `model gateway on: ${gateway.provider.name}:${gateway.provider.model}`);
     }
     ran.egress = openTaskEgress(plan.spec, { ...recording, lookup: deps.egressLookup });
-    // The clone and the sandbox are independent until the workspace is fed: made side by side, but both settle
-    // before going on, so nothing runs on in the background after a failure.
+    // The clone and the sandbox are independent until the workspace is fed: made side by side, and both settle before
+    // going on. The sandbox's start goes on beside the rest; after a failure its removal waits for it (bounded).
     const [cloned, up] = await settleBoth(
       trace.phase('clone', () => cloneRepos(plan, task, deps)),
       bringSandboxUp(plan, task, deps, stack).then((made: SandboxUp) => {
         ran.image = made.image;
         // Started as soon as it exists: its runner boots while the clone finishes and the feed is made ready.
         const opened = openSandbox(made.sandbox, deps.signal, sessionPhases(trace, deps.onIdle));
-        // What failed here is the session's to say (runSteps); a session that never began closes it (not awaited:
-        // a start that never answers must not hold back the removal deferred before it).
+        // What failed here is the session's to say (runSteps). A session that never began (the clone failed) closes it
+        // before the removal deferred earlier: once the start answered, so the removal never meets a start in flight,
+        // and at most START_SETTLE_MS later, so a start that never answers cannot hold the removal back.
         opened.catch(() => {});
-        stack.defer('sandbox streams', () => void opened.then(closeOpened, () => {}));
+        stack.defer('sandbox streams', () => settledWithin(opened, START_SETTLE_MS).then((done) => done && closeOpened(done)));
         return { ...made, opened };
       }),
     );
@@ -288,6 +289,16 @@ let loadingPostSession: Promise<typeof import('./phases/post-session.js')> | und
 function postSession(): Promise<typeof import('./phases/post-session.js')> {
   loadingPostSession ??= import('./phases/post-session.js');
   return loadingPostSession;
+}
+
+/** How long the removal of a sandbox whose session never began waits for its start to answer. */
+const START_SETTLE_MS = 5000;
+
+/** What `promise` resolved to, if it did within `ms`; undefined if it rejected or took longer. */
+function settledWithin<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms).unref()));
+  return Promise.race([promise.catch(() => undefined), late]).finally(() => clearTimeout(timer));
 }
 
 async function settleBoth<A, B>(first: Promise<A>, second: Promise<B>): Promise<[A, B]> {

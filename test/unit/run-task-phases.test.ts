@@ -154,6 +154,24 @@ describe('runTask over a fake backend', () => {
       expect(h.backend.leftovers()).toEqual([]);
     });
 
+    it('removes a sandbox whose clone failed only once its start answered, and leaves nothing', async () => {
+      const h = harness();
+      const opening = h.backend.hold('open');
+      const ran = h.run({ ref: 'no-such-branch' }).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      await opening.reached;
+      // The clone has failed by now (a branch the repository does not have); the start is still in flight.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(h.backend.calls.filter((call) => call.startsWith('remove'))).toEqual([]);
+      opening.release();
+      const error = await ran;
+      expect(error).toBeInstanceOf(AspError);
+      expect(h.backend.calls.slice(-3)).toEqual(['open box-1', 'remove container box-1', 'remove volume vol-1']);
+      expect(h.backend.leftovers()).toEqual([]);
+    });
+
     it('says a runner killed with 137 was killed (SIGKILL), not out of memory, when the engine does not say OOMKilled', async () => {
       const h = harness({ steps: { build: { killsRunner: 'sigkill' } } });
       const result = await deliverTask(await h.run({}), { settings: h.settings, log: silentLog });
