@@ -81,7 +81,7 @@ export interface RunnerLaunch {
 }
 
 /** The runner's file (scripts/post-build.mjs), under /opt/asp/sandbox in asp's image and in the runtime alike. */
-export const RUNNER_FILE = 'asp-sandbox.cjs';
+const RUNNER_FILE = 'asp-sandbox.cjs';
 const OWN_RUNNER = `/opt/asp/sandbox/${RUNNER_FILE}`;
 
 /**

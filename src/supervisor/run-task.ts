@@ -21,7 +21,7 @@ import { resolveTask, type TaskPlan } from './phases/resolve-task.js';
 import { runSteps, sessionPhases } from './phases/run-steps.js';
 import { bringSandboxUp, type SandboxUp } from './phases/sandbox-up.js';
 import type { SessionOutcome, StepResult } from './session-outcome.js';
-import { closeOpened, openSandbox } from './sandbox-session.js';
+import { closeUnused, openSandbox } from './sandbox-session.js';
 import type { Lookup } from '../egress/egress-relay.js';
 import type { WarmSource } from '../pool/warm-source.js';
 import { openTaskEgress, type TaskEgress } from './task-egress.js';
@@ -209,11 +209,10 @@ async function runSandboxPhases(plan: TaskPlan, task: ClaimedTask, deps: RunDeps
         ran.image = made.image;
         // Started as soon as it exists: its runner boots while the clone finishes and the feed is made ready.
         const opened = openSandbox(made.sandbox, deps.signal, sessionPhases(trace, deps.onIdle));
-        // What failed here is the session's to say (runSteps). A session that never began (the clone failed) closes it
-        // before the removal deferred earlier: once the start answered, so the removal never meets a start in flight,
-        // and at most START_SETTLE_MS later, so a start that never answers cannot hold the removal back.
+        // What failed here is the session's to say (runSteps); one that never began (the clone failed) is closed before
+        // the removal deferred earlier (closeUnused).
         opened.catch(() => {});
-        stack.defer('sandbox streams', () => settledWithin(opened, START_SETTLE_MS).then((done) => done && closeOpened(done)));
+        stack.defer('sandbox streams', () => closeUnused(opened));
         return { ...made, opened };
       }),
     );
@@ -289,16 +288,6 @@ let loadingPostSession: Promise<typeof import('./phases/post-session.js')> | und
 function postSession(): Promise<typeof import('./phases/post-session.js')> {
   loadingPostSession ??= import('./phases/post-session.js');
   return loadingPostSession;
-}
-
-/** How long the removal of a sandbox whose session never began waits for its start to answer. */
-const START_SETTLE_MS = 5000;
-
-/** What `promise` resolved to, if it did within `ms`; undefined if it rejected or took longer. */
-function settledWithin<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms).unref()));
-  return Promise.race([promise.catch(() => undefined), late]).finally(() => clearTimeout(timer));
 }
 
 async function settleBoth<A, B>(first: Promise<A>, second: Promise<B>): Promise<[A, B]> {

@@ -50,8 +50,21 @@ export async function openSandbox(sandbox: Sandbox, signal: AbortSignal | undefi
   return { streams, helloArrived };
 }
 
-/** Ends what openSandbox opened, for a sandbox whose session never began (the clone failed): its streams, its phase. */
-export function closeOpened(opened: OpenedSandbox): void {
+/** How long the removal of a sandbox whose session never began waits for its start to answer. */
+const START_SETTLE_MS = 5000;
+
+/**
+ * Closes a sandbox opened early whose session never began (the clone failed), before its removal: once its start
+ * answered, so that the removal never meets a start in flight, and at most START_SETTLE_MS later, so that a start that
+ * never answers cannot hold the removal back. A session that ran closed it already (closing twice is nothing).
+ */
+export async function closeUnused(opening: Promise<OpenedSandbox>): Promise<void> {
+  const opened = await Promise.race([opening.catch(() => undefined), delay(START_SETTLE_MS).then(() => undefined)]);
+  if (opened) closeOpened(opened);
+}
+
+/** Ends what openSandbox opened: its streams, its `runner-boot` phase. */
+function closeOpened(opened: OpenedSandbox): void {
   opened.helloArrived();
   opened.streams.stdout.destroy();
   opened.streams.stderr.destroy();
