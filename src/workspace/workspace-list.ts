@@ -56,11 +56,12 @@ export async function listWorkspaces(root: string, hold: DeliveryHold, settled?:
   const dirs = children.filter((child) => child.isDirectory());
   const entries = await Promise.all(
     dirs.map(async (child): Promise<WorkspaceEntry | undefined> => {
-      const dir = path.join(root, child.name);
-      if (settled && settledWithin(workspacePaths(root, child.name), settled)) return undefined;
+      const workspace = workspacePaths(root, child.name);
+      const { dir } = workspace;
+      if (settled && settledWithin(workspace, settled)) return undefined;
       const record = await readOwnerFile(dir);
       if (!record) return undefined;
-      const [hasClone, delivery] = await Promise.all([exists(path.join(dir, 'repo')), hold(workspacePaths(root, child.name), record)]);
+      const [hasClone, delivery] = await Promise.all([exists(workspace.repoDir), hold(workspace, record)]);
       return {
         name: child.name,
         dir,
